@@ -1,0 +1,184 @@
+//! Stage 4: is this the file the pin describes?
+//!
+//! Two questions live here. For bytes on disk: does the file have the pinned size and
+//! sha256 ([`inspect`])? For bytes arriving over the network: do the first bytes look
+//! like a web page or a Git LFS pointer instead of a model ([`sniff`])? A downloaded
+//! file is only ever installed after [`crate::transfer`] has compared its streamed hash
+//! with the pin, so nothing here is on the download's hot path except the sniff.
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use camino::Utf8Path;
+use sha2::{Digest, Sha256};
+
+use crate::error::Class;
+use crate::manifest::Model;
+
+/// Large reads keep hashing at memory speed; 1 MiB is past the point of diminishing returns.
+pub const HASH_BUFFER: usize = 1 << 20;
+
+/// What a model's destination holds now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalState {
+    /// Size and sha256 match the pin.
+    Ok,
+    /// `--skip-checks`: a file is there; nothing about it was checked.
+    Unchecked,
+    Missing,
+    /// Something other than a regular file sits at the path (a directory, a device).
+    NotAFile,
+    WrongSize {
+        actual: u64,
+    },
+    WrongHash {
+        actual: String,
+    },
+    /// The file exists but could not be read.
+    Unreadable {
+        error: String,
+    },
+}
+
+impl LocalState {
+    pub fn is_present(&self) -> bool {
+        matches!(self, LocalState::Ok | LocalState::Unchecked)
+    }
+}
+
+/// Looks at a model's destination: presence only with `skip_checks`, else size then hash.
+pub fn inspect(model: &Model, dest: &Utf8Path, skip_checks: bool) -> LocalState {
+    let meta = match std::fs::metadata(dest) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return LocalState::Missing,
+        Err(err) => {
+            return LocalState::Unreadable {
+                error: err.to_string(),
+            };
+        }
+    };
+    if !meta.is_file() {
+        return LocalState::NotAFile;
+    }
+    if skip_checks {
+        return LocalState::Unchecked;
+    }
+    if meta.len() != model.size {
+        return LocalState::WrongSize { actual: meta.len() };
+    }
+    match hash_file(dest) {
+        Ok(actual) if actual == model.sha256 => LocalState::Ok,
+        Ok(actual) => LocalState::WrongHash { actual },
+        Err(err) => LocalState::Unreadable {
+            error: err.to_string(),
+        },
+    }
+}
+
+/// The sha256 of a whole file, as lowercase hex.
+pub fn hash_file(path: &Utf8Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; HASH_BUFFER];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// How many leading bytes [`sniff`] wants to see before it decides.
+pub const SNIFF_LEN: usize = 512;
+
+/// Recognises the two classic wrong answers from their first bytes: an HTML page (login,
+/// consent, quota or error page) and a Git LFS pointer. Model formats (pickle, zip,
+/// safetensors, MATLAB, numbers in text) never start like either.
+pub fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
+    if prefix.starts_with(b"version https://git-lfs.github.com/spec/") {
+        return Some(Class::LfsPointer);
+    }
+    let start = prefix
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(prefix.len());
+    let text = &prefix[start..];
+    if text.first() != Some(&b'<') {
+        return None;
+    }
+    let says_html = content_type.is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .trim_start()
+            .starts_with("text/html")
+    });
+    let lower: Vec<u8> = text.iter().take(64).map(u8::to_ascii_lowercase).collect();
+    const TAGS: &[&[u8]] = &[
+        b"<!doctype html",
+        b"<html",
+        b"<head",
+        b"<body",
+        b"<title",
+        b"<meta",
+        b"<script",
+        b"<!--",
+    ];
+    let looks_html = TAGS.iter().any(|tag| lower.starts_with(tag));
+    (looks_html || says_html).then_some(Class::HtmlPage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_finds_pages_and_pointers_but_not_models() {
+        assert_eq!(
+            sniff(b"\n  <!DOCTYPE html><html>", None),
+            Some(Class::HtmlPage)
+        );
+        assert_eq!(sniff(b"<HTML><body>quota", None), Some(Class::HtmlPage));
+        assert_eq!(
+            sniff(b"<div>", Some("text/html; charset=utf-8")),
+            Some(Class::HtmlPage)
+        );
+        assert_eq!(sniff(b"<div>", Some("application/octet-stream")), None);
+        let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n";
+        assert_eq!(sniff(pointer, None), Some(Class::LfsPointer));
+        assert_eq!(sniff(b"PK\x03\x04zip", Some("text/html")), None);
+        assert_eq!(sniff(b"\x80\x02}q\x00pickle", None), None);
+        assert_eq!(sniff(b"MATLAB 5.0 MAT-file", None), None);
+        assert_eq!(sniff(b"", None), None);
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_complete() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+    }
+
+    #[test]
+    fn hash_file_matches_the_known_digest_of_abc() {
+        let dir = std::env::temp_dir().join(format!("xtask-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = camino::Utf8PathBuf::try_from(dir.join("abc")).unwrap();
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            hash_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

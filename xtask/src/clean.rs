@@ -1,0 +1,166 @@
+//! `models clean`: remove partial downloads and files the manifest no longer lists.
+//!
+//! Only the checkpoints directory is walked, and symlinks are never followed: a link is
+//! reported and left alone, so nothing outside the directory can be touched. Every model
+//! the manifest lists (optional ones included) is kept unless `--all` asks for a clean
+//! slate, and so are `.gitignore` files, which keep downloads out of git.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::process::ExitCode;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::cli::Context;
+use crate::error::{self, UsageError};
+use crate::install::is_partial_name;
+use crate::progress::human_bytes;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    /// Remove the managed model files too.
+    pub all: bool,
+}
+
+/// Why a file is to be removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Partial,
+    Unlisted,
+    Managed,
+}
+
+impl Reason {
+    fn describe(self) -> &'static str {
+        match self {
+            Reason::Partial => "partial download",
+            Reason::Unlisted => "not in the manifest",
+            Reason::Managed => "model file (--all)",
+        }
+    }
+}
+
+pub fn run(cx: &Context, options: Options) -> Result<ExitCode, UsageError> {
+    let root = &cx.checkpoints;
+    refuse_unsafe_root(root)?;
+    if !root.is_dir() {
+        cx.say(&format!("nothing to clean: {root} does not exist"));
+        return Ok(error::exit_code(false));
+    }
+    let listed: HashSet<&str> = cx.manifest.models.iter().map(|m| m.path.as_str()).collect();
+    let mut found = Vec::new();
+    let mut skipped = Vec::new();
+    walk(root, root, &mut found, &mut skipped)
+        .map_err(|e| UsageError(format!("cannot read {root}: {e}")))?;
+
+    let verb = if options.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
+    for (rel, size) in found {
+        let reason = if is_partial_name(rel.as_str()) {
+            Reason::Partial
+        } else if listed.contains(rel.as_str()) {
+            if !options.all {
+                continue;
+            }
+            Reason::Managed
+        } else if rel.file_name() == Some(".gitignore") {
+            continue;
+        } else {
+            Reason::Unlisted
+        };
+        let path = root.join(&rel);
+        if !options.dry_run {
+            if let Err(e) = fs::remove_file(&path) {
+                cx.reporter
+                    .error(&format!("error: cannot remove {path}: {e}"));
+                failures += 1;
+                continue;
+            }
+            remove_empty_parents(root, &path);
+        }
+        count += 1;
+        bytes += size;
+        cx.say(&format!(
+            "{verb} {rel} ({}, {})",
+            human_bytes(size),
+            reason.describe()
+        ));
+    }
+    for rel in skipped {
+        cx.reporter.note(&format!(
+            "left alone {rel} (not a regular file, or a symlink)"
+        ));
+    }
+    let mut summary = format!("{verb} {count} file(s), {}", human_bytes(bytes));
+    if options.dry_run && count > 0 {
+        summary.push_str("; run without --dry-run to delete them");
+    }
+    cx.say(&summary);
+    Ok(error::exit_code(failures > 0))
+}
+
+/// A mistyped `--checkpoints-dir` must not turn `clean` into `rm -r` of a project or home.
+fn refuse_unsafe_root(root: &Utf8Path) -> Result<(), UsageError> {
+    let home = std::env::var("HOME").ok().map(Utf8PathBuf::from);
+    let canonical = root.canonicalize_utf8().unwrap_or_else(|_| root.to_owned());
+    let is_home = home
+        .as_deref()
+        .is_some_and(|h| h.canonicalize_utf8().ok().as_deref() == Some(&canonical));
+    let why = if canonical.parent().is_none() {
+        Some("it is the filesystem root")
+    } else if is_home {
+        Some("it is your home directory")
+    } else if canonical.join(".git").exists() || canonical.join("Cargo.toml").exists() {
+        Some("it looks like a project directory (it holds .git or Cargo.toml)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(UsageError(format!(
+            "refusing to clean {root}: {why}, not a checkpoints directory; check `--checkpoints-dir`"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Collects regular files (relative path, size) and everything else it will not touch.
+fn walk(
+    root: &Utf8Path,
+    dir: &Utf8Path,
+    files: &mut Vec<(Utf8PathBuf, u64)>,
+    skipped: &mut Vec<Utf8PathBuf>,
+) -> io::Result<()> {
+    let mut entries: Vec<_> = dir.read_dir_utf8()?.collect::<Result<_, _>>()?;
+    entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
+    for entry in entries {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap_or(path).to_owned();
+        // symlink_metadata: a link is judged as a link, never by what it points to.
+        let meta = fs::symlink_metadata(path)?;
+        if meta.is_dir() {
+            walk(root, path, files, skipped)?;
+        } else if meta.is_file() {
+            files.push((rel, meta.len()));
+        } else {
+            skipped.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Removes folders that removing `path` left empty, up to but not including `root`.
+fn remove_empty_parents(root: &Utf8Path, path: &Utf8Path) {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}

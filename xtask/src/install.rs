@@ -1,0 +1,113 @@
+//! Stage 5: put a checked file at its destination, atomically.
+//!
+//! Bytes are written to a temp file beside the destination (same directory, so the same
+//! filesystem) and only a file whose size and sha256 matched is fsynced and renamed over
+//! the destination. A crash at any moment leaves either the old destination or the new
+//! one, never a mix; the directory is fsynced too so the rename itself survives a crash.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::manifest::Model;
+
+/// Every temp file ends with this, so `clean` can tell a partial download from a stray file.
+pub const PARTIAL_SUFFIX: &str = ".part";
+
+/// Where a model's bytes collect while they download. The pin's hash is part of the name
+/// so that bytes for an old pin are never taken for bytes of the new one.
+pub fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
+    let file_name = dest.file_name().unwrap_or("download");
+    dest.with_file_name(format!(
+        "{file_name}.{}{PARTIAL_SUFFIX}",
+        &model.sha256[..12]
+    ))
+}
+
+pub fn is_partial_name(name: &str) -> bool {
+    name.ends_with(PARTIAL_SUFFIX)
+}
+
+/// Opens a fresh, empty temp file, creating the folders it needs.
+pub fn create_partial(path: &Utf8Path) -> io::Result<File> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+/// Makes a checked temp file the destination: fsync, rename over, fsync the folder.
+pub fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
+    file.sync_all()?;
+    if dest.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            format!("{dest} is a directory; move it away so the file can be installed"),
+        ));
+    }
+    fs::rename(partial, dest)?;
+    sync_parent(dest)
+}
+
+/// Persists a rename on filesystems that need the directory itself synced.
+fn sync_parent(path: &Utf8Path) -> io::Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let parent = if parent.as_str().is_empty() {
+        Utf8Path::new(".")
+    } else {
+        parent
+    };
+    match File::open(parent) {
+        // Some filesystems refuse fsync on a directory; the rename is done either way.
+        Ok(dir) => dir.sync_all().or_else(|_| Ok(())),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        Model {
+            name: "m".into(),
+            path: "a/m.bin".into(),
+            size: 1,
+            sha256: "0123456789abcdef".repeat(4),
+            urls: vec![],
+            group: None,
+            optional: false,
+        }
+    }
+
+    #[test]
+    fn the_partial_sits_beside_the_destination_and_names_the_pin() {
+        let p = partial_path(Utf8Path::new("/c/a/m.bin"), &model());
+        assert_eq!(p, "/c/a/m.bin.0123456789ab.part");
+        assert!(is_partial_name(p.file_name().unwrap()));
+    }
+
+    #[test]
+    fn install_replaces_the_destination_and_consumes_the_partial() {
+        let dir = Utf8PathBuf::try_from(std::env::temp_dir())
+            .unwrap()
+            .join(format!("xtask-install-{}", std::process::id()));
+        let dest = dir.join("sub/m.bin");
+        let partial = partial_path(&dest, &model());
+        let file = create_partial(&partial).unwrap();
+        std::fs::write(&partial, b"new").unwrap();
+        std::fs::write(&dest, b"old").unwrap();
+        install(&file, &partial, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        assert!(!partial.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

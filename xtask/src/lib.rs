@@ -1,0 +1,33 @@
+//! The engine behind `cargo xtask models`: provisions pinned model checkpoints.
+//!
+//! Data flows one way, one module per stage: [`manifest`] (read and check models.toml) →
+//! [`plan`] (select models, see what is on disk) → [`transfer`] (download with retries)
+//! → [`check`] (size, sha256, content sniffing) → [`install`] (fsync and atomic rename).
+//! The commands [`fetch`], [`verify`] and [`clean`] string the stages together, and
+//! [`error`] holds the one fault type whose class decides both the retry policy and the
+//! hint the user reads.
+//!
+//! Dependencies are kept few on purpose: each one is compiled by every fresh `cargo
+//! xtask`. A crate earns its place only by doing a job better than code we would write.
+
+pub mod attempt_log;
+pub mod check;
+pub mod clean;
+pub mod cli;
+pub mod error;
+pub mod fetch;
+pub mod install;
+pub mod manifest;
+pub mod plan;
+pub mod progress;
+pub mod transfer;
+pub mod verify;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// The workspace root, found from where this crate was built, so `cargo xtask` works
+/// from any subdirectory.
+pub fn project_root() -> Utf8PathBuf {
+    let dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().unwrap_or(dir).to_owned()
+}

@@ -1,0 +1,215 @@
+//! Stage 2: which models, where they go, and what each one needs.
+//!
+//! A plan is the selected models with their destinations and what is on disk there now.
+//! Building it touches no network; fetch then downloads exactly the models whose state
+//! is not present, after checking that they fit on the disk.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::check::{self, LocalState};
+use crate::error::UsageError;
+use crate::manifest::{Manifest, Model};
+use crate::progress::human_bytes;
+
+/// What the user asked for on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub models: Vec<String>,
+    pub groups: Vec<String>,
+    /// Every model, optional ones included.
+    pub all: bool,
+}
+
+/// Picks models in manifest order. Without names or groups: every non-optional model,
+/// or every model with `all`. Names and groups select exactly what they name.
+pub fn select<'m>(
+    manifest: &'m Manifest,
+    selection: &Selection,
+) -> Result<Vec<&'m Model>, UsageError> {
+    for name in &selection.models {
+        if manifest.find(name).is_none() {
+            let known: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
+            return Err(UsageError(format!(
+                "no model named {name:?} in the manifest; known models: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    for group in &selection.groups {
+        if !manifest
+            .models
+            .iter()
+            .any(|m| m.group.as_deref() == Some(group))
+        {
+            let mut known: Vec<&str> = manifest
+                .models
+                .iter()
+                .filter_map(|m| m.group.as_deref())
+                .collect();
+            known.sort_unstable();
+            known.dedup();
+            return Err(UsageError(format!(
+                "no group named {group:?} in the manifest; known groups: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    let explicit = !selection.models.is_empty() || !selection.groups.is_empty();
+    let picked = manifest.models.iter().filter(|m| {
+        if explicit {
+            selection.models.contains(&m.name)
+                || m.group
+                    .as_ref()
+                    .is_some_and(|g| selection.groups.contains(g))
+        } else {
+            selection.all || !m.optional
+        }
+    });
+    Ok(picked.collect())
+}
+
+/// One selected model, where it goes, and what is there now.
+pub struct Step<'m> {
+    pub model: &'m Model,
+    pub dest: Utf8PathBuf,
+    pub state: LocalState,
+}
+
+pub fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
+    checkpoints.join(&model.path)
+}
+
+/// Inspects every selected model's destination (hashing files that exist).
+pub fn survey<'m>(
+    models: &[&'m Model],
+    checkpoints: &Utf8Path,
+    skip_checks: bool,
+) -> Vec<Step<'m>> {
+    models
+        .iter()
+        .map(|&model| {
+            let dest = destination(checkpoints, model);
+            let state = check::inspect(model, &dest, skip_checks);
+            Step { model, dest, state }
+        })
+        .collect()
+}
+
+/// Refuses a download that cannot fit, before a byte is written.
+pub fn check_free_space(checkpoints: &Utf8Path, needed: u64) -> Result<(), String> {
+    if needed == 0 {
+        return Ok(());
+    }
+    let probe = nearest_existing(checkpoints);
+    let Ok(available) = fs4::available_space(probe.as_std_path()) else {
+        // Some filesystems cannot say; the download itself will report a full disk.
+        return Ok(());
+    };
+    if needed <= available {
+        return Ok(());
+    }
+    Err(format!(
+        "not enough free space for the download in {checkpoints}: needed {} ({needed} bytes), available {} ({available} bytes)\n  \
+         hint: free {} on that disk, or choose another disk with `--checkpoints-dir DIR`, or fetch fewer models with `--model NAME`",
+        human_bytes(needed),
+        human_bytes(available),
+        human_bytes(needed - available),
+    ))
+}
+
+/// The folder itself, or its closest ancestor that exists yet.
+fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Utf8Path::new("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let model = |name: &str, group: Option<&str>, optional: bool| Model {
+            name: name.into(),
+            path: format!("{name}.bin").into(),
+            size: 1,
+            sha256: "0".repeat(64),
+            urls: vec!["http://x/".into()],
+            group: group.map(Into::into),
+            optional,
+        };
+        Manifest {
+            models: vec![
+                model("a", Some("core"), false),
+                model("b", Some("core"), false),
+                model("c", Some("legacy"), true),
+                model("d", None, false),
+            ],
+        }
+    }
+
+    fn names(selection: Selection) -> Vec<String> {
+        let m = manifest();
+        select(&m, &selection)
+            .unwrap()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_default_selection_skips_optional_models() {
+        assert_eq!(names(Selection::default()), ["a", "b", "d"]);
+        assert_eq!(
+            names(Selection {
+                all: true,
+                ..Selection::default()
+            }),
+            ["a", "b", "c", "d"]
+        );
+    }
+
+    #[test]
+    fn names_and_groups_select_exactly_those_in_manifest_order() {
+        let s = Selection {
+            models: vec!["d".into()],
+            groups: vec!["legacy".into()],
+            all: false,
+        };
+        assert_eq!(names(s), ["c", "d"]);
+    }
+
+    #[test]
+    fn unknown_names_list_the_known_ones() {
+        let m = manifest();
+        let err = select(
+            &m,
+            &Selection {
+                models: vec!["zz".into()],
+                ..Selection::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.0.contains("known models: a, b, c, d"), "{err}");
+        let err = select(
+            &m,
+            &Selection {
+                groups: vec!["zz".into()],
+                ..Selection::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.0.contains("known groups: core, legacy"), "{err}");
+    }
+
+    #[test]
+    fn free_space_is_refused_with_both_numbers() {
+        let dir = Utf8PathBuf::try_from(std::env::temp_dir())
+            .unwrap()
+            .join("no/such/dir/yet");
+        assert!(check_free_space(&dir, 1).is_ok());
+        let err = check_free_space(&dir, u64::MAX).unwrap_err();
+        assert!(err.contains("needed") && err.contains("available"), "{err}");
+        assert!(err.contains(&u64::MAX.to_string()));
+    }
+}

@@ -1,0 +1,214 @@
+//! What the user sees while work happens.
+//!
+//! On a terminal each transfer gets a live bar (bytes, rate, ETA) on stderr. Elsewhere
+//! (CI logs, pipes) a bar would fill the log with control codes, so a transfer prints a
+//! plain line when it starts, when it ends and at most every [`LINE_INTERVAL`] between.
+//! `--quiet` keeps only errors; the caller prints the final summary itself.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often a plain-line transfer reports while it runs.
+pub const LINE_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Bars,
+    Lines,
+    Quiet,
+}
+
+pub struct Reporter {
+    mode: Mode,
+    bars: Option<MultiProgress>,
+}
+
+impl Reporter {
+    /// Bars on a terminal, plain lines elsewhere, errors only with `quiet`.
+    pub fn for_stderr(quiet: bool) -> Reporter {
+        let mode = match (quiet, std::io::stderr().is_terminal()) {
+            (true, _) => Mode::Quiet,
+            (false, true) => Mode::Bars,
+            (false, false) => Mode::Lines,
+        };
+        Reporter::new(mode)
+    }
+
+    pub fn new(mode: Mode) -> Reporter {
+        let bars = (mode == Mode::Bars)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter { mode, bars }
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.mode == Mode::Quiet
+    }
+
+    /// Routine news (a model already present, a file installed); hidden by `--quiet`.
+    pub fn note(&self, message: &str) {
+        if self.mode != Mode::Quiet {
+            self.println(message);
+        }
+    }
+
+    /// Something went wrong but work goes on (a retry); hidden by `--quiet`.
+    pub fn warn(&self, message: &str) {
+        if self.mode != Mode::Quiet {
+            self.println(&format!("warning: {message}"));
+        }
+    }
+
+    /// Always shown.
+    pub fn error(&self, message: &str) {
+        self.println(message);
+    }
+
+    fn println(&self, message: &str) {
+        match &self.bars {
+            // Printed above the bars, so live bars are never torn by a message.
+            Some(bars) => {
+                let _ = bars.println(message);
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{message}");
+            }
+        }
+    }
+
+    /// Starts reporting one file's transfer of `total` bytes.
+    pub fn transfer(&self, name: &str, total: u64) -> Transfer<'_> {
+        let bar = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(bar_style());
+            bar.set_message(name.to_owned());
+            bar
+        });
+        let now = Instant::now();
+        Transfer {
+            reporter: self,
+            name: name.to_owned(),
+            total,
+            done: 0,
+            bar,
+            started: now,
+            last_line: now,
+        }
+    }
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{msg:28!} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:>4}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+/// Progress of one file. Bytes are counted as they are written, in the same pass that
+/// hashes them.
+pub struct Transfer<'r> {
+    reporter: &'r Reporter,
+    name: String,
+    total: u64,
+    done: u64,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Transfer<'_> {
+    /// A new attempt starts over from `position` bytes.
+    pub fn restart(&mut self, position: u64, source: &str) {
+        self.done = position;
+        self.started = Instant::now();
+        self.last_line = self.started;
+        if let Some(bar) = &self.bar {
+            bar.reset();
+            bar.set_position(position);
+        } else if self.reporter.mode == Mode::Lines {
+            self.reporter.println(&format!(
+                "{}: downloading {} from {source}",
+                self.name,
+                human_bytes(self.total)
+            ));
+        }
+    }
+
+    pub fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+            return;
+        }
+        if self.reporter.mode == Mode::Lines && self.last_line.elapsed() >= LINE_INTERVAL {
+            self.last_line = Instant::now();
+            let percent = if self.total == 0 {
+                100
+            } else {
+                self.done * 100 / self.total
+            };
+            self.reporter.println(&format!(
+                "{}: {percent}% ({} of {}) at {}",
+                self.name,
+                human_bytes(self.done),
+                human_bytes(self.total),
+                rate(self.done, self.started.elapsed())
+            ));
+        }
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+}
+
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `1.5 GiB`, `312.0 KiB`, `12 B`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `45.2 MiB/s`.
+pub fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_picks_a_readable_unit() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(725_066_984), "691.5 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn rate_divides_by_elapsed_time() {
+        assert_eq!(rate(10 << 20, Duration::from_secs(2)), "5.0 MiB/s");
+    }
+}
