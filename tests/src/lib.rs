@@ -1,1 +1,238 @@
+//! Test harness for `cargo xtask models`: a loopback server with fault injection, a
+//! sandbox folder per test, and a runner for the real binary.
+//!
+//! Nothing here leaves the machine: every URL a test pins points at a [`Server`] on
+//! 127.0.0.1 that the test started, and the tool runs with every proxy variable removed
+//! so a developer's `HTTPS_PROXY` cannot capture loopback traffic.
 
+pub mod server;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub use server::{Reply, Request, Server};
+
+/// A run that takes longer than this is killed and fails its test instead of hanging CI.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+const PROXY_VARS: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+];
+
+/// Deterministic bytes that look like nothing in particular (no HTML, no LFS pointer).
+pub fn payload(len: usize, seed: u64) -> Arc<Vec<u8>> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    Arc::new(out)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    xtask::check::hex(&Sha256::digest(bytes))
+}
+
+/// One `[[model]]` entry for a test manifest.
+#[derive(Clone, Debug)]
+pub struct Pin {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub urls: Vec<String>,
+    pub group: Option<String>,
+    pub optional: bool,
+}
+
+impl Pin {
+    /// A pin that matches `data` exactly.
+    pub fn new(name: &str, path: &str, data: &[u8], urls: &[String]) -> Pin {
+        Pin {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            size: data.len() as u64,
+            sha256: sha256_hex(data),
+            urls: urls.to_vec(),
+            group: None,
+            optional: false,
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        let urls: Vec<String> = self.urls.iter().map(|u| format!("{u:?}")).collect();
+        let mut out = format!(
+            "[[model]]\nname = {:?}\npath = {:?}\nsize = {}\nsha256 = {:?}\nurls = [{}]\n",
+            self.name,
+            self.path,
+            self.size,
+            self.sha256,
+            urls.join(", ")
+        );
+        if let Some(group) = &self.group {
+            out.push_str(&format!("group = {group:?}\n"));
+        }
+        if self.optional {
+            out.push_str("optional = true\n");
+        }
+        out
+    }
+}
+
+/// What one run of the tool printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing everything the tool printed when it differs.
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Everything printed, for assertions that do not care about the stream.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// A private folder holding a manifest and a checkpoints directory; removed on drop.
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub manifest: PathBuf,
+    pub checkpoints: PathBuf,
+    tool: PathBuf,
+}
+
+impl Sandbox {
+    /// `tool` is the binary under test (`env!("CARGO_BIN_EXE_xtask-under-test")`).
+    pub fn new(tool: &str) -> Sandbox {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("xtask-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create sandbox");
+        Sandbox {
+            manifest: dir.join("models.toml"),
+            checkpoints: dir.join("checkpoints"),
+            dir,
+            tool: PathBuf::from(tool),
+        }
+    }
+
+    pub fn write_manifest(&self, pins: &[Pin]) {
+        let text: Vec<String> = pins.iter().map(Pin::to_toml).collect();
+        std::fs::write(&self.manifest, text.join("\n")).expect("write manifest");
+    }
+
+    /// Where a model path lands.
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.checkpoints.join(rel)
+    }
+
+    /// Runs `models <args>` against this sandbox's manifest and checkpoints directory.
+    pub fn models(&self, args: &[&str]) -> Run {
+        let mut full: Vec<String> = vec!["models".into()];
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        full.push("--manifest".into());
+        full.push(self.manifest.display().to_string());
+        full.push("--checkpoints-dir".into());
+        full.push(self.checkpoints.display().to_string());
+        self.run_raw(&full)
+    }
+
+    /// Runs the tool with exactly these arguments, from the sandbox folder.
+    pub fn run_raw(&self, args: &[String]) -> Run {
+        run_tool(&self.tool, args, &self.dir)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = make_writable(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Tests may make folders read-only; give write access back so they can be removed.
+fn make_writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        if meta.is_dir() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o755))?;
+            make_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run_tool(tool: &Path, args: &[String], cwd: &Path) -> Run {
+    let mut command = Command::new(tool);
+    command
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in PROXY_VARS {
+        command.env_remove(var);
+    }
+    let mut child = command.spawn().expect("start the tool");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the tool") {
+            break status;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the tool ran longer than {RUN_LIMIT:?}: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}

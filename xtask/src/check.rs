@@ -8,6 +8,8 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use camino::Utf8Path;
 use sha2::{Digest, Sha256};
@@ -92,6 +94,78 @@ pub fn hash_file(path: &Utf8Path) -> io::Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// Buffers in flight between a download and its [`BackgroundHasher`]: enough to keep
+/// both cores busy, small enough to keep memory flat (4 MiB) whatever the file size.
+const HASH_QUEUE: usize = 4;
+
+/// Hashes on a second core while the caller receives and writes, so a download costs
+/// about as much as the slower of the two instead of their sum. Buffers go round a
+/// fixed pool: the caller fills one, hands it over with [`hash`](Self::hash), and gets
+/// it back from [`buffer`](Self::buffer) once hashed, so nothing is copied or allocated
+/// per chunk.
+pub struct BackgroundHasher {
+    work: Option<SyncSender<(Vec<u8>, usize)>>,
+    free: Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<Sha256>>,
+}
+
+impl BackgroundHasher {
+    pub fn start() -> BackgroundHasher {
+        let (work, queue) = sync_channel::<(Vec<u8>, usize)>(HASH_QUEUE);
+        let (give_back, free) = sync_channel(HASH_QUEUE);
+        for _ in 0..HASH_QUEUE {
+            let _ = give_back.send(vec![0u8; HASH_BUFFER]);
+        }
+        let thread = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for (buf, len) in queue {
+                hasher.update(&buf[..len]);
+                // The caller may have stopped taking buffers; that is fine.
+                let _ = give_back.try_send(buf);
+            }
+            hasher
+        });
+        BackgroundHasher {
+            work: Some(work),
+            free,
+            thread: Some(thread),
+        }
+    }
+
+    /// An empty buffer of [`HASH_BUFFER`] bytes, once one is free.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.free.recv().unwrap_or_else(|_| vec![0u8; HASH_BUFFER])
+    }
+
+    /// Queues `buf[..len]` for hashing, in order.
+    pub fn hash(&self, buf: Vec<u8>, len: usize) {
+        if let Some(work) = &self.work {
+            let _ = work.send((buf, len));
+        }
+    }
+
+    /// Waits for the queue to drain and returns the digest as lowercase hex.
+    pub fn finish(mut self) -> String {
+        self.work = None;
+        let hasher = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        hex(&hasher.finalize())
+    }
+}
+
+impl Drop for BackgroundHasher {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread; join so no thread outlives the transfer.
+        self.work = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -162,6 +236,22 @@ mod tests {
         assert_eq!(sniff(b"\x80\x02}q\x00pickle", None), None);
         assert_eq!(sniff(b"MATLAB 5.0 MAT-file", None), None);
         assert_eq!(sniff(b"", None), None);
+    }
+
+    #[test]
+    fn the_background_hasher_matches_a_direct_hash_across_buffers() {
+        let data: Vec<u8> = (0..3 * HASH_BUFFER + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let hasher = BackgroundHasher::start();
+        for chunk in data.chunks(HASH_BUFFER - 7) {
+            let mut buf = hasher.buffer();
+            buf[..chunk.len()].copy_from_slice(chunk);
+            hasher.hash(buf, chunk.len());
+        }
+        assert_eq!(hasher.finish(), hex(&Sha256::digest(&data)));
+        // Dropped unfinished, it still ends its thread.
+        drop(BackgroundHasher::start());
     }
 
     #[test]

@@ -52,23 +52,19 @@ pub fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<(
         ));
     }
     fs::rename(partial, dest)?;
-    sync_parent(dest)
+    sync_parent(dest);
+    Ok(())
 }
 
-/// Persists a rename on filesystems that need the directory itself synced.
-fn sync_parent(path: &Utf8Path) -> io::Result<()> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
+/// Persists a rename on filesystems that need the directory itself synced. Some
+/// filesystems refuse fsync on a directory; the rename is done either way.
+fn sync_parent(path: &Utf8Path) {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_str().is_empty() => parent,
+        _ => Utf8Path::new("."),
     };
-    let parent = if parent.as_str().is_empty() {
-        Utf8Path::new(".")
-    } else {
-        parent
-    };
-    match File::open(parent) {
-        // Some filesystems refuse fsync on a directory; the rename is done either way.
-        Ok(dir) => dir.sync_all().or_else(|_| Ok(())),
-        Err(_) => Ok(()),
+    if let Ok(dir) = File::open(parent) {
+        let _ = dir.sync_all();
     }
 }
 

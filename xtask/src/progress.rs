@@ -145,11 +145,7 @@ impl Transfer<'_> {
         }
         if self.reporter.mode == Mode::Lines && self.last_line.elapsed() >= LINE_INTERVAL {
             self.last_line = Instant::now();
-            let percent = if self.total == 0 {
-                100
-            } else {
-                self.done * 100 / self.total
-            };
+            let percent = (self.done * 100).checked_div(self.total).unwrap_or(100);
             self.reporter.println(&format!(
                 "{}: {percent}% ({} of {}) at {}",
                 self.name,

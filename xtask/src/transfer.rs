@@ -15,10 +15,9 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use sha2::{Digest, Sha256};
 
 use crate::attempt_log::{Attempt, AttemptLog, redact_url};
-use crate::check::{self, SNIFF_LEN};
+use crate::check::{self, BackgroundHasher, SNIFF_LEN};
 use crate::error::{Class, Decision, Fault};
 use crate::install;
 use crate::manifest::Model;
@@ -28,8 +27,6 @@ use crate::progress::{Reporter, Transfer};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// ...and a server's `Retry-After` is honoured up to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-/// Reads of this size keep syscalls rare without holding much memory.
-const CHUNK: usize = 256 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -248,7 +245,7 @@ impl<'a> Downloader<'a> {
             install::create_partial(partial).map_err(|e| Fault::local(partial.as_str(), &e))?;
         let mut sink = Sink {
             file,
-            hasher: Sha256::new(),
+            hasher: BackgroundHasher::start(),
             written: 0,
             prefix: Vec::with_capacity(SNIFF_LEN),
             content_type,
@@ -319,7 +316,7 @@ fn open_file(path: &Utf8Path) -> Result<Source, Fault> {
 /// Where the bytes of one attempt go: temp file, hasher and progress, together.
 struct Sink<'s, 'p, 'r> {
     file: File,
-    hasher: Sha256,
+    hasher: BackgroundHasher,
     written: u64,
     prefix: Vec<u8>,
     content_type: Option<String>,
@@ -332,15 +329,20 @@ struct Sink<'s, 'p, 'r> {
 
 impl Sink<'_, '_, '_> {
     fn pump(&mut self, body: &mut dyn Read) -> Result<(), Fault> {
-        let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_fault(&e, self.written)),
-            };
-            self.accept(&buf[..n])?;
+            let mut buf = self.hasher.buffer();
+            let (n, error) = fill(body, &mut buf);
+            // Bytes that arrived before a fault are kept: they are as good as any.
+            if n > 0 {
+                self.accept(&buf[..n])?;
+                self.hasher.hash(buf, n);
+            }
+            if let Some(e) = error {
+                return Err(read_fault(&e, self.written));
+            }
+            if n == 0 {
+                break;
+            }
         }
         if self.prefix.len() < SNIFF_LEN {
             self.judge_prefix()?;
@@ -348,6 +350,7 @@ impl Sink<'_, '_, '_> {
         Ok(())
     }
 
+    /// Checks a chunk, then writes it and reports it; the caller hands it to the hasher.
     fn accept(&mut self, chunk: &[u8]) -> Result<(), Fault> {
         if self.prefix.len() < SNIFF_LEN {
             let take = chunk.len().min(SNIFF_LEN - self.prefix.len());
@@ -363,7 +366,6 @@ impl Sink<'_, '_, '_> {
                 format!("the body is larger than the pinned {size} bytes; stopped reading"),
             ));
         }
-        self.hasher.update(chunk);
         self.file
             .write_all(chunk)
             .map_err(|e| Fault::local(self.partial.as_str(), &e))?;
@@ -413,7 +415,7 @@ impl Sink<'_, '_, '_> {
                 format!("the body ended after {} of {size} bytes", self.written),
             ));
         }
-        let actual = check::hex(&self.hasher.finalize());
+        let actual = self.hasher.finish();
         if actual != self.model.sha256 {
             return Err(Fault::new(
                 Class::HashMismatch,
@@ -422,6 +424,21 @@ impl Sink<'_, '_, '_> {
         }
         Ok(self.file)
     }
+}
+
+/// Reads until `buf` is full, the body ends (a short count) or a read fails (the count
+/// so far and the error). Big hand-offs keep the hashing thread's overhead negligible.
+fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match body.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(read) => n += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
 }
 
 /// The text of `<title>` in the first bytes of a page, to tell the user which page it was.

@@ -1,0 +1,106 @@
+//! `models clean`: partial and unlisted files go, listed files and anything outside stay.
+
+use tests::{Pin, payload};
+
+use crate::sandbox;
+
+fn populated() -> tests::Sandbox {
+    let sb = sandbox();
+    let data = payload(100, 1);
+    sb.write_manifest(&[Pin::new(
+        "kept",
+        "sub/kept.bin",
+        &data,
+        &["http://127.0.0.1:9/x".to_owned()],
+    )]);
+    std::fs::create_dir_all(sb.file("sub")).unwrap();
+    std::fs::create_dir_all(sb.file("stray/dir")).unwrap();
+    std::fs::write(sb.file("sub/kept.bin"), &*data).unwrap();
+    std::fs::write(sb.file("sub/kept.bin.0123456789ab.part"), b"half").unwrap();
+    std::fs::write(sb.file("stray/dir/old.pth"), b"old model").unwrap();
+    std::fs::write(sb.file(".gitignore"), b"*\n").unwrap();
+    sb
+}
+
+#[test]
+fn dry_run_lists_and_removes_nothing() {
+    let sb = populated();
+    let run = sb.models(&["clean", "--dry-run"]);
+    run.expect(0);
+    assert!(
+        run.stdout
+            .contains("would remove stray/dir/old.pth (9 B, not in the manifest)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("would remove sub/kept.bin.0123456789ab.part (4 B, partial download)"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("kept.bin ("), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("would remove 2 file(s)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        sb.file("stray/dir/old.pth").exists() && sb.file("sub/kept.bin.0123456789ab.part").exists()
+    );
+}
+
+#[test]
+fn clean_removes_partials_and_unlisted_files_but_keeps_models_and_gitignore() {
+    let sb = populated();
+    let run = sb.models(&["clean"]);
+    run.expect(0);
+    assert!(run.stdout.contains("removed 2 file(s)"), "{}", run.stdout);
+    assert!(sb.file("sub/kept.bin").exists());
+    assert!(sb.file(".gitignore").exists());
+    assert!(!sb.file("sub/kept.bin.0123456789ab.part").exists());
+    assert!(!sb.file("stray").exists(), "emptied folders go too");
+}
+
+#[test]
+fn clean_all_removes_the_models_too() {
+    let sb = populated();
+    sb.models(&["clean", "--all"]).expect(0);
+    assert!(!sb.file("sub/kept.bin").exists());
+    assert!(sb.file(".gitignore").exists());
+}
+
+#[test]
+fn clean_never_follows_a_symlink_out_of_the_checkpoints_dir() {
+    let sb = populated();
+    let outside = sb.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("precious.bin"), b"mine").unwrap();
+    std::os::unix::fs::symlink(&outside, sb.file("link-to-outside")).unwrap();
+    std::os::unix::fs::symlink(outside.join("precious.bin"), sb.file("file-link")).unwrap();
+    let run = sb.models(&["clean", "--all"]);
+    run.expect(0);
+    assert_eq!(
+        std::fs::read(outside.join("precious.bin")).unwrap(),
+        b"mine"
+    );
+    assert!(
+        std::fs::symlink_metadata(sb.file("link-to-outside")).is_ok(),
+        "links are left alone"
+    );
+    assert!(
+        run.stderr.contains("left alone link-to-outside"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn clean_refuses_a_project_directory() {
+    let sb = populated();
+    std::fs::create_dir_all(sb.file(".git")).unwrap();
+    let run = sb.models(&["clean"]);
+    run.expect(2);
+    assert!(run.stderr.contains("refusing to clean"), "{}", run.stderr);
+    assert!(sb.file("stray/dir/old.pth").exists());
+}

@@ -1,0 +1,299 @@
+//! `models fetch` as a whole: selection, idempotence, the manual block, logs, output.
+
+use tests::{Pin, Reply, Server, payload, sha256_hex};
+
+use crate::{FAST, sandbox};
+
+#[test]
+fn a_second_fetch_downloads_nothing() {
+    let server = Server::start();
+    let (a, b) = (payload(70_000, 1), payload(90_000, 2));
+    server.script("/a", vec![Reply::Body(a.clone())]);
+    server.script("/b", vec![Reply::Body(b.clone())]);
+    let sb = sandbox();
+    sb.write_manifest(&[
+        Pin::new("a", "a.bin", &a, &[server.url("/a")]),
+        Pin::new("b", "nested/deeper/b.bin", &b, &[server.url("/b")]),
+    ]);
+    let first = sb.models(&["fetch"]);
+    first.expect(0);
+    assert!(first.stdout.contains("fetched 2"), "{}", first.stdout);
+    assert_eq!(std::fs::read(sb.file("nested/deeper/b.bin")).unwrap(), *b);
+    let second = sb.models(&["fetch"]);
+    second.expect(0);
+    assert_eq!(server.requests().len(), 2, "the second run made no request");
+    assert!(
+        second.stdout.contains("fetched 0") && second.stdout.contains("present 2"),
+        "{}",
+        second.stdout
+    );
+}
+
+#[test]
+fn a_hash_mismatch_on_every_url_prints_the_manual_block_and_installs_nothing() {
+    let server = Server::start();
+    let data = payload(50_000, 3);
+    let wrong = payload(50_000, 4);
+    server.script("/one", vec![Reply::Body(wrong.clone())]);
+    server.script("/two", vec![Reply::Body(wrong)]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new(
+        "m",
+        "w/m.bin",
+        &data,
+        &[server.url("/one"), server.url("/two")],
+    )]);
+    let run = sb.models(&["fetch"]);
+    run.expect(1);
+    let err = &run.stderr;
+    assert!(err.contains("error: could not fetch m (w/m.bin)"), "{err}");
+    assert!(err.contains(&format!("1. {}", server.url("/one"))), "{err}");
+    assert!(err.contains(&format!("2. {}", server.url("/two"))), "{err}");
+    assert!(
+        err.contains(&sb.file("w/m.bin").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("expected size:   50000 bytes"), "{err}");
+    assert!(
+        err.contains(&format!("expected sha256: {}", sha256_hex(&data))),
+        "{err}"
+    );
+    assert!(
+        err.contains("cargo xtask models verify --model m --manifest"),
+        "{err}"
+    );
+    assert!(!sb.file("w/m.bin").exists(), "nothing at the destination");
+    let leftovers: Vec<_> = std::fs::read_dir(sb.file("w")).unwrap().collect();
+    assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
+    assert!(run.stdout.contains("failed 1"), "{}", run.stdout);
+}
+
+#[test]
+fn one_failing_model_does_not_stop_the_others() {
+    let server = Server::start();
+    let good = payload(10_000, 5);
+    server.script("/good", vec![Reply::Body(good.clone())]);
+    let sb = sandbox();
+    sb.write_manifest(&[
+        Pin::new("bad", "bad.bin", &good, &[server.url("/missing")]),
+        Pin::new("good", "good.bin", &good, &[server.url("/good")]),
+    ]);
+    let run = sb.models(&["fetch"]);
+    run.expect(1);
+    assert!(sb.file("good.bin").exists());
+    assert!(
+        run.stdout.contains("fetched 1") && run.stdout.contains("failed 1"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_wrong_file_at_the_destination_is_replaced() {
+    let server = Server::start();
+    let data = payload(20_000, 6);
+    server.script("/f", vec![Reply::Body(data.clone())]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
+    std::fs::create_dir_all(&sb.checkpoints).unwrap();
+    std::fs::write(sb.file("m.bin"), b"stale bytes").unwrap();
+    sb.models(&["fetch"]).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+}
+
+#[test]
+fn selection_defaults_skip_optional_models_and_groups_select() {
+    let server = Server::start();
+    let data = payload(1000, 9);
+    for p in ["/core", "/extra", "/old"] {
+        server.script(p, vec![Reply::Body(data.clone())]);
+    }
+    let sb = sandbox();
+    let mut core = Pin::new("core", "core.bin", &data, &[server.url("/core")]);
+    core.group = Some("main".into());
+    let mut extra = Pin::new("extra", "extra.bin", &data, &[server.url("/extra")]);
+    extra.group = Some("main".into());
+    let mut old = Pin::new("old", "old.bin", &data, &[server.url("/old")]);
+    old.group = Some("legacy".into());
+    old.optional = true;
+    sb.write_manifest(&[core, extra, old]);
+    sb.models(&["fetch"]).expect(0);
+    assert!(sb.file("core.bin").exists() && sb.file("extra.bin").exists());
+    assert!(
+        !sb.file("old.bin").exists(),
+        "optional models wait for a selection"
+    );
+    sb.models(&["fetch", "--group", "legacy"]).expect(0);
+    assert!(sb.file("old.bin").exists());
+    sb.models(&["fetch", "--all"]).expect(0);
+    assert_eq!(server.requests().len(), 3);
+
+    let run = sb.models(&["fetch", "--model", "nope"]);
+    run.expect(2);
+    assert!(
+        run.stderr.contains("known models: core, extra, old"),
+        "{}",
+        run.stderr
+    );
+    let run = sb.models(&["fetch", "--all", "--model", "core"]);
+    run.expect(2);
+}
+
+#[test]
+fn the_log_file_records_every_attempt_without_credentials() {
+    let server = Server::start();
+    let data = payload(10_000, 10);
+    server.script("/f", vec![Reply::status(503), Reply::Body(data.clone())]);
+    let sb = sandbox();
+    let secret_url = server
+        .url("/f?token=hunter2")
+        .replace("http://", "http://user:pa55@");
+    server.script(
+        "/f?token=hunter2",
+        vec![Reply::status(503), Reply::Body(data.clone())],
+    );
+    sb.write_manifest(&[Pin::new(
+        "m",
+        "m.bin",
+        &data,
+        &[server.url("/404"), secret_url],
+    )]);
+    let log = sb.dir.join("logs/fetch.log");
+    let log_arg = log.display().to_string();
+    let mut args = vec!["fetch", "--log-file", &log_arg];
+    args.extend_from_slice(FAST);
+    sb.models(&args).expect(0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].contains("status=404") && lines[0].contains("class=not-found decision=next-url"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("attempt=1 status=503") && lines[1].contains("decision=retry"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("attempt=2 status=200 bytes=10000") && lines[2].contains("decision=done"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.len() > 24 && l.as_bytes()[10] == b'T'),
+        "timestamped: {text}"
+    );
+    assert!(
+        !text.contains("hunter2") && !text.contains("pa55"),
+        "{text}"
+    );
+}
+
+#[test]
+fn skip_checks_installs_mismatched_bytes_and_says_so_loudly() {
+    let server = Server::start();
+    let pinned = payload(1000, 11);
+    server.script("/f", vec![Reply::Body(payload(1500, 12))]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", &pinned, &[server.url("/f")])]);
+    let run = sb.models(&["fetch", "--skip-checks", "--quiet"]);
+    run.expect(0);
+    assert!(run.stderr.contains("NOT checked"), "{}", run.stderr);
+    assert!(run.stdout.contains("checks skipped"), "{}", run.stdout);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap().len(), 1500);
+    // Without --skip-checks the same file is wrong and verify says so.
+    sb.models(&["verify"]).expect(1);
+    sb.models(&["verify", "--skip-checks"]).expect(0);
+}
+
+#[test]
+fn a_download_that_cannot_fit_is_refused_before_any_request() {
+    let server = Server::start();
+    let sb = sandbox();
+    let mut pin = Pin::new("huge", "huge.bin", b"x", &[server.url("/huge")]);
+    pin.size = 1 << 60;
+    sb.write_manifest(&[pin]);
+    let run = sb.models(&["fetch"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("not enough free space"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("({} bytes)", 1u64 << 60)),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--checkpoints-dir"), "{}", run.stderr);
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn a_directory_at_the_destination_is_a_clear_local_error_and_is_kept() {
+    let server = Server::start();
+    let data = payload(1000, 13);
+    server.script("/a", vec![Reply::Body(data.clone())]);
+    server.script("/b", vec![Reply::Body(data.clone())]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new(
+        "m",
+        "m.bin",
+        &data,
+        &[server.url("/a"), server.url("/b")],
+    )]);
+    std::fs::create_dir_all(sb.file("m.bin")).unwrap();
+    std::fs::write(sb.file("m.bin/keep.txt"), b"mine").unwrap();
+    let run = sb.models(&["fetch"]);
+    run.expect(1);
+    assert!(run.stderr.contains("is a directory"), "{}", run.stderr);
+    assert_eq!(
+        server.hits("/b"),
+        0,
+        "a local fault is not retried on other URLs"
+    );
+    assert_eq!(std::fs::read(sb.file("m.bin/keep.txt")).unwrap(), b"mine");
+}
+
+#[test]
+fn progress_lines_appear_off_a_terminal_and_quiet_hides_them() {
+    let server = Server::start();
+    let data = payload(5000, 14);
+    server.script("/f", vec![Reply::Body(data.clone())]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
+    let run = sb.models(&["fetch"]);
+    run.expect(0);
+    assert!(
+        run.stderr
+            .contains(&format!("m: downloading 4.9 KiB from {}", server.url("/f"))),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("m: fetched 4.9 KiB"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\x1b'), "no terminal codes in a log");
+
+    std::fs::remove_file(sb.file("m.bin")).unwrap();
+    let run = sb.models(&["fetch", "--quiet"]);
+    run.expect(0);
+    assert_eq!(run.stderr, "");
+    assert!(
+        run.stdout.starts_with("fetched 1 (4.9 KiB in "),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn file_urls_are_a_source_like_any_other() {
+    let sb = sandbox();
+    let data = payload(40_000, 15);
+    let source = sb.dir.join("source dir/m.bin");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    std::fs::write(&source, &*data).unwrap();
+    let url = format!("file://{}", source.display()).replace(' ', "%20");
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[url])]);
+    sb.models(&["fetch"]).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+}

@@ -1,0 +1,18 @@
+//! End-to-end tests: the real binary against a loopback server this process starts.
+//!
+//! Each test states in its name the promise it guards.
+
+mod clean;
+mod faults;
+mod fetch;
+mod manifest;
+mod verify;
+
+use tests::Sandbox;
+
+pub fn sandbox() -> Sandbox {
+    Sandbox::new(env!("CARGO_BIN_EXE_xtask-under-test"))
+}
+
+/// Retries in tests wait a millisecond, not half a second: nothing here tests backoff length.
+pub const FAST: &[&str] = &["--backoff-ms", "1"];
