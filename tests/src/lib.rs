@@ -21,7 +21,10 @@ pub use server::{Reply, Request, Server};
 /// A run that takes longer than this is killed and fails its test instead of hanging CI.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-const PROXY_VARS: &[&str] = &[
+/// Variables that would make a run depend on the developer's machine.
+const HOST_VARS: &[&str] = &[
+    "XTASK_MODELS_MIRRORS",
+    "XTASK_MODELS_OFFLINE",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",
@@ -127,7 +130,10 @@ pub struct Sandbox {
     pub dir: PathBuf,
     pub manifest: PathBuf,
     pub checkpoints: PathBuf,
+    /// The shared cache this sandbox uses (never the developer's own).
+    pub cache: PathBuf,
     tool: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -138,11 +144,15 @@ impl Sandbox {
         let dir = std::env::temp_dir().join(format!("xtask-e2e-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create sandbox");
+        let cache = dir.join("cache");
+        let env = vec![("XTASK_MODELS_CACHE_DIR".to_owned(), cache.display().to_string())];
         Sandbox {
             manifest: dir.join("models.toml"),
             checkpoints: dir.join("checkpoints"),
+            cache,
             dir,
             tool: PathBuf::from(tool),
+            env,
         }
     }
 
@@ -169,7 +179,37 @@ impl Sandbox {
 
     /// Runs the tool with exactly these arguments, from the sandbox folder.
     pub fn run_raw(&self, args: &[String]) -> Run {
-        run_tool(&self.tool, args, &self.dir)
+        run_tool(&self.tool, args, &self.dir, &self.env)
+    }
+
+    /// Sets an environment variable for every later run.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Another checkout sharing this sandbox's cache (its own manifest and checkpoints).
+    pub fn sibling(&self) -> Sandbox {
+        let mut other = Sandbox::new(self.tool.to_str().unwrap_or_default());
+        other.env = self.env.clone();
+        other
+    }
+
+    /// Every file below the sandbox whose name says it is a partial download.
+    pub fn partials(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.to_string_lossy().contains(".part") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir, &mut out);
+        out
     }
 }
 
@@ -194,7 +234,7 @@ fn make_writable(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn run_tool(tool: &Path, args: &[String], cwd: &Path) -> Run {
+pub fn run_tool(tool: &Path, args: &[String], cwd: &Path, env: &[(String, String)]) -> Run {
     let mut command = Command::new(tool);
     command
         .args(args)
@@ -202,8 +242,11 @@ pub fn run_tool(tool: &Path, args: &[String], cwd: &Path) -> Run {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for var in PROXY_VARS {
+    for var in HOST_VARS {
         command.env_remove(var);
+    }
+    for (name, value) in env {
+        command.env(name, value);
     }
     let mut child = command.spawn().expect("start the tool");
     let mut stdout = child.stdout.take().expect("stdout");

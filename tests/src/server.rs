@@ -13,11 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How a path answers one request.
+/// How a path answers one request. Replies that carry a file honour `Range: bytes=N-`
+/// (206 with Content-Range) and send an ETag made from the bytes; an `If-Range` that
+/// does not match it gets the whole file, as RFC 9110 says.
 #[derive(Clone, Debug)]
 pub enum Reply {
-    /// 200 with the whole body and its Content-Length.
+    /// 200 with the whole body and its Content-Length (206 and the rest for a range).
     Body(Arc<Vec<u8>>),
+    /// Like `Body`, but ranges are ignored: always 200 and the whole file.
+    IgnoresRange(Arc<Vec<u8>>),
+    /// Answers any range with 206 and a Content-Range that starts at 0.
+    WrongRange(Arc<Vec<u8>>),
     /// 200 with no Content-Length: the body ends when the connection closes.
     Unsized(Arc<Vec<u8>>),
     /// 200 with these bytes, served as `text/html`.
@@ -62,7 +68,10 @@ impl Reply {
 pub struct Request {
     pub path: String,
     pub range: Option<String>,
+    pub if_range: Option<String>,
     pub at: Instant,
+    /// Body bytes sent in answer (known once the answer is done).
+    pub body_bytes: u64,
 }
 
 #[derive(Default)]
@@ -70,6 +79,9 @@ struct State {
     scripts: HashMap<String, Vec<Reply>>,
     served: HashMap<String, usize>,
     log: Vec<Request>,
+    latency: Duration,
+    active: usize,
+    most_active: usize,
 }
 
 pub struct Server {
@@ -122,6 +134,21 @@ impl Server {
     pub fn hits(&self, path: &str) -> usize {
         self.requests().iter().filter(|r| r.path == path).count()
     }
+
+    /// Body bytes sent for `path`, over all requests.
+    pub fn bytes_sent(&self, path: &str) -> u64 {
+        self.requests().iter().filter(|r| r.path == path).map(|r| r.body_bytes).sum()
+    }
+
+    /// Waits this long before answering each request (a slow or distant server).
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
+    }
+
+    /// The most requests that were being answered at the same moment.
+    pub fn most_concurrent(&self) -> usize {
+        self.state.lock().unwrap().most_active
+    }
 }
 
 impl Drop for Server {
@@ -133,44 +160,86 @@ impl Drop for Server {
 }
 
 fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    let Some((path, range)) = read_request(&stream) else {
-        return;
-    };
-    let reply = {
+    let Some(request) = read_request(&stream) else { return };
+    let (reply, index, latency) = {
         let mut state = state.lock().unwrap();
-        state.log.push(Request {
-            path: path.clone(),
-            range,
-            at: Instant::now(),
-        });
+        state.active += 1;
+        state.most_active = state.most_active.max(state.active);
+        let path = request.path.clone();
+        state.log.push(request.clone());
         let n = *state.served.get(&path).unwrap_or(&0);
         state.served.insert(path.clone(), n + 1);
-        match state.scripts.get(&path) {
+        let reply = match state.scripts.get(&path) {
             Some(replies) => replies[n.min(replies.len() - 1)].clone(),
             None => Reply::status(404),
-        }
+        };
+        (reply, state.log.len() - 1, state.latency)
     };
-    let _ = answer(&mut stream, reply, stop);
+    if !latency.is_zero() {
+        thread::sleep(latency);
+    }
+    let mut counter = Counting { inner: &mut stream, body: 0 };
+    let _ = answer(&mut counter, &request, reply, stop);
+    let sent = counter.body;
+    let mut state = state.lock().unwrap();
+    state.active -= 1;
+    state.log[index].body_bytes = sent;
 }
 
-fn read_request(stream: &TcpStream) -> Option<(String, Option<String>)> {
+fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let path = line.split_whitespace().nth(1)?.to_owned();
-    let mut range = None;
+    let (mut range, mut if_range) = (None, None);
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
             break;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("range")
-        {
-            range = Some(value.trim().to_owned());
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("range") {
+                range = Some(value.trim().to_owned());
+            } else if name.eq_ignore_ascii_case("if-range") {
+                if_range = Some(value.trim().to_owned());
+            }
         }
     }
-    Some((path, range))
+    Some(Request { path, range, if_range, at: Instant::now(), body_bytes: 0 })
+}
+
+/// Counts the body bytes written after the head, for the request log.
+struct Counting<'a> {
+    inner: &'a mut TcpStream,
+    body: u64,
+}
+
+impl Counting<'_> {
+    fn head(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(bytes)
+    }
+
+    fn body(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(bytes)?;
+        self.body += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// The ETag a file's bytes get: a quoted prefix of their sha256.
+pub fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", &crate::sha256_hex(bytes)[..16])
+}
+
+/// The first byte to send: the range's start when the request has a usable range.
+fn range_start(request: &Request, body: &[u8]) -> Option<usize> {
+    let start: usize = request.range.as_deref()?.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()?;
+    if let Some(if_range) = &request.if_range
+        && *if_range != etag_of(body)
+    {
+        return None;
+    }
+    Some(start)
 }
 
 fn head(code: u16, headers: &[(&str, String)]) -> Vec<u8> {
@@ -194,78 +263,92 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-fn answer(stream: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
+/// Sends the head of a file reply (200, or 206 for a range) and returns the offset the
+/// body starts at, or `None` after answering 416 for a range past the end.
+fn file_head(out: &mut Counting<'_>, request: &Request, body: &[u8]) -> std::io::Result<Option<usize>> {
+    let etag = etag_of(body);
     let octets = "application/octet-stream".to_owned();
-    match reply {
-        Reply::Body(body) => {
+    match range_start(request, body) {
+        Some(start) if start >= body.len() => {
+            let range = format!("bytes */{}", body.len());
+            out.head(&head(416, &[("Content-Range", range), ("Content-Length", "0".into())]))?;
+            Ok(None)
+        }
+        Some(start) => {
+            let range = format!("bytes {start}-{}/{}", body.len() - 1, body.len());
+            let len = (body.len() - start).to_string();
+            out.head(&head(
+                206,
+                &[("Content-Type", octets), ("Content-Length", len), ("Content-Range", range), ("ETag", etag)],
+            ))?;
+            Ok(Some(start))
+        }
+        None => {
             let len = body.len().to_string();
-            stream.write_all(&head(
-                200,
-                &[("Content-Type", octets), ("Content-Length", len)],
-            ))?;
-            stream.write_all(&body)?;
-        }
-        Reply::Unsized(body) => {
-            stream.write_all(&head(200, &[("Content-Type", octets)]))?;
-            stream.write_all(&body)?;
-        }
-        Reply::Html(page) => {
-            let len = page.len().to_string();
-            let ct = "text/html; charset=utf-8".to_owned();
-            stream.write_all(&head(200, &[("Content-Type", ct), ("Content-Length", len)]))?;
-            stream.write_all(page.as_bytes())?;
-        }
-        Reply::Status {
-            code,
-            headers,
-            body,
-        } => {
-            let mut all: Vec<(&str, String)> = headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.clone()))
-                .collect();
-            all.push(("Content-Length", body.len().to_string()));
-            stream.write_all(&head(code, &all))?;
-            stream.write_all(body.as_bytes())?;
-        }
-        Reply::Redirect(location) => {
-            stream.write_all(&head(
-                302,
-                &[("Location", location), ("Content-Length", "0".into())],
-            ))?;
-        }
-        Reply::Truncate { body, after } => {
-            let len = body.len().to_string();
-            stream.write_all(&head(
-                200,
-                &[("Content-Type", octets), ("Content-Length", len)],
-            ))?;
-            stream.write_all(&body[..after])?;
-            stream.flush()?;
-            stream.shutdown(Shutdown::Both)?;
-        }
-        Reply::Reset { body, after } => {
-            let len = body.len().to_string();
-            stream.write_all(&head(
-                200,
-                &[("Content-Type", octets), ("Content-Length", len)],
-            ))?;
-            stream.write_all(&body[..after])?;
-            stream.flush()?;
-            reset_on_close(stream);
-        }
-        Reply::Stall { body, after } => {
-            let len = body.len().to_string();
-            stream.write_all(&head(
-                200,
-                &[("Content-Type", octets), ("Content-Length", len)],
-            ))?;
-            stream.write_all(&body[..after])?;
-            stream.flush()?;
-            hold_until_client_leaves(stream, stop);
+            out.head(&head(200, &[("Content-Type", octets), ("Content-Length", len), ("ETag", etag)]))?;
+            Ok(Some(0))
         }
     }
-    stream.flush()
+}
+
+fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
+    match reply {
+        Reply::Body(body) => {
+            if let Some(start) = file_head(out, request, &body)? {
+                out.body(&body[start..])?;
+            }
+        }
+        Reply::IgnoresRange(body) => {
+            let len = body.len().to_string();
+            out.head(&head(200, &[("Content-Length", len)]))?;
+            out.body(&body)?;
+        }
+        Reply::WrongRange(body) => {
+            let range = format!("bytes 0-{}/{}", body.len() - 1, body.len());
+            out.head(&head(206, &[("Content-Length", body.len().to_string()), ("Content-Range", range)]))?;
+            out.body(&body)?;
+        }
+        Reply::Unsized(body) => {
+            out.head(&head(200, &[("Content-Type", "application/octet-stream".into())]))?;
+            out.body(&body)?;
+        }
+        Reply::Html(page) => {
+            let ct = "text/html; charset=utf-8".to_owned();
+            out.head(&head(200, &[("Content-Type", ct), ("Content-Length", page.len().to_string())]))?;
+            out.body(page.as_bytes())?;
+        }
+        Reply::Status { code, headers, body } => {
+            let mut all: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+            all.push(("Content-Length", body.len().to_string()));
+            out.head(&head(code, &all))?;
+            out.body(body.as_bytes())?;
+        }
+        Reply::Redirect(location) => {
+            out.head(&head(302, &[("Location", location), ("Content-Length", "0".into())]))?;
+        }
+        Reply::Truncate { body, after } => {
+            if let Some(start) = file_head(out, request, &body)? {
+                out.body(&body[start..(start + after).min(body.len())])?;
+                out.inner.flush()?;
+                out.inner.shutdown(Shutdown::Both)?;
+            }
+        }
+        Reply::Reset { body, after } => {
+            if let Some(start) = file_head(out, request, &body)? {
+                out.body(&body[start..(start + after).min(body.len())])?;
+                out.inner.flush()?;
+                reset_on_close(out.inner);
+            }
+        }
+        Reply::Stall { body, after } => {
+            if let Some(start) = file_head(out, request, &body)? {
+                out.body(&body[start..(start + after).min(body.len())])?;
+                out.inner.flush()?;
+                hold_until_client_leaves(out.inner, stop);
+            }
+        }
+    }
+    out.inner.flush()
 }
 
 /// A zero linger time turns the close into a TCP reset (RST) instead of a clean FIN.

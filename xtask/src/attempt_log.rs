@@ -22,6 +22,8 @@ pub struct Attempt<'a> {
     pub attempt: u32,
     pub status: Option<u16>,
     pub bytes: u64,
+    /// Where the attempt resumed in the file; 0 for a fresh start.
+    pub resumed_from: u64,
     pub duration: Duration,
     /// `None` when the attempt succeeded.
     pub class: Option<&'a str>,
@@ -42,11 +44,12 @@ impl AttemptLog {
     pub fn record(&self, a: &Attempt<'_>) {
         let status = a.status.map_or_else(|| "-".to_owned(), |s| s.to_string());
         let line = format!(
-            "{} model={} url={} attempt={} status={status} bytes={} duration={:.3}s class={} decision={}\n",
+            "{} model={} url={} attempt={} status={status} resumed_from={} bytes={} duration={:.3}s class={} decision={}\n",
             utc_timestamp(SystemTime::now()),
             a.model,
             redact_url(a.url),
             a.attempt,
+            a.resumed_from,
             a.bytes,
             a.duration.as_secs_f64(),
             a.class.unwrap_or("ok"),
@@ -195,6 +198,7 @@ mod tests {
                 attempt,
                 status: Some(503),
                 bytes: 10,
+                resumed_from: 0,
                 duration: Duration::from_millis(1500),
                 class: Some("server-error"),
                 decision: "retry",
@@ -202,7 +206,7 @@ mod tests {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
-        assert!(text.contains("model=m url=https://***@h/f?token=*** attempt=2 status=503 bytes=10 duration=1.500s class=server-error decision=retry"), "{text}");
+        assert!(text.contains("model=m url=https://***@h/f?token=*** attempt=2 status=503 resumed_from=0 bytes=10 duration=1.500s class=server-error decision=retry"), "{text}");
         assert!(!text.contains("u:p"));
         std::fs::remove_file(&path).unwrap();
     }

@@ -3,7 +3,9 @@
 //! Only the checkpoints directory is walked, and symlinks are never followed: a link is
 //! reported and left alone, so nothing outside the directory can be touched. Every model
 //! the manifest lists (optional ones included) is kept unless `--all` asks for a clean
-//! slate, and so are `.gitignore` files, which keep downloads out of git.
+//! slate, and so are `.gitignore` files, which keep downloads out of git. Clean holds the
+//! folder's lock exclusively, so it never deletes a file a running fetch is writing.
+//! `--cache` also prunes the shared cache of entries this manifest does not pin.
 
 use std::collections::HashSet;
 use std::fs;
@@ -12,16 +14,20 @@ use std::process::ExitCode;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::cache::Cache;
 use crate::cli::Context;
 use crate::error::{self, UsageError};
+use crate::lock::{self, LOCK_DIR, Mode};
 use crate::install::is_partial_name;
 use crate::progress::human_bytes;
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     pub dry_run: bool,
     /// Remove the managed model files too.
     pub all: bool,
+    /// Also prune this cache of entries the manifest does not pin, and of partials.
+    pub cache: Option<Cache>,
 }
 
 /// Why a file is to be removed.
@@ -42,13 +48,29 @@ impl Reason {
     }
 }
 
-pub fn run(cx: &Context, options: Options) -> Result<ExitCode, UsageError> {
+pub fn run(cx: &Context, options: &Options) -> anyhow::Result<ExitCode> {
+    let mut failures = 0;
+    if let Some(cache) = &options.cache {
+        failures += prune_cache(cx, cache, options.dry_run)?;
+    }
+    failures += clean_checkpoints(cx, options)?;
+    Ok(error::exit_code(failures > 0))
+}
+
+fn clean_checkpoints(cx: &Context, options: &Options) -> anyhow::Result<usize> {
     let root = &cx.checkpoints;
     refuse_unsafe_root(root)?;
     if !root.is_dir() {
         cx.say(&format!("nothing to clean: {root} does not exist"));
-        return Ok(error::exit_code(false));
+        return Ok(0);
     }
+    // Exclusive: no fetch or verify is using the folder while files go.
+    let (_folder, _) = lock::acquire(
+        &lock::folder_lock(root),
+        Mode::Exclusive,
+        &cx.reporter,
+        &format!("waiting for other fetch or verify processes using {root} to finish"),
+    )?;
     let listed: HashSet<&str> = cx.manifest.models.iter().map(|m| m.path.as_str()).collect();
     let mut found = Vec::new();
     let mut skipped = Vec::new();
@@ -62,6 +84,9 @@ pub fn run(cx: &Context, options: Options) -> Result<ExitCode, UsageError> {
     };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
     for (rel, size) in found {
+        if rel.starts_with(LOCK_DIR) {
+            continue;
+        }
         let reason = if is_partial_name(rel.as_str()) {
             Reason::Partial
         } else if listed.contains(rel.as_str()) {
@@ -102,7 +127,52 @@ pub fn run(cx: &Context, options: Options) -> Result<ExitCode, UsageError> {
         summary.push_str("; run without --dry-run to delete them");
     }
     cx.say(&summary);
-    Ok(error::exit_code(failures > 0))
+    Ok(failures)
+}
+
+/// Removes cache entries this manifest does not pin, and partial downloads, listing sizes.
+fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> anyhow::Result<usize> {
+    if !cache.root.is_dir() {
+        cx.say(&format!("nothing to prune: the cache {} does not exist", cache.root));
+        return Ok(0);
+    }
+    let (_folder, _) = lock::acquire(
+        &lock::folder_lock(&cache.root),
+        Mode::Exclusive,
+        &cx.reporter,
+        &format!("waiting for fetches using the cache {} to finish", cache.root),
+    )?;
+    let pinned: HashSet<&str> = cx.manifest.models.iter().map(|m| m.sha256.as_str()).collect();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
+    for (hex, size) in cache.entries()? {
+        if pinned.contains(hex.as_str()) {
+            continue;
+        }
+        if !dry_run {
+            cache.remove(&hex);
+            if cache.entry(&hex).exists() {
+                cx.reporter.error(&format!("error: cannot remove {}", cache.entry(&hex)));
+                failures += 1;
+                continue;
+            }
+        }
+        count += 1;
+        bytes += size;
+        cx.say(&format!("{verb} cache entry {hex} ({}, not pinned here)", human_bytes(size)));
+    }
+    for (path, size) in cache.partials()? {
+        if !dry_run && let Err(e) = fs::remove_file(&path) {
+            cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
+            failures += 1;
+            continue;
+        }
+        count += 1;
+        bytes += size;
+        cx.say(&format!("{verb} {path} ({}, partial download)", human_bytes(size)));
+    }
+    cx.say(&format!("{verb} {count} cache file(s), {}", human_bytes(bytes)));
+    Ok(failures)
 }
 
 /// A mistyped `--checkpoints-dir` must not turn `clean` into `rm -r` of a project or home.

@@ -16,7 +16,8 @@ use crate::manifest::{Manifest, ManifestError};
 use crate::plan::Selection;
 use crate::progress::Reporter;
 use crate::transfer::Settings;
-use crate::{clean, fetch, project_root, verify};
+use crate::cache::Cache;
+use crate::{clean, fetch, mirror, plan, project_root, verify};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +46,8 @@ Examples:
   cargo xtask models fetch --group gfpgan        # one group
   cargo xtask models fetch --model sadtalker-256 --timeout 120
   cargo xtask models fetch --all --log-file fetch.log
+  cargo xtask models fetch --jobs 8 --mirror https://models.internal/
+  cargo xtask models fetch --offline             # cache and local mirrors only
 
 Exit codes: 0 all present, 1 some model could not be fetched, 2 usage or manifest error.";
 
@@ -61,8 +64,17 @@ Examples:
   cargo xtask models clean --dry-run             # list what would go
   cargo xtask models clean                       # remove partial and unlisted files
   cargo xtask models clean --all                 # remove the model files as well
+  cargo xtask models clean --cache --dry-run     # list cache entries not pinned here
 
 Exit codes: 0 done, 1 some file could not be removed, 2 usage or manifest error.";
+
+const MIRROR_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models mirror /srv/models-mirror           # export the default set
+  cargo xtask models mirror /mnt/ci-cache --all
+  cargo xtask models fetch --mirror /mnt/ci-cache        # later jobs read it first
+
+Exit codes: 0 all exported, 1 some model was not present and verified, 2 usage error.";
 
 #[derive(Subcommand, Debug)]
 enum ModelsCommand {
@@ -84,6 +96,10 @@ enum ModelsCommand {
         #[arg(long)]
         skip_checks: bool,
         #[command(flatten)]
+        jobs: JobsArgs,
+        #[command(flatten)]
+        sources: SourceArgs,
+        #[command(flatten)]
         common: CommonArgs,
     },
     /// Hash every selected model and report ok, missing, wrong size or wrong hash.
@@ -94,6 +110,8 @@ enum ModelsCommand {
         /// Check presence only.
         #[arg(long)]
         skip_checks: bool,
+        #[command(flatten)]
+        jobs: JobsArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -106,9 +124,56 @@ enum ModelsCommand {
         /// Also remove the model files the manifest lists.
         #[arg(long)]
         all: bool,
+        /// Also prune the shared cache of entries this manifest does not pin.
+        #[arg(long)]
+        cache: bool,
+        /// The cache to prune [default: $XTASK_MODELS_CACHE_DIR, else ~/.cache/xtask-models].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<Utf8PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Export verified models into DIR/sha256/<hex>, the layout `--mirror` reads.
+    #[command(after_help = MIRROR_EXAMPLES)]
+    Mirror {
+        /// The mirror directory to fill.
+        dir: Utf8PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        jobs: JobsArgs,
+        /// Take files from this cache too [default: as for fetch].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<Utf8PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct JobsArgs {
+    /// How many files to work on at once (1: one after another).
+    #[arg(long, short, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+}
+
+#[derive(Args, Debug)]
+struct SourceArgs {
+    /// The shared download cache [default: $XTASK_MODELS_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/xtask-models, else ~/.cache/xtask-models].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<Utf8PathBuf>,
+    /// Download straight into the checkpoints directory, without the shared cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Try this mirror first (repeatable): an http(s):// or file:// URL or a directory
+    /// holding sha256/<hex> files. Also read from $XTASK_MODELS_MIRRORS (space-separated).
+    #[arg(long, value_name = "URL")]
+    mirror: Vec<String>,
+    /// Make no network request: use only the cache, file:// URLs and directory mirrors.
+    /// Also set by XTASK_MODELS_OFFLINE=1.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(Args, Debug)]
@@ -261,13 +326,15 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let Task::Models { command } = cli.task;
-    let code = match command {
+    match command {
         ModelsCommand::Fetch {
             select,
             timeout,
             retries,
             backoff_ms,
             skip_checks,
+            jobs,
+            sources,
             common,
         } => {
             let cx = Context::new(&common)?;
@@ -278,26 +345,62 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 skip_checks,
                 ..Settings::default()
             };
-            fetch::run(&cx, &select.into(), settings)?
+            let mut mirrors = sources.mirror;
+            mirrors.extend(env_list(MIRRORS_ENV));
+            for mirror in &mirrors {
+                plan::check_mirror(mirror)?;
+            }
+            // Unchecked bytes must never enter a store named by their pinned hash.
+            let cache = if sources.no_cache || skip_checks {
+                None
+            } else {
+                cache_at(sources.cache_dir, &cx.reporter)
+            };
+            let offline = sources.offline || env_flag(OFFLINE_ENV);
+            let options = fetch::Options { settings, jobs: jobs.jobs.into(), cache, mirrors, offline };
+            fetch::run(&cx, &select.into(), options)
         }
-        ModelsCommand::Verify {
-            select,
-            skip_checks,
-            common,
-        } => {
+        ModelsCommand::Verify { select, skip_checks, jobs, common } => {
             let cx = Context::new(&common)?;
-            verify::run(&cx, &select.into(), skip_checks)?
+            verify::run(&cx, &select.into(), skip_checks, jobs.jobs.into())
         }
-        ModelsCommand::Clean {
-            dry_run,
-            all,
-            common,
-        } => {
+        ModelsCommand::Clean { dry_run, all, cache, cache_dir, common } => {
             let cx = Context::new(&common)?;
-            clean::run(&cx, clean::Options { dry_run, all })?
+            let cache = if cache { cache_at(cache_dir, &cx.reporter) } else { None };
+            clean::run(&cx, &clean::Options { dry_run, all, cache })
         }
-    };
-    Ok(code)
+        ModelsCommand::Mirror { dir, select, jobs, cache_dir, common } => {
+            let cx = Context::new(&common)?;
+            let cache = cache_at(cache_dir, &cx.reporter);
+            let dir = absolute(&dir)?;
+            mirror::run(&cx, &select.into(), &dir, cache.as_ref(), jobs.jobs.into())
+        }
+    }
+}
+
+/// Space- or comma-separated mirrors for every fetch on this machine.
+pub const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";
+/// `1` (or `true`, `yes`) makes every fetch offline.
+pub const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
+
+fn env_list(name: &str) -> Vec<String> {
+    let value = std::env::var(name).unwrap_or_default();
+    value.split([' ', ',', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn env_flag(name: &str) -> bool {
+    let value = std::env::var(name).unwrap_or_default().to_ascii_lowercase();
+    matches!(value.as_str(), "1" | "true" | "yes" | "on")
+}
+
+/// The cache at `dir`, else the default one; none (with a warning) when no home is known.
+fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<Cache> {
+    let root = dir.or_else(Cache::default_root);
+    if root.is_none() {
+        reporter.warn("no cache directory (neither HOME nor XDG_CACHE_HOME is set); downloading without the cache");
+    }
+    let root = absolute(&root?).ok()?;
+    Some(Cache { root })
 }
 
 impl From<SelectArgs> for Selection {

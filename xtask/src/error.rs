@@ -51,6 +51,10 @@ pub enum Class {
     SizeMismatch,
     /// The bytes arrived but their sha256 differs from the pin.
     HashMismatch,
+    /// A resumed download hashed wrong: its old prefix was discarded; start over.
+    StalePartial,
+    /// `--offline`, and no local source has the file.
+    Offline,
     /// Too many redirects, or a redirect loop.
     Redirect,
     /// The URL itself cannot be used.
@@ -97,6 +101,8 @@ impl Class {
             Class::Oversize => "oversize",
             Class::SizeMismatch => "size-mismatch",
             Class::HashMismatch => "hash-mismatch",
+            Class::StalePartial => "stale-partial",
+            Class::Offline => "offline",
             Class::Redirect => "redirect",
             Class::BadUrl => "bad-url",
             Class::LocalIo => "local-io",
@@ -113,6 +119,7 @@ impl Class {
                 | Class::Timeout
                 | Class::Connection
                 | Class::Truncated
+                | Class::StalePartial
         )
     }
 
@@ -153,6 +160,12 @@ impl Class {
             }
             Class::Oversize | Class::SizeMismatch | Class::HashMismatch => {
                 "the bytes differ from the pin: the upstream file changed or was corrupted in transit; if upstream really changed, update the pin in models.toml"
+            }
+            Class::StalePartial => {
+                "the partial download from an earlier attempt did not match; it was discarded and the download starts over"
+            }
+            Class::Offline => {
+                "offline mode allows only local sources (the cache, file:// URLs, directory mirrors): run without --offline to download it"
             }
             Class::Redirect => "the server redirected too often (a loop?): try another URL",
             Class::BadUrl => "fix the URL in models.toml",

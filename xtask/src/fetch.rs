@@ -1,88 +1,249 @@
 //! `models fetch`: make every selected model present and verified.
 //!
-//! The plan says which models are missing or wrong; each of those goes through the
-//! downloader, one after another. A model that cannot be fetched gets a manual-download
-//! block with everything needed to place the file by hand, and the others still proceed.
+//! The plan says which models are missing or wrong; those are provided on `--jobs`
+//! threads. Each model is locked first, so concurrent processes take turns and the
+//! second finds the file present. With the shared cache, bytes go into a
+//! content-addressed entry (locked too, so several checkouts download each file once)
+//! and the checkout gets a hard link; without it, into a temp file beside the
+//! destination. A model that cannot be provided gets a manual-download block with
+//! everything needed to place the file by hand, and the others still proceed.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::cli::Context;
-use crate::error::{self, UsageError};
-use crate::manifest::Model;
-use crate::plan::{self, Selection};
-use crate::progress::{human_bytes, rate};
-use crate::transfer::{Downloader, Failed, Settings};
+use camino::Utf8Path;
 
-pub fn run(
-    cx: &Context,
-    selection: &Selection,
-    settings: Settings,
-) -> Result<ExitCode, UsageError> {
-    if settings.skip_checks {
+use crate::cache::{Cache, Entry};
+use crate::check;
+use crate::cli::Context;
+use crate::error::{self, Class, Fault};
+use crate::install::{self, Placed};
+use crate::lock::{self, Mode};
+use crate::manifest::Model;
+use crate::plan::{self, Selection, Step};
+use crate::progress::{human_bytes, rate};
+use crate::transfer::{Downloader, Failed, Fetched, Job, Settings};
+use crate::workers;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub settings: Settings,
+    /// Models provided at once.
+    pub jobs: usize,
+    /// `None` with `--no-cache` (and always with `--skip-checks`, so unchecked bytes
+    /// never enter a store named by content).
+    pub cache: Option<Cache>,
+    pub mirrors: Vec<String>,
+    pub offline: bool,
+}
+
+/// How one model ended up.
+enum Outcome {
+    Downloaded(Fetched),
+    /// From the cache, with no network request.
+    FromCache(Placed),
+    /// Another process provided it while this one waited.
+    Present,
+    Failed,
+}
+
+pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Result<ExitCode> {
+    if options.settings.skip_checks {
         cx.reporter.error(
             "warning: --skip-checks: sizes and sha256 are NOT checked; files may be incomplete or wrong",
         );
     }
     let models = plan::select(&cx.manifest, selection)?;
-    let steps = plan::survey(&models, &cx.checkpoints, settings.skip_checks);
-    let (present, missing): (Vec<_>, Vec<_>) =
-        steps.into_iter().partition(|s| s.state.is_present());
+    let (_folder, _) = lock::acquire(
+        &lock::folder_lock(&cx.checkpoints),
+        Mode::Shared,
+        &cx.reporter,
+        &format!("waiting for `clean` to finish with {}", cx.checkpoints),
+    )?;
+    let _cache_folder = match &options.cache {
+        Some(cache) => Some(lock::acquire(
+            &lock::folder_lock(&cache.root),
+            Mode::Shared,
+            &cx.reporter,
+            &format!("waiting for `clean --cache` to finish with {}", cache.root),
+        )?),
+        None => None,
+    };
+    let steps = plan::survey(&models, &cx.checkpoints, options.settings.skip_checks, options.jobs);
+    let (present, missing): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.state.is_present());
     for step in &present {
-        cx.reporter
-            .note(&format!("{}: present at {}", step.model.name, step.dest));
+        cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
     }
+    let mut totals = Totals { present: present.len(), ..Totals::default() };
 
-    let needed: u64 = missing.iter().map(|s| s.model.size).sum();
-    if let Err(message) = plan::check_free_space(&cx.checkpoints, needed) {
+    let needed = bytes_to_download(&missing, options.cache.as_ref());
+    let download_dir = options.cache.as_ref().map_or(cx.checkpoints.as_path(), |c| c.root.as_path());
+    if !options.offline
+        && let Err(message) = plan::check_free_space(download_dir, needed)
+    {
         cx.reporter.error(&format!("error: {message}"));
-        print_summary(
-            cx,
-            &Totals {
-                present: present.len(),
-                failed: missing.len(),
-                ..Totals::default()
-            },
-            &settings,
-        );
+        totals.failed = missing.len();
+        print_summary(cx, &totals, &options.settings);
         return Ok(error::exit_code(true));
     }
 
-    let downloader = Downloader::new(settings.clone(), &cx.reporter, cx.log.as_ref());
-    let mut totals = Totals {
-        present: present.len(),
-        ..Totals::default()
-    };
+    let downloader = Downloader::new(options.settings.clone(), &cx.reporter, cx.log.as_ref());
+    cx.reporter.start_total(needed);
     let started = Instant::now();
-    for step in &missing {
-        match downloader.fetch(step.model, &step.dest) {
-            Ok(fetched) => {
+    let outcomes = workers::map(&missing, options.jobs, |step| provide(cx, &options, &downloader, step));
+    cx.reporter.finish_total();
+    totals.elapsed = started.elapsed();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Downloaded(fetched) => {
                 totals.fetched += 1;
                 totals.bytes += fetched.bytes;
-                cx.reporter.note(&format!(
-                    "{}: fetched {} in {:.1}s ({}) to {}",
-                    step.model.name,
-                    human_bytes(fetched.bytes),
-                    fetched.elapsed.as_secs_f64(),
-                    rate(fetched.bytes, fetched.elapsed),
-                    step.dest
-                ));
             }
-            Err(failed) => {
-                totals.failed += 1;
-                cx.reporter
-                    .error(&manual_download_block(cx, step.model, &step.dest, &failed));
-            }
+            Outcome::FromCache(_) => totals.from_cache += 1,
+            Outcome::Present => totals.present += 1,
+            Outcome::Failed => totals.failed += 1,
         }
     }
-    totals.elapsed = started.elapsed();
-    print_summary(cx, &totals, &settings);
+    print_summary(cx, &totals, &options.settings);
     Ok(error::exit_code(totals.failed > 0))
+}
+
+/// What still has to come over the network (cache hits cost nothing).
+fn bytes_to_download(missing: &[Step<'_>], cache: Option<&Cache>) -> u64 {
+    missing
+        .iter()
+        .filter(|s| cache.is_none_or(|c| !c.entry(&s.model.sha256).exists()))
+        .map(|s| s.model.size)
+        .sum()
+}
+
+/// Provides one model under its lock: from the cache, or by downloading it.
+fn provide(cx: &Context, options: &Options, downloader: &Downloader<'_>, step: &Step<'_>) -> Outcome {
+    let model = step.model;
+    let locked = lock::acquire(
+        &lock::model_lock(&cx.checkpoints, &model.name),
+        Mode::Exclusive,
+        &cx.reporter,
+        &format!("{}: waiting for another fetch of {}", model.name, model.name),
+    );
+    let _model_lock = match locked {
+        Ok((held, waited)) => {
+            if waited && check::inspect(model, &step.dest, options.settings.skip_checks).is_present() {
+                cx.reporter.note(&format!("{}: present (another process fetched it)", model.name));
+                return Outcome::Present;
+            }
+            held
+        }
+        Err(e) => return fail(cx, model, &step.dest, vec![lock_failure(&e)]),
+    };
+    let result = match &options.cache {
+        Some(cache) => through_cache(cx, options, downloader, cache, step),
+        None => {
+            let job = Job {
+                model,
+                sources: plan::sources(model, &options.mirrors, options.offline),
+                partial: install::partial_path(&step.dest, model),
+                target: step.dest.clone(),
+            };
+            download(cx, downloader, &job, options.offline).map(Outcome::Downloaded)
+        }
+    };
+    match result {
+        Ok(outcome) => {
+            report_success(cx, model, &step.dest, &outcome);
+            outcome
+        }
+        Err(failed) => fail(cx, model, &step.dest, failed.tried),
+    }
+}
+
+fn through_cache(
+    cx: &Context,
+    options: &Options,
+    downloader: &Downloader<'_>,
+    cache: &Cache,
+    step: &Step<'_>,
+) -> Result<Outcome, Failed> {
+    let model = step.model;
+    let local = |e: &std::io::Error, what: &str| Failed { tried: vec![(what.to_owned(), Fault::local(what, e))] };
+    let (_entry_lock, _) = lock::acquire(
+        &cache.lock(&model.sha256),
+        Mode::Exclusive,
+        &cx.reporter,
+        &format!("{}: waiting for another process downloading it into the cache", model.name),
+    )
+    .map_err(|e| Failed { tried: vec![lock_failure(&e)] })?;
+    let entry = cache.entry(&model.sha256);
+    let downloaded = match cache.check(model) {
+        Entry::Good => None,
+        found => {
+            if let Entry::Removed { reason } = found {
+                cx.reporter.warn(&format!(
+                    "{}: the cache entry {entry} was corrupt ({reason}); removed it, fetching again",
+                    model.name
+                ));
+            }
+            let job = Job {
+                model,
+                sources: plan::sources(model, &options.mirrors, options.offline),
+                partial: cache.partial(&model.sha256),
+                target: entry.clone(),
+            };
+            let fetched = download(cx, downloader, &job, options.offline)?;
+            cache.seal(&model.sha256).map_err(|e| local(&e, entry.as_str()))?;
+            Some(fetched)
+        }
+    };
+    let placed = install::link_or_copy(&entry, &step.dest).map_err(|e| local(&e, step.dest.as_str()))?;
+    Ok(match downloaded {
+        Some(fetched) => Outcome::Downloaded(fetched),
+        None => Outcome::FromCache(placed),
+    })
+}
+
+fn download(
+    cx: &Context,
+    downloader: &Downloader<'_>,
+    job: &Job<'_>,
+    offline: bool,
+) -> Result<Fetched, Failed> {
+    if job.sources.is_empty() && offline {
+        let fault = Fault::new(Class::Offline, "offline, and no local source (cache, file:// URL or directory mirror) has it");
+        return Err(Failed { tried: vec![("(offline)".to_owned(), fault)] });
+    }
+    let mut progress = cx.reporter.transfer(&job.model.name, job.model.size);
+    downloader.fetch(job, &mut progress)
+}
+
+fn lock_failure(e: &std::io::Error) -> (String, Fault) {
+    ("(lock)".to_owned(), Fault::local("cannot take the lock", e))
+}
+
+fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcome) {
+    let message = match outcome {
+        Outcome::Downloaded(f) => format!(
+            "{}: fetched {} in {:.1}s ({}) to {dest}",
+            model.name,
+            human_bytes(f.bytes),
+            f.elapsed.as_secs_f64(),
+            rate(f.bytes, f.elapsed)
+        ),
+        Outcome::FromCache(Placed::HardLink) => format!("{}: linked from the cache to {dest}", model.name),
+        Outcome::FromCache(Placed::Copy) => format!("{}: copied from the cache to {dest}", model.name),
+        Outcome::Present | Outcome::Failed => return,
+    };
+    cx.reporter.note(&message);
+}
+
+fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<(String, Fault)>) -> Outcome {
+    cx.reporter.error(&manual_download_block(cx, model, dest, &tried));
+    Outcome::Failed
 }
 
 #[derive(Default)]
 struct Totals {
     fetched: usize,
+    from_cache: usize,
     present: usize,
     failed: usize,
     bytes: u64,
@@ -91,11 +252,12 @@ struct Totals {
 
 fn print_summary(cx: &Context, t: &Totals, settings: &Settings) {
     let mut line = format!(
-        "fetched {} ({} in {:.1}s, {}), present {}, failed {}",
+        "fetched {} ({} in {:.1}s, {}), from cache {}, present {}, failed {}",
         t.fetched,
         human_bytes(t.bytes),
         t.elapsed.as_secs_f64(),
         rate(t.bytes, t.elapsed),
+        t.from_cache,
         t.present,
         t.failed
     );
@@ -106,17 +268,9 @@ fn print_summary(cx: &Context, t: &Totals, settings: &Settings) {
 }
 
 /// Everything a user needs to put the file in place without this tool.
-fn manual_download_block(
-    cx: &Context,
-    model: &Model,
-    dest: &camino::Utf8Path,
-    failed: &Failed,
-) -> String {
-    let mut out = format!(
-        "error: could not fetch {} ({})\n  tried:\n",
-        model.name, model.path
-    );
-    for (i, (url, fault)) in failed.tried.iter().enumerate() {
+fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[(String, Fault)]) -> String {
+    let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.path);
+    for (i, (url, fault)) in tried.iter().enumerate() {
         out.push_str(&format!(
             "    {}. {}\n       {fault}\n       hint: {}\n",
             i + 1,
@@ -124,14 +278,15 @@ fn manual_download_block(
             fault.class.hint()
         ));
     }
-    let untried = model.urls.len() - failed.tried.len();
-    if untried > 0 {
-        out.push_str(&format!(
-            "    ({untried} more URL(s) not tried: the fault above is local)\n"
-        ));
+    if tried.last().is_some_and(|(_, f)| f.class.is_local()) {
+        out.push_str("    (the remaining URLs were not tried: the fault above is local)\n");
+    }
+    out.push_str("  to install it by hand, download it from one of:\n");
+    for url in &model.urls {
+        out.push_str(&format!("    {}\n", crate::attempt_log::redact_url(url)));
     }
     out.push_str(&format!(
-        "  to install it by hand, download it from one of the URLs above and save it as:\n    {dest}\n  \
+        "  and save it as:\n    {dest}\n  \
          expected size:   {} bytes ({})\n  expected sha256: {}\n  then check it with:\n    {}",
         model.size,
         human_bytes(model.size),

@@ -26,20 +26,28 @@ pub fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
 }
 
 pub fn is_partial_name(name: &str) -> bool {
-    name.ends_with(PARTIAL_SUFFIX)
+    name.ends_with(PARTIAL_SUFFIX) || name.ends_with(".part-validator")
 }
 
-/// Opens a fresh, empty temp file, creating the folders it needs.
-pub fn create_partial(path: &Utf8Path) -> io::Result<File> {
+/// Opens the temp file, keeping what an earlier attempt left in it for a resume, and
+/// creating the folders it needs.
+pub fn open_partial(path: &Utf8Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+/// Where the validator (ETag or Last-Modified) of a partial download is kept, so a resume
+/// can ask the server whether the file is still the same (`If-Range`).
+pub fn validator_path(partial: &Utf8Path) -> Utf8PathBuf {
+    partial.with_extension("part-validator")
+}
+
+/// Removes a partial download and its validator: its bytes are known to be bad.
+pub fn discard_partial(partial: &Utf8Path) {
+    let _ = fs::remove_file(partial);
+    let _ = fs::remove_file(validator_path(partial));
 }
 
 /// Makes a checked temp file the destination: fsync, rename over, fsync the folder.
@@ -51,8 +59,68 @@ pub fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<(
             format!("{dest} is a directory; move it away so the file can be installed"),
         ));
     }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
     fs::rename(partial, dest)?;
     sync_parent(dest);
+    Ok(())
+}
+
+/// How a file got to its destination from elsewhere on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placed {
+    HardLink,
+    Copy,
+}
+
+/// Puts a verified file (a cache entry, a mirror file) at `dest` atomically: a hard link
+/// when both are on one filesystem, otherwise a synced copy; then a rename over `dest`.
+pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path) -> io::Result<Placed> {
+    if dest.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            format!("{dest} is a directory; move it away so the file can be installed"),
+        ));
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let file_name = dest.file_name().unwrap_or("file");
+    let temp = dest.with_file_name(format!("{file_name}.{}.link{PARTIAL_SUFFIX}", std::process::id()));
+    let _ = fs::remove_file(&temp);
+    let placed = match fs::hard_link(src, &temp) {
+        Ok(()) => Placed::HardLink,
+        Err(_) => {
+            fs::copy(src, &temp)?;
+            File::open(&temp)?.sync_all()?;
+            Placed::Copy
+        }
+    };
+    if let Err(e) = fs::rename(&temp, dest) {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    sync_parent(dest);
+    Ok(placed)
+}
+
+/// Replaces `path` with `bytes` so that readers see the old or the new content, never
+/// a mix (temp file, fsync, rename).
+pub fn write_atomically(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let file_name = path.file_name().unwrap_or("file");
+    let temp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let mut file = File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    if let Err(e) = fs::rename(&temp, path) {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -98,12 +166,18 @@ mod tests {
             .join(format!("xtask-install-{}", std::process::id()));
         let dest = dir.join("sub/m.bin");
         let partial = partial_path(&dest, &model());
-        let file = create_partial(&partial).unwrap();
+        let file = open_partial(&partial).unwrap();
         std::fs::write(&partial, b"new").unwrap();
         std::fs::write(&dest, b"old").unwrap();
         install(&file, &partial, &dest).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
         assert!(!partial.exists());
+        let copy = dir.join("other/m.bin");
+        assert_eq!(link_or_copy(&dest, &copy).unwrap(), Placed::HardLink);
+        assert_eq!(std::fs::read(&copy).unwrap(), b"new");
+        write_atomically(&dir.join("state"), b"one").unwrap();
+        write_atomically(&dir.join("state"), b"two").unwrap();
+        assert_eq!(std::fs::read(dir.join("state")).unwrap(), b"two");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,7 +3,8 @@
 //! Data flows one way, one module per stage: [`manifest`] (read and check models.toml) →
 //! [`plan`] (select models, see what is on disk) → [`transfer`] (download with retries)
 //! → [`check`] (size, sha256, content sniffing) → [`install`] (fsync and atomic rename).
-//! The commands [`fetch`], [`verify`] and [`clean`] string the stages together, and
+//! The commands [`fetch`], [`verify`], [`clean`] and [`mirror`] string the stages
+//! together ([`cache`], [`lock`] and [`workers`] let many of them share one machine), and
 //! [`error`] holds the one fault type whose class decides both the retry policy and the
 //! hint the user reads.
 //!
@@ -11,17 +12,22 @@
 //! xtask`. A crate earns its place only by doing a job better than code we would write.
 
 pub mod attempt_log;
+pub mod cache;
 pub mod check;
 pub mod clean;
 pub mod cli;
 pub mod error;
 pub mod fetch;
 pub mod install;
+pub mod lock;
 pub mod manifest;
+pub mod mirror;
 pub mod plan;
 pub mod progress;
+pub mod stamp;
 pub mod transfer;
 pub mod verify;
+pub mod workers;
 
 use camino::{Utf8Path, Utf8PathBuf};
 

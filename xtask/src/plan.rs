@@ -10,6 +10,7 @@ use crate::check::{self, LocalState};
 use crate::error::UsageError;
 use crate::manifest::{Manifest, Model};
 use crate::progress::human_bytes;
+use crate::workers;
 
 /// What the user asked for on the command line.
 #[derive(Clone, Debug, Default)]
@@ -79,20 +80,53 @@ pub fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
     checkpoints.join(&model.path)
 }
 
-/// Inspects every selected model's destination (hashing files that exist).
+/// Inspects every selected model's destination, hashing files that exist on up to
+/// `jobs` threads.
 pub fn survey<'m>(
     models: &[&'m Model],
     checkpoints: &Utf8Path,
     skip_checks: bool,
+    jobs: usize,
 ) -> Vec<Step<'m>> {
-    models
-        .iter()
-        .map(|&model| {
-            let dest = destination(checkpoints, model);
-            let state = check::inspect(model, &dest, skip_checks);
-            Step { model, dest, state }
-        })
+    workers::map(models, jobs, |&model| {
+        let dest = destination(checkpoints, model);
+        let state = check::inspect(model, &dest, skip_checks);
+        Step { model, dest, state }
+    })
+}
+
+/// Where a model can come from, in the order to try: each mirror (addressed by content,
+/// `<mirror>/sha256/<hex>`), then the model's own URLs. Offline, only local sources
+/// remain: `file://` URLs and directory mirrors.
+pub fn sources(model: &Model, mirrors: &[String], offline: bool) -> Vec<String> {
+    let mirrored = mirrors.iter().map(|mirror| mirror_url(mirror, &model.sha256));
+    mirrored
+        .chain(model.urls.iter().cloned())
+        .filter(|url| !offline || crate::transfer::file_url_path(url).is_some())
         .collect()
+}
+
+/// A mirror is an http(s) or file:// URL, or a plain directory path.
+fn mirror_url(mirror: &str, sha256: &str) -> String {
+    let base = mirror.trim_end_matches('/');
+    if base.contains("://") {
+        return format!("{base}/sha256/{sha256}");
+    }
+    let dir = std::path::absolute(base).map_or_else(|_| base.to_owned(), |p| p.display().to_string());
+    format!("file://{}/sha256/{sha256}", dir.trim_end_matches('/'))
+}
+
+/// Checks `--mirror` values (and the environment's) before anything runs.
+pub fn check_mirror(mirror: &str) -> Result<(), UsageError> {
+    let Some((scheme, _)) = mirror.split_once("://") else {
+        return Ok(());
+    };
+    if ["http", "https", "file"].contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "mirror {mirror:?} uses an unsupported scheme; use an http(s):// or file:// URL or a directory path"
+    )))
 }
 
 /// Refuses a download that cannot fit, before a byte is written.
@@ -200,6 +234,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.0.contains("known groups: core, legacy"), "{err}");
+    }
+
+    #[test]
+    fn mirrors_come_first_and_offline_keeps_only_local_sources() {
+        let mut m = manifest().models.remove(0);
+        m.urls = vec!["https://origin/a".into(), "file:///srv/a".into()];
+        let mirrors = vec!["http://m1/".into(), "/var/mirror".into(), "file:///nfs/m".into()];
+        let hex = "0".repeat(64);
+        assert_eq!(
+            sources(&m, &mirrors, false),
+            [
+                format!("http://m1/sha256/{hex}"),
+                format!("file:///var/mirror/sha256/{hex}"),
+                format!("file:///nfs/m/sha256/{hex}"),
+                "https://origin/a".into(),
+                "file:///srv/a".into(),
+            ]
+        );
+        assert_eq!(sources(&m, &mirrors, true).len(), 3);
+        assert!(check_mirror("ftp://x").is_err());
+        assert!(check_mirror("relative/dir").is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `--quiet` keeps only errors; the caller prints the final summary itself.
 
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -23,6 +24,8 @@ pub enum Mode {
 pub struct Reporter {
     mode: Mode,
     bars: Option<MultiProgress>,
+    /// All bytes of this run, below the per-file bars.
+    total: OnceLock<ProgressBar>,
 }
 
 impl Reporter {
@@ -39,7 +42,22 @@ impl Reporter {
     pub fn new(mode: Mode) -> Reporter {
         let bars = (mode == Mode::Bars)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Reporter { mode, bars }
+        Reporter { mode, bars, total: OnceLock::new() }
+    }
+
+    /// Adds a bar for the whole run (terminal only) of `bytes` to download.
+    pub fn start_total(&self, bytes: u64) {
+        let Some(bars) = &self.bars else { return };
+        let bar = bars.add(ProgressBar::new(bytes));
+        bar.set_style(bar_style());
+        bar.set_message("total");
+        let _ = self.total.set(bar);
+    }
+
+    pub fn finish_total(&self) {
+        if let Some(bar) = self.total.get() {
+            bar.finish_and_clear();
+        }
     }
 
     pub fn is_quiet(&self) -> bool {
@@ -120,14 +138,25 @@ pub struct Transfer<'r> {
 }
 
 impl Transfer<'_> {
-    /// A new attempt starts over from `position` bytes.
+    /// A new attempt continues from `position` bytes (0: from the start).
     pub fn restart(&mut self, position: u64, source: &str) {
+        if let Some(total) = self.reporter.total.get() {
+            // Bytes thrown away by this restart no longer count towards the run.
+            total.set_position(total.position().saturating_sub(self.done.saturating_sub(position)));
+        }
         self.done = position;
         self.started = Instant::now();
         self.last_line = self.started;
         if let Some(bar) = &self.bar {
             bar.reset();
             bar.set_position(position);
+        } else if self.reporter.mode == Mode::Lines && position > 0 {
+            self.reporter.println(&format!(
+                "{}: resuming at {} of {} from {source}",
+                self.name,
+                human_bytes(position),
+                human_bytes(self.total)
+            ));
         } else if self.reporter.mode == Mode::Lines {
             self.reporter.println(&format!(
                 "{}: downloading {} from {source}",
@@ -139,6 +168,9 @@ impl Transfer<'_> {
 
     pub fn advance(&mut self, bytes: u64) {
         self.done += bytes;
+        if let Some(total) = self.reporter.total.get() {
+            total.inc(bytes);
+        }
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
             return;

@@ -1,23 +1,29 @@
-//! Stage 3: move one model's bytes from its sources to its destination.
+//! Stage 3: move one model's bytes from its sources to where they are checked.
 //!
-//! Each URL is tried in order. A transient fault (see [`Class::is_transient`]) earns the
-//! same URL another attempt after an exponential, jittered backoff or the server's
-//! `Retry-After`; a permanent one moves on to the next URL at once; a local one (disk
-//! full, permissions) gives the model up, since every URL would fail the same way.
+//! Each source is tried in order. A transient fault (see [`Class::is_transient`]) earns
+//! the same source another attempt after an exponential, jittered backoff or the
+//! server's `Retry-After`; a permanent one moves on to the next source at once; a local
+//! one (disk full, permissions) gives the model up, since every source would fail alike.
 //!
-//! Bytes travel one path, [`Sink::accept`]: into the temp file, into the sha256 hasher
-//! and into the progress report, in the same pass, so a file is read exactly once. The
-//! first bytes are sniffed for web pages and LFS pointers, the transfer stops the moment
-//! the body outgrows the pin, and only a file whose size and hash match is installed.
+//! Attempts resume: bytes already in the temp file (from an earlier attempt, or a run
+//! that was killed) are rehashed from disk and only the rest is requested, with
+//! `Range` and, when the server gave a validator, `If-Range`, so a changed upstream file
+//! is never spliced onto an old prefix. The retry budget is restored whenever an attempt
+//! makes real progress, and a hard cap on attempts keeps a trickling server bounded.
+//!
+//! Bytes travel one path, [`Sink::accept`]: checked, into the temp file and the progress
+//! report, then handed to the hashing thread, in one pass. The first bytes are sniffed
+//! for web pages and LFS pointers, the transfer stops the moment the body outgrows the
+//! pin, and only a file whose size and hash match is installed.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::attempt_log::{Attempt, AttemptLog, redact_url};
-use crate::check::{self, BackgroundHasher, SNIFF_LEN};
+use crate::check::{self, BackgroundHasher, HASH_BUFFER, SNIFF_LEN};
 use crate::error::{Class, Decision, Fault};
 use crate::install;
 use crate::manifest::Model;
@@ -27,12 +33,17 @@ use crate::progress::{Reporter, Transfer};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// ...and a server's `Retry-After` is honoured up to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// An attempt that moved at least this many bytes restores the retry budget.
+pub const REAL_PROGRESS: u64 = 1 << 20;
+/// However much progress attempts make, one source gets at most this many times the
+/// normal number of attempts, so a server that stalls every few megabytes still ends.
+const ATTEMPT_CAP_FACTOR: u32 = 5;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Bounds connecting and any stall between reads, never a whole transfer.
     pub timeout: Duration,
-    /// Further attempts per URL after a transient fault.
+    /// Further attempts per source after a transient fault.
     pub retries: u32,
     /// The first backoff; each later one doubles, up to [`MAX_BACKOFF`].
     pub backoff: Duration,
@@ -54,19 +65,37 @@ impl Default for Settings {
     }
 }
 
+/// One model's download: the sources to try, where bytes collect, and where the checked
+/// file is renamed to (the destination, or a cache entry).
+#[derive(Clone, Debug)]
+pub struct Job<'m> {
+    pub model: &'m Model,
+    pub sources: Vec<String>,
+    pub partial: Utf8PathBuf,
+    pub target: Utf8PathBuf,
+}
+
 /// A model that arrived, matched its pin and was installed.
 #[derive(Debug)]
 pub struct Fetched {
     pub url: String,
+    /// Bytes received over all attempts (a resumed prefix is not counted again).
     pub bytes: u64,
     pub attempts: u32,
     pub elapsed: Duration,
 }
 
-/// Every source of a model failed; the last fault of each URL tried, in order.
+/// Every source of a model failed; the last fault of each source tried, in order.
 #[derive(Debug)]
 pub struct Failed {
     pub tried: Vec<(String, Fault)>,
+}
+
+/// What one attempt did, for the log and the retry budget.
+#[derive(Default)]
+struct AttemptStats {
+    resumed_from: u64,
+    received: u64,
 }
 
 pub struct Downloader<'a> {
@@ -79,11 +108,7 @@ pub struct Downloader<'a> {
 impl<'a> Downloader<'a> {
     pub fn new(settings: Settings, reporter: &'a Reporter, log: Option<&'a AttemptLog>) -> Self {
         let t = Some(settings.timeout);
-        let proxy = if settings.proxy_from_env {
-            ureq::Proxy::try_from_env()
-        } else {
-            None
-        };
+        let proxy = if settings.proxy_from_env { ureq::Proxy::try_from_env() } else { None };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(proxy)
@@ -98,22 +123,21 @@ impl<'a> Downloader<'a> {
             .accept_encoding("identity")
             .build()
             .new_agent();
-        Downloader {
-            agent,
-            settings,
-            reporter,
-            log,
-        }
+        Downloader { agent, settings, reporter, log }
     }
 
-    /// Downloads `model` to `dest`, trying each URL in turn.
-    pub fn fetch(&self, model: &Model, dest: &Utf8Path) -> Result<Fetched, Failed> {
-        let partial = install::partial_path(dest, model);
-        let mut progress = self.reporter.transfer(&model.name, model.size);
+    /// Downloads `job.model` into `job.target`, trying each source in turn.
+    pub fn fetch(&self, job: &Job<'_>, progress: &mut Transfer<'_>) -> Result<Fetched, Failed> {
+        let started = Instant::now();
         let mut tried = Vec::new();
-        for url in &model.urls {
-            match self.fetch_from(model, url, dest, &partial, &mut progress) {
-                Ok(fetched) => return Ok(fetched),
+        let mut received = 0;
+        for url in &job.sources {
+            match self.fetch_from(job, url, progress, &mut received) {
+                Ok(attempts) => {
+                    let _ = std::fs::remove_file(install::validator_path(&job.partial));
+                    let url = url.clone();
+                    return Ok(Fetched { url, bytes: received, attempts, elapsed: started.elapsed() });
+                }
                 Err((fault, decision)) => {
                     tried.push((url.clone(), fault));
                     if decision == Decision::GiveUp {
@@ -122,84 +146,60 @@ impl<'a> Downloader<'a> {
                 }
             }
         }
-        // A failed download leaves nothing behind that could be mistaken for the file.
-        let _ = std::fs::remove_file(&partial);
+        // The temp file stays for a later resume: bytes known to be bad were discarded
+        // by the attempt that found out.
         Err(Failed { tried })
     }
 
-    /// Attempts one URL until it succeeds, turns out permanent, or runs out of retries.
+    /// Attempts one source until it succeeds, turns out permanent, or runs out of
+    /// retries. Returns the number of attempts made.
     fn fetch_from(
         &self,
-        model: &Model,
+        job: &Job<'_>,
         url: &str,
-        dest: &Utf8Path,
-        partial: &Utf8Path,
         progress: &mut Transfer<'_>,
-    ) -> Result<Fetched, (Fault, Decision)> {
-        let first_start = Instant::now();
-        let mut attempt = 0;
+        received: &mut u64,
+    ) -> Result<u32, (Fault, Decision)> {
+        let cap = (self.settings.retries + 1).saturating_mul(ATTEMPT_CAP_FACTOR);
+        let (mut attempt, mut failures) = (0, 0);
         loop {
             attempt += 1;
             let started = Instant::now();
-            progress.restart(0, &redact_url(url));
+            let mut stats = AttemptStats::default();
             let result = self
-                .attempt(model, url, partial, progress)
-                .and_then(|file| {
-                    install::install(&file, partial, dest)
-                        .map_err(|e| Fault::local(dest.as_str(), &e))
-                });
-            let decision = match &result {
-                Ok(()) => None,
-                Err(fault) => Some(self.decide(fault, attempt)),
-            };
-            self.record(
-                model,
-                url,
-                attempt,
-                &result,
-                progress.done(),
-                started.elapsed(),
-                decision,
-            );
+                .attempt(job, url, progress, &mut stats)
+                .and_then(|file| install::install(&file, &job.partial, &job.target).map_err(|e| Fault::local(job.target.as_str(), &e)));
+            *received += stats.received;
+            if stats.received >= REAL_PROGRESS {
+                failures = 0;
+            }
             let fault = match result {
                 Ok(()) => {
-                    let elapsed = first_start.elapsed();
-                    return Ok(Fetched {
-                        url: url.to_owned(),
-                        bytes: progress.done(),
-                        attempts: attempt,
-                        elapsed,
-                    });
+                    self.record(job.model, url, attempt, None, &stats, started.elapsed(), Decision::NextUrl);
+                    return Ok(attempt);
                 }
                 Err(fault) => fault,
             };
-            let decision = decision.unwrap_or(Decision::NextUrl);
+            failures += 1;
+            let decision = if fault.class.is_local() {
+                Decision::GiveUp
+            } else if fault.class.is_transient() && failures <= self.settings.retries && attempt < cap {
+                Decision::Retry
+            } else {
+                Decision::NextUrl
+            };
+            self.record(job.model, url, attempt, Some(&fault), &stats, started.elapsed(), decision);
             if decision != Decision::Retry {
                 return Err((fault, decision));
             }
-            let wait = fault
-                .retry_after
-                .unwrap_or_else(|| backoff(self.settings.backoff, attempt));
+            let wait = fault.retry_after.unwrap_or_else(|| backoff(self.settings.backoff, failures));
             self.reporter.warn(&format!(
-                "{}: {} from {}; retrying in {:.1}s (attempt {} of {})",
-                model.name,
-                fault,
+                "{}: {fault} from {}; retrying in {:.1}s",
+                job.model.name,
                 redact_url(url),
                 wait.as_secs_f64(),
-                attempt + 1,
-                self.settings.retries + 1
             ));
             std::thread::sleep(wait);
-        }
-    }
-
-    fn decide(&self, fault: &Fault, attempt: u32) -> Decision {
-        if fault.class.is_local() {
-            Decision::GiveUp
-        } else if fault.class.is_transient() && attempt <= self.settings.retries {
-            Decision::Retry
-        } else {
-            Decision::NextUrl
         }
     }
 
@@ -209,95 +209,134 @@ impl<'a> Downloader<'a> {
         model: &Model,
         url: &str,
         attempt: u32,
-        result: &Result<(), Fault>,
-        bytes: u64,
+        fault: Option<&Fault>,
+        stats: &AttemptStats,
         duration: Duration,
-        decision: Option<Decision>,
+        decision: Decision,
     ) {
         let Some(log) = self.log else { return };
-        let fault = result.as_ref().err();
         log.record(&Attempt {
             model: &model.name,
             url,
             attempt,
             status: fault.map_or(Some(200), |f| f.status),
-            bytes,
+            bytes: stats.received,
+            resumed_from: stats.resumed_from,
             duration,
             class: fault.map(|f| f.class.as_str()),
-            decision: decision.map_or("done", Decision::as_str),
+            decision: if fault.is_none() { "done" } else { decision.as_str() },
         });
     }
 
-    /// One attempt: open the source, stream it into a fresh temp file, check it.
+    /// One attempt: continue the temp file from the source, then check it whole.
     fn attempt(
         &self,
-        model: &Model,
+        job: &Job<'_>,
         url: &str,
-        partial: &Utf8Path,
         progress: &mut Transfer<'_>,
+        stats: &mut AttemptStats,
     ) -> Result<File, Fault> {
-        let Source {
-            mut body,
-            content_type,
-            declared,
-        } = self.open(url)?;
-        let file =
-            install::create_partial(partial).map_err(|e| Fault::local(partial.as_str(), &e))?;
-        let mut sink = Sink {
-            file,
-            hasher: BackgroundHasher::start(),
-            written: 0,
-            prefix: Vec::with_capacity(SNIFF_LEN),
-            content_type,
-            declared,
-            model,
-            skip_checks: self.settings.skip_checks,
-            partial,
-            progress,
-        };
-        sink.pump(&mut *body)?;
-        sink.finish()
-    }
-
-    fn open(&self, url: &str) -> Result<Source, Fault> {
-        if let Some(path) = file_url_path(url) {
-            return open_file(&path);
+        let model = job.model;
+        let local = |e: io::Error| Fault::local(job.partial.as_str(), &e);
+        let mut file = install::open_partial(&job.partial).map_err(local)?;
+        let mut have = file.metadata().map_err(local)?.len();
+        if have > model.size && !self.settings.skip_checks {
+            // Longer than the pin can only be wrong; never resume it.
+            file.set_len(0).map_err(local)?;
+            have = 0;
         }
-        let response = self.agent.get(url).call().map_err(|e| call_fault(&e))?;
-        let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        if status != 200 {
-            let mut fault = status_fault(status);
-            fault.retry_after =
-                header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+        let mut hasher = BackgroundHasher::start();
+        if have > 0 {
+            rehash_prefix(&mut file, have, &hasher).map_err(local)?;
+        }
+        if have == model.size && have > 0 {
+            // A complete download whose install was interrupted: no request needed.
+            let sink = Sink::new(file, hasher, have, None, None, model, &self.settings, &job.partial, progress);
+            return sink.finish_or_discard(have);
+        }
+        let validator = if have > 0 { read_validator(&job.partial, url) } else { None };
+        let source = self.open(url, have, validator.as_deref())?;
+        if source.start != have {
+            // The server sent the whole file (no range support, or it changed): restart.
+            file.set_len(0).map_err(local)?;
+            hasher = BackgroundHasher::start();
+            have = 0;
+        }
+        if have == 0 {
+            write_validator(&job.partial, url, source.validator.as_deref());
+        }
+        file.seek(SeekFrom::Start(have)).map_err(local)?;
+        stats.resumed_from = have;
+        progress.restart(have, &redact_url(url));
+        let Source { mut body, content_type, declared, .. } = source;
+        let mut sink = Sink::new(file, hasher, have, content_type, declared, model, &self.settings, &job.partial, progress);
+        let pumped = sink.pump(&mut *body);
+        stats.received = sink.written - have;
+        if let Err(fault) = pumped {
+            if matches!(fault.class, Class::Oversize | Class::HtmlPage | Class::LfsPointer) {
+                install::discard_partial(&job.partial);
+            }
             return Err(fault);
         }
+        sink.finish_or_discard(have)
+    }
+
+    /// Opens `url` from byte `from` on. The answer says where its body really starts:
+    /// at `from`, or at 0 when the server ignored or refused the range.
+    fn open(&self, url: &str, from: u64, validator: Option<&str>) -> Result<Source, Fault> {
+        if let Some(path) = file_url_path(url) {
+            return open_file(&path, from);
+        }
+        let mut request = self.agent.get(url);
+        if from > 0 {
+            request = request.header("Range", format!("bytes={from}-"));
+            if let Some(validator) = validator {
+                request = request.header("If-Range", validator);
+            }
+        }
+        let response = request.call().map_err(|e| call_fault(&e))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let start = match status {
+            200 => 0,
+            206 if from > 0 => {
+                let range = header("content-range").as_deref().and_then(parse_content_range);
+                match range {
+                    Some((first, _)) if first == from => from,
+                    // A range we did not ask for, or none we can read: start over.
+                    _ => return self.open(url, 0, None),
+                }
+            }
+            // The range is past the end: the partial is stale.
+            416 if from > 0 => return self.open(url, 0, None),
+            _ => {
+                let mut fault = status_fault(status);
+                fault.retry_after =
+                    header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+                return Err(fault);
+            }
+        };
         let content_type = header("content-type");
         let declared = header("content-length").and_then(|v| v.trim().parse().ok());
+        let validator = header("etag").filter(|e| !e.starts_with("W/")).or_else(|| header("last-modified"));
         let body = Box::new(response.into_body().into_reader());
-        Ok(Source {
-            body,
-            content_type,
-            declared,
-        })
+        Ok(Source { body, start, content_type, declared, validator })
     }
 }
 
-/// An open body and what its headers promised.
+/// An open body, where it starts in the file, and what its headers promised.
 struct Source {
     body: Box<dyn Read>,
+    start: u64,
     content_type: Option<String>,
+    /// Bytes this body says it holds (from `start`).
     declared: Option<u64>,
+    /// The ETag or Last-Modified to send as `If-Range` when resuming.
+    validator: Option<String>,
 }
 
-fn open_file(path: &Utf8Path) -> Result<Source, Fault> {
-    let file = File::open(path).map_err(|e| {
+fn open_file(path: &Utf8Path, from: u64) -> Result<Source, Fault> {
+    let mut file = File::open(path).map_err(|e| {
         let class = match e.kind() {
             io::ErrorKind::NotFound => Class::NotFound,
             io::ErrorKind::PermissionDenied => Class::Forbidden,
@@ -305,20 +344,71 @@ fn open_file(path: &Utf8Path) -> Result<Source, Fault> {
         };
         Fault::new(class, format!("cannot open {path}: {e}"))
     })?;
-    let declared = file.metadata().ok().map(|m| m.len());
-    Ok(Source {
-        body: Box::new(file),
-        content_type: None,
-        declared,
-    })
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = if from > 0 && from <= len && file.seek(SeekFrom::Start(from)).is_ok() { from } else { 0 };
+    Ok(Source { body: Box::new(file), start, content_type: None, declared: Some(len - start), validator: None })
 }
 
-/// Where the bytes of one attempt go: temp file, hasher and progress, together.
+/// `bytes 100-999/1000` → (100, Some(1000)); `bytes 100-999/*` → (100, None).
+pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    if last < first {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((first, total))
+}
+
+/// Feeds the bytes already on disk through the hasher, so a resume checks the whole file.
+fn rehash_prefix(file: &mut File, len: u64, hasher: &BackgroundHasher) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut left = len;
+    while left > 0 {
+        let mut buf = hasher.buffer();
+        let want = left.min(HASH_BUFFER as u64) as usize;
+        file.read_exact(&mut buf[..want])?;
+        hasher.hash(buf, want);
+        left -= want as u64;
+    }
+    Ok(())
+}
+
+fn read_validator(partial: &Utf8Path, url: &str) -> Option<String> {
+    let text = std::fs::read_to_string(install::validator_path(partial)).ok()?;
+    let (for_url, validator) = text.split_once('\n')?;
+    (for_url == url).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn write_validator(partial: &Utf8Path, url: &str, validator: Option<&str>) {
+    let path = install::validator_path(partial);
+    match validator {
+        // Only an aid to resuming: failing to keep it is not an error.
+        Some(v) => {
+            let _ = install::write_atomically(&path, format!("{url}\n{v}\n").as_bytes());
+        }
+        None => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Where the bytes of one attempt go: temp file, progress and hasher, together.
 struct Sink<'s, 'p, 'r> {
     file: File,
     hasher: BackgroundHasher,
+    /// Bytes in the temp file, resumed prefix included.
     written: u64,
+    /// Where this body starts in the file.
+    start: u64,
+    /// The first bytes of the file, for sniffing; unused when resuming mid-file.
     prefix: Vec<u8>,
+    sniffed: bool,
     content_type: Option<String>,
     declared: Option<u64>,
     model: &'s Model,
@@ -327,12 +417,43 @@ struct Sink<'s, 'p, 'r> {
     progress: &'p mut Transfer<'r>,
 }
 
-impl Sink<'_, '_, '_> {
+impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        file: File,
+        hasher: BackgroundHasher,
+        written: u64,
+        content_type: Option<String>,
+        declared: Option<u64>,
+        model: &'s Model,
+        settings: &Settings,
+        partial: &'s Utf8Path,
+        progress: &'p mut Transfer<'r>,
+    ) -> Self {
+        Sink {
+            file,
+            hasher,
+            written,
+            start: written,
+            prefix: Vec::with_capacity(SNIFF_LEN),
+            sniffed: written > 0,
+            content_type,
+            declared,
+            model,
+            skip_checks: settings.skip_checks,
+            partial,
+            progress,
+        }
+    }
+
     fn pump(&mut self, body: &mut dyn Read) -> Result<(), Fault> {
+        if self.sniffed {
+            self.judge_resumed()?;
+        }
         loop {
             let mut buf = self.hasher.buffer();
             let (n, error) = fill(body, &mut buf);
-            // Bytes that arrived before a fault are kept: they are as good as any.
+            // Bytes that arrived before a fault are kept: a later attempt resumes after them.
             if n > 0 {
                 self.accept(&buf[..n])?;
                 self.hasher.hash(buf, n);
@@ -344,7 +465,7 @@ impl Sink<'_, '_, '_> {
                 break;
             }
         }
-        if self.prefix.len() < SNIFF_LEN {
+        if !self.sniffed {
             self.judge_prefix()?;
         }
         Ok(())
@@ -352,7 +473,7 @@ impl Sink<'_, '_, '_> {
 
     /// Checks a chunk, then writes it and reports it; the caller hands it to the hasher.
     fn accept(&mut self, chunk: &[u8]) -> Result<(), Fault> {
-        if self.prefix.len() < SNIFF_LEN {
+        if !self.sniffed {
             let take = chunk.len().min(SNIFF_LEN - self.prefix.len());
             self.prefix.extend_from_slice(&chunk[..take]);
             if self.prefix.len() == SNIFF_LEN {
@@ -366,16 +487,15 @@ impl Sink<'_, '_, '_> {
                 format!("the body is larger than the pinned {size} bytes; stopped reading"),
             ));
         }
-        self.file
-            .write_all(chunk)
-            .map_err(|e| Fault::local(self.partial.as_str(), &e))?;
+        self.file.write_all(chunk).map_err(|e| Fault::local(self.partial.as_str(), &e))?;
         self.written += chunk.len() as u64;
         self.progress.advance(chunk.len() as u64);
         Ok(())
     }
 
     /// Called once, when the first bytes are in: is this the file at all?
-    fn judge_prefix(&self) -> Result<(), Fault> {
+    fn judge_prefix(&mut self) -> Result<(), Fault> {
+        self.sniffed = true;
         if let Some(class) = check::sniff(&self.prefix, self.content_type.as_deref()) {
             let what = match class {
                 Class::LfsPointer => "a Git LFS pointer".to_owned(),
@@ -384,27 +504,38 @@ impl Sink<'_, '_, '_> {
                     None => "an HTML page".to_owned(),
                 },
             };
-            return Err(Fault::new(
-                class,
-                format!("received {what} instead of the file"),
-            ));
+            return Err(Fault::new(class, format!("received {what} instead of the file")));
         }
+        self.judge_length()
+    }
+
+    /// A resumed body has no file header to sniff; its type and length still tell.
+    fn judge_resumed(&self) -> Result<(), Fault> {
+        let html = self.content_type.as_deref().is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        if html {
+            return Err(Fault::new(Class::HtmlPage, "received an HTML page instead of the rest of the file"));
+        }
+        self.judge_length()
+    }
+
+    /// What the headers promise, against the pin, before the bulk arrives.
+    fn judge_length(&self) -> Result<(), Fault> {
         let size = self.model.size;
-        match self.declared {
-            Some(declared) if !self.skip_checks && declared > size => Err(Fault::new(
-                Class::Oversize,
-                format!("the server offers {declared} bytes but the pin says {size}"),
-            )),
-            Some(declared) if !self.skip_checks && declared < size => Err(Fault::new(
-                Class::SizeMismatch,
-                format!("the server offers {declared} bytes but the pin says {size}"),
-            )),
-            _ => Ok(()),
+        let Some(declared) = self.declared.filter(|_| !self.skip_checks) else {
+            return Ok(());
+        };
+        let total = self.start.saturating_add(declared);
+        let offers = format!("the server offers {total} bytes but the pin says {size}");
+        match total.cmp(&size) {
+            std::cmp::Ordering::Greater => Err(Fault::new(Class::Oversize, offers)),
+            std::cmp::Ordering::Less => Err(Fault::new(Class::SizeMismatch, offers)),
+            std::cmp::Ordering::Equal => Ok(()),
         }
     }
 
-    /// The body ended: size and hash decide whether the file may be installed.
-    fn finish(self) -> Result<File, Fault> {
+    /// The body ended: size and hash decide whether the file may be installed. Bytes that
+    /// hash wrong are discarded; a resumed file that does so gets one fresh start.
+    fn finish_or_discard(self, resumed_from: u64) -> Result<File, Fault> {
         if self.skip_checks {
             return Ok(self.file);
         }
@@ -416,13 +547,17 @@ impl Sink<'_, '_, '_> {
             ));
         }
         let actual = self.hasher.finish();
-        if actual != self.model.sha256 {
+        if actual == self.model.sha256 {
+            return Ok(self.file);
+        }
+        install::discard_partial(self.partial);
+        if resumed_from > 0 {
             return Err(Fault::new(
-                Class::HashMismatch,
-                format!("sha256 is {actual}, the pin is {}", self.model.sha256),
+                Class::StalePartial,
+                format!("the file resumed at byte {resumed_from} hashed to {actual}; starting over"),
             ));
         }
-        Ok(self.file)
+        Err(Fault::new(Class::HashMismatch, format!("sha256 is {actual}, the pin is {}", self.model.sha256)))
     }
 }
 

@@ -31,12 +31,12 @@ fn verify_reports_ok_missing_wrong_size_and_wrong_hash_with_repairs() {
     run.expect(1);
     let out = &run.stdout;
     assert!(out.contains("ok") && out.contains("good"), "{out}");
-    assert!(out.contains("missing    absent"), "{out}");
+    assert!(out.contains("missing    absent "), "{out}");
     assert!(
         out.contains("wrong size short") && out.contains("10 bytes, expected 300"),
         "{out}"
     );
-    assert!(out.contains("wrong hash flipped"), "{out}");
+    assert!(out.contains("wrong hash flipped "), "{out}");
     assert!(
         out.contains(&format!("expected sha256 {}", sha256_hex(&d))),
         "{out}"

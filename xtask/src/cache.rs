@@ -1,0 +1,164 @@
+//! The shared, content-addressed cache: one copy of each pinned file per machine.
+//!
+//! Entries live at `<cache>/sha256/<hex>`, named by content, so any number of checkouts,
+//! worktrees and manifests share them; checkouts get their files by hard link (or a copy
+//! across filesystems). An entry is verified before it is used: a stamp written right
+//! after hashing lets an untouched entry through without reading it again, and anything
+//! else is hashed in full. Entries are made read-only, since every checkout that links
+//! one shares its bytes.
+
+use std::fs;
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::check;
+use crate::lock::LOCK_DIR;
+use crate::manifest::Model;
+use crate::stamp::Fingerprint;
+
+/// Overrides the default cache folder; `--cache-dir` overrides this.
+pub const CACHE_ENV: &str = "XTASK_MODELS_CACHE_DIR";
+const TOOL_DIR: &str = "xtask-models";
+
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub root: Utf8PathBuf,
+}
+
+/// What the cache holds for a pin.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry {
+    Missing,
+    /// Present and known to match the pin.
+    Good,
+    /// Present but wrong; it has been removed.
+    Removed { reason: String },
+}
+
+impl Cache {
+    /// `$XTASK_MODELS_CACHE_DIR`, else `$XDG_CACHE_HOME/xtask-models`, else
+    /// `~/.cache/xtask-models`.
+    pub fn default_root() -> Option<Utf8PathBuf> {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Utf8PathBuf::from);
+        if let Some(dir) = var(CACHE_ENV) {
+            return Some(dir);
+        }
+        if let Some(dir) = var("XDG_CACHE_HOME") {
+            return Some(dir.join(TOOL_DIR));
+        }
+        var("HOME").map(|home| home.join(".cache").join(TOOL_DIR))
+    }
+
+    pub fn entry(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join("sha256").join(sha256)
+    }
+
+    /// Where a download into the cache collects its bytes.
+    pub fn partial(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join("partial").join(format!("{sha256}{}", crate::install::PARTIAL_SUFFIX))
+    }
+
+    pub fn lock(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join(LOCK_DIR).join(format!("{sha256}.lock"))
+    }
+
+    fn stamp(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join("stamps").join(sha256)
+    }
+
+    /// Looks at the entry for `model`, hashing it unless its stamp vouches for it. A
+    /// wrong entry is removed so it cannot be linked anywhere.
+    pub fn check(&self, model: &Model) -> Entry {
+        let path = self.entry(&model.sha256);
+        let Ok(meta) = fs::metadata(&path) else {
+            return Entry::Missing;
+        };
+        let now = Fingerprint::of(&meta);
+        let stamped = fs::read_to_string(self.stamp(&model.sha256)).ok().and_then(|t| Fingerprint::decode(&t));
+        if stamped == Some(now) && now.len == model.size {
+            return Entry::Good;
+        }
+        let reason = if meta.len() != model.size {
+            format!("it has {} bytes, not {}", meta.len(), model.size)
+        } else {
+            match check::hash_file(&path) {
+                Ok(actual) if actual == model.sha256 => {
+                    self.write_stamp(&model.sha256, &now);
+                    return Entry::Good;
+                }
+                Ok(actual) => format!("its sha256 is {actual}"),
+                Err(e) => format!("it cannot be read: {e}"),
+            }
+        };
+        self.remove(&model.sha256);
+        Entry::Removed { reason }
+    }
+
+    /// Marks a freshly verified entry: read-only, and stamped so the next use is free.
+    pub fn seal(&self, sha256: &str) -> io::Result<()> {
+        let path = self.entry(sha256);
+        let mut perms = fs::metadata(&path)?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(&path, perms)?;
+        let meta = fs::metadata(&path)?;
+        self.write_stamp(sha256, &Fingerprint::of(&meta));
+        Ok(())
+    }
+
+    fn write_stamp(&self, sha256: &str, fingerprint: &Fingerprint) {
+        let path = self.stamp(sha256);
+        // A stamp only saves time: failing to write one is never an error.
+        let _ = crate::install::write_atomically(&path, fingerprint.encode().as_bytes());
+    }
+
+    pub fn remove(&self, sha256: &str) {
+        let _ = fs::remove_file(self.stamp(sha256));
+        let _ = fs::remove_file(self.entry(sha256));
+    }
+
+    /// Every entry with its size, sorted by name.
+    pub fn entries(&self) -> io::Result<Vec<(String, u64)>> {
+        let dir = self.root.join("sha256");
+        let read = match dir.read_dir_utf8() {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in read {
+            let entry = entry?;
+            let meta = fs::symlink_metadata(entry.path())?;
+            if meta.is_file() {
+                out.push((entry.file_name().to_owned(), meta.len()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Partial downloads in the cache, with their sizes.
+    pub fn partials(&self) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
+        let dir = self.root.join("partial");
+        let read = match dir.read_dir_utf8() {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in read {
+            let entry = entry?;
+            let meta = fs::symlink_metadata(entry.path())?;
+            if meta.is_file() {
+                out.push((entry.path().to_owned(), meta.len()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Whether `path` is a file inside `root`'s content-addressed store (for messages).
+pub fn is_entry_of(root: &Utf8Path, path: &Utf8Path) -> bool {
+    path.starts_with(root.join("sha256"))
+}

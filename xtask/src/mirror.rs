@@ -1,0 +1,65 @@
+//! `models mirror DIR`: export verified files into a content-addressed mirror.
+//!
+//! The layout is `DIR/sha256/<hex>`, the same one `--mirror` reads, so a CI job can warm
+//! a shared directory (or a web server's root) that every later job fetches from, with
+//! no dependence on the original hosts. Files are hard-linked where possible.
+
+use std::process::ExitCode;
+
+use camino::Utf8Path;
+
+use crate::cache::{Cache, Entry};
+use crate::check::LocalState;
+use crate::cli::Context;
+use crate::error;
+use crate::install::{self, Placed};
+use crate::lock::{self, Mode};
+use crate::plan::{self, Selection};
+
+pub fn run(
+    cx: &Context,
+    selection: &Selection,
+    dir: &Utf8Path,
+    cache: Option<&Cache>,
+    jobs: usize,
+) -> anyhow::Result<ExitCode> {
+    let models = plan::select(&cx.manifest, selection)?;
+    let (_folder, _) = lock::acquire(
+        &lock::folder_lock(&cx.checkpoints),
+        Mode::Shared,
+        &cx.reporter,
+        &format!("waiting for `clean` to finish with {}", cx.checkpoints),
+    )?;
+    let steps = plan::survey(&models, &cx.checkpoints, false, jobs);
+    let mut failed = 0;
+    for step in &steps {
+        let model = step.model;
+        let source = if step.state == LocalState::Ok {
+            Some(step.dest.clone())
+        } else {
+            cache.filter(|c| c.check(model) == Entry::Good).map(|c| c.entry(&model.sha256))
+        };
+        let Some(source) = source else {
+            failed += 1;
+            cx.reporter.error(&format!(
+                "error: {} is not present and verified, so it cannot be exported; run `{}` first",
+                model.name,
+                cx.command_for("fetch", &model.name)
+            ));
+            continue;
+        };
+        let target = dir.join("sha256").join(&model.sha256);
+        match install::link_or_copy(&source, &target) {
+            Ok(placed) => {
+                let how = if placed == Placed::HardLink { "hard link" } else { "copy" };
+                cx.say(&format!("exported {} to {target} ({how})", model.name));
+            }
+            Err(e) => {
+                failed += 1;
+                cx.reporter.error(&format!("error: cannot export {} to {target}: {e}", model.name));
+            }
+        }
+    }
+    cx.say(&format!("exported {} of {} to {dir}", steps.len() - failed, steps.len()));
+    Ok(error::exit_code(failed > 0))
+}
