@@ -145,7 +145,10 @@ impl Sandbox {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create sandbox");
         let cache = dir.join("cache");
-        let env = vec![("XTASK_MODELS_CACHE_DIR".to_owned(), cache.display().to_string())];
+        let env = vec![(
+            "XTASK_MODELS_CACHE_DIR".to_owned(),
+            cache.display().to_string(),
+        )];
         Sandbox {
             manifest: dir.join("models.toml"),
             checkpoints: dir.join("checkpoints"),
@@ -175,6 +178,34 @@ impl Sandbox {
         full.push("--checkpoints-dir".into());
         full.push(self.checkpoints.display().to_string());
         self.run_raw(&full)
+    }
+
+    /// Starts `models <args>` in the background (for kills and races).
+    pub fn spawn_models(&self, args: &[&str]) -> std::process::Child {
+        let mut command = Command::new(&self.tool);
+        command.arg("models").args(args);
+        command
+            .arg("--manifest")
+            .arg(&self.manifest)
+            .arg("--checkpoints-dir")
+            .arg(&self.checkpoints);
+        command
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in HOST_VARS {
+            command.env_remove(var);
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        command.spawn().expect("start the tool")
+    }
+
+    /// Where a download of `sha256` into this sandbox's cache collects its bytes.
+    pub fn cache_partial(&self, sha256: &str) -> PathBuf {
+        self.cache.join("partial").join(format!("{sha256}.part"))
     }
 
     /// Runs the tool with exactly these arguments, from the sandbox folder.
@@ -232,6 +263,33 @@ fn make_writable(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Polls `done` every few milliseconds until it holds; panics after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Collects a finished child's output.
+pub fn finish(mut child: std::process::Child) -> Run {
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    let status = child.wait().expect("wait for the tool");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
 }
 
 pub fn run_tool(tool: &Path, args: &[String], cwd: &Path, env: &[(String, String)]) -> Run {

@@ -137,7 +137,11 @@ impl Server {
 
     /// Body bytes sent for `path`, over all requests.
     pub fn bytes_sent(&self, path: &str) -> u64 {
-        self.requests().iter().filter(|r| r.path == path).map(|r| r.body_bytes).sum()
+        self.requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.body_bytes)
+            .sum()
     }
 
     /// Waits this long before answering each request (a slow or distant server).
@@ -160,7 +164,9 @@ impl Drop for Server {
 }
 
 fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    let Some(request) = read_request(&stream) else { return };
+    let Some(request) = read_request(&stream) else {
+        return;
+    };
     let (reply, index, latency) = {
         let mut state = state.lock().unwrap();
         state.active += 1;
@@ -178,7 +184,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
     if !latency.is_zero() {
         thread::sleep(latency);
     }
-    let mut counter = Counting { inner: &mut stream, body: 0 };
+    let mut counter = Counting {
+        inner: &mut stream,
+        body: 0,
+    };
     let _ = answer(&mut counter, &request, reply, stop);
     let sent = counter.body;
     let mut state = state.lock().unwrap();
@@ -205,7 +214,13 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
             }
         }
     }
-    Some(Request { path, range, if_range, at: Instant::now(), body_bytes: 0 })
+    Some(Request {
+        path,
+        range,
+        if_range,
+        at: Instant::now(),
+        body_bytes: 0,
+    })
 }
 
 /// Counts the body bytes written after the head, for the request log.
@@ -233,7 +248,13 @@ pub fn etag_of(bytes: &[u8]) -> String {
 
 /// The first byte to send: the range's start when the request has a usable range.
 fn range_start(request: &Request, body: &[u8]) -> Option<usize> {
-    let start: usize = request.range.as_deref()?.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()?;
+    let start: usize = request
+        .range
+        .as_deref()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()?;
     if let Some(if_range) = &request.if_range
         && *if_range != etag_of(body)
     {
@@ -265,13 +286,20 @@ fn reason(code: u16) -> &'static str {
 
 /// Sends the head of a file reply (200, or 206 for a range) and returns the offset the
 /// body starts at, or `None` after answering 416 for a range past the end.
-fn file_head(out: &mut Counting<'_>, request: &Request, body: &[u8]) -> std::io::Result<Option<usize>> {
+fn file_head(
+    out: &mut Counting<'_>,
+    request: &Request,
+    body: &[u8],
+) -> std::io::Result<Option<usize>> {
     let etag = etag_of(body);
     let octets = "application/octet-stream".to_owned();
     match range_start(request, body) {
         Some(start) if start >= body.len() => {
             let range = format!("bytes */{}", body.len());
-            out.head(&head(416, &[("Content-Range", range), ("Content-Length", "0".into())]))?;
+            out.head(&head(
+                416,
+                &[("Content-Range", range), ("Content-Length", "0".into())],
+            ))?;
             Ok(None)
         }
         Some(start) => {
@@ -279,19 +307,36 @@ fn file_head(out: &mut Counting<'_>, request: &Request, body: &[u8]) -> std::io:
             let len = (body.len() - start).to_string();
             out.head(&head(
                 206,
-                &[("Content-Type", octets), ("Content-Length", len), ("Content-Range", range), ("ETag", etag)],
+                &[
+                    ("Content-Type", octets),
+                    ("Content-Length", len),
+                    ("Content-Range", range),
+                    ("ETag", etag),
+                ],
             ))?;
             Ok(Some(start))
         }
         None => {
             let len = body.len().to_string();
-            out.head(&head(200, &[("Content-Type", octets), ("Content-Length", len), ("ETag", etag)]))?;
+            out.head(&head(
+                200,
+                &[
+                    ("Content-Type", octets),
+                    ("Content-Length", len),
+                    ("ETag", etag),
+                ],
+            ))?;
             Ok(Some(0))
         }
     }
 }
 
-fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
+fn answer(
+    out: &mut Counting<'_>,
+    request: &Request,
+    reply: Reply,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     match reply {
         Reply::Body(body) => {
             if let Some(start) = file_head(out, request, &body)? {
@@ -305,26 +350,51 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
         }
         Reply::WrongRange(body) => {
             let range = format!("bytes 0-{}/{}", body.len() - 1, body.len());
-            out.head(&head(206, &[("Content-Length", body.len().to_string()), ("Content-Range", range)]))?;
+            out.head(&head(
+                206,
+                &[
+                    ("Content-Length", body.len().to_string()),
+                    ("Content-Range", range),
+                ],
+            ))?;
             out.body(&body)?;
         }
         Reply::Unsized(body) => {
-            out.head(&head(200, &[("Content-Type", "application/octet-stream".into())]))?;
+            out.head(&head(
+                200,
+                &[("Content-Type", "application/octet-stream".into())],
+            ))?;
             out.body(&body)?;
         }
         Reply::Html(page) => {
             let ct = "text/html; charset=utf-8".to_owned();
-            out.head(&head(200, &[("Content-Type", ct), ("Content-Length", page.len().to_string())]))?;
+            out.head(&head(
+                200,
+                &[
+                    ("Content-Type", ct),
+                    ("Content-Length", page.len().to_string()),
+                ],
+            ))?;
             out.body(page.as_bytes())?;
         }
-        Reply::Status { code, headers, body } => {
-            let mut all: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        Reply::Status {
+            code,
+            headers,
+            body,
+        } => {
+            let mut all: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.clone()))
+                .collect();
             all.push(("Content-Length", body.len().to_string()));
             out.head(&head(code, &all))?;
             out.body(body.as_bytes())?;
         }
         Reply::Redirect(location) => {
-            out.head(&head(302, &[("Location", location), ("Content-Length", "0".into())]))?;
+            out.head(&head(
+                302,
+                &[("Location", location), ("Content-Length", "0".into())],
+            ))?;
         }
         Reply::Truncate { body, after } => {
             if let Some(start) = file_head(out, request, &body)? {

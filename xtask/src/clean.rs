@@ -17,8 +17,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cache::Cache;
 use crate::cli::Context;
 use crate::error::{self, UsageError};
-use crate::lock::{self, LOCK_DIR, Mode};
 use crate::install::is_partial_name;
+use crate::lock::{self, LOCK_DIR, Mode};
 use crate::progress::human_bytes;
 
 #[derive(Clone, Debug, Default)]
@@ -133,16 +133,27 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> anyhow::Result<usize> {
 /// Removes cache entries this manifest does not pin, and partial downloads, listing sizes.
 fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> anyhow::Result<usize> {
     if !cache.root.is_dir() {
-        cx.say(&format!("nothing to prune: the cache {} does not exist", cache.root));
+        cx.say(&format!(
+            "nothing to prune: the cache {} does not exist",
+            cache.root
+        ));
         return Ok(0);
     }
     let (_folder, _) = lock::acquire(
         &lock::folder_lock(&cache.root),
         Mode::Exclusive,
         &cx.reporter,
-        &format!("waiting for fetches using the cache {} to finish", cache.root),
+        &format!(
+            "waiting for fetches using the cache {} to finish",
+            cache.root
+        ),
     )?;
-    let pinned: HashSet<&str> = cx.manifest.models.iter().map(|m| m.sha256.as_str()).collect();
+    let pinned: HashSet<&str> = cx
+        .manifest
+        .models
+        .iter()
+        .map(|m| m.sha256.as_str())
+        .collect();
     let verb = if dry_run { "would remove" } else { "removed" };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
     for (hex, size) in cache.entries()? {
@@ -152,26 +163,37 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> anyhow::Result<usi
         if !dry_run {
             cache.remove(&hex);
             if cache.entry(&hex).exists() {
-                cx.reporter.error(&format!("error: cannot remove {}", cache.entry(&hex)));
+                cx.reporter
+                    .error(&format!("error: cannot remove {}", cache.entry(&hex)));
                 failures += 1;
                 continue;
             }
         }
         count += 1;
         bytes += size;
-        cx.say(&format!("{verb} cache entry {hex} ({}, not pinned here)", human_bytes(size)));
+        cx.say(&format!(
+            "{verb} cache entry {hex} ({}, not pinned here)",
+            human_bytes(size)
+        ));
     }
     for (path, size) in cache.partials()? {
         if !dry_run && let Err(e) = fs::remove_file(&path) {
-            cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
+            cx.reporter
+                .error(&format!("error: cannot remove {path}: {e}"));
             failures += 1;
             continue;
         }
         count += 1;
         bytes += size;
-        cx.say(&format!("{verb} {path} ({}, partial download)", human_bytes(size)));
+        cx.say(&format!(
+            "{verb} {path} ({}, partial download)",
+            human_bytes(size)
+        ));
     }
-    cx.say(&format!("{verb} {count} cache file(s), {}", human_bytes(bytes)));
+    cx.say(&format!(
+        "{verb} {count} cache file(s), {}",
+        human_bytes(bytes)
+    ));
     Ok(failures)
 }
 

@@ -11,12 +11,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::attempt_log::AttemptLog;
+use crate::cache::Cache;
 use crate::error::{EXIT_MODEL_FAILED, EXIT_USAGE, UsageError};
 use crate::manifest::{Manifest, ManifestError};
 use crate::plan::Selection;
 use crate::progress::Reporter;
 use crate::transfer::Settings;
-use crate::cache::Cache;
 use crate::{clean, fetch, mirror, plan, project_root, verify};
 
 #[derive(Parser, Debug)]
@@ -357,19 +357,53 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_at(sources.cache_dir, &cx.reporter)
             };
             let offline = sources.offline || env_flag(OFFLINE_ENV);
-            let options = fetch::Options { settings, jobs: jobs.jobs.into(), cache, mirrors, offline };
+            let options = fetch::Options {
+                settings,
+                jobs: jobs.jobs.into(),
+                cache,
+                mirrors,
+                offline,
+            };
             fetch::run(&cx, &select.into(), options)
         }
-        ModelsCommand::Verify { select, skip_checks, jobs, common } => {
+        ModelsCommand::Verify {
+            select,
+            skip_checks,
+            jobs,
+            common,
+        } => {
             let cx = Context::new(&common)?;
             verify::run(&cx, &select.into(), skip_checks, jobs.jobs.into())
         }
-        ModelsCommand::Clean { dry_run, all, cache, cache_dir, common } => {
+        ModelsCommand::Clean {
+            dry_run,
+            all,
+            cache,
+            cache_dir,
+            common,
+        } => {
             let cx = Context::new(&common)?;
-            let cache = if cache { cache_at(cache_dir, &cx.reporter) } else { None };
-            clean::run(&cx, &clean::Options { dry_run, all, cache })
+            let cache = if cache {
+                cache_at(cache_dir, &cx.reporter)
+            } else {
+                None
+            };
+            clean::run(
+                &cx,
+                &clean::Options {
+                    dry_run,
+                    all,
+                    cache,
+                },
+            )
         }
-        ModelsCommand::Mirror { dir, select, jobs, cache_dir, common } => {
+        ModelsCommand::Mirror {
+            dir,
+            select,
+            jobs,
+            cache_dir,
+            common,
+        } => {
             let cx = Context::new(&common)?;
             let cache = cache_at(cache_dir, &cx.reporter);
             let dir = absolute(&dir)?;
@@ -385,7 +419,11 @@ pub const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
 
 fn env_list(name: &str) -> Vec<String> {
     let value = std::env::var(name).unwrap_or_default();
-    value.split([' ', ',', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    value
+        .split([' ', ',', '\n'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn env_flag(name: &str) -> bool {

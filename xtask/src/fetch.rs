@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 
 use crate::cache::{Cache, Entry};
-use crate::check;
+use crate::check::{self, LocalState};
 use crate::cli::Context;
 use crate::error::{self, Class, Fault};
 use crate::install::{self, Placed};
@@ -69,15 +69,28 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
         )?),
         None => None,
     };
-    let steps = plan::survey(&models, &cx.checkpoints, options.settings.skip_checks, options.jobs);
-    let (present, missing): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.state.is_present());
+    let steps = plan::survey(
+        &models,
+        &cx.checkpoints,
+        options.settings.skip_checks,
+        options.jobs,
+    );
+    let (present, missing): (Vec<_>, Vec<_>) =
+        steps.into_iter().partition(|s| s.state.is_present());
     for step in &present {
-        cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
+        cx.reporter
+            .note(&format!("{}: present at {}", step.model.name, step.dest));
     }
-    let mut totals = Totals { present: present.len(), ..Totals::default() };
+    let mut totals = Totals {
+        present: present.len(),
+        ..Totals::default()
+    };
 
     let needed = bytes_to_download(&missing, options.cache.as_ref());
-    let download_dir = options.cache.as_ref().map_or(cx.checkpoints.as_path(), |c| c.root.as_path());
+    let download_dir = options
+        .cache
+        .as_ref()
+        .map_or(cx.checkpoints.as_path(), |c| c.root.as_path());
     if !options.offline
         && let Err(message) = plan::check_free_space(download_dir, needed)
     {
@@ -90,7 +103,9 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
     let downloader = Downloader::new(options.settings.clone(), &cx.reporter, cx.log.as_ref());
     cx.reporter.start_total(needed);
     let started = Instant::now();
-    let outcomes = workers::map(&missing, options.jobs, |step| provide(cx, &options, &downloader, step));
+    let outcomes = workers::map(&missing, options.jobs, |step| {
+        provide(cx, &options, &downloader, step)
+    });
     cx.reporter.finish_total();
     totals.elapsed = started.elapsed();
     for outcome in outcomes {
@@ -118,18 +133,34 @@ fn bytes_to_download(missing: &[Step<'_>], cache: Option<&Cache>) -> u64 {
 }
 
 /// Provides one model under its lock: from the cache, or by downloading it.
-fn provide(cx: &Context, options: &Options, downloader: &Downloader<'_>, step: &Step<'_>) -> Outcome {
+fn provide(
+    cx: &Context,
+    options: &Options,
+    downloader: &Downloader<'_>,
+    step: &Step<'_>,
+) -> Outcome {
     let model = step.model;
     let locked = lock::acquire(
         &lock::model_lock(&cx.checkpoints, &model.name),
         Mode::Exclusive,
         &cx.reporter,
-        &format!("{}: waiting for another fetch of {}", model.name, model.name),
+        &format!(
+            "{}: waiting for another fetch of {}",
+            model.name, model.name
+        ),
     );
     let _model_lock = match locked {
         Ok((held, waited)) => {
-            if waited && check::inspect(model, &step.dest, options.settings.skip_checks).is_present() {
-                cx.reporter.note(&format!("{}: present (another process fetched it)", model.name));
+            // The survey is stale if another process held the lock, or created the file
+            // since: look again before downloading anything.
+            let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
+            if changed
+                && check::inspect(model, &step.dest, options.settings.skip_checks).is_present()
+            {
+                cx.reporter.note(&format!(
+                    "{}: present (another process fetched it)",
+                    model.name
+                ));
                 return Outcome::Present;
             }
             held
@@ -165,14 +196,21 @@ fn through_cache(
     step: &Step<'_>,
 ) -> Result<Outcome, Failed> {
     let model = step.model;
-    let local = |e: &std::io::Error, what: &str| Failed { tried: vec![(what.to_owned(), Fault::local(what, e))] };
+    let local = |e: &std::io::Error, what: &str| Failed {
+        tried: vec![(what.to_owned(), Fault::local(what, e))],
+    };
     let (_entry_lock, _) = lock::acquire(
         &cache.lock(&model.sha256),
         Mode::Exclusive,
         &cx.reporter,
-        &format!("{}: waiting for another process downloading it into the cache", model.name),
+        &format!(
+            "{}: waiting for another process downloading it into the cache",
+            model.name
+        ),
     )
-    .map_err(|e| Failed { tried: vec![lock_failure(&e)] })?;
+    .map_err(|e| Failed {
+        tried: vec![lock_failure(&e)],
+    })?;
     let entry = cache.entry(&model.sha256);
     let downloaded = match cache.check(model) {
         Entry::Good => None,
@@ -190,11 +228,14 @@ fn through_cache(
                 target: entry.clone(),
             };
             let fetched = download(cx, downloader, &job, options.offline)?;
-            cache.seal(&model.sha256).map_err(|e| local(&e, entry.as_str()))?;
+            cache
+                .seal(&model.sha256)
+                .map_err(|e| local(&e, entry.as_str()))?;
             Some(fetched)
         }
     };
-    let placed = install::link_or_copy(&entry, &step.dest).map_err(|e| local(&e, step.dest.as_str()))?;
+    let placed =
+        install::link_or_copy(&entry, &step.dest).map_err(|e| local(&e, step.dest.as_str()))?;
     Ok(match downloaded {
         Some(fetched) => Outcome::Downloaded(fetched),
         None => Outcome::FromCache(placed),
@@ -208,8 +249,13 @@ fn download(
     offline: bool,
 ) -> Result<Fetched, Failed> {
     if job.sources.is_empty() && offline {
-        let fault = Fault::new(Class::Offline, "offline, and no local source (cache, file:// URL or directory mirror) has it");
-        return Err(Failed { tried: vec![("(offline)".to_owned(), fault)] });
+        let fault = Fault::new(
+            Class::Offline,
+            "offline, and no local source (cache, file:// URL or directory mirror) has it",
+        );
+        return Err(Failed {
+            tried: vec![("(offline)".to_owned(), fault)],
+        });
     }
     let mut progress = cx.reporter.transfer(&job.model.name, job.model.size);
     downloader.fetch(job, &mut progress)
@@ -228,15 +274,20 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
             f.elapsed.as_secs_f64(),
             rate(f.bytes, f.elapsed)
         ),
-        Outcome::FromCache(Placed::HardLink) => format!("{}: linked from the cache to {dest}", model.name),
-        Outcome::FromCache(Placed::Copy) => format!("{}: copied from the cache to {dest}", model.name),
+        Outcome::FromCache(Placed::HardLink) => {
+            format!("{}: linked from the cache to {dest}", model.name)
+        }
+        Outcome::FromCache(Placed::Copy) => {
+            format!("{}: copied from the cache to {dest}", model.name)
+        }
         Outcome::Present | Outcome::Failed => return,
     };
     cx.reporter.note(&message);
 }
 
 fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<(String, Fault)>) -> Outcome {
-    cx.reporter.error(&manual_download_block(cx, model, dest, &tried));
+    cx.reporter
+        .error(&manual_download_block(cx, model, dest, &tried));
     Outcome::Failed
 }
 
@@ -268,8 +319,16 @@ fn print_summary(cx: &Context, t: &Totals, settings: &Settings) {
 }
 
 /// Everything a user needs to put the file in place without this tool.
-fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[(String, Fault)]) -> String {
-    let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.path);
+fn manual_download_block(
+    cx: &Context,
+    model: &Model,
+    dest: &Utf8Path,
+    tried: &[(String, Fault)],
+) -> String {
+    let mut out = format!(
+        "error: could not fetch {} ({})\n  tried:\n",
+        model.name, model.path
+    );
     for (i, (url, fault)) in tried.iter().enumerate() {
         out.push_str(&format!(
             "    {}. {}\n       {fault}\n       hint: {}\n",

@@ -99,7 +99,9 @@ pub fn survey<'m>(
 /// `<mirror>/sha256/<hex>`), then the model's own URLs. Offline, only local sources
 /// remain: `file://` URLs and directory mirrors.
 pub fn sources(model: &Model, mirrors: &[String], offline: bool) -> Vec<String> {
-    let mirrored = mirrors.iter().map(|mirror| mirror_url(mirror, &model.sha256));
+    let mirrored = mirrors
+        .iter()
+        .map(|mirror| mirror_url(mirror, &model.sha256));
     mirrored
         .chain(model.urls.iter().cloned())
         .filter(|url| !offline || crate::transfer::file_url_path(url).is_some())
@@ -112,7 +114,8 @@ fn mirror_url(mirror: &str, sha256: &str) -> String {
     if base.contains("://") {
         return format!("{base}/sha256/{sha256}");
     }
-    let dir = std::path::absolute(base).map_or_else(|_| base.to_owned(), |p| p.display().to_string());
+    let dir =
+        std::path::absolute(base).map_or_else(|_| base.to_owned(), |p| p.display().to_string());
     format!("file://{}/sha256/{sha256}", dir.trim_end_matches('/'))
 }
 
@@ -240,7 +243,11 @@ mod tests {
     fn mirrors_come_first_and_offline_keeps_only_local_sources() {
         let mut m = manifest().models.remove(0);
         m.urls = vec!["https://origin/a".into(), "file:///srv/a".into()];
-        let mirrors = vec!["http://m1/".into(), "/var/mirror".into(), "file:///nfs/m".into()];
+        let mirrors = vec![
+            "http://m1/".into(),
+            "/var/mirror".into(),
+            "file:///nfs/m".into(),
+        ];
         let hex = "0".repeat(64);
         assert_eq!(
             sources(&m, &mirrors, false),

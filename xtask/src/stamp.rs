@@ -35,13 +35,21 @@ impl Fingerprint {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
-            Fingerprint { len: meta.len(), mtime_ns, inode: 0, device: 0 }
+            Fingerprint {
+                len: meta.len(),
+                mtime_ns,
+                inode: 0,
+                device: 0,
+            }
         }
     }
 
     /// `len mtime_ns inode device`, one line.
     pub fn encode(&self) -> String {
-        format!("{} {} {} {}", self.len, self.mtime_ns, self.inode, self.device)
+        format!(
+            "{} {} {} {}",
+            self.len, self.mtime_ns, self.inode, self.device
+        )
     }
 
     pub fn decode(text: &str) -> Option<Fingerprint> {
@@ -62,7 +70,12 @@ mod tests {
 
     #[test]
     fn fingerprints_round_trip_and_reject_garbage() {
-        let f = Fingerprint { len: 5, mtime_ns: -3, inode: 7, device: 9 };
+        let f = Fingerprint {
+            len: 5,
+            mtime_ns: -3,
+            inode: 7,
+            device: 9,
+        };
         assert_eq!(Fingerprint::decode(&f.encode()), Some(f));
         assert_eq!(Fingerprint::decode("1 2 3"), None);
         assert_eq!(Fingerprint::decode("1 2 3 4 5"), None);

@@ -108,7 +108,11 @@ pub struct Downloader<'a> {
 impl<'a> Downloader<'a> {
     pub fn new(settings: Settings, reporter: &'a Reporter, log: Option<&'a AttemptLog>) -> Self {
         let t = Some(settings.timeout);
-        let proxy = if settings.proxy_from_env { ureq::Proxy::try_from_env() } else { None };
+        let proxy = if settings.proxy_from_env {
+            ureq::Proxy::try_from_env()
+        } else {
+            None
+        };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(proxy)
@@ -123,7 +127,12 @@ impl<'a> Downloader<'a> {
             .accept_encoding("identity")
             .build()
             .new_agent();
-        Downloader { agent, settings, reporter, log }
+        Downloader {
+            agent,
+            settings,
+            reporter,
+            log,
+        }
     }
 
     /// Downloads `job.model` into `job.target`, trying each source in turn.
@@ -136,7 +145,12 @@ impl<'a> Downloader<'a> {
                 Ok(attempts) => {
                     let _ = std::fs::remove_file(install::validator_path(&job.partial));
                     let url = url.clone();
-                    return Ok(Fetched { url, bytes: received, attempts, elapsed: started.elapsed() });
+                    return Ok(Fetched {
+                        url,
+                        bytes: received,
+                        attempts,
+                        elapsed: started.elapsed(),
+                    });
                 }
                 Err((fault, decision)) => {
                     tried.push((url.clone(), fault));
@@ -168,14 +182,25 @@ impl<'a> Downloader<'a> {
             let mut stats = AttemptStats::default();
             let result = self
                 .attempt(job, url, progress, &mut stats)
-                .and_then(|file| install::install(&file, &job.partial, &job.target).map_err(|e| Fault::local(job.target.as_str(), &e)));
+                .and_then(|file| {
+                    install::install(&file, &job.partial, &job.target)
+                        .map_err(|e| Fault::local(job.target.as_str(), &e))
+                });
             *received += stats.received;
             if stats.received >= REAL_PROGRESS {
                 failures = 0;
             }
             let fault = match result {
                 Ok(()) => {
-                    self.record(job.model, url, attempt, None, &stats, started.elapsed(), Decision::NextUrl);
+                    self.record(
+                        job.model,
+                        url,
+                        attempt,
+                        None,
+                        &stats,
+                        started.elapsed(),
+                        Decision::NextUrl,
+                    );
                     return Ok(attempt);
                 }
                 Err(fault) => fault,
@@ -183,16 +208,29 @@ impl<'a> Downloader<'a> {
             failures += 1;
             let decision = if fault.class.is_local() {
                 Decision::GiveUp
-            } else if fault.class.is_transient() && failures <= self.settings.retries && attempt < cap {
+            } else if fault.class.is_transient()
+                && failures <= self.settings.retries
+                && attempt < cap
+            {
                 Decision::Retry
             } else {
                 Decision::NextUrl
             };
-            self.record(job.model, url, attempt, Some(&fault), &stats, started.elapsed(), decision);
+            self.record(
+                job.model,
+                url,
+                attempt,
+                Some(&fault),
+                &stats,
+                started.elapsed(),
+                decision,
+            );
             if decision != Decision::Retry {
                 return Err((fault, decision));
             }
-            let wait = fault.retry_after.unwrap_or_else(|| backoff(self.settings.backoff, failures));
+            let wait = fault
+                .retry_after
+                .unwrap_or_else(|| backoff(self.settings.backoff, failures));
             self.reporter.warn(&format!(
                 "{}: {fault} from {}; retrying in {:.1}s",
                 job.model.name,
@@ -224,7 +262,11 @@ impl<'a> Downloader<'a> {
             resumed_from: stats.resumed_from,
             duration,
             class: fault.map(|f| f.class.as_str()),
-            decision: if fault.is_none() { "done" } else { decision.as_str() },
+            decision: if fault.is_none() {
+                "done"
+            } else {
+                decision.as_str()
+            },
         });
     }
 
@@ -251,10 +293,24 @@ impl<'a> Downloader<'a> {
         }
         if have == model.size && have > 0 {
             // A complete download whose install was interrupted: no request needed.
-            let sink = Sink::new(file, hasher, have, None, None, model, &self.settings, &job.partial, progress);
+            let sink = Sink::new(
+                file,
+                hasher,
+                have,
+                None,
+                None,
+                model,
+                &self.settings,
+                &job.partial,
+                progress,
+            );
             return sink.finish_or_discard(have);
         }
-        let validator = if have > 0 { read_validator(&job.partial, url) } else { None };
+        let validator = if have > 0 {
+            read_validator(&job.partial, url)
+        } else {
+            None
+        };
         let source = self.open(url, have, validator.as_deref())?;
         if source.start != have {
             // The server sent the whole file (no range support, or it changed): restart.
@@ -268,12 +324,30 @@ impl<'a> Downloader<'a> {
         file.seek(SeekFrom::Start(have)).map_err(local)?;
         stats.resumed_from = have;
         progress.restart(have, &redact_url(url));
-        let Source { mut body, content_type, declared, .. } = source;
-        let mut sink = Sink::new(file, hasher, have, content_type, declared, model, &self.settings, &job.partial, progress);
+        let Source {
+            mut body,
+            content_type,
+            declared,
+            ..
+        } = source;
+        let mut sink = Sink::new(
+            file,
+            hasher,
+            have,
+            content_type,
+            declared,
+            model,
+            &self.settings,
+            &job.partial,
+            progress,
+        );
         let pumped = sink.pump(&mut *body);
         stats.received = sink.written - have;
         if let Err(fault) = pumped {
-            if matches!(fault.class, Class::Oversize | Class::HtmlPage | Class::LfsPointer) {
+            if matches!(
+                fault.class,
+                Class::Oversize | Class::HtmlPage | Class::LfsPointer
+            ) {
                 install::discard_partial(&job.partial);
             }
             return Err(fault);
@@ -296,11 +370,19 @@ impl<'a> Downloader<'a> {
         }
         let response = request.call().map_err(|e| call_fault(&e))?;
         let status = response.status().as_u16();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let start = match status {
             200 => 0,
             206 if from > 0 => {
-                let range = header("content-range").as_deref().and_then(parse_content_range);
+                let range = header("content-range")
+                    .as_deref()
+                    .and_then(parse_content_range);
                 match range {
                     Some((first, _)) if first == from => from,
                     // A range we did not ask for, or none we can read: start over.
@@ -318,9 +400,17 @@ impl<'a> Downloader<'a> {
         };
         let content_type = header("content-type");
         let declared = header("content-length").and_then(|v| v.trim().parse().ok());
-        let validator = header("etag").filter(|e| !e.starts_with("W/")).or_else(|| header("last-modified"));
+        let validator = header("etag")
+            .filter(|e| !e.starts_with("W/"))
+            .or_else(|| header("last-modified"));
         let body = Box::new(response.into_body().into_reader());
-        Ok(Source { body, start, content_type, declared, validator })
+        Ok(Source {
+            body,
+            start,
+            content_type,
+            declared,
+            validator,
+        })
     }
 }
 
@@ -345,8 +435,18 @@ fn open_file(path: &Utf8Path, from: u64) -> Result<Source, Fault> {
         Fault::new(class, format!("cannot open {path}: {e}"))
     })?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = if from > 0 && from <= len && file.seek(SeekFrom::Start(from)).is_ok() { from } else { 0 };
-    Ok(Source { body: Box::new(file), start, content_type: None, declared: Some(len - start), validator: None })
+    let start = if from > 0 && from <= len && file.seek(SeekFrom::Start(from)).is_ok() {
+        from
+    } else {
+        0
+    };
+    Ok(Source {
+        body: Box::new(file),
+        start,
+        content_type: None,
+        declared: Some(len - start),
+        validator: None,
+    })
 }
 
 /// `bytes 100-999/1000` → (100, Some(1000)); `bytes 100-999/*` → (100, None).
@@ -382,7 +482,9 @@ fn rehash_prefix(file: &mut File, len: u64, hasher: &BackgroundHasher) -> io::Re
 fn read_validator(partial: &Utf8Path, url: &str) -> Option<String> {
     let text = std::fs::read_to_string(install::validator_path(partial)).ok()?;
     let (for_url, validator) = text.split_once('\n')?;
-    (for_url == url).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
+    (for_url == url)
+        .then(|| validator.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn write_validator(partial: &Utf8Path, url: &str, validator: Option<&str>) {
@@ -487,7 +589,9 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
                 format!("the body is larger than the pinned {size} bytes; stopped reading"),
             ));
         }
-        self.file.write_all(chunk).map_err(|e| Fault::local(self.partial.as_str(), &e))?;
+        self.file
+            .write_all(chunk)
+            .map_err(|e| Fault::local(self.partial.as_str(), &e))?;
         self.written += chunk.len() as u64;
         self.progress.advance(chunk.len() as u64);
         Ok(())
@@ -504,16 +608,26 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
                     None => "an HTML page".to_owned(),
                 },
             };
-            return Err(Fault::new(class, format!("received {what} instead of the file")));
+            return Err(Fault::new(
+                class,
+                format!("received {what} instead of the file"),
+            ));
         }
         self.judge_length()
     }
 
     /// A resumed body has no file header to sniff; its type and length still tell.
     fn judge_resumed(&self) -> Result<(), Fault> {
-        let html = self.content_type.as_deref().is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        let html = self.content_type.as_deref().is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/html")
+        });
         if html {
-            return Err(Fault::new(Class::HtmlPage, "received an HTML page instead of the rest of the file"));
+            return Err(Fault::new(
+                Class::HtmlPage,
+                "received an HTML page instead of the rest of the file",
+            ));
         }
         self.judge_length()
     }
@@ -554,10 +668,15 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
         if resumed_from > 0 {
             return Err(Fault::new(
                 Class::StalePartial,
-                format!("the file resumed at byte {resumed_from} hashed to {actual}; starting over"),
+                format!(
+                    "the file resumed at byte {resumed_from} hashed to {actual}; starting over"
+                ),
             ));
         }
-        Err(Fault::new(Class::HashMismatch, format!("sha256 is {actual}, the pin is {}", self.model.sha256)))
+        Err(Fault::new(
+            Class::HashMismatch,
+            format!("sha256 is {actual}, the pin is {}", self.model.sha256),
+        ))
     }
 }
 

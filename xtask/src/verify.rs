@@ -19,7 +19,8 @@ pub fn run(
     jobs: usize,
 ) -> anyhow::Result<ExitCode> {
     if skip_checks {
-        cx.reporter.error("warning: --skip-checks: only presence is checked, not sizes or sha256");
+        cx.reporter
+            .error("warning: --skip-checks: only presence is checked, not sizes or sha256");
     }
     let models = plan::select(&cx.manifest, selection)?;
     let (_folder, _) = lock::acquire(
@@ -36,7 +37,11 @@ pub fn run(
         let (label, detail) = match &step.state {
             LocalState::Ok | LocalState::Unchecked => {
                 if !cx.reporter.is_quiet() {
-                    let label = if step.state == LocalState::Ok { "ok" } else { "present" };
+                    let label = if step.state == LocalState::Ok {
+                        "ok"
+                    } else {
+                        "present"
+                    };
                     cx.say(&format!("{label:<10} {name}  {}", step.dest));
                 }
                 continue;
@@ -45,7 +50,10 @@ pub fn run(
             LocalState::NotAFile => ("not a file", format!("{} is not a regular file", step.dest)),
             LocalState::WrongSize { actual } => (
                 "wrong size",
-                format!("{}: {actual} bytes, expected {}", step.dest, step.model.size),
+                format!(
+                    "{}: {actual} bytes, expected {}",
+                    step.dest, step.model.size
+                ),
             ),
             LocalState::WrongHash { actual } => (
                 "wrong hash",
@@ -62,6 +70,10 @@ pub fn run(
             cx.command_for("fetch", &step.model.name)
         ));
     }
-    cx.say(&format!("verified {}: ok {}, failed {bad}", steps.len(), steps.len() - bad));
+    cx.say(&format!(
+        "verified {}: ok {}, failed {bad}",
+        steps.len(),
+        steps.len() - bad
+    ));
     Ok(error::exit_code(bad > 0))
 }

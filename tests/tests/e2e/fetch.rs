@@ -63,7 +63,11 @@ fn a_hash_mismatch_on_every_url_prints_the_manual_block_and_installs_nothing() {
         "{err}"
     );
     assert!(!sb.file("w/m.bin").exists(), "nothing at the destination");
-    assert_eq!(sb.partials(), Vec::<std::path::PathBuf>::new(), "bad bytes are not kept");
+    assert_eq!(
+        sb.partials(),
+        Vec::<std::path::PathBuf>::new(),
+        "bad bytes are not kept"
+    );
     assert!(run.stdout.contains("failed 1"), "{}", run.stdout);
 }
 
@@ -74,7 +78,12 @@ fn one_failing_model_does_not_stop_the_others() {
     server.script("/good", vec![Reply::Body(good.clone())]);
     let sb = sandbox();
     sb.write_manifest(&[
-        Pin::new("bad", "bad.bin", &payload(10_000, 55), &[server.url("/missing")]),
+        Pin::new(
+            "bad",
+            "bad.bin",
+            &payload(10_000, 55),
+            &[server.url("/missing")],
+        ),
         Pin::new("good", "good.bin", &good, &[server.url("/good")]),
     ]);
     let run = sb.models(&["fetch"]);
@@ -174,7 +183,8 @@ fn the_log_file_records_every_attempt_without_credentials() {
         "{text}"
     );
     assert!(
-        lines[2].contains("attempt=2 status=200 resumed_from=0 bytes=10000") && lines[2].contains("decision=done"),
+        lines[2].contains("attempt=2 status=200 resumed_from=0 bytes=10000")
+            && lines[2].contains("decision=done"),
         "{text}"
     );
     assert!(

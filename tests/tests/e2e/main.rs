@@ -6,6 +6,8 @@ mod clean;
 mod faults;
 mod fetch;
 mod manifest;
+mod resume;
+mod share;
 mod verify;
 
 use tests::Sandbox;
