@@ -83,7 +83,7 @@ impl Cache {
         let Ok(meta) = fs::metadata(&path) else {
             return Entry::Missing;
         };
-        let now = Fingerprint::of(&meta);
+        let now = Fingerprint::of(&meta).without_ctime();
         let stamped = fs::read_to_string(self.stamp(&model.sha256))
             .ok()
             .and_then(|t| Fingerprint::decode(&t));
@@ -113,7 +113,7 @@ impl Cache {
         perms.set_readonly(true);
         fs::set_permissions(&path, perms)?;
         let meta = fs::metadata(&path)?;
-        self.write_stamp(sha256, &Fingerprint::of(&meta));
+        self.write_stamp(sha256, &Fingerprint::of(&meta).without_ctime());
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Class;
 use crate::manifest::Model;
+use crate::stamp::{Fingerprint, Stamp, Stamps};
 
 /// Large reads keep hashing at memory speed; 1 MiB is past the point of diminishing returns.
 pub const HASH_BUFFER: usize = 1 << 20;
@@ -23,8 +24,10 @@ pub const HASH_BUFFER: usize = 1 << 20;
 /// What a model's destination holds now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LocalState {
-    /// Size and sha256 match the pin.
+    /// Size and sha256 match the pin (hashed just now).
     Ok,
+    /// Unchanged since it was hashed and matched (its stamp vouches for it).
+    Stamped,
     /// `--skip-checks`: a file is there; nothing about it was checked.
     Unchecked,
     Missing,
@@ -43,38 +46,88 @@ pub enum LocalState {
 }
 
 impl LocalState {
+    /// The state's name in `--json` output and `status`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LocalState::Ok => "ok",
+            LocalState::Stamped => "ok-stamped",
+            LocalState::Unchecked => "unverified",
+            LocalState::Missing => "missing",
+            LocalState::NotAFile => "not-a-file",
+            LocalState::WrongSize { .. } => "wrong-size",
+            LocalState::WrongHash { .. } => "wrong-hash",
+            LocalState::Unreadable { .. } => "unreadable",
+        }
+    }
+
     pub fn is_present(&self) -> bool {
-        matches!(self, LocalState::Ok | LocalState::Unchecked)
+        matches!(
+            self,
+            LocalState::Ok | LocalState::Stamped | LocalState::Unchecked
+        )
     }
 }
 
-/// Looks at a model's destination: presence only with `skip_checks`, else size then hash.
-pub fn inspect(model: &Model, dest: &Utf8Path, skip_checks: bool) -> LocalState {
+/// Looks at a model's destination: presence only with `skip_checks`; else size, then
+/// the stamp (when `stamps` are trusted), then a full hash. A hash that matched on a
+/// file that stayed unchanged meanwhile also yields the stamp to record.
+pub fn inspect(
+    model: &Model,
+    dest: &Utf8Path,
+    skip_checks: bool,
+    stamps: Option<&Stamps>,
+) -> (LocalState, Option<Stamp>) {
     let meta = match std::fs::metadata(dest) {
         Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return LocalState::Missing,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return (LocalState::Missing, None),
         Err(err) => {
-            return LocalState::Unreadable {
-                error: err.to_string(),
-            };
+            return (
+                LocalState::Unreadable {
+                    error: err.to_string(),
+                },
+                None,
+            );
         }
     };
     if !meta.is_file() {
-        return LocalState::NotAFile;
+        return (LocalState::NotAFile, None);
     }
     if skip_checks {
-        return LocalState::Unchecked;
+        return (LocalState::Unchecked, None);
     }
     if meta.len() != model.size {
-        return LocalState::WrongSize { actual: meta.len() };
+        return (LocalState::WrongSize { actual: meta.len() }, None);
     }
+    if stamps.is_some_and(|s| s.vouches(model.path.as_str(), &model.sha256, &meta)) {
+        return (LocalState::Stamped, None);
+    }
+    let before = Fingerprint::of(&meta);
     match hash_file(dest) {
-        Ok(actual) if actual == model.sha256 => LocalState::Ok,
-        Ok(actual) => LocalState::WrongHash { actual },
-        Err(err) => LocalState::Unreadable {
-            error: err.to_string(),
-        },
+        Ok(actual) if actual == model.sha256 => {
+            let after = std::fs::metadata(dest).map(|m| Fingerprint::of(&m)).ok();
+            let stamp = (after == Some(before)).then_some(Stamp {
+                sha256: actual,
+                fingerprint: before,
+            });
+            (LocalState::Ok, stamp)
+        }
+        Ok(actual) => (LocalState::WrongHash { actual }, None),
+        Err(err) => (
+            LocalState::Unreadable {
+                error: err.to_string(),
+            },
+            None,
+        ),
     }
+}
+
+/// The stamp of a file just installed from bytes that were checked on the way in.
+pub fn stamp_installed(model: &Model, dest: &Utf8Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(dest).ok()?;
+    Some(Stamp {
+        sha256: model.sha256.clone(),
+        fingerprint: Fingerprint::of(&meta),
+    })
 }
 
 /// The sha256 of a whole file, as lowercase hex.

@@ -20,6 +20,7 @@ use crate::error::{self, UsageError};
 use crate::install::is_partial_name;
 use crate::lock::{self, LOCK_DIR, Mode};
 use crate::progress::human_bytes;
+use crate::stamp::STATE_FILE;
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -84,7 +85,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> anyhow::Result<usize> {
     };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
     for (rel, size) in found {
-        if rel.starts_with(LOCK_DIR) {
+        if rel.starts_with(LOCK_DIR) || rel == STATE_FILE {
             continue;
         }
         let reason = if is_partial_name(rel.as_str()) {

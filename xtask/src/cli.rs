@@ -1,4 +1,4 @@
-//! The command line: `cargo xtask models fetch|verify|clean`.
+//! The command line: `cargo xtask models fetch|verify|status|clean|mirror|add|hook`.
 //!
 //! Parsing, defaults and exit codes live here; each subcommand's work lives in its own
 //! module. Relative paths on the command line are taken from the current directory, and
@@ -14,10 +14,10 @@ use crate::attempt_log::AttemptLog;
 use crate::cache::Cache;
 use crate::error::{EXIT_MODEL_FAILED, EXIT_USAGE, UsageError};
 use crate::manifest::{Manifest, ManifestError};
-use crate::plan::Selection;
+use crate::plan::{Selection, Trust};
 use crate::progress::Reporter;
 use crate::transfer::Settings;
-use crate::{clean, fetch, mirror, plan, project_root, verify};
+use crate::{add, clean, fetch, hook, mirror, plan, project_root, status, verify};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,6 +56,8 @@ Examples:
   cargo xtask models verify                      # hash every non-optional model
   cargo xtask models verify --model gfpgan-1.4
   cargo xtask models verify --all --quiet        # only problems and the summary
+  cargo xtask models verify --full               # hash everything, ignore stamps
+  cargo xtask models verify --manifest-only      # check models.toml alone (pre-commit)
 
 Exit codes: 0 all ok, 1 some model missing or wrong, 2 usage or manifest error.";
 
@@ -67,6 +69,22 @@ Examples:
   cargo xtask models clean --cache --dry-run     # list cache entries not pinned here
 
 Exit codes: 0 done, 1 some file could not be removed, 2 usage or manifest error.";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models status                      # every non-optional model
+  cargo xtask models status --all --json         # for scripts
+
+States: ok-stamped, unverified (right size, not hashed since it changed: run verify),
+missing, partial N%, wrong size, wrong hash, not a file.";
+
+const ADD_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models add https://host/releases/v1/model.pth --group extra
+  cargo xtask models add https://a/model.pth --url https://b/model.pth --name my-model
+  cargo xtask models add https://a/model.pth --sha256 <hex> --dry-run
+
+Exit codes: 0 pinned, 1 download failed or --sha256 differs, 2 usage error or duplicate.";
 
 const MIRROR_EXAMPLES: &str = "\
 Examples:
@@ -83,15 +101,8 @@ enum ModelsCommand {
     Fetch {
         #[command(flatten)]
         select: SelectArgs,
-        /// Seconds allowed for connecting and for any stall between reads (not a total limit).
-        #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
-        timeout: Duration,
-        /// Further attempts per URL after a transient fault (timeouts, resets, 429, 5xx).
-        #[arg(long, value_name = "N", default_value_t = 3)]
-        retries: u32,
-        /// First retry delay in milliseconds; doubles per retry (tests shorten it).
-        #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
-        backoff_ms: u64,
+        #[command(flatten)]
+        transfer: TransferArgs,
         /// Install without size and sha256 checks, and count any file present as present.
         #[arg(long)]
         skip_checks: bool,
@@ -99,19 +110,45 @@ enum ModelsCommand {
         jobs: JobsArgs,
         #[command(flatten)]
         sources: SourceArgs,
+        /// Print one JSON document on stdout (schema in the README).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Hash every selected model and report ok, missing, wrong size or wrong hash.
+    /// Report every selected model as ok, missing, wrong size or wrong hash.
     #[command(after_help = VERIFY_EXAMPLES)]
     Verify {
         #[command(flatten)]
         select: SelectArgs,
         /// Check presence only.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "full")]
         skip_checks: bool,
+        /// Hash every file, even those whose stamp says they are unchanged.
+        #[arg(long)]
+        full: bool,
+        /// Check models.toml alone (schema, duplicates, hashes, paths, URLs); touch no files.
+        #[arg(long, conflicts_with_all = ["skip_checks", "full", "models", "groups", "all"])]
+        manifest_only: bool,
         #[command(flatten)]
         jobs: JobsArgs,
+        /// Print one JSON document on stdout (schema in the README).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// One row per model, from sizes and stamps alone: instant, never hashes.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Also look for partial downloads in this cache [default: as for fetch].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<Utf8PathBuf>,
+        /// Print one JSON document on stdout (schema in the README).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -148,6 +185,83 @@ enum ModelsCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Download a file, compute its size and sha256, and append its pin to models.toml.
+    #[command(after_help = ADD_EXAMPLES)]
+    Add {
+        /// Where to download it from.
+        url: String,
+        /// A further URL for the same file, tried in order (repeatable).
+        #[arg(long = "url", value_name = "URL")]
+        more_urls: Vec<String>,
+        /// The model's name [default: the URL's file name without its extension].
+        #[arg(long)]
+        name: Option<String>,
+        /// Where it goes, relative to the checkpoints directory [default: the URL's file name].
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long, value_name = "G")]
+        group: Option<String>,
+        /// Fetch it only when selected.
+        #[arg(long)]
+        optional: bool,
+        /// Refuse the download unless it has this sha256.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Print the entry instead of writing it to models.toml.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Install or remove a git pre-commit hook that runs the fast verify.
+    Hook {
+        #[command(subcommand)]
+        action: HookAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HookAction {
+    /// Write the hook (keeping any lines of an existing pre-commit hook).
+    Install {
+        /// How the hook runs this tool.
+        #[arg(long, default_value = "cargo xtask", hide = true)]
+        command: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Remove exactly what `install` wrote.
+    Uninstall {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct TransferArgs {
+    /// Seconds allowed for connecting and for any stall between reads (not a total limit).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    timeout: Duration,
+    /// Further attempts per URL after a transient fault (timeouts, resets, 429, 5xx).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retries: u32,
+    /// First retry delay in milliseconds; doubles per retry (tests shorten it).
+    #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
+    backoff_ms: u64,
+}
+
+impl TransferArgs {
+    fn settings(&self, skip_checks: bool) -> Settings {
+        Settings {
+            timeout: self.timeout,
+            retries: self.retries,
+            backoff: Duration::from_millis(self.backoff_ms),
+            skip_checks,
+            ..Settings::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -223,12 +337,18 @@ pub struct Context {
     pub checkpoints: Utf8PathBuf,
     pub reporter: Reporter,
     pub log: Option<AttemptLog>,
+    /// `--json`: stdout carries one JSON document, so result lines go to stderr.
+    pub json: bool,
     /// The options a follow-up command needs to act on the same files.
     location_args: String,
 }
 
 impl Context {
     fn new(common: &CommonArgs) -> anyhow::Result<Context> {
+        Context::with_json(common, false)
+    }
+
+    fn with_json(common: &CommonArgs, json: bool) -> anyhow::Result<Context> {
         let root = project_root();
         let default_manifest = root.join("models.toml");
         let default_checkpoints = root.join("checkpoints");
@@ -267,13 +387,23 @@ impl Context {
             checkpoints,
             reporter: Reporter::for_stderr(common.quiet),
             log,
+            json,
             location_args,
         })
     }
 
-    /// A results line, on stdout.
+    /// A results line: on stdout, or on stderr when stdout carries `--json`.
     pub fn say(&self, line: &str) {
-        println!("{line}");
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// ` --manifest X --checkpoints-dir Y` where these differ from the defaults.
+    pub fn location_args(&self) -> &str {
+        &self.location_args
     }
 
     /// The command that runs `subcommand` on one model of this same manifest and folder.
@@ -329,22 +459,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         ModelsCommand::Fetch {
             select,
-            timeout,
-            retries,
-            backoff_ms,
+            transfer,
             skip_checks,
             jobs,
             sources,
+            json,
             common,
         } => {
-            let cx = Context::new(&common)?;
-            let settings = Settings {
-                timeout,
-                retries,
-                backoff: Duration::from_millis(backoff_ms),
-                skip_checks,
-                ..Settings::default()
-            };
+            let cx = Context::with_json(&common, json)?;
             let mut mirrors = sources.mirror;
             mirrors.extend(env_list(MIRRORS_ENV));
             for mirror in &mirrors {
@@ -357,6 +479,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_at(sources.cache_dir, &cx.reporter)
             };
             let offline = sources.offline || env_flag(OFFLINE_ENV);
+            let settings = transfer.settings(skip_checks);
             let options = fetch::Options {
                 settings,
                 jobs: jobs.jobs.into(),
@@ -369,11 +492,38 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         ModelsCommand::Verify {
             select,
             skip_checks,
+            full,
+            manifest_only,
             jobs,
+            json,
             common,
         } => {
-            let cx = Context::new(&common)?;
-            verify::run(&cx, &select.into(), skip_checks, jobs.jobs.into())
+            let cx = Context::with_json(&common, json)?;
+            if manifest_only {
+                let optional = cx.manifest.models.iter().filter(|m| m.optional).count();
+                let count = cx.manifest.models.len();
+                cx.say(&format!(
+                    "{}: ok, {count} models ({optional} optional)",
+                    cx.manifest_path
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let trust = match (skip_checks, full) {
+                (true, _) => Trust::Presence,
+                (false, true) => Trust::Hash,
+                (false, false) => Trust::Stamps,
+            };
+            verify::run(&cx, &select.into(), trust, jobs.jobs.into())
+        }
+        ModelsCommand::Status {
+            select,
+            cache_dir,
+            json,
+            common,
+        } => {
+            let cx = Context::with_json(&common, json)?;
+            let cache = cache_at(cache_dir, &cx.reporter);
+            status::run(&cx, &select.into(), cache.as_ref(), json)
         }
         ModelsCommand::Clean {
             dry_run,
@@ -409,6 +559,38 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let dir = absolute(&dir)?;
             mirror::run(&cx, &select.into(), &dir, cache.as_ref(), jobs.jobs.into())
         }
+        ModelsCommand::Add {
+            url,
+            more_urls,
+            name,
+            path,
+            group,
+            optional,
+            sha256,
+            dry_run,
+            transfer,
+            common,
+        } => {
+            let cx = Context::new(&common)?;
+            let mut urls = vec![url];
+            urls.extend(more_urls);
+            let request = add::Request {
+                urls,
+                name,
+                path,
+                group,
+                optional,
+                sha256,
+                dry_run,
+            };
+            add::run(&cx, request, transfer.settings(false))
+        }
+        ModelsCommand::Hook {
+            action: HookAction::Install { command, common },
+        } => hook::install(&Context::new(&common)?, &command),
+        ModelsCommand::Hook {
+            action: HookAction::Uninstall { common },
+        } => hook::uninstall(&Context::new(&common)?),
     }
 }
 

@@ -13,15 +13,18 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 
+use crate::attempt_log::redact_url;
 use crate::cache::{Cache, Entry};
 use crate::check::{self, LocalState};
 use crate::cli::Context;
 use crate::error::{self, Class, Fault};
 use crate::install::{self, Placed};
+use crate::json::{self, Json};
 use crate::lock::{self, Mode};
 use crate::manifest::Model;
-use crate::plan::{self, Selection, Step};
+use crate::plan::{self, Selection, Step, Trust};
 use crate::progress::{human_bytes, rate};
+use crate::stamp::Stamps;
 use crate::transfer::{Downloader, Failed, Fetched, Job, Settings};
 use crate::workers;
 
@@ -44,7 +47,8 @@ enum Outcome {
     FromCache(Placed),
     /// Another process provided it while this one waited.
     Present,
-    Failed,
+    /// The last fault of each source tried.
+    Failed(Vec<(String, Fault)>),
 }
 
 pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Result<ExitCode> {
@@ -69,46 +73,56 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
         )?),
         None => None,
     };
-    let steps = plan::survey(
-        &models,
-        &cx.checkpoints,
-        options.settings.skip_checks,
-        options.jobs,
-    );
+    let trust = if options.settings.skip_checks {
+        Trust::Presence
+    } else {
+        Trust::Stamps
+    };
+    let steps = plan::survey(&models, &cx.checkpoints, trust, options.jobs);
     let (present, missing): (Vec<_>, Vec<_>) =
         steps.into_iter().partition(|s| s.state.is_present());
     for step in &present {
         cx.reporter
             .note(&format!("{}: present at {}", step.model.name, step.dest));
     }
-    let mut totals = Totals {
-        present: present.len(),
-        ..Totals::default()
-    };
-
     let needed = bytes_to_download(&missing, options.cache.as_ref());
     let download_dir = options
         .cache
         .as_ref()
         .map_or(cx.checkpoints.as_path(), |c| c.root.as_path());
-    if !options.offline
-        && let Err(message) = plan::check_free_space(download_dir, needed)
-    {
-        cx.reporter.error(&format!("error: {message}"));
-        totals.failed = missing.len();
-        print_summary(cx, &totals, &options.settings);
-        return Ok(error::exit_code(true));
-    }
-
-    let downloader = Downloader::new(options.settings.clone(), &cx.reporter, cx.log.as_ref());
-    cx.reporter.start_total(needed);
+    let space = if options.offline {
+        Ok(())
+    } else {
+        plan::check_free_space(download_dir, needed)
+    };
     let started = Instant::now();
-    let outcomes = workers::map(&missing, options.jobs, |step| {
-        provide(cx, &options, &downloader, step)
-    });
-    cx.reporter.finish_total();
-    totals.elapsed = started.elapsed();
-    for outcome in outcomes {
+    let outcomes = match space {
+        Ok(()) => {
+            let downloader =
+                Downloader::new(options.settings.clone(), &cx.reporter, cx.log.as_ref());
+            cx.reporter.start_total(needed);
+            let outcomes = workers::map(&missing, options.jobs, |step| {
+                provide(cx, &options, &downloader, step)
+            });
+            cx.reporter.finish_total();
+            outcomes
+        }
+        Err(message) => {
+            cx.reporter.error(&format!("error: {message}"));
+            let fault = Fault::new(Class::NoSpace, message);
+            missing
+                .iter()
+                .map(|_| Outcome::Failed(vec![("(disk)".to_owned(), fault.clone())]))
+                .collect()
+        }
+    };
+    let mut totals = Totals {
+        present: present.len(),
+        elapsed: started.elapsed(),
+        ..Totals::default()
+    };
+    let mut fresh = Vec::new();
+    for (step, outcome) in missing.iter().zip(&outcomes) {
         match outcome {
             Outcome::Downloaded(fetched) => {
                 totals.fetched += 1;
@@ -116,11 +130,108 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
             }
             Outcome::FromCache(_) => totals.from_cache += 1,
             Outcome::Present => totals.present += 1,
-            Outcome::Failed => totals.failed += 1,
+            Outcome::Failed(_) => totals.failed += 1,
+        }
+        let installed = matches!(outcome, Outcome::Downloaded(_) | Outcome::FromCache(_));
+        if installed && !options.settings.skip_checks {
+            fresh.extend(
+                check::stamp_installed(step.model, &step.dest)
+                    .map(|s| (step.model.path.to_string(), s)),
+            );
         }
     }
+    // Stamps only make the next run faster; failing to write them is no error.
+    let _ = Stamps::record(&cx.checkpoints, fresh);
     print_summary(cx, &totals, &options.settings);
+    if cx.json {
+        println!(
+            "{}",
+            json_report(&present, &missing, &outcomes, &totals).render()
+        );
+    }
     Ok(error::exit_code(totals.failed > 0))
+}
+
+/// The `--json` document: one record per selected model, then the summary.
+fn json_report(
+    present: &[Step<'_>],
+    missing: &[Step<'_>],
+    outcomes: &[Outcome],
+    totals: &Totals,
+) -> Json {
+    let mut records: Vec<Json> = present
+        .iter()
+        .map(|step| {
+            let mut fields = json::model_fields(step.model);
+            fields.push(("state", Json::str("present")));
+            fields.push(("checked", Json::str(step.state.label())));
+            Json::Object(fields)
+        })
+        .collect();
+    for (step, outcome) in missing.iter().zip(outcomes) {
+        let mut fields = json::model_fields(step.model);
+        match outcome {
+            Outcome::Downloaded(f) => {
+                fields.push(("state", Json::str("fetched")));
+                fields.push(("url", Json::str(redact_url(&f.url))));
+                fields.push(("attempts", Json::Int(u64::from(f.attempts))));
+                fields.push(("bytes", Json::Int(f.bytes)));
+                fields.push(("seconds", Json::Float(f.elapsed.as_secs_f64())));
+            }
+            Outcome::FromCache(placed) => {
+                fields.push(("state", Json::str("from-cache")));
+                let how = if *placed == Placed::HardLink {
+                    "hard-link"
+                } else {
+                    "copy"
+                };
+                fields.push(("placed_by", Json::str(how)));
+            }
+            Outcome::Present => fields.push(("state", Json::str("present"))),
+            Outcome::Failed(tried) => {
+                fields.push(("state", Json::str("failed")));
+                if let Some((_, fault)) = tried.last() {
+                    fields.push(("error", fault_json(fault)));
+                }
+                let tried = tried
+                    .iter()
+                    .map(|(url, fault)| {
+                        Json::Object(vec![
+                            ("url", Json::str(redact_url(url))),
+                            ("error", fault_json(fault)),
+                        ])
+                    })
+                    .collect();
+                fields.push(("tried", Json::Array(tried)));
+            }
+        }
+        records.push(Json::Object(fields));
+    }
+    let summary = Json::Object(vec![
+        ("fetched", Json::Int(totals.fetched as u64)),
+        ("from_cache", Json::Int(totals.from_cache as u64)),
+        ("present", Json::Int(totals.present as u64)),
+        ("failed", Json::Int(totals.failed as u64)),
+        ("bytes", Json::Int(totals.bytes)),
+        ("seconds", Json::Float(totals.elapsed.as_secs_f64())),
+    ]);
+    Json::Object(vec![
+        ("command", Json::str("fetch")),
+        ("models", Json::Array(records)),
+        ("summary", summary),
+    ])
+}
+
+fn fault_json(fault: &Fault) -> Json {
+    Json::Object(vec![
+        ("class", Json::str(fault.class.as_str())),
+        ("message", Json::str(&fault.detail)),
+        ("hint", Json::str(fault.class.hint())),
+        (
+            "status",
+            fault.status.map_or(Json::Null, |s| Json::Int(u64::from(s))),
+        ),
+    ])
 }
 
 /// What still has to come over the network (cache hits cost nothing).
@@ -155,7 +266,9 @@ fn provide(
             // since: look again before downloading anything.
             let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
             if changed
-                && check::inspect(model, &step.dest, options.settings.skip_checks).is_present()
+                && check::inspect(model, &step.dest, options.settings.skip_checks, None)
+                    .0
+                    .is_present()
             {
                 cx.reporter.note(&format!(
                     "{}: present (another process fetched it)",
@@ -280,7 +393,7 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
         Outcome::FromCache(Placed::Copy) => {
             format!("{}: copied from the cache to {dest}", model.name)
         }
-        Outcome::Present | Outcome::Failed => return,
+        Outcome::Present | Outcome::Failed(_) => return,
     };
     cx.reporter.note(&message);
 }
@@ -288,7 +401,7 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
 fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<(String, Fault)>) -> Outcome {
     cx.reporter
         .error(&manual_download_block(cx, model, dest, &tried));
-    Outcome::Failed
+    Outcome::Failed(tried)
 }
 
 #[derive(Default)]

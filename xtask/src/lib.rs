@@ -3,14 +3,16 @@
 //! Data flows one way, one module per stage: [`manifest`] (read and check models.toml) →
 //! [`plan`] (select models, see what is on disk) → [`transfer`] (download with retries)
 //! → [`check`] (size, sha256, content sniffing) → [`install`] (fsync and atomic rename).
-//! The commands [`fetch`], [`verify`], [`clean`] and [`mirror`] string the stages
-//! together ([`cache`], [`lock`] and [`workers`] let many of them share one machine), and
+//! The commands ([`fetch`], [`verify`], [`status`], [`clean`], [`mirror`], [`add`],
+//! [`hook`]) string the stages together; [`cache`], [`lock`], [`stamp`] and [`workers`]
+//! let many of them share one machine and skip work already done; and
 //! [`error`] holds the one fault type whose class decides both the retry policy and the
 //! hint the user reads.
 //!
 //! Dependencies are kept few on purpose: each one is compiled by every fresh `cargo
 //! xtask`. A crate earns its place only by doing a job better than code we would write.
 
+pub mod add;
 pub mod attempt_log;
 pub mod cache;
 pub mod check;
@@ -18,13 +20,16 @@ pub mod clean;
 pub mod cli;
 pub mod error;
 pub mod fetch;
+pub mod hook;
 pub mod install;
+pub mod json;
 pub mod lock;
 pub mod manifest;
 pub mod mirror;
 pub mod plan;
 pub mod progress;
 pub mod stamp;
+pub mod status;
 pub mod transfer;
 pub mod verify;
 pub mod workers;

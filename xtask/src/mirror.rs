@@ -14,7 +14,7 @@ use crate::cli::Context;
 use crate::error;
 use crate::install::{self, Placed};
 use crate::lock::{self, Mode};
-use crate::plan::{self, Selection};
+use crate::plan::{self, Selection, Trust};
 
 pub fn run(
     cx: &Context,
@@ -30,11 +30,11 @@ pub fn run(
         &cx.reporter,
         &format!("waiting for `clean` to finish with {}", cx.checkpoints),
     )?;
-    let steps = plan::survey(&models, &cx.checkpoints, false, jobs);
+    let steps = plan::survey(&models, &cx.checkpoints, Trust::Stamps, jobs);
     let mut failed = 0;
     for step in &steps {
         let model = step.model;
-        let source = if step.state == LocalState::Ok {
+        let source = if matches!(step.state, LocalState::Ok | LocalState::Stamped) {
             Some(step.dest.clone())
         } else {
             cache

@@ -10,6 +10,7 @@ use crate::check::{self, LocalState};
 use crate::error::UsageError;
 use crate::manifest::{Manifest, Model};
 use crate::progress::human_bytes;
+use crate::stamp::Stamps;
 use crate::workers;
 
 /// What the user asked for on the command line.
@@ -76,23 +77,43 @@ pub struct Step<'m> {
     pub state: LocalState,
 }
 
+/// How much to trust what is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Presence only (`--skip-checks`).
+    Presence,
+    /// Unchanged stamped files are trusted; the rest is hashed.
+    Stamps,
+    /// Everything is hashed (`verify --full`).
+    Hash,
+}
+
 pub fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
     checkpoints.join(&model.path)
 }
 
-/// Inspects every selected model's destination, hashing files that exist on up to
-/// `jobs` threads.
+/// Inspects every selected model's destination, hashing on up to `jobs` threads what
+/// `trust` does not let through, and records stamps for the files that hashed right.
 pub fn survey<'m>(
     models: &[&'m Model],
     checkpoints: &Utf8Path,
-    skip_checks: bool,
+    trust: Trust,
     jobs: usize,
 ) -> Vec<Step<'m>> {
-    workers::map(models, jobs, |&model| {
+    let stamps = (trust == Trust::Stamps).then(|| Stamps::load(checkpoints));
+    let inspected = workers::map(models, jobs, |&model| {
         let dest = destination(checkpoints, model);
-        let state = check::inspect(model, &dest, skip_checks);
-        Step { model, dest, state }
-    })
+        let (state, fresh) =
+            check::inspect(model, &dest, trust == Trust::Presence, stamps.as_ref());
+        (
+            Step { model, dest, state },
+            fresh.map(|stamp| (model.path.to_string(), stamp)),
+        )
+    });
+    let (steps, fresh): (Vec<_>, Vec<_>) = inspected.into_iter().unzip();
+    // Stamps only save time later; a read-only folder just goes without.
+    let _ = Stamps::record(checkpoints, fresh.into_iter().flatten().collect());
+    steps
 }
 
 /// Where a model can come from, in the order to try: each mirror (addressed by content,

@@ -79,6 +79,8 @@ pub struct Job<'m> {
 #[derive(Debug)]
 pub struct Fetched {
     pub url: String,
+    /// The sha256 of what was installed (the pin's, unless checks were skipped).
+    pub sha256: String,
     /// Bytes received over all attempts (a resumed prefix is not counted again).
     pub bytes: u64,
     pub attempts: u32,
@@ -142,11 +144,12 @@ impl<'a> Downloader<'a> {
         let mut received = 0;
         for url in &job.sources {
             match self.fetch_from(job, url, progress, &mut received) {
-                Ok(attempts) => {
+                Ok((attempts, sha256)) => {
                     let _ = std::fs::remove_file(install::validator_path(&job.partial));
                     let url = url.clone();
                     return Ok(Fetched {
                         url,
+                        sha256,
                         bytes: received,
                         attempts,
                         elapsed: started.elapsed(),
@@ -166,14 +169,14 @@ impl<'a> Downloader<'a> {
     }
 
     /// Attempts one source until it succeeds, turns out permanent, or runs out of
-    /// retries. Returns the number of attempts made.
+    /// retries. Returns the number of attempts made and the installed file's sha256.
     fn fetch_from(
         &self,
         job: &Job<'_>,
         url: &str,
         progress: &mut Transfer<'_>,
         received: &mut u64,
-    ) -> Result<u32, (Fault, Decision)> {
+    ) -> Result<(u32, String), (Fault, Decision)> {
         let cap = (self.settings.retries + 1).saturating_mul(ATTEMPT_CAP_FACTOR);
         let (mut attempt, mut failures) = (0, 0);
         loop {
@@ -182,8 +185,9 @@ impl<'a> Downloader<'a> {
             let mut stats = AttemptStats::default();
             let result = self
                 .attempt(job, url, progress, &mut stats)
-                .and_then(|file| {
+                .and_then(|(file, sha256)| {
                     install::install(&file, &job.partial, &job.target)
+                        .map(|()| sha256)
                         .map_err(|e| Fault::local(job.target.as_str(), &e))
                 });
             *received += stats.received;
@@ -191,7 +195,7 @@ impl<'a> Downloader<'a> {
                 failures = 0;
             }
             let fault = match result {
-                Ok(()) => {
+                Ok(sha256) => {
                     self.record(
                         job.model,
                         url,
@@ -201,7 +205,7 @@ impl<'a> Downloader<'a> {
                         started.elapsed(),
                         Decision::NextUrl,
                     );
-                    return Ok(attempt);
+                    return Ok((attempt, sha256));
                 }
                 Err(fault) => fault,
             };
@@ -277,7 +281,7 @@ impl<'a> Downloader<'a> {
         url: &str,
         progress: &mut Transfer<'_>,
         stats: &mut AttemptStats,
-    ) -> Result<File, Fault> {
+    ) -> Result<(File, String), Fault> {
         let model = job.model;
         let local = |e: io::Error| Fault::local(job.partial.as_str(), &e);
         let mut file = install::open_partial(&job.partial).map_err(local)?;
@@ -649,9 +653,9 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
 
     /// The body ended: size and hash decide whether the file may be installed. Bytes that
     /// hash wrong are discarded; a resumed file that does so gets one fresh start.
-    fn finish_or_discard(self, resumed_from: u64) -> Result<File, Fault> {
+    fn finish_or_discard(self, resumed_from: u64) -> Result<(File, String), Fault> {
         if self.skip_checks {
-            return Ok(self.file);
+            return Ok((self.file, self.hasher.finish()));
         }
         let size = self.model.size;
         if self.written < size {
@@ -662,7 +666,7 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
         }
         let actual = self.hasher.finish();
         if actual == self.model.sha256 {
-            return Ok(self.file);
+            return Ok((self.file, actual));
         }
         install::discard_partial(self.partial);
         if resumed_from > 0 {
@@ -858,7 +862,7 @@ pub fn file_url_path(url: &str) -> Option<Utf8PathBuf> {
     percent_decode(rest).map(Utf8PathBuf::from)
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,0 +1,288 @@
+//! `models add URL`: pin a new model from its URL.
+//!
+//! The file comes through the normal download path (retries, resume, sniffing, progress),
+//! its size and sha256 are computed in the same pass (or checked against `--sha256`),
+//! it is installed, and a `[[model]]` entry is appended to models.toml with toml_edit,
+//! so every existing comment, blank line and ordering stays byte for byte. Mistakes
+//! (a duplicate name or path, a bad path or URL) are refused before any download.
+
+use std::process::ExitCode;
+
+use camino::Utf8PathBuf;
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+use crate::attempt_log::redact_url;
+use crate::check;
+use crate::cli::Context;
+use crate::error::{self, UsageError};
+use crate::install;
+use crate::manifest::{self, Model};
+use crate::stamp::Stamps;
+use crate::transfer::{Downloader, Job, Settings, file_url_path};
+
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub urls: Vec<String>,
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub group: Option<String>,
+    pub optional: bool,
+    pub sha256: Option<String>,
+    pub dry_run: bool,
+}
+
+pub fn run(cx: &Context, request: Request, settings: Settings) -> anyhow::Result<ExitCode> {
+    let pin = plan_entry(cx, &request)?;
+    // Size and hash are learned, not checked: the transfer must not cut the file short.
+    let settings = Settings {
+        skip_checks: true,
+        ..settings
+    };
+    let dest = cx.checkpoints.join(&pin.path);
+    let job = Job {
+        model: &pin,
+        sources: pin.urls.clone(),
+        partial: install::partial_path(&dest, &pin),
+        target: dest.clone(),
+    };
+    let downloader = Downloader::new(settings, &cx.reporter, cx.log.as_ref());
+    let mut progress = cx.reporter.transfer(&pin.name, 0);
+    let fetched = match downloader.fetch(&job, &mut progress) {
+        Ok(fetched) => fetched,
+        Err(failed) => {
+            for (url, fault) in &failed.tried {
+                cx.reporter.error(&format!(
+                    "error: {}: {fault}\n  hint: {}",
+                    redact_url(url),
+                    fault.class.hint()
+                ));
+            }
+            return Ok(error::exit_code(true));
+        }
+    };
+    drop(progress);
+    let size = std::fs::metadata(&dest)?.len();
+    if let Some(expected) = &request.sha256
+        && fetched.sha256 != expected.to_ascii_lowercase()
+    {
+        let _ = std::fs::remove_file(&dest);
+        cx.reporter.error(&format!(
+            "error: the download's sha256 is {}, not the {expected} given with --sha256; nothing was pinned",
+            fetched.sha256
+        ));
+        return Ok(error::exit_code(true));
+    }
+    let model = Model {
+        size,
+        sha256: fetched.sha256.clone(),
+        ..pin
+    };
+    let _ = Stamps::record(
+        &cx.checkpoints,
+        check::stamp_installed(&model, &dest)
+            .map(|s| (model.path.to_string(), s))
+            .into_iter()
+            .collect(),
+    );
+    let entry = entry_table(&model);
+    if request.dry_run {
+        cx.say(&format!("[[model]]\n{entry}"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    append_entry(&cx.manifest_path, entry)?;
+    cx.say(&format!(
+        "pinned {} ({size} bytes, sha256 {}) in {} and installed it at {dest}",
+        model.name, model.sha256, cx.manifest_path
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The entry to pin, with size and hash still unknown; refused if it cannot be added.
+fn plan_entry(cx: &Context, request: &Request) -> Result<Model, UsageError> {
+    let first = request
+        .urls
+        .first()
+        .ok_or_else(|| UsageError("give the URL to download".to_owned()))?;
+    for url in &request.urls {
+        if let Some(why) = manifest::url_problem(url) {
+            return Err(UsageError(format!("URL {url:?} {why}")));
+        }
+    }
+    let file_name = url_file_name(first);
+    let path = match (&request.path, &file_name) {
+        (Some(path), _) => path.clone(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => {
+            return Err(UsageError(format!(
+                "cannot tell a file name from {first:?}; give --path"
+            )));
+        }
+    };
+    if let Some(why) = manifest::path_problem(&path) {
+        return Err(UsageError(format!("path {path:?} {why}")));
+    }
+    let name = request.name.clone().unwrap_or_else(|| default_name(&path));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(UsageError(format!(
+            "model name {name:?} is not allowed; use letters, digits, '.', '_', '-'"
+        )));
+    }
+    if let Some(hex) = &request.sha256
+        && (hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(UsageError("--sha256 must be 64 hex digits".to_owned()));
+    }
+    if cx.manifest.find(&name).is_some() {
+        return Err(UsageError(format!(
+            "{} already has a model named {name:?}; choose another --name",
+            cx.manifest_path
+        )));
+    }
+    if cx.manifest.models.iter().any(|m| m.path == path) {
+        return Err(UsageError(format!(
+            "{} already pins the path {path:?}; choose another --path",
+            cx.manifest_path
+        )));
+    }
+    Ok(Model {
+        name,
+        path: Utf8PathBuf::from(path),
+        size: u64::MAX,
+        sha256: "0".repeat(64),
+        urls: request.urls.clone(),
+        group: request.group.clone(),
+        optional: request.optional,
+    })
+}
+
+/// The last path segment of a URL, percent-decoded.
+fn url_file_name(url: &str) -> Option<String> {
+    if let Some(path) = file_url_path(url) {
+        return path.file_name().map(str::to_owned);
+    }
+    let without_query = url.split(['?', '#']).next()?;
+    let after_scheme = without_query.split_once("://")?.1;
+    let (_, path) = after_scheme.split_once('/')?;
+    let last = path.rsplit('/').next()?;
+    let decoded = crate::transfer::percent_decode(last)?;
+    (!decoded.is_empty() && decoded != "." && decoded != "..").then_some(decoded)
+}
+
+/// `SadTalker_V0.0.2_256.safetensors` → `SadTalker_V0.0.2_256`, with other characters
+/// made into `-`.
+fn default_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+    let stem = if stem.is_empty() { file } else { stem };
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn entry_table(model: &Model) -> Table {
+    let mut table = Table::new();
+    table["name"] = value(&model.name);
+    table["path"] = value(model.path.as_str());
+    table["size"] = value(i64::try_from(model.size).unwrap_or(i64::MAX));
+    table["sha256"] = value(&model.sha256);
+    let mut urls = Array::new();
+    for url in &model.urls {
+        urls.push(url.as_str());
+    }
+    table["urls"] = value(urls);
+    if let Some(group) = &model.group {
+        table["group"] = value(group);
+    }
+    if model.optional {
+        table["optional"] = value(true);
+    }
+    table
+}
+
+/// Appends `[[model]]` to the manifest, leaving every existing byte as it was.
+fn append_entry(manifest: &camino::Utf8Path, mut entry: Table) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest)?;
+    let mut doc: DocumentMut = text.parse()?;
+    if !text.trim().is_empty() {
+        entry.decor_mut().set_prefix("\n");
+    }
+    match doc.get_mut("model") {
+        Some(Item::ArrayOfTables(models)) => models.push(entry),
+        Some(_) => {
+            return Err(
+                UsageError(format!("{manifest}: `model` is not an array of tables")).into(),
+            );
+        }
+        None => {
+            let mut models = ArrayOfTables::new();
+            models.push(entry);
+            doc.insert("model", Item::ArrayOfTables(models));
+        }
+    }
+    install::write_atomically(manifest, doc.to_string().as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths_default_from_the_url() {
+        assert_eq!(
+            url_file_name("https://h/a/b/GFPGANv1.4.pth?download=true").as_deref(),
+            Some("GFPGANv1.4.pth")
+        );
+        assert_eq!(
+            url_file_name("https://h/a/my%20file.bin").as_deref(),
+            Some("my file.bin")
+        );
+        assert_eq!(url_file_name("https://h/"), None);
+        assert_eq!(url_file_name("file:///tmp/x.bin").as_deref(), Some("x.bin"));
+        assert_eq!(
+            default_name("SadTalker_V0.0.2_256.safetensors"),
+            "SadTalker_V0.0.2_256"
+        );
+        assert_eq!(default_name("my file.bin"), "my-file");
+        assert_eq!(default_name(".hidden"), ".hidden");
+    }
+
+    #[test]
+    fn appending_keeps_the_existing_text_byte_for_byte() {
+        let dir = Utf8PathBuf::try_from(std::env::temp_dir())
+            .unwrap()
+            .join(format!("xtask-add-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("models.toml");
+        let original = "# header comment\n\n[[model]]   # trailing\nname = \"a\"  # why\npath = \"a.bin\"\nsize = 1\nsha256 = \"x\"\nurls = [ \"https://h/a\" ]\n";
+        std::fs::write(&path, original).unwrap();
+        let model = Model {
+            name: "b".into(),
+            path: "b.bin".into(),
+            size: 2,
+            sha256: "y".into(),
+            urls: vec!["https://h/b".into()],
+            group: Some("g".into()),
+            optional: true,
+        };
+        append_entry(&path, entry_table(&model)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{original}\n[[model]]\nname = \"b\"\npath = \"b.bin\"\nsize = 2\nsha256 = \"y\"\nurls = [\"https://h/b\"]\ngroup = \"g\"\noptional = true\n"
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
