@@ -209,27 +209,29 @@ fn entry_table(model: &Model) -> Table {
     table
 }
 
-/// Appends `[[model]]` to the manifest, leaving every existing byte as it was.
-fn append_entry(manifest: &camino::Utf8Path, mut entry: Table) -> anyhow::Result<()> {
+/// Appends `[[model]]` to the manifest. The entry is rendered by toml_edit and added
+/// after the last byte, so the existing text (comments, blank lines, order, a trailing
+/// comment) stays exactly as it was; the result is parsed again before it is written.
+fn append_entry(manifest: &camino::Utf8Path, entry: Table) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(manifest)?;
-    let mut doc: DocumentMut = text.parse()?;
-    if !text.trim().is_empty() {
-        entry.decor_mut().set_prefix("\n");
+    let mut models = ArrayOfTables::new();
+    models.push(entry);
+    let mut doc = DocumentMut::new();
+    doc.insert("model", Item::ArrayOfTables(models));
+    let separator = match text.as_str() {
+        "" => "",
+        t if t.ends_with("\n\n") => "",
+        t if t.ends_with('\n') => "\n",
+        _ => "\n\n",
+    };
+    let new_text = format!("{text}{separator}{doc}");
+    if let Err(err) = crate::manifest::Manifest::parse(&new_text, manifest) {
+        return Err(UsageError(format!(
+            "the entry cannot be appended to {manifest}:\n{err}"
+        ))
+        .into());
     }
-    match doc.get_mut("model") {
-        Some(Item::ArrayOfTables(models)) => models.push(entry),
-        Some(_) => {
-            return Err(
-                UsageError(format!("{manifest}: `model` is not an array of tables")).into(),
-            );
-        }
-        None => {
-            let mut models = ArrayOfTables::new();
-            models.push(entry);
-            doc.insert("model", Item::ArrayOfTables(models));
-        }
-    }
-    install::write_atomically(manifest, doc.to_string().as_bytes())?;
+    install::write_atomically(manifest, new_text.as_bytes())?;
     Ok(())
 }
 
@@ -264,25 +266,27 @@ mod tests {
             .join(format!("xtask-add-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("models.toml");
-        let original = "# header comment\n\n[[model]]   # trailing\nname = \"a\"  # why\npath = \"a.bin\"\nsize = 1\nsha256 = \"x\"\nurls = [ \"https://h/a\" ]\n";
-        std::fs::write(&path, original).unwrap();
+        let original = format!(
+            "# header comment\n\n[[model]]   # trailing\nname = \"a\"  # why\npath = \"a.bin\"\nsize = 1\nsha256 = \"{}\"\nurls = [ \"https://h/a\" ]\n# last words",
+            "1".repeat(64)
+        );
+        std::fs::write(&path, &original).unwrap();
         let model = Model {
             name: "b".into(),
             path: "b.bin".into(),
             size: 2,
-            sha256: "y".into(),
+            sha256: "2".repeat(64),
             urls: vec!["https://h/b".into()],
             group: Some("g".into()),
             optional: true,
         };
         append_entry(&path, entry_table(&model)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            text,
-            format!(
-                "{original}\n[[model]]\nname = \"b\"\npath = \"b.bin\"\nsize = 2\nsha256 = \"y\"\nurls = [\"https://h/b\"]\ngroup = \"g\"\noptional = true\n"
-            )
+        let entry = format!(
+            "[[model]]\nname = \"b\"\npath = \"b.bin\"\nsize = 2\nsha256 = \"{}\"\nurls = [\"https://h/b\"]\ngroup = \"g\"\noptional = true\n",
+            "2".repeat(64)
         );
+        assert_eq!(text, format!("{original}\n\n{entry}"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,7 @@ mod clean;
 mod faults;
 mod fetch;
 mod manifest;
+mod pins;
 mod resume;
 mod share;
 mod verify;
