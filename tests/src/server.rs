@@ -43,6 +43,15 @@ pub enum Reply {
     /// Promises the whole body, sends `after` bytes, then goes silent until the client
     /// hangs up (or the server is dropped).
     Stall { body: Arc<Vec<u8>>, after: usize },
+    /// The whole body (range-aware), in `chunk`-byte steps with a pause after each: a
+    /// slow link, so a test can interrupt a transfer anywhere.
+    Slow {
+        body: Arc<Vec<u8>>,
+        chunk: usize,
+        pause: Duration,
+    },
+    /// These exact bytes, head and all, then close: for hostile or broken answers.
+    Raw(Vec<u8>),
 }
 
 impl Reply {
@@ -409,6 +418,18 @@ fn answer(
                 out.inner.flush()?;
                 reset_on_close(out.inner);
             }
+        }
+        Reply::Slow { body, chunk, pause } => {
+            if let Some(start) = file_head(out, request, &body)? {
+                for piece in body[start..].chunks(chunk.max(1)) {
+                    out.body(piece)?;
+                    out.inner.flush()?;
+                    thread::sleep(pause);
+                }
+            }
+        }
+        Reply::Raw(bytes) => {
+            out.inner.write_all(&bytes)?;
         }
         Reply::Stall { body, after } => {
             if let Some(start) = file_head(out, request, &body)? {

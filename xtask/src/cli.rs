@@ -17,7 +17,7 @@ use crate::manifest::{Manifest, ManifestError};
 use crate::plan::{Selection, Trust};
 use crate::progress::Reporter;
 use crate::transfer::Settings;
-use crate::{add, clean, fetch, hook, mirror, plan, project_root, status, verify};
+use crate::{add, bench, clean, fetch, hook, mirror, plan, project_root, status, verify};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,12 +31,26 @@ struct Cli {
     task: Task,
 }
 
+// Parsed once per process: the size of the biggest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Task {
     /// Provision the pinned model checkpoints listed in models.toml.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
+    },
+    /// Measure fetch and verify against curl, sha256sum and openssl; write BENCHMARKS.md.
+    Bench {
+        /// Tiny sizes and one round: checks that the harness works, in seconds.
+        #[arg(long)]
+        quick: bool,
+        /// Measured rounds per case (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where the table goes [default: BENCHMARKS.md at the workspace root].
+        #[arg(long, value_name = "FILE")]
+        out: Option<Utf8PathBuf>,
     },
 }
 
@@ -455,7 +469,17 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Task::Models { command } = cli.task;
+    let command = match cli.task {
+        Task::Models { command } => command,
+        Task::Bench { quick, runs, out } => {
+            let out = match out {
+                Some(out) => absolute(&out)?,
+                None => project_root().join("BENCHMARKS.md"),
+            };
+            let runs = if quick { 1 } else { runs };
+            return bench::run(&bench::Options { quick, runs, out });
+        }
+    };
     match command {
         ModelsCommand::Fetch {
             select,

@@ -14,6 +14,7 @@
 
 pub mod add;
 pub mod attempt_log;
+pub mod bench;
 pub mod cache;
 pub mod check;
 pub mod clean;

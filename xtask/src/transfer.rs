@@ -565,6 +565,10 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
                 self.hasher.hash(buf, n);
             }
             if let Some(e) = error {
+                // What did arrive may already say more than the broken connection does.
+                if !self.sniffed {
+                    self.judge_prefix()?;
+                }
                 return Err(read_fault(&e, self.written));
             }
             if n == 0 {
@@ -595,10 +599,22 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
         }
         self.file
             .write_all(chunk)
-            .map_err(|e| Fault::local(self.partial.as_str(), &e))?;
+            .map_err(|e| self.write_fault(&e))?;
         self.written += chunk.len() as u64;
         self.progress.advance(chunk.len() as u64);
         Ok(())
+    }
+
+    /// A failed write; a full disk says how far the download got and that it is kept.
+    fn write_fault(&self, e: &io::Error) -> Fault {
+        let mut fault = Fault::local(self.partial.as_str(), e);
+        if fault.class == Class::NoSpace {
+            fault.detail = format!(
+                "no space to write {}: {e}, after {} of {} bytes (the partial download is kept; a later run resumes it)",
+                self.partial, self.written, self.model.size
+            );
+        }
+        fault
     }
 
     /// Called once, when the first bytes are in: is this the file at all?
@@ -684,9 +700,15 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
     }
 }
 
-/// Reads until `buf` is full, the body ends (a short count) or a read fails (the count
-/// so far and the error). Big hand-offs keep the hashing thread's overhead negligible.
+/// How long bytes may sit in a buffer before they go to disk and to the progress report:
+/// on a slow link a 1 MiB buffer could take minutes to fill, and a kill would lose it.
+const FILL_BUDGET: Duration = Duration::from_millis(100);
+
+/// Reads until `buf` is full, [`FILL_BUDGET`] has passed with some bytes in, the body
+/// ends, or a read fails (the count so far and the error). Big hand-offs on fast links
+/// keep the hashing thread's overhead negligible.
 fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let started = Instant::now();
     let mut n = 0;
     while n < buf.len() {
         match body.read(&mut buf[n..]) {
@@ -694,6 +716,9 @@ fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
             Ok(read) => n += read,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return (n, Some(e)),
+        }
+        if started.elapsed() >= FILL_BUDGET {
+            break;
         }
     }
     (n, None)

@@ -1,0 +1,1014 @@
+//! `cargo xtask bench`: the figures behind every speed and memory claim, reproducible.
+//!
+//! It makes its own data, serves it from its own loopback server (the kernel copies file
+//! to socket, so the server is never the bottleneck), runs each case several times after
+//! a warm-up and prints medians with min–max. Ratios are taken pair by pair within the
+//! same round, because these machines are shared and noisy: absolute seconds drift, a
+//! pair measured back to back mostly does not. Baselines (curl, sha256sum, openssl) run
+//! through xshell and are skipped, with a note, where the program is missing. The table
+//! is printed and written to BENCHMARKS.md; `--quick` runs tiny sizes so a test can
+//! keep the harness from rotting.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use sha2::{Digest, Sha256};
+use xshell::{Shell, cmd};
+
+use crate::check::hex;
+use crate::manifest::Manifest;
+use crate::project_root;
+
+const MIB: u64 = 1 << 20;
+
+pub struct Options {
+    pub quick: bool,
+    pub runs: usize,
+    pub out: Utf8PathBuf,
+}
+
+/// Sizes for one bench run: the real ones, or tiny ones for `--quick`.
+struct Sizes {
+    big: u64,
+    small_rss: u64,
+    verify_scale: u64,
+    many_files: usize,
+    many_size: u64,
+    latency: Duration,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                big: 8 * MIB,
+                small_rss: 2 * MIB,
+                verify_scale: 1024,
+                many_files: 6,
+                many_size: 64 << 10,
+                latency: Duration::from_millis(20),
+            }
+        } else {
+            Sizes {
+                big: 1 << 30,
+                small_rss: 64 * MIB,
+                verify_scale: 1,
+                many_files: 50,
+                many_size: MIB,
+                latency: Duration::from_millis(50),
+            }
+        }
+    }
+}
+
+pub fn run(options: &Options) -> anyhow::Result<ExitCode> {
+    let sizes = Sizes::new(options.quick);
+    let work = Workdir::new()?;
+    let server = BenchServer::start(work.path.join("srv"))?;
+    let tool = Tool::current()?;
+    let sh = Shell::new()?;
+    let mut report = Report::default();
+    let runs = options.runs.max(1);
+    let warmup = !options.quick;
+
+    cold_fetch(
+        &work,
+        &server,
+        &tool,
+        &sh,
+        &sizes,
+        runs,
+        warmup,
+        &mut report,
+    )?;
+    full_verify(&work, &server, &tool, &sh, &sizes, runs, &mut report)?;
+    resume(&work, &server, &tool, &sizes, &mut report)?;
+    many_files(&work, &server, &tool, &sizes, runs, &mut report)?;
+    startup(&work, &tool, runs, &mut report)?;
+
+    let table = report.render(options.quick);
+    println!("{table}");
+    crate::install::write_atomically(&options.out, table.as_bytes())?;
+    eprintln!("wrote {}", options.out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Case 1 and 2: one big file, the tool against curl, and peak memory.
+#[allow(clippy::too_many_arguments)]
+fn cold_fetch(
+    work: &Workdir,
+    server: &BenchServer,
+    tool: &Tool,
+    sh: &Shell,
+    sizes: &Sizes,
+    runs: usize,
+    warmup: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let section = format!(
+        "1. cold fetch of one {} file",
+        crate::progress::human_bytes(sizes.big)
+    );
+    let big = server.add_file("big.bin", sizes.big, 1)?;
+    let manifest = work.manifest("big", &[(&big, "big.bin")])?;
+    let url = server.url("/big.bin");
+    let have_curl = has_program(sh, "curl");
+    let have_sha256sum = has_program(sh, "sha256sum");
+    let (mut fetch, mut curl, mut curl_sha, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    for round in 0..runs + usize::from(warmup) {
+        let keep = !(warmup && round == 0);
+        let dir = work.fresh("ck");
+        let out = tool.run(&[
+            "models",
+            "fetch",
+            "--no-cache",
+            "-q",
+            "--manifest",
+            manifest.as_str(),
+            "--checkpoints-dir",
+            dir.as_str(),
+        ])?;
+        if keep {
+            fetch.push(out.seconds);
+            rss = rss.max(out.peak_rss);
+        }
+        if have_curl {
+            let target = work.fresh_file("curl.bin");
+            let t = time(|| cmd!(sh, "curl -sS -o {target} {url}").quiet().run())?;
+            if keep {
+                curl.push(t);
+            }
+            if have_sha256sum {
+                let target = work.fresh_file("curl.bin");
+                let t = time(|| {
+                    cmd!(sh, "curl -sS -o {target} {url}").quiet().run()?;
+                    cmd!(sh, "sha256sum {target}").quiet().ignore_stdout().run()
+                })?;
+                if keep {
+                    curl_sha.push(t);
+                }
+            }
+        }
+    }
+    report.row(
+        &section,
+        "models fetch (download + sha256 + fsync + rename)",
+        Stat::seconds(&fetch),
+        "",
+        "",
+    );
+    if have_curl {
+        report.row(&section, "curl -o", Stat::seconds(&curl), "", "");
+        let ratio = pairwise(&fetch, &curl, |a, b| a / b);
+        report.row(
+            &section,
+            "fetch ÷ curl -o, pair by pair",
+            ratio.clone(),
+            "≤ 1.15×",
+            verdict(ratio.median <= 1.15),
+        );
+    } else {
+        report.note("curl is not installed: the curl baselines were skipped");
+    }
+    if have_curl && have_sha256sum {
+        report.row(
+            &section,
+            "curl -o then sha256sum",
+            Stat::seconds(&curl_sha),
+            "",
+            "",
+        );
+        let ratio = pairwise(&curl_sha, &fetch, |a, b| a / b);
+        report.row(
+            &section,
+            "(curl + sha256sum) ÷ fetch",
+            ratio.clone(),
+            "≥ 2×",
+            verdict(ratio.median >= 2.0),
+        );
+    }
+
+    let section2 = "2. peak memory of the fetch (max RSS of the process)".to_owned();
+    report.row(
+        &section2,
+        &format!("fetch of {}", crate::progress::human_bytes(sizes.big)),
+        Stat::mib(rss),
+        "≤ 16 MiB",
+        verdict(rss <= 16 * MIB),
+    );
+    let small = server.add_file("small.bin", sizes.small_rss, 2)?;
+    let manifest = work.manifest("small", &[(&small, "small.bin")])?;
+    let dir = work.fresh("ck");
+    let out = tool.run(&[
+        "models",
+        "fetch",
+        "--no-cache",
+        "-q",
+        "--manifest",
+        manifest.as_str(),
+        "--checkpoints-dir",
+        dir.as_str(),
+    ])?;
+    let flat = out.peak_rss <= rss + 4 * MIB && rss <= out.peak_rss + 4 * MIB;
+    report.row(
+        &section2,
+        &format!("fetch of {}", crate::progress::human_bytes(sizes.small_rss)),
+        Stat::mib(out.peak_rss),
+        "flat in file size",
+        verdict(flat),
+    );
+    server.remove("big.bin");
+    server.remove("small.bin");
+    Ok(())
+}
+
+/// Cases 3, 4 and the cache install: the default set's sizes, hashed and re-verified.
+fn full_verify(
+    work: &Workdir,
+    server: &BenchServer,
+    tool: &Tool,
+    sh: &Shell,
+    sizes: &Sizes,
+    runs: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let pinned = Manifest::load(&project_root().join("models.toml"))
+        .context("reading models.toml for the default set's sizes")?;
+    let defaults: Vec<_> = pinned.models.iter().filter(|m| !m.optional).collect();
+    let mut files = Vec::new();
+    for (i, model) in defaults.iter().enumerate() {
+        let name = format!("default-{i}.bin");
+        let size = (model.size / sizes.verify_scale).max(1);
+        files.push((server.add_file(&name, size, 10 + i as u64)?, name));
+    }
+    let total: u64 = files.iter().map(|(f, _)| f.size).sum();
+    let pairs: Vec<(&ServedFile, &str)> = files.iter().map(|(f, n)| (f, n.as_str())).collect();
+    let manifest = work.manifest("defaults", &pairs)?;
+    let cache = work.fresh("cache");
+    let first = work.fresh("first");
+    let fetch_args = |dir: &Utf8Path| {
+        vec![
+            "models",
+            "fetch",
+            "-q",
+            "--manifest",
+            manifest.as_str(),
+            "--checkpoints-dir",
+            dir.as_str(),
+            "--cache-dir",
+            cache.as_str(),
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    };
+    let args = fetch_args(&first);
+    tool.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+
+    let section = format!(
+        "3. full verify of the default set's sizes ({} files, {})",
+        files.len(),
+        crate::progress::human_bytes(total)
+    );
+    let paths: Vec<Utf8PathBuf> = files.iter().map(|(_, n)| first.join(n)).collect();
+    let paths = &paths;
+    let have_sha256sum = has_program(sh, "sha256sum");
+    let have_openssl = has_program(sh, "openssl");
+    let (mut ours, mut theirs, mut openssl) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let out = tool.run(&[
+            "models",
+            "verify",
+            "--full",
+            "-q",
+            "--jobs",
+            "4",
+            "--manifest",
+            manifest.as_str(),
+            "--checkpoints-dir",
+            first.as_str(),
+        ])?;
+        ours.push(out.seconds);
+        if have_sha256sum {
+            theirs.push(time(|| {
+                cmd!(sh, "sha256sum {paths...}")
+                    .quiet()
+                    .ignore_stdout()
+                    .run()
+            })?);
+        }
+        if have_openssl {
+            openssl.push(time(|| {
+                cmd!(sh, "openssl dgst -sha256 {paths...}")
+                    .quiet()
+                    .ignore_stdout()
+                    .run()
+            })?);
+        }
+    }
+    report.row(
+        &section,
+        "models verify --full --jobs 4",
+        Stat::seconds(&ours),
+        "",
+        "",
+    );
+    if have_sha256sum {
+        report.row(&section, "sha256sum", Stat::seconds(&theirs), "", "");
+        let r = pairwise(&theirs, &ours, |a, b| a / b);
+        report.row(
+            &section,
+            "sha256sum ÷ verify",
+            r.clone(),
+            "> 1×",
+            verdict(r.median > 1.0),
+        );
+    }
+    if have_openssl {
+        report.row(
+            &section,
+            "openssl dgst -sha256",
+            Stat::seconds(&openssl),
+            "",
+            "",
+        );
+        let r = pairwise(&openssl, &ours, |a, b| a / b);
+        report.row(
+            &section,
+            "openssl ÷ verify (all cores vs one)",
+            r.clone(),
+            "> 1×",
+            verdict(r.median > 1.0),
+        );
+    } else {
+        report.note("openssl is not installed: its baseline was skipped");
+    }
+
+    let section = "4. re-verify of the unchanged default set (stamps)".to_owned();
+    let mut stamped = Vec::new();
+    for _ in 0..runs.max(5) {
+        let out = tool.run(&[
+            "models",
+            "verify",
+            "-q",
+            "--manifest",
+            manifest.as_str(),
+            "--checkpoints-dir",
+            first.as_str(),
+        ])?;
+        stamped.push(out.seconds);
+    }
+    let s = Stat::seconds(&stamped);
+    report.row(
+        &section,
+        "models verify (built binary, whole process)",
+        s.clone(),
+        "≤ 50 ms",
+        verdict(s.median <= 0.050),
+    );
+
+    let section = "8. install of the default set from the cache into a fresh checkout".to_owned();
+    let mut installs = Vec::new();
+    for _ in 0..runs {
+        let fresh = work.fresh("checkout");
+        let args = fetch_args(&fresh);
+        installs.push(
+            tool.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?
+                .seconds,
+        );
+    }
+    let s = Stat::seconds(&installs);
+    report.row(
+        &section,
+        "models fetch, every file from the cache (hard links)",
+        s.clone(),
+        "< 1 s",
+        verdict(s.median < 1.0),
+    );
+    for (_, name) in &files {
+        server.remove(name);
+    }
+    Ok(())
+}
+
+/// Case 5: kill the fetch half way, run it again, count what the server sends.
+fn resume(
+    work: &Workdir,
+    server: &BenchServer,
+    tool: &Tool,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let big = server.add_file("resume.bin", sizes.big, 3)?;
+    let manifest = work.manifest("resume", &[(&big, "resume.bin")])?;
+    let dir = work.fresh("ck");
+    let args = [
+        "models",
+        "fetch",
+        "--no-cache",
+        "-q",
+        "--manifest",
+        manifest.as_str(),
+        "--checkpoints-dir",
+        dir.as_str(),
+    ];
+    let partial = dir.join(format!("resume.bin.{}.part", &big.sha256[..12]));
+    server.throttle(true);
+    let mut child = tool.spawn(&args)?;
+    let started = Instant::now();
+    let mut at_kill = 0;
+    while started.elapsed() < Duration::from_secs(120) {
+        at_kill = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        if at_kill >= big.size / 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill()?;
+    let _ = child.wait();
+    server.throttle(false);
+    let before = server.bytes_sent();
+    tool.run(&args)?;
+    let second = server.bytes_sent() - before;
+    let share = second as f64 / big.size as f64;
+    let section = "5. resume after kill -9 at about half the file".to_owned();
+    report.row(
+        &section,
+        &format!(
+            "killed with {:.1}% on disk; bytes sent again",
+            100.0 * at_kill as f64 / big.size as f64
+        ),
+        Stat::percent(share),
+        "≤ 52%",
+        verdict(share <= 0.52),
+    );
+    server.remove("resume.bin");
+    Ok(())
+}
+
+/// Case 6: many small files behind a slow server, one job against eight.
+fn many_files(
+    work: &Workdir,
+    server: &BenchServer,
+    tool: &Tool,
+    sizes: &Sizes,
+    runs: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    for i in 0..sizes.many_files {
+        let name = format!("many-{i}.bin");
+        files.push((
+            server.add_file(&name, sizes.many_size, 100 + i as u64)?,
+            name,
+        ));
+    }
+    let pairs: Vec<(&ServedFile, &str)> = files.iter().map(|(f, n)| (f, n.as_str())).collect();
+    let manifest = work.manifest("many", &pairs)?;
+    server.set_latency(sizes.latency);
+    let (mut one, mut eight) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for (jobs, into) in [("1", &mut one), ("8", &mut eight)] {
+            let dir = work.fresh("ck");
+            let out = tool.run(&[
+                "models",
+                "fetch",
+                "--no-cache",
+                "-q",
+                "--jobs",
+                jobs,
+                "--manifest",
+                manifest.as_str(),
+                "--checkpoints-dir",
+                dir.as_str(),
+            ])?;
+            into.push(out.seconds);
+        }
+    }
+    server.set_latency(Duration::ZERO);
+    let section = format!(
+        "6. {} files of {} with {} ms server latency",
+        files.len(),
+        crate::progress::human_bytes(sizes.many_size),
+        sizes.latency.as_millis()
+    );
+    report.row(&section, "--jobs 1", Stat::seconds(&one), "", "");
+    report.row(&section, "--jobs 8", Stat::seconds(&eight), "", "");
+    let r = pairwise(&one, &eight, |a, b| a / b);
+    report.row(
+        &section,
+        "--jobs 1 ÷ --jobs 8",
+        r.clone(),
+        "≥ 5×",
+        verdict(r.median >= 5.0),
+    );
+    for (_, name) in &files {
+        server.remove(name);
+    }
+    Ok(())
+}
+
+/// Case 7: what the tool costs before it does anything.
+fn startup(work: &Workdir, tool: &Tool, runs: usize, report: &mut Report) -> anyhow::Result<()> {
+    let manifest = work.path.join("empty.toml");
+    std::fs::write(&manifest, "# nothing pinned\n")?;
+    let dir = work.fresh("ck");
+    let mut times = Vec::new();
+    for _ in 0..runs.max(5) {
+        times.push(
+            tool.run(&[
+                "models",
+                "verify",
+                "-q",
+                "--manifest",
+                manifest.as_str(),
+                "--checkpoints-dir",
+                dir.as_str(),
+            ])?
+            .seconds,
+        );
+    }
+    report.row(
+        "7. start-up: verify of an empty selection",
+        "built binary, whole process",
+        Stat::seconds(&times),
+        "",
+        "",
+    );
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+fn has_program(sh: &Shell, name: &str) -> bool {
+    let script = format!("command -v {name}");
+    cmd!(sh, "sh -c {script}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .is_ok()
+}
+
+fn time<E: std::error::Error + Send + Sync + 'static>(
+    f: impl FnOnce() -> Result<(), E>,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    f()?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// `f(a[i], b[i])` for each round, summarised.
+fn pairwise(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> f64) -> Stat {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect();
+    Stat::of(&ratios, Unit::Ratio)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Unit {
+    Seconds,
+    Ratio,
+    Mib,
+    Percent,
+}
+
+#[derive(Clone, Debug)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+    unit: Unit,
+}
+
+impl Stat {
+    fn of(values: &[f64], unit: Unit) -> Stat {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Stat {
+            median,
+            min: sorted.first().copied().unwrap_or(f64::NAN),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
+            unit,
+        }
+    }
+
+    fn seconds(values: &[f64]) -> Stat {
+        Stat::of(values, Unit::Seconds)
+    }
+
+    fn mib(bytes: u64) -> Stat {
+        Stat::of(&[bytes as f64 / MIB as f64], Unit::Mib)
+    }
+
+    fn percent(share: f64) -> Stat {
+        Stat::of(&[share * 100.0], Unit::Percent)
+    }
+
+    fn show(&self, x: f64) -> String {
+        match self.unit {
+            Unit::Seconds if x < 1.0 => format!("{:.1} ms", x * 1000.0),
+            Unit::Seconds => format!("{x:.2} s"),
+            Unit::Ratio => format!("{x:.2}×"),
+            Unit::Mib => format!("{x:.1} MiB"),
+            Unit::Percent => format!("{x:.1}%"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<(String, String, Stat, String, String)>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn row(&mut self, section: &str, what: &str, stat: Stat, goal: &str, verdict: &str) {
+        self.rows.push((
+            section.to_owned(),
+            what.to_owned(),
+            stat,
+            goal.to_owned(),
+            verdict.to_owned(),
+        ));
+    }
+
+    fn note(&mut self, note: &str) {
+        self.notes.push(note.to_owned());
+    }
+
+    fn render(&self, quick: bool) -> String {
+        let mut out = String::from("# Benchmarks\n\n");
+        let _ = writeln!(
+            out,
+            "Made by `cargo xtask bench{}` on {} ({} cores), {}. Medians over rounds, with min–max; \
+             ratios are taken pair by pair within a round.\n",
+            if quick { " --quick" } else { "" },
+            std::env::consts::ARCH,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            crate::attempt_log::utc_timestamp(std::time::SystemTime::now())
+                .get(..10)
+                .unwrap_or("today"),
+        );
+        out.push_str("| case | measurement | median | min–max | goal | verdict |\n|---|---|---|---|---|---|\n");
+        // Cases are measured in the order that shares data best, shown in numbered order.
+        let mut rows: Vec<_> = self.rows.iter().collect();
+        rows.sort_by_key(|(section, ..)| {
+            section
+                .split('.')
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(u32::MAX)
+        });
+        let mut last = "";
+        for (section, what, stat, goal, verdict) in rows {
+            let shown = if section == last {
+                ""
+            } else {
+                section.as_str()
+            };
+            last = section;
+            let spread = if (stat.max - stat.min).abs() < f64::EPSILON {
+                "–".to_owned()
+            } else {
+                format!("{}–{}", stat.show(stat.min), stat.show(stat.max))
+            };
+            let _ = writeln!(
+                out,
+                "| {shown} | {what} | {} | {spread} | {goal} | {verdict} |",
+                stat.show(stat.median)
+            );
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "\nNote: {note}.");
+        }
+        out
+    }
+}
+
+/// The tool under test: this very binary, run as a child process.
+struct Tool {
+    exe: std::path::PathBuf,
+}
+
+/// One run of the tool.
+struct Measured {
+    seconds: f64,
+    peak_rss: u64,
+}
+
+impl Tool {
+    fn current() -> anyhow::Result<Tool> {
+        Ok(Tool {
+            exe: std::env::current_exe()?,
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.exe);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Measure the tool, not a developer's proxy or shared mirrors.
+        for var in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+            "XTASK_MODELS_MIRRORS",
+            "XTASK_MODELS_OFFLINE",
+        ] {
+            command.env_remove(var);
+        }
+        command
+    }
+
+    fn spawn(&self, args: &[&str]) -> anyhow::Result<std::process::Child> {
+        Ok(self.command(args).spawn()?)
+    }
+
+    /// Runs to completion; wall time and the child's own peak memory (from wait4).
+    fn run(&self, args: &[&str]) -> anyhow::Result<Measured> {
+        let started = Instant::now();
+        let child = self.command(args).spawn()?;
+        let (code, peak_rss) = wait_with_rusage(child)?;
+        let seconds = started.elapsed().as_secs_f64();
+        if code != 0 {
+            bail!("`xtask {}` exited with {code}", args.join(" "));
+        }
+        Ok(Measured { seconds, peak_rss })
+    }
+}
+
+/// Waits for `child` and returns its exit code and peak resident memory in bytes.
+fn wait_with_rusage(child: std::process::Child) -> anyhow::Result<(i32, u64)> {
+    let pid = libc::pid_t::try_from(child.id())?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; zeroed is a valid value for it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own unreaped child; both pointers are valid for the call.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    // Linux reports ru_maxrss in KiB.
+    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024))
+}
+
+/// A scratch folder for data and checkouts, removed when the bench ends.
+struct Workdir {
+    path: Utf8PathBuf,
+    count: AtomicU64,
+}
+
+impl Workdir {
+    fn new() -> anyhow::Result<Workdir> {
+        let path = Utf8PathBuf::try_from(std::env::temp_dir())?
+            .join(format!("xtask-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(Workdir {
+            path,
+            count: AtomicU64::new(0),
+        })
+    }
+
+    /// A new, not yet existing folder (each checkout starts empty).
+    fn fresh(&self, stem: &str) -> Utf8PathBuf {
+        let n = self.count.fetch_add(1, Ordering::SeqCst);
+        let path = self.path.join(format!("{stem}-{n}"));
+        // Drop the last round's files so the disk does not fill up over many rounds.
+        let previous = self.path.join(format!("{stem}-{}", n.wrapping_sub(1)));
+        let _ = std::fs::remove_dir_all(previous);
+        path
+    }
+
+    fn fresh_file(&self, name: &str) -> Utf8PathBuf {
+        let path = self.path.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    fn manifest(&self, name: &str, files: &[(&ServedFile, &str)]) -> anyhow::Result<Utf8PathBuf> {
+        let mut text = String::new();
+        for (file, path) in files {
+            let _ = writeln!(
+                text,
+                "[[model]]\nname = {:?}\npath = {path:?}\nsize = {}\nsha256 = {:?}\nurls = [{:?}]\n",
+                path.replace('.', "-"),
+                file.size,
+                file.sha256,
+                file.url
+            );
+        }
+        let manifest = self.path.join(format!("{name}.toml"));
+        std::fs::write(&manifest, text)?;
+        Ok(manifest)
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+struct ServedFile {
+    size: u64,
+    sha256: String,
+    url: String,
+}
+
+/// A loopback HTTP server for files on disk: `Range: bytes=N-`, optional latency, an
+/// optional throttle (so a kill can land mid-file), and a count of body bytes sent.
+struct BenchServer {
+    port: u16,
+    root: Utf8PathBuf,
+    latency_ms: Arc<AtomicU64>,
+    throttled: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+}
+
+impl BenchServer {
+    fn start(root: Utf8PathBuf) -> anyhow::Result<BenchServer> {
+        std::fs::create_dir_all(&root)?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let server = BenchServer {
+            port,
+            root: root.clone(),
+            latency_ms: Arc::new(AtomicU64::new(0)),
+            throttled: Arc::new(AtomicBool::new(false)),
+            sent: Arc::new(AtomicU64::new(0)),
+        };
+        let (latency, throttled, sent) = (
+            server.latency_ms.clone(),
+            server.throttled.clone(),
+            server.sent.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (root, latency, throttled, sent) = (
+                    root.clone(),
+                    latency.clone(),
+                    throttled.clone(),
+                    sent.clone(),
+                );
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &root, &latency, &throttled, &sent);
+                });
+            }
+        });
+        Ok(server)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Writes `size` bytes of pseudo-random data, hashing them on the way.
+    fn add_file(&self, name: &str, size: u64, seed: u64) -> anyhow::Result<ServedFile> {
+        let path = self.root.join(name);
+        let mut file = std::io::BufWriter::with_capacity(MIB as usize, File::create(&path)?);
+        let mut hasher = Sha256::new();
+        let mut block = vec![0u8; MIB as usize];
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let mut left = size;
+        let mut counter = 0u64;
+        while left > 0 {
+            // Each MiB differs from the last, so no two stretches of a file repeat.
+            counter += 1;
+            block[..8].copy_from_slice(&(counter ^ seed).to_le_bytes());
+            let n = left.min(MIB) as usize;
+            hasher.update(&block[..n]);
+            file.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        file.flush()?;
+        Ok(ServedFile {
+            size,
+            sha256: hex(&hasher.finalize()),
+            url: self.url(&format!("/{name}")),
+        })
+    }
+
+    fn remove(&self, name: &str) {
+        let _ = std::fs::remove_file(self.root.join(name));
+    }
+
+    fn set_latency(&self, latency: Duration) {
+        self.latency_ms
+            .store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn throttle(&self, on: bool) {
+        self.throttled.store(on, Ordering::SeqCst);
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    root: &Utf8Path,
+    latency: &AtomicU64,
+    throttled: &AtomicBool,
+    sent: &AtomicU64,
+) -> anyhow::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/')
+        .to_owned();
+    let mut from = 0u64;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("range")
+        {
+            from = value
+                .trim()
+                .trim_start_matches("bytes=")
+                .trim_end_matches('-')
+                .parse()
+                .unwrap_or(0);
+        }
+    }
+    let delay = latency.load(Ordering::SeqCst);
+    if delay > 0 {
+        std::thread::sleep(Duration::from_millis(delay));
+    }
+    let mut out = stream;
+    let Ok(mut file) = File::open(root.join(&path)) else {
+        out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    };
+    let size = file.metadata()?.len();
+    let from = from.min(size);
+    let head = if from > 0 {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{size}\r\nConnection: close\r\n\r\n",
+            size - from,
+            size - 1
+        )
+    } else {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n")
+    };
+    out.write_all(head.as_bytes())?;
+    file.seek(SeekFrom::Start(from))?;
+    if throttled.load(Ordering::SeqCst) {
+        // About 64 MiB/s, in 1 MiB steps, so a kill can land near any offset.
+        let mut buf = vec![0u8; MIB as usize];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+            sent.fetch_add(n as u64, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        return Ok(());
+    }
+    // std::io::copy from a file to a socket is sendfile(2) on Linux: the kernel copies.
+    let n = std::io::copy(&mut file, &mut out)?;
+    sent.fetch_add(n, Ordering::SeqCst);
+    Ok(())
+}
