@@ -57,6 +57,10 @@ pub enum Class {
     Offline,
     /// Too many redirects, or a redirect loop.
     Redirect,
+    /// An https URL redirected to plain http.
+    InsecureRedirect,
+    /// The host says the file changed: its size or sha256 differ from the pin.
+    StalePin,
     /// The URL itself cannot be used.
     BadUrl,
     /// Reading or writing local files failed (permissions, a directory in the way).
@@ -104,6 +108,8 @@ impl Class {
             Class::StalePartial => "stale-partial",
             Class::Offline => "offline",
             Class::Redirect => "redirect",
+            Class::InsecureRedirect => "insecure-redirect",
+            Class::StalePin => "stale-pin",
             Class::BadUrl => "bad-url",
             Class::LocalIo => "local-io",
             Class::NoSpace => "no-space",
@@ -149,7 +155,7 @@ impl Class {
                 "could not reach the server: check the network connection, DNS and any proxy settings (HTTPS_PROXY)"
             }
             Class::Tls => {
-                "the secure connection failed: check the system clock and certificates (a TLS-inspecting proxy needs its CA trusted)"
+                "the secure connection failed: check the system clock; behind a TLS-inspecting proxy, set SSL_CERT_FILE (or SSL_CERT_DIR) to your organisation's CA certificates"
             }
             Class::Truncated => "the connection dropped mid-file: run the command again",
             Class::HtmlPage => {
@@ -166,6 +172,12 @@ impl Class {
             }
             Class::Offline => {
                 "offline mode allows only local sources (the cache, file:// URLs, directory mirrors): run without --offline to download it"
+            }
+            Class::InsecureRedirect => {
+                "the server sent an https download to plain http, where it could be altered: use another URL or mirror"
+            }
+            Class::StalePin => {
+                "upstream has a different file now: if that is intended, update size and sha256 in models.toml (`cargo xtask models add` computes them)"
             }
             Class::Redirect => "the server redirected too often (a loop?): try another URL",
             Class::BadUrl => "fix the URL in models.toml",
@@ -186,7 +198,7 @@ impl fmt::Display for Class {
 }
 
 /// One failed attempt: what kind of fault, and what exactly happened.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub class: Class,
     pub detail: String,

@@ -14,6 +14,7 @@
 
 pub mod add;
 pub mod attempt_log;
+pub mod auth;
 pub mod bench;
 pub mod cache;
 pub mod check;
@@ -22,11 +23,13 @@ pub mod cli;
 pub mod error;
 pub mod fetch;
 pub mod hook;
+pub mod hosts;
 pub mod install;
 pub mod json;
 pub mod lock;
 pub mod manifest;
 pub mod mirror;
+pub mod net;
 pub mod plan;
 pub mod progress;
 pub mod stamp;

@@ -21,12 +21,17 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use ureq::Body;
+use ureq::http::{HeaderMap, Response};
 
 use crate::attempt_log::{Attempt, AttemptLog, redact_url};
+use crate::auth::Credentials;
 use crate::check::{self, BackgroundHasher, HASH_BUFFER, SNIFF_LEN};
 use crate::error::{Class, Decision, Fault};
+use crate::hosts::{self, PageVerdict};
 use crate::install;
 use crate::manifest::Model;
+use crate::net::{Answer, Method, Net, ProxyEnv};
 use crate::progress::{Reporter, Transfer};
 
 /// Backoff never waits longer than this between attempts...
@@ -101,36 +106,27 @@ struct AttemptStats {
 }
 
 pub struct Downloader<'a> {
-    agent: ureq::Agent,
+    net: Net,
     settings: Settings,
     reporter: &'a Reporter,
     log: Option<&'a AttemptLog>,
 }
 
+/// Interstitial pages (Drive's virus-scan warning) followed at most, per attempt.
+const MAX_INTERSTITIALS: usize = 3;
+/// An HTML answer is read up to this much to find out what it is.
+const PAGE_LIMIT: usize = 1 << 20;
+
 impl<'a> Downloader<'a> {
     pub fn new(settings: Settings, reporter: &'a Reporter, log: Option<&'a AttemptLog>) -> Self {
-        let t = Some(settings.timeout);
-        let proxy = if settings.proxy_from_env {
-            ureq::Proxy::try_from_env()
+        let proxies = if settings.proxy_from_env {
+            ProxyEnv::from_process()
         } else {
-            None
+            ProxyEnv::default()
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(proxy)
-            .timeout_resolve(t)
-            .timeout_connect(t)
-            .timeout_send_request(t)
-            .timeout_recv_response(t)
-            .timeout_per_read(t)
-            .max_redirects(10)
-            .user_agent(concat!("xtask-models/", env!("CARGO_PKG_VERSION")))
-            // Raw bytes only: a compressed stream would break size checks and offsets.
-            .accept_encoding("identity")
-            .build()
-            .new_agent();
+        let net = Net::new(settings.timeout, proxies, Credentials::from_environment());
         Downloader {
-            agent,
+            net,
             settings,
             reporter,
             log,
@@ -315,7 +311,7 @@ impl<'a> Downloader<'a> {
         } else {
             None
         };
-        let source = self.open(url, have, validator.as_deref())?;
+        let source = self.open(model, url, have, validator.as_deref())?;
         if source.start != have {
             // The server sent the whole file (no range support, or it changed): restart.
             file.set_len(0).map_err(local)?;
@@ -361,52 +357,118 @@ impl<'a> Downloader<'a> {
 
     /// Opens `url` from byte `from` on. The answer says where its body really starts:
     /// at `from`, or at 0 when the server ignored or refused the range.
-    fn open(&self, url: &str, from: u64, validator: Option<&str>) -> Result<Source, Fault> {
+    fn open(
+        &self,
+        model: &Model,
+        url: &str,
+        from: u64,
+        validator: Option<&str>,
+    ) -> Result<Source, Fault> {
         if let Some(path) = file_url_path(url) {
             return open_file(&path, from);
         }
-        let mut request = self.agent.get(url);
-        if from > 0 {
-            request = request.header("Range", format!("bytes={from}-"));
-            if let Some(validator) = validator {
-                request = request.header("If-Range", validator);
+        let url = hosts::normalize_drive_url(url).unwrap_or_else(|| url.to_owned());
+        let check = |headers: &HeaderMap| {
+            if self.settings.skip_checks {
+                Ok(())
+            } else {
+                hosts::check_linked(headers, model.size, &model.sha256)
+            }
+        };
+        if from == 0 && hosts::is_resolve_url(&url) {
+            // Ask before downloading: a stale pin shows in the headers of the first hop.
+            match self.net.request(Method::Head, &url, &[], &[], &check) {
+                Err(fault) if fault.class == Class::StalePin => return Err(fault),
+                _ => {}
             }
         }
-        let response = request.call().map_err(|e| call_fault(&e))?;
+        let mut headers = Vec::new();
+        if from > 0 {
+            headers.push(("Range", format!("bytes={from}-")));
+            if let Some(validator) = validator {
+                headers.push(("If-Range", validator.to_owned()));
+            }
+        }
+        let mut answer = self.net.request(Method::Get, &url, &headers, &[], &check)?;
+        for _ in 0..MAX_INTERSTITIALS {
+            let status = answer.response.status().as_u16();
+            let is_html = header(&answer.response, "content-type").is_some_and(|ct| {
+                ct.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/html")
+            });
+            if status != 200 || !is_html {
+                break;
+            }
+            let Answer {
+                response,
+                url: page_url,
+                cookies,
+            } = answer;
+            let content_type = header(&response, "content-type");
+            let validator = validator_of(&response);
+            let mut body = response.into_body().into_reader();
+            let mut page = Vec::new();
+            let read = (&mut body).take(PAGE_LIMIT as u64).read_to_end(&mut page);
+            if check::sniff(&page, content_type.as_deref()).is_none()
+                || read.is_err() && page.is_empty()
+            {
+                // Labelled HTML but not a page after all: hand over what was read, then the rest.
+                let body: Box<dyn Read> = Box::new(io::Cursor::new(page).chain(body));
+                return Ok(Source {
+                    body,
+                    start: 0,
+                    content_type,
+                    declared: None,
+                    validator,
+                });
+            }
+            let text = String::from_utf8_lossy(&page);
+            match hosts::judge_page(&text, &page_url) {
+                PageVerdict::FollowUp(next) => {
+                    answer = self
+                        .net
+                        .request(Method::Get, &next, &[], &cookies, &check)?;
+                }
+                PageVerdict::Refused(fault) => return Err(fault),
+                PageVerdict::Unknown => {
+                    let what = html_title(&page).map_or_else(
+                        || "an HTML page".to_owned(),
+                        |t| format!("an HTML page titled {t:?}"),
+                    );
+                    return Err(Fault::new(
+                        Class::HtmlPage,
+                        format!("received {what} instead of the file"),
+                    ));
+                }
+            }
+        }
+        let response = answer.response;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
         let start = match status {
             200 => 0,
             206 if from > 0 => {
-                let range = header("content-range")
+                let range = header(&response, "content-range")
                     .as_deref()
                     .and_then(parse_content_range);
                 match range {
                     Some((first, _)) if first == from => from,
                     // A range we did not ask for, or none we can read: start over.
-                    _ => return self.open(url, 0, None),
+                    _ => return self.open(model, &url, 0, None),
                 }
             }
             // The range is past the end: the partial is stale.
-            416 if from > 0 => return self.open(url, 0, None),
+            416 if from > 0 => return self.open(model, &url, 0, None),
             _ => {
                 let mut fault = status_fault(status);
-                fault.retry_after =
-                    header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+                fault.retry_after = header(&response, "retry-after")
+                    .and_then(|v| parse_retry_after(&v, SystemTime::now()));
                 return Err(fault);
             }
         };
-        let content_type = header("content-type");
-        let declared = header("content-length").and_then(|v| v.trim().parse().ok());
-        let validator = header("etag")
-            .filter(|e| !e.starts_with("W/"))
-            .or_else(|| header("last-modified"));
+        let content_type = header(&response, "content-type");
+        let declared = header(&response, "content-length").and_then(|v| v.trim().parse().ok());
+        let validator = validator_of(&response);
         let body = Box::new(response.into_body().into_reader());
         Ok(Source {
             body,
@@ -416,6 +478,21 @@ impl<'a> Downloader<'a> {
             validator,
         })
     }
+}
+
+fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// What to send as `If-Range` when resuming: a strong ETag, else Last-Modified.
+fn validator_of(response: &Response<Body>) -> Option<String> {
+    header(response, "etag")
+        .filter(|e| !e.starts_with("W/"))
+        .or_else(|| header(response, "last-modified"))
 }
 
 /// An open body, where it starts in the file, and what its headers promised.
@@ -750,36 +827,6 @@ pub fn status_fault(status: u16) -> Fault {
         _ => (Class::HttpStatus, "unexpected status"),
     };
     Fault::new(class, format!("HTTP {status} ({what})")).with_status(status)
-}
-
-/// The fault behind a request that got no response.
-fn call_fault(err: &ureq::Error) -> Fault {
-    match err {
-        ureq::Error::Timeout(which) => Fault::new(Class::Timeout, format!("timed out ({which})")),
-        ureq::Error::HostNotFound => {
-            Fault::new(Class::Connection, "could not resolve the host name")
-        }
-        ureq::Error::ConnectionFailed => Fault::new(Class::Connection, "could not connect"),
-        ureq::Error::Io(e) => io_fault(e, "connection failed"),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
-            Fault::new(Class::Tls, format!("TLS failed: {err}"))
-        }
-        ureq::Error::TooManyRedirects => {
-            Fault::new(Class::Redirect, "too many redirects (a redirect loop?)")
-        }
-        ureq::Error::BadUri(_) => Fault::new(Class::BadUrl, format!("bad URL: {err}")),
-        ureq::Error::StatusCode(status) => status_fault(*status),
-        other => Fault::new(Class::Connection, other.to_string()),
-    }
-}
-
-fn io_fault(e: &io::Error, context: &str) -> Fault {
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            Fault::new(Class::Timeout, format!("{context}: {e}"))
-        }
-        _ => Fault::new(Class::Connection, format!("{context}: {e}")),
-    }
 }
 
 /// The fault behind a body that stopped flowing.

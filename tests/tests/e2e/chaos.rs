@@ -32,7 +32,7 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
     let server = Server::start();
     let mut pins = Vec::new();
     for i in 0..3u64 {
-        let data = payload(1 << 20, 200 + i);
+        let data = payload(2 << 20, 200 + i);
         let path = format!("/f{i}");
         let slow = Reply::Slow {
             body: data.clone(),
@@ -53,9 +53,23 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
     let sb = sandbox();
     sb.write_manifest(&pins.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let mut rng = Rng(0x5eed);
+    let partials: Vec<_> = pins
+        .iter()
+        .map(|(p, _)| sb.cache_partial(&p.sha256))
+        .collect();
     for _ in 0..20 {
         let mut child = sb.spawn_models(&["fetch", "--jobs", "3", "--quiet"]);
-        std::thread::sleep(Duration::from_millis(20 + rng.below(230)));
+        // Kill once some bytes are on disk (or the run ended), at a random moment after.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10)
+            && !partials
+                .iter()
+                .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(250)));
         let _ = child.kill();
         let _ = child.wait();
         for (pin, data) in &pins {
@@ -75,9 +89,14 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
         .iter()
         .filter(|r| r.range.is_some())
         .count();
+    let log: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| (r.path.clone(), r.range.clone(), r.body_bytes))
+        .collect();
     assert!(
         resumed > 0,
-        "partial transfers resumed rather than restarted"
+        "partial transfers resumed rather than restarted: {log:?}"
     );
 }
 

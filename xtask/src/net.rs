@@ -1,0 +1,425 @@
+//! HTTP requests the way curl makes them: proxies, certificates, redirects, credentials.
+//!
+//! Proxies come from the environment as curl reads it: `http_proxy` for http URLs (the
+//! lowercase name only, like curl), `HTTPS_PROXY`/`https_proxy` for https, `ALL_PROXY`
+//! as the fallback, and `NO_PROXY` host, suffix and `*` matches. Certificates: the
+//! platform's CA bundle plus `SSL_CERT_FILE` and `SSL_CERT_DIR`, so a corporate
+//! TLS-inspecting CA works. Redirects are followed here, not inside the HTTP library, so
+//! each hop gets its own decision: at most 10 hops, a loop is reported as a loop, https
+//! never falls back to plain http, credentials are chosen per host (see [`crate::auth`]),
+//! and `X-Linked-*` headers are checked on every hop before anything is downloaded.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use ureq::http::{HeaderMap, Response};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::{Agent, Body};
+
+use crate::auth::Credentials;
+use crate::error::{Class, Fault};
+use crate::hosts;
+
+/// Redirects followed at most, as browsers and curl do.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Where proxies and no-proxy rules come from (the process environment, or a test's map).
+#[derive(Clone, Debug, Default)]
+pub struct ProxyEnv {
+    vars: HashMap<String, String>,
+}
+
+impl ProxyEnv {
+    pub fn from_process() -> ProxyEnv {
+        let names = [
+            "http_proxy",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+            "no_proxy",
+            "NO_PROXY",
+        ];
+        let vars = names
+            .iter()
+            .filter_map(|n| {
+                std::env::var(n)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| ((*n).to_owned(), v))
+            })
+            .collect();
+        ProxyEnv { vars }
+    }
+
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> ProxyEnv {
+        ProxyEnv {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn get(&self, names: &[&str]) -> Option<&str> {
+        names
+            .iter()
+            .find_map(|n| self.vars.get(*n))
+            .map(String::as_str)
+    }
+
+    /// The proxy for a request to `scheme://host`, if any.
+    pub fn proxy_for(&self, scheme: &str, host: &str) -> Option<String> {
+        if self.bypasses(host) {
+            return None;
+        }
+        let specific = match scheme.to_ascii_lowercase().as_str() {
+            // curl reads only the lowercase http_proxy: HTTP_PROXY can be set by a web
+            // server's CGI environment from a request header.
+            "http" => self.get(&["http_proxy"]),
+            "https" => self.get(&["https_proxy", "HTTPS_PROXY"]),
+            _ => None,
+        };
+        let proxy = specific.or_else(|| self.get(&["all_proxy", "ALL_PROXY"]))?;
+        Some(if proxy.contains("://") {
+            proxy.to_owned()
+        } else {
+            format!("http://{proxy}")
+        })
+    }
+
+    fn bypasses(&self, host: &str) -> bool {
+        let Some(list) = self.get(&["no_proxy", "NO_PROXY"]) else {
+            return false;
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        list.split([',', ' '])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .any(|entry| {
+                if entry == "*" {
+                    return true;
+                }
+                let entry = entry
+                    .trim_start_matches("*.")
+                    .trim_start_matches('.')
+                    .to_ascii_lowercase();
+                let entry = entry
+                    .rsplit_once(':')
+                    .filter(|(_, port)| port.parse::<u16>().is_ok())
+                    .map_or(entry.as_str(), |(h, _)| h);
+                host == entry || host.ends_with(&format!(".{entry}"))
+            })
+    }
+}
+
+/// Every CA certificate this machine trusts, plus `SSL_CERT_FILE` / `SSL_CERT_DIR`;
+/// `None` when there is nothing beyond the bundled Mozilla roots.
+fn platform_roots() -> Option<Vec<Certificate<'static>>> {
+    const BUNDLES: &[&str] = &[
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ];
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(bundle) = BUNDLES
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_file())
+    {
+        files.push(bundle.to_owned());
+    }
+    if let Ok(file) = std::env::var("SSL_CERT_FILE") {
+        files.push(file.into());
+    }
+    if let Ok(dirs) = std::env::var("SSL_CERT_DIR") {
+        for dir in std::env::split_paths(&dirs) {
+            let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+            files.extend(entries.map(|e| e.path()).filter(|p| p.is_file()));
+        }
+    }
+    let mut certs = Vec::new();
+    for file in files {
+        let Ok(pem) = std::fs::read(&file) else {
+            continue;
+        };
+        for item in ureq::tls::parse_pem(&pem).flatten() {
+            if let PemItem::Certificate(cert) = item {
+                certs.push(cert.to_owned());
+            }
+        }
+    }
+    (!certs.is_empty()).then_some(certs)
+}
+
+/// One answer, after redirects: the response, the URL that gave it, and the cookies the
+/// hops set (for a follow-up request such as Drive's confirmation).
+pub struct Answer {
+    pub response: Response<Body>,
+    pub url: String,
+    pub cookies: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+}
+
+pub struct Net {
+    timeout: Duration,
+    proxies: ProxyEnv,
+    credentials: Credentials,
+    roots: OnceLock<RootCerts>,
+    /// Keyed by proxy and by whether the agent must verify TLS (http needs no CA bundle).
+    agents: Mutex<HashMap<(Option<String>, bool), Agent>>,
+}
+
+impl Net {
+    pub fn new(timeout: Duration, proxies: ProxyEnv, credentials: Credentials) -> Net {
+        Net {
+            timeout,
+            proxies,
+            credentials,
+            roots: OnceLock::new(),
+            agents: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One agent per proxy and scheme, built on first use; only https ones read the CA
+    /// bundle, so loopback and plain-http runs skip that work.
+    fn agent(&self, proxy: Option<&str>, tls: bool) -> Result<Agent, Fault> {
+        let key = (proxy.map(str::to_owned), tls);
+        let mut agents = self
+            .agents
+            .lock()
+            .map_err(|_| Fault::new(Class::Connection, "internal lock poisoned"))?;
+        if let Some(agent) = agents.get(&key) {
+            return Ok(agent.clone());
+        }
+        let proxy = match proxy {
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
+                Fault::new(Class::Connection, format!("proxy {p} is not usable: {e}"))
+            })?),
+            None => None,
+        };
+        let tls_config = if tls {
+            let roots = self
+                .roots
+                .get_or_init(|| platform_roots().map_or(RootCerts::WebPki, RootCerts::from));
+            TlsConfig::builder().root_certs(roots.clone()).build()
+        } else {
+            TlsConfig::default()
+        };
+        let t = Some(self.timeout);
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(proxy)
+            .tls_config(tls_config)
+            .timeout_resolve(t)
+            .timeout_connect(t)
+            .timeout_send_request(t)
+            .timeout_recv_response(t)
+            .timeout_per_read(t)
+            // Redirects are followed in `request`, one decision per hop.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(concat!("xtask-models/", env!("CARGO_PKG_VERSION")))
+            // Raw bytes only: a compressed stream would break size checks and offsets.
+            .accept_encoding("identity")
+            .build()
+            .into();
+        agents.insert(key, agent.clone());
+        Ok(agent)
+    }
+
+    /// Requests `url`, following redirects; `check` sees every hop's headers first (a
+    /// stale pin ends the request before anything is downloaded).
+    pub fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        cookies: &[String],
+        check: &dyn Fn(&HeaderMap) -> Result<(), Fault>,
+    ) -> Result<Answer, Fault> {
+        let mut url = url.to_owned();
+        let mut seen = vec![url.clone()];
+        let mut cookies = cookies.to_vec();
+        for _ in 0..=MAX_REDIRECTS {
+            let (scheme, host) = scheme_and_host(&url)?;
+            let proxy = self.proxies.proxy_for(&scheme, &host);
+            let agent = self.agent(proxy.as_deref(), scheme.eq_ignore_ascii_case("https"))?;
+            let mut request = match method {
+                Method::Get => agent.get(&url),
+                Method::Head => agent.head(&url),
+            };
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            if let Some(auth) = self.credentials.authorization(&scheme, &host) {
+                request = request.header("Authorization", auth);
+            }
+            if !cookies.is_empty() {
+                request = request.header("Cookie", cookies.join("; "));
+            }
+            let response = request
+                .call()
+                .map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_deref()))?;
+            check(response.headers())?;
+            cookies.extend(
+                response
+                    .headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|v| {
+                        v.to_str()
+                            .ok()
+                            .and_then(|c| c.split(';').next())
+                            .map(|c| c.trim().to_owned())
+                    }),
+            );
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            // A HEAD asks with redirects off: the first hop's headers are the answer.
+            let follow = method == Method::Get && response.status().is_redirection();
+            let Some(location) = location.filter(|_| follow) else {
+                return Ok(Answer {
+                    response,
+                    url,
+                    cookies,
+                });
+            };
+            let next = hosts::resolve(&url, &location);
+            if scheme.eq_ignore_ascii_case("https")
+                && next.to_ascii_lowercase().starts_with("http://")
+            {
+                return Err(Fault::new(
+                    Class::InsecureRedirect,
+                    format!("{url} redirected to plain http ({next}); refused"),
+                ));
+            }
+            if seen.contains(&next) {
+                return Err(Fault::new(
+                    Class::Redirect,
+                    format!("redirect loop: {} -> {next}", seen.join(" -> ")),
+                ));
+            }
+            seen.push(next.clone());
+            url = next;
+        }
+        Err(Fault::new(
+            Class::Redirect,
+            format!(
+                "more than {MAX_REDIRECTS} redirects, starting at {}",
+                seen[0]
+            ),
+        ))
+    }
+}
+
+fn scheme_and_host(url: &str) -> Result<(String, String), Fault> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {url}: {e}")))?;
+    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+    let host = uri
+        .host()
+        .ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?
+        .to_owned();
+    Ok((scheme, host))
+}
+
+fn with_proxy_hint(mut fault: Fault, proxy: Option<&str>) -> Fault {
+    if let Some(proxy) = proxy
+        && matches!(fault.class, Class::Connection | Class::Timeout | Class::Tls)
+    {
+        fault.detail = format!(
+            "{} (through the proxy {})",
+            fault.detail,
+            crate::attempt_log::redact_url(proxy)
+        );
+    }
+    fault
+}
+
+/// The fault behind a request that got no response.
+pub fn call_fault(err: &ureq::Error) -> Fault {
+    match err {
+        ureq::Error::Timeout(which) => Fault::new(Class::Timeout, format!("timed out ({which})")),
+        ureq::Error::HostNotFound => {
+            Fault::new(Class::Connection, "could not resolve the host name")
+        }
+        ureq::Error::ConnectionFailed => Fault::new(Class::Connection, "could not connect"),
+        ureq::Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                Fault::new(Class::Timeout, format!("connection timed out: {e}"))
+            }
+            _ => Fault::new(Class::Connection, format!("connection failed: {e}")),
+        },
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
+            Fault::new(Class::Tls, format!("TLS failed: {err}"))
+        }
+        ureq::Error::TooManyRedirects => {
+            Fault::new(Class::Redirect, "too many redirects (a redirect loop?)")
+        }
+        ureq::Error::BadUri(_) => Fault::new(Class::BadUrl, format!("bad URL: {err}")),
+        ureq::Error::StatusCode(status) => crate::transfer::status_fault(*status),
+        other => Fault::new(Class::Connection, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxies_are_chosen_per_scheme_like_curl() {
+        let env = ProxyEnv::from_pairs(&[
+            ("http_proxy", "http://p1:3128"),
+            ("HTTPS_PROXY", "p2:8080"),
+            ("ALL_PROXY", "socks5://p3:1080"),
+        ]);
+        assert_eq!(
+            env.proxy_for("http", "a.example").as_deref(),
+            Some("http://p1:3128")
+        );
+        assert_eq!(
+            env.proxy_for("https", "a.example").as_deref(),
+            Some("http://p2:8080")
+        );
+        let upper_http_only = ProxyEnv::from_pairs(&[("HTTP_PROXY", "http://evil:1")]);
+        assert_eq!(
+            upper_http_only.proxy_for("http", "a"),
+            None,
+            "uppercase HTTP_PROXY is ignored"
+        );
+        let all = ProxyEnv::from_pairs(&[("all_proxy", "http://p3:1")]);
+        assert_eq!(all.proxy_for("https", "a").as_deref(), Some("http://p3:1"));
+    }
+
+    #[test]
+    fn no_proxy_matches_hosts_suffixes_and_star() {
+        let env = ProxyEnv::from_pairs(&[
+            ("https_proxy", "http://p:1"),
+            ("NO_PROXY", "internal.example, .corp,127.0.0.1:8080"),
+        ]);
+        assert_eq!(env.proxy_for("https", "internal.example"), None);
+        assert_eq!(env.proxy_for("https", "a.internal.example"), None);
+        assert_eq!(env.proxy_for("https", "x.corp"), None);
+        assert_eq!(env.proxy_for("https", "127.0.0.1"), None);
+        assert!(env.proxy_for("https", "notinternal.example").is_some());
+        assert!(env.proxy_for("https", "huggingface.co").is_some());
+        let star = ProxyEnv::from_pairs(&[("https_proxy", "http://p:1"), ("no_proxy", "*")]);
+        assert_eq!(star.proxy_for("https", "anything"), None);
+    }
+}
