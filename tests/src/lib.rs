@@ -6,6 +6,7 @@
 //! so a developer's `HTTPS_PROXY` cannot capture loopback traffic.
 
 pub mod server;
+pub mod tls;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,11 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 const HOST_VARS: &[&str] = &[
     "XTASK_MODELS_MIRRORS",
     "XTASK_MODELS_OFFLINE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HF_TOKEN",
+    "HF_HOME",
+    "HF_TOKEN_PATH",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",
@@ -145,10 +151,7 @@ impl Sandbox {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create sandbox");
         let cache = dir.join("cache");
-        let env = vec![(
-            "XTASK_MODELS_CACHE_DIR".to_owned(),
-            cache.display().to_string(),
-        )];
+        let env = vec![("XTASK_MODELS_CACHE_DIR".to_owned(), cache.display().to_string())];
         Sandbox {
             manifest: dir.join("models.toml"),
             checkpoints: dir.join("checkpoints"),
@@ -171,12 +174,15 @@ impl Sandbox {
 
     /// Runs `models <args>` against this sandbox's manifest and checkpoints directory.
     pub fn models(&self, args: &[&str]) -> Run {
+        // The location options go before a `--`, which hands the rest to another program.
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
         let mut full: Vec<String> = vec!["models".into()];
-        full.extend(args.iter().map(|a| (*a).to_owned()));
+        full.extend(args[..split].iter().map(|a| (*a).to_owned()));
         full.push("--manifest".into());
         full.push(self.manifest.display().to_string());
         full.push("--checkpoints-dir".into());
         full.push(self.checkpoints.display().to_string());
+        full.extend(args[split..].iter().map(|a| (*a).to_owned()));
         self.run_raw(&full)
     }
 
@@ -184,16 +190,8 @@ impl Sandbox {
     pub fn spawn_models(&self, args: &[&str]) -> std::process::Child {
         let mut command = Command::new(&self.tool);
         command.arg("models").args(args);
-        command
-            .arg("--manifest")
-            .arg(&self.manifest)
-            .arg("--checkpoints-dir")
-            .arg(&self.checkpoints);
-        command
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.arg("--manifest").arg(&self.manifest).arg("--checkpoints-dir").arg(&self.checkpoints);
+        command.current_dir(&self.dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for var in HOST_VARS {
             command.env_remove(var);
         }
@@ -285,21 +283,12 @@ pub fn finish(mut child: std::process::Child) -> Run {
         let _ = err.read_to_string(&mut stderr);
     }
     let status = child.wait().expect("wait for the tool");
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
+    Run { code: status.code().unwrap_or(-1), stdout, stderr }
 }
 
 pub fn run_tool(tool: &Path, args: &[String], cwd: &Path, env: &[(String, String)]) -> Run {
     let mut command = Command::new(tool);
-    command
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     for var in HOST_VARS {
         command.env_remove(var);
     }

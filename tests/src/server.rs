@@ -28,12 +28,10 @@ pub enum Reply {
     Unsized(Arc<Vec<u8>>),
     /// 200 with these bytes, served as `text/html`.
     Html(String),
+    /// An HTML page with extra headers (a `Set-Cookie`, say).
+    HtmlWith { page: String, headers: Vec<(String, String)> },
     /// Any status with extra headers and a small body.
-    Status {
-        code: u16,
-        headers: Vec<(String, String)>,
-        body: String,
-    },
+    Status { code: u16, headers: Vec<(String, String)>, body: String },
     /// 302 to another location.
     Redirect(String),
     /// Promises the whole body, sends `after` bytes, then closes cleanly.
@@ -45,22 +43,14 @@ pub enum Reply {
     Stall { body: Arc<Vec<u8>>, after: usize },
     /// The whole body (range-aware), in `chunk`-byte steps with a pause after each: a
     /// slow link, so a test can interrupt a transfer anywhere.
-    Slow {
-        body: Arc<Vec<u8>>,
-        chunk: usize,
-        pause: Duration,
-    },
+    Slow { body: Arc<Vec<u8>>, chunk: usize, pause: Duration },
     /// These exact bytes, head and all, then close: for hostile or broken answers.
     Raw(Vec<u8>),
 }
 
 impl Reply {
     pub fn status(code: u16) -> Reply {
-        Reply::Status {
-            code,
-            headers: Vec::new(),
-            body: format!("status {code}\n"),
-        }
+        Reply::Status { code, headers: Vec::new(), body: format!("status {code}\n") }
     }
 
     pub fn status_with(code: u16, header: &str, value: &str) -> Reply {
@@ -75,7 +65,10 @@ impl Reply {
 /// One request the server received.
 #[derive(Clone, Debug)]
 pub struct Request {
+    pub method: String,
     pub path: String,
+    pub authorization: Option<String>,
+    pub cookie: Option<String>,
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub at: Instant,
@@ -144,13 +137,14 @@ impl Server {
         self.requests().iter().filter(|r| r.path == path).count()
     }
 
+    /// GET requests only (a HEAD asks, a GET downloads).
+    pub fn gets(&self) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.method == "GET").collect()
+    }
+
     /// Body bytes sent for `path`, over all requests.
     pub fn bytes_sent(&self, path: &str) -> u64 {
-        self.requests()
-            .iter()
-            .filter(|r| r.path == path)
-            .map(|r| r.body_bytes)
-            .sum()
+        self.requests().iter().filter(|r| r.path == path).map(|r| r.body_bytes).sum()
     }
 
     /// Waits this long before answering each request (a slow or distant server).
@@ -173,9 +167,17 @@ impl Drop for Server {
 }
 
 fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    let Some(request) = read_request(&stream) else {
-        return;
-    };
+    let Some(mut request) = read_request(&stream) else { return };
+    if request.method == "CONNECT" {
+        // Acting as a forward proxy: log the tunnel, then answer what comes through it
+        // as if this were the origin.
+        state.lock().unwrap().log.push(request);
+        if stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").is_err() {
+            return;
+        }
+        let Some(inner) = read_request(&stream) else { return };
+        request = inner;
+    }
     let (reply, index, latency) = {
         let mut state = state.lock().unwrap();
         state.active += 1;
@@ -193,10 +195,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
     if !latency.is_zero() {
         thread::sleep(latency);
     }
-    let mut counter = Counting {
-        inner: &mut stream,
-        body: 0,
-    };
+    let mut counter = Counting { inner: &mut stream, body: 0 };
     let _ = answer(&mut counter, &request, reply, stop);
     let sent = counter.body;
     let mut state = state.lock().unwrap();
@@ -208,28 +207,35 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_owned();
-    let (mut range, mut if_range) = (None, None);
+    let mut words = line.split_whitespace();
+    let method = words.next()?.to_owned();
+    let path = words.next()?.to_owned();
+    let mut request = Request {
+        method,
+        path,
+        authorization: None,
+        cookie: None,
+        range: None,
+        if_range: None,
+        at: Instant::now(),
+        body_bytes: 0,
+    };
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
             break;
         }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("range") {
-                range = Some(value.trim().to_owned());
-            } else if name.eq_ignore_ascii_case("if-range") {
-                if_range = Some(value.trim().to_owned());
-            }
+        let Some((name, value)) = header.split_once(':') else { continue };
+        let value = Some(value.trim().to_owned());
+        match name.to_ascii_lowercase().as_str() {
+            "range" => request.range = value,
+            "if-range" => request.if_range = value,
+            "authorization" => request.authorization = value,
+            "cookie" => request.cookie = value,
+            _ => {}
         }
     }
-    Some(Request {
-        path,
-        range,
-        if_range,
-        at: Instant::now(),
-        body_bytes: 0,
-    })
+    Some(request)
 }
 
 /// Counts the body bytes written after the head, for the request log.
@@ -257,13 +263,7 @@ pub fn etag_of(bytes: &[u8]) -> String {
 
 /// The first byte to send: the range's start when the request has a usable range.
 fn range_start(request: &Request, body: &[u8]) -> Option<usize> {
-    let start: usize = request
-        .range
-        .as_deref()?
-        .strip_prefix("bytes=")?
-        .strip_suffix('-')?
-        .parse()
-        .ok()?;
+    let start: usize = request.range.as_deref()?.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()?;
     if let Some(if_range) = &request.if_range
         && *if_range != etag_of(body)
     {
@@ -295,20 +295,13 @@ fn reason(code: u16) -> &'static str {
 
 /// Sends the head of a file reply (200, or 206 for a range) and returns the offset the
 /// body starts at, or `None` after answering 416 for a range past the end.
-fn file_head(
-    out: &mut Counting<'_>,
-    request: &Request,
-    body: &[u8],
-) -> std::io::Result<Option<usize>> {
+fn file_head(out: &mut Counting<'_>, request: &Request, body: &[u8]) -> std::io::Result<Option<usize>> {
     let etag = etag_of(body);
     let octets = "application/octet-stream".to_owned();
     match range_start(request, body) {
         Some(start) if start >= body.len() => {
             let range = format!("bytes */{}", body.len());
-            out.head(&head(
-                416,
-                &[("Content-Range", range), ("Content-Length", "0".into())],
-            ))?;
+            out.head(&head(416, &[("Content-Range", range), ("Content-Length", "0".into())]))?;
             Ok(None)
         }
         Some(start) => {
@@ -327,25 +320,13 @@ fn file_head(
         }
         None => {
             let len = body.len().to_string();
-            out.head(&head(
-                200,
-                &[
-                    ("Content-Type", octets),
-                    ("Content-Length", len),
-                    ("ETag", etag),
-                ],
-            ))?;
+            out.head(&head(200, &[("Content-Type", octets), ("Content-Length", len), ("ETag", etag)]))?;
             Ok(Some(0))
         }
     }
 }
 
-fn answer(
-    out: &mut Counting<'_>,
-    request: &Request,
-    reply: Reply,
-    stop: &AtomicBool,
-) -> std::io::Result<()> {
+fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
     match reply {
         Reply::Body(body) => {
             if let Some(start) = file_head(out, request, &body)? {
@@ -359,51 +340,33 @@ fn answer(
         }
         Reply::WrongRange(body) => {
             let range = format!("bytes 0-{}/{}", body.len() - 1, body.len());
-            out.head(&head(
-                206,
-                &[
-                    ("Content-Length", body.len().to_string()),
-                    ("Content-Range", range),
-                ],
-            ))?;
+            out.head(&head(206, &[("Content-Length", body.len().to_string()), ("Content-Range", range)]))?;
             out.body(&body)?;
         }
         Reply::Unsized(body) => {
-            out.head(&head(
-                200,
-                &[("Content-Type", "application/octet-stream".into())],
-            ))?;
+            out.head(&head(200, &[("Content-Type", "application/octet-stream".into())]))?;
             out.body(&body)?;
+        }
+        Reply::HtmlWith { page, headers } => {
+            let mut all: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+            all.push(("Content-Type", "text/html; charset=utf-8".into()));
+            all.push(("Content-Length", page.len().to_string()));
+            out.head(&head(200, &all))?;
+            out.body(page.as_bytes())?;
         }
         Reply::Html(page) => {
             let ct = "text/html; charset=utf-8".to_owned();
-            out.head(&head(
-                200,
-                &[
-                    ("Content-Type", ct),
-                    ("Content-Length", page.len().to_string()),
-                ],
-            ))?;
+            out.head(&head(200, &[("Content-Type", ct), ("Content-Length", page.len().to_string())]))?;
             out.body(page.as_bytes())?;
         }
-        Reply::Status {
-            code,
-            headers,
-            body,
-        } => {
-            let mut all: Vec<(&str, String)> = headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.clone()))
-                .collect();
+        Reply::Status { code, headers, body } => {
+            let mut all: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
             all.push(("Content-Length", body.len().to_string()));
             out.head(&head(code, &all))?;
             out.body(body.as_bytes())?;
         }
         Reply::Redirect(location) => {
-            out.head(&head(
-                302,
-                &[("Location", location), ("Content-Length", "0".into())],
-            ))?;
+            out.head(&head(302, &[("Location", location), ("Content-Length", "0".into())]))?;
         }
         Reply::Truncate { body, after } => {
             if let Some(start) = file_head(out, request, &body)? {
@@ -445,10 +408,7 @@ fn answer(
 /// A zero linger time turns the close into a TCP reset (RST) instead of a clean FIN.
 fn reset_on_close(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: the descriptor is open for the duration of the call and `linger` is a
     // valid, correctly sized value for SO_LINGER.
     unsafe {
@@ -473,11 +433,7 @@ fn hold_until_client_leaves(stream: &mut TcpStream, stop: &AtomicBool) {
         match stream.read(&mut buf) {
             Ok(0) => return,
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(_) => return,
         }
     }

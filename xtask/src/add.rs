@@ -34,10 +34,7 @@ pub struct Request {
 pub fn run(cx: &Context, request: Request, settings: Settings) -> anyhow::Result<ExitCode> {
     let pin = plan_entry(cx, &request)?;
     // Size and hash are learned, not checked: the transfer must not cut the file short.
-    let settings = Settings {
-        skip_checks: true,
-        ..settings
-    };
+    let settings = Settings { skip_checks: true, ..settings };
     let dest = cx.checkpoints.join(&pin.path);
     let job = Job {
         model: &pin,
@@ -72,17 +69,10 @@ pub fn run(cx: &Context, request: Request, settings: Settings) -> anyhow::Result
         ));
         return Ok(error::exit_code(true));
     }
-    let model = Model {
-        size,
-        sha256: fetched.sha256.clone(),
-        ..pin
-    };
+    let model = Model { size, sha256: fetched.sha256.clone(), ..pin };
     let _ = Stamps::record(
         &cx.checkpoints,
-        check::stamp_installed(&model, &dest)
-            .map(|s| (model.path.to_string(), s))
-            .into_iter()
-            .collect(),
+        check::stamp_installed(&model, &dest).map(|s| (model.path.to_string(), s)).into_iter().collect(),
     );
     let entry = entry_table(&model);
     if request.dry_run {
@@ -99,10 +89,7 @@ pub fn run(cx: &Context, request: Request, settings: Settings) -> anyhow::Result
 
 /// The entry to pin, with size and hash still unknown; refused if it cannot be added.
 fn plan_entry(cx: &Context, request: &Request) -> Result<Model, UsageError> {
-    let first = request
-        .urls
-        .first()
-        .ok_or_else(|| UsageError("give the URL to download".to_owned()))?;
+    let first = request.urls.first().ok_or_else(|| UsageError("give the URL to download".to_owned()))?;
     for url in &request.urls {
         if let Some(why) = manifest::url_problem(url) {
             return Err(UsageError(format!("URL {url:?} {why}")));
@@ -113,20 +100,14 @@ fn plan_entry(cx: &Context, request: &Request) -> Result<Model, UsageError> {
         (Some(path), _) => path.clone(),
         (None, Some(name)) => name.clone(),
         (None, None) => {
-            return Err(UsageError(format!(
-                "cannot tell a file name from {first:?}; give --path"
-            )));
+            return Err(UsageError(format!("cannot tell a file name from {first:?}; give --path")));
         }
     };
     if let Some(why) = manifest::path_problem(&path) {
         return Err(UsageError(format!("path {path:?} {why}")));
     }
     let name = request.name.clone().unwrap_or_else(|| default_name(&path));
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         return Err(UsageError(format!(
             "model name {name:?} is not allowed; use letters, digits, '.', '_', '-'"
         )));
@@ -178,15 +159,7 @@ fn default_name(path: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
     let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
     let stem = if stem.is_empty() { file } else { stem };
-    stem.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect()
 }
 
 fn entry_table(model: &Model) -> Table {
@@ -226,10 +199,7 @@ fn append_entry(manifest: &camino::Utf8Path, entry: Table) -> anyhow::Result<()>
     };
     let new_text = format!("{text}{separator}{doc}");
     if let Err(err) = crate::manifest::Manifest::parse(&new_text, manifest) {
-        return Err(UsageError(format!(
-            "the entry cannot be appended to {manifest}:\n{err}"
-        ))
-        .into());
+        return Err(UsageError(format!("the entry cannot be appended to {manifest}:\n{err}")).into());
     }
     install::write_atomically(manifest, new_text.as_bytes())?;
     Ok(())
@@ -245,16 +215,10 @@ mod tests {
             url_file_name("https://h/a/b/GFPGANv1.4.pth?download=true").as_deref(),
             Some("GFPGANv1.4.pth")
         );
-        assert_eq!(
-            url_file_name("https://h/a/my%20file.bin").as_deref(),
-            Some("my file.bin")
-        );
+        assert_eq!(url_file_name("https://h/a/my%20file.bin").as_deref(), Some("my file.bin"));
         assert_eq!(url_file_name("https://h/"), None);
         assert_eq!(url_file_name("file:///tmp/x.bin").as_deref(), Some("x.bin"));
-        assert_eq!(
-            default_name("SadTalker_V0.0.2_256.safetensors"),
-            "SadTalker_V0.0.2_256"
-        );
+        assert_eq!(default_name("SadTalker_V0.0.2_256.safetensors"), "SadTalker_V0.0.2_256");
         assert_eq!(default_name("my file.bin"), "my-file");
         assert_eq!(default_name(".hidden"), ".hidden");
     }

@@ -36,9 +36,7 @@ impl AttemptLog {
             std::fs::create_dir_all(parent)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(AttemptLog {
-            file: Mutex::new(file),
-        })
+        Ok(AttemptLog { file: Mutex::new(file) })
     }
 
     pub fn record(&self, a: &Attempt<'_>) {
@@ -163,10 +161,7 @@ mod tests {
             redact_url("https://user:pw@host.example/a?x=1&token=abc&X-Amz-Signature=s"),
             "https://***@host.example/a?x=1&token=***&X-Amz-Signature=***"
         );
-        assert_eq!(
-            redact_url("http://127.0.0.1:8/a/b"),
-            "http://127.0.0.1:8/a/b"
-        );
+        assert_eq!(redact_url("http://127.0.0.1:8/a/b"), "http://127.0.0.1:8/a/b");
         assert_eq!(redact_url("https://h/p@q"), "https://h/p@q");
     }
 

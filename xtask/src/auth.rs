@@ -61,16 +61,9 @@ impl Credentials {
         let entry = self
             .netrc
             .iter()
-            .find(|e| {
-                e.machine
-                    .as_deref()
-                    .is_some_and(|m| m.eq_ignore_ascii_case(&host))
-            })
+            .find(|e| e.machine.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&host)))
             .or_else(|| self.netrc.iter().find(|e| e.machine.is_none()))?;
-        Some(format!(
-            "Basic {}",
-            base64(format!("{}:{}", entry.login, entry.password).as_bytes())
-        ))
+        Some(format!("Basic {}", base64(format!("{}:{}", entry.login, entry.password).as_bytes())))
     }
 }
 
@@ -81,8 +74,7 @@ pub fn may_carry_secrets(scheme: &str, host: &str) -> bool {
 
 pub fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The netrc format: whitespace-separated tokens, `machine NAME` or `default` starting an
@@ -103,12 +95,7 @@ fn parse_netrc(text: &str) -> Vec<NetrcEntry> {
             }
             continue;
         }
-        tokens.extend(
-            line_tokens
-                .into_iter()
-                .take_while(|t| !t.starts_with('#'))
-                .map(str::to_owned),
-        );
+        tokens.extend(line_tokens.into_iter().take_while(|t| !t.starts_with('#')).map(str::to_owned));
     }
     let mut it = tokens.into_iter();
     while let Some(token) = it.next() {
@@ -116,11 +103,7 @@ fn parse_netrc(text: &str) -> Vec<NetrcEntry> {
             "machine" | "default" => {
                 entries.extend(current.take());
                 let machine = if token == "machine" { it.next() } else { None };
-                current = Some(NetrcEntry {
-                    machine,
-                    login: String::new(),
-                    password: String::new(),
-                });
+                current = Some(NetrcEntry { machine, login: String::new(), password: String::new() });
             }
             "login" => {
                 if let (Some(entry), Some(value)) = (current.as_mut(), it.next()) {
@@ -146,10 +129,7 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
@@ -188,36 +168,23 @@ mod tests {
     #[test]
     fn credentials_go_only_to_their_host_and_only_securely() {
         let c = creds();
-        assert_eq!(
-            c.authorization("http", "127.0.0.1"),
-            Some(format!("Basic {}", base64(b"alice:s3cret")))
-        );
+        assert_eq!(c.authorization("http", "127.0.0.1"), Some(format!("Basic {}", base64(b"alice:s3cret"))));
         assert_eq!(
             c.authorization("https", "files.example.com"),
             Some(format!("Basic {}", base64(b"bob:pw")))
         );
-        assert_eq!(
-            c.authorization("http", "files.example.com"),
-            None,
-            "never over plain http"
-        );
+        assert_eq!(c.authorization("http", "files.example.com"), None, "never over plain http");
         assert_eq!(
             c.authorization("https", "other.example"),
             Some(format!("Basic {}", base64(b"anon:guest")))
         );
-        assert_eq!(
-            c.authorization("https", "huggingface.co"),
-            Some("Bearer hf_abc".into())
-        );
+        assert_eq!(c.authorization("https", "huggingface.co"), Some("Bearer hf_abc".into()));
         assert_eq!(
             c.authorization("https", "cdn-lfs.huggingface.co"),
             Some(format!("Basic {}", base64(b"anon:guest"))),
             "the HF token stays on huggingface.co"
         );
-        let no_default = Credentials {
-            netrc: parse_netrc("machine a login x password y"),
-            hf_token: None,
-        };
+        let no_default = Credentials { netrc: parse_netrc("machine a login x password y"), hf_token: None };
         assert_eq!(no_default.authorization("https", "b"), None);
     }
 
@@ -233,13 +200,9 @@ mod tests {
 
     #[test]
     fn base64_matches_the_rfc_examples() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
+        for (plain, encoded) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")]
+        {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }
     }

@@ -79,16 +79,7 @@ pub fn run(options: &Options) -> anyhow::Result<ExitCode> {
     let runs = options.runs.max(1);
     let warmup = !options.quick;
 
-    cold_fetch(
-        &work,
-        &server,
-        &tool,
-        &sh,
-        &sizes,
-        runs,
-        warmup,
-        &mut report,
-    )?;
+    cold_fetch(&work, &server, &tool, &sh, &sizes, runs, warmup, &mut report)?;
     full_verify(&work, &server, &tool, &sh, &sizes, runs, &mut report)?;
     resume(&work, &server, &tool, &sizes, &mut report)?;
     many_files(&work, &server, &tool, &sizes, runs, &mut report)?;
@@ -113,10 +104,7 @@ fn cold_fetch(
     warmup: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let section = format!(
-        "1. cold fetch of one {} file",
-        crate::progress::human_bytes(sizes.big)
-    );
+    let section = format!("1. cold fetch of one {} file", crate::progress::human_bytes(sizes.big));
     let big = server.add_file("big.bin", sizes.big, 1)?;
     let manifest = work.manifest("big", &[(&big, "big.bin")])?;
     let url = server.url("/big.bin");
@@ -158,13 +146,7 @@ fn cold_fetch(
             }
         }
     }
-    report.row(
-        &section,
-        "models fetch (download + sha256 + fsync + rename)",
-        Stat::seconds(&fetch),
-        "",
-        "",
-    );
+    report.row(&section, "models fetch (download + sha256 + fsync + rename)", Stat::seconds(&fetch), "", "");
     if have_curl {
         report.row(&section, "curl -o", Stat::seconds(&curl), "", "");
         let ratio = pairwise(&fetch, &curl, |a, b| a / b);
@@ -179,13 +161,7 @@ fn cold_fetch(
         report.note("curl is not installed: the curl baselines were skipped");
     }
     if have_curl && have_sha256sum {
-        report.row(
-            &section,
-            "curl -o then sha256sum",
-            Stat::seconds(&curl_sha),
-            "",
-            "",
-        );
+        report.row(&section, "curl -o then sha256sum", Stat::seconds(&curl_sha), "", "");
         let ratio = pairwise(&curl_sha, &fetch, |a, b| a / b);
         report.row(
             &section,
@@ -298,48 +274,20 @@ fn full_verify(
         ])?;
         ours.push(out.seconds);
         if have_sha256sum {
-            theirs.push(time(|| {
-                cmd!(sh, "sha256sum {paths...}")
-                    .quiet()
-                    .ignore_stdout()
-                    .run()
-            })?);
+            theirs.push(time(|| cmd!(sh, "sha256sum {paths...}").quiet().ignore_stdout().run())?);
         }
         if have_openssl {
-            openssl.push(time(|| {
-                cmd!(sh, "openssl dgst -sha256 {paths...}")
-                    .quiet()
-                    .ignore_stdout()
-                    .run()
-            })?);
+            openssl.push(time(|| cmd!(sh, "openssl dgst -sha256 {paths...}").quiet().ignore_stdout().run())?);
         }
     }
-    report.row(
-        &section,
-        "models verify --full --jobs 4",
-        Stat::seconds(&ours),
-        "",
-        "",
-    );
+    report.row(&section, "models verify --full --jobs 4", Stat::seconds(&ours), "", "");
     if have_sha256sum {
         report.row(&section, "sha256sum", Stat::seconds(&theirs), "", "");
         let r = pairwise(&theirs, &ours, |a, b| a / b);
-        report.row(
-            &section,
-            "sha256sum ÷ verify",
-            r.clone(),
-            "> 1×",
-            verdict(r.median > 1.0),
-        );
+        report.row(&section, "sha256sum ÷ verify", r.clone(), "> 1×", verdict(r.median > 1.0));
     }
     if have_openssl {
-        report.row(
-            &section,
-            "openssl dgst -sha256",
-            Stat::seconds(&openssl),
-            "",
-            "",
-        );
+        report.row(&section, "openssl dgst -sha256", Stat::seconds(&openssl), "", "");
         let r = pairwise(&openssl, &ours, |a, b| a / b);
         report.row(
             &section,
@@ -380,10 +328,7 @@ fn full_verify(
     for _ in 0..runs {
         let fresh = work.fresh("checkout");
         let args = fetch_args(&fresh);
-        installs.push(
-            tool.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?
-                .seconds,
-        );
+        installs.push(tool.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?.seconds);
     }
     let s = Stat::seconds(&installs);
     report.row(
@@ -442,10 +387,7 @@ fn resume(
     let section = "5. resume after kill -9 at about half the file".to_owned();
     report.row(
         &section,
-        &format!(
-            "killed with {:.1}% on disk; bytes sent again",
-            100.0 * at_kill as f64 / big.size as f64
-        ),
+        &format!("killed with {:.1}% on disk; bytes sent again", 100.0 * at_kill as f64 / big.size as f64),
         Stat::percent(share),
         "≤ 52%",
         verdict(share <= 0.52),
@@ -466,10 +408,7 @@ fn many_files(
     let mut files = Vec::new();
     for i in 0..sizes.many_files {
         let name = format!("many-{i}.bin");
-        files.push((
-            server.add_file(&name, sizes.many_size, 100 + i as u64)?,
-            name,
-        ));
+        files.push((server.add_file(&name, sizes.many_size, 100 + i as u64)?, name));
     }
     let pairs: Vec<(&ServedFile, &str)> = files.iter().map(|(f, n)| (f, n.as_str())).collect();
     let manifest = work.manifest("many", &pairs)?;
@@ -503,13 +442,7 @@ fn many_files(
     report.row(&section, "--jobs 1", Stat::seconds(&one), "", "");
     report.row(&section, "--jobs 8", Stat::seconds(&eight), "", "");
     let r = pairwise(&one, &eight, |a, b| a / b);
-    report.row(
-        &section,
-        "--jobs 1 ÷ --jobs 8",
-        r.clone(),
-        "≥ 5×",
-        verdict(r.median >= 5.0),
-    );
+    report.row(&section, "--jobs 1 ÷ --jobs 8", r.clone(), "≥ 5×", verdict(r.median >= 5.0));
     for (_, name) in &files {
         server.remove(name);
     }
@@ -552,11 +485,7 @@ fn verdict(met: bool) -> &'static str {
 
 fn has_program(sh: &Shell, name: &str) -> bool {
     let script = format!("command -v {name}");
-    cmd!(sh, "sh -c {script}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .is_ok()
+    cmd!(sh, "sh -c {script}").quiet().ignore_stdout().run().is_ok()
 }
 
 fn time<E: std::error::Error + Send + Sync + 'static>(
@@ -637,13 +566,7 @@ struct Report {
 
 impl Report {
     fn row(&mut self, section: &str, what: &str, stat: Stat, goal: &str, verdict: &str) {
-        self.rows.push((
-            section.to_owned(),
-            what.to_owned(),
-            stat,
-            goal.to_owned(),
-            verdict.to_owned(),
-        ));
+        self.rows.push((section.to_owned(), what.to_owned(), stat, goal.to_owned(), verdict.to_owned()));
     }
 
     fn note(&mut self, note: &str) {
@@ -659,27 +582,19 @@ impl Report {
             if quick { " --quick" } else { "" },
             std::env::consts::ARCH,
             std::thread::available_parallelism().map_or(1, |n| n.get()),
-            crate::attempt_log::utc_timestamp(std::time::SystemTime::now())
-                .get(..10)
-                .unwrap_or("today"),
+            crate::attempt_log::utc_timestamp(std::time::SystemTime::now()).get(..10).unwrap_or("today"),
         );
-        out.push_str("| case | measurement | median | min–max | goal | verdict |\n|---|---|---|---|---|---|\n");
+        out.push_str(
+            "| case | measurement | median | min–max | goal | verdict |\n|---|---|---|---|---|---|\n",
+        );
         // Cases are measured in the order that shares data best, shown in numbered order.
         let mut rows: Vec<_> = self.rows.iter().collect();
         rows.sort_by_key(|(section, ..)| {
-            section
-                .split('.')
-                .next()
-                .and_then(|n| n.parse::<u32>().ok())
-                .unwrap_or(u32::MAX)
+            section.split('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX)
         });
         let mut last = "";
         for (section, what, stat, goal, verdict) in rows {
-            let shown = if section == last {
-                ""
-            } else {
-                section.as_str()
-            };
+            let shown = if section == last { "" } else { section.as_str() };
             last = section;
             let spread = if (stat.max - stat.min).abs() < f64::EPSILON {
                 "–".to_owned()
@@ -712,18 +627,12 @@ struct Measured {
 
 impl Tool {
     fn current() -> anyhow::Result<Tool> {
-        Ok(Tool {
-            exe: std::env::current_exe()?,
-        })
+        Ok(Tool { exe: std::env::current_exe()? })
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.exe);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         // Measure the tool, not a developer's proxy or shared mirrors.
         for var in [
             "HTTP_PROXY",
@@ -768,11 +677,7 @@ fn wait_with_rusage(child: std::process::Child) -> anyhow::Result<(i32, u64)> {
     if waited != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
     // Linux reports ru_maxrss in KiB.
     Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024))
 }
@@ -785,14 +690,11 @@ struct Workdir {
 
 impl Workdir {
     fn new() -> anyhow::Result<Workdir> {
-        let path = Utf8PathBuf::try_from(std::env::temp_dir())?
-            .join(format!("xtask-bench-{}", std::process::id()));
+        let path =
+            Utf8PathBuf::try_from(std::env::temp_dir())?.join(format!("xtask-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)?;
-        Ok(Workdir {
-            path,
-            count: AtomicU64::new(0),
-        })
+        Ok(Workdir { path, count: AtomicU64::new(0) })
     }
 
     /// A new, not yet existing folder (each checkout starts empty).
@@ -863,19 +765,12 @@ impl BenchServer {
             throttled: Arc::new(AtomicBool::new(false)),
             sent: Arc::new(AtomicU64::new(0)),
         };
-        let (latency, throttled, sent) = (
-            server.latency_ms.clone(),
-            server.throttled.clone(),
-            server.sent.clone(),
-        );
+        let (latency, throttled, sent) =
+            (server.latency_ms.clone(), server.throttled.clone(), server.sent.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (root, latency, throttled, sent) = (
-                    root.clone(),
-                    latency.clone(),
-                    throttled.clone(),
-                    sent.clone(),
-                );
+                let (root, latency, throttled, sent) =
+                    (root.clone(), latency.clone(), throttled.clone(), sent.clone());
                 std::thread::spawn(move || {
                     let _ = serve(stream, &root, &latency, &throttled, &sent);
                 });
@@ -913,11 +808,7 @@ impl BenchServer {
             left -= n as u64;
         }
         file.flush()?;
-        Ok(ServedFile {
-            size,
-            sha256: hex(&hasher.finalize()),
-            url: self.url(&format!("/{name}")),
-        })
+        Ok(ServedFile { size, sha256: hex(&hasher.finalize()), url: self.url(&format!("/{name}")) })
     }
 
     fn remove(&self, name: &str) {
@@ -925,8 +816,7 @@ impl BenchServer {
     }
 
     fn set_latency(&self, latency: Duration) {
-        self.latency_ms
-            .store(latency.as_millis() as u64, Ordering::SeqCst);
+        self.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
     fn throttle(&self, on: bool) {
@@ -948,12 +838,7 @@ fn serve(
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let path = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("/")
-        .trim_start_matches('/')
-        .to_owned();
+    let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
     let mut from = 0u64;
     loop {
         let mut header = String::new();
@@ -963,12 +848,7 @@ fn serve(
         if let Some((name, value)) = header.split_once(':')
             && name.eq_ignore_ascii_case("range")
         {
-            from = value
-                .trim()
-                .trim_start_matches("bytes=")
-                .trim_end_matches('-')
-                .parse()
-                .unwrap_or(0);
+            from = value.trim().trim_start_matches("bytes=").trim_end_matches('-').parse().unwrap_or(0);
         }
     }
     let delay = latency.load(Ordering::SeqCst);

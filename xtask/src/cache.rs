@@ -42,12 +42,7 @@ impl Cache {
     /// `$XTASK_MODELS_CACHE_DIR`, else `$XDG_CACHE_HOME/xtask-models`, else
     /// `~/.cache/xtask-models`.
     pub fn default_root() -> Option<Utf8PathBuf> {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(Utf8PathBuf::from)
-        };
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Utf8PathBuf::from);
         if let Some(dir) = var(CACHE_ENV) {
             return Some(dir);
         }
@@ -63,9 +58,7 @@ impl Cache {
 
     /// Where a download into the cache collects its bytes.
     pub fn partial(&self, sha256: &str) -> Utf8PathBuf {
-        self.root
-            .join("partial")
-            .join(format!("{sha256}{}", crate::install::PARTIAL_SUFFIX))
+        self.root.join("partial").join(format!("{sha256}{}", crate::install::PARTIAL_SUFFIX))
     }
 
     pub fn lock(&self, sha256: &str) -> Utf8PathBuf {
@@ -84,9 +77,8 @@ impl Cache {
             return Entry::Missing;
         };
         let now = Fingerprint::of(&meta).without_ctime();
-        let stamped = fs::read_to_string(self.stamp(&model.sha256))
-            .ok()
-            .and_then(|t| Fingerprint::decode(&t));
+        let stamped =
+            fs::read_to_string(self.stamp(&model.sha256)).ok().and_then(|t| Fingerprint::decode(&t));
         if stamped == Some(now) && now.len == model.size {
             return Entry::Good;
         }

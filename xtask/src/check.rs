@@ -61,10 +61,7 @@ impl LocalState {
     }
 
     pub fn is_present(&self) -> bool {
-        matches!(
-            self,
-            LocalState::Ok | LocalState::Stamped | LocalState::Unchecked
-        )
+        matches!(self, LocalState::Ok | LocalState::Stamped | LocalState::Unchecked)
     }
 }
 
@@ -81,12 +78,7 @@ pub fn inspect(
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return (LocalState::Missing, None),
         Err(err) => {
-            return (
-                LocalState::Unreadable {
-                    error: err.to_string(),
-                },
-                None,
-            );
+            return (LocalState::Unreadable { error: err.to_string() }, None);
         }
     };
     if !meta.is_file() {
@@ -105,29 +97,18 @@ pub fn inspect(
     match hash_file(dest) {
         Ok(actual) if actual == model.sha256 => {
             let after = std::fs::metadata(dest).map(|m| Fingerprint::of(&m)).ok();
-            let stamp = (after == Some(before)).then_some(Stamp {
-                sha256: actual,
-                fingerprint: before,
-            });
+            let stamp = (after == Some(before)).then_some(Stamp { sha256: actual, fingerprint: before });
             (LocalState::Ok, stamp)
         }
         Ok(actual) => (LocalState::WrongHash { actual }, None),
-        Err(err) => (
-            LocalState::Unreadable {
-                error: err.to_string(),
-            },
-            None,
-        ),
+        Err(err) => (LocalState::Unreadable { error: err.to_string() }, None),
     }
 }
 
 /// The stamp of a file just installed from bytes that were checked on the way in.
 pub fn stamp_installed(model: &Model, dest: &Utf8Path) -> Option<Stamp> {
     let meta = std::fs::metadata(dest).ok()?;
-    Some(Stamp {
-        sha256: model.sha256.clone(),
-        fingerprint: Fingerprint::of(&meta),
-    })
+    Some(Stamp { sha256: model.sha256.clone(), fingerprint: Fingerprint::of(&meta) })
 }
 
 /// The sha256 of a whole file, as lowercase hex.
@@ -178,11 +159,7 @@ impl BackgroundHasher {
             }
             hasher
         });
-        BackgroundHasher {
-            work: Some(work),
-            free,
-            thread: Some(thread),
-        }
+        BackgroundHasher { work: Some(work), free, thread: Some(thread) }
     }
 
     /// An empty buffer of [`HASH_BUFFER`] bytes, once one is free.
@@ -200,11 +177,7 @@ impl BackgroundHasher {
     /// Waits for the queue to drain and returns the digest as lowercase hex.
     pub fn finish(mut self) -> String {
         self.work = None;
-        let hasher = self
-            .thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
+        let hasher = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
         hex(&hasher.finalize())
     }
 }
@@ -239,30 +212,16 @@ pub fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
     if prefix.starts_with(b"version https://git-lfs.github.com/spec/") {
         return Some(Class::LfsPointer);
     }
-    let start = prefix
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(prefix.len());
+    let start = prefix.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(prefix.len());
     let text = &prefix[start..];
     if text.first() != Some(&b'<') {
         return None;
     }
-    let says_html = content_type.is_some_and(|ct| {
-        ct.to_ascii_lowercase()
-            .trim_start()
-            .starts_with("text/html")
-    });
+    let says_html =
+        content_type.is_some_and(|ct| ct.to_ascii_lowercase().trim_start().starts_with("text/html"));
     let lower: Vec<u8> = text.iter().take(64).map(u8::to_ascii_lowercase).collect();
-    const TAGS: &[&[u8]] = &[
-        b"<!doctype html",
-        b"<html",
-        b"<head",
-        b"<body",
-        b"<title",
-        b"<meta",
-        b"<script",
-        b"<!--",
-    ];
+    const TAGS: &[&[u8]] =
+        &[b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta", b"<script", b"<!--"];
     let looks_html = TAGS.iter().any(|tag| lower.starts_with(tag));
     (looks_html || says_html).then_some(Class::HtmlPage)
 }
@@ -273,15 +232,9 @@ mod tests {
 
     #[test]
     fn sniff_finds_pages_and_pointers_but_not_models() {
-        assert_eq!(
-            sniff(b"\n  <!DOCTYPE html><html>", None),
-            Some(Class::HtmlPage)
-        );
+        assert_eq!(sniff(b"\n  <!DOCTYPE html><html>", None), Some(Class::HtmlPage));
         assert_eq!(sniff(b"<HTML><body>quota", None), Some(Class::HtmlPage));
-        assert_eq!(
-            sniff(b"<div>", Some("text/html; charset=utf-8")),
-            Some(Class::HtmlPage)
-        );
+        assert_eq!(sniff(b"<div>", Some("text/html; charset=utf-8")), Some(Class::HtmlPage));
         assert_eq!(sniff(b"<div>", Some("application/octet-stream")), None);
         let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n";
         assert_eq!(sniff(pointer, None), Some(Class::LfsPointer));
@@ -293,9 +246,7 @@ mod tests {
 
     #[test]
     fn the_background_hasher_matches_a_direct_hash_across_buffers() {
-        let data: Vec<u8> = (0..3 * HASH_BUFFER + 12_345)
-            .map(|i| (i % 251) as u8)
-            .collect();
+        let data: Vec<u8> = (0..3 * HASH_BUFFER + 12_345).map(|i| (i % 251) as u8).collect();
         let hasher = BackgroundHasher::start();
         for chunk in data.chunks(HASH_BUFFER - 7) {
             let mut buf = hasher.buffer();

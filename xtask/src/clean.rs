@@ -75,14 +75,9 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> anyhow::Result<usize> {
     let listed: HashSet<&str> = cx.manifest.models.iter().map(|m| m.path.as_str()).collect();
     let mut found = Vec::new();
     let mut skipped = Vec::new();
-    walk(root, root, &mut found, &mut skipped)
-        .map_err(|e| UsageError(format!("cannot read {root}: {e}")))?;
+    walk(root, root, &mut found, &mut skipped).map_err(|e| UsageError(format!("cannot read {root}: {e}")))?;
 
-    let verb = if options.dry_run {
-        "would remove"
-    } else {
-        "removed"
-    };
+    let verb = if options.dry_run { "would remove" } else { "removed" };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
     for (rel, size) in found {
         if rel.starts_with(LOCK_DIR) || rel == STATE_FILE {
@@ -103,8 +98,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> anyhow::Result<usize> {
         let path = root.join(&rel);
         if !options.dry_run {
             if let Err(e) = fs::remove_file(&path) {
-                cx.reporter
-                    .error(&format!("error: cannot remove {path}: {e}"));
+                cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
                 failures += 1;
                 continue;
             }
@@ -112,16 +106,10 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> anyhow::Result<usize> {
         }
         count += 1;
         bytes += size;
-        cx.say(&format!(
-            "{verb} {rel} ({}, {})",
-            human_bytes(size),
-            reason.describe()
-        ));
+        cx.say(&format!("{verb} {rel} ({}, {})", human_bytes(size), reason.describe()));
     }
     for rel in skipped {
-        cx.reporter.note(&format!(
-            "left alone {rel} (not a regular file, or a symlink)"
-        ));
+        cx.reporter.note(&format!("left alone {rel} (not a regular file, or a symlink)"));
     }
     let mut summary = format!("{verb} {count} file(s), {}", human_bytes(bytes));
     if options.dry_run && count > 0 {
@@ -134,27 +122,16 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> anyhow::Result<usize> {
 /// Removes cache entries this manifest does not pin, and partial downloads, listing sizes.
 fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> anyhow::Result<usize> {
     if !cache.root.is_dir() {
-        cx.say(&format!(
-            "nothing to prune: the cache {} does not exist",
-            cache.root
-        ));
+        cx.say(&format!("nothing to prune: the cache {} does not exist", cache.root));
         return Ok(0);
     }
     let (_folder, _) = lock::acquire(
         &lock::folder_lock(&cache.root),
         Mode::Exclusive,
         &cx.reporter,
-        &format!(
-            "waiting for fetches using the cache {} to finish",
-            cache.root
-        ),
+        &format!("waiting for fetches using the cache {} to finish", cache.root),
     )?;
-    let pinned: HashSet<&str> = cx
-        .manifest
-        .models
-        .iter()
-        .map(|m| m.sha256.as_str())
-        .collect();
+    let pinned: HashSet<&str> = cx.manifest.models.iter().map(|m| m.sha256.as_str()).collect();
     let verb = if dry_run { "would remove" } else { "removed" };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
     for (hex, size) in cache.entries()? {
@@ -164,37 +141,26 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> anyhow::Result<usi
         if !dry_run {
             cache.remove(&hex);
             if cache.entry(&hex).exists() {
-                cx.reporter
-                    .error(&format!("error: cannot remove {}", cache.entry(&hex)));
+                cx.reporter.error(&format!("error: cannot remove {}", cache.entry(&hex)));
                 failures += 1;
                 continue;
             }
         }
         count += 1;
         bytes += size;
-        cx.say(&format!(
-            "{verb} cache entry {hex} ({}, not pinned here)",
-            human_bytes(size)
-        ));
+        cx.say(&format!("{verb} cache entry {hex} ({}, not pinned here)", human_bytes(size)));
     }
     for (path, size) in cache.partials()? {
         if !dry_run && let Err(e) = fs::remove_file(&path) {
-            cx.reporter
-                .error(&format!("error: cannot remove {path}: {e}"));
+            cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
             failures += 1;
             continue;
         }
         count += 1;
         bytes += size;
-        cx.say(&format!(
-            "{verb} {path} ({}, partial download)",
-            human_bytes(size)
-        ));
+        cx.say(&format!("{verb} {path} ({}, partial download)", human_bytes(size)));
     }
-    cx.say(&format!(
-        "{verb} {count} cache file(s), {}",
-        human_bytes(bytes)
-    ));
+    cx.say(&format!("{verb} {count} cache file(s), {}", human_bytes(bytes)));
     Ok(failures)
 }
 
@@ -202,9 +168,7 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> anyhow::Result<usi
 fn refuse_unsafe_root(root: &Utf8Path) -> Result<(), UsageError> {
     let home = std::env::var("HOME").ok().map(Utf8PathBuf::from);
     let canonical = root.canonicalize_utf8().unwrap_or_else(|_| root.to_owned());
-    let is_home = home
-        .as_deref()
-        .is_some_and(|h| h.canonicalize_utf8().ok().as_deref() == Some(&canonical));
+    let is_home = home.as_deref().is_some_and(|h| h.canonicalize_utf8().ok().as_deref() == Some(&canonical));
     let why = if canonical.parent().is_none() {
         Some("it is the filesystem root")
     } else if is_home {

@@ -1,4 +1,4 @@
-//! The command line: `cargo xtask models fetch|verify|status|clean|mirror|add|hook`.
+//! The command line: `cargo xtask models fetch|verify|status|clean|mirror|add|run|hook`.
 //!
 //! Parsing, defaults and exit codes live here; each subcommand's work lives in its own
 //! module. Relative paths on the command line are taken from the current directory, and
@@ -17,15 +17,10 @@ use crate::manifest::{Manifest, ManifestError};
 use crate::plan::{Selection, Trust};
 use crate::progress::Reporter;
 use crate::transfer::Settings;
-use crate::{add, bench, clean, fetch, hook, mirror, plan, project_root, status, verify};
+use crate::{add, bench, clean, fetch, hook, mirror, plan, project_root, run, status, verify};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "cargo xtask",
-    bin_name = "cargo xtask",
-    version,
-    about = "Project tasks."
-)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Project tasks.")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -99,6 +94,14 @@ Examples:
   cargo xtask models add https://a/model.pth --sha256 <hex> --dry-run
 
 Exit codes: 0 pinned, 1 download failed or --sha256 differs, 2 usage error or duplicate.";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models run -- python inference.py --driven_audio a.wav --source_image face.png
+  cargo xtask models run --group gfpgan -- python inference.py --enhancer gfpgan
+
+The command finds the checkpoints directory in $MODELS_CHECKPOINTS_DIR. It starts only
+when every selected model is present and verified; its exit code becomes this one's.";
 
 const MIRROR_EXAMPLES: &str = "\
 Examples:
@@ -229,6 +232,23 @@ enum ModelsCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Make sure the selected models are present and verified, then run a command.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run {
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        jobs: JobsArgs,
+        #[command(flatten)]
+        sources: SourceArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Install or remove a git pre-commit hook that runs the fast verify.
     Hook {
         #[command(subcommand)]
@@ -334,9 +354,7 @@ struct CommonArgs {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
         return Err("must be more than 0 and at most 86400 seconds".to_owned());
     }
@@ -367,33 +385,20 @@ impl Context {
         let default_manifest = root.join("models.toml");
         let default_checkpoints = root.join("checkpoints");
         let manifest_path = absolute(common.manifest.as_deref().unwrap_or(&default_manifest))?;
-        let checkpoints = absolute(
-            common
-                .checkpoints_dir
-                .as_deref()
-                .unwrap_or(&default_checkpoints),
-        )?;
+        let checkpoints = absolute(common.checkpoints_dir.as_deref().unwrap_or(&default_checkpoints))?;
         let manifest = Manifest::load(&manifest_path)?;
         let log = match &common.log_file {
             Some(path) => Some(AttemptLog::open(path).map_err(|e| {
-                UsageError(format!(
-                    "cannot open the log file {path}: {e}; choose another `--log-file`"
-                ))
+                UsageError(format!("cannot open the log file {path}: {e}; choose another `--log-file`"))
             })?),
             None => None,
         };
         let mut location_args = String::new();
         if manifest_path != default_manifest {
-            location_args.push_str(&format!(
-                " --manifest {}",
-                shell_quote(manifest_path.as_str())
-            ));
+            location_args.push_str(&format!(" --manifest {}", shell_quote(manifest_path.as_str())));
         }
         if checkpoints != default_checkpoints {
-            location_args.push_str(&format!(
-                " --checkpoints-dir {}",
-                shell_quote(checkpoints.as_str())
-            ));
+            location_args.push_str(&format!(" --checkpoints-dir {}", shell_quote(checkpoints.as_str())));
         }
         Ok(Context {
             manifest,
@@ -422,10 +427,7 @@ impl Context {
 
     /// The command that runs `subcommand` on one model of this same manifest and folder.
     pub fn command_for(&self, subcommand: &str, model: &str) -> String {
-        format!(
-            "cargo xtask models {subcommand} --model {model}{}",
-            self.location_args
-        )
+        format!("cargo xtask models {subcommand} --model {model}{}", self.location_args)
     }
 }
 
@@ -435,10 +437,7 @@ fn absolute(path: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
 }
 
 fn shell_quote(text: &str) -> String {
-    if text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
-    {
+    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
         text.to_owned()
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
@@ -481,55 +480,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     match command {
-        ModelsCommand::Fetch {
-            select,
-            transfer,
-            skip_checks,
-            jobs,
-            sources,
-            json,
-            common,
-        } => {
+        ModelsCommand::Fetch { select, transfer, skip_checks, jobs, sources, json, common } => {
             let cx = Context::with_json(&common, json)?;
-            let mut mirrors = sources.mirror;
-            mirrors.extend(env_list(MIRRORS_ENV));
-            for mirror in &mirrors {
-                plan::check_mirror(mirror)?;
-            }
-            // Unchecked bytes must never enter a store named by their pinned hash.
-            let cache = if sources.no_cache || skip_checks {
-                None
-            } else {
-                cache_at(sources.cache_dir, &cx.reporter)
-            };
-            let offline = sources.offline || env_flag(OFFLINE_ENV);
-            let settings = transfer.settings(skip_checks);
-            let options = fetch::Options {
-                settings,
-                jobs: jobs.jobs.into(),
-                cache,
-                mirrors,
-                offline,
-            };
+            let options = fetch_options(&cx, transfer.settings(skip_checks), &jobs, sources)?;
             fetch::run(&cx, &select.into(), options)
         }
-        ModelsCommand::Verify {
-            select,
-            skip_checks,
-            full,
-            manifest_only,
-            jobs,
-            json,
-            common,
-        } => {
+        ModelsCommand::Run { select, transfer, jobs, sources, common, command } => {
+            let cx = Context::new(&common)?;
+            let options = fetch_options(&cx, transfer.settings(false), &jobs, sources)?;
+            run::run(&cx, &select.into(), options, &command)
+        }
+        ModelsCommand::Verify { select, skip_checks, full, manifest_only, jobs, json, common } => {
             let cx = Context::with_json(&common, json)?;
             if manifest_only {
                 let optional = cx.manifest.models.iter().filter(|m| m.optional).count();
                 let count = cx.manifest.models.len();
-                cx.say(&format!(
-                    "{}: ok, {count} models ({optional} optional)",
-                    cx.manifest_path
-                ));
+                cx.say(&format!("{}: ok, {count} models ({optional} optional)", cx.manifest_path));
                 return Ok(ExitCode::SUCCESS);
             }
             let trust = match (skip_checks, full) {
@@ -539,45 +505,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             verify::run(&cx, &select.into(), trust, jobs.jobs.into())
         }
-        ModelsCommand::Status {
-            select,
-            cache_dir,
-            json,
-            common,
-        } => {
+        ModelsCommand::Status { select, cache_dir, json, common } => {
             let cx = Context::with_json(&common, json)?;
             let cache = cache_at(cache_dir, &cx.reporter);
             status::run(&cx, &select.into(), cache.as_ref(), json)
         }
-        ModelsCommand::Clean {
-            dry_run,
-            all,
-            cache,
-            cache_dir,
-            common,
-        } => {
+        ModelsCommand::Clean { dry_run, all, cache, cache_dir, common } => {
             let cx = Context::new(&common)?;
-            let cache = if cache {
-                cache_at(cache_dir, &cx.reporter)
-            } else {
-                None
-            };
-            clean::run(
-                &cx,
-                &clean::Options {
-                    dry_run,
-                    all,
-                    cache,
-                },
-            )
+            let cache = if cache { cache_at(cache_dir, &cx.reporter) } else { None };
+            clean::run(&cx, &clean::Options { dry_run, all, cache })
         }
-        ModelsCommand::Mirror {
-            dir,
-            select,
-            jobs,
-            cache_dir,
-            common,
-        } => {
+        ModelsCommand::Mirror { dir, select, jobs, cache_dir, common } => {
             let cx = Context::new(&common)?;
             let cache = cache_at(cache_dir, &cx.reporter);
             let dir = absolute(&dir)?;
@@ -598,24 +536,38 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let cx = Context::new(&common)?;
             let mut urls = vec![url];
             urls.extend(more_urls);
-            let request = add::Request {
-                urls,
-                name,
-                path,
-                group,
-                optional,
-                sha256,
-                dry_run,
-            };
+            let request = add::Request { urls, name, path, group, optional, sha256, dry_run };
             add::run(&cx, request, transfer.settings(false))
         }
-        ModelsCommand::Hook {
-            action: HookAction::Install { command, common },
-        } => hook::install(&Context::new(&common)?, &command),
-        ModelsCommand::Hook {
-            action: HookAction::Uninstall { common },
-        } => hook::uninstall(&Context::new(&common)?),
+        ModelsCommand::Hook { action: HookAction::Install { command, common } } => {
+            hook::install(&Context::new(&common)?, &command)
+        }
+        ModelsCommand::Hook { action: HookAction::Uninstall { common } } => {
+            hook::uninstall(&Context::new(&common)?)
+        }
     }
+}
+
+/// Fetch options from the command line and the environment.
+fn fetch_options(
+    cx: &Context,
+    settings: Settings,
+    jobs: &JobsArgs,
+    sources: SourceArgs,
+) -> anyhow::Result<fetch::Options> {
+    let mut mirrors = sources.mirror;
+    mirrors.extend(env_list(MIRRORS_ENV));
+    for mirror in &mirrors {
+        plan::check_mirror(mirror)?;
+    }
+    // Unchecked bytes must never enter a store named by their pinned hash.
+    let cache = if sources.no_cache || settings.skip_checks {
+        None
+    } else {
+        cache_at(sources.cache_dir, &cx.reporter)
+    };
+    let offline = sources.offline || env_flag(OFFLINE_ENV);
+    Ok(fetch::Options { settings, jobs: jobs.jobs.into(), cache, mirrors, offline })
 }
 
 /// Space- or comma-separated mirrors for every fetch on this machine.
@@ -625,11 +577,7 @@ pub const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
 
 fn env_list(name: &str) -> Vec<String> {
     let value = std::env::var(name).unwrap_or_default();
-    value
-        .split([' ', ',', '\n'])
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    value.split([' ', ',', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 fn env_flag(name: &str) -> bool {
@@ -641,7 +589,9 @@ fn env_flag(name: &str) -> bool {
 fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<Cache> {
     let root = dir.or_else(Cache::default_root);
     if root.is_none() {
-        reporter.warn("no cache directory (neither HOME nor XDG_CACHE_HOME is set); downloading without the cache");
+        reporter.warn(
+            "no cache directory (neither HOME nor XDG_CACHE_HOME is set); downloading without the cache",
+        );
     }
     let root = absolute(&root?).ok()?;
     Some(Cache { root })
@@ -649,11 +599,7 @@ fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<Cache> {
 
 impl From<SelectArgs> for Selection {
     fn from(args: SelectArgs) -> Selection {
-        Selection {
-            models: args.models,
-            groups: args.groups,
-            all: args.all,
-        }
+        Selection { models: args.models, groups: args.groups, all: args.all }
     }
 }
 

@@ -35,8 +35,11 @@ pub enum Class {
     HttpStatus,
     /// Connecting, or waiting for the next byte, took longer than `--timeout`.
     Timeout,
-    /// DNS, refused or reset connections, proxies.
+    /// Refused or reset connections, proxies.
     Connection,
+    /// The host name does not resolve: offline, a typo, or DNS that needs a proxy. Not
+    /// retried: a resolver that fails now fails the same way a second later.
+    HostNotFound,
     /// Certificate or handshake failures.
     Tls,
     /// The body ended before the promised length.
@@ -98,6 +101,7 @@ impl Class {
             Class::HttpStatus => "http-status",
             Class::Timeout => "timeout",
             Class::Connection => "connection",
+            Class::HostNotFound => "host-not-found",
             Class::Tls => "tls",
             Class::Truncated => "truncated",
             Class::HtmlPage => "html-page",
@@ -143,9 +147,7 @@ impl Class {
             Class::Forbidden => {
                 "the file is gated or private, or a Google Drive quota was hit: a token or login may be needed, or try again later"
             }
-            Class::RateLimited => {
-                "the server is rate limiting: wait a while and run the command again"
-            }
+            Class::RateLimited => "the server is rate limiting: wait a while and run the command again",
             Class::ServerBusy => "the server is having trouble: run the command again later",
             Class::HttpStatus => "the server answered with a status this tool cannot use",
             Class::Timeout => {
@@ -153,6 +155,9 @@ impl Class {
             }
             Class::Connection => {
                 "could not reach the server: check the network connection, DNS and any proxy settings (HTTPS_PROXY)"
+            }
+            Class::HostNotFound => {
+                "the host name does not resolve: check the network connection and DNS; where only a proxy reaches the internet, set HTTPS_PROXY"
             }
             Class::Tls => {
                 "the secure connection failed: check the system clock; behind a TLS-inspecting proxy, set SSL_CERT_FILE (or SSL_CERT_DIR) to your organisation's CA certificates"
@@ -184,9 +189,7 @@ impl Class {
             Class::LocalIo => {
                 "check that the checkpoints directory is writable and that nothing else occupies the destination path"
             }
-            Class::NoSpace => {
-                "free some disk space, or choose another disk with `--checkpoints-dir`"
-            }
+            Class::NoSpace => "free some disk space, or choose another disk with `--checkpoints-dir`",
         }
     }
 }
@@ -210,12 +213,7 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(class: Class, detail: impl Into<String>) -> Fault {
-        Fault {
-            class,
-            detail: detail.into(),
-            status: None,
-            retry_after: None,
-        }
+        Fault { class, detail: detail.into(), status: None, retry_after: None }
     }
 
     pub fn with_status(mut self, status: u16) -> Fault {

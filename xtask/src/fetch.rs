@@ -73,54 +73,32 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
         )?),
         None => None,
     };
-    let trust = if options.settings.skip_checks {
-        Trust::Presence
-    } else {
-        Trust::Stamps
-    };
+    let trust = if options.settings.skip_checks { Trust::Presence } else { Trust::Stamps };
     let steps = plan::survey(&models, &cx.checkpoints, trust, options.jobs);
-    let (present, missing): (Vec<_>, Vec<_>) =
-        steps.into_iter().partition(|s| s.state.is_present());
+    let (present, missing): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.state.is_present());
     for step in &present {
-        cx.reporter
-            .note(&format!("{}: present at {}", step.model.name, step.dest));
+        cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
     }
     let needed = bytes_to_download(&missing, options.cache.as_ref());
-    let download_dir = options
-        .cache
-        .as_ref()
-        .map_or(cx.checkpoints.as_path(), |c| c.root.as_path());
-    let space = if options.offline {
-        Ok(())
-    } else {
-        plan::check_free_space(download_dir, needed)
-    };
+    let download_dir = options.cache.as_ref().map_or(cx.checkpoints.as_path(), |c| c.root.as_path());
+    let space = if options.offline { Ok(()) } else { plan::check_free_space(download_dir, needed) };
     let started = Instant::now();
     let outcomes = match space {
         Ok(()) => {
-            let downloader =
-                Downloader::new(options.settings.clone(), &cx.reporter, cx.log.as_ref());
+            let downloader = Downloader::new(options.settings.clone(), &cx.reporter, cx.log.as_ref());
             cx.reporter.start_total(needed);
-            let outcomes = workers::map(&missing, options.jobs, |step| {
-                provide(cx, &options, &downloader, step)
-            });
+            let outcomes =
+                workers::map(&missing, options.jobs, |step| provide(cx, &options, &downloader, step));
             cx.reporter.finish_total();
             outcomes
         }
         Err(message) => {
             cx.reporter.error(&format!("error: {message}"));
             let fault = Fault::new(Class::NoSpace, message);
-            missing
-                .iter()
-                .map(|_| Outcome::Failed(vec![("(disk)".to_owned(), fault.clone())]))
-                .collect()
+            missing.iter().map(|_| Outcome::Failed(vec![("(disk)".to_owned(), fault.clone())])).collect()
         }
     };
-    let mut totals = Totals {
-        present: present.len(),
-        elapsed: started.elapsed(),
-        ..Totals::default()
-    };
+    let mut totals = Totals { present: present.len(), elapsed: started.elapsed(), ..Totals::default() };
     let mut fresh = Vec::new();
     for (step, outcome) in missing.iter().zip(&outcomes) {
         match outcome {
@@ -135,8 +113,7 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
         let installed = matches!(outcome, Outcome::Downloaded(_) | Outcome::FromCache(_));
         if installed && !options.settings.skip_checks {
             fresh.extend(
-                check::stamp_installed(step.model, &step.dest)
-                    .map(|s| (step.model.path.to_string(), s)),
+                check::stamp_installed(step.model, &step.dest).map(|s| (step.model.path.to_string(), s)),
             );
         }
     }
@@ -144,21 +121,13 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
     let _ = Stamps::record(&cx.checkpoints, fresh);
     print_summary(cx, &totals, &options.settings);
     if cx.json {
-        println!(
-            "{}",
-            json_report(&present, &missing, &outcomes, &totals).render()
-        );
+        println!("{}", json_report(&present, &missing, &outcomes, &totals).render());
     }
     Ok(error::exit_code(totals.failed > 0))
 }
 
 /// The `--json` document: one record per selected model, then the summary.
-fn json_report(
-    present: &[Step<'_>],
-    missing: &[Step<'_>],
-    outcomes: &[Outcome],
-    totals: &Totals,
-) -> Json {
+fn json_report(present: &[Step<'_>], missing: &[Step<'_>], outcomes: &[Outcome], totals: &Totals) -> Json {
     let mut records: Vec<Json> = present
         .iter()
         .map(|step| {
@@ -180,11 +149,7 @@ fn json_report(
             }
             Outcome::FromCache(placed) => {
                 fields.push(("state", Json::str("from-cache")));
-                let how = if *placed == Placed::HardLink {
-                    "hard-link"
-                } else {
-                    "copy"
-                };
+                let how = if *placed == Placed::HardLink { "hard-link" } else { "copy" };
                 fields.push(("placed_by", Json::str(how)));
             }
             Outcome::Present => fields.push(("state", Json::str("present"))),
@@ -196,10 +161,7 @@ fn json_report(
                 let tried = tried
                     .iter()
                     .map(|(url, fault)| {
-                        Json::Object(vec![
-                            ("url", Json::str(redact_url(url))),
-                            ("error", fault_json(fault)),
-                        ])
+                        Json::Object(vec![("url", Json::str(redact_url(url))), ("error", fault_json(fault))])
                     })
                     .collect();
                 fields.push(("tried", Json::Array(tried)));
@@ -227,10 +189,7 @@ fn fault_json(fault: &Fault) -> Json {
         ("class", Json::str(fault.class.as_str())),
         ("message", Json::str(&fault.detail)),
         ("hint", Json::str(fault.class.hint())),
-        (
-            "status",
-            fault.status.map_or(Json::Null, |s| Json::Int(u64::from(s))),
-        ),
+        ("status", fault.status.map_or(Json::Null, |s| Json::Int(u64::from(s)))),
     ])
 }
 
@@ -244,36 +203,22 @@ fn bytes_to_download(missing: &[Step<'_>], cache: Option<&Cache>) -> u64 {
 }
 
 /// Provides one model under its lock: from the cache, or by downloading it.
-fn provide(
-    cx: &Context,
-    options: &Options,
-    downloader: &Downloader<'_>,
-    step: &Step<'_>,
-) -> Outcome {
+fn provide(cx: &Context, options: &Options, downloader: &Downloader<'_>, step: &Step<'_>) -> Outcome {
     let model = step.model;
     let locked = lock::acquire(
         &lock::model_lock(&cx.checkpoints, &model.name),
         Mode::Exclusive,
         &cx.reporter,
-        &format!(
-            "{}: waiting for another fetch of {}",
-            model.name, model.name
-        ),
+        &format!("{}: waiting for another fetch of {}", model.name, model.name),
     );
     let _model_lock = match locked {
         Ok((held, waited)) => {
             // The survey is stale if another process held the lock, or created the file
             // since: look again before downloading anything.
             let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
-            if changed
-                && check::inspect(model, &step.dest, options.settings.skip_checks, None)
-                    .0
-                    .is_present()
+            if changed && check::inspect(model, &step.dest, options.settings.skip_checks, None).0.is_present()
             {
-                cx.reporter.note(&format!(
-                    "{}: present (another process fetched it)",
-                    model.name
-                ));
+                cx.reporter.note(&format!("{}: present (another process fetched it)", model.name));
                 return Outcome::Present;
             }
             held
@@ -309,21 +254,15 @@ fn through_cache(
     step: &Step<'_>,
 ) -> Result<Outcome, Failed> {
     let model = step.model;
-    let local = |e: &std::io::Error, what: &str| Failed {
-        tried: vec![(what.to_owned(), Fault::local(what, e))],
-    };
+    let local =
+        |e: &std::io::Error, what: &str| Failed { tried: vec![(what.to_owned(), Fault::local(what, e))] };
     let (_entry_lock, _) = lock::acquire(
         &cache.lock(&model.sha256),
         Mode::Exclusive,
         &cx.reporter,
-        &format!(
-            "{}: waiting for another process downloading it into the cache",
-            model.name
-        ),
+        &format!("{}: waiting for another process downloading it into the cache", model.name),
     )
-    .map_err(|e| Failed {
-        tried: vec![lock_failure(&e)],
-    })?;
+    .map_err(|e| Failed { tried: vec![lock_failure(&e)] })?;
     let entry = cache.entry(&model.sha256);
     let downloaded = match cache.check(model) {
         Entry::Good => None,
@@ -341,14 +280,11 @@ fn through_cache(
                 target: entry.clone(),
             };
             let fetched = download(cx, downloader, &job, options.offline)?;
-            cache
-                .seal(&model.sha256)
-                .map_err(|e| local(&e, entry.as_str()))?;
+            cache.seal(&model.sha256).map_err(|e| local(&e, entry.as_str()))?;
             Some(fetched)
         }
     };
-    let placed =
-        install::link_or_copy(&entry, &step.dest).map_err(|e| local(&e, step.dest.as_str()))?;
+    let placed = install::link_or_copy(&entry, &step.dest).map_err(|e| local(&e, step.dest.as_str()))?;
     Ok(match downloaded {
         Some(fetched) => Outcome::Downloaded(fetched),
         None => Outcome::FromCache(placed),
@@ -366,9 +302,7 @@ fn download(
             Class::Offline,
             "offline, and no local source (cache, file:// URL or directory mirror) has it",
         );
-        return Err(Failed {
-            tried: vec![("(offline)".to_owned(), fault)],
-        });
+        return Err(Failed { tried: vec![("(offline)".to_owned(), fault)] });
     }
     let mut progress = cx.reporter.transfer(&job.model.name, job.model.size);
     downloader.fetch(job, &mut progress)
@@ -399,8 +333,7 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
 }
 
 fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<(String, Fault)>) -> Outcome {
-    cx.reporter
-        .error(&manual_download_block(cx, model, dest, &tried));
+    cx.reporter.error(&manual_download_block(cx, model, dest, &tried));
     Outcome::Failed(tried)
 }
 
@@ -432,16 +365,8 @@ fn print_summary(cx: &Context, t: &Totals, settings: &Settings) {
 }
 
 /// Everything a user needs to put the file in place without this tool.
-fn manual_download_block(
-    cx: &Context,
-    model: &Model,
-    dest: &Utf8Path,
-    tried: &[(String, Fault)],
-) -> String {
-    let mut out = format!(
-        "error: could not fetch {} ({})\n  tried:\n",
-        model.name, model.path
-    );
+fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[(String, Fault)]) -> String {
+    let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.path);
     for (i, (url, fault)) in tried.iter().enumerate() {
         out.push_str(&format!(
             "    {}. {}\n       {fault}\n       hint: {}\n",

@@ -25,18 +25,10 @@ fn hooks_dir(dir: &Utf8Path) -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)> {
     let top = cmd!(sh, "git rev-parse --show-toplevel")
         .quiet()
         .read()
-        .map_err(|_| {
-            UsageError(format!(
-                "{dir} is not inside a git repository; the hook is a git hook"
-            ))
-        })?;
+        .map_err(|_| UsageError(format!("{dir} is not inside a git repository; the hook is a git hook")))?;
     let hooks = cmd!(sh, "git rev-parse --git-path hooks").quiet().read()?;
     let hooks = Utf8PathBuf::from(hooks);
-    let hooks = if hooks.is_absolute() {
-        hooks
-    } else {
-        dir.join(hooks)
-    };
+    let hooks = if hooks.is_absolute() { hooks } else { dir.join(hooks) };
     Ok((hooks, Utf8PathBuf::from(top)))
 }
 
@@ -57,10 +49,8 @@ fn block(cx: &Context, command: &str, manifest_in_repo: &str) -> String {
 pub fn install(cx: &Context, command: &str) -> anyhow::Result<ExitCode> {
     let dir = cx.manifest_path.parent().unwrap_or(Utf8Path::new("."));
     let (hooks, top) = hooks_dir(dir)?;
-    let manifest_in_repo = cx
-        .manifest_path
-        .strip_prefix(&top)
-        .map_or_else(|_| cx.manifest_path.to_string(), |p| p.to_string());
+    let manifest_in_repo =
+        cx.manifest_path.strip_prefix(&top).map_or_else(|_| cx.manifest_path.to_string(), |p| p.to_string());
     let path = hooks.join("pre-commit");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let ours = block(cx, command, &manifest_in_repo);
@@ -101,11 +91,7 @@ pub fn uninstall(cx: &Context) -> anyhow::Result<ExitCode> {
 fn remove_block(text: &str) -> Option<String> {
     let start = text.find(BEGIN)?;
     let end = text[start..].find(END)? + start + END.len();
-    let end = if text[end..].starts_with('\n') {
-        end + 1
-    } else {
-        end
-    };
+    let end = if text[end..].starts_with('\n') { end + 1 } else { end };
     Some(format!("{}{}", &text[..start], &text[end..]))
 }
 

@@ -12,9 +12,7 @@ use crate::error::{Class, Fault};
 
 /// The direct-download form of a Google Drive link, if `url` is one.
 pub fn normalize_drive_url(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     let (host, path) = rest.split_once('/')?;
     if !matches!(
         host.to_ascii_lowercase().as_str(),
@@ -28,16 +26,10 @@ pub fn normalize_drive_url(url: &str) -> Option<String> {
         let (_, query) = path.split_once('?')?;
         query_value(query, "id")
     }?;
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return None;
     }
-    Some(format!(
-        "https://drive.google.com/uc?export=download&id={id}"
-    ))
+    Some(format!("https://drive.google.com/uc?export=download&id={id}"))
 }
 
 fn query_value(query: &str, key: &str) -> Option<String> {
@@ -86,13 +78,9 @@ pub fn judge_page(html: &str, page_url: &str) -> PageVerdict {
 
 /// `<form id="download-form" action="...">` with its hidden inputs as the query.
 fn download_form_url(html: &str, page_url: &str) -> Option<String> {
-    let start = html
-        .find("id=\"download-form\"")
-        .or_else(|| html.find("id='download-form'"))?;
+    let start = html.find("id=\"download-form\"").or_else(|| html.find("id='download-form'"))?;
     let form_start = html[..start].rfind("<form")?;
-    let form_end = html[form_start..]
-        .find("</form>")
-        .map_or(html.len(), |e| form_start + e);
+    let form_end = html[form_start..].find("</form>").map_or(html.len(), |e| form_start + e);
     let form = &html[form_start..form_end];
     let tag_end = form.find('>')?;
     let action = attribute(&form[..tag_end], "action")?;
@@ -111,11 +99,7 @@ fn download_form_url(html: &str, page_url: &str) -> Option<String> {
     }
     let base = resolve(page_url, &unescape_html(&action));
     let sep = if base.contains('?') { '&' } else { '?' };
-    Some(if params.is_empty() {
-        base
-    } else {
-        format!("{base}{sep}{}", params.join("&"))
-    })
+    Some(if params.is_empty() { base } else { format!("{base}{sep}{}", params.join("&")) })
 }
 
 /// A legacy interstitial: a link whose query carries `confirm=`.
@@ -125,8 +109,7 @@ fn confirm_link(html: &str, page_url: &str) -> Option<String> {
         let value_start = at + 6;
         let value_end = rest[value_start..].find('"')? + value_start;
         let href = unescape_html(&rest[value_start..value_end]);
-        if href.contains("confirm=") && (href.contains("export=download") || href.contains("/uc?"))
-        {
+        if href.contains("confirm=") && (href.contains("export=download") || href.contains("/uc?")) {
             return Some(resolve(page_url, &href));
         }
         rest = &rest[value_end..];
@@ -139,10 +122,7 @@ fn download_url_value(html: &str) -> Option<String> {
     let at = html.find("\"downloadUrl\":\"")? + "\"downloadUrl\":\"".len();
     let end = html[at..].find('"')? + at;
     let raw = &html[at..end];
-    let url = raw
-        .replace("\\u003d", "=")
-        .replace("\\u0026", "&")
-        .replace("\\/", "/");
+    let url = raw.replace("\\u003d", "=").replace("\\u0026", "&").replace("\\/", "/");
     url.starts_with("http").then_some(url)
 }
 
@@ -152,10 +132,7 @@ fn element_text_with_class(html: &str, class: &str) -> Option<String> {
     while let Some(at) = rest.find("class=\"") {
         let value_start = at + 7;
         let value_end = rest[value_start..].find('"')? + value_start;
-        if rest[value_start..value_end]
-            .split_whitespace()
-            .any(|c| c == class)
-        {
+        if rest[value_start..value_end].split_whitespace().any(|c| c == class) {
             let open_end = rest[value_end..].find('>')? + value_end + 1;
             let close = rest[open_end..].find("</")? + open_end;
             let text = strip_tags(&rest[open_end..close]);
@@ -177,10 +154,7 @@ fn strip_tags(text: &str) -> String {
             _ => {}
         }
     }
-    unescape_html(&out)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    unescape_html(&out).split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The value of `name="..."` (or single-quoted) inside one tag.
@@ -242,27 +216,15 @@ pub fn resolve(base: &str, location: &str) -> String {
 /// Whether `url` is a Hugging Face style `resolve` URL, which deserves a HEAD first.
 pub fn is_resolve_url(url: &str) -> bool {
     let path = url.split_once("://").map_or(url, |(_, rest)| rest);
-    path.split(['?', '#'])
-        .next()
-        .unwrap_or("")
-        .contains("/resolve/")
+    path.split(['?', '#']).next().unwrap_or("").contains("/resolve/")
 }
 
 /// A stale pin revealed by `X-Linked-Size` / `X-Linked-Etag` (the LFS file's sha256).
 pub fn check_linked(headers: &ureq::http::HeaderMap, size: u64, sha256: &str) -> Result<(), Fault> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let linked_size = header("x-linked-size").and_then(|v| v.parse::<u64>().ok());
     let linked_sha = header("x-linked-etag")
-        .map(|v| {
-            v.trim_start_matches("W/")
-                .trim_matches('"')
-                .to_ascii_lowercase()
-        })
+        .map(|v| v.trim_start_matches("W/").trim_matches('"').to_ascii_lowercase())
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
     let size_differs = linked_size.is_some_and(|s| s != size);
     let sha_differs = linked_sha.as_deref().is_some_and(|s| s != sha256);
@@ -296,20 +258,10 @@ mod tests {
             format!("https://drive.google.com/uc?export=download&id={ID}"),
             format!("https://docs.google.com/uc?export=download&id={ID}&confirm=t"),
         ] {
-            assert_eq!(
-                normalize_drive_url(&link).as_deref(),
-                Some(direct.as_str()),
-                "{link}"
-            );
+            assert_eq!(normalize_drive_url(&link).as_deref(), Some(direct.as_str()), "{link}");
         }
-        assert_eq!(
-            normalize_drive_url("https://github.com/a/b/releases/download/v1/x"),
-            None
-        );
-        assert_eq!(
-            normalize_drive_url("https://drive.google.com/drive/folders"),
-            None
-        );
+        assert_eq!(normalize_drive_url("https://github.com/a/b/releases/download/v1/x"), None);
+        assert_eq!(normalize_drive_url("https://drive.google.com/drive/folders"), None);
     }
 
     #[test]
@@ -333,41 +285,26 @@ mod tests {
         let page = r#"<a id="uc-download-link" href="/uc?export=download&amp;confirm=x1Y2&amp;id=ABC">Download anyway</a>"#;
         assert_eq!(
             judge_page(page, "https://drive.google.com/uc?export=download&id=ABC"),
-            PageVerdict::FollowUp(
-                "https://drive.google.com/uc?export=download&confirm=x1Y2&id=ABC".into()
-            )
+            PageVerdict::FollowUp("https://drive.google.com/uc?export=download&confirm=x1Y2&id=ABC".into())
         );
         let page = r#"<script>var x = {"downloadUrl":"https:\/\/drive.usercontent.google.com\/download?id\u003dABC\u0026confirm\u003dt"};</script>"#;
         assert_eq!(
             judge_page(page, "https://drive.google.com/x"),
-            PageVerdict::FollowUp(
-                "https://drive.usercontent.google.com/download?id=ABC&confirm=t".into()
-            )
+            PageVerdict::FollowUp("https://drive.usercontent.google.com/download?id=ABC&confirm=t".into())
         );
     }
 
     #[test]
     fn a_quota_page_is_refused_with_its_message() {
         let page = r#"<div class="uc-main"><p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. Please try again later.</p></div>"#;
-        let PageVerdict::Refused(fault) = judge_page(page, "https://drive.google.com/x") else {
-            panic!()
-        };
+        let PageVerdict::Refused(fault) = judge_page(page, "https://drive.google.com/x") else { panic!() };
         assert_eq!(fault.class, Class::RateLimited);
-        assert!(
-            fault.detail.contains("Too many users have viewed"),
-            "{}",
-            fault.detail
-        );
+        assert!(fault.detail.contains("Too many users have viewed"), "{}", fault.detail);
         assert!(fault.detail.contains("Anyone with the link"));
         let page = r#"<p class="uc-error-subcaption">You need access</p>"#;
-        let PageVerdict::Refused(fault) = judge_page(page, "https://drive.google.com/x") else {
-            panic!()
-        };
+        let PageVerdict::Refused(fault) = judge_page(page, "https://drive.google.com/x") else { panic!() };
         assert_eq!(fault.class, Class::Forbidden);
-        assert_eq!(
-            judge_page("<html><title>Sign in</title></html>", "https://x/"),
-            PageVerdict::Unknown
-        );
+        assert_eq!(judge_page("<html><title>Sign in</title></html>", "https://x/"), PageVerdict::Unknown);
     }
 
     #[test]
@@ -391,22 +328,11 @@ mod tests {
         headers.insert("x-linked-size", "11".parse().unwrap());
         let fault = check_linked(&headers, 10, &sha).unwrap_err();
         assert_eq!(fault.class, Class::StalePin);
-        assert!(
-            fault.detail.contains("upstream now has size 11"),
-            "{}",
-            fault.detail
-        );
+        assert!(fault.detail.contains("upstream now has size 11"), "{}", fault.detail);
         headers.insert("x-linked-size", "10".parse().unwrap());
-        headers.insert(
-            "x-linked-etag",
-            format!("\"{}\"", "b".repeat(64)).parse().unwrap(),
-        );
+        headers.insert("x-linked-etag", format!("\"{}\"", "b".repeat(64)).parse().unwrap());
         assert!(check_linked(&headers, 10, &sha).is_err());
-        assert!(is_resolve_url(
-            "https://huggingface.co/org/repo/resolve/main/f.bin?download=true"
-        ));
-        assert!(!is_resolve_url(
-            "https://github.com/o/r/releases/download/v1/f"
-        ));
+        assert!(is_resolve_url("https://huggingface.co/org/repo/resolve/main/f.bin?download=true"));
+        assert!(!is_resolve_url("https://github.com/o/r/releases/download/v1/f"));
     }
 }

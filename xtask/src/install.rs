@@ -19,10 +19,7 @@ pub const PARTIAL_SUFFIX: &str = ".part";
 /// so that bytes for an old pin are never taken for bytes of the new one.
 pub fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
     let file_name = dest.file_name().unwrap_or("download");
-    dest.with_file_name(format!(
-        "{file_name}.{}{PARTIAL_SUFFIX}",
-        &model.sha256[..12]
-    ))
+    dest.with_file_name(format!("{file_name}.{}{PARTIAL_SUFFIX}", &model.sha256[..12]))
 }
 
 pub fn is_partial_name(name: &str) -> bool {
@@ -35,12 +32,7 @@ pub fn open_partial(path: &Utf8Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
 }
 
 /// Where the validator (ETag or Last-Modified) of a partial download is kept, so a resume
@@ -92,10 +84,7 @@ pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path) -> io::Result<Placed> {
         fs::create_dir_all(parent)?;
     }
     let file_name = dest.file_name().unwrap_or("file");
-    let temp = dest.with_file_name(format!(
-        "{file_name}.{}.link{PARTIAL_SUFFIX}",
-        std::process::id()
-    ));
+    let temp = dest.with_file_name(format!("{file_name}.{}.link{PARTIAL_SUFFIX}", std::process::id()));
     let _ = fs::remove_file(&temp);
     let placed = match fs::hard_link(src, &temp) {
         Ok(()) => Placed::HardLink,

@@ -4,7 +4,7 @@
 //! [`plan`] (select models, see what is on disk) → [`transfer`] (download with retries)
 //! → [`check`] (size, sha256, content sniffing) → [`install`] (fsync and atomic rename).
 //! The commands ([`fetch`], [`verify`], [`status`], [`clean`], [`mirror`], [`add`],
-//! [`hook`]) string the stages together; [`cache`], [`lock`], [`stamp`] and [`workers`]
+//! [`run`], [`hook`]) string the stages together; [`cache`], [`lock`], [`stamp`] and [`workers`]
 //! let many of them share one machine and skip work already done; and
 //! [`error`] holds the one fault type whose class decides both the retry policy and the
 //! hint the user reads.
@@ -32,6 +32,7 @@ pub mod mirror;
 pub mod net;
 pub mod plan;
 pub mod progress;
+pub mod run;
 pub mod stamp;
 pub mod status;
 pub mod transfer;

@@ -33,21 +33,11 @@ pub enum Mode {
 /// Takes the lock at `path`, saying `waiting` once if another process holds it. Also
 /// tells whether it had to wait: after a wait, whatever the lock guards may have changed
 /// and must be looked at again.
-pub fn acquire(
-    path: &Utf8Path,
-    mode: Mode,
-    reporter: &Reporter,
-    waiting: &str,
-) -> io::Result<(Held, bool)> {
+pub fn acquire(path: &Utf8Path, mode: Mode, reporter: &Reporter, waiting: &str) -> io::Result<(Held, bool)> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
     let attempt = match mode {
         Mode::Shared => file.try_lock_shared(),
         Mode::Exclusive => file.try_lock(),

@@ -15,9 +15,7 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 /// Keys a `[[model]]` table may hold, in the order the docs list them.
-pub const MODEL_KEYS: &[&str] = &[
-    "name", "path", "size", "sha256", "urls", "group", "optional",
-];
+pub const MODEL_KEYS: &[&str] = &["name", "path", "size", "sha256", "urls", "group", "optional"];
 const TOP_LEVEL_KEYS: &[&str] = &["model"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,18 +84,12 @@ impl Manifest {
 
     /// Parses and validates manifest text; `file` is only used in messages.
     pub fn parse(text: &str, file: &Utf8Path) -> Result<Manifest, ManifestError> {
-        let mut checker = Checker {
-            text,
-            problems: Vec::new(),
-        };
+        let mut checker = Checker { text, problems: Vec::new() };
         let manifest = checker.manifest();
         if checker.problems.is_empty() {
             return Ok(manifest);
         }
-        Err(ManifestError {
-            file: file.to_owned(),
-            problems: checker.problems,
-        })
+        Err(ManifestError { file: file.to_owned(), problems: checker.problems })
     }
 
     pub fn find(&self, name: &str) -> Option<&Model> {
@@ -113,12 +105,7 @@ struct Checker<'t> {
 impl<'t> Checker<'t> {
     fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
         let (line, column) = line_column(self.text, span.start);
-        self.problems.push(Problem {
-            line,
-            column,
-            message: message.into(),
-            help: help.into(),
-        });
+        self.problems.push(Problem { line, column, message: message.into(), help: help.into() });
     }
 
     fn manifest(&mut self) -> Manifest {
@@ -127,11 +114,7 @@ impl<'t> Checker<'t> {
             Err(err) => {
                 let span = err.span().unwrap_or(0..0);
                 let message = format!("not valid TOML: {}", err.message().trim_end());
-                self.report(
-                    span,
-                    message,
-                    "fix the syntax; see the example at the top of the README",
-                );
+                self.report(span, message, "fix the syntax; see the example at the top of the README");
                 return Manifest::default();
             }
         };
@@ -139,11 +122,7 @@ impl<'t> Checker<'t> {
         for (key, value) in root.get_ref() {
             if key.get_ref() != "model" {
                 let help = unknown_key_help(key.get_ref(), TOP_LEVEL_KEYS);
-                self.report(
-                    key.span(),
-                    format!("unknown top-level key `{}`", key.get_ref()),
-                    help,
-                );
+                self.report(key.span(), format!("unknown top-level key `{}`", key.get_ref()), help);
                 continue;
             }
             let DeValue::Array(entries) = value.get_ref() else {
@@ -168,34 +147,20 @@ impl<'t> Checker<'t> {
 
     fn model(&mut self, entry: &Spanned<DeValue<'_>>) -> Option<Model> {
         let DeValue::Table(table) = entry.get_ref() else {
-            self.report(
-                entry.span(),
-                "each `model` entry must be a table",
-                "write it as `[[model]]`",
-            );
+            self.report(entry.span(), "each `model` entry must be a table", "write it as `[[model]]`");
             return None;
         };
         let header = entry.span();
         for key in table.keys() {
             if !MODEL_KEYS.contains(&key.get_ref().as_ref()) {
                 let help = unknown_key_help(key.get_ref(), MODEL_KEYS);
-                self.report(
-                    key.span(),
-                    format!("unknown key `{}` in [[model]]", key.get_ref()),
-                    help,
-                );
+                self.report(key.span(), format!("unknown key `{}` in [[model]]", key.get_ref()), help);
             }
         }
-        let name = self
-            .string(table, "name", &header, true)
-            .and_then(|(v, span)| self.name(v, span));
-        let path = self
-            .string(table, "path", &header, true)
-            .and_then(|(v, span)| self.path(v, span));
+        let name = self.string(table, "name", &header, true).and_then(|(v, span)| self.name(v, span));
+        let path = self.string(table, "path", &header, true).and_then(|(v, span)| self.path(v, span));
         let size = self.size(table, &header);
-        let sha256 = self
-            .string(table, "sha256", &header, true)
-            .and_then(|(v, span)| self.sha256(v, span));
+        let sha256 = self.string(table, "sha256", &header, true).and_then(|(v, span)| self.sha256(v, span));
         let urls = self.urls(table, &header);
         let group = match self.string(table, "group", &header, false) {
             Some((v, span)) => Some(self.group(v, span)?),
@@ -292,28 +257,19 @@ impl<'t> Checker<'t> {
             return None;
         };
         let parsed = match value.get_ref() {
-            DeValue::Integer(int) => {
-                u64::from_str_radix(&int.as_str().replace('_', ""), int.radix()).ok()
-            }
+            DeValue::Integer(int) => u64::from_str_radix(&int.as_str().replace('_', ""), int.radix()).ok(),
             _ => None,
         };
         match parsed {
             Some(0) => {
-                self.report(
-                    value.span(),
-                    "`size` is 0",
-                    "pin the real size in bytes; it must be > 0",
-                );
+                self.report(value.span(), "`size` is 0", "pin the real size in bytes; it must be > 0");
                 None
             }
             Some(size) => Some(size),
             None => {
                 self.report(
                     value.span(),
-                    format!(
-                        "`size` must be a positive whole number of bytes, not {}",
-                        value_text(value)
-                    ),
+                    format!("`size` must be a positive whole number of bytes, not {}", value_text(value)),
                     "write the exact size in bytes, e.g. size = 725066984",
                 );
                 None
@@ -325,10 +281,7 @@ impl<'t> Checker<'t> {
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             self.report(
                 span,
-                format!(
-                    "`sha256` must be 64 hex digits, found {} characters",
-                    hex.chars().count()
-                ),
+                format!("`sha256` must be 64 hex digits, found {} characters", hex.chars().count()),
                 "paste the output of `sha256sum FILE` (the first column)",
             );
             return None;
@@ -354,11 +307,7 @@ impl<'t> Checker<'t> {
             return None;
         };
         if items.is_empty() {
-            self.report(
-                value.span(),
-                "`urls` is empty",
-                "list at least one URL to download from",
-            );
+            self.report(value.span(), "`urls` is empty", "list at least one URL to download from");
             return None;
         }
         let mut urls = Vec::with_capacity(items.len());
@@ -392,10 +341,7 @@ impl<'t> Checker<'t> {
             _ => {
                 self.report(
                     value.span(),
-                    format!(
-                        "`optional` must be true or false, not {}",
-                        value_text(value)
-                    ),
+                    format!("`optional` must be true or false, not {}", value_text(value)),
                     "write optional = true (fetched only when selected) or leave it out",
                 );
                 None
@@ -407,16 +353,10 @@ impl<'t> Checker<'t> {
     fn check_unique(&mut self, manifest: &Manifest, entries: &DeArray<'_>) {
         for (key, help) in [
             ("name", "give every model a unique name"),
-            (
-                "path",
-                "two models cannot share a file; give each its own path",
-            ),
+            ("path", "two models cannot share a file; give each its own path"),
         ] {
             let mut first_lines: HashMap<&str, usize> = HashMap::new();
-            for value in entries
-                .iter()
-                .filter_map(|e| e.get_ref().as_table()?.get(key))
-            {
+            for value in entries.iter().filter_map(|e| e.get_ref().as_table()?.get(key)) {
                 let Some(text) = value.get_ref().as_str() else {
                     continue;
                 };
@@ -446,10 +386,7 @@ impl<'t> Checker<'t> {
                     .map_or(0..0, |v| v.span());
                 self.report(
                     span,
-                    format!(
-                        "path {:?} lies inside {:?}, which is a file",
-                        inner.path, outer.path
-                    ),
+                    format!("path {:?} lies inside {:?}, which is a file", inner.path, outer.path),
                     "a path cannot be both a file and a folder; rename one of them",
                 );
             }
@@ -559,9 +496,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -601,9 +536,7 @@ optional = true
 "#;
 
     fn problems(text: &str) -> Vec<Problem> {
-        Manifest::parse(text, Utf8Path::new("m.toml"))
-            .unwrap_err()
-            .problems
+        Manifest::parse(text, Utf8Path::new("m.toml")).unwrap_err().problems
     }
 
     fn replace_in_good(from: &str, to: &str) -> String {
@@ -648,18 +581,10 @@ optional = true
             ("\"ba7816", "\"zz7816", "64 hex digits"),
             ("size = 1_000", "size = -5", "positive whole number"),
             ("size = 1_000", "size = \"1000\"", "positive whole number"),
-            (
-                "\"http://127.0.0.1:1/b\"",
-                "\"ftp://x/b\"",
-                "unsupported scheme",
-            ),
+            ("\"http://127.0.0.1:1/b\"", "\"ftp://x/b\"", "unsupported scheme"),
             ("\"http://127.0.0.1:1/b\"", "\"127.0.0.1/b\"", "no scheme"),
             ("\"http://127.0.0.1:1/b\"", "\"https:///b\"", "no host"),
-            (
-                "\"http://127.0.0.1:1/b\"",
-                "\"file://relative/b\"",
-                "absolute file://",
-            ),
+            ("\"http://127.0.0.1:1/b\"", "\"file://relative/b\"", "absolute file://"),
             ("optional = true", "optional = \"yes\"", "true or false"),
         ] {
             let p = problems(&replace_in_good(from, to));
@@ -669,23 +594,9 @@ optional = true
 
     #[test]
     fn paths_that_escape_the_checkpoints_dir_are_refused() {
-        for bad in [
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a/./b",
-            "a\\\\b",
-            "C:/x",
-            "~/x",
-            "a//b",
-            "a/",
-            "",
-        ] {
+        for bad in ["/etc/passwd", "../x", "a/../../x", "a/./b", "a\\\\b", "C:/x", "~/x", "a//b", "a/", ""] {
             let p = problems(&replace_in_good("b.bin", bad));
-            assert!(
-                p.iter().any(|p| p.message.starts_with("path")),
-                "{bad}: {p:?}"
-            );
+            assert!(p.iter().any(|p| p.message.starts_with("path")), "{bad}: {p:?}");
         }
     }
 
@@ -697,10 +608,7 @@ optional = true
         assert!(p[0].message.contains("first used on line 3"), "{p:?}");
         let p = problems(&replace_in_good("path = \"b.bin\"", "path = \"dir/a.bin\""));
         assert!(p[0].message.contains("duplicate path"));
-        let p = problems(&replace_in_good(
-            "path = \"b.bin\"",
-            "path = \"dir/a.bin/b\"",
-        ));
+        let p = problems(&replace_in_good("path = \"b.bin\"", "path = \"dir/a.bin/b\""));
         assert!(p[0].message.contains("lies inside"), "{p:?}");
     }
 
@@ -717,12 +625,7 @@ optional = true
 
     #[test]
     fn an_empty_manifest_is_valid() {
-        assert!(
-            Manifest::parse("# nothing pinned yet\n", Utf8Path::new("m"))
-                .unwrap()
-                .models
-                .is_empty()
-        );
+        assert!(Manifest::parse("# nothing pinned yet\n", Utf8Path::new("m")).unwrap().models.is_empty());
     }
 
     #[test]

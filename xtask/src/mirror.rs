@@ -37,9 +37,7 @@ pub fn run(
         let source = if matches!(step.state, LocalState::Ok | LocalState::Stamped) {
             Some(step.dest.clone())
         } else {
-            cache
-                .filter(|c| c.check(model) == Entry::Good)
-                .map(|c| c.entry(&model.sha256))
+            cache.filter(|c| c.check(model) == Entry::Good).map(|c| c.entry(&model.sha256))
         };
         let Some(source) = source else {
             failed += 1;
@@ -53,26 +51,15 @@ pub fn run(
         let target = dir.join("sha256").join(&model.sha256);
         match install::link_or_copy(&source, &target) {
             Ok(placed) => {
-                let how = if placed == Placed::HardLink {
-                    "hard link"
-                } else {
-                    "copy"
-                };
+                let how = if placed == Placed::HardLink { "hard link" } else { "copy" };
                 cx.say(&format!("exported {} to {target} ({how})", model.name));
             }
             Err(e) => {
                 failed += 1;
-                cx.reporter.error(&format!(
-                    "error: cannot export {} to {target}: {e}",
-                    model.name
-                ));
+                cx.reporter.error(&format!("error: cannot export {} to {target}: {e}", model.name));
             }
         }
     }
-    cx.say(&format!(
-        "exported {} of {} to {dir}",
-        steps.len() - failed,
-        steps.len()
-    ));
+    cx.say(&format!("exported {} of {} to {dir}", steps.len() - failed, steps.len()));
     Ok(error::exit_code(failed > 0))
 }

@@ -32,41 +32,21 @@ pub struct ProxyEnv {
 
 impl ProxyEnv {
     pub fn from_process() -> ProxyEnv {
-        let names = [
-            "http_proxy",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-            "no_proxy",
-            "NO_PROXY",
-        ];
+        let names =
+            ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
         let vars = names
             .iter()
-            .filter_map(|n| {
-                std::env::var(n)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| ((*n).to_owned(), v))
-            })
+            .filter_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()).map(|v| ((*n).to_owned(), v)))
             .collect();
         ProxyEnv { vars }
     }
 
     pub fn from_pairs(pairs: &[(&str, &str)]) -> ProxyEnv {
-        ProxyEnv {
-            vars: pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
+        ProxyEnv { vars: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() }
     }
 
     fn get(&self, names: &[&str]) -> Option<&str> {
-        names
-            .iter()
-            .find_map(|n| self.vars.get(*n))
-            .map(String::as_str)
+        names.iter().find_map(|n| self.vars.get(*n)).map(String::as_str)
     }
 
     /// The proxy for a request to `scheme://host`, if any.
@@ -82,38 +62,25 @@ impl ProxyEnv {
             _ => None,
         };
         let proxy = specific.or_else(|| self.get(&["all_proxy", "ALL_PROXY"]))?;
-        Some(if proxy.contains("://") {
-            proxy.to_owned()
-        } else {
-            format!("http://{proxy}")
-        })
+        Some(if proxy.contains("://") { proxy.to_owned() } else { format!("http://{proxy}") })
     }
 
     fn bypasses(&self, host: &str) -> bool {
         let Some(list) = self.get(&["no_proxy", "NO_PROXY"]) else {
             return false;
         };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        list.split([',', ' '])
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .any(|entry| {
-                if entry == "*" {
-                    return true;
-                }
-                let entry = entry
-                    .trim_start_matches("*.")
-                    .trim_start_matches('.')
-                    .to_ascii_lowercase();
-                let entry = entry
-                    .rsplit_once(':')
-                    .filter(|(_, port)| port.parse::<u16>().is_ok())
-                    .map_or(entry.as_str(), |(h, _)| h);
-                host == entry || host.ends_with(&format!(".{entry}"))
-            })
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.').to_ascii_lowercase();
+            let entry = entry
+                .rsplit_once(':')
+                .filter(|(_, port)| port.parse::<u16>().is_ok())
+                .map_or(entry.as_str(), |(h, _)| h);
+            host == entry || host.ends_with(&format!(".{entry}"))
+        })
     }
 }
 
@@ -128,11 +95,7 @@ fn platform_roots() -> Option<Vec<Certificate<'static>>> {
         "/etc/ssl/cert.pem",
     ];
     let mut files: Vec<std::path::PathBuf> = Vec::new();
-    if let Some(bundle) = BUNDLES
-        .iter()
-        .map(std::path::Path::new)
-        .find(|p| p.is_file())
-    {
+    if let Some(bundle) = BUNDLES.iter().map(std::path::Path::new).find(|p| p.is_file()) {
         files.push(bundle.to_owned());
     }
     if let Ok(file) = std::env::var("SSL_CERT_FILE") {
@@ -183,36 +146,28 @@ pub struct Net {
 
 impl Net {
     pub fn new(timeout: Duration, proxies: ProxyEnv, credentials: Credentials) -> Net {
-        Net {
-            timeout,
-            proxies,
-            credentials,
-            roots: OnceLock::new(),
-            agents: Mutex::new(HashMap::new()),
-        }
+        Net { timeout, proxies, credentials, roots: OnceLock::new(), agents: Mutex::new(HashMap::new()) }
     }
 
     /// One agent per proxy and scheme, built on first use; only https ones read the CA
     /// bundle, so loopback and plain-http runs skip that work.
     fn agent(&self, proxy: Option<&str>, tls: bool) -> Result<Agent, Fault> {
         let key = (proxy.map(str::to_owned), tls);
-        let mut agents = self
-            .agents
-            .lock()
-            .map_err(|_| Fault::new(Class::Connection, "internal lock poisoned"))?;
+        let mut agents =
+            self.agents.lock().map_err(|_| Fault::new(Class::Connection, "internal lock poisoned"))?;
         if let Some(agent) = agents.get(&key) {
             return Ok(agent.clone());
         }
         let proxy = match proxy {
-            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
-                Fault::new(Class::Connection, format!("proxy {p} is not usable: {e}"))
-            })?),
+            Some(p) => Some(
+                ureq::Proxy::new(p)
+                    .map_err(|e| Fault::new(Class::Connection, format!("proxy {p} is not usable: {e}")))?,
+            ),
             None => None,
         };
         let tls_config = if tls {
-            let roots = self
-                .roots
-                .get_or_init(|| platform_roots().map_or(RootCerts::WebPki, RootCerts::from));
+            let roots =
+                self.roots.get_or_init(|| platform_roots().map_or(RootCerts::WebPki, RootCerts::from));
             TlsConfig::builder().root_certs(roots.clone()).build()
         } else {
             TlsConfig::default()
@@ -269,40 +224,20 @@ impl Net {
             if !cookies.is_empty() {
                 request = request.header("Cookie", cookies.join("; "));
             }
-            let response = request
-                .call()
-                .map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_deref()))?;
+            let response = request.call().map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_deref()))?;
             check(response.headers())?;
-            cookies.extend(
-                response
-                    .headers()
-                    .get_all("set-cookie")
-                    .iter()
-                    .filter_map(|v| {
-                        v.to_str()
-                            .ok()
-                            .and_then(|c| c.split(';').next())
-                            .map(|c| c.trim().to_owned())
-                    }),
-            );
-            let location = response
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            cookies.extend(response.headers().get_all("set-cookie").iter().filter_map(|v| {
+                v.to_str().ok().and_then(|c| c.split(';').next()).map(|c| c.trim().to_owned())
+            }));
+            let location =
+                response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
             // A HEAD asks with redirects off: the first hop's headers are the answer.
             let follow = method == Method::Get && response.status().is_redirection();
             let Some(location) = location.filter(|_| follow) else {
-                return Ok(Answer {
-                    response,
-                    url,
-                    cookies,
-                });
+                return Ok(Answer { response, url, cookies });
             };
             let next = hosts::resolve(&url, &location);
-            if scheme.eq_ignore_ascii_case("https")
-                && next.to_ascii_lowercase().starts_with("http://")
-            {
+            if scheme.eq_ignore_ascii_case("https") && next.to_ascii_lowercase().starts_with("http://") {
                 return Err(Fault::new(
                     Class::InsecureRedirect,
                     format!("{url} redirected to plain http ({next}); refused"),
@@ -319,23 +254,16 @@ impl Net {
         }
         Err(Fault::new(
             Class::Redirect,
-            format!(
-                "more than {MAX_REDIRECTS} redirects, starting at {}",
-                seen[0]
-            ),
+            format!("more than {MAX_REDIRECTS} redirects, starting at {}", seen[0]),
         ))
     }
 }
 
 fn scheme_and_host(url: &str) -> Result<(String, String), Fault> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {url}: {e}")))?;
+    let uri: ureq::http::Uri =
+        url.parse().map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {url}: {e}")))?;
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    let host = uri
-        .host()
-        .ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?
-        .to_owned();
+    let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?.to_owned();
     Ok((scheme, host))
 }
 
@@ -343,11 +271,8 @@ fn with_proxy_hint(mut fault: Fault, proxy: Option<&str>) -> Fault {
     if let Some(proxy) = proxy
         && matches!(fault.class, Class::Connection | Class::Timeout | Class::Tls)
     {
-        fault.detail = format!(
-            "{} (through the proxy {})",
-            fault.detail,
-            crate::attempt_log::redact_url(proxy)
-        );
+        fault.detail =
+            format!("{} (through the proxy {})", fault.detail, crate::attempt_log::redact_url(proxy));
     }
     fault
 }
@@ -356,26 +281,37 @@ fn with_proxy_hint(mut fault: Fault, proxy: Option<&str>) -> Fault {
 pub fn call_fault(err: &ureq::Error) -> Fault {
     match err {
         ureq::Error::Timeout(which) => Fault::new(Class::Timeout, format!("timed out ({which})")),
-        ureq::Error::HostNotFound => {
-            Fault::new(Class::Connection, "could not resolve the host name")
-        }
+        ureq::Error::HostNotFound => Fault::new(Class::HostNotFound, "could not resolve the host name"),
         ureq::Error::ConnectionFailed => Fault::new(Class::Connection, "could not connect"),
-        ureq::Error::Io(e) => match e.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                Fault::new(Class::Timeout, format!("connection timed out: {e}"))
-            }
-            _ => Fault::new(Class::Connection, format!("connection failed: {e}")),
-        },
+        ureq::Error::Io(e) => io_fault(e),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
             Fault::new(Class::Tls, format!("TLS failed: {err}"))
         }
-        ureq::Error::TooManyRedirects => {
-            Fault::new(Class::Redirect, "too many redirects (a redirect loop?)")
-        }
+        ureq::Error::TooManyRedirects => Fault::new(Class::Redirect, "too many redirects (a redirect loop?)"),
         ureq::Error::BadUri(_) => Fault::new(Class::BadUrl, format!("bad URL: {err}")),
         ureq::Error::StatusCode(status) => crate::transfer::status_fault(*status),
         other => Fault::new(Class::Connection, other.to_string()),
     }
+}
+
+/// Connection-level I/O errors, told apart by what they say: the TLS layer and the
+/// resolver report through plain I/O errors.
+fn io_fault(e: &std::io::Error) -> Fault {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+        return Fault::new(Class::Timeout, format!("connection timed out: {text}"));
+    }
+    if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls") {
+        return Fault::new(Class::Tls, format!("TLS failed: {text}"));
+    }
+    if lower.contains("lookup address")
+        || lower.contains("name or service not known")
+        || lower.contains("no such host")
+    {
+        return Fault::new(Class::HostNotFound, format!("could not resolve the host name: {text}"));
+    }
+    Fault::new(Class::Connection, format!("connection failed: {text}"))
 }
 
 #[cfg(test)]
@@ -389,20 +325,10 @@ mod tests {
             ("HTTPS_PROXY", "p2:8080"),
             ("ALL_PROXY", "socks5://p3:1080"),
         ]);
-        assert_eq!(
-            env.proxy_for("http", "a.example").as_deref(),
-            Some("http://p1:3128")
-        );
-        assert_eq!(
-            env.proxy_for("https", "a.example").as_deref(),
-            Some("http://p2:8080")
-        );
+        assert_eq!(env.proxy_for("http", "a.example").as_deref(), Some("http://p1:3128"));
+        assert_eq!(env.proxy_for("https", "a.example").as_deref(), Some("http://p2:8080"));
         let upper_http_only = ProxyEnv::from_pairs(&[("HTTP_PROXY", "http://evil:1")]);
-        assert_eq!(
-            upper_http_only.proxy_for("http", "a"),
-            None,
-            "uppercase HTTP_PROXY is ignored"
-        );
+        assert_eq!(upper_http_only.proxy_for("http", "a"), None, "uppercase HTTP_PROXY is ignored");
         let all = ProxyEnv::from_pairs(&[("all_proxy", "http://p3:1")]);
         assert_eq!(all.proxy_for("https", "a").as_deref(), Some("http://p3:1"));
     }

@@ -24,10 +24,7 @@ pub struct Selection {
 
 /// Picks models in manifest order. Without names or groups: every non-optional model,
 /// or every model with `all`. Names and groups select exactly what they name.
-pub fn select<'m>(
-    manifest: &'m Manifest,
-    selection: &Selection,
-) -> Result<Vec<&'m Model>, UsageError> {
+pub fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Result<Vec<&'m Model>, UsageError> {
     for name in &selection.models {
         if manifest.find(name).is_none() {
             let known: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
@@ -38,16 +35,8 @@ pub fn select<'m>(
         }
     }
     for group in &selection.groups {
-        if !manifest
-            .models
-            .iter()
-            .any(|m| m.group.as_deref() == Some(group))
-        {
-            let mut known: Vec<&str> = manifest
-                .models
-                .iter()
-                .filter_map(|m| m.group.as_deref())
-                .collect();
+        if !manifest.models.iter().any(|m| m.group.as_deref() == Some(group)) {
+            let mut known: Vec<&str> = manifest.models.iter().filter_map(|m| m.group.as_deref()).collect();
             known.sort_unstable();
             known.dedup();
             return Err(UsageError(format!(
@@ -60,9 +49,7 @@ pub fn select<'m>(
     let picked = manifest.models.iter().filter(|m| {
         if explicit {
             selection.models.contains(&m.name)
-                || m.group
-                    .as_ref()
-                    .is_some_and(|g| selection.groups.contains(g))
+                || m.group.as_ref().is_some_and(|g| selection.groups.contains(g))
         } else {
             selection.all || !m.optional
         }
@@ -94,21 +81,12 @@ pub fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
 
 /// Inspects every selected model's destination, hashing on up to `jobs` threads what
 /// `trust` does not let through, and records stamps for the files that hashed right.
-pub fn survey<'m>(
-    models: &[&'m Model],
-    checkpoints: &Utf8Path,
-    trust: Trust,
-    jobs: usize,
-) -> Vec<Step<'m>> {
+pub fn survey<'m>(models: &[&'m Model], checkpoints: &Utf8Path, trust: Trust, jobs: usize) -> Vec<Step<'m>> {
     let stamps = (trust == Trust::Stamps).then(|| Stamps::load(checkpoints));
     let inspected = workers::map(models, jobs, |&model| {
         let dest = destination(checkpoints, model);
-        let (state, fresh) =
-            check::inspect(model, &dest, trust == Trust::Presence, stamps.as_ref());
-        (
-            Step { model, dest, state },
-            fresh.map(|stamp| (model.path.to_string(), stamp)),
-        )
+        let (state, fresh) = check::inspect(model, &dest, trust == Trust::Presence, stamps.as_ref());
+        (Step { model, dest, state }, fresh.map(|stamp| (model.path.to_string(), stamp)))
     });
     let (steps, fresh): (Vec<_>, Vec<_>) = inspected.into_iter().unzip();
     // Stamps only save time later; a read-only folder just goes without.
@@ -120,9 +98,7 @@ pub fn survey<'m>(
 /// `<mirror>/sha256/<hex>`), then the model's own URLs. Offline, only local sources
 /// remain: `file://` URLs and directory mirrors.
 pub fn sources(model: &Model, mirrors: &[String], offline: bool) -> Vec<String> {
-    let mirrored = mirrors
-        .iter()
-        .map(|mirror| mirror_url(mirror, &model.sha256));
+    let mirrored = mirrors.iter().map(|mirror| mirror_url(mirror, &model.sha256));
     mirrored
         .chain(model.urls.iter().cloned())
         .filter(|url| !offline || crate::transfer::file_url_path(url).is_some())
@@ -135,8 +111,7 @@ fn mirror_url(mirror: &str, sha256: &str) -> String {
     if base.contains("://") {
         return format!("{base}/sha256/{sha256}");
     }
-    let dir =
-        std::path::absolute(base).map_or_else(|_| base.to_owned(), |p| p.display().to_string());
+    let dir = std::path::absolute(base).map_or_else(|_| base.to_owned(), |p| p.display().to_string());
     format!("file://{}/sha256/{sha256}", dir.trim_end_matches('/'))
 }
 
@@ -177,9 +152,7 @@ pub fn check_free_space(checkpoints: &Utf8Path, needed: u64) -> Result<(), Strin
 
 /// The folder itself, or its closest ancestor that exists yet.
 fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
-    path.ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(Utf8Path::new("."))
+    path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."))
 }
 
 #[cfg(test)]
@@ -208,55 +181,27 @@ mod tests {
 
     fn names(selection: Selection) -> Vec<String> {
         let m = manifest();
-        select(&m, &selection)
-            .unwrap()
-            .iter()
-            .map(|m| m.name.clone())
-            .collect()
+        select(&m, &selection).unwrap().iter().map(|m| m.name.clone()).collect()
     }
 
     #[test]
     fn the_default_selection_skips_optional_models() {
         assert_eq!(names(Selection::default()), ["a", "b", "d"]);
-        assert_eq!(
-            names(Selection {
-                all: true,
-                ..Selection::default()
-            }),
-            ["a", "b", "c", "d"]
-        );
+        assert_eq!(names(Selection { all: true, ..Selection::default() }), ["a", "b", "c", "d"]);
     }
 
     #[test]
     fn names_and_groups_select_exactly_those_in_manifest_order() {
-        let s = Selection {
-            models: vec!["d".into()],
-            groups: vec!["legacy".into()],
-            all: false,
-        };
+        let s = Selection { models: vec!["d".into()], groups: vec!["legacy".into()], all: false };
         assert_eq!(names(s), ["c", "d"]);
     }
 
     #[test]
     fn unknown_names_list_the_known_ones() {
         let m = manifest();
-        let err = select(
-            &m,
-            &Selection {
-                models: vec!["zz".into()],
-                ..Selection::default()
-            },
-        )
-        .unwrap_err();
+        let err = select(&m, &Selection { models: vec!["zz".into()], ..Selection::default() }).unwrap_err();
         assert!(err.0.contains("known models: a, b, c, d"), "{err}");
-        let err = select(
-            &m,
-            &Selection {
-                groups: vec!["zz".into()],
-                ..Selection::default()
-            },
-        )
-        .unwrap_err();
+        let err = select(&m, &Selection { groups: vec!["zz".into()], ..Selection::default() }).unwrap_err();
         assert!(err.0.contains("known groups: core, legacy"), "{err}");
     }
 
@@ -264,11 +209,7 @@ mod tests {
     fn mirrors_come_first_and_offline_keeps_only_local_sources() {
         let mut m = manifest().models.remove(0);
         m.urls = vec!["https://origin/a".into(), "file:///srv/a".into()];
-        let mirrors = vec![
-            "http://m1/".into(),
-            "/var/mirror".into(),
-            "file:///nfs/m".into(),
-        ];
+        let mirrors = vec!["http://m1/".into(), "/var/mirror".into(), "file:///nfs/m".into()];
         let hex = "0".repeat(64);
         assert_eq!(
             sources(&m, &mirrors, false),
@@ -287,9 +228,7 @@ mod tests {
 
     #[test]
     fn free_space_is_refused_with_both_numbers() {
-        let dir = Utf8PathBuf::try_from(std::env::temp_dir())
-            .unwrap()
-            .join("no/such/dir/yet");
+        let dir = Utf8PathBuf::try_from(std::env::temp_dir()).unwrap().join("no/such/dir/yet");
         assert!(check_free_space(&dir, 1).is_ok());
         let err = check_free_space(&dir, u64::MAX).unwrap_err();
         assert!(err.contains("needed") && err.contains("available"), "{err}");

@@ -40,13 +40,9 @@ impl Reporter {
     }
 
     pub fn new(mode: Mode) -> Reporter {
-        let bars = (mode == Mode::Bars)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Reporter {
-            mode,
-            bars,
-            total: OnceLock::new(),
-        }
+        let bars =
+            (mode == Mode::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter { mode, bars, total: OnceLock::new() }
     }
 
     /// Adds a bar for the whole run (terminal only) of `bytes` to download.
@@ -109,15 +105,7 @@ impl Reporter {
             bar
         });
         let now = Instant::now();
-        Transfer {
-            reporter: self,
-            name: name.to_owned(),
-            total,
-            done: 0,
-            bar,
-            started: now,
-            last_line: now,
-        }
+        Transfer { reporter: self, name: name.to_owned(), total, done: 0, bar, started: now, last_line: now }
     }
 }
 
@@ -146,11 +134,7 @@ impl Transfer<'_> {
     pub fn restart(&mut self, position: u64, source: &str) {
         if let Some(total) = self.reporter.total.get() {
             // Bytes thrown away by this restart no longer count towards the run.
-            total.set_position(
-                total
-                    .position()
-                    .saturating_sub(self.done.saturating_sub(position)),
-            );
+            total.set_position(total.position().saturating_sub(self.done.saturating_sub(position)));
         }
         self.done = position;
         self.started = Instant::now();

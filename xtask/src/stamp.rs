@@ -53,31 +53,19 @@ impl Fingerprint {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
-            Fingerprint {
-                len: meta.len(),
-                mtime_ns,
-                ctime_ns: 0,
-                inode: 0,
-                device: 0,
-            }
+            Fingerprint { len: meta.len(), mtime_ns, ctime_ns: 0, inode: 0, device: 0 }
         }
     }
 
     /// For cache entries: hard-linking an entry into a checkout changes its ctime
     /// without touching a byte, so the cache does not compare it.
     pub fn without_ctime(self) -> Fingerprint {
-        Fingerprint {
-            ctime_ns: 0,
-            ..self
-        }
+        Fingerprint { ctime_ns: 0, ..self }
     }
 
     /// `len mtime_ns ctime_ns inode device`, on one line.
     pub fn encode(&self) -> String {
-        format!(
-            "{} {} {} {} {}",
-            self.len, self.mtime_ns, self.ctime_ns, self.inode, self.device
-        )
+        format!("{} {} {} {} {}", self.len, self.mtime_ns, self.ctime_ns, self.inode, self.device)
     }
 
     pub fn decode(text: &str) -> Option<Fingerprint> {
@@ -110,16 +98,12 @@ impl Stamps {
     /// Reads the state file; anything missing or malformed is simply not trusted.
     pub fn load(checkpoints: &Utf8Path) -> Stamps {
         let text = std::fs::read_to_string(checkpoints.join(STATE_FILE)).unwrap_or_default();
-        Stamps {
-            entries: parse(&text),
-        }
+        Stamps { entries: parse(&text) }
     }
 
     /// Whether the file at `rel`, with metadata `meta`, is vouched for as `sha256`.
     pub fn vouches(&self, rel: &str, sha256: &str, meta: &Metadata) -> bool {
-        self.entries
-            .get(rel)
-            .is_some_and(|s| s.sha256 == sha256 && s.fingerprint == Fingerprint::of(meta))
+        self.entries.get(rel).is_some_and(|s| s.sha256 == sha256 && s.fingerprint == Fingerprint::of(meta))
     }
 
     pub fn get(&self, rel: &str) -> Option<&Stamp> {
@@ -154,34 +138,22 @@ fn parse(text: &str) -> BTreeMap<String, Stamp> {
     let mut entries = BTreeMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let mut fields = line.splitn(3, '\t');
-        let (Some(sha256), Some(fingerprint), Some(rel)) =
-            (fields.next(), fields.next(), fields.next())
+        let (Some(sha256), Some(fingerprint), Some(rel)) = (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
         if let Some(fingerprint) = Fingerprint::decode(fingerprint) {
-            entries.insert(
-                rel.to_owned(),
-                Stamp {
-                    sha256: sha256.to_owned(),
-                    fingerprint,
-                },
-            );
+            entries.insert(rel.to_owned(), Stamp { sha256: sha256.to_owned(), fingerprint });
         }
     }
     entries
 }
 
 fn render(entries: &BTreeMap<String, Stamp>) -> String {
-    let mut out = String::from(
-        "# Written by `cargo xtask models`: files hashed and found matching. Safe to delete.\n",
-    );
+    let mut out =
+        String::from("# Written by `cargo xtask models`: files hashed and found matching. Safe to delete.\n");
     for (rel, stamp) in entries {
-        out.push_str(&format!(
-            "{}\t{}\t{rel}\n",
-            stamp.sha256,
-            stamp.fingerprint.encode()
-        ));
+        out.push_str(&format!("{}\t{}\t{rel}\n", stamp.sha256, stamp.fingerprint.encode()));
     }
     out
 }
@@ -193,13 +165,7 @@ mod tests {
 
     #[test]
     fn fingerprints_round_trip_and_reject_garbage() {
-        let f = Fingerprint {
-            len: 5,
-            mtime_ns: -3,
-            ctime_ns: 4,
-            inode: 7,
-            device: 9,
-        };
+        let f = Fingerprint { len: 5, mtime_ns: -3, ctime_ns: 4, inode: 7, device: 9 };
         assert_eq!(Fingerprint::decode(&f.encode()), Some(f));
         assert_eq!(Fingerprint::decode("1 2 3 4"), None);
         assert_eq!(Fingerprint::decode("1 2 3 4 5 6"), None);
@@ -211,13 +177,7 @@ mod tests {
     fn the_state_file_round_trips_and_skips_bad_lines() {
         let stamp = Stamp {
             sha256: "ab".repeat(32),
-            fingerprint: Fingerprint {
-                len: 1,
-                mtime_ns: 2,
-                ctime_ns: 3,
-                inode: 4,
-                device: 5,
-            },
+            fingerprint: Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5 },
         };
         let mut entries = BTreeMap::new();
         entries.insert("dir/with space.bin".to_owned(), stamp.clone());
@@ -231,21 +191,12 @@ mod tests {
             .unwrap()
             .join(format!("xtask-stamps-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let fingerprint = Fingerprint {
-            len: 1,
-            mtime_ns: 2,
-            ctime_ns: 3,
-            inode: 4,
-            device: 5,
-        };
+        let fingerprint = Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5 };
         std::thread::scope(|scope| {
             for i in 0..8 {
                 let dir = &dir;
                 scope.spawn(move || {
-                    let stamp = Stamp {
-                        sha256: format!("{i}"),
-                        fingerprint,
-                    };
+                    let stamp = Stamp { sha256: format!("{i}"), fingerprint };
                     Stamps::record(dir, vec![(format!("file-{i}"), stamp)]).unwrap();
                 });
             }

@@ -52,16 +52,9 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let models = plan::select(&cx.manifest, selection)?;
     let stamps = Stamps::load(&cx.checkpoints);
-    let rows: Vec<(&Model, State)> = models
-        .iter()
-        .map(|&m| (m, state_of(cx, m, &stamps, cache)))
-        .collect();
+    let rows: Vec<(&Model, State)> = models.iter().map(|&m| (m, state_of(cx, m, &stamps, cache))).collect();
     let needed: u64 = rows.iter().map(|(m, _)| m.size).sum();
-    let present: u64 = rows
-        .iter()
-        .filter(|(_, s)| *s == State::OkStamped)
-        .map(|(m, _)| m.size)
-        .sum();
+    let present: u64 = rows.iter().filter(|(_, s)| *s == State::OkStamped).map(|(m, _)| m.size).sum();
     let ok = rows.iter().filter(|(_, s)| *s == State::OkStamped).count();
     if json {
         print_json(&rows, ok, present, needed);
@@ -74,8 +67,7 @@ pub fn run(
 fn state_of(cx: &Context, model: &Model, stamps: &Stamps, cache: Option<&Cache>) -> State {
     let dest = plan::destination(&cx.checkpoints, model);
     let Ok(meta) = std::fs::metadata(&dest) else {
-        return partial_bytes(model, &dest, cache)
-            .map_or(State::Missing, |bytes| State::Partial { bytes });
+        return partial_bytes(model, &dest, cache).map_or(State::Missing, |bytes| State::Partial { bytes });
     };
     if !meta.is_file() {
         return State::NotAFile;
@@ -84,9 +76,7 @@ fn state_of(cx: &Context, model: &Model, stamps: &Stamps, cache: Option<&Cache>)
         return State::WrongSize { actual: meta.len() };
     }
     match stamps.get(model.path.as_str()) {
-        Some(stamp)
-            if stamp.fingerprint == Fingerprint::of(&meta) && stamp.sha256 == model.sha256 =>
-        {
+        Some(stamp) if stamp.fingerprint == Fingerprint::of(&meta) && stamp.sha256 == model.sha256 => {
             State::OkStamped
         }
         Some(stamp) if stamp.fingerprint == Fingerprint::of(&meta) => State::WrongHash,
@@ -118,18 +108,9 @@ fn describe(model: &Model, state: &State) -> String {
 }
 
 fn print_table(cx: &Context, rows: &[(&Model, State)], ok: usize, present: u64, needed: u64) {
-    let name_width = rows
-        .iter()
-        .map(|(m, _)| m.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let group_width = rows
-        .iter()
-        .map(|(m, _)| m.group.as_deref().unwrap_or("-").len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let name_width = rows.iter().map(|(m, _)| m.name.len()).max().unwrap_or(4).max(4);
+    let group_width =
+        rows.iter().map(|(m, _)| m.group.as_deref().unwrap_or("-").len()).max().unwrap_or(5).max(5);
     cx.say(&format!(
         "{:<name_width$}  {:<group_width$}  {:>10}  {:<16}  PATH",
         "NAME", "GROUP", "SIZE", "STATE"

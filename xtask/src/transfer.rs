@@ -119,18 +119,9 @@ const PAGE_LIMIT: usize = 1 << 20;
 
 impl<'a> Downloader<'a> {
     pub fn new(settings: Settings, reporter: &'a Reporter, log: Option<&'a AttemptLog>) -> Self {
-        let proxies = if settings.proxy_from_env {
-            ProxyEnv::from_process()
-        } else {
-            ProxyEnv::default()
-        };
+        let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
         let net = Net::new(settings.timeout, proxies, Credentials::from_environment());
-        Downloader {
-            net,
-            settings,
-            reporter,
-            log,
-        }
+        Downloader { net, settings, reporter, log }
     }
 
     /// Downloads `job.model` into `job.target`, trying each source in turn.
@@ -179,28 +170,18 @@ impl<'a> Downloader<'a> {
             attempt += 1;
             let started = Instant::now();
             let mut stats = AttemptStats::default();
-            let result = self
-                .attempt(job, url, progress, &mut stats)
-                .and_then(|(file, sha256)| {
-                    install::install(&file, &job.partial, &job.target)
-                        .map(|()| sha256)
-                        .map_err(|e| Fault::local(job.target.as_str(), &e))
-                });
+            let result = self.attempt(job, url, progress, &mut stats).and_then(|(file, sha256)| {
+                install::install(&file, &job.partial, &job.target)
+                    .map(|()| sha256)
+                    .map_err(|e| Fault::local(job.target.as_str(), &e))
+            });
             *received += stats.received;
             if stats.received >= REAL_PROGRESS {
                 failures = 0;
             }
             let fault = match result {
                 Ok(sha256) => {
-                    self.record(
-                        job.model,
-                        url,
-                        attempt,
-                        None,
-                        &stats,
-                        started.elapsed(),
-                        Decision::NextUrl,
-                    );
+                    self.record(job.model, url, attempt, None, &stats, started.elapsed(), Decision::NextUrl);
                     return Ok((attempt, sha256));
                 }
                 Err(fault) => fault,
@@ -208,29 +189,16 @@ impl<'a> Downloader<'a> {
             failures += 1;
             let decision = if fault.class.is_local() {
                 Decision::GiveUp
-            } else if fault.class.is_transient()
-                && failures <= self.settings.retries
-                && attempt < cap
-            {
+            } else if fault.class.is_transient() && failures <= self.settings.retries && attempt < cap {
                 Decision::Retry
             } else {
                 Decision::NextUrl
             };
-            self.record(
-                job.model,
-                url,
-                attempt,
-                Some(&fault),
-                &stats,
-                started.elapsed(),
-                decision,
-            );
+            self.record(job.model, url, attempt, Some(&fault), &stats, started.elapsed(), decision);
             if decision != Decision::Retry {
                 return Err((fault, decision));
             }
-            let wait = fault
-                .retry_after
-                .unwrap_or_else(|| backoff(self.settings.backoff, failures));
+            let wait = fault.retry_after.unwrap_or_else(|| backoff(self.settings.backoff, failures));
             self.reporter.warn(&format!(
                 "{}: {fault} from {}; retrying in {:.1}s",
                 job.model.name,
@@ -262,11 +230,7 @@ impl<'a> Downloader<'a> {
             resumed_from: stats.resumed_from,
             duration,
             class: fault.map(|f| f.class.as_str()),
-            decision: if fault.is_none() {
-                "done"
-            } else {
-                decision.as_str()
-            },
+            decision: if fault.is_none() { "done" } else { decision.as_str() },
         });
     }
 
@@ -293,24 +257,11 @@ impl<'a> Downloader<'a> {
         }
         if have == model.size && have > 0 {
             // A complete download whose install was interrupted: no request needed.
-            let sink = Sink::new(
-                file,
-                hasher,
-                have,
-                None,
-                None,
-                model,
-                &self.settings,
-                &job.partial,
-                progress,
-            );
+            let sink =
+                Sink::new(file, hasher, have, None, None, model, &self.settings, &job.partial, progress);
             return sink.finish_or_discard(have);
         }
-        let validator = if have > 0 {
-            read_validator(&job.partial, url)
-        } else {
-            None
-        };
+        let validator = if have > 0 { read_validator(&job.partial, url) } else { None };
         let source = self.open(model, url, have, validator.as_deref())?;
         if source.start != have {
             // The server sent the whole file (no range support, or it changed): restart.
@@ -324,12 +275,7 @@ impl<'a> Downloader<'a> {
         file.seek(SeekFrom::Start(have)).map_err(local)?;
         stats.resumed_from = have;
         progress.restart(have, &redact_url(url));
-        let Source {
-            mut body,
-            content_type,
-            declared,
-            ..
-        } = source;
+        let Source { mut body, content_type, declared, .. } = source;
         let mut sink = Sink::new(
             file,
             hasher,
@@ -344,10 +290,7 @@ impl<'a> Downloader<'a> {
         let pumped = sink.pump(&mut *body);
         stats.received = sink.written - have;
         if let Err(fault) = pumped {
-            if matches!(
-                fault.class,
-                Class::Oversize | Class::HtmlPage | Class::LfsPointer
-            ) {
+            if matches!(fault.class, Class::Oversize | Class::HtmlPage | Class::LfsPointer) {
                 install::discard_partial(&job.partial);
             }
             return Err(fault);
@@ -357,13 +300,7 @@ impl<'a> Downloader<'a> {
 
     /// Opens `url` from byte `from` on. The answer says where its body really starts:
     /// at `from`, or at 0 when the server ignored or refused the range.
-    fn open(
-        &self,
-        model: &Model,
-        url: &str,
-        from: u64,
-        validator: Option<&str>,
-    ) -> Result<Source, Fault> {
+    fn open(&self, model: &Model, url: &str, from: u64, validator: Option<&str>) -> Result<Source, Fault> {
         if let Some(path) = file_url_path(url) {
             return open_file(&path, from);
         }
@@ -392,54 +329,32 @@ impl<'a> Downloader<'a> {
         let mut answer = self.net.request(Method::Get, &url, &headers, &[], &check)?;
         for _ in 0..MAX_INTERSTITIALS {
             let status = answer.response.status().as_u16();
-            let is_html = header(&answer.response, "content-type").is_some_and(|ct| {
-                ct.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/html")
-            });
+            let is_html = header(&answer.response, "content-type")
+                .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"));
             if status != 200 || !is_html {
                 break;
             }
-            let Answer {
-                response,
-                url: page_url,
-                cookies,
-            } = answer;
+            let Answer { response, url: page_url, cookies } = answer;
             let content_type = header(&response, "content-type");
             let validator = validator_of(&response);
             let mut body = response.into_body().into_reader();
             let mut page = Vec::new();
             let read = (&mut body).take(PAGE_LIMIT as u64).read_to_end(&mut page);
-            if check::sniff(&page, content_type.as_deref()).is_none()
-                || read.is_err() && page.is_empty()
-            {
+            if check::sniff(&page, content_type.as_deref()).is_none() || read.is_err() && page.is_empty() {
                 // Labelled HTML but not a page after all: hand over what was read, then the rest.
                 let body: Box<dyn Read> = Box::new(io::Cursor::new(page).chain(body));
-                return Ok(Source {
-                    body,
-                    start: 0,
-                    content_type,
-                    declared: None,
-                    validator,
-                });
+                return Ok(Source { body, start: 0, content_type, declared: None, validator });
             }
             let text = String::from_utf8_lossy(&page);
             match hosts::judge_page(&text, &page_url) {
                 PageVerdict::FollowUp(next) => {
-                    answer = self
-                        .net
-                        .request(Method::Get, &next, &[], &cookies, &check)?;
+                    answer = self.net.request(Method::Get, &next, &[], &cookies, &check)?;
                 }
                 PageVerdict::Refused(fault) => return Err(fault),
                 PageVerdict::Unknown => {
-                    let what = html_title(&page).map_or_else(
-                        || "an HTML page".to_owned(),
-                        |t| format!("an HTML page titled {t:?}"),
-                    );
-                    return Err(Fault::new(
-                        Class::HtmlPage,
-                        format!("received {what} instead of the file"),
-                    ));
+                    let what = html_title(&page)
+                        .map_or_else(|| "an HTML page".to_owned(), |t| format!("an HTML page titled {t:?}"));
+                    return Err(Fault::new(Class::HtmlPage, format!("received {what} instead of the file")));
                 }
             }
         }
@@ -448,9 +363,7 @@ impl<'a> Downloader<'a> {
         let start = match status {
             200 => 0,
             206 if from > 0 => {
-                let range = header(&response, "content-range")
-                    .as_deref()
-                    .and_then(parse_content_range);
+                let range = header(&response, "content-range").as_deref().and_then(parse_content_range);
                 match range {
                     Some((first, _)) if first == from => from,
                     // A range we did not ask for, or none we can read: start over.
@@ -461,8 +374,8 @@ impl<'a> Downloader<'a> {
             416 if from > 0 => return self.open(model, &url, 0, None),
             _ => {
                 let mut fault = status_fault(status);
-                fault.retry_after = header(&response, "retry-after")
-                    .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+                fault.retry_after =
+                    header(&response, "retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
                 return Err(fault);
             }
         };
@@ -470,29 +383,17 @@ impl<'a> Downloader<'a> {
         let declared = header(&response, "content-length").and_then(|v| v.trim().parse().ok());
         let validator = validator_of(&response);
         let body = Box::new(response.into_body().into_reader());
-        Ok(Source {
-            body,
-            start,
-            content_type,
-            declared,
-            validator,
-        })
+        Ok(Source { body, start, content_type, declared, validator })
     }
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// What to send as `If-Range` when resuming: a strong ETag, else Last-Modified.
 fn validator_of(response: &Response<Body>) -> Option<String> {
-    header(response, "etag")
-        .filter(|e| !e.starts_with("W/"))
-        .or_else(|| header(response, "last-modified"))
+    header(response, "etag").filter(|e| !e.starts_with("W/")).or_else(|| header(response, "last-modified"))
 }
 
 /// An open body, where it starts in the file, and what its headers promised.
@@ -516,11 +417,7 @@ fn open_file(path: &Utf8Path, from: u64) -> Result<Source, Fault> {
         Fault::new(class, format!("cannot open {path}: {e}"))
     })?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = if from > 0 && from <= len && file.seek(SeekFrom::Start(from)).is_ok() {
-        from
-    } else {
-        0
-    };
+    let start = if from > 0 && from <= len && file.seek(SeekFrom::Start(from)).is_ok() { from } else { 0 };
     Ok(Source {
         body: Box::new(file),
         start,
@@ -563,9 +460,7 @@ fn rehash_prefix(file: &mut File, len: u64, hasher: &BackgroundHasher) -> io::Re
 fn read_validator(partial: &Utf8Path, url: &str) -> Option<String> {
     let text = std::fs::read_to_string(install::validator_path(partial)).ok()?;
     let (for_url, validator) = text.split_once('\n')?;
-    (for_url == url)
-        .then(|| validator.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    (for_url == url).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn write_validator(partial: &Utf8Path, url: &str, validator: Option<&str>) {
@@ -674,9 +569,7 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
                 format!("the body is larger than the pinned {size} bytes; stopped reading"),
             ));
         }
-        self.file
-            .write_all(chunk)
-            .map_err(|e| self.write_fault(&e))?;
+        self.file.write_all(chunk).map_err(|e| self.write_fault(&e))?;
         self.written += chunk.len() as u64;
         self.progress.advance(chunk.len() as u64);
         Ok(())
@@ -705,26 +598,19 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
                     None => "an HTML page".to_owned(),
                 },
             };
-            return Err(Fault::new(
-                class,
-                format!("received {what} instead of the file"),
-            ));
+            return Err(Fault::new(class, format!("received {what} instead of the file")));
         }
         self.judge_length()
     }
 
     /// A resumed body has no file header to sniff; its type and length still tell.
     fn judge_resumed(&self) -> Result<(), Fault> {
-        let html = self.content_type.as_deref().is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/html")
-        });
+        let html = self
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"));
         if html {
-            return Err(Fault::new(
-                Class::HtmlPage,
-                "received an HTML page instead of the rest of the file",
-            ));
+            return Err(Fault::new(Class::HtmlPage, "received an HTML page instead of the rest of the file"));
         }
         self.judge_length()
     }
@@ -765,15 +651,10 @@ impl<'s, 'p, 'r> Sink<'s, 'p, 'r> {
         if resumed_from > 0 {
             return Err(Fault::new(
                 Class::StalePartial,
-                format!(
-                    "the file resumed at byte {resumed_from} hashed to {actual}; starting over"
-                ),
+                format!("the file resumed at byte {resumed_from} hashed to {actual}; starting over"),
             ));
         }
-        Err(Fault::new(
-            Class::HashMismatch,
-            format!("sha256 is {actual}, the pin is {}", self.model.sha256),
-        ))
+        Err(Fault::new(Class::HashMismatch, format!("sha256 is {actual}, the pin is {}", self.model.sha256)))
     }
 }
 
@@ -808,10 +689,7 @@ fn html_title(prefix: &[u8]) -> Option<String> {
     let start = lower.find("<title")?;
     let open_end = start + lower[start..].find('>')? + 1;
     let close = open_end + lower[open_end..].find("</title")?;
-    let title: String = text[open_end..close]
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let title: String = text[open_end..close].split_whitespace().collect::<Vec<_>>().join(" ");
     (!title.is_empty()).then(|| title.chars().take(80).collect())
 }
 
@@ -831,9 +709,7 @@ pub fn status_fault(status: u16) -> Fault {
 
 /// The fault behind a body that stopped flowing.
 fn read_fault(e: &io::Error, received: u64) -> Fault {
-    let inner = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<ureq::Error>());
+    let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>());
     match inner {
         Some(ureq::Error::Timeout(_)) => {
             return Fault::new(
@@ -843,22 +719,15 @@ fn read_fault(e: &io::Error, received: u64) -> Fault {
         }
         Some(ureq::Error::Io(io)) => return read_fault(io, received),
         Some(other) => {
-            return Fault::new(
-                Class::Truncated,
-                format!("transfer failed after {received} bytes: {other}"),
-            );
+            return Fault::new(Class::Truncated, format!("transfer failed after {received} bytes: {other}"));
         }
         None => {}
     }
     match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Fault::new(
-            Class::Timeout,
-            format!("no data arrived within the timeout after {received} bytes"),
-        ),
-        _ => Fault::new(
-            Class::Truncated,
-            format!("the connection broke after {received} bytes: {e}"),
-        ),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            Fault::new(Class::Timeout, format!("no data arrived within the timeout after {received} bytes"))
+        }
+        _ => Fault::new(Class::Truncated, format!("the connection broke after {received} bytes: {e}")),
     }
 }
 
@@ -875,10 +744,7 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 /// A number in [0, 1) from the standard library's per-process random hash keys.
 fn random_unit() -> f64 {
     use std::hash::BuildHasher;
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     let bits = std::collections::hash_map::RandomState::new().hash_one(nanos);
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -901,16 +767,12 @@ fn parse_http_date(value: &str) -> Option<SystemTime> {
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
         return None;
     };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
     let day: u32 = day.parse().ok()?;
     let year: i64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
+    let hms: Vec<u64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
     let [h, m, s] = hms.as_slice() else {
         return None;
     };
@@ -977,14 +839,8 @@ mod tests {
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("31536000", now), Some(MAX_RETRY_AFTER));
         // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT.
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }
@@ -1003,10 +859,7 @@ mod tests {
 
     #[test]
     fn file_urls_become_paths() {
-        assert_eq!(
-            file_url_path("file:///tmp/a%20b.bin").unwrap(),
-            "/tmp/a b.bin"
-        );
+        assert_eq!(file_url_path("file:///tmp/a%20b.bin").unwrap(), "/tmp/a b.bin");
         assert_eq!(file_url_path("FILE://localhost/x").unwrap(), "/x");
         assert_eq!(file_url_path("file://host/x"), None);
         assert_eq!(file_url_path("file://relative"), None);
@@ -1017,8 +870,7 @@ mod tests {
     #[test]
     fn html_titles_are_extracted_for_the_message() {
         assert_eq!(
-            html_title(b"<html><head><TITLE>\n Google Drive -  Virus scan warning</title>")
-                .as_deref(),
+            html_title(b"<html><head><TITLE>\n Google Drive -  Virus scan warning</title>").as_deref(),
             Some("Google Drive - Virus scan warning")
         );
         assert_eq!(html_title(b"<html><title></title>"), None);

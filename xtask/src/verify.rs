@@ -15,15 +15,9 @@ use crate::json::{self, Json};
 use crate::lock::{self, Mode};
 use crate::plan::{self, Selection, Step, Trust};
 
-pub fn run(
-    cx: &Context,
-    selection: &Selection,
-    trust: Trust,
-    jobs: usize,
-) -> anyhow::Result<ExitCode> {
+pub fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize) -> anyhow::Result<ExitCode> {
     if trust == Trust::Presence {
-        cx.reporter
-            .error("warning: --skip-checks: only presence is checked, not sizes or sha256");
+        cx.reporter.error("warning: --skip-checks: only presence is checked, not sizes or sha256");
     }
     let models = plan::select(&cx.manifest, selection)?;
     let (_folder, _) = lock::acquire(
@@ -51,13 +45,9 @@ pub fn run(
             }
             LocalState::Missing => ("missing", step.dest.to_string()),
             LocalState::NotAFile => ("not a file", format!("{} is not a regular file", step.dest)),
-            LocalState::WrongSize { actual } => (
-                "wrong size",
-                format!(
-                    "{}: {actual} bytes, expected {}",
-                    step.dest, step.model.size
-                ),
-            ),
+            LocalState::WrongSize { actual } => {
+                ("wrong size", format!("{}: {actual} bytes, expected {}", step.dest, step.model.size))
+            }
             LocalState::WrongHash { actual } => (
                 "wrong hash",
                 format!(
@@ -73,11 +63,7 @@ pub fn run(
             cx.command_for("fetch", &step.model.name)
         ));
     }
-    cx.say(&format!(
-        "verified {}: ok {}, failed {bad}",
-        steps.len(),
-        steps.len() - bad
-    ));
+    cx.say(&format!("verified {}: ok {}, failed {bad}", steps.len(), steps.len() - bad));
     if cx.json {
         println!("{}", json_report(&steps, bad).render());
     }
@@ -91,12 +77,8 @@ fn json_report(steps: &[Step<'_>], bad: usize) -> Json {
             let mut fields = json::model_fields(step.model);
             fields.push(("state", Json::str(step.state.label())));
             match &step.state {
-                LocalState::WrongSize { actual } => {
-                    fields.push(("actual_size", Json::Int(*actual)))
-                }
-                LocalState::WrongHash { actual } => {
-                    fields.push(("actual_sha256", Json::str(actual)))
-                }
+                LocalState::WrongSize { actual } => fields.push(("actual_size", Json::Int(*actual))),
+                LocalState::WrongHash { actual } => fields.push(("actual_sha256", Json::str(actual))),
                 LocalState::Unreadable { error } => fields.push(("error", Json::str(error))),
                 _ => {}
             }

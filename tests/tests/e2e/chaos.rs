@@ -34,37 +34,20 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
     for i in 0..3u64 {
         let data = payload(2 << 20, 200 + i);
         let path = format!("/f{i}");
-        let slow = Reply::Slow {
-            body: data.clone(),
-            chunk: 32 << 10,
-            pause: Duration::from_millis(4),
-        };
+        let slow = Reply::Slow { body: data.clone(), chunk: 32 << 10, pause: Duration::from_millis(4) };
         server.script(&path, vec![slow]);
-        pins.push((
-            Pin::new(
-                &format!("f{i}"),
-                &format!("f{i}.bin"),
-                &data,
-                &[server.url(&path)],
-            ),
-            data,
-        ));
+        pins.push((Pin::new(&format!("f{i}"), &format!("f{i}.bin"), &data, &[server.url(&path)]), data));
     }
     let sb = sandbox();
     sb.write_manifest(&pins.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let mut rng = Rng(0x5eed);
-    let partials: Vec<_> = pins
-        .iter()
-        .map(|(p, _)| sb.cache_partial(&p.sha256))
-        .collect();
+    let partials: Vec<_> = pins.iter().map(|(p, _)| sb.cache_partial(&p.sha256)).collect();
     for _ in 0..20 {
         let mut child = sb.spawn_models(&["fetch", "--jobs", "3", "--quiet"]);
         // Kill once some bytes are on disk (or the run ended), at a random moment after.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10)
-            && !partials
-                .iter()
-                .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+            && !partials.iter().any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
             && child.try_wait().ok().flatten().is_none()
         {
             std::thread::sleep(Duration::from_millis(2));
@@ -74,30 +57,16 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
         let _ = child.wait();
         for (pin, data) in &pins {
             if let Ok(bytes) = std::fs::read(sb.file(&pin.path)) {
-                assert!(
-                    bytes == **data,
-                    "{} holds wrong bytes after a kill",
-                    pin.path
-                );
+                assert!(bytes == **data, "{} holds wrong bytes after a kill", pin.path);
             }
         }
     }
     sb.models(&["fetch"]).expect(0);
     sb.models(&["verify", "--full"]).expect(0);
-    let resumed = server
-        .requests()
-        .iter()
-        .filter(|r| r.range.is_some())
-        .count();
-    let log: Vec<_> = server
-        .requests()
-        .iter()
-        .map(|r| (r.path.clone(), r.range.clone(), r.body_bytes))
-        .collect();
-    assert!(
-        resumed > 0,
-        "partial transfers resumed rather than restarted: {log:?}"
-    );
+    let resumed = server.requests().iter().filter(|r| r.range.is_some()).count();
+    let log: Vec<_> =
+        server.requests().iter().map(|r| (r.path.clone(), r.range.clone(), r.body_bytes)).collect();
+    assert!(resumed > 0, "partial transfers resumed rather than restarted: {log:?}");
 }
 
 #[test]
@@ -110,18 +79,11 @@ fn concurrent_fetches_a_clean_and_a_verify_do_not_corrupt_anything() {
         let data = payload(300_000, 210 + i);
         let path = format!("/r{i}");
         server.script(&path, vec![Reply::Body(data.clone())]);
-        pins.push(Pin::new(
-            &format!("r{i}"),
-            &format!("r{i}.bin"),
-            &data,
-            &[server.url(&path)],
-        ));
+        pins.push(Pin::new(&format!("r{i}"), &format!("r{i}.bin"), &data, &[server.url(&path)]));
     }
     let sb = sandbox();
     sb.write_manifest(&pins);
-    let mut children: Vec<_> = (0..4)
-        .map(|_| sb.spawn_models(&["fetch", "--jobs", "2"]))
-        .collect();
+    let mut children: Vec<_> = (0..4).map(|_| sb.spawn_models(&["fetch", "--jobs", "2"])).collect();
     children.push(sb.spawn_models(&["clean"]));
     children.push(sb.spawn_models(&["verify"]));
     let runs: Vec<_> = children.into_iter().map(finish).collect();
@@ -130,11 +92,7 @@ fn concurrent_fetches_a_clean_and_a_verify_do_not_corrupt_anything() {
     }
     let verify = &runs[5];
     let all_ok = verify.stdout.contains("failed 0");
-    assert_eq!(
-        verify.code,
-        if all_ok { 0 } else { 1 },
-        "verify's exit code matches its report"
-    );
+    assert_eq!(verify.code, if all_ok { 0 } else { 1 }, "verify's exit code matches its report");
     for i in 0..3 {
         assert_eq!(server.hits(&format!("/r{i}")), 1, "r{i} transferred once");
     }
@@ -161,10 +119,7 @@ fn a_full_disk_is_a_clear_error_keeps_the_partial_and_a_later_run_completes() {
     // SAFETY: only async-signal-safe calls (setrlimit, signal) run between fork and exec.
     unsafe {
         command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 200_000,
-                rlim_max: 200_000,
-            };
+            let limit = libc::rlimit { rlim_cur: 200_000, rlim_max: 200_000 };
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
             if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -176,30 +131,19 @@ fn a_full_disk_is_a_clear_error_keeps_the_partial_and_a_later_run_completes() {
     run.expect(1);
     assert!(run.stderr.contains("no space to write"), "{}", run.stderr);
     assert!(
-        run.stderr.contains("after 196608 of 600000 bytes")
-            || run.stderr.contains("of 600000 bytes"),
+        run.stderr.contains("after 196608 of 600000 bytes") || run.stderr.contains("of 600000 bytes"),
         "{}",
         run.stderr
     );
-    assert!(
-        run.stderr.contains("free some disk space"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("free some disk space"), "{}", run.stderr);
     assert!(!sb.file("big.bin").exists(), "nothing installed");
     let partial = sb.cache_partial(&sha256_hex(&data));
-    assert!(
-        std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0),
-        "the partial is kept"
-    );
+    assert!(std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0), "the partial is kept");
 
     sb.models(&["fetch"]).expect(0);
     assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data);
     let requests = server.requests();
-    assert!(
-        requests.last().unwrap().range.is_some(),
-        "the later run resumed"
-    );
+    assert!(requests.last().unwrap().range.is_some(), "the later run resumed");
 }
 
 #[test]
@@ -215,20 +159,9 @@ fn an_unwritable_checkpoints_dir_is_a_clear_error_and_loses_nothing() {
     std::fs::write(sb.file("sub"), b"a file the user keeps").unwrap();
     let run = sb.models(&["fetch", "--no-cache"]);
     run.expect(1);
-    assert!(
-        run.stderr.contains("local-io") || run.stderr.contains("Not a directory"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("writable"),
-        "the hint says what to check: {}",
-        run.stderr
-    );
-    assert_eq!(
-        std::fs::read(sb.file("sub")).unwrap(),
-        b"a file the user keeps"
-    );
+    assert!(run.stderr.contains("local-io") || run.stderr.contains("Not a directory"), "{}", run.stderr);
+    assert!(run.stderr.contains("writable"), "the hint says what to check: {}", run.stderr);
+    assert_eq!(std::fs::read(sb.file("sub")).unwrap(), b"a file the user keeps");
 
     // With real permissions, where they apply (not as root).
     if unsafe { libc::geteuid() } != 0 {
@@ -249,10 +182,7 @@ fn seed_manifest() -> String {
         "m",
         "dir/m.bin",
         b"abc",
-        &[
-            "https://example.invalid/m".to_owned(),
-            "file:///tmp/m".to_owned(),
-        ],
+        &["https://example.invalid/m".to_owned(), "file:///tmp/m".to_owned()],
     );
     let mut text = pin.to_toml();
     text.push_str("group = \"g\"\n");
@@ -325,24 +255,16 @@ fn thousands_of_malformed_manifests_never_panic_and_always_explain() {
                 let trick = TRICKS[rng.below(TRICKS.len() as u64) as usize];
                 seed.replace("dir/m.bin", trick)
             }
-            _ => (0..rng.below(200))
-                .map(|_| char::from_u32(rng.below(0x3000) as u32).unwrap_or('x'))
-                .collect(),
+            _ => {
+                (0..rng.below(200)).map(|_| char::from_u32(rng.below(0x3000) as u32).unwrap_or('x')).collect()
+            }
         };
         let result = std::panic::catch_unwind(|| xtask::manifest::Manifest::parse(&text, file));
-        let Ok(result) = result else {
-            panic!("the loader panicked on case {case}:\n{text:?}")
-        };
+        let Ok(result) = result else { panic!("the loader panicked on case {case}:\n{text:?}") };
         if let Err(err) = result {
-            assert!(
-                !err.problems.is_empty(),
-                "case {case}: an error without a problem"
-            );
+            assert!(!err.problems.is_empty(), "case {case}: an error without a problem");
             for p in &err.problems {
-                assert!(
-                    p.line >= 1 && p.column >= 1 && !p.message.is_empty(),
-                    "case {case}: {p:?}"
-                );
+                assert!(p.line >= 1 && p.column >= 1 && !p.message.is_empty(), "case {case}: {p:?}");
             }
         }
     }
@@ -432,10 +354,7 @@ fn a_range_answer_with_an_absurd_content_range_is_not_spliced() {
     let server = Server::start();
     let data = payload(50_000, 250);
     let absurd = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 99999999999-1/7\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
-    server.script(
-        "/f",
-        vec![Reply::Raw(absurd.to_vec()), Reply::Body(data.clone())],
-    );
+    server.script("/f", vec![Reply::Raw(absurd.to_vec()), Reply::Body(data.clone())]);
     let sb = sandbox();
     sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
     let partial = sb.cache_partial(&sha256_hex(&data));
@@ -450,12 +369,7 @@ fn the_benchmark_harness_runs_every_case_in_quick_mode() {
     // Promise: `cargo xtask bench` cannot rot unnoticed.
     let sb = sandbox();
     let out = sb.dir.join("BENCHMARKS.md");
-    let run = sb.run_raw(&[
-        "bench".into(),
-        "--quick".into(),
-        "--out".into(),
-        out.display().to_string(),
-    ]);
+    let run = sb.run_raw(&["bench".into(), "--quick".into(), "--out".into(), out.display().to_string()]);
     run.expect(0);
     let table = std::fs::read_to_string(&out).unwrap();
     for case in [
@@ -468,10 +382,7 @@ fn the_benchmark_harness_runs_every_case_in_quick_mode() {
         "7. start-up",
         "8. install",
     ] {
-        assert!(
-            table.contains(&format!("| {case}")),
-            "{case} missing:\n{table}"
-        );
+        assert!(table.contains(&format!("| {case}")), "{case} missing:\n{table}");
     }
     assert_eq!(run.stdout.trim(), table.trim());
 }

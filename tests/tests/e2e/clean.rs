@@ -7,12 +7,7 @@ use crate::sandbox;
 fn populated() -> tests::Sandbox {
     let sb = sandbox();
     let data = payload(100, 1);
-    sb.write_manifest(&[Pin::new(
-        "kept",
-        "sub/kept.bin",
-        &data,
-        &["http://127.0.0.1:9/x".to_owned()],
-    )]);
+    sb.write_manifest(&[Pin::new("kept", "sub/kept.bin", &data, &["http://127.0.0.1:9/x".to_owned()])]);
     std::fs::create_dir_all(sb.file("sub")).unwrap();
     std::fs::create_dir_all(sb.file("stray/dir")).unwrap();
     std::fs::write(sb.file("sub/kept.bin"), &*data).unwrap();
@@ -28,26 +23,18 @@ fn dry_run_lists_and_removes_nothing() {
     let run = sb.models(&["clean", "--dry-run"]);
     run.expect(0);
     assert!(
-        run.stdout
-            .contains("would remove stray/dir/old.pth (9 B, not in the manifest)"),
+        run.stdout.contains("would remove stray/dir/old.pth (9 B, not in the manifest)"),
         "{}",
         run.stdout
     );
     assert!(
-        run.stdout
-            .contains("would remove sub/kept.bin.0123456789ab.part (4 B, partial download)"),
+        run.stdout.contains("would remove sub/kept.bin.0123456789ab.part (4 B, partial download)"),
         "{}",
         run.stdout
     );
     assert!(!run.stdout.contains("kept.bin ("), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("would remove 2 file(s)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        sb.file("stray/dir/old.pth").exists() && sb.file("sub/kept.bin.0123456789ab.part").exists()
-    );
+    assert!(run.stdout.contains("would remove 2 file(s)"), "{}", run.stdout);
+    assert!(sb.file("stray/dir/old.pth").exists() && sb.file("sub/kept.bin.0123456789ab.part").exists());
 }
 
 #[test]
@@ -80,19 +67,9 @@ fn clean_never_follows_a_symlink_out_of_the_checkpoints_dir() {
     std::os::unix::fs::symlink(outside.join("precious.bin"), sb.file("file-link")).unwrap();
     let run = sb.models(&["clean", "--all"]);
     run.expect(0);
-    assert_eq!(
-        std::fs::read(outside.join("precious.bin")).unwrap(),
-        b"mine"
-    );
-    assert!(
-        std::fs::symlink_metadata(sb.file("link-to-outside")).is_ok(),
-        "links are left alone"
-    );
-    assert!(
-        run.stderr.contains("left alone link-to-outside"),
-        "{}",
-        run.stderr
-    );
+    assert_eq!(std::fs::read(outside.join("precious.bin")).unwrap(), b"mine");
+    assert!(std::fs::symlink_metadata(sb.file("link-to-outside")).is_ok(), "links are left alone");
+    assert!(run.stderr.contains("left alone link-to-outside"), "{}", run.stderr);
 }
 
 #[test]

@@ -34,24 +34,13 @@ fn a_404_moves_to_the_next_url_at_once() {
     run.expect(0);
     assert!(installed_correctly(&sb));
     assert_eq!(server.hits("/gone"), 1, "a 404 is permanent: no retry");
-    assert!(
-        run.stderr.is_empty() || !run.stderr.contains("retrying"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.is_empty() || !run.stderr.contains("retrying"), "{}", run.stderr);
 }
 
 #[test]
 fn a_transient_503_is_retried_on_the_same_url() {
     let server = Server::start();
-    server.script(
-        "/f",
-        vec![
-            Reply::status(503),
-            Reply::status(503),
-            Reply::Body(payload(SIZE, 7)),
-        ],
-    );
+    server.script("/f", vec![Reply::status(503), Reply::status(503), Reply::Body(payload(SIZE, 7))]);
     let (sb, run) = fetch_one(&server, &["/f"], &[]);
     run.expect(0);
     assert!(installed_correctly(&sb));
@@ -62,13 +51,7 @@ fn a_transient_503_is_retried_on_the_same_url() {
 #[test]
 fn retry_after_on_429_is_honoured() {
     let server = Server::start();
-    server.script(
-        "/f",
-        vec![
-            Reply::status_with(429, "Retry-After", "1"),
-            Reply::Body(payload(SIZE, 7)),
-        ],
-    );
+    server.script("/f", vec![Reply::status_with(429, "Retry-After", "1"), Reply::Body(payload(SIZE, 7))]);
     let (sb, run) = fetch_one(&server, &["/f"], &[]);
     run.expect(0);
     assert!(installed_correctly(&sb));
@@ -76,10 +59,7 @@ fn retry_after_on_429_is_honoured() {
     assert_eq!(requests.len(), 2);
     // The backoff is 1 ms here, so only Retry-After explains a wait of about a second.
     let waited = requests[1].at - requests[0].at;
-    assert!(
-        waited >= Duration::from_millis(900),
-        "waited only {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(900), "waited only {waited:?}");
     assert!(run.stderr.contains("retrying in 1.0s"), "{}", run.stderr);
 }
 
@@ -98,16 +78,7 @@ fn retries_are_bounded_then_the_next_url_is_tried() {
 fn a_stalled_body_is_cut_by_timeout_and_retried() {
     let server = Server::start();
     let data = payload(SIZE, 7);
-    server.script(
-        "/f",
-        vec![
-            Reply::Stall {
-                body: data.clone(),
-                after: 1000,
-            },
-            Reply::Body(data),
-        ],
-    );
+    server.script("/f", vec![Reply::Stall { body: data.clone(), after: 1000 }, Reply::Body(data)]);
     let (sb, run) = fetch_one(&server, &["/f"], &["--timeout", "0.5"]);
     run.expect(0);
     assert!(installed_correctly(&sb));
@@ -118,13 +89,7 @@ fn a_stalled_body_is_cut_by_timeout_and_retried() {
 #[test]
 fn a_server_that_always_stalls_ends_with_a_timeout_hint() {
     let server = Server::start();
-    server.script(
-        "/f",
-        vec![Reply::Stall {
-            body: payload(SIZE, 7),
-            after: 10,
-        }],
-    );
+    server.script("/f", vec![Reply::Stall { body: payload(SIZE, 7), after: 10 }]);
     let (sb, run) = fetch_one(&server, &["/f"], &["--timeout", "0.3", "--retries", "1"]);
     run.expect(1);
     assert!(run.stderr.contains("--timeout SECS"), "{}", run.stderr);
@@ -135,16 +100,7 @@ fn a_server_that_always_stalls_ends_with_a_timeout_hint() {
 fn a_truncated_body_is_retried() {
     let server = Server::start();
     let data = payload(SIZE, 7);
-    server.script(
-        "/f",
-        vec![
-            Reply::Truncate {
-                body: data.clone(),
-                after: 5000,
-            },
-            Reply::Body(data),
-        ],
-    );
+    server.script("/f", vec![Reply::Truncate { body: data.clone(), after: 5000 }, Reply::Body(data)]);
     let (sb, run) = fetch_one(&server, &["/f"], &[]);
     run.expect(0);
     assert!(installed_correctly(&sb));
@@ -156,16 +112,7 @@ fn a_truncated_body_is_retried() {
 fn a_reset_connection_is_retried() {
     let server = Server::start();
     let data = payload(SIZE, 7);
-    server.script(
-        "/f",
-        vec![
-            Reply::Reset {
-                body: data.clone(),
-                after: 5000,
-            },
-            Reply::Body(data),
-        ],
-    );
+    server.script("/f", vec![Reply::Reset { body: data.clone(), after: 5000 }, Reply::Body(data)]);
     let (sb, run) = fetch_one(&server, &["/f"], &[]);
     run.expect(0);
     assert!(installed_correctly(&sb));
@@ -182,11 +129,7 @@ fn corrupted_bytes_fail_the_hash_and_move_on_without_retry() {
     let (sb, run) = fetch_one(&server, &["/bad", "/ok"], &[]);
     run.expect(0);
     assert!(installed_correctly(&sb));
-    assert_eq!(
-        server.hits("/bad"),
-        1,
-        "a hash mismatch is permanent for that URL"
-    );
+    assert_eq!(server.hits("/bad"), 1, "a hash mismatch is permanent for that URL");
 }
 
 #[test]
@@ -196,16 +139,8 @@ fn an_html_page_is_not_saved_as_the_model() {
     server.script("/page", vec![Reply::Html(page.into())]);
     let (sb, run) = fetch_one(&server, &["/page"], &[]);
     run.expect(1);
-    assert!(
-        run.stderr.contains("HTML page titled \"Sign in\""),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("interstitial"),
-        "the hint explains: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("HTML page titled \"Sign in\""), "{}", run.stderr);
+    assert!(run.stderr.contains("interstitial"), "the hint explains: {}", run.stderr);
     assert_eq!(server.hits("/page"), 1);
     assert!(!sb.file("sub/m.bin").exists());
 }
@@ -243,12 +178,7 @@ fn a_body_without_length_is_cut_off_at_the_pin() {
     server.script("/unsized", vec![Reply::Unsized(big.into())]);
     let (sb, run) = fetch_one(&server, &["/unsized"], &[]);
     run.expect(1);
-    assert!(
-        run.stderr
-            .contains("larger than the pinned 300000 bytes; stopped reading"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("larger than the pinned 300000 bytes; stopped reading"), "{}", run.stderr);
     assert!(!sb.file("sub/m.bin").exists());
 }
 
@@ -260,20 +190,10 @@ fn a_file_source_of_the_wrong_size_is_refused_before_reading() {
     let mut grown = data.to_vec();
     grown.extend_from_slice(&payload(1 << 20, 8));
     std::fs::write(&source, grown).unwrap();
-    sb.write_manifest(&[Pin::new(
-        "m",
-        "m.bin",
-        &data,
-        &[format!("file://{}", source.display())],
-    )]);
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[format!("file://{}", source.display())])]);
     let run = sb.models(&["fetch"]);
     run.expect(1);
-    assert!(
-        run.stderr
-            .contains("offers 1348576 bytes but the pin says 300000"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("offers 1348576 bytes but the pin says 300000"), "{}", run.stderr);
 }
 
 #[test]
@@ -309,25 +229,12 @@ fn redirects_are_followed_and_loops_are_reported() {
 #[test]
 fn a_refused_connection_is_a_connection_fault() {
     // Bind, learn the port, close: nothing listens there now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let sb = sandbox();
     let data = payload(100, 1);
-    sb.write_manifest(&[Pin::new(
-        "m",
-        "m.bin",
-        &data,
-        &[format!("http://127.0.0.1:{port}/x")],
-    )]);
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[format!("http://127.0.0.1:{port}/x")])]);
     let run = sb.models(&["fetch", "--retries", "1", "--backoff-ms", "1"]);
     run.expect(1);
     assert!(run.stderr.contains("(connection)"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("proxy"),
-        "the hint mentions proxies: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("proxy"), "the hint mentions proxies: {}", run.stderr);
 }

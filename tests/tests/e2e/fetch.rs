@@ -22,11 +22,7 @@ fn a_second_fetch_downloads_nothing() {
     let second = sb.models(&["fetch"]);
     second.expect(0);
     assert_eq!(server.requests().len(), 2, "the second run made no request");
-    assert!(
-        second.stdout.contains("fetched 0") && second.stdout.contains("present 2"),
-        "{}",
-        second.stdout
-    );
+    assert!(second.stdout.contains("fetched 0") && second.stdout.contains("present 2"), "{}", second.stdout);
 }
 
 #[test]
@@ -37,37 +33,19 @@ fn a_hash_mismatch_on_every_url_prints_the_manual_block_and_installs_nothing() {
     server.script("/one", vec![Reply::Body(wrong.clone())]);
     server.script("/two", vec![Reply::Body(wrong)]);
     let sb = sandbox();
-    sb.write_manifest(&[Pin::new(
-        "m",
-        "w/m.bin",
-        &data,
-        &[server.url("/one"), server.url("/two")],
-    )]);
+    sb.write_manifest(&[Pin::new("m", "w/m.bin", &data, &[server.url("/one"), server.url("/two")])]);
     let run = sb.models(&["fetch"]);
     run.expect(1);
     let err = &run.stderr;
     assert!(err.contains("error: could not fetch m (w/m.bin)"), "{err}");
     assert!(err.contains(&format!("1. {}", server.url("/one"))), "{err}");
     assert!(err.contains(&format!("2. {}", server.url("/two"))), "{err}");
-    assert!(
-        err.contains(&sb.file("w/m.bin").display().to_string()),
-        "{err}"
-    );
+    assert!(err.contains(&sb.file("w/m.bin").display().to_string()), "{err}");
     assert!(err.contains("expected size:   50000 bytes"), "{err}");
-    assert!(
-        err.contains(&format!("expected sha256: {}", sha256_hex(&data))),
-        "{err}"
-    );
-    assert!(
-        err.contains("cargo xtask models verify --model m --manifest"),
-        "{err}"
-    );
+    assert!(err.contains(&format!("expected sha256: {}", sha256_hex(&data))), "{err}");
+    assert!(err.contains("cargo xtask models verify --model m --manifest"), "{err}");
     assert!(!sb.file("w/m.bin").exists(), "nothing at the destination");
-    assert_eq!(
-        sb.partials(),
-        Vec::<std::path::PathBuf>::new(),
-        "bad bytes are not kept"
-    );
+    assert_eq!(sb.partials(), Vec::<std::path::PathBuf>::new(), "bad bytes are not kept");
     assert!(run.stdout.contains("failed 1"), "{}", run.stdout);
 }
 
@@ -78,22 +56,13 @@ fn one_failing_model_does_not_stop_the_others() {
     server.script("/good", vec![Reply::Body(good.clone())]);
     let sb = sandbox();
     sb.write_manifest(&[
-        Pin::new(
-            "bad",
-            "bad.bin",
-            &payload(10_000, 55),
-            &[server.url("/missing")],
-        ),
+        Pin::new("bad", "bad.bin", &payload(10_000, 55), &[server.url("/missing")]),
         Pin::new("good", "good.bin", &good, &[server.url("/good")]),
     ]);
     let run = sb.models(&["fetch"]);
     run.expect(1);
     assert!(sb.file("good.bin").exists());
-    assert!(
-        run.stdout.contains("fetched 1") && run.stdout.contains("failed 1"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("fetched 1") && run.stdout.contains("failed 1"), "{}", run.stdout);
 }
 
 #[test]
@@ -127,10 +96,7 @@ fn selection_defaults_skip_optional_models_and_groups_select() {
     sb.write_manifest(&[core, extra, old]);
     sb.models(&["fetch"]).expect(0);
     assert!(sb.file("core.bin").exists() && sb.file("extra.bin").exists());
-    assert!(
-        !sb.file("old.bin").exists(),
-        "optional models wait for a selection"
-    );
+    assert!(!sb.file("old.bin").exists(), "optional models wait for a selection");
     sb.models(&["fetch", "--group", "legacy"]).expect(0);
     assert!(sb.file("old.bin").exists());
     sb.models(&["fetch", "--all"]).expect(0);
@@ -138,11 +104,7 @@ fn selection_defaults_skip_optional_models_and_groups_select() {
 
     let run = sb.models(&["fetch", "--model", "nope"]);
     run.expect(2);
-    assert!(
-        run.stderr.contains("known models: core, extra, old"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("known models: core, extra, old"), "{}", run.stderr);
     let run = sb.models(&["fetch", "--all", "--model", "core"]);
     run.expect(2);
 }
@@ -153,19 +115,9 @@ fn the_log_file_records_every_attempt_without_credentials() {
     let data = payload(10_000, 10);
     server.script("/f", vec![Reply::status(503), Reply::Body(data.clone())]);
     let sb = sandbox();
-    let secret_url = server
-        .url("/f?token=hunter2")
-        .replace("http://", "http://user:pa55@");
-    server.script(
-        "/f?token=hunter2",
-        vec![Reply::status(503), Reply::Body(data.clone())],
-    );
-    sb.write_manifest(&[Pin::new(
-        "m",
-        "m.bin",
-        &data,
-        &[server.url("/404"), secret_url],
-    )]);
+    let secret_url = server.url("/f?token=hunter2").replace("http://", "http://user:pa55@");
+    server.script("/f?token=hunter2", vec![Reply::status(503), Reply::Body(data.clone())]);
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/404"), secret_url])]);
     let log = sb.dir.join("logs/fetch.log");
     let log_arg = log.display().to_string();
     let mut args = vec!["fetch", "--log-file", &log_arg];
@@ -178,25 +130,14 @@ fn the_log_file_records_every_attempt_without_credentials() {
         lines[0].contains("status=404") && lines[0].contains("class=not-found decision=next-url"),
         "{text}"
     );
-    assert!(
-        lines[1].contains("attempt=1 status=503") && lines[1].contains("decision=retry"),
-        "{text}"
-    );
+    assert!(lines[1].contains("attempt=1 status=503") && lines[1].contains("decision=retry"), "{text}");
     assert!(
         lines[2].contains("attempt=2 status=200 resumed_from=0 bytes=10000")
             && lines[2].contains("decision=done"),
         "{text}"
     );
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.len() > 24 && l.as_bytes()[10] == b'T'),
-        "timestamped: {text}"
-    );
-    assert!(
-        !text.contains("hunter2") && !text.contains("pa55"),
-        "{text}"
-    );
+    assert!(lines.iter().all(|l| l.len() > 24 && l.as_bytes()[10] == b'T'), "timestamped: {text}");
+    assert!(!text.contains("hunter2") && !text.contains("pa55"), "{text}");
 }
 
 #[test]
@@ -225,16 +166,8 @@ fn a_download_that_cannot_fit_is_refused_before_any_request() {
     sb.write_manifest(&[pin]);
     let run = sb.models(&["fetch"]);
     run.expect(1);
-    assert!(
-        run.stderr.contains("not enough free space"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(&format!("({} bytes)", 1u64 << 60)),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("not enough free space"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("({} bytes)", 1u64 << 60)), "{}", run.stderr);
     assert!(run.stderr.contains("--checkpoints-dir"), "{}", run.stderr);
     assert!(server.requests().is_empty());
 }
@@ -246,22 +179,13 @@ fn a_directory_at_the_destination_is_a_clear_local_error_and_is_kept() {
     server.script("/a", vec![Reply::Body(data.clone())]);
     server.script("/b", vec![Reply::Body(data.clone())]);
     let sb = sandbox();
-    sb.write_manifest(&[Pin::new(
-        "m",
-        "m.bin",
-        &data,
-        &[server.url("/a"), server.url("/b")],
-    )]);
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/a"), server.url("/b")])]);
     std::fs::create_dir_all(sb.file("m.bin")).unwrap();
     std::fs::write(sb.file("m.bin/keep.txt"), b"mine").unwrap();
     let run = sb.models(&["fetch"]);
     run.expect(1);
     assert!(run.stderr.contains("is a directory"), "{}", run.stderr);
-    assert_eq!(
-        server.hits("/b"),
-        0,
-        "a local fault is not retried on other URLs"
-    );
+    assert_eq!(server.hits("/b"), 0, "a local fault is not retried on other URLs");
     assert_eq!(std::fs::read(sb.file("m.bin/keep.txt")).unwrap(), b"mine");
 }
 
@@ -275,8 +199,7 @@ fn progress_lines_appear_off_a_terminal_and_quiet_hides_them() {
     let run = sb.models(&["fetch"]);
     run.expect(0);
     assert!(
-        run.stderr
-            .contains(&format!("m: downloading 4.9 KiB from {}", server.url("/f"))),
+        run.stderr.contains(&format!("m: downloading 4.9 KiB from {}", server.url("/f"))),
         "{}",
         run.stderr
     );
@@ -287,11 +210,7 @@ fn progress_lines_appear_off_a_terminal_and_quiet_hides_them() {
     let run = sb.models(&["fetch", "--quiet", "--no-cache"]);
     run.expect(0);
     assert_eq!(run.stderr, "");
-    assert!(
-        run.stdout.starts_with("fetched 1 (4.9 KiB in "),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.starts_with("fetched 1 (4.9 KiB in "), "{}", run.stdout);
 }
 
 #[test]

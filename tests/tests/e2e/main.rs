@@ -6,6 +6,7 @@ mod chaos;
 mod clean;
 mod faults;
 mod fetch;
+mod hosts;
 mod manifest;
 mod pins;
 mod resume;

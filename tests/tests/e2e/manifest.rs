@@ -5,12 +5,7 @@ use tests::{Pin, payload};
 use crate::sandbox;
 
 fn good_pin() -> Pin {
-    Pin::new(
-        "m",
-        "m.bin",
-        &payload(10, 1),
-        &["https://example.invalid/m.bin".to_owned()],
-    )
+    Pin::new("m", "m.bin", &payload(10, 1), &["https://example.invalid/m.bin".to_owned()])
 }
 
 /// Writes `text` as the manifest and returns what `verify` says about it.
@@ -31,11 +26,7 @@ fn each_manifest_error_names_file_line_and_fix() {
             "models.toml:5:1: unknown key `sha265` in [[model]]",
             "did you mean `sha256`?",
         ),
-        (
-            base.replace("size = 10", "size = 0"),
-            "models.toml:4:8: `size` is 0",
-            "must be > 0",
-        ),
+        (base.replace("size = 10", "size = 0"), "models.toml:4:8: `size` is 0", "must be > 0"),
         (
             base.replace("name = \"m\"\n", ""),
             "models.toml:1:1: [[model]] is missing the required key `name`",
@@ -85,11 +76,7 @@ fn each_manifest_error_names_file_line_and_fix() {
     ];
     for (text, location, fix) in cases {
         let run = errors_for(&text);
-        assert!(
-            run.stderr.contains(location),
-            "want {location:?} in:\n{}\nfor:\n{text}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(location), "want {location:?} in:\n{}\nfor:\n{text}", run.stderr);
         assert!(run.stderr.contains(fix), "want {fix:?} in:\n{}", run.stderr);
         assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
     }
@@ -100,11 +87,7 @@ fn a_missing_manifest_is_a_usage_error() {
     let sb = sandbox();
     let run = sb.models(&["fetch"]);
     run.expect(2);
-    assert!(
-        run.stderr.contains("cannot read the manifest"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("cannot read the manifest"), "{}", run.stderr);
     assert!(run.stderr.contains("--manifest"), "{}", run.stderr);
 }
 
@@ -129,26 +112,12 @@ fn the_shipped_manifest_is_valid_and_pins_the_sadtalker_files() {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models.toml");
     let path = camino::Utf8PathBuf::try_from(manifest).unwrap();
     let m = xtask::manifest::Manifest::load(&path).unwrap();
-    let default: Vec<&str> = m
-        .models
-        .iter()
-        .filter(|m| !m.optional)
-        .map(|m| m.path.as_str())
-        .collect();
+    let default: Vec<&str> = m.models.iter().filter(|m| !m.optional).map(|m| m.path.as_str()).collect();
     assert_eq!(default.len(), 8, "{default:?}");
     assert!(default.contains(&"SadTalker_V0.0.2_256.safetensors"));
     assert!(default.contains(&"gfpgan/weights/GFPGANv1.4.pth"));
     let legacy = m.models.iter().filter(|m| m.optional).count();
     assert_eq!(legacy, 17);
-    assert!(
-        m.models
-            .iter()
-            .filter(|m| m.optional)
-            .all(|m| m.group.as_deref() == Some("legacy"))
-    );
-    assert!(
-        m.models
-            .iter()
-            .all(|m| m.urls.iter().all(|u| u.starts_with("https://")))
-    );
+    assert!(m.models.iter().filter(|m| m.optional).all(|m| m.group.as_deref() == Some("legacy")));
+    assert!(m.models.iter().all(|m| m.urls.iter().all(|u| u.starts_with("https://"))));
 }

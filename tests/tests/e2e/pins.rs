@@ -22,12 +22,7 @@ fn verify_line(sb: &tests::Sandbox, args: &[&str]) -> (i32, String) {
     let mut all = vec!["verify"];
     all.extend_from_slice(args);
     let run = sb.models(&all);
-    let line = run
-        .stdout
-        .lines()
-        .find(|l| l.contains(" m "))
-        .unwrap_or_default()
-        .to_owned();
+    let line = run.stdout.lines().find(|l| l.contains(" m ")).unwrap_or_default().to_owned();
     (run.code, line)
 }
 
@@ -35,29 +30,19 @@ fn verify_line(sb: &tests::Sandbox, args: &[&str]) -> (i32, String) {
 fn an_unchanged_file_is_trusted_by_its_stamp_and_full_hashes_anyway() {
     let (sb, _server, _) = stamped();
     assert!(verify_line(&sb, &[]).1.starts_with("ok (stamp)"));
-    assert!(
-        verify_line(&sb, &["--full"]).1.starts_with("ok  "),
-        "--full hashes"
-    );
+    assert!(verify_line(&sb, &["--full"]).1.starts_with("ok  "), "--full hashes");
     assert!(verify_line(&sb, &[]).1.starts_with("ok (stamp)"));
 }
 
 #[test]
 fn touching_a_file_forces_a_rehash() {
     let (sb, _server, _) = stamped();
-    let file = std::fs::File::options()
-        .write(true)
-        .open(sb.file("m.bin"))
-        .unwrap();
-    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
-        .unwrap();
+    let file = std::fs::File::options().write(true).open(sb.file("m.bin")).unwrap();
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
     let (code, line) = verify_line(&sb, &[]);
     assert_eq!(code, 0);
     assert!(line.starts_with("ok  "), "hashed again, and fine: {line}");
-    assert!(
-        verify_line(&sb, &[]).1.starts_with("ok (stamp)"),
-        "stamped anew"
-    );
+    assert!(verify_line(&sb, &[]).1.starts_with("ok (stamp)"), "stamped anew");
 }
 
 #[test]
@@ -81,10 +66,7 @@ fn an_in_place_edit_that_keeps_size_and_mtime_is_caught_by_ctime() {
     edited[0] ^= 1;
     std::fs::write(sb.file("m.bin"), &edited).unwrap();
     // Put the old modification time back: only the change time still tells.
-    let file = std::fs::File::options()
-        .write(true)
-        .open(sb.file("m.bin"))
-        .unwrap();
+    let file = std::fs::File::options().write(true).open(sb.file("m.bin")).unwrap();
     file.set_modified(meta.modified().unwrap()).unwrap();
     let (code, line) = verify_line(&sb, &[]);
     assert_eq!(code, 1, "{line}");
@@ -126,12 +108,7 @@ fn a_missing_or_garbled_state_file_only_means_hashing_everything() {
 #[test]
 fn manifest_only_checks_the_manifest_without_any_checkpoints() {
     let sb = sandbox();
-    sb.write_manifest(&[Pin::new(
-        "m",
-        "m.bin",
-        b"x",
-        &["https://example.invalid/m".to_owned()],
-    )]);
+    sb.write_manifest(&[Pin::new("m", "m.bin", b"x", &["https://example.invalid/m".to_owned()])]);
     let run = sb.models(&["verify", "--manifest-only"]);
     run.expect(0);
     assert!(run.stdout.contains("ok, 1 models"), "{}", run.stdout);
@@ -139,30 +116,16 @@ fn manifest_only_checks_the_manifest_without_any_checkpoints() {
     std::fs::write(&sb.manifest, "[[model]]\nname = \"m\"\nsize = 0\n").unwrap();
     let run = sb.models(&["verify", "--manifest-only"]);
     run.expect(2);
-    assert!(
-        run.stderr.contains("models.toml:3:8: `size` is 0"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("models.toml:3:8: `size` is 0"), "{}", run.stderr);
 }
 
 #[test]
 fn status_is_instant_and_names_every_state() {
     let (sb, server, _) = stamped();
     let others: Vec<_> = (0..4).map(|i| payload(1000, 70 + i)).collect();
-    let mut pins = vec![Pin::new(
-        "m",
-        "m.bin",
-        &payload(100_000, 60),
-        &[server.url("/m")],
-    )];
+    let mut pins = vec![Pin::new("m", "m.bin", &payload(100_000, 60), &[server.url("/m")])];
     for (i, data) in others.iter().enumerate() {
-        let mut pin = Pin::new(
-            &format!("o{i}"),
-            &format!("o{i}.bin"),
-            data,
-            &[server.url("/x")],
-        );
+        let mut pin = Pin::new(&format!("o{i}"), &format!("o{i}.bin"), data, &[server.url("/x")]);
         pin.group = Some("extra".into());
         pins.push(pin);
     }
@@ -174,13 +137,7 @@ fn status_is_instant_and_names_every_state() {
     std::fs::write(&partial, &others[3][..420]).unwrap();
     let run = sb.models(&["status"]);
     run.expect(0);
-    let row = |name: &str| {
-        run.stdout
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let row = |name: &str| run.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
     assert!(row("m ").contains("ok stamped"), "{}", run.stdout);
     assert!(row("o0").contains("missing"), "{}", run.stdout);
     assert!(row("o1").contains("wrong size"), "{}", run.stdout);
@@ -204,39 +161,23 @@ fn json_documents_parse_and_match_the_human_output() {
     run.expect(1);
     let doc: Value = serde_json::from_str(&run.stdout).expect("fetch --json is JSON");
     assert_eq!(doc["command"], "fetch");
-    let states: Vec<&str> = doc["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["state"].as_str().unwrap())
-        .collect();
+    let states: Vec<&str> =
+        doc["models"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["present", "fetched", "failed"]);
     let failed = &doc["models"][2];
     assert_eq!(failed["error"]["class"], "not-found");
     assert_eq!(failed["error"]["status"], 404);
-    assert!(
-        failed["error"]["hint"]
-            .as_str()
-            .unwrap()
-            .contains("outdated")
-    );
+    assert!(failed["error"]["hint"].as_str().unwrap().contains("outdated"));
     assert_eq!(doc["models"][1]["bytes"], 2000);
     assert_eq!(doc["models"][1]["attempts"], 1);
     assert_eq!(doc["summary"]["failed"], 1);
-    assert!(
-        run.stderr.contains("fetched 1"),
-        "human summary moves to stderr: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("fetched 1"), "human summary moves to stderr: {}", run.stderr);
 
     let run = sb.models(&["verify", "--json"]);
     let doc: Value = serde_json::from_str(&run.stdout).expect("verify --json is JSON");
     assert_eq!(doc["summary"]["ok"], 2);
     assert_eq!(doc["models"][2]["state"], "missing");
-    assert_eq!(
-        doc["models"][0]["sha256"],
-        sha256_hex(&payload(100_000, 60))
-    );
+    assert_eq!(doc["models"][0]["sha256"], sha256_hex(&payload(100_000, 60)));
 
     let run = sb.models(&["status", "--json"]);
     run.expect(0);
@@ -258,14 +199,7 @@ fn add_appends_exactly_one_entry_and_keeps_comments() {
     );
     std::fs::write(&sb.manifest, &original).unwrap();
     let url = server.url("/files/new%20model.pth");
-    let run = sb.models(&[
-        "add",
-        &url,
-        "--group",
-        "extra",
-        "--url",
-        "https://example.invalid/mirror.pth",
-    ]);
+    let run = sb.models(&["add", &url, "--group", "extra", "--url", "https://example.invalid/mirror.pth"]);
     run.expect(0);
     let text = std::fs::read_to_string(&sb.manifest).unwrap();
     let expected_entry = format!(
@@ -280,19 +214,10 @@ fn add_appends_exactly_one_entry_and_keeps_comments() {
     let before = server.requests().len();
     let run = sb.models(&["add", &url]);
     run.expect(2);
-    assert!(
-        run.stderr
-            .contains("already has a model named \"new-model\""),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("already has a model named \"new-model\""), "{}", run.stderr);
     let run = sb.models(&["add", &url, "--name", "other"]);
     run.expect(2);
-    assert!(
-        run.stderr.contains("already pins the path"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("already pins the path"), "{}", run.stderr);
     assert_eq!(server.requests().len(), before);
 }
 
@@ -303,22 +228,11 @@ fn add_checks_a_given_sha256_and_dry_run_writes_nothing() {
     server.script("/x.bin", vec![Reply::Body(data.clone())]);
     let sb = sandbox();
     std::fs::write(&sb.manifest, "").unwrap();
-    let run = sb.models(&[
-        "add",
-        &server.url("/x.bin"),
-        "--sha256",
-        &sha256_hex(b"other"),
-    ]);
+    let run = sb.models(&["add", &server.url("/x.bin"), "--sha256", &sha256_hex(b"other")]);
     run.expect(1);
     assert!(run.stderr.contains("nothing was pinned"), "{}", run.stderr);
     assert!(!sb.file("x.bin").exists());
-    let run = sb.models(&[
-        "add",
-        &server.url("/x.bin"),
-        "--sha256",
-        &sha256_hex(&data),
-        "--dry-run",
-    ]);
+    let run = sb.models(&["add", &server.url("/x.bin"), "--sha256", &sha256_hex(&data), "--dry-run"]);
     run.expect(0);
     assert!(run.stdout.contains("name = \"x\""), "{}", run.stdout);
     assert_eq!(std::fs::read_to_string(&sb.manifest).unwrap(), "");
@@ -347,21 +261,13 @@ fn the_pre_commit_hook_refuses_a_corrupt_model_and_uninstalls_cleanly() {
     sb.models(&["hook", "install", "--command", tool]).expect(0);
     sb.models(&["hook", "install", "--command", tool]).expect(0);
     let hook = std::fs::read_to_string(hooks.join("pre-commit")).unwrap();
-    assert_eq!(
-        hook.matches(">>> cargo xtask models hook").count(),
-        1,
-        "installing twice: {hook}"
-    );
+    assert_eq!(hook.matches(">>> cargo xtask models hook").count(), 1, "installing twice: {hook}");
     assert!(hook.starts_with("#!/bin/sh\necho their-check\n"), "{hook}");
 
     std::fs::write(sb.dir.join("README"), "x").unwrap();
     git(&sb.dir, &["add", "README", "models.toml"]);
     let ok = git(&sb.dir, &["commit", "-q", "-m", "valid"]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 
     let mut corrupt = data.clone();
     corrupt[1] ^= 1;
@@ -370,15 +276,9 @@ fn the_pre_commit_hook_refuses_a_corrupt_model_and_uninstalls_cleanly() {
     std::fs::write(sb.dir.join("README"), "y").unwrap();
     git(&sb.dir, &["add", "README"]);
     let refused = git(&sb.dir, &["commit", "-q", "-m", "corrupt"]);
-    assert!(
-        !refused.status.success(),
-        "a corrupt model blocks the commit"
-    );
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&refused.stdout),
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    assert!(!refused.status.success(), "a corrupt model blocks the commit");
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
     assert!(said.contains("wrong hash"), "{said}");
 
     sb.models(&["hook", "uninstall"]).expect(0);

@@ -31,16 +31,7 @@ fn fetch(sb: &tests::Sandbox) -> tests::Run {
 fn a_fetch_killed_mid_file_resumes_with_only_the_missing_bytes() {
     let server = Server::start();
     let data = payload(8 * MIB, 21);
-    server.script(
-        "/f",
-        vec![
-            Reply::Stall {
-                body: data.clone(),
-                after: 4 * MIB,
-            },
-            Reply::Body(data.clone()),
-        ],
-    );
+    server.script("/f", vec![Reply::Stall { body: data.clone(), after: 4 * MIB }, Reply::Body(data.clone())]);
     let sb = sandbox();
     sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
     let child = sb.spawn_models(&["fetch", "--timeout", "60"]);
@@ -51,21 +42,14 @@ fn a_fetch_killed_mid_file_resumes_with_only_the_missing_bytes() {
     let mut child = child;
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    assert!(
-        !sb.file("m.bin").exists(),
-        "a killed fetch installs nothing"
-    );
+    assert!(!sb.file("m.bin").exists(), "a killed fetch installs nothing");
 
     fetch(&sb).expect(0);
     assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].range.as_deref(), Some("bytes=4194304-"));
-    assert_eq!(
-        requests[1].body_bytes,
-        (4 * MIB) as u64,
-        "only the rest was sent"
-    );
+    assert_eq!(requests[1].body_bytes, (4 * MIB) as u64, "only the rest was sent");
     assert!(sb.partials().is_empty(), "{:?}", sb.partials());
 }
 
@@ -80,11 +64,7 @@ fn a_206_continues_the_partial() {
     assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
     assert_eq!(server.requests()[0].range.as_deref(), Some("bytes=100000-"));
     assert_eq!(server.bytes_sent("/f"), 200_000);
-    assert!(
-        run.stderr.contains("resuming at 97.7 KiB"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("resuming at 97.7 KiB"), "{}", run.stderr);
 }
 
 #[test]
@@ -116,10 +96,7 @@ fn a_416_discards_the_stale_partial_and_starts_over() {
 fn a_206_that_starts_elsewhere_is_not_spliced() {
     let server = Server::start();
     let data = payload(300_000, 25);
-    server.script(
-        "/f",
-        vec![Reply::WrongRange(data.clone()), Reply::Body(data.clone())],
-    );
+    server.script("/f", vec![Reply::WrongRange(data.clone()), Reply::Body(data.clone())]);
     let sb = with_partial(&server, &data, &data[..100_000]);
     fetch(&sb).expect(0);
     assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
@@ -132,16 +109,8 @@ fn if_range_keeps_a_changed_upstream_file_from_being_spliced() {
     let old = payload(300_000, 26);
     let new = payload(300_000, 27);
     // The first answer is the old file, cut short; by the retry upstream has changed.
-    server.script(
-        "/f",
-        vec![
-            Reply::Truncate {
-                body: old.clone(),
-                after: 100_000,
-            },
-            Reply::Body(new.clone()),
-        ],
-    );
+    server
+        .script("/f", vec![Reply::Truncate { body: old.clone(), after: 100_000 }, Reply::Body(new.clone())]);
     let sb = sandbox();
     sb.write_manifest(&[Pin::new("m", "m.bin", &new, &[server.url("/f")])]);
     fetch(&sb).expect(0);
@@ -149,15 +118,8 @@ fn if_range_keeps_a_changed_upstream_file_from_being_spliced() {
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].range.as_deref(), Some("bytes=100000-"));
-    assert_eq!(
-        requests[1].if_range,
-        Some(etag_of(&old)),
-        "the validator of the first answer"
-    );
-    assert_eq!(
-        requests[1].body_bytes, 300_000,
-        "the whole new file, not the tail"
-    );
+    assert_eq!(requests[1].if_range, Some(etag_of(&old)), "the validator of the first answer");
+    assert_eq!(requests[1].body_bytes, 300_000, "the whole new file, not the tail");
 }
 
 #[test]
@@ -170,11 +132,7 @@ fn a_corrupt_partial_is_discarded_and_never_resumed_again() {
     run.expect(0);
     assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
     let requests = server.requests();
-    assert_eq!(
-        requests.len(),
-        2,
-        "one resume that hashes wrong, one fresh download"
-    );
+    assert_eq!(requests.len(), 2, "one resume that hashes wrong, one fresh download");
     assert_eq!(requests[1].range, None);
     assert!(run.stderr.contains("stale-partial"), "{}", run.stderr);
 }
@@ -194,72 +152,30 @@ fn a_partial_longer_than_the_pin_is_discarded() {
 fn progress_within_a_run_resumes_and_restores_the_retry_budget() {
     let server = Server::start();
     let data = payload(5 * MIB, 30);
-    let stall = Reply::Stall {
-        body: data.clone(),
-        after: 3 * MIB / 2,
-    };
-    server.script(
-        "/f",
-        vec![
-            stall.clone(),
-            stall.clone(),
-            stall,
-            Reply::Body(data.clone()),
-        ],
-    );
+    let stall = Reply::Stall { body: data.clone(), after: 3 * MIB / 2 };
+    server.script("/f", vec![stall.clone(), stall.clone(), stall, Reply::Body(data.clone())]);
     let sb = sandbox();
     sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
     // One retry only: without the reset after real progress this would give up.
-    let run = sb.models(&[
-        "fetch",
-        "--timeout",
-        "0.3",
-        "--retries",
-        "1",
-        "--backoff-ms",
-        "1",
-    ]);
+    let run = sb.models(&["fetch", "--timeout", "0.3", "--retries", "1", "--backoff-ms", "1"]);
     run.expect(0);
     assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
     let ranges: Vec<_> = server.requests().iter().map(|r| r.range.clone()).collect();
     assert_eq!(
         ranges,
-        [
-            None,
-            Some("bytes=1572864-".into()),
-            Some("bytes=3145728-".into()),
-            Some("bytes=4718592-".into())
-        ]
+        [None, Some("bytes=1572864-".into()), Some("bytes=3145728-".into()), Some("bytes=4718592-".into())]
     );
-    assert_eq!(
-        server.bytes_sent("/f"),
-        data.len() as u64,
-        "every byte sent once"
-    );
+    assert_eq!(server.bytes_sent("/f"), data.len() as u64, "every byte sent once");
 }
 
 #[test]
 fn a_server_that_trickles_still_ends_in_bounded_attempts() {
     let server = Server::start();
     let data = payload(300_000, 31);
-    server.script(
-        "/f",
-        vec![Reply::Stall {
-            body: data.clone(),
-            after: 2000,
-        }],
-    );
+    server.script("/f", vec![Reply::Stall { body: data.clone(), after: 2000 }]);
     let sb = sandbox();
     sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
-    let run = sb.models(&[
-        "fetch",
-        "--timeout",
-        "0.2",
-        "--retries",
-        "2",
-        "--backoff-ms",
-        "1",
-    ]);
+    let run = sb.models(&["fetch", "--timeout", "0.2", "--retries", "2", "--backoff-ms", "1"]);
     run.expect(1);
     assert_eq!(server.hits("/f"), 3, "a trickle is not real progress");
     assert!(run.stderr.contains("--timeout SECS"), "{}", run.stderr);

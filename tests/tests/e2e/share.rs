@@ -14,12 +14,7 @@ fn three_models(server: &Server) -> Vec<Pin> {
             let data = payload(200_000 + i as usize * 1000, 40 + i);
             let path = format!("/m{i}");
             server.script(&path, vec![Reply::Body(data.clone())]);
-            Pin::new(
-                &format!("m{i}"),
-                &format!("dir/m{i}.bin"),
-                &data,
-                &[server.url(&path)],
-            )
+            Pin::new(&format!("m{i}"), &format!("dir/m{i}.bin"), &data, &[server.url(&path)])
         })
         .collect()
 }
@@ -31,18 +26,12 @@ fn four_concurrent_fetches_transfer_each_file_once() {
     let pins = three_models(&server);
     let sb = sandbox();
     sb.write_manifest(&pins);
-    let children: Vec<_> = (0..4)
-        .map(|_| sb.spawn_models(&["fetch", "--jobs", "2"]))
-        .collect();
+    let children: Vec<_> = (0..4).map(|_| sb.spawn_models(&["fetch", "--jobs", "2"])).collect();
     for child in children {
         finish(child).expect(0);
     }
     for i in 0..3 {
-        assert_eq!(
-            server.hits(&format!("/m{i}")),
-            1,
-            "m{i} was downloaded once"
-        );
+        assert_eq!(server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
     }
     sb.models(&["verify"]).expect(0);
 }
@@ -54,24 +43,15 @@ fn concurrent_fetches_without_the_cache_also_download_once() {
     let pins = three_models(&server);
     let sb = sandbox();
     sb.write_manifest(&pins);
-    let children: Vec<_> = (0..4)
-        .map(|_| sb.spawn_models(&["fetch", "--no-cache"]))
-        .collect();
+    let children: Vec<_> = (0..4).map(|_| sb.spawn_models(&["fetch", "--no-cache"])).collect();
     let runs: Vec<_> = children.into_iter().map(finish).collect();
     for run in &runs {
         run.expect(0);
     }
     for i in 0..3 {
-        assert_eq!(
-            server.hits(&format!("/m{i}")),
-            1,
-            "m{i} was downloaded once"
-        );
+        assert_eq!(server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
     }
-    assert!(
-        runs.iter()
-            .any(|r| r.stderr.contains("waiting for another fetch of m"))
-    );
+    assert!(runs.iter().any(|r| r.stderr.contains("waiting for another fetch of m")));
 }
 
 #[test]
@@ -85,21 +65,9 @@ fn a_second_checkout_gets_its_files_from_the_cache_with_no_request() {
     second.write_manifest(&pins);
     let run = second.models(&["fetch"]);
     run.expect(0);
-    assert!(
-        run.stdout.contains("fetched 0") && run.stdout.contains("from cache 3"),
-        "{}",
-        run.stdout
-    );
-    assert_eq!(
-        server.requests().len(),
-        3,
-        "the second checkout made no request"
-    );
-    assert!(
-        run.stderr.contains("linked from the cache"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stdout.contains("fetched 0") && run.stdout.contains("from cache 3"), "{}", run.stdout);
+    assert_eq!(server.requests().len(), 3, "the second checkout made no request");
+    assert!(run.stderr.contains("linked from the cache"), "{}", run.stderr);
     second.models(&["verify"]).expect(0);
 }
 
@@ -128,14 +96,10 @@ fn mirrors_are_tried_before_the_models_own_urls() {
     let mirror = Server::start();
     let pins = three_models(&origin);
     let data = payload(200_000, 40);
-    mirror.script(
-        &format!("/pool/sha256/{}", pins[0].sha256),
-        vec![Reply::Body(data)],
-    );
+    mirror.script(&format!("/pool/sha256/{}", pins[0].sha256), vec![Reply::Body(data)]);
     let sb = sandbox();
     sb.write_manifest(&pins[..1]);
-    sb.models(&["fetch", "--mirror", &mirror.url("/pool/")])
-        .expect(0);
+    sb.models(&["fetch", "--mirror", &mirror.url("/pool/")]).expect(0);
     assert_eq!(origin.hits("/m0"), 0);
     assert_eq!(mirror.requests().len(), 1);
 }
@@ -181,11 +145,7 @@ fn offline_mode_uses_only_local_sources() {
     fresh.write_manifest(&pins);
     let run = fresh.models(&["fetch", "--offline"]);
     run.expect(1);
-    assert!(
-        run.stderr.contains("run without --offline"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("run without --offline"), "{}", run.stderr);
     assert_eq!(server.requests().len(), 3, "offline made no request");
 }
 
@@ -205,11 +165,7 @@ fn jobs_download_files_concurrently_and_one_job_does_not() {
     let sb = sandbox();
     sb.write_manifest(&pins);
     sb.models(&["fetch", "--jobs", "3"]).expect(0);
-    assert!(
-        server.most_concurrent() >= 2,
-        "{}",
-        server.most_concurrent()
-    );
+    assert!(server.most_concurrent() >= 2, "{}", server.most_concurrent());
 }
 
 #[test]
@@ -222,12 +178,7 @@ fn clean_cache_prunes_entries_the_manifest_no_longer_pins() {
     sb.write_manifest(&pins[..2]);
     let run = sb.models(&["clean", "--cache", "--dry-run"]);
     run.expect(0);
-    assert!(
-        run.stdout
-            .contains(&format!("would remove cache entry {}", pins[2].sha256)),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains(&format!("would remove cache entry {}", pins[2].sha256)), "{}", run.stdout);
     assert!(!run.stdout.contains(&pins[0].sha256), "{}", run.stdout);
     sb.models(&["clean", "--cache"]).expect(0);
     assert!(!sb.cache.join("sha256").join(&pins[2].sha256).exists());

@@ -7,12 +7,7 @@ use crate::sandbox;
 #[test]
 fn verify_reports_ok_missing_wrong_size_and_wrong_hash_with_repairs() {
     let sb = sandbox();
-    let (a, b, c, d) = (
-        payload(100, 1),
-        payload(200, 2),
-        payload(300, 3),
-        payload(400, 4),
-    );
+    let (a, b, c, d) = (payload(100, 1), payload(200, 2), payload(300, 3), payload(400, 4));
     let url = vec!["http://127.0.0.1:9/unused".to_owned()];
     sb.write_manifest(&[
         Pin::new("good", "good.bin", &a, &url),
@@ -32,23 +27,11 @@ fn verify_reports_ok_missing_wrong_size_and_wrong_hash_with_repairs() {
     let out = &run.stdout;
     assert!(out.contains("ok") && out.contains("good"), "{out}");
     assert!(out.contains("missing    absent "), "{out}");
-    assert!(
-        out.contains("wrong size short") && out.contains("10 bytes, expected 300"),
-        "{out}"
-    );
+    assert!(out.contains("wrong size short") && out.contains("10 bytes, expected 300"), "{out}");
     assert!(out.contains("wrong hash flipped "), "{out}");
-    assert!(
-        out.contains(&format!("expected sha256 {}", sha256_hex(&d))),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!("actual   sha256 {}", sha256_hex(&corrupt))),
-        "{out}"
-    );
-    assert!(
-        out.contains("repair: cargo xtask models fetch --model flipped --manifest"),
-        "{out}"
-    );
+    assert!(out.contains(&format!("expected sha256 {}", sha256_hex(&d))), "{out}");
+    assert!(out.contains(&format!("actual   sha256 {}", sha256_hex(&corrupt))), "{out}");
+    assert!(out.contains("repair: cargo xtask models fetch --model flipped --manifest"), "{out}");
     assert!(out.contains("verified 4: ok 1, failed 3"), "{out}");
 
     // The good file alone passes.
@@ -61,12 +44,7 @@ fn verify_reports_ok_missing_wrong_size_and_wrong_hash_with_repairs() {
 fn verify_quiet_prints_only_problems_and_the_summary() {
     let sb = sandbox();
     let a = payload(100, 1);
-    sb.write_manifest(&[Pin::new(
-        "good",
-        "good.bin",
-        &a,
-        &["http://127.0.0.1:9/x".to_owned()],
-    )]);
+    sb.write_manifest(&[Pin::new("good", "good.bin", &a, &["http://127.0.0.1:9/x".to_owned()])]);
     std::fs::create_dir_all(&sb.checkpoints).unwrap();
     std::fs::write(sb.file("good.bin"), &*a).unwrap();
     let run = sb.models(&["verify", "--quiet"]);

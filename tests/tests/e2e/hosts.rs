@@ -1,0 +1,269 @@
+//! Real-host behaviour on loopback: Drive interstitials, X-Linked pins, credentials,
+//! redirects, proxies, certificates, the `run` wrapper and the CI workflow.
+
+use std::path::Path;
+
+use tests::tls::{Pki, TlsServer};
+use tests::{Pin, Reply, Server, payload, sha256_hex};
+
+use crate::{FAST, sandbox};
+
+fn one_model(url: String, data: &[u8]) -> tests::Sandbox {
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", data, &[url])]);
+    sb
+}
+
+fn fetch(sb: &tests::Sandbox, extra: &[&str]) -> tests::Run {
+    let mut args = vec!["fetch"];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    sb.models(&args)
+}
+
+#[test]
+fn drive_virus_scan_forms_are_followed_with_their_cookies() {
+    let server = Server::start();
+    let data = payload(40_000, 300);
+    let form = format!(
+        r#"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
+        <form id="download-form" action="{}" method="get">
+        <input type="hidden" name="id" value="ABC"><input type="hidden" name="confirm" value="t">
+        <input type="submit" value="Download anyway"></form></body></html>"#,
+        server.url("/download")
+    );
+    let cookie = ("Set-Cookie".to_owned(), "download_warning_ABC=tok; Path=/; HttpOnly".to_owned());
+    server.script("/uc?export=download&id=ABC", vec![Reply::HtmlWith { page: form, headers: vec![cookie] }]);
+    server.script("/download?id=ABC&confirm=t", vec![Reply::Body(data.clone())]);
+    let sb = one_model(server.url("/uc?export=download&id=ABC"), &data);
+    fetch(&sb, &[]).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+    let follow = server.gets().into_iter().find(|r| r.path.starts_with("/download")).unwrap();
+    assert_eq!(follow.cookie.as_deref(), Some("download_warning_ABC=tok"));
+}
+
+#[test]
+fn drive_legacy_confirm_links_and_download_urls_are_followed() {
+    let server = Server::start();
+    let data = payload(40_000, 301);
+    let legacy = r#"<html><body><a id="uc-download-link" href="/uc?export=download&amp;confirm=Zx9&amp;id=ABC">Download anyway</a></body></html>"#;
+    server.script("/uc?export=download&id=ABC", vec![Reply::Html(legacy.into())]);
+    server.script("/uc?export=download&confirm=Zx9&id=ABC", vec![Reply::Body(data.clone())]);
+    let sb = one_model(server.url("/uc?export=download&id=ABC"), &data);
+    fetch(&sb, &[]).expect(0);
+
+    let server2 = Server::start();
+    let escaped = server2.url("/dl?id\\u003dXYZ\\u0026confirm\\u003dt").replace('/', "\\/");
+    let script =
+        format!(r#"<html><script>window.viewerData = {{"downloadUrl":"{escaped}"}};</script></html>"#);
+    server2.script("/page", vec![Reply::Html(script)]);
+    server2.script("/dl?id=XYZ&confirm=t", vec![Reply::Body(data.clone())]);
+    let sb = one_model(server2.url("/page"), &data);
+    fetch(&sb, &["--no-cache"]).expect(0);
+}
+
+#[test]
+fn a_drive_quota_page_is_refused_with_its_message_and_what_to_do() {
+    let server = Server::start();
+    let page = r#"<html><body><div class="uc-main"><p class="uc-error-caption">Sorry, you can't view or download this file at this time.</p>
+        <p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. Please try accessing the file again later.</p></div></body></html>"#;
+    server.script("/uc?id=Q", vec![Reply::Html(page.into())]);
+    let sb = one_model(server.url("/uc?id=Q"), &payload(10, 302));
+    let run = fetch(&sb, &[]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("Too many users have viewed or downloaded this file recently"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Anyone with the link"), "{}", run.stderr);
+    assert!(run.stderr.contains("(rate-limited)"), "{}", run.stderr);
+}
+
+#[test]
+fn a_stale_pin_is_found_by_a_head_before_any_download() {
+    let server = Server::start();
+    let data = payload(5000, 303);
+    let path = "/org/repo/resolve/main/m.bin";
+    let stale = Reply::Status {
+        code: 302,
+        headers: vec![
+            ("Location".into(), server.url("/cdn/m.bin")),
+            ("X-Linked-Size".into(), "5001".into()),
+            ("X-Linked-Etag".into(), format!("\"{}\"", "c".repeat(64))),
+        ],
+        body: String::new(),
+    };
+    server.script(path, vec![stale]);
+    server.script("/cdn/m.bin", vec![Reply::Body(data.clone())]);
+    let sb = one_model(server.url(path), &data);
+    let run = fetch(&sb, &[]);
+    run.expect(1);
+    assert!(run.stderr.contains("the pin is stale: upstream now has size 5001"), "{}", run.stderr);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].method, "HEAD");
+    assert!(server.gets().is_empty(), "no GET was made");
+}
+
+#[test]
+fn matching_linked_headers_let_the_download_through_the_redirect() {
+    let server = Server::start();
+    let data = payload(5000, 304);
+    let path = "/org/repo/resolve/main/m.bin";
+    let fresh = Reply::Status {
+        code: 302,
+        headers: vec![
+            ("Location".into(), server.url("/cdn/m.bin")),
+            ("X-Linked-Size".into(), "5000".into()),
+            ("X-Linked-Etag".into(), format!("\"{}\"", sha256_hex(&data))),
+        ],
+        body: String::new(),
+    };
+    server.script(path, vec![fresh]);
+    server.script("/cdn/m.bin", vec![Reply::Body(data.clone())]);
+    let sb = one_model(server.url(path), &data);
+    fetch(&sb, &[]).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+}
+
+#[test]
+fn netrc_credentials_reach_their_host_but_not_a_cross_host_redirect() {
+    let server = Server::start();
+    let data = payload(3000, 305);
+    // 127.0.0.1 and localhost are two hosts to a client, though one server here.
+    server.script("/private/m.bin", vec![Reply::Redirect(server.url_as_localhost("/cdn/m.bin"))]);
+    server.script("/cdn/m.bin", vec![Reply::Body(data.clone())]);
+    let mut sb = one_model(server.url("/private/m.bin"), &data);
+    let netrc = sb.dir.join("netrc");
+    std::fs::write(&netrc, "machine 127.0.0.1 login alice password s3cret\n").unwrap();
+    sb.set_env("NETRC", &netrc.display().to_string());
+    let log = sb.dir.join("fetch.log");
+    let log_arg = log.display().to_string();
+    fetch(&sb, &["--log-file", &log_arg]).expect(0);
+    let requests = server.gets();
+    assert_eq!(requests[0].authorization.as_deref(), Some("Basic YWxpY2U6czNjcmV0"), "alice:s3cret");
+    assert_eq!(requests[1].authorization, None, "dropped at the host change");
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(!text.contains("s3cret") && !text.contains("YWxpY2U6czNjcmV0"), "{text}");
+}
+
+#[test]
+fn a_redirect_loop_is_named_and_bounded() {
+    let server = Server::start();
+    for i in 0..12 {
+        server.script(&format!("/hop{i}"), vec![Reply::Redirect(server.url(&format!("/hop{}", i + 1)))]);
+    }
+    let sb = one_model(server.url("/hop0"), &payload(10, 306));
+    let run = fetch(&sb, &[]);
+    run.expect(1);
+    assert!(run.stderr.contains("more than 10 redirects"), "{}", run.stderr);
+    assert_eq!(server.requests().len(), 11, "the first request and ten redirects");
+}
+
+#[test]
+fn a_forward_proxy_on_loopback_sees_the_request() {
+    let proxy = Server::start();
+    let data = payload(2000, 307);
+    // The tool tunnels through the proxy (CONNECT); this proxy then plays the origin.
+    proxy.script("/m.bin", vec![Reply::Body(data.clone())]);
+    let mut sb = one_model("http://models.invalid/m.bin".into(), &data);
+    sb.set_env("http_proxy", &proxy.url(""));
+    fetch(&sb, &[]).expect(0);
+    let seen: Vec<(String, String)> = proxy.requests().into_iter().map(|r| (r.method, r.path)).collect();
+    assert_eq!(seen, [("CONNECT".into(), "models.invalid:80".into()), ("GET".into(), "/m.bin".into())]);
+}
+
+#[test]
+fn no_proxy_bypasses_the_proxy_and_a_dead_proxy_is_named() {
+    let server = Server::start();
+    let data = payload(2000, 308);
+    server.script("/m.bin", vec![Reply::Body(data.clone())]);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut sb = one_model(server.url("/m.bin"), &data);
+    sb.set_env("http_proxy", &format!("http://127.0.0.1:{dead}"));
+    sb.set_env("NO_PROXY", "example.invalid,127.0.0.1");
+    fetch(&sb, &[]).expect(0);
+
+    let mut sb = one_model("http://models.invalid/m.bin".into(), &data);
+    sb.set_env("http_proxy", &format!("http://127.0.0.1:{dead}"));
+    let run = fetch(&sb, &["--retries", "0"]);
+    run.expect(1);
+    assert!(run.stderr.contains(&format!("through the proxy http://127.0.0.1:{dead}")), "{}", run.stderr);
+}
+
+fn hello(path: &str) -> Vec<u8> {
+    match path {
+        "/to-http" => b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/m.bin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_vec(),
+    }
+}
+
+#[test]
+fn a_private_ca_is_rejected_by_default_and_trusted_with_ssl_cert_file() {
+    let sb = sandbox();
+    let pki = Pki::create(&sb.dir.join("pki"));
+    let server = TlsServer::start(&pki, hello);
+    let url = format!("https://localhost:{}/m.bin", server.port);
+    let mut sb = one_model(url, b"hello");
+    let run = fetch(&sb, &["--retries", "0"]);
+    run.expect(1);
+    assert!(run.stderr.contains("(tls)"), "{}", run.stderr);
+    assert!(run.stderr.contains("SSL_CERT_FILE"), "the hint names the variable: {}", run.stderr);
+    assert!(server.paths().is_empty());
+
+    sb.set_env("SSL_CERT_FILE", &pki.ca_pem.display().to_string());
+    fetch(&sb, &[]).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), b"hello");
+}
+
+#[test]
+fn an_https_to_http_redirect_is_refused() {
+    let sb = sandbox();
+    let pki = Pki::create(&sb.dir.join("pki"));
+    let server = TlsServer::start(&pki, hello);
+    let mut sb = one_model(format!("https://127.0.0.1:{}/to-http", server.port), b"hello");
+    sb.set_env("SSL_CERT_FILE", &pki.ca_pem.display().to_string());
+    let run = fetch(&sb, &[]);
+    run.expect(1);
+    assert!(run.stderr.contains("redirected to plain http"), "{}", run.stderr);
+    assert!(run.stderr.contains("(insecure-redirect)"), "{}", run.stderr);
+}
+
+#[test]
+fn run_starts_the_command_with_the_checkpoints_dir_and_passes_its_exit_code() {
+    let server = Server::start();
+    let data = payload(1000, 309);
+    server.script("/m.bin", vec![Reply::Body(data.clone())]);
+    let sb = one_model(server.url("/m.bin"), &data);
+    let script = "test -f \"$MODELS_CHECKPOINTS_DIR/m.bin\" && echo \"args:$1,$2\" && exit 7";
+    let run = sb.models(&["run", "--", "sh", "-c", script, "sh", "one", "two words"]);
+    run.expect(7);
+    assert!(run.stdout.contains("args:one,two words"), "{}", run.stdout);
+
+    let missing = one_model(server.url("/gone.bin"), &payload(10, 310));
+    let marker = missing.dir.join("started");
+    let touch = format!("touch {}", marker.display());
+    let run = missing.models(&["run", "--backoff-ms", "1", "--", "sh", "-c", &touch]);
+    run.expect(1);
+    assert!(!marker.exists(), "the command did not start");
+    assert!(run.stderr.contains("could not fetch m"), "the manual block is shown: {}", run.stderr);
+    assert!(run.stderr.contains("not starting `sh`"), "{}", run.stderr);
+}
+
+#[test]
+fn the_ci_workflow_is_yaml_that_caches_on_the_manifest_and_fetches() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/models-cache.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let doc = &docs[0];
+    assert!(!doc["on"].is_badvalue());
+    let steps = doc["jobs"]["fetch-models"]["steps"].as_vec().expect("steps");
+    let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
+    assert!(uses.iter().any(|u| u.starts_with("actions/cache/restore@")), "{uses:?}");
+    assert!(uses.iter().any(|u| u.starts_with("actions/cache/save@")), "{uses:?}");
+    let keys: Vec<&str> = steps.iter().filter_map(|s| s["with"]["key"].as_str()).collect();
+    assert!(keys.iter().all(|k| k.contains("hashFiles('models.toml')")) && keys.len() == 2, "{keys:?}");
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(runs.iter().any(|r| r.starts_with("cargo xtask models fetch")), "{runs:?}");
+}
