@@ -114,16 +114,7 @@ fn cold_fetch(
     for round in 0..runs + usize::from(warmup) {
         let keep = !(warmup && round == 0);
         let dir = work.fresh("ck");
-        let out = tool.run(&[
-            "models",
-            "fetch",
-            "--no-cache",
-            "-q",
-            "--manifest",
-            manifest.as_str(),
-            "--checkpoints-dir",
-            dir.as_str(),
-        ])?;
+        let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache"]))?;
         if keep {
             fetch.push(out.seconds);
             rss = rss.max(out.peak_rss);
@@ -183,16 +174,7 @@ fn cold_fetch(
     let small = server.add_file("small.bin", sizes.small_rss, 2)?;
     let manifest = work.manifest("small", &[(&small, "small.bin")])?;
     let dir = work.fresh("ck");
-    let out = tool.run(&[
-        "models",
-        "fetch",
-        "--no-cache",
-        "-q",
-        "--manifest",
-        manifest.as_str(),
-        "--checkpoints-dir",
-        dir.as_str(),
-    ])?;
+    let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache"]))?;
     let flat = out.peak_rss <= rss + 4 * MIB && rss <= out.peak_rss + 4 * MIB;
     report.row(
         &section2,
@@ -230,24 +212,8 @@ fn full_verify(
     let manifest = work.manifest("defaults", &pairs)?;
     let cache = work.fresh("cache");
     let first = work.fresh("first");
-    let fetch_args = |dir: &Utf8Path| {
-        vec![
-            "models",
-            "fetch",
-            "-q",
-            "--manifest",
-            manifest.as_str(),
-            "--checkpoints-dir",
-            dir.as_str(),
-            "--cache-dir",
-            cache.as_str(),
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>()
-    };
-    let args = fetch_args(&first);
-    tool.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let through_cache = ["--cache-dir", cache.as_str()];
+    tool.run(&models_args("fetch", &manifest, &first, &through_cache))?;
 
     let section = format!(
         "3. full verify of the default set's sizes ({} files, {})",
@@ -260,18 +226,7 @@ fn full_verify(
     let have_openssl = has_program(sh, "openssl");
     let (mut ours, mut theirs, mut openssl) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let out = tool.run(&[
-            "models",
-            "verify",
-            "--full",
-            "-q",
-            "--jobs",
-            "4",
-            "--manifest",
-            manifest.as_str(),
-            "--checkpoints-dir",
-            first.as_str(),
-        ])?;
+        let out = tool.run(&models_args("verify", &manifest, &first, &["--full", "--jobs", "4"]))?;
         ours.push(out.seconds);
         if have_sha256sum {
             theirs.push(time(|| cmd!(sh, "sha256sum {paths...}").quiet().ignore_stdout().run())?);
@@ -303,15 +258,7 @@ fn full_verify(
     let section = "4. re-verify of the unchanged default set (stamps)".to_owned();
     let mut stamped = Vec::new();
     for _ in 0..runs.max(5) {
-        let out = tool.run(&[
-            "models",
-            "verify",
-            "-q",
-            "--manifest",
-            manifest.as_str(),
-            "--checkpoints-dir",
-            first.as_str(),
-        ])?;
+        let out = tool.run(&models_args("verify", &manifest, &first, &[]))?;
         stamped.push(out.seconds);
     }
     let s = Stat::seconds(&stamped);
@@ -327,8 +274,7 @@ fn full_verify(
     let mut installs = Vec::new();
     for _ in 0..runs {
         let fresh = work.fresh("checkout");
-        let args = fetch_args(&fresh);
-        installs.push(tool.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?.seconds);
+        installs.push(tool.run(&models_args("fetch", &manifest, &fresh, &through_cache))?.seconds);
     }
     let s = Stat::seconds(&installs);
     report.row(
@@ -355,16 +301,7 @@ fn resume(
     let big = server.add_file("resume.bin", sizes.big, 3)?;
     let manifest = work.manifest("resume", &[(&big, "resume.bin")])?;
     let dir = work.fresh("ck");
-    let args = [
-        "models",
-        "fetch",
-        "--no-cache",
-        "-q",
-        "--manifest",
-        manifest.as_str(),
-        "--checkpoints-dir",
-        dir.as_str(),
-    ];
+    let args = models_args("fetch", &manifest, &dir, &["--no-cache"]);
     let partial = dir.join(format!("resume.bin.{}.part", &big.sha256[..12]));
     server.throttle(true);
     let mut child = tool.spawn(&args)?;
@@ -417,18 +354,7 @@ fn many_files(
     for _ in 0..runs {
         for (jobs, into) in [("1", &mut one), ("8", &mut eight)] {
             let dir = work.fresh("ck");
-            let out = tool.run(&[
-                "models",
-                "fetch",
-                "--no-cache",
-                "-q",
-                "--jobs",
-                jobs,
-                "--manifest",
-                manifest.as_str(),
-                "--checkpoints-dir",
-                dir.as_str(),
-            ])?;
+            let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache", "--jobs", jobs]))?;
             into.push(out.seconds);
         }
     }
@@ -456,18 +382,7 @@ fn startup(work: &Workdir, tool: &Tool, runs: usize, report: &mut Report) -> any
     let dir = work.fresh("ck");
     let mut times = Vec::new();
     for _ in 0..runs.max(5) {
-        times.push(
-            tool.run(&[
-                "models",
-                "verify",
-                "-q",
-                "--manifest",
-                manifest.as_str(),
-                "--checkpoints-dir",
-                dir.as_str(),
-            ])?
-            .seconds,
-        );
+        times.push(tool.run(&models_args("verify", &manifest, &dir, &[]))?.seconds);
     }
     report.row(
         "7. start-up: verify of an empty selection",
@@ -612,6 +527,19 @@ impl Report {
         }
         out
     }
+}
+
+/// `models COMMAND -q --manifest M --checkpoints-dir D EXTRA...`
+fn models_args<'a>(
+    command: &'a str,
+    manifest: &'a Utf8Path,
+    dir: &'a Utf8Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args =
+        vec!["models", command, "-q", "--manifest", manifest.as_str(), "--checkpoints-dir", dir.as_str()];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// The tool under test: this very binary, run as a child process.

@@ -120,48 +120,33 @@ impl Cache {
         let _ = fs::remove_file(self.entry(sha256));
     }
 
-    /// Every entry with its size, sorted by name.
+    /// Every entry (its sha256) with its size, sorted.
     pub fn entries(&self) -> io::Result<Vec<(String, u64)>> {
-        let dir = self.root.join("sha256");
-        let read = match dir.read_dir_utf8() {
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for entry in read {
-            let entry = entry?;
-            let meta = fs::symlink_metadata(entry.path())?;
-            if meta.is_file() {
-                out.push((entry.file_name().to_owned(), meta.len()));
-            }
-        }
-        out.sort();
-        Ok(out)
+        let files = regular_files(&self.root.join("sha256"))?;
+        Ok(files.into_iter().filter_map(|(path, size)| Some((path.file_name()?.to_owned(), size))).collect())
     }
 
     /// Partial downloads in the cache, with their sizes.
     pub fn partials(&self) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
-        let dir = self.root.join("partial");
-        let read = match dir.read_dir_utf8() {
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for entry in read {
-            let entry = entry?;
-            let meta = fs::symlink_metadata(entry.path())?;
-            if meta.is_file() {
-                out.push((entry.path().to_owned(), meta.len()));
-            }
-        }
-        out.sort();
-        Ok(out)
+        regular_files(&self.root.join("partial"))
     }
 }
 
-/// Whether `path` is a file inside `root`'s content-addressed store (for messages).
-pub fn is_entry_of(root: &Utf8Path, path: &Utf8Path) -> bool {
-    path.starts_with(root.join("sha256"))
+/// The regular files directly in `dir` (none if it does not exist), sorted, with sizes.
+fn regular_files(dir: &Utf8Path) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
+    let read = match dir.read_dir_utf8() {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        let meta = fs::symlink_metadata(entry.path())?;
+        if meta.is_file() {
+            out.push((entry.path().to_owned(), meta.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
 }

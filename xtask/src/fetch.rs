@@ -58,19 +58,9 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> anyhow::Res
         );
     }
     let models = plan::select(&cx.manifest, selection)?;
-    let (_folder, _) = lock::acquire(
-        &lock::folder_lock(&cx.checkpoints),
-        Mode::Shared,
-        &cx.reporter,
-        &format!("waiting for `clean` to finish with {}", cx.checkpoints),
-    )?;
+    let _folder = lock::share_folder(&cx.checkpoints, &cx.reporter)?;
     let _cache_folder = match &options.cache {
-        Some(cache) => Some(lock::acquire(
-            &lock::folder_lock(&cache.root),
-            Mode::Shared,
-            &cx.reporter,
-            &format!("waiting for `clean --cache` to finish with {}", cache.root),
-        )?),
+        Some(cache) => Some(lock::share_folder(&cache.root, &cx.reporter)?),
         None => None,
     };
     let trust = if options.settings.skip_checks { Trust::Presence } else { Trust::Stamps };

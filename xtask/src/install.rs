@@ -50,6 +50,14 @@ pub fn discard_partial(partial: &Utf8Path) {
 /// Makes a checked temp file the destination: fsync, rename over, fsync the folder.
 pub fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
     file.sync_all()?;
+    prepare_destination(dest)?;
+    fs::rename(partial, dest)?;
+    sync_parent(dest);
+    Ok(())
+}
+
+/// Refuses a directory in the way (it is the user's) and creates the folders `dest` needs.
+fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
     if dest.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::IsADirectory,
@@ -59,8 +67,6 @@ pub fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<(
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
-    fs::rename(partial, dest)?;
-    sync_parent(dest);
     Ok(())
 }
 
@@ -74,15 +80,7 @@ pub enum Placed {
 /// Puts a verified file (a cache entry, a mirror file) at `dest` atomically: a hard link
 /// when both are on one filesystem, otherwise a synced copy; then a rename over `dest`.
 pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path) -> io::Result<Placed> {
-    if dest.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::IsADirectory,
-            format!("{dest} is a directory; move it away so the file can be installed"),
-        ));
-    }
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)?;
-    }
+    prepare_destination(dest)?;
     let file_name = dest.file_name().unwrap_or("file");
     let temp = dest.with_file_name(format!("{file_name}.{}.link{PARTIAL_SUFFIX}", std::process::id()));
     let _ = fs::remove_file(&temp);

@@ -54,12 +54,11 @@ pub fn acquire(path: &Utf8Path, mode: Mode, reporter: &Reporter, waiting: &str) 
     Ok((Held { _file: file }, true))
 }
 
-/// Whether someone holds the lock at `path` right now (without waiting).
-pub fn is_held(path: &Utf8Path) -> bool {
-    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
-        return false;
-    };
-    matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+/// Shares a checkpoints folder (or cache) with other fetch and verify processes; `clean`
+/// waits until every sharer is done.
+pub fn share_folder(root: &Utf8Path, reporter: &Reporter) -> io::Result<Held> {
+    let waiting = format!("waiting for `clean` to finish with {root}");
+    acquire(&folder_lock(root), Mode::Shared, reporter, &waiting).map(|(held, _)| held)
 }
 
 /// The folder-wide lock of a checkpoints directory or cache.
@@ -76,6 +75,12 @@ pub fn model_lock(root: &Utf8Path, name: &str) -> Utf8PathBuf {
 mod tests {
     use super::*;
     use crate::progress::Mode as Output;
+
+    /// Whether someone holds the lock at `path` right now.
+    fn is_held(path: &Utf8Path) -> bool {
+        let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+    }
 
     #[test]
     fn shared_locks_coexist_and_exclusive_ones_do_not() {

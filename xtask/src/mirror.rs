@@ -13,7 +13,7 @@ use crate::check::LocalState;
 use crate::cli::Context;
 use crate::error;
 use crate::install::{self, Placed};
-use crate::lock::{self, Mode};
+use crate::lock;
 use crate::plan::{self, Selection, Trust};
 
 pub fn run(
@@ -24,12 +24,7 @@ pub fn run(
     jobs: usize,
 ) -> anyhow::Result<ExitCode> {
     let models = plan::select(&cx.manifest, selection)?;
-    let (_folder, _) = lock::acquire(
-        &lock::folder_lock(&cx.checkpoints),
-        Mode::Shared,
-        &cx.reporter,
-        &format!("waiting for `clean` to finish with {}", cx.checkpoints),
-    )?;
+    let _folder = lock::share_folder(&cx.checkpoints, &cx.reporter)?;
     let steps = plan::survey(&models, &cx.checkpoints, Trust::Stamps, jobs);
     let mut failed = 0;
     for step in &steps {

@@ -12,7 +12,7 @@ use crate::check::LocalState;
 use crate::cli::Context;
 use crate::error;
 use crate::json::{self, Json};
-use crate::lock::{self, Mode};
+use crate::lock;
 use crate::plan::{self, Selection, Step, Trust};
 
 pub fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize) -> anyhow::Result<ExitCode> {
@@ -20,12 +20,7 @@ pub fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize) -> an
         cx.reporter.error("warning: --skip-checks: only presence is checked, not sizes or sha256");
     }
     let models = plan::select(&cx.manifest, selection)?;
-    let (_folder, _) = lock::acquire(
-        &lock::folder_lock(&cx.checkpoints),
-        Mode::Shared,
-        &cx.reporter,
-        &format!("waiting for `clean` to finish with {}", cx.checkpoints),
-    )?;
+    let _folder = lock::share_folder(&cx.checkpoints, &cx.reporter)?;
     let steps = plan::survey(&models, &cx.checkpoints, trust, jobs);
     let width = steps.iter().map(|s| s.model.name.len()).max().unwrap_or(0);
     let mut bad = 0;
