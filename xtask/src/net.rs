@@ -121,12 +121,50 @@ fn platform_roots() -> Option<Vec<Certificate<'static>>> {
     (!certs.is_empty()).then_some(certs)
 }
 
+/// A cookie a server set, and the hosts it may go back to (RFC 6265: the setting host
+/// only, or every host under its `Domain`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cookie {
+    pair: String,
+    domain: String,
+    host_only: bool,
+}
+
+impl Cookie {
+    fn parse(header: &str, host: &str) -> Option<Cookie> {
+        let mut parts = header.split(';');
+        let pair = parts.next()?.trim();
+        if !pair.contains('=') {
+            return None;
+        }
+        let domain = parts.filter_map(|p| p.trim().split_once('=')).find_map(|(k, v)| {
+            k.trim()
+                .eq_ignore_ascii_case("domain")
+                .then(|| v.trim().trim_start_matches('.').to_ascii_lowercase())
+        });
+        let host = host.to_ascii_lowercase();
+        match domain {
+            // A server may only set cookies for itself or a domain it belongs to.
+            Some(d) if host == d || host.ends_with(&format!(".{d}")) => {
+                Some(Cookie { pair: pair.to_owned(), domain: d, host_only: false })
+            }
+            Some(_) => None,
+            None => Some(Cookie { pair: pair.to_owned(), domain: host, host_only: true }),
+        }
+    }
+
+    fn goes_to(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        host == self.domain || !self.host_only && host.ends_with(&format!(".{}", self.domain))
+    }
+}
+
 /// One answer, after redirects: the response, the URL that gave it, and the cookies the
 /// hops set (for a follow-up request such as Drive's confirmation).
 pub struct Answer {
     pub response: Response<Body>,
     pub url: String,
-    pub cookies: Vec<String>,
+    pub cookies: Vec<Cookie>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,7 +239,7 @@ impl Net {
         method: Method,
         url: &str,
         headers: &[(&str, String)],
-        cookies: &[String],
+        cookies: &[Cookie],
         check: &dyn Fn(&HeaderMap) -> Result<(), Fault>,
     ) -> Result<Answer, Fault> {
         let mut url = url.to_owned();
@@ -221,14 +259,15 @@ impl Net {
             if let Some(auth) = self.credentials.authorization(&scheme, &host) {
                 request = request.header("Authorization", auth);
             }
-            if !cookies.is_empty() {
-                request = request.header("Cookie", cookies.join("; "));
+            let sendable: Vec<&str> =
+                cookies.iter().filter(|c| c.goes_to(&host)).map(|c| c.pair.as_str()).collect();
+            if !sendable.is_empty() {
+                request = request.header("Cookie", sendable.join("; "));
             }
             let response = request.call().map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_deref()))?;
             check(response.headers())?;
-            cookies.extend(response.headers().get_all("set-cookie").iter().filter_map(|v| {
-                v.to_str().ok().and_then(|c| c.split(';').next()).map(|c| c.trim().to_owned())
-            }));
+            let set = response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok());
+            cookies.extend(set.filter_map(|header| Cookie::parse(header, &host)));
             let location =
                 response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
             // A HEAD asks with redirects off: the first hop's headers are the answer.
@@ -331,6 +370,17 @@ mod tests {
         assert_eq!(upper_http_only.proxy_for("http", "a"), None, "uppercase HTTP_PROXY is ignored");
         let all = ProxyEnv::from_pairs(&[("all_proxy", "http://p3:1")]);
         assert_eq!(all.proxy_for("https", "a").as_deref(), Some("http://p3:1"));
+    }
+
+    #[test]
+    fn cookies_go_back_only_where_they_belong() {
+        let own = Cookie::parse("download_warning=tok; Path=/; HttpOnly", "drive.google.com").unwrap();
+        assert!(own.goes_to("drive.google.com") && !own.goes_to("drive.usercontent.google.com"));
+        let shared = Cookie::parse("NID=1; Domain=.google.com; Secure", "drive.google.com").unwrap();
+        assert!(shared.goes_to("drive.usercontent.google.com") && !shared.goes_to("evil.com"));
+        assert_eq!(Cookie::parse("x=1; Domain=other.com", "drive.google.com"), None, "not its domain");
+        assert_eq!(Cookie::parse("garbage", "h"), None);
+        assert!(!own.goes_to("127.0.0.1"));
     }
 
     #[test]
