@@ -69,6 +69,7 @@ pub struct Request {
     pub path: String,
     pub authorization: Option<String>,
     pub cookie: Option<String>,
+    pub user_agent: Option<String>,
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub at: Instant,
@@ -215,6 +216,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         path,
         authorization: None,
         cookie: None,
+        user_agent: None,
         range: None,
         if_range: None,
         at: Instant::now(),
@@ -232,6 +234,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
             "if-range" => request.if_range = value,
             "authorization" => request.authorization = value,
             "cookie" => request.cookie = value,
+            "user-agent" => request.user_agent = value,
             _ => {}
         }
     }

@@ -34,6 +34,8 @@ fn a_404_moves_to_the_next_url_at_once() {
     run.expect(0);
     assert!(installed_correctly(&sb));
     assert_eq!(server.hits("/gone"), 1, "a 404 is permanent: no retry");
+    let agent = server.requests()[0].user_agent.clone().unwrap_or_default();
+    assert!(agent.starts_with("xtask-models/"), "the User-Agent names the tool: {agent}");
     assert!(run.stderr.is_empty() || !run.stderr.contains("retrying"), "{}", run.stderr);
 }
 
