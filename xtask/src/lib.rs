@@ -1,7 +1,8 @@
 //! The engine behind `cargo xtask models`: provisions pinned model checkpoints.
 //!
 //! Data flows one way, one module per stage: [`manifest`] (read and check models.toml) →
-//! [`plan`] (select models, see what is on disk) → [`transfer`] (download with retries)
+//! [`plan`] (select models, see what is on disk) → [`transfer`] (download with retries;
+//! [`net`], [`auth`], [`hosts`] and [`retry`] serve it)
 //! → [`check`] (size, sha256, content sniffing) → [`install`] (fsync and atomic rename).
 //! The commands ([`fetch`], [`verify`], [`status`], [`clean`], [`mirror`], [`add`],
 //! [`run`], [`hook`]) string the stages together; [`cache`], [`lock`], [`stamp`] and [`workers`]
@@ -32,6 +33,7 @@ pub mod mirror;
 pub mod net;
 pub mod plan;
 pub mod progress;
+pub mod retry;
 pub mod run;
 pub mod stamp;
 pub mod status;

@@ -33,11 +33,8 @@ use crate::install;
 use crate::manifest::Model;
 use crate::net::{Answer, Method, Net, ProxyEnv};
 use crate::progress::{Reporter, Transfer};
+use crate::retry::{backoff, parse_retry_after};
 
-/// Backoff never waits longer than this between attempts...
-pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// ...and a server's `Retry-After` is honoured up to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// An attempt that moved at least this many bytes restores the retry budget.
 pub const REAL_PROGRESS: u64 = 1 << 20;
 /// However much progress attempts make, one source gets at most this many times the
@@ -50,7 +47,7 @@ pub struct Settings {
     pub timeout: Duration,
     /// Further attempts per source after a transient fault.
     pub retries: u32,
-    /// The first backoff; each later one doubles, up to [`MAX_BACKOFF`].
+    /// The first backoff; each later one doubles, up to [`crate::retry::MAX_BACKOFF`].
     pub backoff: Duration,
     /// Install without comparing size and sha256 (development with dummy files).
     pub skip_checks: bool,
@@ -731,56 +728,6 @@ fn read_fault(e: &io::Error, received: u64) -> Fault {
     }
 }
 
-/// The delay before attempt `attempt + 1`: doubling from `base`, capped, with jitter so
-/// that many clients do not come back in lock step.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = doubled.min(MAX_BACKOFF);
-    // Somewhere in [50 %, 100 %] of the capped delay.
-    let jitter = 0.5 + 0.5 * random_unit();
-    capped.mul_f64(jitter)
-}
-
-/// A number in [0, 1) from the standard library's per-process random hash keys.
-fn random_unit() -> f64 {
-    use std::hash::BuildHasher;
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    let bits = std::collections::hash_map::RandomState::new().hash_one(nanos);
-    (bits >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// `Retry-After` as seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`].
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let wait = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = parse_http_date(value)?;
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// An IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn parse_http_date(value: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
-    let day: u32 = day.parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let hms: Vec<u64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let [h, m, s] = hms.as_slice() else {
-        return None;
-    };
-    let days = crate::attempt_log::days_from_civil(year, month, day);
-    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + s;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
 /// The local path of a `file://` URL (`file:///abs/path` or `file://localhost/abs/path`),
 /// percent-decoded.
 pub fn file_url_path(url: &str) -> Option<Utf8PathBuf> {
@@ -831,30 +778,6 @@ mod tests {
         assert!(!class(501).is_transient());
         assert!(!class(400).is_transient());
         assert_eq!(status_fault(503).status, Some(503));
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date_and_is_capped() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("31536000", now), Some(MAX_RETRY_AFTER));
-        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT.
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let base = Duration::from_millis(500);
-        for attempt in 1..=3 {
-            let full = base * (1 << (attempt - 1));
-            let d = backoff(base, attempt);
-            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
-        }
-        assert!(backoff(base, 40) <= MAX_BACKOFF);
-        assert!(backoff(base, 40) >= MAX_BACKOFF / 2);
     }
 
     #[test]
