@@ -1,14 +1,16 @@
 //! The engine behind `cargo xtask models`: provisions pinned model checkpoints.
 //!
-//! Data flows one way, one module per stage: [`manifest`] (read and check models.toml) →
-//! [`plan`] (select models, see what is on disk) → [`transfer`] (download with retries;
-//! [`net`], [`auth`], [`hosts`] and [`retry`] serve it)
-//! → [`check`] (size, sha256, content sniffing) → [`install`] (fsync and atomic rename).
-//! The commands ([`fetch`], [`verify`], [`status`], [`clean`], [`mirror`], [`add`],
-//! [`run`], [`hook`]) string the stages together; [`cache`], [`lock`], [`stamp`] and [`workers`]
-//! let many of them share one machine and skip work already done; and
-//! [`error`] holds the one fault type whose class decides both the retry policy and the
-//! hint the user reads.
+//! Data flows one way, one module per stage:
+//! [`manifest`] (read and check models.toml) → [`plan`] (select models, see what is on
+//! disk) → [`transfer`] (download with retries and resume, helped by [`net`], [`auth`],
+//! [`hosts`] and [`retry`]) → [`check`] (size, sha256, content sniffing) → [`install`]
+//! (fsync and atomic rename). [`error`] holds the one fault type whose class decides both
+//! the retry policy and the hint the user reads.
+//!
+//! One module per command ([`fetch`], [`verify`], [`status`], [`clean`], [`mirror`],
+//! [`add`], [`run`], [`hook`], [`bench`]) strings the stages together; [`cache`],
+//! [`lock`], [`stamp`] and [`workers`] let many runs share one machine and skip work
+//! already done.
 //!
 //! Dependencies are kept few on purpose: each one is compiled by every fresh `cargo
 //! xtask`. A crate earns its place only by doing a job better than code we would write.
