@@ -17,6 +17,7 @@ use ureq::http::{HeaderMap, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
+use crate::attempt_log::redact_url;
 use crate::auth::Credentials;
 use crate::error::{Class, Fault};
 use crate::hosts;
@@ -279,13 +280,13 @@ impl Net {
             if scheme.eq_ignore_ascii_case("https") && next.to_ascii_lowercase().starts_with("http://") {
                 return Err(Fault::new(
                     Class::InsecureRedirect,
-                    format!("{url} redirected to plain http ({next}); refused"),
+                    format!("{} redirected to plain http ({}); refused", redact_url(&url), redact_url(&next)),
                 ));
             }
             if seen.contains(&next) {
                 return Err(Fault::new(
                     Class::Redirect,
-                    format!("redirect loop: {} -> {next}", seen.join(" -> ")),
+                    format!("redirect loop: {} -> {}", redacted(&seen).join(" -> "), redact_url(&next)),
                 ));
             }
             seen.push(next.clone());
@@ -293,16 +294,22 @@ impl Net {
         }
         Err(Fault::new(
             Class::Redirect,
-            format!("more than {MAX_REDIRECTS} redirects, starting at {}", seen[0]),
+            format!("more than {MAX_REDIRECTS} redirects, starting at {}", redact_url(&seen[0])),
         ))
     }
 }
 
+/// URLs for messages: error text must never carry a credential.
+fn redacted(urls: &[String]) -> Vec<String> {
+    urls.iter().map(|u| redact_url(u)).collect()
+}
+
 fn scheme_and_host(url: &str) -> Result<(String, String), Fault> {
+    let shown = redact_url(url);
     let uri: ureq::http::Uri =
-        url.parse().map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {url}: {e}")))?;
+        url.parse().map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {shown}: {e}")))?;
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?.to_owned();
+    let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {shown}")))?.to_owned();
     Ok((scheme, host))
 }
 

@@ -454,10 +454,16 @@ fn rehash_prefix(file: &mut File, len: u64, hasher: &BackgroundHasher) -> io::Re
     Ok(())
 }
 
+/// The validator file names its URL by hash: a signed URL's token must not sit on disk.
+fn url_key(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    check::hex(&Sha256::digest(url.as_bytes()))
+}
+
 fn read_validator(partial: &Utf8Path, url: &str) -> Option<String> {
     let text = std::fs::read_to_string(install::validator_path(partial)).ok()?;
     let (for_url, validator) = text.split_once('\n')?;
-    (for_url == url).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
+    (for_url == url_key(url)).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn write_validator(partial: &Utf8Path, url: &str, validator: Option<&str>) {
@@ -465,7 +471,7 @@ fn write_validator(partial: &Utf8Path, url: &str, validator: Option<&str>) {
     match validator {
         // Only an aid to resuming: failing to keep it is not an error.
         Some(v) => {
-            let _ = install::write_atomically(&path, format!("{url}\n{v}\n").as_bytes());
+            let _ = install::write_atomically(&path, format!("{}\n{v}\n", url_key(url)).as_bytes());
         }
         None => {
             let _ = std::fs::remove_file(path);

@@ -225,3 +225,20 @@ fn file_urls_are_a_source_like_any_other() {
     sb.models(&["fetch"]).expect(0);
     assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
 }
+
+#[test]
+fn credentials_in_urls_never_reach_errors_or_json() {
+    let server = Server::start();
+    let secret = server.url("/private?token=hunter2&sig=abc").replace("http://", "http://user:pa55@");
+    server.script("/private?token=hunter2&sig=abc", vec![Reply::status(403)]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", &payload(10, 16), &[secret])]);
+    let run = sb.models(&["fetch", "--json"]);
+    run.expect(1);
+    let all = run.output();
+    assert!(all.contains("HTTP 403"), "{all}");
+    for needle in ["hunter2", "pa55", "sig=abc"] {
+        assert!(!all.contains(needle), "{needle} leaked:\n{all}");
+    }
+    assert!(all.contains("token=***"), "{all}");
+}
