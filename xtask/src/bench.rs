@@ -600,6 +600,7 @@ impl Tool {
 }
 
 /// Waits for `child` and returns its exit code and peak resident memory in bytes.
+#[cfg(unix)]
 fn wait_with_rusage(child: std::process::Child) -> anyhow::Result<(i32, u64)> {
     let pid = libc::pid_t::try_from(child.id())?;
     let mut status = 0;
@@ -613,6 +614,12 @@ fn wait_with_rusage(child: std::process::Child) -> anyhow::Result<(i32, u64)> {
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
     // Linux reports ru_maxrss in KiB.
     Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024))
+}
+
+/// Elsewhere there is no wait4: the exit code, and no memory figure.
+#[cfg(not(unix))]
+fn wait_with_rusage(mut child: std::process::Child) -> anyhow::Result<(i32, u64)> {
+    Ok((child.wait()?.code().unwrap_or(-1), 0))
 }
 
 /// A scratch folder for data and checkouts, removed when the bench ends.

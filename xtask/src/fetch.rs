@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::attempt_log::redact_url;
 use crate::cache::{Cache, Entry};
@@ -218,12 +218,7 @@ fn provide(cx: &Context, options: &Options, downloader: &Downloader<'_>, step: &
     let result = match &options.cache {
         Some(cache) => through_cache(cx, options, downloader, cache, step),
         None => {
-            let job = Job {
-                model,
-                sources: plan::sources(model, &options.mirrors, options.offline),
-                partial: install::partial_path(&step.dest, model),
-                target: step.dest.clone(),
-            };
+            let job = job(model, options, install::partial_path(&step.dest, model), step.dest.clone());
             download(cx, downloader, &job, options.offline).map(Outcome::Downloaded)
         }
     };
@@ -263,12 +258,7 @@ fn through_cache(
                     model.name
                 ));
             }
-            let job = Job {
-                model,
-                sources: plan::sources(model, &options.mirrors, options.offline),
-                partial: cache.partial(&model.sha256),
-                target: entry.clone(),
-            };
+            let job = job(model, options, cache.partial(&model.sha256), entry.clone());
             let fetched = download(cx, downloader, &job, options.offline)?;
             cache.seal(&model.sha256).map_err(|e| local(&e, entry.as_str()))?;
             Some(fetched)
@@ -279,6 +269,11 @@ fn through_cache(
         Some(fetched) => Outcome::Downloaded(fetched),
         None => Outcome::FromCache(placed),
     })
+}
+
+/// A download of `model` from its sources (mirrors first), collecting in `partial`.
+fn job<'m>(model: &'m Model, options: &Options, partial: Utf8PathBuf, target: Utf8PathBuf) -> Job<'m> {
+    Job { model, sources: plan::sources(model, &options.mirrors, options.offline), partial, target }
 }
 
 fn download(
