@@ -111,7 +111,8 @@ impl Reporter {
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{msg:28!} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:>4}",
+        // 78 columns at most, so a bar fits an 80-column terminal without wrapping.
+        "{msg:20!} [{bar:20}] {binary_bytes:>9}/{binary_total_bytes:<9} {binary_bytes_per_sec:>11} {eta:>3}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
