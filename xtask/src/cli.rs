@@ -103,6 +103,14 @@ Examples:
 The command finds the checkpoints directory in $MODELS_CHECKPOINTS_DIR. It starts only
 when every selected model is present and verified; its exit code becomes this one's.";
 
+const HOOK_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models hook install                # check models.toml and the models on commit
+  cargo xtask models hook uninstall              # remove exactly what install wrote
+
+The hook runs `cargo xtask models verify --manifest-only` when models.toml is staged, then
+`cargo xtask models verify --quiet`, which trusts unchanged files by their stamps.";
+
 const MIRROR_EXAMPLES: &str = "\
 Examples:
   cargo xtask models mirror /srv/models-mirror           # export the default set
@@ -250,6 +258,7 @@ enum ModelsCommand {
         command: Vec<String>,
     },
     /// Install or remove a git pre-commit hook that runs the fast verify.
+    #[command(after_help = HOOK_EXAMPLES)]
     Hook {
         #[command(subcommand)]
         action: HookAction,

@@ -283,10 +283,11 @@ fn download(
     offline: bool,
 ) -> Result<Fetched, Failed> {
     if job.sources.is_empty() && offline {
-        let fault = Fault::new(
-            Class::Offline,
-            "offline, and no local source (cache, file:// URL or directory mirror) has it",
+        let fetch = cx.command_for("fetch", &job.model.name);
+        let detail = format!(
+            "offline, and no local source (cache, file:// URL or directory mirror) has it; `{fetch}` without --offline fetches it"
         );
+        let fault = Fault::new(Class::Offline, detail);
         return Err(Failed { tried: vec![("(offline)".to_owned(), fault)] });
     }
     let mut progress = cx.reporter.transfer(&job.model.name, job.model.size);

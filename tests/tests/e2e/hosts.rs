@@ -215,6 +215,14 @@ fn a_private_ca_is_rejected_by_default_and_trusted_with_ssl_cert_file() {
     sb.set_env("SSL_CERT_FILE", &pki.ca_pem.display().to_string());
     fetch(&sb, &[]).expect(0);
     assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), b"hello");
+
+    // A folder of CA certificates works the same way.
+    let mut sb = one_model(format!("https://localhost:{}/m.bin", server.port), b"hello");
+    let certs = sb.dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&pki.ca_pem, certs.join("corporate-ca.pem")).unwrap();
+    sb.set_env("SSL_CERT_DIR", &certs.display().to_string());
+    fetch(&sb, &[]).expect(0);
 }
 
 #[test]
