@@ -22,7 +22,7 @@ fn three_models(server: &Server) -> Vec<Pin> {
 #[test]
 fn four_concurrent_fetches_transfer_each_file_once() {
     let server = Server::start();
-    server.set_latency(Duration::from_millis(100));
+    server.set_latency(Duration::from_millis(250));
     let pins = three_models(&server);
     let sb = sandbox();
     sb.write_manifest(&pins);
@@ -39,7 +39,7 @@ fn four_concurrent_fetches_transfer_each_file_once() {
 #[test]
 fn concurrent_fetches_without_the_cache_also_download_once() {
     let server = Server::start();
-    server.set_latency(Duration::from_millis(100));
+    server.set_latency(Duration::from_millis(250));
     let pins = three_models(&server);
     let sb = sandbox();
     sb.write_manifest(&pins);
