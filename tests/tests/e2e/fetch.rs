@@ -242,3 +242,34 @@ fn credentials_in_urls_never_reach_errors_or_json() {
     }
     assert!(all.contains("token=***"), "{all}");
 }
+
+#[test]
+fn a_terminal_gets_a_live_bar_per_file_and_a_total() {
+    // `script` gives the tool a pseudo-terminal, as a developer's shell would.
+    let server = Server::start();
+    let data = payload(3 << 20, 17);
+    let slow =
+        Reply::Slow { body: data.clone(), chunk: 256 << 10, pause: std::time::Duration::from_millis(40) };
+    server.script("/f", vec![slow]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("model-on-a-tty", "m.bin", &data, &[server.url("/f")])]);
+    let command = format!(
+        "stty cols 80; {} models fetch --manifest {} --checkpoints-dir {}",
+        env!("CARGO_BIN_EXE_xtask-under-test"),
+        sb.manifest.display(),
+        sb.checkpoints.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("XTASK_MODELS_CACHE_DIR", &sb.cache)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains('\x1b'), "terminal control codes redraw the bars: {screen:?}");
+    assert!(screen.contains("model-on-a-tty"), "a bar named after the file: {screen:?}");
+    assert!(screen.contains("total"), "a total bar: {screen:?}");
+    assert!(screen.contains("MiB/s"), "the rate: {screen:?}");
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+}
