@@ -141,26 +141,14 @@ fn cold_fetch(
     if have_curl {
         report.row(&section, "curl -o", Stat::seconds(&curl), "", "");
         let ratio = pairwise(&fetch, &curl, |a, b| a / b);
-        report.row(
-            &section,
-            "fetch ÷ curl -o, pair by pair",
-            ratio.clone(),
-            "≤ 1.15×",
-            verdict(ratio.median <= 1.15),
-        );
+        report.goal(&section, "fetch ÷ curl -o, pair by pair", ratio, "≤ 1.15×", |x| x <= 1.15);
     } else {
         report.note("curl is not installed: the curl baselines were skipped");
     }
     if have_curl && have_sha256sum {
         report.row(&section, "curl -o then sha256sum", Stat::seconds(&curl_sha), "", "");
         let ratio = pairwise(&curl_sha, &fetch, |a, b| a / b);
-        report.row(
-            &section,
-            "(curl + sha256sum) ÷ fetch",
-            ratio.clone(),
-            "≥ 2×",
-            verdict(ratio.median >= 2.0),
-        );
+        report.goal(&section, "(curl + sha256sum) ÷ fetch", ratio, "≥ 2×", |x| x >= 2.0);
     }
 
     let section2 = "2. peak memory of the fetch (max RSS of the process)".to_owned();
@@ -239,23 +227,16 @@ fn full_verify(
     if have_sha256sum {
         report.row(&section, "sha256sum", Stat::seconds(&theirs), "", "");
         let r = pairwise(&theirs, &ours, |a, b| a / b);
-        report.row(&section, "sha256sum ÷ verify", r.clone(), "> 1×", verdict(r.median > 1.0));
+        report.goal(&section, "sha256sum ÷ verify", r, "> 1×", |x| x > 1.0);
     }
     if have_openssl {
         report.row(&section, "openssl dgst -sha256", Stat::seconds(&openssl), "", "");
         let r = pairwise(&openssl, &ours, |a, b| a / b);
-        report.row(
-            &section,
-            "openssl (one core) ÷ verify (all cores)",
-            r.clone(),
-            "> 1×",
-            verdict(r.median > 1.0),
-        );
+        report.goal(&section, "openssl (one core) ÷ verify (all cores)", r, "> 1×", |x| x > 1.0);
         // Per core: verify's time on all cores, counted once per core, against openssl's.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let per_core = pairwise(&openssl, &ours, |a, b| a / (b * cores));
-        let met = per_core.median >= 1.0;
-        report.row(&section, "speed per core, verify ÷ openssl", per_core, "≥ 1×", verdict(met));
+        report.goal(&section, "speed per core, verify ÷ openssl", per_core, "≥ 1×", |x| x >= 1.0);
     } else {
         report.note("openssl is not installed: its baseline was skipped");
     }
@@ -267,13 +248,7 @@ fn full_verify(
         stamped.push(out.seconds);
     }
     let s = Stat::seconds(&stamped);
-    report.row(
-        &section,
-        "models verify (built binary, whole process)",
-        s.clone(),
-        "≤ 50 ms",
-        verdict(s.median <= 0.050),
-    );
+    report.goal(&section, "models verify (built binary, whole process)", s, "≤ 50 ms", |x| x <= 0.050);
 
     let section = "8. install of the default set from the cache into a fresh checkout".to_owned();
     let mut installs = Vec::new();
@@ -282,13 +257,7 @@ fn full_verify(
         installs.push(tool.run(&models_args("fetch", &manifest, &fresh, &through_cache))?.seconds);
     }
     let s = Stat::seconds(&installs);
-    report.row(
-        &section,
-        "models fetch, every file from the cache (hard links)",
-        s.clone(),
-        "< 1 s",
-        verdict(s.median < 1.0),
-    );
+    report.goal(&section, "models fetch, every file from the cache (hard links)", s, "< 1 s", |x| x < 1.0);
     for (_, name) in &files {
         server.remove(name);
     }
@@ -373,7 +342,7 @@ fn many_files(
     report.row(&section, "--jobs 1", Stat::seconds(&one), "", "");
     report.row(&section, "--jobs 8", Stat::seconds(&eight), "", "");
     let r = pairwise(&one, &eight, |a, b| a / b);
-    report.row(&section, "--jobs 1 ÷ --jobs 8", r.clone(), "≥ 5×", verdict(r.median >= 5.0));
+    report.goal(&section, "--jobs 1 ÷ --jobs 8", r, "≥ 5×", |x| x >= 5.0);
     for (_, name) in &files {
         server.remove(name);
     }
@@ -487,6 +456,12 @@ struct Report {
 impl Report {
     fn row(&mut self, section: &str, what: &str, stat: Stat, goal: &str, verdict: &str) {
         self.rows.push((section.to_owned(), what.to_owned(), stat, goal.to_owned(), verdict.to_owned()));
+    }
+
+    /// A row whose verdict is `met` applied to the median.
+    fn goal(&mut self, section: &str, what: &str, stat: Stat, goal: &str, met: impl Fn(f64) -> bool) {
+        let verdict = verdict(met(stat.median));
+        self.row(section, what, stat, goal, verdict);
     }
 
     fn note(&mut self, note: &str) {

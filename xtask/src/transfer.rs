@@ -178,7 +178,7 @@ impl<'a> Downloader<'a> {
             }
             let fault = match result {
                 Ok(sha256) => {
-                    self.record(job.model, url, attempt, None, &stats, started.elapsed(), Decision::NextUrl);
+                    self.record(job.model, url, attempt, None, &stats, started.elapsed(), None);
                     return Ok((attempt, sha256));
                 }
                 Err(fault) => fault,
@@ -191,7 +191,7 @@ impl<'a> Downloader<'a> {
             } else {
                 Decision::NextUrl
             };
-            self.record(job.model, url, attempt, Some(&fault), &stats, started.elapsed(), decision);
+            self.record(job.model, url, attempt, Some(&fault), &stats, started.elapsed(), Some(decision));
             if decision != Decision::Retry {
                 return Err((fault, decision));
             }
@@ -215,7 +215,7 @@ impl<'a> Downloader<'a> {
         fault: Option<&Fault>,
         stats: &AttemptStats,
         duration: Duration,
-        decision: Decision,
+        decision: Option<Decision>,
     ) {
         let Some(log) = self.log else { return };
         log.record(&Attempt {
@@ -227,7 +227,7 @@ impl<'a> Downloader<'a> {
             resumed_from: stats.resumed_from,
             duration,
             class: fault.map(|f| f.class.as_str()),
-            decision: if fault.is_none() { "done" } else { decision.as_str() },
+            decision: decision.map_or("done", Decision::as_str),
         });
     }
 
