@@ -5,6 +5,7 @@
 //! 127.0.0.1 that the test started, and the tool runs with every proxy variable removed
 //! so a developer's `HTTPS_PROXY` cannot capture loopback traffic.
 
+pub mod daemons;
 pub mod server;
 pub mod tls;
 
@@ -41,22 +42,45 @@ const HOST_VARS: &[&str] = &[
     "no_proxy",
 ];
 
-/// Deterministic bytes that look like nothing in particular (no HTML, no LFS pointer).
-pub fn payload(len: usize, seed: u64) -> Arc<Vec<u8>> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
+/// Deterministic bytes that look like nothing in particular (no HTML, no LFS pointer):
+/// an xorshift stream, generated in pieces of any size (the benchmark writes files of a
+/// gigabyte from it without holding them).
+pub struct Payload {
+    state: u64,
+    /// Bytes of the current word not handed out yet.
+    pending: ([u8; 8], usize),
+}
+
+impl Payload {
+    pub fn new(seed: u64) -> Payload {
+        Payload { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, pending: ([0; 8], 8) }
     }
-    out.truncate(len);
+
+    /// Fills `buf` with the next bytes of the stream.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for byte in buf {
+            if self.pending.1 == 8 {
+                let x = &mut self.state;
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                self.pending = (x.to_le_bytes(), 0);
+            }
+            *byte = self.pending.0[self.pending.1];
+            self.pending.1 += 1;
+        }
+    }
+}
+
+/// `len` bytes of [`Payload`] for `seed`.
+pub fn payload(len: usize, seed: u64) -> Arc<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    Payload::new(seed).fill(&mut out);
     Arc::new(out)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    xtask::check::hex(&Sha256::digest(bytes))
+    xtask::hex(&Sha256::digest(bytes))
 }
 
 /// One `[[model]]` entry for a test manifest.

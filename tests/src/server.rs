@@ -46,6 +46,10 @@ pub enum Reply {
     Slow { body: Arc<Vec<u8>>, chunk: usize, pause: Duration },
     /// These exact bytes, head and all, then close: for hostile or broken answers.
     Raw(Vec<u8>),
+    /// A file on disk (range-aware), copied by the kernel (sendfile) so the server is
+    /// never the bottleneck; with `pace`, in 1 MiB steps with that pause after each, so
+    /// a kill can land anywhere. For the benchmark's big files.
+    File { path: std::path::PathBuf, pace: Option<Duration> },
 }
 
 impl Reply {
@@ -397,6 +401,7 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
         Reply::Raw(bytes) => {
             out.inner.write_all(&bytes)?;
         }
+        Reply::File { path, pace } => send_file(out, request, &path, pace)?,
         Reply::Stall { body, after } => {
             if let Some(start) = file_head(out, request, &body)? {
                 out.body(&body[start..(start + after).min(body.len())])?;
@@ -406,6 +411,43 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
         }
     }
     out.inner.flush()
+}
+
+/// Answers with a file from disk: 200, or 206 from a `Range: bytes=N-` start.
+fn send_file(out: &mut Counting<'_>, request: &Request, path: &std::path::Path, pace: Option<Duration>) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return out.head(&head(404, &[("Content-Length", "0".into())]));
+    };
+    let size = file.metadata()?.len();
+    let from: u64 = request
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or(0)
+        .min(size);
+    let len = (size - from).to_string();
+    if from > 0 {
+        let range = format!("bytes {from}-{}/{size}", size.saturating_sub(1));
+        out.head(&head(206, &[("Content-Length", len), ("Content-Range", range)]))?;
+    } else {
+        out.head(&head(200, &[("Content-Length", len)]))?;
+    }
+    file.seek(SeekFrom::Start(from))?;
+    let Some(pause) = pace else {
+        // std::io::copy from a file to a socket is sendfile(2) on Linux: the kernel copies.
+        out.body += std::io::copy(&mut file, out.inner)?;
+        return Ok(());
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.body(&buf[..n])?;
+        thread::sleep(pause);
+    }
 }
 
 /// A zero linger time turns the close into a TCP reset (RST) instead of a clean FIN.

@@ -13,8 +13,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// A CA and a server certificate for `localhost` and `127.0.0.1` signed by it.
 pub struct Pki {
     pub ca_pem: PathBuf,
-    cert_pem: PathBuf,
-    key_pem: PathBuf,
+    pub cert_pem: PathBuf,
+    pub key_pem: PathBuf,
 }
 
 impl Pki {

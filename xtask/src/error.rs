@@ -1,13 +1,19 @@
 //! What can go wrong, and what the user is told about it.
 //!
-//! Every fault a download or a check can meet is a [`Fault`]: a [`Class`] that decides
-//! whether to retry, move to the next URL or give up, plus the detail of this occurrence.
-//! The hint a user reads comes from the class, so a newcomer looking for "what happens
-//! on a 403" finds it here by name. Manifest and command-line mistakes are a
-//! [`UsageError`] instead: they exit with code 2 before anything is downloaded.
+//! Two levels. A download attempt meets a [`Fault`]: a [`Class`] that decides whether to
+//! retry, move to the next source or give up, plus the detail of this occurrence; the
+//! hint a user reads comes from the class, so a newcomer looking for "what happens on a
+//! 403" finds it here by name. A model that could not be provided keeps the last fault
+//! of each [`Origin`] it tried. Everything that ends a command is an [`Error`], whose
+//! variant carries what the user needs (the path and the operation of a local fault,
+//! the positions of manifest problems) and decides the exit code.
+//!
+//! This module sits below every layer: it depends on nothing else in the crate.
 
 use std::fmt;
-use std::process::ExitCode;
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
 
 /// Exit code when every selected model is in place.
 pub const EXIT_OK: u8 = 0;
@@ -16,9 +22,6 @@ pub const EXIT_MODEL_FAILED: u8 = 1;
 /// Exit code for a bad command line or manifest.
 pub const EXIT_USAGE: u8 = 2;
 
-pub fn exit_code(failed: bool) -> ExitCode {
-    ExitCode::from(if failed { EXIT_MODEL_FAILED } else { EXIT_OK })
-}
 
 /// The kinds of fault, each with its own retry policy and hint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +192,7 @@ impl Class {
             Class::LocalIo => {
                 "check that the checkpoints directory is writable and that nothing else occupies the destination path"
             }
-            Class::NoSpace => "free some disk space, or choose another disk with `--checkpoints-dir`",
+            Class::NoSpace => "free some space on the disk named above (the checkpoints folder or the cache)",
         }
     }
 }
@@ -221,16 +224,16 @@ impl Fault {
         self
     }
 
-    /// A local I/O error; a full disk gets its own class so the hint fits.
-    pub fn local(context: &str, err: &std::io::Error) -> Fault {
-        use std::io::ErrorKind;
-        // A file-size limit (RLIMIT_FSIZE, quota) stops the download just like a full disk.
-        let class = if matches!(err.kind(), ErrorKind::StorageFull | ErrorKind::FileTooLarge) {
-            Class::NoSpace
-        } else {
-            Class::LocalIo
-        };
-        Fault::new(class, format!("{context}: {err}"))
+    /// A local I/O error at `path`; a full disk gets its own class so the hint fits.
+    pub fn local(path: &Utf8Path, err: &io::Error) -> Fault {
+        let class = if is_no_space(err) { Class::NoSpace } else { Class::LocalIo };
+        Fault::new(class, format!("{path}: {err}"))
+    }
+
+    /// A fault that ended a command as a whole ([`Error`]), recorded against a model.
+    pub fn from_error(err: &Error) -> Fault {
+        let class = if err.is_no_space() { Class::NoSpace } else { Class::LocalIo };
+        Fault::new(class, err.to_string())
     }
 }
 
@@ -242,14 +245,167 @@ impl fmt::Display for Fault {
 
 impl std::error::Error for Fault {}
 
-/// A mistake in the command line or the manifest: exit code 2, nothing downloaded.
-#[derive(Debug)]
-pub struct UsageError(pub String);
+/// Where a model's bytes were looked for: what `tried[]` records instead of pseudo-URLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// One of the model's own URLs in the manifest.
+    Url(String),
+    /// A mirror's copy (`<mirror>/sha256/<hex>`), as a URL.
+    Mirror(String),
+    /// The shared cache entry at this path.
+    Cache(Utf8PathBuf),
+    /// The local disk, before any source was tried (no free space, an unwritable folder).
+    Disk(Utf8PathBuf),
+    /// A lock file that could not be taken.
+    Lock(Utf8PathBuf),
+    /// `--offline` left no source to try.
+    Offline,
+}
 
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl Origin {
+    /// The URL behind this origin, when it is one (unredacted: redact before printing).
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Origin::Url(url) | Origin::Mirror(url) => Some(url),
+            _ => None,
+        }
+    }
+
+    /// The kind, in `--json` output: `url`, `mirror`, `cache`, `disk`, `lock`, `offline`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Url(_) => "url",
+            Origin::Mirror(_) => "mirror",
+            Origin::Cache(_) => "cache",
+            Origin::Disk(_) => "disk",
+            Origin::Lock(_) => "lock",
+            Origin::Offline => "offline",
+        }
+    }
+
+    /// The local path behind this origin, when it is one.
+    pub fn path(&self) -> Option<&Utf8Path> {
+        match self {
+            Origin::Cache(p) | Origin::Disk(p) | Origin::Lock(p) => Some(p),
+            _ => None,
+        }
     }
 }
 
-impl std::error::Error for UsageError {}
+/// One origin tried for a model, and how it failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tried {
+    pub origin: Origin,
+    pub fault: Fault,
+}
+
+/// Everything wrong with a manifest, each problem with its position.
+#[derive(Debug)]
+pub struct ManifestError {
+    pub file: Utf8PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub help: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.file, p.line, p.column, p.message)?;
+            if !p.help.is_empty() {
+                write!(f, "\n  help: {}", p.help)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Everything that ends a command early. The variant decides the exit code and carries
+/// what the message needs; no `io::Error` reaches a user without its path.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A mistake on the command line: exit 2, nothing done.
+    #[error("{0}")]
+    Usage(String),
+    /// Problems in models.toml, each with file:line:column: exit 2.
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// A local file operation failed.
+    #[error("cannot {op} {path}: {source}\n  hint: {}", local_hint(source, path))]
+    Io {
+        /// What was being done, as a verb phrase: "create the folder", "read", "lock".
+        op: &'static str,
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Usage(message.into())
+    }
+
+    /// Wraps `source` with the operation and the path it failed on.
+    pub fn io(op: &'static str, path: impl Into<Utf8PathBuf>, source: io::Error) -> Error {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Manifest(_) => EXIT_USAGE,
+            Error::Io { .. } => EXIT_MODEL_FAILED,
+        }
+    }
+
+    /// Whether this is a full disk (or a file-size limit), which no retry can cure.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if is_no_space(source))
+    }
+}
+
+/// A result whose error ends a command.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches an operation and a path to an I/O result: `fs::read(p).at("read", p)?`.
+pub trait IoContext<T> {
+    fn at(self, op: &'static str, path: impl AsRef<Utf8Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, op: &'static str, path: impl AsRef<Utf8Path>) -> Result<T> {
+        self.map_err(|e| Error::io(op, path.as_ref(), e))
+    }
+}
+
+fn is_no_space(err: &io::Error) -> bool {
+    // A file-size limit (RLIMIT_FSIZE, quota) stops a write just like a full disk.
+    matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge)
+}
+
+/// What to do about a failed local operation, naming the place it failed at.
+fn local_hint(err: &io::Error, path: &Utf8Path) -> String {
+    match err.kind() {
+        _ if is_no_space(err) => format!("the disk holding {path} is full: free some space there"),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            format!("{path} is not writable by this user: fix its permissions or choose another folder")
+        }
+        io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
+            format!("something else occupies {path} or a folder above it: move it away")
+        }
+        io::ErrorKind::IsADirectory => format!("{path} is a folder where a file belongs: move it away"),
+        io::ErrorKind::NotFound => format!("{path} does not exist: check the path"),
+        _ => "check the path and the filesystem".to_owned(),
+    }
+}

@@ -1,53 +1,45 @@
 //! The engine behind `cargo xtask models`: provisions pinned model checkpoints.
 //!
-//! Data flows one way, one module per stage:
-//! [`manifest`] (read and check models.toml) → [`plan`] (select models, see what is on
-//! disk) → [`transfer`] (download with retries and resume, helped by [`net`], [`auth`],
-//! [`hosts`] and [`retry`]) → [`check`] (size, sha256, content sniffing) → [`install`]
-//! (fsync and atomic rename). [`error`] holds the one fault type whose class decides both
-//! the retry policy and the hint the user reads.
+//! Layers live in folders and import one way only (a test reads every `use crate::`
+//! line and fails on an import that points up):
 //!
-//! One module per command ([`fetch`], [`verify`], [`status`], [`clean`], [`mirror`],
-//! [`add`], [`run`], [`hook`], [`bench`]) strings the stages together; [`cache`],
-//! [`lock`], [`stamp`] and [`workers`] let many runs share one machine and skip work
-//! already done.
+//! ```text
+//! cli       clap types, dispatch, exit codes            → commands
+//! commands  Context, one file per command               → engine, store, ui
+//! engine    manifest → plan → transfer → check → install → net, store
+//! ui        progress, --json records, the attempt log   → engine (types only)
+//! net       HTTP client, proxies, cookies, credentials, URLs
+//! store     the cache, stamps, locks, atomic file writes
+//! error     faults, origins and the one Error type      (used by all, uses none)
+//! text      byte counts and rates for messages          (used by all, uses none)
+//! ```
 //!
 //! Dependencies are kept few on purpose: each one is compiled by every fresh `cargo
 //! xtask`. A crate earns its place only by doing a job better than code we would write.
+//!
+//! # Adopting it in another workspace
+//!
+//! Another project's xtask runs the same command line with its own defaults:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     xtask::run_models(std::env::args_os(), &xtask::Defaults::from_workspace())
+//! }
+//! ```
+//!
+//! or calls [`verify`] and [`fetch`] on a manifest and a folder directly.
 
-pub mod add;
-pub mod attempt_log;
-pub mod auth;
-pub mod bench;
-pub mod cache;
-pub mod check;
-pub mod clean;
-pub mod cli;
+mod cli;
+mod commands;
+mod engine;
 pub mod error;
-pub mod fetch;
-pub mod hook;
-pub mod hosts;
-pub mod install;
-pub mod json;
-pub mod lock;
-pub mod manifest;
-pub mod mirror;
-pub mod net;
-pub mod plan;
-pub mod progress;
-pub mod retry;
-pub mod run;
-pub mod stamp;
-pub mod status;
-pub mod transfer;
-pub mod verify;
-pub mod workers;
+mod net;
+mod store;
+mod text;
+mod ui;
 
-use camino::{Utf8Path, Utf8PathBuf};
-
-/// The workspace root, found from where this crate was built, so `cargo xtask` works
-/// from any subdirectory.
-pub fn project_root() -> Utf8PathBuf {
-    let dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
-    dir.parent().unwrap_or(dir).to_owned()
-}
+pub use cli::{Defaults, main, run, run_models};
+pub use commands::api::{FetchOptions, Report, fetch, verify};
+pub use engine::manifest::{Manifest, Model};
+pub use error::{Error, Result};
+pub use store::hash::{hash_file, hex};

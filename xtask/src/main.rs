@@ -1,6 +1,6 @@
 //! `cargo xtask`: the entry point stays thin; the engine lives in the library so tests
-//! can call it directly.
+//! and other workspaces can call it directly.
 
 fn main() -> std::process::ExitCode {
-    xtask::cli::main()
+    xtask::main()
 }

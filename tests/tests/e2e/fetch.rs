@@ -168,7 +168,10 @@ fn a_download_that_cannot_fit_is_refused_before_any_request() {
     run.expect(1);
     assert!(run.stderr.contains("not enough free space"), "{}", run.stderr);
     assert!(run.stderr.contains(&format!("({} bytes)", 1u64 << 60)), "{}", run.stderr);
-    assert!(run.stderr.contains("--checkpoints-dir"), "{}", run.stderr);
+    assert!(run.stderr.contains("another disk with `--cache-dir DIR`"), "the cache is what fills: {}", run.stderr);
+    let direct = sb.models(&["fetch", "--no-cache"]);
+    direct.expect(1);
+    assert!(direct.stderr.contains("another disk with `--checkpoints-dir DIR`"), "{}", direct.stderr);
     assert!(server.requests().is_empty());
 }
 

@@ -111,7 +111,7 @@ fn bad_command_lines_exit_2_and_help_exits_0() {
 fn the_shipped_manifest_is_valid_and_pins_the_sadtalker_files() {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models.toml");
     let path = camino::Utf8PathBuf::try_from(manifest).unwrap();
-    let m = xtask::manifest::Manifest::load(&path).unwrap();
+    let m = xtask::Manifest::load(&path).unwrap();
     let default: Vec<&str> = m.models.iter().filter(|m| !m.optional).map(|m| m.path.as_str()).collect();
     assert_eq!(default.len(), 8, "{default:?}");
     assert!(default.contains(&"SadTalker_V0.0.2_256.safetensors"));

@@ -1,0 +1,582 @@
+//! The command line: `cargo xtask models fetch|verify|status|clean|mirror|add|run|hook`,
+//! and `cargo xtask bench`.
+//!
+//! Parsing, defaults and exit codes live here; each subcommand's work lives in its own
+//! module under `commands`. Relative paths on the command line are taken from the
+//! current directory, and the defaults from the workspace root, so the tool works from
+//! any subdirectory.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::commands::Defaults;
+use crate::commands::{Context, Location, absolute, add, clean, fetch, hook, mirror, run as run_command, status, verify};
+use crate::engine::plan::{self, Selection, Trust};
+use crate::engine::transfer::Settings;
+use crate::error::{EXIT_USAGE, Error, Result};
+use crate::store::cache::Cache;
+use crate::ui::progress::Reporter;
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Project tasks.")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Provision the pinned model checkpoints listed in models.toml.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Measure fetch and verify against curl, aria2c, sha256sum and openssl; write
+    /// BENCHMARKS.md (runs the bench program of the `tests` package: `--help` there).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Passed on to the bench (`--quick`, `--runs N`, `--out FILE`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+const FETCH_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models fetch                       # every non-optional model
+  cargo xtask models fetch --group gfpgan        # one group
+  cargo xtask models fetch --model sadtalker-256 --timeout 120
+  cargo xtask models fetch --all --log-file fetch.log
+  cargo xtask models fetch --jobs 8 --mirror https://models.internal/
+  cargo xtask models fetch --offline             # cache and local mirrors only
+
+Exit codes: 0 all present, 1 some model could not be fetched, 2 usage or manifest error.";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models verify                      # hash every non-optional model
+  cargo xtask models verify --model gfpgan-1.4
+  cargo xtask models verify --all --quiet        # only problems and the summary
+  cargo xtask models verify --full               # hash everything, ignore stamps
+  cargo xtask models verify --manifest-only      # check models.toml alone (pre-commit)
+
+Exit codes: 0 all ok, 1 some model missing or wrong, 2 usage or manifest error.";
+
+const CLEAN_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models clean --dry-run             # list what would go
+  cargo xtask models clean                       # remove partial and unlisted files
+  cargo xtask models clean --all                 # remove the model files as well
+  cargo xtask models clean --cache --dry-run     # list cache entries not pinned here
+
+Exit codes: 0 done, 1 some file could not be removed, 2 usage or manifest error.";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models status                      # every non-optional model
+  cargo xtask models status --all --json         # for scripts
+
+States: ok-stamped, unverified (right size, not hashed since it changed: run verify),
+missing, partial N%, wrong size, wrong hash, not a file.";
+
+const ADD_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models add https://host/releases/v1/model.pth --group extra
+  cargo xtask models add https://a/model.pth --url https://b/model.pth --name my-model
+  cargo xtask models add https://a/model.pth --sha256 <hex> --dry-run
+
+Exit codes: 0 pinned, 1 download failed or --sha256 differs, 2 usage error or duplicate.";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models run -- python inference.py --driven_audio a.wav --source_image face.png
+  cargo xtask models run --group gfpgan -- python inference.py --enhancer gfpgan
+
+The command finds the checkpoints directory in $MODELS_CHECKPOINTS_DIR. It starts only
+when every selected model is present and verified; its exit code becomes this one's.";
+
+const HOOK_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models hook install                # check models.toml and the models on commit
+  cargo xtask models hook uninstall              # remove exactly what install wrote
+
+The hook runs `cargo xtask models verify --manifest-only` when models.toml is staged, then
+`cargo xtask models verify --quiet`, which trusts unchanged files by their stamps.";
+
+const MIRROR_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models mirror /srv/models-mirror           # export the default set
+  cargo xtask models mirror /mnt/ci-cache --all
+  cargo xtask models fetch --mirror /mnt/ci-cache        # later jobs read it first
+
+Exit codes: 0 all exported, 1 some model was not present and verified, 2 usage error.";
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Download every selected model that is missing or wrong, verified, atomically.
+    #[command(after_help = FETCH_EXAMPLES)]
+    Fetch {
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        /// Install without size and sha256 checks, and count any file present as present.
+        #[arg(long)]
+        skip_checks: bool,
+        #[command(flatten)]
+        jobs: JobsArgs,
+        #[command(flatten)]
+        sources: SourceArgs,
+        /// Print one JSON document on stdout (schema in the README).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Report every selected model as ok, missing, wrong size or wrong hash.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Check presence only.
+        #[arg(long, conflicts_with = "full")]
+        skip_checks: bool,
+        /// Hash every file, even those whose stamp says they are unchanged.
+        #[arg(long)]
+        full: bool,
+        /// Check models.toml alone (schema, duplicates, hashes, paths, URLs); touch no files.
+        #[arg(long, conflicts_with_all = ["skip_checks", "full", "models", "groups", "all"])]
+        manifest_only: bool,
+        #[command(flatten)]
+        jobs: JobsArgs,
+        /// Print one JSON document on stdout (schema in the README).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// One row per model, from sizes and stamps alone: instant, never hashes.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Also look for partial downloads in this cache [default: as for fetch].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<Utf8PathBuf>,
+        /// Print one JSON document on stdout (schema in the README).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Remove partial downloads and files the manifest does not list.
+    #[command(after_help = CLEAN_EXAMPLES)]
+    Clean {
+        /// List what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove the model files the manifest lists.
+        #[arg(long)]
+        all: bool,
+        /// Also prune the shared cache of entries this manifest does not pin.
+        #[arg(long)]
+        cache: bool,
+        /// The cache to prune [default: $XTASK_MODELS_CACHE_DIR, else ~/.cache/xtask-models].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<Utf8PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Export verified models into DIR/sha256/<hex>, the layout `--mirror` reads.
+    #[command(after_help = MIRROR_EXAMPLES)]
+    Mirror {
+        /// The mirror directory to fill.
+        dir: Utf8PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        jobs: JobsArgs,
+        /// Take files from this cache too [default: as for fetch].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<Utf8PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Download a file, compute its size and sha256, and append its pin to models.toml.
+    #[command(after_help = ADD_EXAMPLES)]
+    Add {
+        /// Where to download it from.
+        url: String,
+        /// A further URL for the same file, tried in order (repeatable).
+        #[arg(long = "url", value_name = "URL")]
+        more_urls: Vec<String>,
+        /// The model's name [default: the URL's file name without its extension].
+        #[arg(long)]
+        name: Option<String>,
+        /// Where it goes, relative to the checkpoints directory [default: the URL's file name].
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long, value_name = "G")]
+        group: Option<String>,
+        /// Fetch it only when selected.
+        #[arg(long)]
+        optional: bool,
+        /// Refuse the download unless it has this sha256.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Print the entry instead of writing it to models.toml; the file is not kept.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop a download that grows past this many bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = add::DEFAULT_MAX_SIZE)]
+        max_size: u64,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Make sure the selected models are present and verified, then run a command.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run {
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        jobs: JobsArgs,
+        #[command(flatten)]
+        sources: SourceArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Install or remove a git pre-commit hook that runs the fast verify.
+    #[command(after_help = HOOK_EXAMPLES)]
+    Hook {
+        #[command(subcommand)]
+        action: HookAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HookAction {
+    /// Write the hook (keeping any lines of an existing pre-commit hook).
+    Install {
+        /// How the hook runs this tool.
+        #[arg(long, default_value = "cargo xtask", hide = true)]
+        command: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Remove exactly what `install` wrote.
+    Uninstall {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct TransferArgs {
+    /// Seconds allowed for connecting and for any stall between reads (not a total limit).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    timeout: Duration,
+    /// Further attempts per URL after a transient fault (timeouts, resets, 429, 5xx).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    retries: u32,
+    /// First retry delay in milliseconds; doubles per retry (tests shorten it).
+    #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
+    backoff_ms: u64,
+}
+
+impl TransferArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            timeout: self.timeout,
+            retries: self.retries,
+            backoff: Duration::from_millis(self.backoff_ms),
+            ..Settings::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct JobsArgs {
+    /// How many files to work on at once (1: one after another).
+    #[arg(long, short, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+}
+
+#[derive(Args, Debug)]
+struct SourceArgs {
+    /// The shared download cache [default: $XTASK_MODELS_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/xtask-models, else ~/.cache/xtask-models].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<Utf8PathBuf>,
+    /// Download straight into the checkpoints directory, without the shared cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Try this mirror first (repeatable): an http(s):// or file:// URL or a directory
+    /// holding sha256/<hex> files. Also read from $XTASK_MODELS_MIRRORS (space-separated).
+    #[arg(long, value_name = "URL")]
+    mirror: Vec<String>,
+    /// Make no network request: use only the cache, file:// URLs and directory mirrors.
+    /// Also set by XTASK_MODELS_OFFLINE=1.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args, Debug)]
+struct SelectArgs {
+    /// Select this model (repeatable). Without --model/--group: every non-optional model.
+    #[arg(long = "model", value_name = "NAME")]
+    models: Vec<String>,
+    /// Select every model of this group (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    groups: Vec<String>,
+    /// Select every model, optional ones included.
+    #[arg(long, conflicts_with_all = ["models", "groups"])]
+    all: bool,
+}
+
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// The manifest [default: models.toml at the workspace root].
+    #[arg(long, value_name = "PATH")]
+    manifest: Option<Utf8PathBuf>,
+    /// Where model files live [default: checkpoints/ at the workspace root].
+    #[arg(long, value_name = "DIR")]
+    checkpoints_dir: Option<Utf8PathBuf>,
+    /// Append a timestamped record of every download attempt to FILE.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<Utf8PathBuf>,
+    /// Print only errors and the final summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err("must be more than 0 and at most 86400 seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl CommonArgs {
+    fn location(&self, json: bool) -> Location {
+        Location {
+            manifest: self.manifest.clone(),
+            checkpoints: self.checkpoints_dir.clone(),
+            log_file: self.log_file.clone(),
+            quiet: self.quiet,
+            json,
+        }
+    }
+}
+
+/// Runs this workspace's command line in `args` (the program name first) and returns
+/// the exit code.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_models(args, &Defaults::from_workspace())
+}
+
+/// Runs the command line in `args` (the program name first) with `defaults` for the
+/// manifest and the checkpoints folder: what another workspace's xtask calls.
+pub fn run_models<I, T>(args: I, defaults: &Defaults) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    match dispatch(cli, defaults) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => report(&err),
+    }
+}
+
+pub fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
+    let command = match cli.task {
+        Task::Models { command } => command,
+        Task::Bench { args } => return bench(&args),
+    };
+    let open = |common: &CommonArgs, json: bool| Context::open(defaults, &common.location(json));
+    match command {
+        ModelsCommand::Fetch { select, transfer, skip_checks, jobs, sources, json, common } => {
+            let cx = open(&common, json)?;
+            let options = fetch_options(&cx, transfer.settings(), skip_checks, &jobs, sources)?;
+            Ok(fetch::run(&cx, &select.into(), options)?.exit_code())
+        }
+        ModelsCommand::Run { select, transfer, jobs, sources, common, command } => {
+            let cx = open(&common, false)?;
+            let options = fetch_options(&cx, transfer.settings(), false, &jobs, sources)?;
+            run_command::run(&cx, &select.into(), options, &command)
+        }
+        ModelsCommand::Verify { select, skip_checks, full, manifest_only, jobs, json, common } => {
+            let cx = open(&common, json)?;
+            if manifest_only {
+                let optional = cx.manifest.models.iter().filter(|m| m.optional).count();
+                let count = cx.manifest.models.len();
+                cx.say(&format!("{}: ok, {count} models ({optional} optional)", cx.manifest_path));
+                return Ok(0);
+            }
+            let trust = match (skip_checks, full) {
+                (true, _) => Trust::Presence,
+                (false, true) => Trust::Hash,
+                (false, false) => Trust::Stamps,
+            };
+            Ok(verify::run(&cx, &select.into(), trust, jobs.jobs.into())?.exit_code())
+        }
+        ModelsCommand::Status { select, cache_dir, json, common } => {
+            let cx = open(&common, json)?;
+            let cache = cache_at(cache_dir, &cx.reporter);
+            Ok(status::run(&cx, &select.into(), cache.as_ref())?.exit_code())
+        }
+        ModelsCommand::Clean { dry_run, all, cache, cache_dir, common } => {
+            let cx = open(&common, false)?;
+            let cache = if cache { cache_at(cache_dir, &cx.reporter) } else { None };
+            Ok(clean::run(&cx, &clean::Options { dry_run, all, cache })?.exit_code())
+        }
+        ModelsCommand::Mirror { dir, select, jobs, cache_dir, common } => {
+            let cx = open(&common, false)?;
+            let cache = cache_at(cache_dir, &cx.reporter);
+            let dir = absolute(&dir)?;
+            Ok(mirror::run(&cx, &select.into(), &dir, cache.as_ref(), jobs.jobs.into())?.exit_code())
+        }
+        ModelsCommand::Add {
+            url,
+            more_urls,
+            name,
+            path,
+            group,
+            optional,
+            sha256,
+            dry_run,
+            max_size,
+            transfer,
+            common,
+        } => {
+            let cx = open(&common, false)?;
+            let mut urls = vec![url];
+            urls.extend(more_urls);
+            let request = add::Request { urls, name, path, group, optional, sha256, dry_run, max_size };
+            Ok(add::run(&cx, request, transfer.settings())?.exit_code())
+        }
+        ModelsCommand::Hook { action: HookAction::Install { command, common } } => {
+            Ok(hook::install(&open(&common, false)?, &command)?.exit_code())
+        }
+        ModelsCommand::Hook { action: HookAction::Uninstall { common } } => {
+            Ok(hook::uninstall(&open(&common, false)?)?.exit_code())
+        }
+    }
+}
+
+/// `cargo xtask bench`: the benchmark lives in the `tests` package, beside the servers it
+/// shares with the tests, so it is built only when asked for. It measures this binary.
+fn bench(args: &[String]) -> Result<u8> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let tool = std::env::current_exe().map_err(|e| Error::usage(format!("cannot find this program: {e}")))?;
+    let root = crate::commands::Defaults::from_workspace().manifest;
+    let root = root.parent().map(ToOwned::to_owned).unwrap_or_default();
+    let status = std::process::Command::new(cargo)
+        .args(["run", "--quiet", "--package", "tests", "--bin", "bench", "--"])
+        .arg("--tool")
+        .arg(tool)
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .map_err(|e| Error::usage(format!("cannot run cargo for the bench: {e}")))?;
+    Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+}
+
+/// Fetch options from the command line and the environment.
+fn fetch_options(
+    cx: &Context,
+    settings: Settings,
+    skip_checks: bool,
+    jobs: &JobsArgs,
+    sources: SourceArgs,
+) -> Result<fetch::Options> {
+    let mut mirrors = sources.mirror;
+    mirrors.extend(env_list(MIRRORS_ENV));
+    for mirror in &mirrors {
+        plan::check_mirror(mirror)?;
+    }
+    // Unchecked bytes must never enter a store named by their pinned hash.
+    let cache = if sources.no_cache || skip_checks {
+        None
+    } else {
+        cache_at(sources.cache_dir, &cx.reporter)
+    };
+    let offline = sources.offline || env_flag(OFFLINE_ENV);
+    Ok(fetch::Options { settings, skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline })
+}
+
+/// Space- or comma-separated mirrors for every fetch on this machine.
+pub const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";
+/// `1` (or `true`, `yes`) makes every fetch offline.
+pub const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
+
+fn env_list(name: &str) -> Vec<String> {
+    let value = std::env::var(name).unwrap_or_default();
+    value.split([' ', ',', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn env_flag(name: &str) -> bool {
+    let value = std::env::var(name).unwrap_or_default().to_ascii_lowercase();
+    matches!(value.as_str(), "1" | "true" | "yes" | "on")
+}
+
+/// The cache at `dir`, else the default one; none (with a warning) when no home is known.
+fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<Cache> {
+    let root = dir.or_else(Cache::default_root);
+    if root.is_none() {
+        reporter.warn(
+            "no cache directory (neither HOME nor XDG_CACHE_HOME is set); downloading without the cache",
+        );
+    }
+    let root = absolute(&root?).ok()?;
+    Some(Cache { root })
+}
+
+impl From<SelectArgs> for Selection {
+    fn from(args: SelectArgs) -> Selection {
+        Selection { models: args.models, groups: args.groups, all: args.all }
+    }
+}
+
+/// Prints an error that ended the command; its variant picks the exit code.
+fn report(err: &Error) -> ExitCode {
+    match err {
+        Error::Manifest(manifest) => {
+            for line in manifest.to_string().lines() {
+                if line.starts_with("  ") {
+                    eprintln!("{line}");
+                } else {
+                    eprintln!("error: {line}");
+                }
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+    ExitCode::from(err.exit_code())
+}

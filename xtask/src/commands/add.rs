@@ -1,0 +1,294 @@
+//! `models add URL`: pin a new model from its URL.
+//!
+//! The file comes through the normal download path (retries, resume, sniffing, progress),
+//! its size and sha256 are computed in the same pass (or checked against `--sha256`),
+//! it is installed, and a `[[model]]` entry is appended to models.toml with toml_edit,
+//! so every existing comment, blank line and ordering stays byte for byte. Mistakes
+//! (a duplicate name or path, a bad path or URL) are refused before any download.
+
+use std::fs;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+use crate::commands::{Context, Report, describe};
+use crate::engine::check;
+use crate::engine::manifest::{self, Manifest, Model};
+use crate::engine::transfer::{Downloader, Expect, Job, Settings};
+use crate::error::{Error, IoContext, Origin, Result};
+use crate::net::url::{file_url_path, percent_decode};
+use crate::store::fs::{PARTIAL_SUFFIX, write_atomically};
+use crate::store::lock;
+use crate::store::stamp::Stamps;
+
+/// `--max-size` when not given: larger than any checkpoint, small enough that an endless
+/// body cannot fill a disk unnoticed.
+pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
+
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub urls: Vec<String>,
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub group: Option<String>,
+    pub optional: bool,
+    pub sha256: Option<String>,
+    pub dry_run: bool,
+    /// The most bytes the download may bring.
+    pub max_size: u64,
+}
+
+/// What `add` will write to the manifest, before the file's size and hash are known.
+struct Entry {
+    name: String,
+    path: Utf8PathBuf,
+    urls: Vec<String>,
+    group: Option<String>,
+    optional: bool,
+}
+
+pub fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report> {
+    let entry = plan_entry(cx, &request)?;
+    let dest = cx.checkpoints.join(&entry.path);
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Err(Error::usage(format!(
+            "{dest} already exists and is not the tool's: move it away, or choose another --path"
+        )));
+    }
+    let waiting = format!("waiting for `clean` to finish with {}", cx.checkpoints);
+    let _folder = lock::share_folder(&cx.checkpoints, cx.on_wait(&waiting))?;
+    // Bytes collect in a partial, are renamed to a staged file once complete, and reach
+    // `dest` only when pinned: nothing a user had is touched, whatever happens.
+    let file_name = entry.path.file_name().unwrap_or("model");
+    let partial = dest.with_file_name(format!("{file_name}.add{PARTIAL_SUFFIX}"));
+    let staged = dest.with_file_name(format!("{file_name}.added{PARTIAL_SUFFIX}"));
+    let job = Job {
+        name: &entry.name,
+        expect: Expect::Unknown { max_size: request.max_size },
+        sources: entry.urls.iter().cloned().map(Origin::Url).collect(),
+        partial,
+        target: staged.clone(),
+    };
+    let downloader = Downloader::new(settings);
+    let mut progress = cx.reporter.transfer(&entry.name, 0);
+    let fetched = match downloader.fetch(&job, &mut cx.listener(&entry.name, &mut progress)) {
+        Ok(fetched) => fetched,
+        Err(failed) => {
+            for tried in &failed.tried {
+                cx.reporter.error(&format!(
+                    "error: {}: {}\n  hint: {}",
+                    describe(&tried.origin),
+                    tried.fault,
+                    tried.fault.class.hint()
+                ));
+            }
+            return Ok(Report { ok: 0, failed: 1 });
+        }
+    };
+    drop(progress);
+    if let Some(expected) = &request.sha256
+        && fetched.sha256 != expected.to_ascii_lowercase()
+    {
+        let _ = fs::remove_file(&staged);
+        cx.reporter.error(&format!(
+            "error: the download's sha256 is {}, not the {expected} given with --sha256; nothing was pinned",
+            fetched.sha256
+        ));
+        return Ok(Report { ok: 0, failed: 1 });
+    }
+    let model = Model {
+        name: entry.name,
+        path: entry.path,
+        size: fetched.size,
+        sha256: fetched.sha256,
+        urls: entry.urls,
+        group: entry.group,
+        optional: entry.optional,
+    };
+    let table = entry_table(&model);
+    if request.dry_run {
+        // The checkpoints folder is left as it was: the download goes away.
+        let _ = fs::remove_file(&staged);
+        cx.say(&format!("[[model]]\n{table}"));
+        return Ok(Report { ok: 1, failed: 0 });
+    }
+    if let Err(e) = append_entry(&cx.manifest_path, table) {
+        let _ = fs::remove_file(&staged);
+        return Err(e);
+    }
+    fs::rename(&staged, &dest).at("install the file at", &dest)?;
+    let _ = Stamps::record(
+        &cx.checkpoints,
+        check::stamp_installed(&model, &dest).map(|s| (model.path.to_string(), s)).into_iter().collect(),
+    );
+    cx.say(&format!(
+        "pinned {} ({} bytes, sha256 {}) in {} and installed it at {dest}",
+        model.name, model.size, model.sha256, cx.manifest_path
+    ));
+    Ok(Report { ok: 1, failed: 0 })
+}
+
+/// The entry to pin, with size and hash still unknown; refused if it cannot be added.
+fn plan_entry(cx: &Context, request: &Request) -> Result<Entry> {
+    let first = request.urls.first().ok_or_else(|| Error::usage("give the URL to download"))?;
+    for url in &request.urls {
+        if let Some(why) = manifest::url_problem(url) {
+            return Err(Error::usage(format!("URL {} {why}", crate::text::redact_url(url))));
+        }
+    }
+    let file_name = url_file_name(first);
+    let path = match (&request.path, &file_name) {
+        (Some(path), _) => path.clone(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => {
+            return Err(Error::usage(format!(
+                "cannot tell a file name from {}; give --path",
+                crate::text::redact_url(first)
+            )));
+        }
+    };
+    if let Some(why) = manifest::path_problem(&path) {
+        return Err(Error::usage(format!("path {path:?} {why}")));
+    }
+    let name = request.name.clone().unwrap_or_else(|| default_name(&path));
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err(Error::usage(format!(
+            "model name {name:?} is not allowed; use letters, digits, '.', '_', '-'"
+        )));
+    }
+    if let Some(hex) = &request.sha256
+        && (hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(Error::usage("--sha256 must be 64 hex digits"));
+    }
+    if cx.manifest.find(&name).is_some() {
+        return Err(Error::usage(format!(
+            "{} already has a model named {name:?}; choose another --name",
+            cx.manifest_path
+        )));
+    }
+    if cx.manifest.models.iter().any(|m| m.path == path) {
+        return Err(Error::usage(format!(
+            "{} already pins the path {path:?}; choose another --path",
+            cx.manifest_path
+        )));
+    }
+    Ok(Entry {
+        name,
+        path: Utf8PathBuf::from(path),
+        urls: request.urls.clone(),
+        group: request.group.clone(),
+        optional: request.optional,
+    })
+}
+
+/// The last path segment of a URL, percent-decoded.
+fn url_file_name(url: &str) -> Option<String> {
+    if let Some(path) = file_url_path(url) {
+        return path.file_name().map(str::to_owned);
+    }
+    let without_query = url.split(['?', '#']).next()?;
+    let after_scheme = without_query.split_once("://")?.1;
+    let (_, path) = after_scheme.split_once('/')?;
+    let last = path.rsplit('/').next()?;
+    let decoded = percent_decode(last)?;
+    (!decoded.is_empty() && decoded != "." && decoded != "..").then_some(decoded)
+}
+
+/// `SadTalker_V0.0.2_256.safetensors` → `SadTalker_V0.0.2_256`, with other characters
+/// made into `-`.
+fn default_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let stem = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
+    let stem = if stem.is_empty() { file } else { stem };
+    stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect()
+}
+
+fn entry_table(model: &Model) -> Table {
+    let mut table = Table::new();
+    table["name"] = value(&model.name);
+    table["path"] = value(model.path.as_str());
+    table["size"] = value(i64::try_from(model.size).unwrap_or(i64::MAX));
+    table["sha256"] = value(&model.sha256);
+    let mut urls = Array::new();
+    for url in &model.urls {
+        urls.push(url.as_str());
+    }
+    table["urls"] = value(urls);
+    if let Some(group) = &model.group {
+        table["group"] = value(group);
+    }
+    if model.optional {
+        table["optional"] = value(true);
+    }
+    table
+}
+
+/// Appends `[[model]]` to the manifest. The entry is rendered by toml_edit and added
+/// after the last byte, so the existing text (comments, blank lines, order, a trailing
+/// comment) stays exactly as it was; the result is parsed again before it is written.
+fn append_entry(manifest: &Utf8Path, entry: Table) -> Result<()> {
+    let text = fs::read_to_string(manifest).at("read", manifest)?;
+    let mut models = ArrayOfTables::new();
+    models.push(entry);
+    let mut doc = DocumentMut::new();
+    doc.insert("model", Item::ArrayOfTables(models));
+    let separator = match text.as_str() {
+        "" => "",
+        t if t.ends_with("\n\n") => "",
+        t if t.ends_with('\n') => "\n",
+        _ => "\n\n",
+    };
+    let new_text = format!("{text}{separator}{doc}");
+    if let Err(err) = Manifest::parse(&new_text, manifest) {
+        return Err(Error::usage(format!("the entry cannot be appended to {manifest}:\n{err}")));
+    }
+    write_atomically(manifest, new_text.as_bytes()).at("write", manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths_default_from_the_url() {
+        assert_eq!(
+            url_file_name("https://h/a/b/GFPGANv1.4.pth?download=true").as_deref(),
+            Some("GFPGANv1.4.pth")
+        );
+        assert_eq!(url_file_name("https://h/a/my%20file.bin").as_deref(), Some("my file.bin"));
+        assert_eq!(url_file_name("https://h/"), None);
+        assert_eq!(url_file_name("file:///tmp/x.bin").as_deref(), Some("x.bin"));
+        assert_eq!(default_name("SadTalker_V0.0.2_256.safetensors"), "SadTalker_V0.0.2_256");
+        assert_eq!(default_name("my file.bin"), "my-file");
+        assert_eq!(default_name(".hidden"), ".hidden");
+    }
+
+    #[test]
+    fn appending_keeps_the_existing_text_byte_for_byte() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(temp.path().to_owned()).unwrap();
+        let path = dir.join("models.toml");
+        let original = format!(
+            "# header comment\n\n[[model]]   # trailing\nname = \"a\"  # why\npath = \"a.bin\"\nsize = 1\nsha256 = \"{}\"\nurls = [ \"https://h/a\" ]\n# last words",
+            "1".repeat(64)
+        );
+        std::fs::write(&path, &original).unwrap();
+        let model = Model {
+            name: "b".into(),
+            path: "b.bin".into(),
+            size: 2,
+            sha256: "2".repeat(64),
+            urls: vec!["https://h/b".into()],
+            group: Some("g".into()),
+            optional: true,
+        };
+        append_entry(&path, entry_table(&model)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let entry = format!(
+            "[[model]]\nname = \"b\"\npath = \"b.bin\"\nsize = 2\nsha256 = \"{}\"\nurls = [\"https://h/b\"]\ngroup = \"g\"\noptional = true\n",
+            "2".repeat(64)
+        );
+        assert_eq!(text, format!("{original}\n\n{entry}"));
+    }
+}

@@ -1,0 +1,217 @@
+//! `models clean`: remove partial downloads and files the manifest no longer lists.
+//!
+//! Only the checkpoints directory is walked, and symlinks are never followed: a link is
+//! reported and left alone, so nothing outside the directory can be touched. Every model
+//! the manifest lists (optional ones included) is kept unless `--all` asks for a clean
+//! slate, and so are `.gitignore` files, which keep downloads out of git. Clean holds the
+//! folder's lock exclusively, so it never deletes a file a running fetch is writing.
+//! `--cache` also prunes the shared cache of entries this manifest does not pin.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::commands::{Context, Report};
+use crate::engine::install::is_partial_name;
+use crate::error::{Error, IoContext, Result};
+use crate::store::cache::Cache;
+use crate::store::lock::{self, LOCK_DIR, Mode};
+use crate::store::stamp::STATE_FILE;
+use crate::text::human_bytes;
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    /// Remove the managed model files too.
+    pub all: bool,
+    /// Also prune this cache of entries the manifest does not pin, and of partials.
+    pub cache: Option<Cache>,
+}
+
+/// Why a file is to be removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Partial,
+    Unlisted,
+    Managed,
+}
+
+impl Reason {
+    fn describe(self) -> &'static str {
+        match self {
+            Reason::Partial => "partial download",
+            Reason::Unlisted => "not in the manifest",
+            Reason::Managed => "model file (--all)",
+        }
+    }
+}
+
+pub fn run(cx: &Context, options: &Options) -> Result<Report> {
+    let mut failures = 0;
+    if let Some(cache) = &options.cache {
+        failures += prune_cache(cx, cache, options.dry_run)?;
+    }
+    failures += clean_checkpoints(cx, options)?;
+    Ok(Report { ok: 0, failed: failures })
+}
+
+fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
+    let root = &cx.checkpoints;
+    refuse_unsafe_root(root)?;
+    if !root.is_dir() {
+        cx.say(&format!("nothing to clean: {root} does not exist"));
+        return Ok(0);
+    }
+    // Exclusive: no fetch or verify is using the folder while files go.
+    let waiting = format!("waiting for other fetch or verify processes using {root} to finish");
+    let (_folder, _) = lock::acquire(&lock::folder_lock(root), Mode::Exclusive, cx.on_wait(&waiting))?;
+    let listed: HashSet<&str> = cx.manifest.models.iter().map(|m| m.path.as_str()).collect();
+    let mut found = Vec::new();
+    let mut skipped = Vec::new();
+    walk(root, root, &mut found, &mut skipped)?;
+
+    let verb = if options.dry_run { "would remove" } else { "removed" };
+    let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
+    for (rel, size) in found {
+        if rel.starts_with(LOCK_DIR) || rel == STATE_FILE {
+            continue;
+        }
+        let reason = if is_partial_name(rel.as_str()) {
+            Reason::Partial
+        } else if listed.contains(rel.as_str()) {
+            if !options.all {
+                continue;
+            }
+            Reason::Managed
+        } else if rel.file_name() == Some(".gitignore") {
+            continue;
+        } else {
+            Reason::Unlisted
+        };
+        let path = root.join(&rel);
+        if !options.dry_run {
+            if let Err(e) = fs::remove_file(&path) {
+                cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
+                failures += 1;
+                continue;
+            }
+            remove_empty_parents(root, &path);
+        }
+        count += 1;
+        bytes += size;
+        cx.say(&format!("{verb} {rel} ({}, {})", human_bytes(size), reason.describe()));
+    }
+    for rel in skipped {
+        cx.reporter.note(&format!("left alone {rel} (not a regular file, or a symlink)"));
+    }
+    let mut summary = format!("{verb} {count} file(s), {}", human_bytes(bytes));
+    if options.dry_run && count > 0 {
+        summary.push_str("; run without --dry-run to delete them");
+    }
+    cx.say(&summary);
+    Ok(failures)
+}
+
+/// Removes cache entries this manifest does not pin, and partial downloads, listing sizes.
+fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
+    if !cache.root.is_dir() {
+        cx.say(&format!("nothing to prune: the cache {} does not exist", cache.root));
+        return Ok(0);
+    }
+    let waiting = format!("waiting for fetches using the cache {} to finish", cache.root);
+    let (_folder, _) = lock::acquire(&lock::folder_lock(&cache.root), Mode::Exclusive, cx.on_wait(&waiting))?;
+    let pinned: HashSet<&str> = cx.manifest.models.iter().map(|m| m.sha256.as_str()).collect();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
+    let sha256_dir = cache.root.join("sha256");
+    for (hex, size) in cache.entries().at("read the cache folder", &sha256_dir)? {
+        if pinned.contains(hex.as_str()) {
+            continue;
+        }
+        if !dry_run {
+            cache.remove(&hex);
+            if cache.entry(&hex).exists() {
+                cx.reporter.error(&format!("error: cannot remove {}", cache.entry(&hex)));
+                failures += 1;
+                continue;
+            }
+        }
+        count += 1;
+        bytes += size;
+        cx.say(&format!("{verb} cache entry {hex} ({}, not pinned here)", human_bytes(size)));
+    }
+    let partial_dir = cache.root.join("partial");
+    for (path, size) in cache.partials().at("read the cache folder", &partial_dir)? {
+        if !dry_run && let Err(e) = fs::remove_file(&path) {
+            cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
+            failures += 1;
+            continue;
+        }
+        count += 1;
+        bytes += size;
+        cx.say(&format!("{verb} {path} ({}, partial download)", human_bytes(size)));
+    }
+    cx.say(&format!("{verb} {count} cache file(s), {}", human_bytes(bytes)));
+    Ok(failures)
+}
+
+/// A mistyped `--checkpoints-dir` must not turn `clean` into `rm -r` of a project or home.
+fn refuse_unsafe_root(root: &Utf8Path) -> Result<()> {
+    let home = std::env::var("HOME").ok().map(Utf8PathBuf::from);
+    let canonical = root.canonicalize_utf8().unwrap_or_else(|_| root.to_owned());
+    let is_home = home.as_deref().is_some_and(|h| h.canonicalize_utf8().ok().as_deref() == Some(&canonical));
+    let why = if canonical.parent().is_none() {
+        Some("it is the filesystem root")
+    } else if is_home {
+        Some("it is your home directory")
+    } else if canonical.join(".git").exists() || canonical.join("Cargo.toml").exists() {
+        Some("it looks like a project directory (it holds .git or Cargo.toml)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::Usage(format!(
+            "refusing to clean {root}: {why}, not a checkpoints directory; check `--checkpoints-dir`"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Collects regular files (relative path, size) and everything else it will not touch.
+fn walk(
+    root: &Utf8Path,
+    dir: &Utf8Path,
+    files: &mut Vec<(Utf8PathBuf, u64)>,
+    skipped: &mut Vec<Utf8PathBuf>,
+) -> Result<()> {
+    let entries: io::Result<Vec<_>> = dir.read_dir_utf8().and_then(Iterator::collect);
+    let mut entries = entries.at("read the folder", dir)?;
+    entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
+    for entry in entries {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap_or(path).to_owned();
+        // symlink_metadata: a link is judged as a link, never by what it points to.
+        let meta = fs::symlink_metadata(path).at("look at", path)?;
+        if meta.is_dir() {
+            walk(root, path, files, skipped)?;
+        } else if meta.is_file() {
+            files.push((rel, meta.len()));
+        } else {
+            skipped.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Removes folders that removing `path` left empty, up to but not including `root`.
+fn remove_empty_parents(root: &Utf8Path, path: &Utf8Path) {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}

@@ -1,0 +1,189 @@
+//! What every command works with: the checked manifest, the checkpoints folder, where
+//! output goes, and the defaults of the workspace it runs in.
+
+use std::io::Write;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::engine::events::Event;
+use crate::engine::manifest::Manifest;
+use crate::error::{Error, EXIT_MODEL_FAILED, EXIT_OK, IoContext, Origin, Result};
+use crate::text::{redact_url, shell_quote};
+use crate::ui::attempt_log::AttemptLog;
+use crate::ui::progress::{Reporter, Transfer};
+
+/// Where a workspace keeps its pins and files, and how its users run the tool.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    /// The manifest when `--manifest` is not given.
+    pub manifest: Utf8PathBuf,
+    /// The checkpoints folder when `--checkpoints-dir` is not given.
+    pub checkpoints: Utf8PathBuf,
+}
+
+impl Defaults {
+    /// `models.toml` and `checkpoints/` at the root of the workspace this runs in.
+    pub fn from_workspace() -> Defaults {
+        Defaults::at(&workspace_root())
+    }
+
+    /// `models.toml` and `checkpoints/` in `root`.
+    pub fn at(root: &Utf8Path) -> Defaults {
+        Defaults { manifest: root.join("models.toml"), checkpoints: root.join("checkpoints") }
+    }
+}
+
+/// The root of the cargo workspace this runs in, found at run time: from the package
+/// cargo ran (`CARGO_MANIFEST_DIR` is set by `cargo run` for the process too), else from
+/// the current folder, the nearest ancestor whose Cargo.toml has a `[workspace]` table.
+/// Nothing is baked in at compile time, so a checkout moved together with its `target/`
+/// works on its own files.
+pub fn workspace_root() -> Utf8PathBuf {
+    let start = std::env::var("CARGO_MANIFEST_DIR")
+        .ok()
+        .map(Utf8PathBuf::from)
+        .or_else(|| std::env::current_dir().ok().and_then(|d| Utf8PathBuf::try_from(d).ok()))
+        .unwrap_or_else(|| Utf8PathBuf::from("."));
+    let is_workspace = |dir: &Utf8Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|text| text.lines().any(|line| line.trim() == "[workspace]"))
+    };
+    start.ancestors().find(|dir| is_workspace(dir)).unwrap_or(&start).to_owned()
+}
+
+/// The options every command takes that say which files it works on.
+#[derive(Clone, Debug, Default)]
+pub struct Location {
+    pub manifest: Option<Utf8PathBuf>,
+    pub checkpoints: Option<Utf8PathBuf>,
+    pub log_file: Option<Utf8PathBuf>,
+    pub quiet: bool,
+    /// `--json`: stdout carries one JSON document, so result lines go to stderr.
+    pub json: bool,
+}
+
+/// What every subcommand works with.
+pub struct Context {
+    pub manifest: Manifest,
+    pub manifest_path: Utf8PathBuf,
+    pub checkpoints: Utf8PathBuf,
+    pub reporter: Reporter,
+    pub log: Option<AttemptLog>,
+    pub json: bool,
+    /// The options a follow-up command needs to act on the same files.
+    location_args: String,
+}
+
+impl Context {
+    /// Reads and checks the manifest and opens the log, from `location` over `defaults`.
+    pub fn open(defaults: &Defaults, location: &Location) -> Result<Context> {
+        let manifest_path = absolute(location.manifest.as_deref().unwrap_or(&defaults.manifest))?;
+        let checkpoints = absolute(location.checkpoints.as_deref().unwrap_or(&defaults.checkpoints))?;
+        let manifest = Manifest::load(&manifest_path)?;
+        let log = match &location.log_file {
+            Some(path) => Some(AttemptLog::open(path).map_err(|e| {
+                Error::usage(format!("cannot open the log file {path}: {e}; choose another `--log-file`"))
+            })?),
+            None => None,
+        };
+        let mut location_args = String::new();
+        if manifest_path != defaults.manifest {
+            location_args.push_str(&format!(" --manifest {}", shell_quote(manifest_path.as_str())));
+        }
+        if checkpoints != defaults.checkpoints {
+            location_args.push_str(&format!(" --checkpoints-dir {}", shell_quote(checkpoints.as_str())));
+        }
+        Ok(Context {
+            manifest,
+            manifest_path,
+            checkpoints,
+            reporter: Reporter::for_stderr(location.quiet),
+            log,
+            json: location.json,
+            location_args,
+        })
+    }
+
+    /// A results line: on stdout, or on stderr when stdout carries `--json`. A reader
+    /// that went away (`| head`) is no reason to fail.
+    pub fn say(&self, line: &str) {
+        if self.json {
+            self.reporter.error(line);
+        } else {
+            let _ = writeln!(std::io::stdout(), "{line}");
+        }
+    }
+
+    /// ` --manifest X --checkpoints-dir Y` where these differ from the defaults.
+    pub fn location_args(&self) -> &str {
+        &self.location_args
+    }
+
+    /// The command that runs `subcommand` on one model of this same manifest and folder.
+    pub fn command_for(&self, subcommand: &str, model: &str) -> String {
+        format!("cargo xtask models {subcommand} --model {model}{}", self.location_args)
+    }
+
+    /// Says once that this process waits for another one holding a lock.
+    pub fn on_wait<'a>(&'a self, message: &'a str) -> impl FnOnce() + 'a {
+        move || self.reporter.note(message)
+    }
+
+    /// The listener that shows one model's download: its progress, its retries, and
+    /// each attempt in the `--log-file`.
+    pub fn listener<'a, 'r>(
+        &'a self,
+        name: &'a str,
+        progress: &'a mut Transfer<'r>,
+    ) -> impl FnMut(Event<'_>) + 'a {
+        move |event| match event {
+            Event::Started { origin, position } => progress.restart(position, &describe(origin)),
+            Event::Bytes(n) => progress.advance(n),
+            Event::Attempted(attempted) => {
+                if let Some(log) = &self.log {
+                    log.record(name, attempted);
+                }
+            }
+            Event::Retrying { origin, fault, wait } => self.reporter.warn(&format!(
+                "{name}: {fault} from {}; retrying in {:.1}s",
+                describe(origin),
+                wait.as_secs_f64()
+            )),
+            Event::GaveUp { origin, fault } => {
+                self.reporter.note(&format!("{name}: gave up on {}: {fault}", describe(origin)))
+            }
+            Event::Finished => {}
+        }
+    }
+}
+
+/// An origin as a user reads it: the redacted URL, or the local place.
+pub fn describe(origin: &Origin) -> String {
+    match (origin.url(), origin.path()) {
+        (Some(url), _) => redact_url(url),
+        (None, Some(path)) => format!("{} {path}", origin.kind()),
+        (None, None) => origin.kind().to_owned(),
+    }
+}
+
+/// How a command over several models ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Models that ended as asked (present, verified, exported).
+    pub ok: usize,
+    /// Models that could not be fetched, verified or exported.
+    pub failed: usize,
+}
+
+impl Report {
+    /// 0 when nothing failed, else 1.
+    pub fn exit_code(&self) -> u8 {
+        if self.failed > 0 { EXIT_MODEL_FAILED } else { EXIT_OK }
+    }
+}
+
+/// `path` made absolute against the current folder.
+pub fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf> {
+    let abs = std::path::absolute(path).at("resolve", path)?;
+    Utf8PathBuf::try_from(abs).map_err(|e| Error::usage(format!("{path} is not valid UTF-8: {e}")))
+}

@@ -1,0 +1,348 @@
+//! `models fetch`: make every selected model present and verified.
+//!
+//! The plan says which models are missing or wrong; those are provided on `--jobs`
+//! threads. Each model is locked first, so concurrent processes take turns and the
+//! second finds the file present. With the shared cache, bytes go into a
+//! content-addressed entry (locked too, so several checkouts download each file once)
+//! and the checkout gets a hard link; without it, into a temp file beside the
+//! destination. A model that cannot be provided gets a manual-download block with
+//! everything needed to place the file by hand, and the others still proceed.
+
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::commands::{Context, Report, describe};
+use crate::engine::check::{self, LocalState};
+use crate::engine::install;
+use crate::engine::manifest::Model;
+use crate::engine::plan::{self, Selection, Step, Trust};
+use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings};
+use crate::engine::workers;
+use crate::error::{Class, Fault, Origin, Result, Tried};
+use crate::store::cache::{Cache, Entry};
+use crate::store::fs::{Placed, link_or_copy};
+use crate::store::lock::{self, Mode};
+use crate::store::stamp::Stamps;
+use crate::text::{human_bytes, rate, redact_url};
+use crate::ui::json::{self, Document, FaultRecord, FetchState, FetchSummary, Record, TriedRecord};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub settings: Settings,
+    /// Install without size and sha256 checks, and count any file present as present.
+    pub skip_checks: bool,
+    /// Models provided at once.
+    pub jobs: usize,
+    /// `None` with `--no-cache` (and always with `--skip-checks`, so unchecked bytes
+    /// never enter a store named by content).
+    pub cache: Option<Cache>,
+    pub mirrors: Vec<String>,
+    pub offline: bool,
+}
+
+/// How one model ended up.
+enum Outcome {
+    Downloaded(Fetched),
+    /// From the cache, with no network request.
+    FromCache(Placed),
+    /// Another process provided it while this one waited.
+    Present,
+    /// The last fault of each origin tried.
+    Failed(Vec<Tried>),
+}
+
+pub fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Report> {
+    if options.skip_checks {
+        cx.reporter.error(
+            "warning: --skip-checks: sizes and sha256 are NOT checked; files may be incomplete or wrong",
+        );
+    }
+    let models = plan::select(&cx.manifest, selection)?;
+    let waiting = format!("waiting for `clean` to finish with {}", cx.checkpoints);
+    let _folder = lock::share_folder(&cx.checkpoints, cx.on_wait(&waiting))?;
+    let _cache_folder = match &options.cache {
+        Some(cache) => {
+            let waiting = format!("waiting for `clean` to finish with {}", cache.root);
+            Some(lock::share_folder(&cache.root, cx.on_wait(&waiting))?)
+        }
+        None => None,
+    };
+    let trust = if options.skip_checks { Trust::Presence } else { Trust::Stamps };
+    let steps = plan::survey(&models, &cx.checkpoints, trust, options.jobs);
+    let (present, missing): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.state.is_present());
+    for step in &present {
+        cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
+    }
+    let needed = bytes_to_download(&missing, options.cache.as_ref());
+    let (download_dir, flag) = match &options.cache {
+        Some(cache) => (cache.root.as_path(), "--cache-dir"),
+        None => (cx.checkpoints.as_path(), "--checkpoints-dir"),
+    };
+    let space = if options.offline { Ok(()) } else { plan::check_free_space(download_dir, flag, needed) };
+    let started = Instant::now();
+    let outcomes = match space {
+        Ok(()) => {
+            let downloader = Downloader::new(options.settings.clone());
+            cx.reporter.start_total(needed);
+            let outcomes =
+                workers::map(&missing, options.jobs, |step| provide(cx, &options, &downloader, step));
+            cx.reporter.finish_total();
+            outcomes
+        }
+        Err(message) => {
+            cx.reporter.error(&format!("error: {message}"));
+            let tried = Tried { origin: Origin::Disk(download_dir.to_owned()), fault: Fault::new(Class::NoSpace, message) };
+            missing.iter().map(|_| Outcome::Failed(vec![tried.clone()])).collect()
+        }
+    };
+    let mut totals = Totals { present: present.len(), elapsed: started.elapsed(), ..Totals::default() };
+    let mut fresh = Vec::new();
+    for (step, outcome) in missing.iter().zip(&outcomes) {
+        match outcome {
+            Outcome::Downloaded(fetched) => {
+                totals.fetched += 1;
+                totals.bytes += fetched.bytes;
+            }
+            Outcome::FromCache(_) => totals.from_cache += 1,
+            Outcome::Present => totals.present += 1,
+            Outcome::Failed(_) => totals.failed += 1,
+        }
+        let installed = matches!(outcome, Outcome::Downloaded(_) | Outcome::FromCache(_));
+        if installed && !options.skip_checks {
+            fresh.extend(
+                check::stamp_installed(step.model, &step.dest).map(|s| (step.model.path.to_string(), s)),
+            );
+        }
+    }
+    // Stamps only make the next run faster; failing to write them is no error.
+    let _ = Stamps::record(&cx.checkpoints, fresh);
+    print_summary(cx, &totals, options.skip_checks);
+    if cx.json {
+        let _ = json::print(&json_report(&present, &missing, &outcomes, &totals));
+    }
+    Ok(Report { ok: totals.fetched + totals.from_cache + totals.present, failed: totals.failed })
+}
+
+/// The `--json` document: one record per selected model, then the summary.
+fn json_report<'a>(
+    present: &'a [Step<'_>],
+    missing: &'a [Step<'_>],
+    outcomes: &[Outcome],
+    totals: &Totals,
+) -> Document<'a, FetchState, FetchSummary> {
+    let mut models: Vec<Record<'a, FetchState>> = present
+        .iter()
+        .map(|step| Record::new(step.model, FetchState::Present { checked: Some(step.state.label()) }))
+        .collect();
+    for (step, outcome) in missing.iter().zip(outcomes) {
+        let state = match outcome {
+            Outcome::Downloaded(f) => FetchState::Fetched {
+                url: f.origin.url().map(redact_url),
+                attempts: f.attempts,
+                bytes: f.bytes,
+                seconds: json::seconds(f.elapsed),
+            },
+            Outcome::FromCache(placed) => FetchState::FromCache { placed_by: placed.as_str() },
+            Outcome::Present => FetchState::Present { checked: None },
+            Outcome::Failed(tried) => FetchState::Failed {
+                error: tried.last().map(|t| FaultRecord::from(&t.fault)),
+                tried: tried.iter().map(TriedRecord::from).collect(),
+            },
+        };
+        models.push(Record::new(step.model, state));
+    }
+    let summary = FetchSummary {
+        fetched: totals.fetched,
+        from_cache: totals.from_cache,
+        present: totals.present,
+        failed: totals.failed,
+        bytes: totals.bytes,
+        seconds: json::seconds(totals.elapsed),
+    };
+    Document { command: "fetch", models, summary }
+}
+
+/// What still has to come over the network (cache hits cost nothing).
+fn bytes_to_download(missing: &[Step<'_>], cache: Option<&Cache>) -> u64 {
+    missing
+        .iter()
+        .filter(|s| cache.is_none_or(|c| !c.entry(&s.model.sha256).exists()))
+        .fold(0u64, |sum, s| sum.saturating_add(s.model.size))
+}
+
+/// Provides one model under its lock: from the cache, or by downloading it.
+fn provide(cx: &Context, options: &Options, downloader: &Downloader, step: &Step<'_>) -> Outcome {
+    let model = step.model;
+    let lock_path = lock::model_lock(&cx.checkpoints, &model.name);
+    let waiting = format!("{}: waiting for another fetch of {}", model.name, model.name);
+    let _model_lock = match lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting)) {
+        Ok((held, waited)) => {
+            // The survey is stale if another process held the lock, or created the file
+            // since: look again before downloading anything.
+            let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
+            if changed && check::inspect(model, &step.dest, options.skip_checks, None).0.is_present() {
+                cx.reporter.note(&format!("{}: present (another process fetched it)", model.name));
+                return Outcome::Present;
+            }
+            held
+        }
+        Err(e) => return fail(cx, model, &step.dest, vec![Tried { origin: Origin::Lock(lock_path), fault: Fault::from_error(&e) }]),
+    };
+    let result = match &options.cache {
+        Some(cache) => through_cache(cx, options, downloader, cache, step),
+        None => {
+            let job = job(model, options, install::partial_path(&step.dest, model), step.dest.clone());
+            download(cx, downloader, &job, options.offline).map(Outcome::Downloaded)
+        }
+    };
+    match result {
+        Ok(outcome) => {
+            report_success(cx, model, &step.dest, &outcome);
+            outcome
+        }
+        Err(failed) => fail(cx, model, &step.dest, failed.tried),
+    }
+}
+
+fn through_cache(
+    cx: &Context,
+    options: &Options,
+    downloader: &Downloader,
+    cache: &Cache,
+    step: &Step<'_>,
+) -> Result<Outcome, Failed> {
+    let model = step.model;
+    let lock_path = cache.lock(&model.sha256);
+    let waiting = format!("{}: waiting for another process downloading it into the cache", model.name);
+    let (_entry_lock, _) = lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting))
+        .map_err(|e| Failed::at(Origin::Lock(lock_path.clone()), Fault::from_error(&e)))?;
+    let entry = cache.entry(&model.sha256);
+    let downloaded = match cache.check(model.size, &model.sha256) {
+        Entry::Good => None,
+        found => {
+            if let Entry::Removed { reason } = found {
+                cx.reporter.warn(&format!(
+                    "{}: the cache entry {entry} was corrupt ({reason}); removed it, fetching again",
+                    model.name
+                ));
+            }
+            let job = job(model, options, cache.partial(&model.sha256), entry.clone());
+            let fetched = download(cx, downloader, &job, options.offline)?;
+            cache
+                .seal(&model.sha256)
+                .map_err(|e| Failed::at(Origin::Cache(entry.clone()), Fault::local(&entry, &e)))?;
+            Some(fetched)
+        }
+    };
+    let placed = link_or_copy(&entry, &step.dest)
+        .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
+    Ok(match downloaded {
+        Some(fetched) => Outcome::Downloaded(fetched),
+        None => Outcome::FromCache(placed),
+    })
+}
+
+/// A download of `model` from its sources (mirrors first), collecting in `partial`.
+fn job<'m>(model: &'m Model, options: &Options, partial: Utf8PathBuf, target: Utf8PathBuf) -> Job<'m> {
+    Job {
+        name: &model.name,
+        expect: Expect::of(model, options.skip_checks),
+        sources: plan::sources(model, &options.mirrors, options.offline),
+        partial,
+        target,
+    }
+}
+
+fn download(cx: &Context, downloader: &Downloader, job: &Job<'_>, offline: bool) -> Result<Fetched, Failed> {
+    if job.sources.is_empty() && offline {
+        let fetch = cx.command_for("fetch", job.name);
+        let detail = format!(
+            "offline, and no local source (cache, file:// URL or directory mirror) has it; `{fetch}` without --offline fetches it"
+        );
+        return Err(Failed::at(Origin::Offline, Fault::new(Class::Offline, detail)));
+    }
+    let mut progress = cx.reporter.transfer(job.name, job.expect.size().unwrap_or(0));
+    downloader.fetch(job, &mut cx.listener(job.name, &mut progress))
+}
+
+fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcome) {
+    let message = match outcome {
+        Outcome::Downloaded(f) => format!(
+            "{}: fetched {} in {:.1}s ({}) to {dest}",
+            model.name,
+            human_bytes(f.bytes),
+            f.elapsed.as_secs_f64(),
+            rate(f.bytes, f.elapsed)
+        ),
+        Outcome::FromCache(Placed::HardLink) => {
+            format!("{}: linked from the cache to {dest}", model.name)
+        }
+        Outcome::FromCache(Placed::Copy) => {
+            format!("{}: copied from the cache to {dest}", model.name)
+        }
+        Outcome::Present | Outcome::Failed(_) => return,
+    };
+    cx.reporter.note(&message);
+}
+
+fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<Tried>) -> Outcome {
+    cx.reporter.error(&manual_download_block(cx, model, dest, &tried));
+    Outcome::Failed(tried)
+}
+
+#[derive(Default)]
+struct Totals {
+    fetched: usize,
+    from_cache: usize,
+    present: usize,
+    failed: usize,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+fn print_summary(cx: &Context, t: &Totals, skip_checks: bool) {
+    let mut line = format!(
+        "fetched {} ({} in {:.1}s, {}), from cache {}, present {}, failed {}",
+        t.fetched,
+        human_bytes(t.bytes),
+        t.elapsed.as_secs_f64(),
+        rate(t.bytes, t.elapsed),
+        t.from_cache,
+        t.present,
+        t.failed
+    );
+    if skip_checks {
+        line.push_str(" (checks skipped)");
+    }
+    cx.say(&line);
+}
+
+/// Everything a user needs to put the file in place without this tool.
+fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[Tried]) -> String {
+    let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.path);
+    for (i, Tried { origin, fault }) in tried.iter().enumerate() {
+        out.push_str(&format!(
+            "    {}. {}\n       {fault}\n       hint: {}\n",
+            i + 1,
+            describe(origin),
+            fault.class.hint()
+        ));
+    }
+    if tried.last().is_some_and(|t| t.fault.class.is_local()) {
+        out.push_str("    (the remaining URLs were not tried: the fault above is local)\n");
+    }
+    out.push_str("  to install it by hand, download it from one of:\n");
+    for url in &model.urls {
+        out.push_str(&format!("    {}\n", redact_url(url)));
+    }
+    out.push_str(&format!(
+        "  and save it as:\n    {dest}\n  \
+         expected size:   {} bytes ({})\n  expected sha256: {}\n  then check it with:\n    {}",
+        model.size,
+        human_bytes(model.size),
+        model.sha256,
+        cx.command_for("verify", &model.name)
+    ));
+    out
+}

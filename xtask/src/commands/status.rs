@@ -1,0 +1,150 @@
+//! `models status`: one row per model, instantly.
+//!
+//! Status never hashes: it reads sizes, stamps and partial downloads, so it answers in
+//! milliseconds however large the files. A file of the right size without a valid stamp
+//! is `unverified` (run `verify` to hash it); a stamp whose sha256 differs from the pin
+//! says `wrong-hash` without reading a byte.
+
+use camino::Utf8Path;
+
+use crate::commands::{Context, Report};
+use crate::engine::check::{Glance, glance};
+use crate::engine::install;
+use crate::engine::manifest::Model;
+use crate::engine::plan::{self, Selection};
+use crate::error::Result;
+use crate::store::cache::Cache;
+use crate::store::stamp::Stamps;
+use crate::text::human_bytes;
+use crate::ui::json::{self, Document, Record, StatusState, StatusSummary};
+
+/// What status can tell about a model without reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    OkStamped,
+    Unverified,
+    Missing,
+    Partial { bytes: u64 },
+    WrongSize { actual: u64 },
+    WrongHash,
+    NotAFile,
+}
+
+impl State {
+    fn label(&self) -> &'static str {
+        match self {
+            State::OkStamped => "ok-stamped",
+            State::Unverified => "unverified",
+            State::Missing => "missing",
+            State::Partial { .. } => "partial",
+            State::WrongSize { .. } => "wrong-size",
+            State::WrongHash => "wrong-hash",
+            State::NotAFile => "not-a-file",
+        }
+    }
+}
+
+pub fn run(cx: &Context, selection: &Selection, cache: Option<&Cache>) -> Result<Report> {
+    let models = plan::select(&cx.manifest, selection)?;
+    let stamps = Stamps::load(&cx.checkpoints);
+    let rows: Vec<(&Model, State)> = models.iter().map(|&m| (m, state_of(cx, m, &stamps, cache))).collect();
+    let needed = rows.iter().fold(0u64, |sum, (m, _)| sum.saturating_add(m.size));
+    let present = rows
+        .iter()
+        .filter(|(_, s)| *s == State::OkStamped)
+        .fold(0u64, |sum, (m, _)| sum.saturating_add(m.size));
+    let ok = rows.iter().filter(|(_, s)| *s == State::OkStamped).count();
+    if cx.json {
+        let _ = json::print(&json_report(&rows, ok, present, needed));
+    } else {
+        print_table(cx, &rows, ok, present, needed);
+    }
+    // Status reports; it never fails a model.
+    Ok(Report { ok: rows.len(), failed: 0 })
+}
+
+/// The metadata check verify makes too, read without hashing.
+fn state_of(cx: &Context, model: &Model, stamps: &Stamps, cache: Option<&Cache>) -> State {
+    let dest = plan::destination(&cx.checkpoints, model);
+    match glance(model, &dest, Some(stamps)) {
+        Glance::Missing | Glance::Unreadable { .. } => {
+            partial_bytes(model, &dest, cache).map_or(State::Missing, |bytes| State::Partial { bytes })
+        }
+        Glance::NotAFile => State::NotAFile,
+        Glance::WrongSize { actual } => State::WrongSize { actual },
+        Glance::Stamped => State::OkStamped,
+        Glance::StampedOther => State::WrongHash,
+        Glance::Unproven(_) => State::Unverified,
+    }
+}
+
+/// Bytes already downloaded towards a missing model, beside it or in the cache.
+fn partial_bytes(model: &Model, dest: &Utf8Path, cache: Option<&Cache>) -> Option<u64> {
+    let beside = install::partial_path(dest, model);
+    let in_cache = cache.map(|c| c.partial(&model.sha256));
+    [Some(beside), in_cache]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+        .max()
+        .filter(|&bytes| bytes > 0)
+}
+
+fn describe(model: &Model, state: &State) -> String {
+    match state {
+        State::Partial { bytes } => {
+            let percent = (u128::from(*bytes) * 100).checked_div(u128::from(model.size)).unwrap_or(0);
+            format!("partial {percent}%")
+        }
+        State::WrongSize { actual } => format!("wrong size ({actual} B)"),
+        other => other.label().replace('-', " "),
+    }
+}
+
+fn print_table(cx: &Context, rows: &[(&Model, State)], ok: usize, present: u64, needed: u64) {
+    let name_width = rows.iter().map(|(m, _)| m.name.len()).max().unwrap_or(4).max(4);
+    let group_width =
+        rows.iter().map(|(m, _)| m.group.as_deref().unwrap_or("-").len()).max().unwrap_or(5).max(5);
+    cx.say(&format!(
+        "{:<name_width$}  {:<group_width$}  {:>10}  {:<16}  PATH",
+        "NAME", "GROUP", "SIZE", "STATE"
+    ));
+    for (model, state) in rows {
+        cx.say(&format!(
+            "{:<name_width$}  {:<group_width$}  {:>10}  {:<16}  {}",
+            model.name,
+            model.group.as_deref().unwrap_or("-"),
+            human_bytes(model.size),
+            describe(model, state),
+            model.path
+        ));
+    }
+    cx.say(&format!(
+        "{ok} of {} ok; {} of {} present and verified",
+        rows.len(),
+        human_bytes(present),
+        human_bytes(needed)
+    ));
+}
+
+fn json_report<'a>(
+    rows: &[(&'a Model, State)],
+    ok: usize,
+    present: u64,
+    needed: u64,
+) -> Document<'a, StatusState, StatusSummary> {
+    let models = rows
+        .iter()
+        .map(|(model, state)| {
+            let mut record = StatusState { state: state.label(), partial_bytes: None, actual_size: None };
+            match state {
+                State::Partial { bytes } => record.partial_bytes = Some(*bytes),
+                State::WrongSize { actual } => record.actual_size = Some(*actual),
+                _ => {}
+            }
+            Record::new(*model, record)
+        })
+        .collect();
+    let summary = StatusSummary { models: rows.len(), ok, bytes_present: present, bytes_needed: needed };
+    Document { command: "status", models, summary }
+}

@@ -1,0 +1,285 @@
+//! Stage 4: is this the file the pin describes?
+//!
+//! Two questions live here. For bytes on disk: does the file have the pinned size and
+//! sha256 ([`inspect`])? For bytes arriving over the network: do the first bytes look
+//! like a web page or a Git LFS pointer instead of a model ([`sniff`])? A downloaded
+//! file is only ever installed after [`crate::engine::transfer`] has compared its streamed hash
+//! with the pin, so nothing here is on the download's hot path except the sniff.
+
+use std::fs::Metadata;
+use std::io;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use camino::Utf8Path;
+use sha2::{Digest, Sha256};
+
+use crate::engine::manifest::Model;
+use crate::error::{Class, Fault};
+use crate::store::hash::{HASH_BUFFER, hash_file, hex};
+use crate::store::stamp::{Fingerprint, Stamp, Stamps};
+
+/// What a model's destination holds now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalState {
+    /// Size and sha256 match the pin (hashed just now).
+    Ok,
+    /// Unchanged since it was hashed and matched (its stamp vouches for it).
+    Stamped,
+    /// `--skip-checks`: a file is there; nothing about it was checked.
+    Unchecked,
+    Missing,
+    /// Something other than a regular file sits at the path (a directory, a device).
+    NotAFile,
+    WrongSize {
+        actual: u64,
+    },
+    WrongHash {
+        actual: String,
+    },
+    /// The file exists but could not be read.
+    Unreadable {
+        error: String,
+    },
+}
+
+impl LocalState {
+    /// The state's name in `--json` output and `status`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LocalState::Ok => "ok",
+            LocalState::Stamped => "ok-stamped",
+            LocalState::Unchecked => "unverified",
+            LocalState::Missing => "missing",
+            LocalState::NotAFile => "not-a-file",
+            LocalState::WrongSize { .. } => "wrong-size",
+            LocalState::WrongHash { .. } => "wrong-hash",
+            LocalState::Unreadable { .. } => "unreadable",
+        }
+    }
+
+    pub fn is_present(&self) -> bool {
+        matches!(self, LocalState::Ok | LocalState::Stamped | LocalState::Unchecked)
+    }
+}
+
+/// What a destination's metadata alone says, before any byte is read: the one check
+/// `verify` (which then hashes what it must) and `status` (which never hashes) share.
+#[derive(Debug)]
+pub enum Glance {
+    Missing,
+    NotAFile,
+    Unreadable { error: String },
+    WrongSize { actual: u64 },
+    /// A stamp vouches for this very file as the pin.
+    Stamped,
+    /// A stamp for this very file says its sha256 is not the pin's.
+    StampedOther,
+    /// The right size, no stamp for it: only hashing can tell.
+    Unproven(Metadata),
+}
+
+/// Looks at `dest` without reading it.
+pub fn glance(model: &Model, dest: &Utf8Path, stamps: Option<&Stamps>) -> Glance {
+    let meta = match std::fs::metadata(dest) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Glance::Missing,
+        Err(err) => return Glance::Unreadable { error: err.to_string() },
+    };
+    if !meta.is_file() {
+        return Glance::NotAFile;
+    }
+    if meta.len() != model.size {
+        return Glance::WrongSize { actual: meta.len() };
+    }
+    let stamp = stamps.and_then(|s| s.get(model.path.as_str()));
+    match stamp {
+        Some(stamp) if stamp.fingerprint == Fingerprint::of(&meta) && stamp.sha256 == model.sha256 => {
+            Glance::Stamped
+        }
+        Some(stamp) if stamp.fingerprint == Fingerprint::of(&meta) => Glance::StampedOther,
+        _ => Glance::Unproven(meta),
+    }
+}
+
+/// Looks at a model's destination: presence only with `skip_checks`; else size, then
+/// the stamp (when `stamps` are trusted), then a full hash. A hash that matched on a
+/// file that stayed unchanged meanwhile also yields the stamp to record.
+pub fn inspect(
+    model: &Model,
+    dest: &Utf8Path,
+    skip_checks: bool,
+    stamps: Option<&Stamps>,
+) -> (LocalState, Option<Stamp>) {
+    if skip_checks {
+        return match std::fs::metadata(dest) {
+            Ok(meta) if meta.is_file() => (LocalState::Unchecked, None),
+            Ok(_) => (LocalState::NotAFile, None),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => (LocalState::Missing, None),
+            Err(err) => (LocalState::Unreadable { error: err.to_string() }, None),
+        };
+    }
+    let meta = match glance(model, dest, stamps) {
+        Glance::Missing => return (LocalState::Missing, None),
+        Glance::NotAFile => return (LocalState::NotAFile, None),
+        Glance::Unreadable { error } => return (LocalState::Unreadable { error }, None),
+        Glance::WrongSize { actual } => return (LocalState::WrongSize { actual }, None),
+        Glance::Stamped => return (LocalState::Stamped, None),
+        // A stamp that says "wrong" is not trusted either: the file is hashed again.
+        Glance::StampedOther => match std::fs::metadata(dest) {
+            Ok(meta) => meta,
+            Err(err) => return (LocalState::Unreadable { error: err.to_string() }, None),
+        },
+        Glance::Unproven(meta) => meta,
+    };
+    let before = Fingerprint::of(&meta);
+    match hash_file(dest) {
+        Ok(actual) if actual == model.sha256 => {
+            let after = std::fs::metadata(dest).map(|m| Fingerprint::of(&m)).ok();
+            let stamp = (after == Some(before)).then_some(Stamp { sha256: actual, fingerprint: before });
+            (LocalState::Ok, stamp)
+        }
+        Ok(actual) => (LocalState::WrongHash { actual }, None),
+        Err(err) => (LocalState::Unreadable { error: err.to_string() }, None),
+    }
+}
+
+/// The stamp of a file just installed from bytes that were checked on the way in.
+pub fn stamp_installed(model: &Model, dest: &Utf8Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(dest).ok()?;
+    Some(Stamp { sha256: model.sha256.clone(), fingerprint: Fingerprint::of(&meta) })
+}
+
+/// Buffers in flight between a download and its [`BackgroundHasher`]: enough to keep
+/// both cores busy, small enough to keep memory flat (4 MiB) whatever the file size.
+const HASH_QUEUE: usize = 4;
+
+/// Hashes on a second core while the caller receives and writes, so a download costs
+/// about as much as the slower of the two instead of their sum. Buffers go round a
+/// fixed pool: the caller fills one, hands it over with [`hash`](Self::hash), and gets
+/// it back from [`buffer`](Self::buffer) once hashed, so nothing is copied or allocated
+/// per chunk.
+pub struct BackgroundHasher {
+    work: Option<SyncSender<(Vec<u8>, usize)>>,
+    free: Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<Sha256>>,
+}
+
+impl BackgroundHasher {
+    pub fn start() -> BackgroundHasher {
+        let (work, queue) = sync_channel::<(Vec<u8>, usize)>(HASH_QUEUE);
+        let (give_back, free) = sync_channel(HASH_QUEUE);
+        for _ in 0..HASH_QUEUE {
+            let _ = give_back.send(vec![0u8; HASH_BUFFER]);
+        }
+        let thread = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for (buf, len) in queue {
+                hasher.update(&buf[..len]);
+                // The caller may have stopped taking buffers; that is fine.
+                let _ = give_back.try_send(buf);
+            }
+            hasher
+        });
+        BackgroundHasher { work: Some(work), free, thread: Some(thread) }
+    }
+
+    /// An empty buffer of [`HASH_BUFFER`] bytes, once one is free.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.free.recv().unwrap_or_else(|_| vec![0u8; HASH_BUFFER])
+    }
+
+    /// Queues `buf[..len]` for hashing, in order.
+    pub fn hash(&self, buf: Vec<u8>, len: usize) {
+        if let Some(work) = &self.work {
+            let _ = work.send((buf, len));
+        }
+    }
+
+    /// Waits for the queue to drain and returns the digest as lowercase hex. A hashing
+    /// thread that died is an error: its digest would describe bytes nobody hashed.
+    pub fn finish(mut self) -> Result<String, Fault> {
+        self.work = None;
+        let died = || Fault::new(Class::LocalIo, "the hashing thread stopped unexpectedly; nothing was installed");
+        let thread = self.thread.take().ok_or_else(died)?;
+        let hasher = thread.join().map_err(|_| died())?;
+        Ok(hex(&hasher.finalize()))
+    }
+}
+
+impl Drop for BackgroundHasher {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread; join so no thread outlives the transfer.
+        self.work = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// How many leading bytes [`sniff`] wants to see before it decides.
+pub const SNIFF_LEN: usize = 512;
+
+/// Recognises the two classic wrong answers from their first bytes: an HTML page (login,
+/// consent, quota or error page) and a Git LFS pointer. Model formats (pickle, zip,
+/// safetensors, MATLAB, numbers in text) never start like either.
+pub fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
+    if prefix.starts_with(b"version https://git-lfs.github.com/spec/") {
+        return Some(Class::LfsPointer);
+    }
+    let start = prefix.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(prefix.len());
+    let text = &prefix[start..];
+    if text.first() != Some(&b'<') {
+        return None;
+    }
+    let says_html =
+        content_type.is_some_and(|ct| ct.to_ascii_lowercase().trim_start().starts_with("text/html"));
+    let lower: Vec<u8> = text.iter().take(64).map(u8::to_ascii_lowercase).collect();
+    const TAGS: &[&[u8]] =
+        &[b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta", b"<script", b"<!--"];
+    let looks_html = TAGS.iter().any(|tag| lower.starts_with(tag));
+    (looks_html || says_html).then_some(Class::HtmlPage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_finds_pages_and_pointers_but_not_models() {
+        assert_eq!(sniff(b"\n  <!DOCTYPE html><html>", None), Some(Class::HtmlPage));
+        assert_eq!(sniff(b"<HTML><body>quota", None), Some(Class::HtmlPage));
+        assert_eq!(sniff(b"<div>", Some("text/html; charset=utf-8")), Some(Class::HtmlPage));
+        assert_eq!(sniff(b"<div>", Some("application/octet-stream")), None);
+        let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n";
+        assert_eq!(sniff(pointer, None), Some(Class::LfsPointer));
+        assert_eq!(sniff(b"PK\x03\x04zip", Some("text/html")), None);
+        assert_eq!(sniff(b"\x80\x02}q\x00pickle", None), None);
+        assert_eq!(sniff(b"MATLAB 5.0 MAT-file", None), None);
+        assert_eq!(sniff(b"", None), None);
+    }
+
+    #[test]
+    fn the_background_hasher_matches_a_direct_hash_across_buffers() {
+        let data: Vec<u8> = (0..3 * HASH_BUFFER + 12_345).map(|i| (i % 251) as u8).collect();
+        let hasher = BackgroundHasher::start();
+        for chunk in data.chunks(HASH_BUFFER - 7) {
+            let mut buf = hasher.buffer();
+            buf[..chunk.len()].copy_from_slice(chunk);
+            hasher.hash(buf, chunk.len());
+        }
+        assert_eq!(hasher.finish().unwrap(), hex(&Sha256::digest(&data)));
+        // Dropped unfinished, it still ends its thread.
+        drop(BackgroundHasher::start());
+    }
+
+    #[test]
+    fn a_hashing_thread_that_dies_is_an_error_not_an_empty_digest() {
+        let hasher = BackgroundHasher::start();
+        // A length past the buffer makes the hashing thread panic on the slice.
+        hasher.hash(vec![0u8; 4], 10);
+        let err = hasher.finish().unwrap_err();
+        assert_eq!(err.class, Class::LocalIo);
+        assert!(err.detail.contains("hashing thread"), "{}", err.detail);
+    }
+}

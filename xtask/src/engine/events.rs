@@ -1,0 +1,42 @@
+//! What a download reports while it runs, as rustup's download crate does: the engine
+//! emits [`Event`]s to a callback and knows no UI. Progress bars, `--log-file` and the
+//! retry warnings are listeners in the command layer.
+
+use std::time::Duration;
+
+use crate::error::{Decision, Fault, Origin};
+
+/// One thing that happened to one model's download.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An attempt on `origin` starts receiving; `position` bytes are already on disk (0:
+    /// from the start, more: a resume).
+    Started { origin: &'a Origin, position: u64 },
+    /// This many more bytes were written to the temp file.
+    Bytes(u64),
+    /// An attempt ended, well or not.
+    Attempted(&'a Attempted<'a>),
+    /// A transient fault: the same origin is tried again after `wait`.
+    Retrying { origin: &'a Origin, fault: &'a Fault, wait: Duration },
+    /// The origin failed for good; the next one, if any, is tried.
+    GaveUp { origin: &'a Origin, fault: &'a Fault },
+    /// The file is in place.
+    Finished,
+}
+
+/// One attempt, as the attempt log records it.
+#[derive(Debug)]
+pub struct Attempted<'a> {
+    pub origin: &'a Origin,
+    pub attempt: u32,
+    /// The HTTP status of the answer the body came from, when there was one.
+    pub status: Option<u16>,
+    pub bytes: u64,
+    /// Where the attempt resumed in the file; 0 for a fresh start.
+    pub resumed_from: u64,
+    pub duration: Duration,
+    /// `None` when the attempt succeeded.
+    pub fault: Option<&'a Fault>,
+    /// What comes next; `None` when the attempt succeeded.
+    pub decision: Option<Decision>,
+}

@@ -1,0 +1,94 @@
+//! Stage 5: put a checked file at its destination, atomically.
+//!
+//! Bytes are written to a temp file beside the destination (same directory, so the same
+//! filesystem) and only a file whose size and sha256 matched is fsynced and renamed over
+//! the destination. A crash at any moment leaves either the old destination or the new
+//! one, never a mix; the directory is fsynced too so the rename itself survives a crash.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::engine::manifest::Model;
+use crate::store::fs::{PARTIAL_SUFFIX, prepare_destination, sync_parent};
+
+/// Where a model's bytes collect while they download. The pin's hash is part of the name
+/// so that bytes for an old pin are never taken for bytes of the new one.
+pub fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
+    let file_name = dest.file_name().unwrap_or("download");
+    let pin = model.sha256.get(..12).unwrap_or("unpinned");
+    dest.with_file_name(format!("{file_name}.{pin}{PARTIAL_SUFFIX}"))
+}
+
+pub fn is_partial_name(name: &str) -> bool {
+    name.ends_with(PARTIAL_SUFFIX) || name.ends_with(".part-validator")
+}
+
+/// Opens the temp file, keeping what an earlier attempt left in it for a resume, and
+/// creating the folders it needs.
+pub fn open_partial(path: &Utf8Path) -> io::Result<File> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+/// Where the validator (ETag or Last-Modified) of a partial download is kept, so a resume
+/// can ask the server whether the file is still the same (`If-Range`).
+pub fn validator_path(partial: &Utf8Path) -> Utf8PathBuf {
+    partial.with_extension("part-validator")
+}
+
+/// Removes a partial download and its validator: its bytes are known to be bad.
+pub fn discard_partial(partial: &Utf8Path) {
+    let _ = fs::remove_file(partial);
+    let _ = fs::remove_file(validator_path(partial));
+}
+
+/// Makes a checked temp file the destination: fsync, rename over, fsync the folder.
+pub fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
+    file.sync_all()?;
+    prepare_destination(dest)?;
+    fs::rename(partial, dest)?;
+    sync_parent(dest);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        Model {
+            name: "m".into(),
+            path: "a/m.bin".into(),
+            size: 1,
+            sha256: "0123456789abcdef".repeat(4),
+            urls: vec![],
+            group: None,
+            optional: false,
+        }
+    }
+
+    #[test]
+    fn the_partial_sits_beside_the_destination_and_names_the_pin() {
+        let p = partial_path(Utf8Path::new("/c/a/m.bin"), &model());
+        assert_eq!(p, "/c/a/m.bin.0123456789ab.part");
+        assert!(is_partial_name(p.file_name().unwrap()));
+    }
+
+    #[test]
+    fn install_replaces_the_destination_and_consumes_the_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
+        let dest = dir.join("sub/m.bin");
+        let partial = partial_path(&dest, &model());
+        let file = open_partial(&partial).unwrap();
+        std::fs::write(&partial, b"new").unwrap();
+        std::fs::write(&dest, b"old").unwrap();
+        install(&file, &partial, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        assert!(!partial.exists());
+    }
+}

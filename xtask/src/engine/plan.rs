@@ -1,0 +1,240 @@
+//! Stage 2: which models, where they go, and what each one needs.
+//!
+//! A plan is the selected models with their destinations and what is on disk there now.
+//! Building it touches no network; fetch then downloads exactly the models whose state
+//! is not present, after checking that they fit on the disk.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::engine::check::{self, LocalState};
+use crate::engine::manifest::{Manifest, Model};
+use crate::engine::workers;
+use crate::error::{Error, Origin};
+use crate::net::url::file_url_path;
+use crate::store::stamp::Stamps;
+use crate::text::human_bytes;
+
+/// What the user asked for on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub models: Vec<String>,
+    pub groups: Vec<String>,
+    /// Every model, optional ones included.
+    pub all: bool,
+}
+
+/// Picks models in manifest order. Without names or groups: every non-optional model,
+/// or every model with `all`. Names and groups select exactly what they name.
+pub fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Result<Vec<&'m Model>, Error> {
+    for name in &selection.models {
+        if manifest.find(name).is_none() {
+            let known: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "no model named {name:?} in the manifest; known models: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    for group in &selection.groups {
+        if !manifest.models.iter().any(|m| m.group.as_deref() == Some(group)) {
+            let mut known: Vec<&str> = manifest.models.iter().filter_map(|m| m.group.as_deref()).collect();
+            known.sort_unstable();
+            known.dedup();
+            return Err(Error::Usage(format!(
+                "no group named {group:?} in the manifest; known groups: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    let explicit = !selection.models.is_empty() || !selection.groups.is_empty();
+    let picked = manifest.models.iter().filter(|m| {
+        if explicit {
+            selection.models.contains(&m.name)
+                || m.group.as_ref().is_some_and(|g| selection.groups.contains(g))
+        } else {
+            selection.all || !m.optional
+        }
+    });
+    Ok(picked.collect())
+}
+
+/// One selected model, where it goes, and what is there now.
+pub struct Step<'m> {
+    pub model: &'m Model,
+    pub dest: Utf8PathBuf,
+    pub state: LocalState,
+}
+
+/// How much to trust what is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Presence only (`--skip-checks`).
+    Presence,
+    /// Unchanged stamped files are trusted; the rest is hashed.
+    Stamps,
+    /// Everything is hashed (`verify --full`).
+    Hash,
+}
+
+pub fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
+    checkpoints.join(&model.path)
+}
+
+/// Inspects every selected model's destination, hashing on up to `jobs` threads what
+/// `trust` does not let through, and records stamps for the files that hashed right.
+pub fn survey<'m>(models: &[&'m Model], checkpoints: &Utf8Path, trust: Trust, jobs: usize) -> Vec<Step<'m>> {
+    let stamps = (trust == Trust::Stamps).then(|| Stamps::load(checkpoints));
+    let inspected = workers::map(models, jobs, |&model| {
+        let dest = destination(checkpoints, model);
+        let (state, fresh) = check::inspect(model, &dest, trust == Trust::Presence, stamps.as_ref());
+        (Step { model, dest, state }, fresh.map(|stamp| (model.path.to_string(), stamp)))
+    });
+    let (steps, fresh): (Vec<_>, Vec<_>) = inspected.into_iter().unzip();
+    // Stamps only save time later; a read-only folder just goes without.
+    let _ = Stamps::record(checkpoints, fresh.into_iter().flatten().collect());
+    steps
+}
+
+/// Where a model can come from, in the order to try: each mirror (addressed by content,
+/// `<mirror>/sha256/<hex>`), then the model's own URLs. Offline, only local sources
+/// remain: `file://` URLs and directory mirrors.
+pub fn sources(model: &Model, mirrors: &[String], offline: bool) -> Vec<Origin> {
+    let mirrored = mirrors.iter().map(|mirror| Origin::Mirror(mirror_url(mirror, &model.sha256)));
+    mirrored
+        .chain(model.urls.iter().cloned().map(Origin::Url))
+        .filter(|origin| !offline || origin.url().is_some_and(|url| file_url_path(url).is_some()))
+        .collect()
+}
+
+/// A mirror is an http(s) or file:// URL, or a plain directory path.
+fn mirror_url(mirror: &str, sha256: &str) -> String {
+    let base = mirror.trim_end_matches('/');
+    if base.contains("://") {
+        return format!("{base}/sha256/{sha256}");
+    }
+    let dir = std::path::absolute(base).map_or_else(|_| base.to_owned(), |p| p.display().to_string());
+    format!("file://{}/sha256/{sha256}", dir.trim_end_matches('/'))
+}
+
+/// Checks `--mirror` values (and the environment's) before anything runs.
+pub fn check_mirror(mirror: &str) -> Result<(), Error> {
+    let Some((scheme, _)) = mirror.split_once("://") else {
+        return Ok(());
+    };
+    if ["http", "https", "file"].contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "mirror {mirror:?} uses an unsupported scheme; use an http(s):// or file:// URL or a directory path"
+    )))
+}
+
+/// Refuses a download that cannot fit in `dir`, before a byte is written; `flag` is the
+/// option that moves `dir` elsewhere (`--checkpoints-dir` or `--cache-dir`).
+pub fn check_free_space(dir: &Utf8Path, flag: &str, needed: u64) -> Result<(), String> {
+    if needed == 0 {
+        return Ok(());
+    }
+    let probe = nearest_existing(dir);
+    let Ok(available) = fs4::available_space(probe.as_std_path()) else {
+        // Some filesystems cannot say; the download itself will report a full disk.
+        return Ok(());
+    };
+    if needed <= available {
+        return Ok(());
+    }
+    Err(format!(
+        "not enough free space for the download in {dir}: needed {} ({needed} bytes), available {} ({available} bytes)\n  \
+         hint: free {} on that disk, or choose another disk with `{flag} DIR`, or fetch fewer models with `--model NAME`",
+        human_bytes(needed),
+        human_bytes(available),
+        human_bytes(needed - available),
+    ))
+}
+
+/// The folder itself, or its closest ancestor that exists yet.
+fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
+    path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let model = |name: &str, group: Option<&str>, optional: bool| Model {
+            name: name.into(),
+            path: format!("{name}.bin").into(),
+            size: 1,
+            sha256: "0".repeat(64),
+            urls: vec!["http://x/".into()],
+            group: group.map(Into::into),
+            optional,
+        };
+        Manifest {
+            models: vec![
+                model("a", Some("core"), false),
+                model("b", Some("core"), false),
+                model("c", Some("legacy"), true),
+                model("d", None, false),
+            ],
+        }
+    }
+
+    fn names(selection: Selection) -> Vec<String> {
+        let m = manifest();
+        select(&m, &selection).unwrap().iter().map(|m| m.name.clone()).collect()
+    }
+
+    #[test]
+    fn the_default_selection_skips_optional_models() {
+        assert_eq!(names(Selection::default()), ["a", "b", "d"]);
+        assert_eq!(names(Selection { all: true, ..Selection::default() }), ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn names_and_groups_select_exactly_those_in_manifest_order() {
+        let s = Selection { models: vec!["d".into()], groups: vec!["legacy".into()], all: false };
+        assert_eq!(names(s), ["c", "d"]);
+    }
+
+    #[test]
+    fn unknown_names_list_the_known_ones() {
+        let m = manifest();
+        let err = select(&m, &Selection { models: vec!["zz".into()], ..Selection::default() }).unwrap_err();
+        assert!(err.to_string().contains("known models: a, b, c, d"), "{err}");
+        let err = select(&m, &Selection { groups: vec!["zz".into()], ..Selection::default() }).unwrap_err();
+        assert!(err.to_string().contains("known groups: core, legacy"), "{err}");
+    }
+
+    #[test]
+    fn mirrors_come_first_and_offline_keeps_only_local_sources() {
+        let mut m = manifest().models.remove(0);
+        m.urls = vec!["https://origin/a".into(), "file:///srv/a".into()];
+        let mirrors = vec!["http://m1/".into(), "/var/mirror".into(), "file:///nfs/m".into()];
+        let hex = "0".repeat(64);
+        assert_eq!(
+            sources(&m, &mirrors, false),
+            [
+                Origin::Mirror(format!("http://m1/sha256/{hex}")),
+                Origin::Mirror(format!("file:///var/mirror/sha256/{hex}")),
+                Origin::Mirror(format!("file:///nfs/m/sha256/{hex}")),
+                Origin::Url("https://origin/a".into()),
+                Origin::Url("file:///srv/a".into()),
+            ]
+        );
+        assert_eq!(sources(&m, &mirrors, true).len(), 3);
+        assert!(check_mirror("ftp://x").is_err());
+        assert!(check_mirror("relative/dir").is_ok());
+    }
+
+    #[test]
+    fn free_space_is_refused_with_both_numbers() {
+        let dir = Utf8PathBuf::try_from(std::env::temp_dir()).unwrap().join("no/such/dir/yet");
+        assert!(check_free_space(&dir, "--cache-dir", 1).is_ok());
+        let err = check_free_space(&dir, "--cache-dir", u64::MAX).unwrap_err();
+        assert!(err.contains("needed") && err.contains("available"), "{err}");
+        assert!(err.contains("`--cache-dir DIR`"), "the hint names the folder's own option: {err}");
+        assert!(err.contains(&u64::MAX.to_string()));
+    }
+}

@@ -1,0 +1,785 @@
+//! Stage 3: move one model's bytes from its sources to where they are checked.
+//!
+//! Each source is tried in order. A transient fault (see [`Class::is_transient`]) earns
+//! the same source another attempt after an exponential, jittered backoff or the
+//! server's `Retry-After`; a permanent one moves on to the next source at once; a local
+//! one (disk full, permissions) gives the model up, since every source would fail alike.
+//!
+//! Attempts resume: bytes already in the temp file (from an earlier attempt, or a run
+//! that was killed) are rehashed from disk and only the rest is requested, with
+//! `Range` and, when the server gave a validator, `If-Range`, so a changed upstream file
+//! is never spliced onto an old prefix. The retry budget is restored whenever an attempt
+//! makes real progress, and a hard cap on attempts keeps a trickling server bounded.
+//!
+//! Bytes travel one path, [`Sink::accept`]: checked, into the temp file and the progress
+//! report, then handed to the hashing thread, in one pass. The first bytes are sniffed
+//! for web pages and LFS pointers, the transfer stops the moment the body outgrows the
+//! pin, and only a file whose size and hash match is installed.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use ureq::Body;
+use ureq::http::{HeaderMap, Response};
+
+use crate::engine::check::{self, BackgroundHasher, SNIFF_LEN};
+use crate::engine::events::{Attempted, Event};
+use crate::engine::install;
+use crate::engine::manifest::Model;
+use crate::engine::retry::{backoff, parse_retry_after};
+use crate::error::{Class, Decision, Fault, Origin, Tried};
+use crate::net::auth::Credentials;
+use crate::net::client::{Answer, Method, Net, status_fault};
+use crate::net::hosts::{self, PageVerdict};
+use crate::net::proxy::ProxyEnv;
+use crate::net::url::file_url_path;
+use crate::store::fs::write_atomically;
+use crate::store::hash::{HASH_BUFFER, hex};
+
+/// An attempt that moved at least this many bytes restores the retry budget.
+pub const REAL_PROGRESS: u64 = 1 << 20;
+/// However much progress attempts make, one source gets at most this many times the
+/// normal number of attempts, so a server that stalls every few megabytes still ends.
+const ATTEMPT_CAP_FACTOR: u32 = 5;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Bounds connecting and any stall between reads, never a whole transfer.
+    pub timeout: Duration,
+    /// Further attempts per source after a transient fault.
+    pub retries: u32,
+    /// The first backoff; each later one doubles, up to [`crate::engine::retry::MAX_BACKOFF`].
+    pub backoff: Duration,
+    /// Read `HTTPS_PROXY` and friends; tests turn this off so loopback stays direct.
+    pub proxy_from_env: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            timeout: Duration::from_secs(60),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            proxy_from_env: true,
+        }
+    }
+}
+
+/// What the bytes must turn out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect<'m> {
+    /// The pin: exactly this size and sha256, or nothing is installed.
+    Pinned { size: u64, sha256: &'m str },
+    /// `--skip-checks`: whatever arrives is installed unchecked.
+    Unchecked { size: u64 },
+    /// `add`: size and sha256 are learned from the bytes, up to `max_size` of them.
+    Unknown { max_size: u64 },
+}
+
+impl<'m> Expect<'m> {
+    /// The pin of `model`, or no checks with `skip_checks`.
+    pub fn of(model: &'m Model, skip_checks: bool) -> Expect<'m> {
+        if skip_checks {
+            Expect::Unchecked { size: model.size }
+        } else {
+            Expect::Pinned { size: model.size, sha256: &model.sha256 }
+        }
+    }
+
+    /// The size the bytes will have, when known before they arrive.
+    pub fn size(&self) -> Option<u64> {
+        match *self {
+            Expect::Pinned { size, .. } | Expect::Unchecked { size } => Some(size),
+            Expect::Unknown { .. } => None,
+        }
+    }
+
+    /// The most bytes a body may bring before it is cut off.
+    fn ceiling(&self) -> Option<u64> {
+        match *self {
+            Expect::Pinned { size, .. } => Some(size),
+            Expect::Unchecked { .. } => None,
+            Expect::Unknown { max_size } => Some(max_size),
+        }
+    }
+
+    fn pinned(&self) -> Option<(u64, &'m str)> {
+        match *self {
+            Expect::Pinned { size, sha256 } => Some((size, sha256)),
+            _ => None,
+        }
+    }
+}
+
+/// One download: the sources to try, where bytes collect, and where the checked file is
+/// renamed to (the destination, or a cache entry).
+#[derive(Clone, Debug)]
+pub struct Job<'m> {
+    /// The model's name, for messages.
+    pub name: &'m str,
+    pub expect: Expect<'m>,
+    /// Mirrors and URLs, in the order to try.
+    pub sources: Vec<Origin>,
+    pub partial: Utf8PathBuf,
+    pub target: Utf8PathBuf,
+}
+
+/// A model that arrived, matched its pin and was installed.
+#[derive(Debug)]
+pub struct Fetched {
+    pub origin: Origin,
+    /// The sha256 of what was installed (the pin's, unless checks were skipped).
+    pub sha256: String,
+    /// The size of what was installed.
+    pub size: u64,
+    /// Bytes received over all attempts (a resumed prefix is not counted again).
+    pub bytes: u64,
+    pub attempts: u32,
+    pub elapsed: Duration,
+}
+
+/// Every source of a model failed; the last fault of each source tried, in order.
+#[derive(Debug)]
+pub struct Failed {
+    pub tried: Vec<Tried>,
+}
+
+impl Failed {
+    pub fn at(origin: Origin, fault: Fault) -> Failed {
+        Failed { tried: vec![Tried { origin, fault }] }
+    }
+}
+
+/// What one attempt did, for the log and the retry budget.
+#[derive(Default)]
+struct AttemptStats {
+    resumed_from: u64,
+    received: u64,
+    status: Option<u16>,
+}
+
+/// The listener a download reports to.
+pub type Listener<'l> = dyn FnMut(Event<'_>) + 'l;
+
+pub struct Downloader {
+    net: Net,
+    settings: Settings,
+}
+
+/// Interstitial pages (Drive's virus-scan warning) followed at most, per attempt.
+const MAX_INTERSTITIALS: usize = 3;
+/// An HTML answer is read up to this much to find out what it is.
+const PAGE_LIMIT: usize = 1 << 20;
+
+impl Downloader {
+    pub fn new(settings: Settings) -> Downloader {
+        let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
+        let net = Net::new(settings.timeout, proxies, Credentials::from_environment());
+        Downloader { net, settings }
+    }
+
+    /// Downloads `job` into `job.target`, trying each source in turn, reporting to `events`.
+    pub fn fetch(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
+        let started = Instant::now();
+        let mut tried = Vec::new();
+        let mut received = 0;
+        for origin in &job.sources {
+            match self.fetch_from(job, origin, events, &mut received) {
+                Ok((attempts, sha256, size)) => {
+                    let _ = std::fs::remove_file(install::validator_path(&job.partial));
+                    events(Event::Finished);
+                    return Ok(Fetched {
+                        origin: origin.clone(),
+                        sha256,
+                        size,
+                        bytes: received,
+                        attempts,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Err((fault, decision)) => {
+                    events(Event::GaveUp { origin, fault: &fault });
+                    tried.push(Tried { origin: origin.clone(), fault });
+                    if decision == Decision::GiveUp {
+                        break;
+                    }
+                }
+            }
+        }
+        // The temp file stays for a later resume: bytes known to be bad were discarded
+        // by the attempt that found out.
+        Err(Failed { tried })
+    }
+
+    /// Attempts one source until it succeeds, turns out permanent, or runs out of
+    /// retries. Returns the number of attempts made and the installed file's sha256 and size.
+    fn fetch_from(
+        &self,
+        job: &Job<'_>,
+        origin: &Origin,
+        events: &mut Listener<'_>,
+        received: &mut u64,
+    ) -> Result<(u32, String, u64), (Fault, Decision)> {
+        let cap = (self.settings.retries.saturating_add(1)).saturating_mul(ATTEMPT_CAP_FACTOR);
+        let (mut attempt, mut failures) = (0, 0u32);
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let mut stats = AttemptStats::default();
+            let result = self.attempt(job, origin, events, &mut stats).and_then(|(file, sha256, size)| {
+                install::install(&file, &job.partial, &job.target)
+                    .map(|()| (sha256, size))
+                    .map_err(|e| Fault::local(&job.target, &e))
+            });
+            *received += stats.received;
+            if stats.received >= REAL_PROGRESS {
+                failures = 0;
+            }
+            let mut attempted = Attempted {
+                origin,
+                attempt,
+                status: stats.status,
+                bytes: stats.received,
+                resumed_from: stats.resumed_from,
+                duration: started.elapsed(),
+                fault: None,
+                decision: None,
+            };
+            let fault = match result {
+                Ok((sha256, size)) => {
+                    events(Event::Attempted(&attempted));
+                    return Ok((attempt, sha256, size));
+                }
+                Err(fault) => fault,
+            };
+            failures += 1;
+            let decision = if fault.class.is_local() {
+                Decision::GiveUp
+            } else if fault.class.is_transient() && failures <= self.settings.retries && attempt < cap {
+                Decision::Retry
+            } else {
+                Decision::NextUrl
+            };
+            attempted.status = fault.status.or(attempted.status);
+            attempted.fault = Some(&fault);
+            attempted.decision = Some(decision);
+            events(Event::Attempted(&attempted));
+            if decision != Decision::Retry {
+                return Err((fault, decision));
+            }
+            let wait = fault.retry_after.unwrap_or_else(|| backoff(self.settings.backoff, failures));
+            events(Event::Retrying { origin, fault: &fault, wait });
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// One attempt: continue the temp file from the source, then check it whole.
+    fn attempt(
+        &self,
+        job: &Job<'_>,
+        origin: &Origin,
+        events: &mut Listener<'_>,
+        stats: &mut AttemptStats,
+    ) -> Result<(File, String, u64), Fault> {
+        let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
+        let local = |e: io::Error| Fault::local(&job.partial, &e);
+        let mut file = install::open_partial(&job.partial).map_err(local)?;
+        let mut have = file.metadata().map_err(local)?.len();
+        let too_long = job.expect.ceiling().is_some_and(|ceiling| have > ceiling);
+        // Without a pin, only the validator ties a partial to this URL: bytes from
+        // elsewhere (another URL given to an earlier `add`) must not be resumed.
+        let unproven = matches!(job.expect, Expect::Unknown { .. }) && read_validator(&job.partial, url).is_none();
+        if have > 0 && (too_long || unproven) {
+            file.set_len(0).map_err(local)?;
+            have = 0;
+        }
+        let mut hasher = BackgroundHasher::start();
+        if have > 0 {
+            rehash_prefix(&mut file, have, &hasher).map_err(local)?;
+        }
+        if have > 0 && job.expect.pinned().is_some_and(|(size, _)| size == have) {
+            // A complete download whose install was interrupted: no request needed.
+            let sink = Sink::new(job, file, hasher, have, events);
+            return sink.finish_or_discard(have);
+        }
+        let validator = if have > 0 { read_validator(&job.partial, url) } else { None };
+        let source = self.open(job, url, have, validator.as_deref())?;
+        stats.status = source.status;
+        if source.start != have {
+            // The server sent the whole file (no range support, or it changed): restart.
+            file.set_len(0).map_err(local)?;
+            hasher = BackgroundHasher::start();
+            have = 0;
+        }
+        if have == 0 {
+            write_validator(&job.partial, url, source.validator.as_deref());
+        }
+        file.seek(SeekFrom::Start(have)).map_err(local)?;
+        stats.resumed_from = have;
+        events(Event::Started { origin, position: have });
+        let Source { mut body, content_type, declared, .. } = source;
+        let mut sink = Sink::new(job, file, hasher, have, events);
+        sink.content_type = content_type;
+        sink.declared = declared;
+        let pumped = sink.pump(&mut *body);
+        stats.received = sink.written - have;
+        if let Err(fault) = pumped {
+            if matches!(fault.class, Class::Oversize | Class::HtmlPage | Class::LfsPointer) {
+                install::discard_partial(&job.partial);
+            }
+            return Err(fault);
+        }
+        sink.finish_or_discard(have)
+    }
+
+    /// Opens `url` from byte `from` on. The answer says where its body really starts:
+    /// at `from`, or at 0 when the server ignored or refused the range.
+    fn open(&self, job: &Job<'_>, url: &str, from: u64, validator: Option<&str>) -> Result<Source, Fault> {
+        if let Some(path) = file_url_path(url) {
+            return open_file(&path, from);
+        }
+        let url = hosts::normalize_drive_url(url).unwrap_or_else(|| url.to_owned());
+        let check = |headers: &HeaderMap| match job.expect.pinned() {
+            Some((size, sha256)) => hosts::check_linked(headers, size, sha256),
+            None => Ok(()),
+        };
+        if from == 0 && hosts::is_resolve_url(&url) {
+            // Ask before downloading: a stale pin shows in the headers of the first hop.
+            match self.net.request(Method::Head, &url, &[], &[], &check) {
+                Err(fault) if fault.class == Class::StalePin => return Err(fault),
+                _ => {}
+            }
+        }
+        let mut headers = Vec::new();
+        if from > 0 {
+            headers.push(("Range", format!("bytes={from}-")));
+            if let Some(validator) = validator {
+                headers.push(("If-Range", validator.to_owned()));
+            }
+        }
+        let mut answer = self.net.request(Method::Get, &url, &headers, &[], &check)?;
+        for _ in 0..MAX_INTERSTITIALS {
+            let status = answer.response.status().as_u16();
+            let is_html = header(&answer.response, "content-type")
+                .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"));
+            if status != 200 || !is_html {
+                break;
+            }
+            let Answer { response, url: page_url, cookies } = answer;
+            let content_type = header(&response, "content-type");
+            let validator = validator_of(&response);
+            let mut body = response.into_body().into_reader();
+            let mut page = Vec::new();
+            let read = (&mut body).take(PAGE_LIMIT as u64).read_to_end(&mut page);
+            if check::sniff(&page, content_type.as_deref()).is_none() || read.is_err() && page.is_empty() {
+                // Labelled HTML but not a page after all: hand over what was read, then the rest.
+                let body: Box<dyn Read> = Box::new(io::Cursor::new(page).chain(body));
+                return Ok(Source { body, start: 0, status: Some(status), content_type, declared: None, validator });
+            }
+            let text = String::from_utf8_lossy(&page);
+            match hosts::judge_page(&text, &page_url) {
+                PageVerdict::FollowUp(next) => {
+                    answer = self.net.request(Method::Get, &next, &[], &cookies, &check)?;
+                }
+                PageVerdict::Refused(fault) => return Err(fault),
+                PageVerdict::Unknown => {
+                    let what = html_title(&page)
+                        .map_or_else(|| "an HTML page".to_owned(), |t| format!("an HTML page titled {t:?}"));
+                    return Err(Fault::new(Class::HtmlPage, format!("received {what} instead of the file")));
+                }
+            }
+        }
+        let response = answer.response;
+        let status = response.status().as_u16();
+        let start = match status {
+            200 => 0,
+            206 if from > 0 => {
+                let range = header(&response, "content-range").as_deref().and_then(parse_content_range);
+                match range {
+                    Some((first, _)) if first == from => from,
+                    // A range we did not ask for, or none we can read: start over.
+                    _ => return self.open(job, &url, 0, None),
+                }
+            }
+            // The range is past the end: the partial is stale.
+            416 if from > 0 => return self.open(job, &url, 0, None),
+            _ => {
+                let mut fault = status_fault(status);
+                fault.retry_after =
+                    header(&response, "retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+                return Err(fault);
+            }
+        };
+        let content_type = header(&response, "content-type");
+        let declared = header(&response, "content-length").and_then(|v| v.trim().parse().ok());
+        let validator = validator_of(&response);
+        let body = Box::new(response.into_body().into_reader());
+        Ok(Source { body, start, status: Some(status), content_type, declared, validator })
+    }
+}
+
+fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// What to send as `If-Range` when resuming: a strong ETag, else Last-Modified.
+fn validator_of(response: &Response<Body>) -> Option<String> {
+    header(response, "etag").filter(|e| !e.starts_with("W/")).or_else(|| header(response, "last-modified"))
+}
+
+/// An open body, where it starts in the file, and what its headers promised.
+struct Source {
+    body: Box<dyn Read>,
+    start: u64,
+    /// The HTTP status it came with (none for a local file).
+    status: Option<u16>,
+    content_type: Option<String>,
+    /// Bytes this body says it holds (from `start`).
+    declared: Option<u64>,
+    /// The ETag or Last-Modified to send as `If-Range` when resuming.
+    validator: Option<String>,
+}
+
+fn open_file(path: &Utf8Path, from: u64) -> Result<Source, Fault> {
+    let mut file = File::open(path).map_err(|e| {
+        let class = match e.kind() {
+            io::ErrorKind::NotFound => Class::NotFound,
+            io::ErrorKind::PermissionDenied => Class::Forbidden,
+            _ => Class::Connection,
+        };
+        Fault::new(class, format!("cannot open {path}: {e}"))
+    })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = if from > 0 && from <= len && file.seek(SeekFrom::Start(from)).is_ok() { from } else { 0 };
+    Ok(Source {
+        body: Box::new(file),
+        start,
+        status: None,
+        content_type: None,
+        declared: Some(len - start),
+        validator: None,
+    })
+}
+
+/// `bytes 100-999/1000` → (100, Some(1000)); `bytes 100-999/*` → (100, None).
+pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    if last < first {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((first, total))
+}
+
+/// Feeds the bytes already on disk through the hasher, so a resume checks the whole file.
+fn rehash_prefix(file: &mut File, len: u64, hasher: &BackgroundHasher) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut left = len;
+    while left > 0 {
+        let mut buf = hasher.buffer();
+        let want = left.min(HASH_BUFFER as u64) as usize;
+        file.read_exact(&mut buf[..want])?;
+        hasher.hash(buf, want);
+        left -= want as u64;
+    }
+    Ok(())
+}
+
+/// The validator file names its URL by hash: a signed URL's token must not sit on disk.
+fn url_key(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(url.as_bytes()))
+}
+
+fn read_validator(partial: &Utf8Path, url: &str) -> Option<String> {
+    let text = std::fs::read_to_string(install::validator_path(partial)).ok()?;
+    let (for_url, validator) = text.split_once('\n')?;
+    (for_url == url_key(url)).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn write_validator(partial: &Utf8Path, url: &str, validator: Option<&str>) {
+    let path = install::validator_path(partial);
+    match validator {
+        // Only an aid to resuming: failing to keep it is not an error.
+        Some(v) => {
+            let _ = write_atomically(&path, format!("{}\n{v}\n", url_key(url)).as_bytes());
+        }
+        None => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Where the bytes of one attempt go: temp file, progress and hasher, together. It
+/// borrows the job for what the bytes must be and where they go.
+struct Sink<'s, 'e, 'l> {
+    job: &'s Job<'s>,
+    file: File,
+    hasher: BackgroundHasher,
+    /// Bytes in the temp file, resumed prefix included.
+    written: u64,
+    /// Where this body starts in the file.
+    start: u64,
+    /// The first bytes of the file, for sniffing; unused when resuming mid-file.
+    prefix: Vec<u8>,
+    sniffed: bool,
+    content_type: Option<String>,
+    /// Bytes the body says it holds (from `start`).
+    declared: Option<u64>,
+    events: &'e mut Listener<'l>,
+}
+
+impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
+    fn new(
+        job: &'s Job<'s>,
+        file: File,
+        hasher: BackgroundHasher,
+        written: u64,
+        events: &'e mut Listener<'l>,
+    ) -> Self {
+        Sink {
+            job,
+            file,
+            hasher,
+            written,
+            start: written,
+            prefix: Vec::with_capacity(SNIFF_LEN),
+            sniffed: written > 0,
+            content_type: None,
+            declared: None,
+            events,
+        }
+    }
+
+    fn pump(&mut self, body: &mut dyn Read) -> Result<(), Fault> {
+        if self.sniffed {
+            self.judge_resumed()?;
+        }
+        loop {
+            let mut buf = self.hasher.buffer();
+            let (n, error) = fill(body, &mut buf);
+            // Bytes that arrived before a fault are kept: a later attempt resumes after them.
+            if n > 0 {
+                self.accept(&buf[..n])?;
+                self.hasher.hash(buf, n);
+            }
+            if let Some(e) = error {
+                // What did arrive may already say more than the broken connection does.
+                if !self.sniffed {
+                    self.judge_prefix()?;
+                }
+                return Err(read_fault(&e, self.written));
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        if !self.sniffed {
+            self.judge_prefix()?;
+        }
+        Ok(())
+    }
+
+    /// Checks a chunk, then writes it and reports it; the caller hands it to the hasher.
+    fn accept(&mut self, chunk: &[u8]) -> Result<(), Fault> {
+        if !self.sniffed {
+            let take = chunk.len().min(SNIFF_LEN - self.prefix.len());
+            self.prefix.extend_from_slice(&chunk[..take]);
+            if self.prefix.len() == SNIFF_LEN {
+                self.judge_prefix()?;
+            }
+        }
+        if let Some(ceiling) = self.job.expect.ceiling()
+            && self.written.saturating_add(chunk.len() as u64) > ceiling
+        {
+            let what = if self.job.expect.pinned().is_some() { "the pinned" } else { "the allowed" };
+            return Err(Fault::new(
+                Class::Oversize,
+                format!("the body is larger than {what} {ceiling} bytes; stopped reading"),
+            ));
+        }
+        self.file.write_all(chunk).map_err(|e| self.write_fault(&e))?;
+        self.written += chunk.len() as u64;
+        (self.events)(Event::Bytes(chunk.len() as u64));
+        Ok(())
+    }
+
+    /// A failed write; a full disk says how far the download got and that it is kept.
+    fn write_fault(&self, e: &io::Error) -> Fault {
+        let partial = &self.job.partial;
+        let mut fault = Fault::local(partial, e);
+        if fault.class == Class::NoSpace {
+            let of = self.job.expect.size().map_or_else(String::new, |size| format!(" of {size}"));
+            fault.detail = format!(
+                "no space to write {partial}: {e}, after {}{of} bytes (the partial download is kept; a later run resumes it)",
+                self.written
+            );
+        }
+        fault
+    }
+
+    /// Called once, when the first bytes are in: is this the file at all?
+    fn judge_prefix(&mut self) -> Result<(), Fault> {
+        self.sniffed = true;
+        if let Some(class) = check::sniff(&self.prefix, self.content_type.as_deref()) {
+            let what = match class {
+                Class::LfsPointer => "a Git LFS pointer".to_owned(),
+                _ => match html_title(&self.prefix) {
+                    Some(title) => format!("an HTML page titled {title:?}"),
+                    None => "an HTML page".to_owned(),
+                },
+            };
+            return Err(Fault::new(class, format!("received {what} instead of the file")));
+        }
+        self.judge_length()
+    }
+
+    /// A resumed body has no file header to sniff; its type and length still tell.
+    fn judge_resumed(&self) -> Result<(), Fault> {
+        let html = self
+            .content_type
+            .as_deref()
+            .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        if html {
+            return Err(Fault::new(Class::HtmlPage, "received an HTML page instead of the rest of the file"));
+        }
+        self.judge_length()
+    }
+
+    /// What the headers promise, against the pin (or the ceiling), before the bulk arrives.
+    fn judge_length(&self) -> Result<(), Fault> {
+        let Some(declared) = self.declared else {
+            return Ok(());
+        };
+        let total = self.start.saturating_add(declared);
+        match self.job.expect {
+            Expect::Pinned { size, .. } => {
+                let offers = format!("the server offers {total} bytes but the pin says {size}");
+                match total.cmp(&size) {
+                    std::cmp::Ordering::Greater => Err(Fault::new(Class::Oversize, offers)),
+                    std::cmp::Ordering::Less => Err(Fault::new(Class::SizeMismatch, offers)),
+                    std::cmp::Ordering::Equal => Ok(()),
+                }
+            }
+            Expect::Unknown { max_size } if total > max_size => Err(Fault::new(
+                Class::Oversize,
+                format!("the server offers {total} bytes, more than the allowed {max_size} (`--max-size`)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The body ended: size and hash decide whether the file may be installed. Bytes that
+    /// hash wrong are discarded; a resumed file that does so gets one fresh start.
+    fn finish_or_discard(self, resumed_from: u64) -> Result<(File, String, u64), Fault> {
+        let written = self.written;
+        let Some((size, sha256)) = self.job.expect.pinned() else {
+            if let Some(declared) = self.declared
+                && self.start.saturating_add(declared) > written
+            {
+                return Err(Fault::new(
+                    Class::Truncated,
+                    format!("the body ended after {written} of {} bytes", self.start.saturating_add(declared)),
+                ));
+            }
+            return Ok((self.file, self.hasher.finish()?, written));
+        };
+        if written < size {
+            return Err(Fault::new(Class::Truncated, format!("the body ended after {written} of {size} bytes")));
+        }
+        let actual = self.hasher.finish()?;
+        if actual == sha256 {
+            return Ok((self.file, actual, written));
+        }
+        install::discard_partial(&self.job.partial);
+        if resumed_from > 0 {
+            return Err(Fault::new(
+                Class::StalePartial,
+                format!("the file resumed at byte {resumed_from} hashed to {actual}; starting over"),
+            ));
+        }
+        Err(Fault::new(Class::HashMismatch, format!("sha256 is {actual}, the pin is {sha256}")))
+    }
+}
+
+/// How long bytes may sit in a buffer before they go to disk and to the progress report:
+/// on a slow link a 1 MiB buffer could take minutes to fill, and a kill would lose it.
+const FILL_BUDGET: Duration = Duration::from_millis(100);
+
+/// Reads until `buf` is full, [`FILL_BUDGET`] has passed with some bytes in, the body
+/// ends, or a read fails (the count so far and the error). Big hand-offs on fast links
+/// keep the hashing thread's overhead negligible.
+fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let started = Instant::now();
+    let mut n = 0;
+    while n < buf.len() {
+        match body.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(read) => n += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+        if started.elapsed() >= FILL_BUDGET {
+            break;
+        }
+    }
+    (n, None)
+}
+
+/// The text of `<title>` in the first bytes of a page, to tell the user which page it was.
+fn html_title(prefix: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(prefix);
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = start + lower[start..].find('>')? + 1;
+    let close = open_end + lower[open_end..].find("</title")?;
+    let title: String = text[open_end..close].split_whitespace().collect::<Vec<_>>().join(" ");
+    (!title.is_empty()).then(|| title.chars().take(80).collect())
+}
+
+/// The fault behind a body that stopped flowing.
+fn read_fault(e: &io::Error, received: u64) -> Fault {
+    let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>());
+    match inner {
+        Some(ureq::Error::Timeout(_)) => {
+            return Fault::new(
+                Class::Timeout,
+                format!("no data arrived within the timeout after {received} bytes"),
+            );
+        }
+        Some(ureq::Error::Io(io)) => return read_fault(io, received),
+        Some(other) => {
+            return Fault::new(Class::Truncated, format!("transfer failed after {received} bytes: {other}"));
+        }
+        None => {}
+    }
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            Fault::new(Class::Timeout, format!("no data arrived within the timeout after {received} bytes"))
+        }
+        _ => Fault::new(Class::Truncated, format!("the connection broke after {received} bytes: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_titles_are_extracted_for_the_message() {
+        assert_eq!(
+            html_title(b"<html><head><TITLE>\n Google Drive -  Virus scan warning</title>").as_deref(),
+            Some("Google Drive - Virus scan warning")
+        );
+        assert_eq!(html_title(b"<html><title></title>"), None);
+        assert_eq!(html_title(b"<html><title>unterminated"), None);
+    }
+}

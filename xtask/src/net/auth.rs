@@ -1,0 +1,191 @@
+//! Credentials: which secret, if any, a request to a given URL may carry.
+//!
+//! Two sources, read once per run: a netrc file (`NETRC`, default `~/.netrc`, as curl and
+//! Bazel read it) for any host, and the Hugging Face token (`HF_TOKEN`, else the token
+//! file huggingface_hub writes) for huggingface.co itself. The decision is made for each
+//! request separately, so a credential only ever goes to the host it belongs to: a
+//! redirect to another host (a CDN) carries none of it. Nothing is sent over plain http
+//! except to a loopback address, which browsers also treat as secure. Secrets never
+//! leave this module except as the header value handed to the request.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+
+/// Hosts that get the Hugging Face token: exactly these, not their CDN subdomains.
+const HF_HOSTS: &[&str] = &["huggingface.co", "hf.co"];
+
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    netrc: Vec<NetrcEntry>,
+    hf_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NetrcEntry {
+    /// `None` for the `default` entry.
+    machine: Option<String>,
+    login: String,
+    password: String,
+}
+
+impl Credentials {
+    /// Reads the netrc file and the Hugging Face token from their usual places.
+    pub fn from_environment() -> Credentials {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let home = var("HOME");
+        let netrc_path = var("NETRC").or_else(|| home.as_ref().map(|h| format!("{h}/.netrc")));
+        let netrc = netrc_path
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|t| parse_netrc(&t))
+            .unwrap_or_default();
+        let token_file = var("HF_TOKEN_PATH")
+            .or_else(|| var("HF_HOME").map(|h| format!("{h}/token")))
+            .or_else(|| home.map(|h| format!("{h}/.cache/huggingface/token")));
+        let hf_token = var("HF_TOKEN")
+            .or_else(|| token_file.and_then(|p| std::fs::read_to_string(p).ok()))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        Credentials { netrc, hf_token }
+    }
+
+    /// The `Authorization` value for a request to `scheme://host`, if one may be sent.
+    pub fn authorization(&self, scheme: &str, host: &str) -> Option<String> {
+        if !may_carry_secrets(scheme, host) {
+            return None;
+        }
+        let host = host.to_ascii_lowercase();
+        if HF_HOSTS.contains(&host.as_str())
+            && let Some(token) = &self.hf_token
+        {
+            return Some(format!("Bearer {token}"));
+        }
+        let entry = self
+            .netrc
+            .iter()
+            .find(|e| e.machine.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&host)))
+            .or_else(|| self.netrc.iter().find(|e| e.machine.is_none()))?;
+        let pair = format!("{}:{}", entry.login, entry.password);
+        Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+    }
+}
+
+/// Secrets go over https, or over plain http only to this machine.
+pub fn may_carry_secrets(scheme: &str, host: &str) -> bool {
+    scheme.eq_ignore_ascii_case("https") || is_loopback(host)
+}
+
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The netrc format: whitespace-separated tokens, `machine NAME` or `default` starting an
+/// entry, `login` and `password` inside it; `macdef` bodies (up to a blank line) skipped.
+fn parse_netrc(text: &str) -> Vec<NetrcEntry> {
+    let mut entries = Vec::new();
+    let mut current: Option<NetrcEntry> = None;
+    let mut lines = text.lines();
+    let mut tokens: Vec<String> = Vec::new();
+    while let Some(line) = lines.next() {
+        let line_tokens: Vec<&str> = line.split_whitespace().collect();
+        if line_tokens.first() == Some(&"macdef") {
+            // A macro body runs until an empty line; none of it is credentials.
+            for body in lines.by_ref() {
+                if body.trim().is_empty() {
+                    break;
+                }
+            }
+            continue;
+        }
+        tokens.extend(line_tokens.into_iter().take_while(|t| !t.starts_with('#')).map(str::to_owned));
+    }
+    let mut it = tokens.into_iter();
+    while let Some(token) = it.next() {
+        match token.as_str() {
+            "machine" | "default" => {
+                entries.extend(current.take());
+                let machine = if token == "machine" { it.next() } else { None };
+                current = Some(NetrcEntry { machine, login: String::new(), password: String::new() });
+            }
+            "login" => {
+                if let (Some(entry), Some(value)) = (current.as_mut(), it.next()) {
+                    entry.login = value;
+                }
+            }
+            "password" => {
+                if let (Some(entry), Some(value)) = (current.as_mut(), it.next()) {
+                    entry.password = value;
+                }
+            }
+            "account" => {
+                it.next();
+            }
+            _ => {}
+        }
+    }
+    entries.extend(current);
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn creds() -> Credentials {
+        Credentials {
+            netrc: parse_netrc(
+                "machine 127.0.0.1 login alice password s3cret\n\
+                 macdef init\ncd /\n\n\
+                 machine files.example.com login bob password pw # comment\n\
+                 default login anon password guest\n",
+            ),
+            hf_token: Some("hf_abc".into()),
+        }
+    }
+
+    #[test]
+    fn netrc_entries_and_default_are_parsed() {
+        let c = creds();
+        assert_eq!(c.netrc.len(), 3);
+        assert_eq!(c.netrc[1].login, "bob");
+        assert_eq!(c.netrc[2].machine, None);
+    }
+
+    #[test]
+    fn credentials_go_only_to_their_host_and_only_securely() {
+        let c = creds();
+        assert_eq!(c.authorization("http", "127.0.0.1"), Some(format!("Basic {}", base64(b"alice:s3cret"))));
+        assert_eq!(
+            c.authorization("https", "files.example.com"),
+            Some(format!("Basic {}", base64(b"bob:pw")))
+        );
+        assert_eq!(c.authorization("http", "files.example.com"), None, "never over plain http");
+        assert_eq!(
+            c.authorization("https", "other.example"),
+            Some(format!("Basic {}", base64(b"anon:guest")))
+        );
+        assert_eq!(c.authorization("https", "huggingface.co"), Some("Bearer hf_abc".into()));
+        assert_eq!(
+            c.authorization("https", "cdn-lfs.huggingface.co"),
+            Some(format!("Basic {}", base64(b"anon:guest"))),
+            "the HF token stays on huggingface.co"
+        );
+        let no_default = Credentials { netrc: parse_netrc("machine a login x password y"), hf_token: None };
+        assert_eq!(no_default.authorization("https", "b"), None);
+    }
+
+    #[test]
+    fn loopback_is_recognised() {
+        for host in ["localhost", "127.0.0.1", "127.9.9.9", "[::1]", "::1"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["10.0.0.1", "example.com", "localhost.evil.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Talking to servers the way curl does: [`client`] (requests, redirects, certificates),
+//! [`proxy`], [`cookie`], [`auth`] (netrc and tokens), [`hosts`] (what real model hosts
+//! do: Drive interstitials, `X-Linked-*` pins) and [`url`] (parsing, `file://`,
+//! redaction). Nothing here knows about models, files on disk or the user interface.
+
+pub(crate) mod auth;
+pub(crate) mod client;
+pub(crate) mod cookie;
+pub(crate) mod hosts;
+pub(crate) mod proxy;
+pub(crate) mod url;

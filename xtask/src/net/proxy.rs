@@ -1,0 +1,104 @@
+//! Which proxy a request goes through, read from the environment as curl reads it:
+//! `http_proxy` for http URLs (the lowercase name only: a CGI server can set
+//! `HTTP_PROXY` from a request header), `HTTPS_PROXY`/`https_proxy` for https,
+//! `ALL_PROXY` as the fallback, and `NO_PROXY` host, suffix and `*` matches. Kept by
+//! hand because ureq reads only one proxy for every scheme and no `NO_PROXY`.
+
+use std::collections::HashMap;
+
+/// Where proxies and no-proxy rules come from (the process environment, or a test's map).
+#[derive(Clone, Debug, Default)]
+pub struct ProxyEnv {
+    vars: HashMap<String, String>,
+}
+
+impl ProxyEnv {
+    pub fn from_process() -> ProxyEnv {
+        let names =
+            ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
+        let vars = names
+            .iter()
+            .filter_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()).map(|v| ((*n).to_owned(), v)))
+            .collect();
+        ProxyEnv { vars }
+    }
+
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> ProxyEnv {
+        ProxyEnv { vars: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() }
+    }
+
+    fn get(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.vars.get(*n)).map(String::as_str)
+    }
+
+    /// The proxy for a request to `scheme://host`, if any.
+    pub fn proxy_for(&self, scheme: &str, host: &str) -> Option<String> {
+        if self.bypasses(host) {
+            return None;
+        }
+        let specific = match scheme.to_ascii_lowercase().as_str() {
+            // curl reads only the lowercase http_proxy: HTTP_PROXY can be set by a web
+            // server's CGI environment from a request header.
+            "http" => self.get(&["http_proxy"]),
+            "https" => self.get(&["https_proxy", "HTTPS_PROXY"]),
+            _ => None,
+        };
+        let proxy = specific.or_else(|| self.get(&["all_proxy", "ALL_PROXY"]))?;
+        Some(if proxy.contains("://") { proxy.to_owned() } else { format!("http://{proxy}") })
+    }
+
+    fn bypasses(&self, host: &str) -> bool {
+        let Some(list) = self.get(&["no_proxy", "NO_PROXY"]) else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.').to_ascii_lowercase();
+            let entry = entry
+                .rsplit_once(':')
+                .filter(|(_, port)| port.parse::<u16>().is_ok())
+                .map_or(entry.as_str(), |(h, _)| h);
+            host == entry || host.ends_with(&format!(".{entry}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxies_are_chosen_per_scheme_like_curl() {
+        let env = ProxyEnv::from_pairs(&[
+            ("http_proxy", "http://p1:3128"),
+            ("HTTPS_PROXY", "p2:8080"),
+            ("ALL_PROXY", "socks5://p3:1080"),
+        ]);
+        assert_eq!(env.proxy_for("http", "a.example").as_deref(), Some("http://p1:3128"));
+        assert_eq!(env.proxy_for("https", "a.example").as_deref(), Some("http://p2:8080"));
+        let upper_http_only = ProxyEnv::from_pairs(&[("HTTP_PROXY", "http://evil:1")]);
+        assert_eq!(upper_http_only.proxy_for("http", "a"), None, "uppercase HTTP_PROXY is ignored");
+        let all = ProxyEnv::from_pairs(&[("all_proxy", "http://p3:1")]);
+        assert_eq!(all.proxy_for("https", "a").as_deref(), Some("http://p3:1"));
+    }
+
+    #[test]
+    fn no_proxy_matches_hosts_suffixes_and_star() {
+        let env = ProxyEnv::from_pairs(&[
+            ("https_proxy", "http://p:1"),
+            ("NO_PROXY", "internal.example, .corp,127.0.0.1:8080"),
+        ]);
+        assert_eq!(env.proxy_for("https", "internal.example"), None);
+        assert_eq!(env.proxy_for("https", "a.internal.example"), None);
+        assert_eq!(env.proxy_for("https", "x.corp"), None);
+        assert_eq!(env.proxy_for("https", "127.0.0.1"), None);
+        assert!(env.proxy_for("https", "notinternal.example").is_some());
+        assert!(env.proxy_for("https", "huggingface.co").is_some());
+        let star = ProxyEnv::from_pairs(&[("https_proxy", "http://p:1"), ("no_proxy", "*")]);
+        assert_eq!(star.proxy_for("https", "anything"), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! The shared, content-addressed cache: one copy of each pinned file per machine.
+//!
+//! Entries live at `<cache>/sha256/<hex>`, named by content, so any number of checkouts,
+//! worktrees and manifests share them; checkouts get their files by hard link (or a copy
+//! across filesystems). An entry is verified before it is used: a stamp written right
+//! after hashing lets an untouched entry through without reading it again, and anything
+//! else is hashed in full. Entries are made read-only, since every checkout that links
+//! one shares its bytes.
+
+use std::fs;
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::store::fs::{PARTIAL_SUFFIX, write_atomically};
+use crate::store::hash::hash_file;
+use crate::store::lock::LOCK_DIR;
+use crate::store::stamp::Fingerprint;
+
+/// Overrides the default cache folder; `--cache-dir` overrides this.
+pub const CACHE_ENV: &str = "XTASK_MODELS_CACHE_DIR";
+const TOOL_DIR: &str = "xtask-models";
+
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub root: Utf8PathBuf,
+}
+
+/// What the cache holds for a pin.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry {
+    Missing,
+    /// Present and known to match the pin.
+    Good,
+    /// Present but wrong; it has been removed.
+    Removed {
+        reason: String,
+    },
+}
+
+impl Cache {
+    /// `$XTASK_MODELS_CACHE_DIR`, else `$XDG_CACHE_HOME/xtask-models`, else
+    /// `~/.cache/xtask-models`.
+    pub fn default_root() -> Option<Utf8PathBuf> {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Utf8PathBuf::from);
+        if let Some(dir) = var(CACHE_ENV) {
+            return Some(dir);
+        }
+        if let Some(dir) = var("XDG_CACHE_HOME") {
+            return Some(dir.join(TOOL_DIR));
+        }
+        var("HOME").map(|home| home.join(".cache").join(TOOL_DIR))
+    }
+
+    pub fn entry(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join("sha256").join(sha256)
+    }
+
+    /// Where a download into the cache collects its bytes.
+    pub fn partial(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join("partial").join(format!("{sha256}{PARTIAL_SUFFIX}"))
+    }
+
+    pub fn lock(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join(LOCK_DIR).join(format!("{sha256}.lock"))
+    }
+
+    fn stamp(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join("stamps").join(sha256)
+    }
+
+    /// Looks at the entry for the pin (`size`, `sha256`), hashing it unless its stamp
+    /// vouches for it. A wrong entry is removed so it cannot be linked anywhere.
+    pub fn check(&self, size: u64, sha256: &str) -> Entry {
+        let path = self.entry(sha256);
+        let Ok(meta) = fs::metadata(&path) else {
+            return Entry::Missing;
+        };
+        let now = Fingerprint::of(&meta).without_ctime();
+        let stamped =
+            fs::read_to_string(self.stamp(sha256)).ok().and_then(|t| Fingerprint::decode(&t));
+        if stamped == Some(now) && now.len == size {
+            return Entry::Good;
+        }
+        let reason = if meta.len() != size {
+            format!("it has {} bytes, not {size}", meta.len())
+        } else {
+            match hash_file(&path) {
+                Ok(actual) if actual == sha256 => {
+                    self.write_stamp(sha256, &now);
+                    return Entry::Good;
+                }
+                Ok(actual) => format!("its sha256 is {actual}"),
+                Err(e) => format!("it cannot be read: {e}"),
+            }
+        };
+        self.remove(sha256);
+        Entry::Removed { reason }
+    }
+
+    /// Marks a freshly verified entry: read-only, and stamped so the next use is free.
+    pub fn seal(&self, sha256: &str) -> io::Result<()> {
+        let path = self.entry(sha256);
+        let mut perms = fs::metadata(&path)?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(&path, perms)?;
+        let meta = fs::metadata(&path)?;
+        self.write_stamp(sha256, &Fingerprint::of(&meta).without_ctime());
+        Ok(())
+    }
+
+    fn write_stamp(&self, sha256: &str, fingerprint: &Fingerprint) {
+        let path = self.stamp(sha256);
+        // A stamp only saves time: failing to write one is never an error.
+        let _ = write_atomically(&path, fingerprint.encode().as_bytes());
+    }
+
+    pub fn remove(&self, sha256: &str) {
+        let _ = fs::remove_file(self.stamp(sha256));
+        let _ = fs::remove_file(self.entry(sha256));
+    }
+
+    /// Every entry (its sha256) with its size, sorted.
+    pub fn entries(&self) -> io::Result<Vec<(String, u64)>> {
+        let files = regular_files(&self.root.join("sha256"))?;
+        Ok(files.into_iter().filter_map(|(path, size)| Some((path.file_name()?.to_owned(), size))).collect())
+    }
+
+    /// Partial downloads in the cache, with their sizes.
+    pub fn partials(&self) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
+        regular_files(&self.root.join("partial"))
+    }
+}
+
+/// The regular files directly in `dir` (none if it does not exist), sorted, with sizes.
+fn regular_files(dir: &Utf8Path) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
+    let read = match dir.read_dir_utf8() {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        let meta = fs::symlink_metadata(entry.path())?;
+        if meta.is_file() {
+            out.push((entry.path().to_owned(), meta.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

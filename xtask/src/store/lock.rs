@@ -1,0 +1,116 @@
+//! Locks that make any number of `fetch`, `verify` and `clean` processes safe together.
+//!
+//! All locks are advisory `flock`-style locks on small files (std's `File::lock`), so
+//! they vanish with the process holding them, even after `kill -9`. Three kinds:
+//! - the folder lock: shared by fetch and verify, exclusive for clean, so clean never
+//!   deletes a file another process is writing;
+//! - one lock per model in a checkpoints folder: two fetches of the same model take
+//!   turns, and the second finds the file present;
+//! - one lock per cache entry: checkouts sharing a cache download each file once.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The folder inside a checkpoints directory (or the cache) that holds lock files.
+pub const LOCK_DIR: &str = ".locks";
+
+/// A held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct Held {
+    _file: File,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Shared,
+    Exclusive,
+}
+
+/// Takes the lock at `path`, calling `on_wait` once if another process holds it (to say
+/// so). Also tells whether it had to wait: after a wait, whatever the lock guards may
+/// have changed and must be looked at again.
+pub fn acquire(path: &Utf8Path, mode: Mode, on_wait: impl FnOnce()) -> Result<(Held, bool)> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).at("create the lock folder", parent)?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .at("open the lock file", path)?;
+    let attempt = match mode {
+        Mode::Shared => file.try_lock_shared(),
+        Mode::Exclusive => file.try_lock(),
+    };
+    match attempt {
+        Ok(()) => return Ok((Held { _file: file }, false)),
+        Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+        Err(TryLockError::WouldBlock) => on_wait(),
+    }
+    let locked: io::Result<()> = match mode {
+        Mode::Shared => file.lock_shared(),
+        Mode::Exclusive => file.lock(),
+    };
+    locked.at("lock", path)?;
+    Ok((Held { _file: file }, true))
+}
+
+/// Shares a checkpoints folder (or cache) with other fetch and verify processes; `clean`
+/// waits until every sharer is done.
+pub fn share_folder(root: &Utf8Path, on_wait: impl FnOnce()) -> Result<Held> {
+    acquire(&folder_lock(root), Mode::Shared, on_wait).map(|(held, _)| held)
+}
+
+/// The folder-wide lock of a checkpoints directory or cache.
+pub fn folder_lock(root: &Utf8Path) -> Utf8PathBuf {
+    root.join(LOCK_DIR).join("folder.lock")
+}
+
+/// The lock of one model in a checkpoints directory.
+pub fn model_lock(root: &Utf8Path, name: &str) -> Utf8PathBuf {
+    root.join(LOCK_DIR).join(format!("model-{name}.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether someone holds the lock at `path` right now.
+    fn is_held(path: &Utf8Path) -> bool {
+        let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclusive_ones_do_not() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(temp.path().to_owned()).unwrap();
+        let path = folder_lock(&dir);
+        let (a, _) = acquire(&path, Mode::Shared, || {}).unwrap();
+        let (b, waited) = acquire(&path, Mode::Shared, || panic!("shared locks never wait")).unwrap();
+        assert!(!waited);
+        assert!(is_held(&path));
+        drop((a, b));
+        assert!(!is_held(&path));
+        let (held, waited) = acquire(&model_lock(&dir, "m"), Mode::Exclusive, || {}).unwrap();
+        assert!(!waited);
+        assert!(is_held(&model_lock(&dir, "m")));
+        drop(held);
+    }
+
+    #[test]
+    fn a_file_where_the_lock_folder_belongs_is_named_in_the_error() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(temp.path().to_owned()).unwrap();
+        fs::write(dir.join(LOCK_DIR), b"in the way").unwrap();
+        let err = acquire(&folder_lock(&dir), Mode::Shared, || {}).unwrap_err().to_string();
+        assert!(err.contains(dir.join(LOCK_DIR).as_str()), "{err}");
+        assert!(err.contains("create the lock folder"), "{err}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Stamps: proof that a file was hashed and matched, valid while its metadata is unchanged.
+//!
+//! Whenever the tool hashes a file and finds it matching its pin, it records the file's
+//! fingerprint (size, modification and change times in ns, inode, device) with the
+//! sha256 it matched. A later run trusts a file whose fingerprint is unchanged and whose
+//! stamped sha256 is still the pin, so an unchanged checkpoints folder verifies in
+//! milliseconds. An edit, a touch, a replacement by rename or a changed pin each break
+//! the match and force a full hash. The stamps of a checkpoints folder live in one state
+//! file, rewritten atomically under a lock so concurrent processes never lose a stamp;
+//! a missing or unreadable state file only means "hash everything".
+
+use std::collections::BTreeMap;
+use std::fs::Metadata;
+
+use camino::Utf8Path;
+
+use crate::error::{IoContext, Result};
+use crate::store::fs::write_atomically;
+use crate::store::lock::{self, LOCK_DIR, Mode};
+
+/// The state file inside a checkpoints folder.
+pub const STATE_FILE: &str = ".models-state";
+
+/// What is compared. Cache stamps leave `ctime` out (see [`Fingerprint::without_ctime`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub len: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub inode: u64,
+    pub device: u64,
+}
+
+impl Fingerprint {
+    pub fn of(meta: &Metadata) -> Fingerprint {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ns = |secs: i64, nsec: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+            Fingerprint {
+                len: meta.len(),
+                mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+                ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+                inode: meta.ino(),
+                device: meta.dev(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let mtime_ns = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            Fingerprint { len: meta.len(), mtime_ns, ctime_ns: 0, inode: 0, device: 0 }
+        }
+    }
+
+    /// For cache entries: hard-linking an entry into a checkout changes its ctime
+    /// without touching a byte, so the cache does not compare it.
+    pub fn without_ctime(self) -> Fingerprint {
+        Fingerprint { ctime_ns: 0, ..self }
+    }
+
+    /// `len mtime_ns ctime_ns inode device`, on one line.
+    pub fn encode(&self) -> String {
+        format!("{} {} {} {} {}", self.len, self.mtime_ns, self.ctime_ns, self.inode, self.device)
+    }
+
+    pub fn decode(text: &str) -> Option<Fingerprint> {
+        let mut parts = text.split_whitespace();
+        let fingerprint = Fingerprint {
+            len: parts.next()?.parse().ok()?,
+            mtime_ns: parts.next()?.parse().ok()?,
+            ctime_ns: parts.next()?.parse().ok()?,
+            inode: parts.next()?.parse().ok()?,
+            device: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(fingerprint)
+    }
+}
+
+/// One recorded match: the sha256 a file had when it had this fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub sha256: String,
+    pub fingerprint: Fingerprint,
+}
+
+/// The stamps of one checkpoints folder, keyed by manifest path.
+#[derive(Clone, Debug, Default)]
+pub struct Stamps {
+    entries: BTreeMap<String, Stamp>,
+}
+
+impl Stamps {
+    /// Reads the state file; anything missing or malformed is simply not trusted.
+    pub fn load(checkpoints: &Utf8Path) -> Stamps {
+        let text = std::fs::read_to_string(checkpoints.join(STATE_FILE)).unwrap_or_default();
+        Stamps { entries: parse(&text) }
+    }
+
+    pub fn get(&self, rel: &str) -> Option<&Stamp> {
+        self.entries.get(rel)
+    }
+
+
+    /// Adds `fresh` stamps to the state file. The file is re-read under its lock and
+    /// rewritten atomically, so stamps written meanwhile by other processes survive.
+    pub fn record(checkpoints: &Utf8Path, fresh: Vec<(String, Stamp)>) -> Result<()> {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let lock_path = checkpoints.join(LOCK_DIR).join("state.lock");
+        // Writers hold it for microseconds: waiting needs no message.
+        let (_held, _) = lock::acquire(&lock_path, Mode::Exclusive, || {})?;
+        let path = checkpoints.join(STATE_FILE);
+        let mut entries = parse(&std::fs::read_to_string(&path).unwrap_or_default());
+        entries.extend(fresh);
+        write_atomically(&path, render(&entries).as_bytes()).at("write the stamps file", &path)
+    }
+}
+
+fn parse(text: &str) -> BTreeMap<String, Stamp> {
+    let mut entries = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut fields = line.splitn(3, '\t');
+        let (Some(sha256), Some(fingerprint), Some(rel)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if let Some(fingerprint) = Fingerprint::decode(fingerprint) {
+            entries.insert(rel.to_owned(), Stamp { sha256: sha256.to_owned(), fingerprint });
+        }
+    }
+    entries
+}
+
+fn render(entries: &BTreeMap<String, Stamp>) -> String {
+    let mut out =
+        String::from("# Written by `cargo xtask models`: files hashed and found matching. Safe to delete.\n");
+    for (rel, stamp) in entries {
+        out.push_str(&format!("{}\t{}\t{rel}\n", stamp.sha256, stamp.fingerprint.encode()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use camino::Utf8PathBuf;
+
+    #[test]
+    fn fingerprints_round_trip_and_reject_garbage() {
+        let f = Fingerprint { len: 5, mtime_ns: -3, ctime_ns: 4, inode: 7, device: 9 };
+        assert_eq!(Fingerprint::decode(&f.encode()), Some(f));
+        assert_eq!(Fingerprint::decode("1 2 3 4"), None);
+        assert_eq!(Fingerprint::decode("1 2 3 4 5 6"), None);
+        assert_eq!(Fingerprint::decode("a b c d e"), None);
+        assert_eq!(f.without_ctime().ctime_ns, 0);
+    }
+
+    #[test]
+    fn the_state_file_round_trips_and_skips_bad_lines() {
+        let stamp = Stamp {
+            sha256: "ab".repeat(32),
+            fingerprint: Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5 },
+        };
+        let mut entries = BTreeMap::new();
+        entries.insert("dir/with space.bin".to_owned(), stamp.clone());
+        let text = format!("{}garbage line\n\tonly tabs\t\n", render(&entries));
+        assert_eq!(parse(&text), entries);
+    }
+
+    #[test]
+    fn concurrent_records_keep_every_stamp() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(temp.path().to_owned()).unwrap();
+        let fingerprint = Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5 };
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let dir = &dir;
+                scope.spawn(move || {
+                    let stamp = Stamp { sha256: format!("{i}"), fingerprint };
+                    Stamps::record(dir, vec![(format!("file-{i}"), stamp)]).unwrap();
+                });
+            }
+        });
+        assert_eq!(Stamps::load(&dir).entries.len(), 8);
+    }
+}

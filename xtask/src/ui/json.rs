@@ -1,0 +1,181 @@
+//! `--json` output: one document on stdout, typed records written by serde_json.
+//!
+//! The README's schema is the contract: every command's document is `{"command",
+//! "models": [...], "summary": {...}}`, every model record starts with `name`, `path`,
+//! `group`, `size`, `sha256` and `state`, and the state decides the other fields. A test
+//! parses each command's output into that shape.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::check::LocalState;
+use crate::engine::manifest::Model;
+use crate::error::{Fault, Tried};
+use crate::text::redact_url;
+
+/// One command's whole output.
+#[derive(Serialize)]
+pub struct Document<'a, S: Serialize, M: Serialize> {
+    pub command: &'static str,
+    pub models: Vec<Record<'a, S>>,
+    pub summary: M,
+}
+
+/// One model, and what became of it.
+#[derive(Serialize)]
+pub struct Record<'a, S: Serialize> {
+    pub name: &'a str,
+    pub path: &'a str,
+    pub group: Option<&'a str>,
+    pub size: u64,
+    pub sha256: &'a str,
+    #[serde(flatten)]
+    pub state: S,
+}
+
+impl<'a, S: Serialize> Record<'a, S> {
+    pub fn new(model: &'a Model, state: S) -> Record<'a, S> {
+        Record {
+            name: &model.name,
+            path: model.path.as_str(),
+            group: model.group.as_deref(),
+            size: model.size,
+            sha256: &model.sha256,
+            state,
+        }
+    }
+}
+
+/// Seconds, to the millisecond.
+pub fn seconds(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// A fault as `--json` shows it: its class, what happened, and the hint.
+#[derive(Serialize)]
+pub struct FaultRecord {
+    pub class: &'static str,
+    pub message: String,
+    pub hint: &'static str,
+    pub status: Option<u16>,
+}
+
+impl From<&Fault> for FaultRecord {
+    fn from(fault: &Fault) -> FaultRecord {
+        FaultRecord {
+            class: fault.class.as_str(),
+            message: fault.detail.clone(),
+            hint: fault.class.hint(),
+            status: fault.status,
+        }
+    }
+}
+
+/// One origin a failed model tried: a URL (redacted), or a local place.
+#[derive(Serialize)]
+pub struct TriedRecord {
+    /// The URL, redacted; `null` for a local origin.
+    pub url: Option<String>,
+    /// `url`, `mirror`, `cache`, `disk`, `lock` or `offline`.
+    pub origin: &'static str,
+    /// The local path, for `cache`, `disk` and `lock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub error: FaultRecord,
+}
+
+impl From<&Tried> for TriedRecord {
+    fn from(tried: &Tried) -> TriedRecord {
+        TriedRecord {
+            url: tried.origin.url().map(redact_url),
+            origin: tried.origin.kind(),
+            path: tried.origin.path().map(ToString::to_string),
+            error: FaultRecord::from(&tried.fault),
+        }
+    }
+}
+
+/// What `fetch` did with a model.
+#[derive(Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum FetchState {
+    Fetched { url: Option<String>, attempts: u32, bytes: u64, seconds: f64 },
+    FromCache { placed_by: &'static str },
+    Present {
+        /// How it was found present (`ok`, `ok-stamped`, `unverified`); absent when
+        /// another process provided it meanwhile.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        checked: Option<&'static str>,
+    },
+    Failed { error: Option<FaultRecord>, tried: Vec<TriedRecord> },
+}
+
+#[derive(Serialize)]
+pub struct FetchSummary {
+    pub fetched: usize,
+    pub from_cache: usize,
+    pub present: usize,
+    pub failed: usize,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// What `verify` found.
+#[derive(Serialize)]
+pub struct VerifyState {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&LocalState> for VerifyState {
+    fn from(state: &LocalState) -> VerifyState {
+        let mut record = VerifyState { state: state.label(), actual_size: None, actual_sha256: None, error: None };
+        match state {
+            LocalState::WrongSize { actual } => record.actual_size = Some(*actual),
+            LocalState::WrongHash { actual } => record.actual_sha256 = Some(actual.clone()),
+            LocalState::Unreadable { error } => record.error = Some(error.clone()),
+            _ => {}
+        }
+        record
+    }
+}
+
+#[derive(Serialize)]
+pub struct VerifySummary {
+    pub verified: usize,
+    pub ok: usize,
+    pub failed: usize,
+}
+
+/// What `status` can tell without reading a file.
+#[derive(Serialize)]
+pub struct StatusState {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_size: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct StatusSummary {
+    pub models: usize,
+    pub ok: usize,
+    pub bytes_present: u64,
+    pub bytes_needed: u64,
+}
+
+/// Writes `document` as one line on stdout.
+pub fn print<T: Serialize>(document: &T) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer(&mut out, document).map_err(io::Error::other)?;
+    writeln!(out)?;
+    out.flush()
+}

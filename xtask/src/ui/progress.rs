@@ -1,0 +1,193 @@
+//! What the user sees while work happens.
+//!
+//! On a terminal each transfer gets a live bar (bytes, rate, ETA) on stderr. Elsewhere
+//! (CI logs, pipes) a bar would fill the log with control codes, so a transfer prints a
+//! plain line when it starts, when it ends and at most every [`LINE_INTERVAL`] between.
+//! `--quiet` keeps only errors; the caller prints the final summary itself.
+
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::text::{human_bytes, rate};
+
+/// How often a plain-line transfer reports while it runs.
+pub const LINE_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Bars,
+    Lines,
+    Quiet,
+}
+
+pub struct Reporter {
+    mode: Mode,
+    bars: Option<MultiProgress>,
+    /// All bytes of this run, below the per-file bars.
+    total: OnceLock<ProgressBar>,
+}
+
+impl Reporter {
+    /// Bars on a terminal, plain lines elsewhere, errors only with `quiet`.
+    pub fn for_stderr(quiet: bool) -> Reporter {
+        let mode = match (quiet, std::io::stderr().is_terminal()) {
+            (true, _) => Mode::Quiet,
+            (false, true) => Mode::Bars,
+            (false, false) => Mode::Lines,
+        };
+        Reporter::new(mode)
+    }
+
+    pub fn new(mode: Mode) -> Reporter {
+        let bars =
+            (mode == Mode::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter { mode, bars, total: OnceLock::new() }
+    }
+
+    /// Adds a bar for the whole run (terminal only) of `bytes` to download.
+    pub fn start_total(&self, bytes: u64) {
+        let Some(bars) = &self.bars else { return };
+        let bar = bars.add(ProgressBar::new(bytes));
+        bar.set_style(bar_style());
+        bar.set_message("total");
+        let _ = self.total.set(bar);
+    }
+
+    pub fn finish_total(&self) {
+        if let Some(bar) = self.total.get() {
+            bar.finish_and_clear();
+        }
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.mode == Mode::Quiet
+    }
+
+    /// Routine news (a model already present, a file installed); hidden by `--quiet`.
+    pub fn note(&self, message: &str) {
+        if self.mode != Mode::Quiet {
+            self.println(message);
+        }
+    }
+
+    /// Something went wrong but work goes on (a retry); hidden by `--quiet`.
+    pub fn warn(&self, message: &str) {
+        if self.mode != Mode::Quiet {
+            self.println(&format!("warning: {message}"));
+        }
+    }
+
+    /// Always shown.
+    pub fn error(&self, message: &str) {
+        self.println(message);
+    }
+
+    fn println(&self, message: &str) {
+        match &self.bars {
+            // Printed above the bars, so live bars are never torn by a message.
+            Some(bars) => {
+                let _ = bars.println(message);
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{message}");
+            }
+        }
+    }
+
+    /// Starts reporting one file's transfer of `total` bytes.
+    pub fn transfer(&self, name: &str, total: u64) -> Transfer<'_> {
+        let bar = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(bar_style());
+            bar.set_message(name.to_owned());
+            bar
+        });
+        let now = Instant::now();
+        Transfer { reporter: self, name: name.to_owned(), total, done: 0, bar, started: now, last_line: now }
+    }
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        // 78 columns at most, so a bar fits an 80-column terminal without wrapping.
+        "{msg:20!} [{bar:20}] {binary_bytes:>9}/{binary_total_bytes:<9} {binary_bytes_per_sec:>11} {eta:>3}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+/// Progress of one file. Bytes are counted as they are written, in the same pass that
+/// hashes them.
+pub struct Transfer<'r> {
+    reporter: &'r Reporter,
+    name: String,
+    total: u64,
+    done: u64,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Transfer<'_> {
+    /// A new attempt continues from `position` bytes (0: from the start).
+    pub fn restart(&mut self, position: u64, source: &str) {
+        if let Some(total) = self.reporter.total.get() {
+            // Bytes thrown away by this restart no longer count towards the run.
+            total.set_position(total.position().saturating_sub(self.done.saturating_sub(position)));
+        }
+        self.done = position;
+        self.started = Instant::now();
+        self.last_line = self.started;
+        if let Some(bar) = &self.bar {
+            bar.reset();
+            bar.set_position(position);
+        } else if self.reporter.mode == Mode::Lines && position > 0 {
+            self.reporter.println(&format!(
+                "{}: resuming at {} of {} from {source}",
+                self.name,
+                human_bytes(position),
+                human_bytes(self.total)
+            ));
+        } else if self.reporter.mode == Mode::Lines {
+            self.reporter.println(&format!(
+                "{}: downloading {} from {source}",
+                self.name,
+                human_bytes(self.total)
+            ));
+        }
+    }
+
+    pub fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        if let Some(total) = self.reporter.total.get() {
+            total.inc(bytes);
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+            return;
+        }
+        if self.reporter.mode == Mode::Lines && self.last_line.elapsed() >= LINE_INTERVAL {
+            self.last_line = Instant::now();
+            let percent = (self.done * 100).checked_div(self.total).unwrap_or(100);
+            self.reporter.println(&format!(
+                "{}: {percent}% ({} of {}) at {}",
+                self.name,
+                human_bytes(self.done),
+                human_bytes(self.total),
+                rate(self.done, self.started.elapsed())
+            ));
+        }
+    }
+}
+
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
