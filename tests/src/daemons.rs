@@ -26,7 +26,8 @@ pub fn require(program: &str, test: &str) -> Option<PathBuf> {
 /// `program` on PATH or in the sbin folders, where Debian puts servers.
 pub fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
+    let dirs =
+        std::env::split_paths(&path).chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
     dirs.map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 

@@ -225,6 +225,27 @@ impl Sandbox {
         command.spawn().expect("start the tool")
     }
 
+    /// Starts `models <args>` in the background with its output going to files, so a
+    /// test can watch what it says while it runs.
+    pub fn spawn_logged(&self, args: &[&str]) -> Logged {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        let (out, err) = (self.dir.join(format!("run-{n}.out")), self.dir.join(format!("run-{n}.err")));
+        let mut command = Command::new(&self.tool);
+        command.arg("models").args(args);
+        command.arg("--manifest").arg(&self.manifest).arg("--checkpoints-dir").arg(&self.checkpoints);
+        command.current_dir(&self.dir).stdin(Stdio::null());
+        command.stdout(std::fs::File::create(&out).expect("create the log"));
+        command.stderr(std::fs::File::create(&err).expect("create the log"));
+        for var in HOST_VARS {
+            command.env_remove(var);
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        Logged { child: command.spawn().expect("start the tool"), out, err }
+    }
+
     /// Where a download of `sha256` into this sandbox's cache collects its bytes.
     pub fn cache_partial(&self, sha256: &str) -> PathBuf {
         self.cache.join("partial").join(format!("{sha256}.part"))
@@ -287,6 +308,26 @@ fn make_writable(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A run of the tool in the background whose output goes to files.
+pub struct Logged {
+    child: std::process::Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Logged {
+    /// What it has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    pub fn finish(mut self) -> Run {
+        let status = self.child.wait().expect("wait for the tool");
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        Run { code: status.code().unwrap_or(-1), stdout: read(&self.out), stderr: read(&self.err) }
+    }
+}
+
 /// Polls `done` every few milliseconds until it holds; panics after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -296,18 +337,30 @@ pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Collects a finished child's output.
+/// Collects a finished child's output. Both pipes are read at once, on their own
+/// threads: a child that fills one pipe while the other is being read cannot deadlock.
 pub fn finish(mut child: std::process::Child) -> Run {
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let status = child.wait().expect("wait for the tool");
-    Run { code: status.code().unwrap_or(-1), stdout, stderr }
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    })
 }
 
 pub fn run_tool(tool: &Path, args: &[String], cwd: &Path, env: &[(String, String)]) -> Run {
@@ -320,18 +373,8 @@ pub fn run_tool(tool: &Path, args: &[String], cwd: &Path, env: &[(String, String
         command.env(name, value);
     }
     let mut child = command.spawn().expect("start the tool");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the tool") {
@@ -348,5 +391,77 @@ pub fn run_tool(tool: &Path, args: &[String], cwd: &Path, env: &[(String, String
         code: status.code().unwrap_or(-1),
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// A test's world in a few lines: a loopback [`Server`], a [`Sandbox`], and the models
+/// pinned in its manifest (rewritten as each one is added). Derefs to the sandbox.
+///
+/// ```ignore
+/// let sc = scenario();
+/// let data = sc.model("m", "sub/m.bin", payload(300_000, 7));   // served at /m
+/// sc.serve("/m", vec![Reply::status(503), Reply::Body(data)]);  // or script it
+/// sc.models(&["fetch"]).expect(0);
+/// ```
+pub struct Scenario {
+    pub server: Server,
+    pub sb: Sandbox,
+    pins: std::cell::RefCell<Vec<Pin>>,
+}
+
+impl Scenario {
+    pub fn new(tool: &str) -> Scenario {
+        Scenario { server: Server::start(), sb: Sandbox::new(tool), pins: Default::default() }
+    }
+
+    /// Scripts what `path` answers on the server, in order (the last reply repeats).
+    pub fn serve(&self, path: &str, replies: Vec<Reply>) -> &Scenario {
+        self.server.script(path, replies);
+        self
+    }
+
+    /// Serves `data` at `/<name>` and pins it as `name` at `path`; returns the data.
+    pub fn model(&self, name: &str, path: &str, data: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
+        let route = format!("/{name}");
+        self.serve(&route, vec![Reply::Body(data.clone())]);
+        self.pin(name, path, &data, &[&route]);
+        data
+    }
+
+    /// Pins `data` as `name` at `path`, from `sources`: server paths (`/a`) or full URLs.
+    pub fn pin(&self, name: &str, path: &str, data: &[u8], sources: &[&str]) -> &Scenario {
+        let urls: Vec<String> = sources.iter().map(|s| self.url(s)).collect();
+        self.add(Pin::new(name, path, data, &urls))
+    }
+
+    /// Adds a pin as given (a wrong size, a group, optional) and rewrites the manifest.
+    pub fn add(&self, pin: Pin) -> &Scenario {
+        let mut pins = self.pins.borrow_mut();
+        pins.push(pin);
+        self.sb.write_manifest(&pins);
+        self
+    }
+
+    /// The pins so far, as written.
+    pub fn pins(&self) -> Vec<Pin> {
+        self.pins.borrow().clone()
+    }
+
+    /// A server path as a URL; a full URL as it is.
+    pub fn url(&self, source: &str) -> String {
+        if source.contains("://") { source.to_owned() } else { self.server.url(source) }
+    }
+}
+
+impl std::ops::Deref for Scenario {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sb
+    }
+}
+
+impl std::ops::DerefMut for Scenario {
+    fn deref_mut(&mut self) -> &mut Sandbox {
+        &mut self.sb
     }
 }

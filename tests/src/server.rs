@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,23 @@ pub struct Server {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+/// Holds answers back until a test opens it: an explicit signal instead of a sleep.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn wait(&self, stop: &AtomicBool) {
+        let mut closed = self.closed.lock().unwrap();
+        while *closed && !stop.load(Ordering::SeqCst) {
+            closed = self.opened.wait_timeout(closed, Duration::from_millis(50)).unwrap().0;
+        }
+    }
 }
 
 impl Server {
@@ -103,18 +120,30 @@ impl Server {
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (state.clone(), stop.clone());
+        let gate = Arc::new(Gate::default());
+        let (s, st, g) = (state.clone(), stop.clone(), gate.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (s, st) = (s.clone(), st.clone());
-                thread::spawn(move || serve(stream, &s, &st));
+                let (s, st, g) = (s.clone(), st.clone(), g.clone());
+                thread::spawn(move || serve(stream, &s, &st, &g));
             }
         });
-        Server { addr, state, stop }
+        Server { addr, state, stop, gate }
+    }
+
+    /// From now on every answer waits (after its request is logged) until [`Server::open`].
+    pub fn close_gate(&self) {
+        *self.gate.closed.lock().unwrap() = true;
+    }
+
+    /// Lets every held answer go, and all later ones.
+    pub fn open(&self) {
+        *self.gate.closed.lock().unwrap() = false;
+        self.gate.opened.notify_all();
     }
 
     /// Sets what `path` answers, in order; the last reply repeats.
@@ -166,12 +195,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.open();
         // Wake the accept loop so its thread ends.
         let _ = TcpStream::connect(self.addr);
     }
 }
 
-fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
+fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool, gate: &Gate) {
     let Some(mut request) = read_request(&stream) else { return };
     if request.method == "CONNECT" {
         // Acting as a forward proxy: log the tunnel, then answer what comes through it
@@ -197,6 +227,7 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         };
         (reply, state.log.len() - 1, state.latency)
     };
+    gate.wait(stop);
     if !latency.is_zero() {
         thread::sleep(latency);
     }
@@ -414,7 +445,12 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
 }
 
 /// Answers with a file from disk: 200, or 206 from a `Range: bytes=N-` start.
-fn send_file(out: &mut Counting<'_>, request: &Request, path: &std::path::Path, pace: Option<Duration>) -> std::io::Result<()> {
+fn send_file(
+    out: &mut Counting<'_>,
+    request: &Request,
+    path: &std::path::Path,
+    pace: Option<Duration>,
+) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut file) = std::fs::File::open(path) else {
         return out.head(&head(404, &[("Content-Length", "0".into())]));

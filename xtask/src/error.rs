@@ -22,7 +22,6 @@ pub const EXIT_MODEL_FAILED: u8 = 1;
 /// Exit code for a bad command line or manifest.
 pub const EXIT_USAGE: u8 = 2;
 
-
 /// The kinds of fault, each with its own retry policy and hint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {

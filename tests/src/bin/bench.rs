@@ -131,320 +131,342 @@ fn run(options: &Options) -> anyhow::Result<()> {
 }
 
 impl Bench {
-/// Case 1 and 2: one big file, the tool against curl, and peak memory.
-fn cold_fetch(&mut self) -> anyhow::Result<()> {
-    let Bench { work, server, tool, sh, sizes, runs, warmup, report } = self;
-    let (runs, warmup) = (*runs, *warmup);
-    let section = format!("1. cold fetch of one {} file", human_bytes(sizes.big));
-    let big = work.add_file(server, "big.bin", sizes.big, 1)?;
-    let manifest = work.manifest("big", &[(&big, "big.bin")])?;
-    let url = server.url("/big.bin");
-    let have_curl = has_program(sh, "curl");
-    let have_sha256sum = has_program(sh, "sha256sum");
-    let (mut fetch, mut curl, mut curl_sha, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
-    for round in 0..runs + usize::from(warmup) {
-        let keep = !(warmup && round == 0);
-        let dir = work.fresh("ck");
-        let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache"]))?;
-        if keep {
-            fetch.push(out.seconds);
-            rss = rss.max(out.peak_rss);
-        }
-        if have_curl {
-            let target = work.fresh_file("curl.bin");
-            let t = time(|| cmd!(sh, "curl -sS -o {target} {url}").quiet().run())?;
+    /// Case 1 and 2: one big file, the tool against curl, and peak memory.
+    fn cold_fetch(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sh, sizes, runs, warmup, report } = self;
+        let (runs, warmup) = (*runs, *warmup);
+        let section = format!("1. cold fetch of one {} file", human_bytes(sizes.big));
+        let big = work.add_file(server, "big.bin", sizes.big, 1)?;
+        let manifest = work.manifest("big", &[(&big, "big.bin")])?;
+        let url = server.url("/big.bin");
+        let have_curl = has_program(sh, "curl");
+        let have_sha256sum = has_program(sh, "sha256sum");
+        let (mut fetch, mut curl, mut curl_sha, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
+        for round in 0..runs + usize::from(warmup) {
+            let keep = !(warmup && round == 0);
+            let dir = work.fresh("ck");
+            let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache"]))?;
             if keep {
-                curl.push(t);
+                fetch.push(out.seconds);
+                rss = rss.max(out.peak_rss);
             }
-            if have_sha256sum {
+            if have_curl {
                 let target = work.fresh_file("curl.bin");
-                let t = time(|| {
-                    cmd!(sh, "curl -sS -o {target} {url}").quiet().run()?;
-                    cmd!(sh, "sha256sum {target}").quiet().ignore_stdout().run()
-                })?;
+                let t = time(|| cmd!(sh, "curl -sS -o {target} {url}").quiet().run())?;
                 if keep {
-                    curl_sha.push(t);
+                    curl.push(t);
+                }
+                if have_sha256sum {
+                    let target = work.fresh_file("curl.bin");
+                    let t = time(|| {
+                        cmd!(sh, "curl -sS -o {target} {url}").quiet().run()?;
+                        cmd!(sh, "sha256sum {target}").quiet().ignore_stdout().run()
+                    })?;
+                    if keep {
+                        curl_sha.push(t);
+                    }
                 }
             }
         }
-    }
-    report.row(&section, "models fetch (download + sha256 + fsync + rename)", Stat::seconds(&fetch), "", "");
-    if have_curl {
-        report.row(&section, "curl -o", Stat::seconds(&curl), "", "");
-        let ratio = pairwise(&fetch, &curl, |a, b| a / b);
-        report.goal(&section, "fetch ÷ curl -o, pair by pair", ratio, "≤ 1.15×", |x| x <= 1.15);
-    } else {
-        report.note("curl is not installed: the curl baselines were skipped");
-    }
-    if have_curl && have_sha256sum {
-        report.row(&section, "curl -o then sha256sum", Stat::seconds(&curl_sha), "", "");
-        let ratio = pairwise(&curl_sha, &fetch, |a, b| a / b);
-        report.goal(&section, "(curl + sha256sum) ÷ fetch", ratio, "≥ 2×", |x| x >= 2.0);
-    }
-
-    let section2 = "2. peak memory of the fetch (max RSS of the process)".to_owned();
-    report.row(
-        &section2,
-        &format!("fetch of {}", human_bytes(sizes.big)),
-        Stat::mib(rss),
-        "≤ 16 MiB",
-        verdict(rss <= 16 * MIB),
-    );
-    let small = work.add_file(server, "small.bin", sizes.small_rss, 2)?;
-    let manifest = work.manifest("small", &[(&small, "small.bin")])?;
-    let dir = work.fresh("ck");
-    let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache"]))?;
-    let flat = out.peak_rss <= rss + 4 * MIB && rss <= out.peak_rss + 4 * MIB;
-    report.row(
-        &section2,
-        &format!("fetch of {}", human_bytes(sizes.small_rss)),
-        Stat::mib(out.peak_rss),
-        "flat in file size",
-        verdict(flat),
-    );
-    work.remove_file("big.bin");
-    work.remove_file("small.bin");
-    Ok(())
-}
-
-/// Case 9: the big file over https from nginx with a private CA, against the same over
-/// http from nginx and against curl over https: what TLS costs, and what the rustls and
-/// ring `opt-level = 3` overrides in the workspace Cargo.toml buy.
-fn https_fetch(&mut self) -> anyhow::Result<()> {
-    let Bench { work, server, tool, sh, sizes, runs, warmup, report } = self;
-    let (runs, warmup) = (*runs, *warmup);
-    let section = format!("9. fetch of one {} file from nginx, https against http", human_bytes(sizes.big));
-    let big = work.add_file(server, "tls.bin", sizes.big, 4)?;
-    let pki = Pki::create(work.path.join("pki").as_std_path());
-    let root = work.path.join("srv");
-    let tls = NginxConfig { tls: Some(&pki), ..NginxConfig::default() };
-    let plain_config = NginxConfig::default();
-    let https = Nginx::start(root.as_std_path(), work.path.join("nginx-tls").as_std_path(), &tls, "bench https");
-    let http = Nginx::start(root.as_std_path(), work.path.join("nginx").as_std_path(), &plain_config, "bench http");
-    let (Some(https), Some(http)) = (https, http) else {
-        report.note("nginx is not installed: the https case was skipped");
-        work.remove_file("tls.bin");
-        return Ok(());
-    };
-    let ca = pki.ca_pem.display().to_string();
-    let secure = ServedFile { url: https.url("/tls.bin"), ..big.clone() };
-    let plain = ServedFile { url: http.url("/tls.bin"), ..big };
-    let secure_manifest = work.manifest("https", &[(&secure, "tls.bin")])?;
-    let plain_manifest = work.manifest("http", &[(&plain, "tls.bin")])?;
-    let (mut over_tls, mut over_http, mut curl) = (Vec::new(), Vec::new(), Vec::new());
-    let have_curl = has_program(sh, "curl");
-    let trust_ca = [("SSL_CERT_FILE", ca.as_str())];
-    for round in 0..runs + usize::from(warmup) {
-        let keep = !(warmup && round == 0);
-        let dir = work.fresh("ck");
-        let t = tool.run_with(&models_args("fetch", &secure_manifest, &dir, &["--no-cache"]), &trust_ca)?;
-        let dir = work.fresh("ck");
-        let p = tool.run(&models_args("fetch", &plain_manifest, &dir, &["--no-cache"]))?;
-        if keep {
-            over_tls.push(t.seconds);
-            over_http.push(p.seconds);
-        }
+        report.row(
+            &section,
+            "models fetch (download + sha256 + fsync + rename)",
+            Stat::seconds(&fetch),
+            "",
+            "",
+        );
         if have_curl {
-            let target = work.fresh_file("curl.bin");
-            let url = &secure.url;
-            let c = time(|| cmd!(sh, "curl -sS --cacert {ca} -o {target} {url}").quiet().run())?;
+            report.row(&section, "curl -o", Stat::seconds(&curl), "", "");
+            let ratio = pairwise(&fetch, &curl, |a, b| a / b);
+            report.goal(&section, "fetch ÷ curl -o, pair by pair", ratio, "≤ 1.15×", |x| x <= 1.15);
+        } else {
+            report.note("curl is not installed: the curl baselines were skipped");
+        }
+        if have_curl && have_sha256sum {
+            report.row(&section, "curl -o then sha256sum", Stat::seconds(&curl_sha), "", "");
+            let ratio = pairwise(&curl_sha, &fetch, |a, b| a / b);
+            report.goal(&section, "(curl + sha256sum) ÷ fetch", ratio, "≥ 2×", |x| x >= 2.0);
+        }
+
+        let section2 = "2. peak memory of the fetch (max RSS of the process)".to_owned();
+        report.row(
+            &section2,
+            &format!("fetch of {}", human_bytes(sizes.big)),
+            Stat::mib(rss),
+            "≤ 16 MiB",
+            verdict(rss <= 16 * MIB),
+        );
+        let small = work.add_file(server, "small.bin", sizes.small_rss, 2)?;
+        let manifest = work.manifest("small", &[(&small, "small.bin")])?;
+        let dir = work.fresh("ck");
+        let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache"]))?;
+        let flat = out.peak_rss <= rss + 4 * MIB && rss <= out.peak_rss + 4 * MIB;
+        report.row(
+            &section2,
+            &format!("fetch of {}", human_bytes(sizes.small_rss)),
+            Stat::mib(out.peak_rss),
+            "flat in file size",
+            verdict(flat),
+        );
+        work.remove_file("big.bin");
+        work.remove_file("small.bin");
+        Ok(())
+    }
+
+    /// Case 9: the big file over https from nginx with a private CA, against the same over
+    /// http from nginx and against curl over https: what TLS costs, and what the rustls and
+    /// ring `opt-level = 3` overrides in the workspace Cargo.toml buy.
+    fn https_fetch(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sh, sizes, runs, warmup, report } = self;
+        let (runs, warmup) = (*runs, *warmup);
+        let section =
+            format!("9. fetch of one {} file from nginx, https against http", human_bytes(sizes.big));
+        let big = work.add_file(server, "tls.bin", sizes.big, 4)?;
+        let pki = Pki::create(work.path.join("pki").as_std_path());
+        let root = work.path.join("srv");
+        let tls = NginxConfig { tls: Some(&pki), ..NginxConfig::default() };
+        let plain_config = NginxConfig::default();
+        let https =
+            Nginx::start(root.as_std_path(), work.path.join("nginx-tls").as_std_path(), &tls, "bench https");
+        let http = Nginx::start(
+            root.as_std_path(),
+            work.path.join("nginx").as_std_path(),
+            &plain_config,
+            "bench http",
+        );
+        let (Some(https), Some(http)) = (https, http) else {
+            report.note("nginx is not installed: the https case was skipped");
+            work.remove_file("tls.bin");
+            return Ok(());
+        };
+        let ca = pki.ca_pem.display().to_string();
+        let secure = ServedFile { url: https.url("/tls.bin"), ..big.clone() };
+        let plain = ServedFile { url: http.url("/tls.bin"), ..big };
+        let secure_manifest = work.manifest("https", &[(&secure, "tls.bin")])?;
+        let plain_manifest = work.manifest("http", &[(&plain, "tls.bin")])?;
+        let (mut over_tls, mut over_http, mut curl) = (Vec::new(), Vec::new(), Vec::new());
+        let have_curl = has_program(sh, "curl");
+        let trust_ca = [("SSL_CERT_FILE", ca.as_str())];
+        for round in 0..runs + usize::from(warmup) {
+            let keep = !(warmup && round == 0);
+            let dir = work.fresh("ck");
+            let t =
+                tool.run_with(&models_args("fetch", &secure_manifest, &dir, &["--no-cache"]), &trust_ca)?;
+            let dir = work.fresh("ck");
+            let p = tool.run(&models_args("fetch", &plain_manifest, &dir, &["--no-cache"]))?;
             if keep {
-                curl.push(c);
+                over_tls.push(t.seconds);
+                over_http.push(p.seconds);
+            }
+            if have_curl {
+                let target = work.fresh_file("curl.bin");
+                let url = &secure.url;
+                let c = time(|| cmd!(sh, "curl -sS --cacert {ca} -o {target} {url}").quiet().run())?;
+                if keep {
+                    curl.push(c);
+                }
             }
         }
+        report.row(&section, "models fetch over https", Stat::seconds(&over_tls), "", "");
+        report.row(&section, "models fetch over http", Stat::seconds(&over_http), "", "");
+        let ratio = pairwise(&over_tls, &over_http, |a, b| a / b);
+        report.goal(&section, "https ÷ http, pair by pair", ratio, "≤ 1.5×", |x| x <= 1.5);
+        if have_curl {
+            report.row(&section, "curl -o over https", Stat::seconds(&curl), "", "");
+            let ratio = pairwise(&over_tls, &curl, |a, b| a / b);
+            report.goal(&section, "fetch ÷ curl, both https", ratio, "≤ 1.15×", |x| x <= 1.15);
+        }
+        drop((https, http));
+        work.remove_file("tls.bin");
+        Ok(())
     }
-    report.row(&section, "models fetch over https", Stat::seconds(&over_tls), "", "");
-    report.row(&section, "models fetch over http", Stat::seconds(&over_http), "", "");
-    let ratio = pairwise(&over_tls, &over_http, |a, b| a / b);
-    report.goal(&section, "https ÷ http, pair by pair", ratio, "≤ 1.5×", |x| x <= 1.5);
-    if have_curl {
-        report.row(&section, "curl -o over https", Stat::seconds(&curl), "", "");
-        let ratio = pairwise(&over_tls, &curl, |a, b| a / b);
-        report.goal(&section, "fetch ÷ curl, both https", ratio, "≤ 1.15×", |x| x <= 1.15);
-    }
-    drop((https, http));
-    work.remove_file("tls.bin");
-    Ok(())
-}
 
-/// Cases 3, 4 and the cache install: the default set's sizes, hashed and re-verified.
-fn full_verify(&mut self) -> anyhow::Result<()> {
-    let Bench { work, server, tool, sh, sizes, runs, report, .. } = self;
-    let runs = *runs;
-    let pinned = xtask::Manifest::load(Utf8Path::new("models.toml"))
-        .context("reading models.toml (run the bench from the workspace root) for the default set's sizes")?;
-    let defaults: Vec<_> = pinned.models.iter().filter(|m| !m.optional).collect();
-    let mut files = Vec::new();
-    for (i, model) in defaults.iter().enumerate() {
-        let name = format!("default-{i}.bin");
-        let size = (model.size / sizes.verify_scale).max(1);
-        files.push((work.add_file(server, &name, size, 10 + i as u64)?, name));
-    }
-    let total: u64 = files.iter().map(|(f, _)| f.size).sum();
-    let pairs: Vec<(&ServedFile, &str)> = files.iter().map(|(f, n)| (f, n.as_str())).collect();
-    let manifest = work.manifest("defaults", &pairs)?;
-    let cache = work.fresh("cache");
-    let first = work.fresh("first");
-    let through_cache = ["--cache-dir", cache.as_str()];
-    tool.run(&models_args("fetch", &manifest, &first, &through_cache))?;
+    /// Cases 3, 4 and the cache install: the default set's sizes, hashed and re-verified.
+    fn full_verify(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sh, sizes, runs, report, .. } = self;
+        let runs = *runs;
+        let pinned = xtask::Manifest::load(Utf8Path::new("models.toml")).context(
+            "reading models.toml (run the bench from the workspace root) for the default set's sizes",
+        )?;
+        let defaults: Vec<_> = pinned.models.iter().filter(|m| !m.optional).collect();
+        let mut files = Vec::new();
+        for (i, model) in defaults.iter().enumerate() {
+            let name = format!("default-{i}.bin");
+            let size = (model.size / sizes.verify_scale).max(1);
+            files.push((work.add_file(server, &name, size, 10 + i as u64)?, name));
+        }
+        let total: u64 = files.iter().map(|(f, _)| f.size).sum();
+        let pairs: Vec<(&ServedFile, &str)> = files.iter().map(|(f, n)| (f, n.as_str())).collect();
+        let manifest = work.manifest("defaults", &pairs)?;
+        let cache = work.fresh("cache");
+        let first = work.fresh("first");
+        let through_cache = ["--cache-dir", cache.as_str()];
+        tool.run(&models_args("fetch", &manifest, &first, &through_cache))?;
 
-    let section = format!(
-        "3. full verify of the default set's sizes ({} files, {})",
-        files.len(),
-        human_bytes(total)
-    );
-    let paths: Vec<Utf8PathBuf> = files.iter().map(|(_, n)| first.join(n)).collect();
-    let paths = &paths;
-    let have_sha256sum = has_program(sh, "sha256sum");
-    let have_openssl = has_program(sh, "openssl");
-    let (mut ours, mut theirs, mut openssl) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let out = tool.run(&models_args("verify", &manifest, &first, &["--full", "--jobs", "4"]))?;
-        ours.push(out.seconds);
+        let section = format!(
+            "3. full verify of the default set's sizes ({} files, {})",
+            files.len(),
+            human_bytes(total)
+        );
+        let paths: Vec<Utf8PathBuf> = files.iter().map(|(_, n)| first.join(n)).collect();
+        let paths = &paths;
+        let have_sha256sum = has_program(sh, "sha256sum");
+        let have_openssl = has_program(sh, "openssl");
+        let (mut ours, mut theirs, mut openssl) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let out = tool.run(&models_args("verify", &manifest, &first, &["--full", "--jobs", "4"]))?;
+            ours.push(out.seconds);
+            if have_sha256sum {
+                theirs.push(time(|| cmd!(sh, "sha256sum {paths...}").quiet().ignore_stdout().run())?);
+            }
+            if have_openssl {
+                openssl.push(time(|| {
+                    cmd!(sh, "openssl dgst -sha256 {paths...}").quiet().ignore_stdout().run()
+                })?);
+            }
+        }
+        report.row(&section, "models verify --full --jobs 4", Stat::seconds(&ours), "", "");
         if have_sha256sum {
-            theirs.push(time(|| cmd!(sh, "sha256sum {paths...}").quiet().ignore_stdout().run())?);
+            report.row(&section, "sha256sum", Stat::seconds(&theirs), "", "");
+            let r = pairwise(&theirs, &ours, |a, b| a / b);
+            report.goal(&section, "sha256sum ÷ verify", r, "> 1×", |x| x > 1.0);
         }
         if have_openssl {
-            openssl.push(time(|| cmd!(sh, "openssl dgst -sha256 {paths...}").quiet().ignore_stdout().run())?);
+            report.row(&section, "openssl dgst -sha256", Stat::seconds(&openssl), "", "");
+            let r = pairwise(&openssl, &ours, |a, b| a / b);
+            report.goal(&section, "openssl (one core) ÷ verify (all cores)", r, "> 1×", |x| x > 1.0);
+            // Per core: verify's time on all cores, counted once per core, against openssl's.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            let per_core = pairwise(&openssl, &ours, |a, b| a / (b * cores));
+            report.goal(&section, "speed per core, verify ÷ openssl", per_core, "≥ 1×", |x| x >= 1.0);
+        } else {
+            report.note("openssl is not installed: its baseline was skipped");
         }
-    }
-    report.row(&section, "models verify --full --jobs 4", Stat::seconds(&ours), "", "");
-    if have_sha256sum {
-        report.row(&section, "sha256sum", Stat::seconds(&theirs), "", "");
-        let r = pairwise(&theirs, &ours, |a, b| a / b);
-        report.goal(&section, "sha256sum ÷ verify", r, "> 1×", |x| x > 1.0);
-    }
-    if have_openssl {
-        report.row(&section, "openssl dgst -sha256", Stat::seconds(&openssl), "", "");
-        let r = pairwise(&openssl, &ours, |a, b| a / b);
-        report.goal(&section, "openssl (one core) ÷ verify (all cores)", r, "> 1×", |x| x > 1.0);
-        // Per core: verify's time on all cores, counted once per core, against openssl's.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let per_core = pairwise(&openssl, &ours, |a, b| a / (b * cores));
-        report.goal(&section, "speed per core, verify ÷ openssl", per_core, "≥ 1×", |x| x >= 1.0);
-    } else {
-        report.note("openssl is not installed: its baseline was skipped");
-    }
 
-    let section = "4. re-verify of the unchanged default set (stamps)".to_owned();
-    let mut stamped = Vec::new();
-    for _ in 0..runs.max(5) {
-        let out = tool.run(&models_args("verify", &manifest, &first, &[]))?;
-        stamped.push(out.seconds);
-    }
-    let s = Stat::seconds(&stamped);
-    report.goal(&section, "models verify (built binary, whole process)", s, "≤ 50 ms", |x| x <= 0.050);
-
-    let section = "8. install of the default set from the cache into a fresh checkout".to_owned();
-    let mut installs = Vec::new();
-    for _ in 0..runs {
-        let fresh = work.fresh("checkout");
-        installs.push(tool.run(&models_args("fetch", &manifest, &fresh, &through_cache))?.seconds);
-    }
-    let s = Stat::seconds(&installs);
-    report.goal(&section, "models fetch, every file from the cache (hard links)", s, "< 1 s", |x| x < 1.0);
-    for (_, name) in &files {
-        work.remove_file(name);
-    }
-    Ok(())
-}
-
-/// Case 5: kill the fetch half way, run it again, count what the server sends.
-fn resume(&mut self) -> anyhow::Result<()> {
-    let Bench { work, server, tool, sizes, report, .. } = self;
-    let big = work.add_file(server, "resume.bin", sizes.big, 3)?;
-    let manifest = work.manifest("resume", &[(&big, "resume.bin")])?;
-    let dir = work.fresh("ck");
-    let args = models_args("fetch", &manifest, &dir, &["--no-cache"]);
-    let partial = dir.join(format!("resume.bin.{}.part", &big.sha256[..12]));
-    // About 64 MiB/s in 1 MiB steps, so the kill lands near the middle.
-    work.serve(server, "resume.bin", Some(Duration::from_millis(15)));
-    let mut child = tool.spawn(&args)?;
-    let started = Instant::now();
-    let mut at_kill = 0;
-    while started.elapsed() < Duration::from_secs(120) {
-        at_kill = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-        if at_kill >= big.size / 2 {
-            break;
+        let section = "4. re-verify of the unchanged default set (stamps)".to_owned();
+        let mut stamped = Vec::new();
+        for _ in 0..runs.max(5) {
+            let out = tool.run(&models_args("verify", &manifest, &first, &[]))?;
+            stamped.push(out.seconds);
         }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill()?;
-    let _ = child.wait();
-    work.serve(server, "resume.bin", None);
-    let before = server.bytes_sent("/resume.bin");
-    tool.run(&args)?;
-    let second = server.bytes_sent("/resume.bin") - before;
-    let share = second as f64 / big.size as f64;
-    let section = "5. resume after kill -9 at about half the file".to_owned();
-    report.row(
-        &section,
-        &format!("killed with {:.1}% on disk; bytes sent again", 100.0 * at_kill as f64 / big.size as f64),
-        Stat::percent(share),
-        "≤ 52%",
-        verdict(share <= 0.52),
-    );
-    work.remove_file("resume.bin");
-    Ok(())
-}
+        let s = Stat::seconds(&stamped);
+        report.goal(&section, "models verify (built binary, whole process)", s, "≤ 50 ms", |x| x <= 0.050);
 
-/// Case 6: many small files behind a slow server, one job against eight.
-fn many_files(&mut self) -> anyhow::Result<()> {
-    let Bench { work, server, tool, sizes, runs, report, .. } = self;
-    let runs = *runs;
-    let mut files = Vec::new();
-    for i in 0..sizes.many_files {
-        let name = format!("many-{i}.bin");
-        files.push((work.add_file(server, &name, sizes.many_size, 100 + i as u64)?, name));
-    }
-    let pairs: Vec<(&ServedFile, &str)> = files.iter().map(|(f, n)| (f, n.as_str())).collect();
-    let manifest = work.manifest("many", &pairs)?;
-    server.set_latency(sizes.latency);
-    let (mut one, mut eight) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        for (jobs, into) in [("1", &mut one), ("8", &mut eight)] {
-            let dir = work.fresh("ck");
-            let out = tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache", "--jobs", jobs]))?;
-            into.push(out.seconds);
+        let section = "8. install of the default set from the cache into a fresh checkout".to_owned();
+        let mut installs = Vec::new();
+        for _ in 0..runs {
+            let fresh = work.fresh("checkout");
+            installs.push(tool.run(&models_args("fetch", &manifest, &fresh, &through_cache))?.seconds);
         }
+        let s = Stat::seconds(&installs);
+        report
+            .goal(&section, "models fetch, every file from the cache (hard links)", s, "< 1 s", |x| x < 1.0);
+        for (_, name) in &files {
+            work.remove_file(name);
+        }
+        Ok(())
     }
-    server.set_latency(Duration::ZERO);
-    let section = format!(
-        "6. {} files of {} with {} ms server latency",
-        files.len(),
-        human_bytes(sizes.many_size),
-        sizes.latency.as_millis()
-    );
-    report.row(&section, "--jobs 1", Stat::seconds(&one), "", "");
-    report.row(&section, "--jobs 8", Stat::seconds(&eight), "", "");
-    let r = pairwise(&one, &eight, |a, b| a / b);
-    report.goal(&section, "--jobs 1 ÷ --jobs 8", r, "≥ 5×", |x| x >= 5.0);
-    for (_, name) in &files {
-        work.remove_file(name);
-    }
-    Ok(())
-}
 
-/// Case 7: what the tool costs before it does anything.
-fn startup(&mut self) -> anyhow::Result<()> {
-    let Bench { work, tool, runs, report, .. } = self;
-    let runs = *runs;
-    let manifest = work.path.join("empty.toml");
-    std::fs::write(&manifest, "# nothing pinned\n")?;
-    let dir = work.fresh("ck");
-    let mut times = Vec::new();
-    for _ in 0..runs.max(5) {
-        times.push(tool.run(&models_args("verify", &manifest, &dir, &[]))?.seconds);
+    /// Case 5: kill the fetch half way, run it again, count what the server sends.
+    fn resume(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sizes, report, .. } = self;
+        let big = work.add_file(server, "resume.bin", sizes.big, 3)?;
+        let manifest = work.manifest("resume", &[(&big, "resume.bin")])?;
+        let dir = work.fresh("ck");
+        let args = models_args("fetch", &manifest, &dir, &["--no-cache"]);
+        let partial = dir.join(format!("resume.bin.{}.part", &big.sha256[..12]));
+        // About 64 MiB/s in 1 MiB steps, so the kill lands near the middle.
+        work.serve(server, "resume.bin", Some(Duration::from_millis(15)));
+        let mut child = tool.spawn(&args)?;
+        let started = Instant::now();
+        let mut at_kill = 0;
+        while started.elapsed() < Duration::from_secs(120) {
+            at_kill = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            if at_kill >= big.size / 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill()?;
+        let _ = child.wait();
+        work.serve(server, "resume.bin", None);
+        let before = server.bytes_sent("/resume.bin");
+        tool.run(&args)?;
+        let second = server.bytes_sent("/resume.bin") - before;
+        let share = second as f64 / big.size as f64;
+        let section = "5. resume after kill -9 at about half the file".to_owned();
+        report.row(
+            &section,
+            &format!(
+                "killed with {:.1}% on disk; bytes sent again",
+                100.0 * at_kill as f64 / big.size as f64
+            ),
+            Stat::percent(share),
+            "≤ 52%",
+            verdict(share <= 0.52),
+        );
+        work.remove_file("resume.bin");
+        Ok(())
     }
-    report.row(
-        "7. start-up: verify of an empty selection",
-        "built binary, whole process",
-        Stat::seconds(&times),
-        "",
-        "",
-    );
-    Ok(())
-}
+
+    /// Case 6: many small files behind a slow server, one job against eight.
+    fn many_files(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sizes, runs, report, .. } = self;
+        let runs = *runs;
+        let mut files = Vec::new();
+        for i in 0..sizes.many_files {
+            let name = format!("many-{i}.bin");
+            files.push((work.add_file(server, &name, sizes.many_size, 100 + i as u64)?, name));
+        }
+        let pairs: Vec<(&ServedFile, &str)> = files.iter().map(|(f, n)| (f, n.as_str())).collect();
+        let manifest = work.manifest("many", &pairs)?;
+        server.set_latency(sizes.latency);
+        let (mut one, mut eight) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            for (jobs, into) in [("1", &mut one), ("8", &mut eight)] {
+                let dir = work.fresh("ck");
+                let out =
+                    tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache", "--jobs", jobs]))?;
+                into.push(out.seconds);
+            }
+        }
+        server.set_latency(Duration::ZERO);
+        let section = format!(
+            "6. {} files of {} with {} ms server latency",
+            files.len(),
+            human_bytes(sizes.many_size),
+            sizes.latency.as_millis()
+        );
+        report.row(&section, "--jobs 1", Stat::seconds(&one), "", "");
+        report.row(&section, "--jobs 8", Stat::seconds(&eight), "", "");
+        let r = pairwise(&one, &eight, |a, b| a / b);
+        report.goal(&section, "--jobs 1 ÷ --jobs 8", r, "≥ 5×", |x| x >= 5.0);
+        for (_, name) in &files {
+            work.remove_file(name);
+        }
+        Ok(())
+    }
+
+    /// Case 7: what the tool costs before it does anything.
+    fn startup(&mut self) -> anyhow::Result<()> {
+        let Bench { work, tool, runs, report, .. } = self;
+        let runs = *runs;
+        let manifest = work.path.join("empty.toml");
+        std::fs::write(&manifest, "# nothing pinned\n")?;
+        let dir = work.fresh("ck");
+        let mut times = Vec::new();
+        for _ in 0..runs.max(5) {
+            times.push(tool.run(&models_args("verify", &manifest, &dir, &[]))?.seconds);
+        }
+        report.row(
+            "7. start-up: verify of an empty selection",
+            "built binary, whole process",
+            Stat::seconds(&times),
+            "",
+            "",
+        );
+        Ok(())
+    }
 }
 
 fn verdict(met: bool) -> &'static str {

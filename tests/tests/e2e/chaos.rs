@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tests::{Pin, Reply, Server, finish, payload, sha256_hex};
 
-use crate::sandbox;
+use crate::{sandbox, scenario};
 
 /// A small deterministic generator, so a failing case can be replayed.
 struct Rng(u64);
@@ -29,21 +29,20 @@ impl Rng {
 fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
     // Promise: whenever the tool dies, every destination holds the pinned bytes or nothing,
     // and the next run continues partial transfers instead of starting over.
-    let server = Server::start();
+    let sc = scenario();
     let mut pins = Vec::new();
     for i in 0..3u64 {
         let data = payload(2 << 20, 200 + i);
         let path = format!("/f{i}");
         let slow = Reply::Slow { body: data.clone(), chunk: 32 << 10, pause: Duration::from_millis(4) };
-        server.script(&path, vec![slow]);
-        pins.push((Pin::new(&format!("f{i}"), &format!("f{i}.bin"), &data, &[server.url(&path)]), data));
+        sc.serve(&path, vec![slow]);
+        pins.push((Pin::new(&format!("f{i}"), &format!("f{i}.bin"), &data, &[sc.server.url(&path)]), data));
     }
-    let sb = sandbox();
-    sb.write_manifest(&pins.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    sc.write_manifest(&pins.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let mut rng = Rng(0x5eed);
-    let partials: Vec<_> = pins.iter().map(|(p, _)| sb.cache_partial(&p.sha256)).collect();
+    let partials: Vec<_> = pins.iter().map(|(p, _)| sc.cache_partial(&p.sha256)).collect();
     for _ in 0..20 {
-        let mut child = sb.spawn_models(&["fetch", "--jobs", "3", "--quiet"]);
+        let mut child = sc.spawn_models(&["fetch", "--jobs", "3", "--quiet"]);
         // Kill once some bytes are on disk (or the run ended), at a random moment after.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10)
@@ -56,36 +55,35 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
         let _ = child.kill();
         let _ = child.wait();
         for (pin, data) in &pins {
-            if let Ok(bytes) = std::fs::read(sb.file(&pin.path)) {
+            if let Ok(bytes) = std::fs::read(sc.file(&pin.path)) {
                 assert!(bytes == **data, "{} holds wrong bytes after a kill", pin.path);
             }
         }
     }
-    sb.models(&["fetch"]).expect(0);
-    sb.models(&["verify", "--full"]).expect(0);
-    let resumed = server.requests().iter().filter(|r| r.range.is_some()).count();
+    sc.models(&["fetch"]).expect(0);
+    sc.models(&["verify", "--full"]).expect(0);
+    let resumed = sc.server.requests().iter().filter(|r| r.range.is_some()).count();
     let log: Vec<_> =
-        server.requests().iter().map(|r| (r.path.clone(), r.range.clone(), r.body_bytes)).collect();
+        sc.server.requests().iter().map(|r| (r.path.clone(), r.range.clone(), r.body_bytes)).collect();
     assert!(resumed > 0, "partial transfers resumed rather than restarted: {log:?}");
 }
 
 #[test]
 fn concurrent_fetches_a_clean_and_a_verify_do_not_corrupt_anything() {
     // Promise: any mix of processes on one folder is safe; each file is transferred once.
-    let server = Server::start();
-    server.set_latency(Duration::from_millis(30));
+    let sc = scenario();
+    sc.server.set_latency(Duration::from_millis(30));
     let mut pins = Vec::new();
     for i in 0..3u64 {
         let data = payload(300_000, 210 + i);
         let path = format!("/r{i}");
-        server.script(&path, vec![Reply::Body(data.clone())]);
-        pins.push(Pin::new(&format!("r{i}"), &format!("r{i}.bin"), &data, &[server.url(&path)]));
+        sc.serve(&path, vec![Reply::Body(data.clone())]);
+        pins.push(Pin::new(&format!("r{i}"), &format!("r{i}.bin"), &data, &[sc.server.url(&path)]));
     }
-    let sb = sandbox();
-    sb.write_manifest(&pins);
-    let mut children: Vec<_> = (0..4).map(|_| sb.spawn_models(&["fetch", "--jobs", "2"])).collect();
-    children.push(sb.spawn_models(&["clean"]));
-    children.push(sb.spawn_models(&["verify"]));
+    sc.write_manifest(&pins);
+    let mut children: Vec<_> = (0..4).map(|_| sc.spawn_models(&["fetch", "--jobs", "2"])).collect();
+    children.push(sc.spawn_models(&["clean"]));
+    children.push(sc.spawn_models(&["verify"]));
     let runs: Vec<_> = children.into_iter().map(finish).collect();
     for run in &runs[..5] {
         run.expect(0);
@@ -94,26 +92,25 @@ fn concurrent_fetches_a_clean_and_a_verify_do_not_corrupt_anything() {
     let all_ok = verify.stdout.contains("failed 0");
     assert_eq!(verify.code, if all_ok { 0 } else { 1 }, "verify's exit code matches its report");
     for i in 0..3 {
-        assert_eq!(server.hits(&format!("/r{i}")), 1, "r{i} transferred once");
+        assert_eq!(sc.server.hits(&format!("/r{i}")), 1, "r{i} transferred once");
     }
-    sb.models(&["verify", "--full"]).expect(0);
+    sc.models(&["verify", "--full"]).expect(0);
 }
 
 #[test]
 fn a_full_disk_is_a_clear_error_keeps_the_partial_and_a_later_run_completes() {
     // Promise: running out of space names the numbers, installs nothing, loses nothing.
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(600_000, 220);
-    server.script("/big", vec![Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("big", "big.bin", &data, &[server.url("/big")])]);
+    sc.serve("/big", vec![Reply::Body(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask-under-test"));
     command
         .args(["models", "fetch", "--manifest"])
-        .arg(&sb.manifest)
+        .arg(&sc.manifest)
         .arg("--checkpoints-dir")
-        .arg(&sb.checkpoints)
-        .env("XTASK_MODELS_CACHE_DIR", &sb.cache)
+        .arg(&sc.checkpoints)
+        .env("XTASK_MODELS_CACHE_DIR", &sc.cache)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     // SAFETY: only async-signal-safe calls (setrlimit, signal) run between fork and exec.
@@ -136,13 +133,13 @@ fn a_full_disk_is_a_clear_error_keeps_the_partial_and_a_later_run_completes() {
         run.stderr
     );
     assert!(run.stderr.contains("free some space on the disk"), "{}", run.stderr);
-    assert!(!sb.file("big.bin").exists(), "nothing installed");
-    let partial = sb.cache_partial(&sha256_hex(&data));
+    assert!(!sc.file("big.bin").exists(), "nothing installed");
+    let partial = sc.cache_partial(&sha256_hex(&data));
     assert!(std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0), "the partial is kept");
 
-    sb.models(&["fetch"]).expect(0);
-    assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data);
-    let requests = server.requests();
+    sc.models(&["fetch"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    let requests = sc.server.requests();
     assert!(requests.last().unwrap().range.is_some(), "the later run resumed");
 }
 
@@ -351,17 +348,16 @@ fn a_header_flood_is_cut_off() {
 #[test]
 fn a_range_answer_with_an_absurd_content_range_is_not_spliced() {
     // Promise: a 206 whose Content-Range makes no sense restarts cleanly.
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(50_000, 250);
     let absurd = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 99999999999-1/7\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
-    server.script("/f", vec![Reply::Raw(absurd.to_vec()), Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
-    let partial = sb.cache_partial(&sha256_hex(&data));
+    sc.serve("/f", vec![Reply::Raw(absurd.to_vec()), Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/f"]);
+    let partial = sc.cache_partial(&sha256_hex(&data));
     std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
     std::fs::write(&partial, &data[..1000]).unwrap();
-    sb.models(&["fetch", "--backoff-ms", "1"]).expect(0);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+    sc.models(&["fetch", "--backoff-ms", "1"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
 }
 
 #[test]

@@ -1,128 +1,118 @@
 //! `models fetch` as a whole: selection, idempotence, the manual block, logs, output.
 
-use tests::{Pin, Reply, Server, payload, sha256_hex};
+use tests::{Pin, Reply, payload, sha256_hex};
 
-use crate::{FAST, sandbox};
+use crate::{FAST, sandbox, scenario};
 
 #[test]
 fn a_second_fetch_downloads_nothing() {
-    let server = Server::start();
+    let sc = scenario();
     let (a, b) = (payload(70_000, 1), payload(90_000, 2));
-    server.script("/a", vec![Reply::Body(a.clone())]);
-    server.script("/b", vec![Reply::Body(b.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[
-        Pin::new("a", "a.bin", &a, &[server.url("/a")]),
-        Pin::new("b", "nested/deeper/b.bin", &b, &[server.url("/b")]),
-    ]);
-    let first = sb.models(&["fetch"]);
+    sc.serve("/a", vec![Reply::Body(a.clone())]);
+    sc.serve("/b", vec![Reply::Body(b.clone())]);
+    sc.pin("a", "a.bin", &a, &["/a"]);
+    sc.pin("b", "nested/deeper/b.bin", &b, &["/b"]);
+    let first = sc.models(&["fetch"]);
     first.expect(0);
     assert!(first.stdout.contains("fetched 2"), "{}", first.stdout);
-    assert_eq!(std::fs::read(sb.file("nested/deeper/b.bin")).unwrap(), *b);
-    let second = sb.models(&["fetch"]);
+    assert_eq!(std::fs::read(sc.file("nested/deeper/b.bin")).unwrap(), *b);
+    let second = sc.models(&["fetch"]);
     second.expect(0);
-    assert_eq!(server.requests().len(), 2, "the second run made no request");
+    assert_eq!(sc.server.requests().len(), 2, "the second run made no request");
     assert!(second.stdout.contains("fetched 0") && second.stdout.contains("present 2"), "{}", second.stdout);
 }
 
 #[test]
 fn a_hash_mismatch_on_every_url_prints_the_manual_block_and_installs_nothing() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(50_000, 3);
     let wrong = payload(50_000, 4);
-    server.script("/one", vec![Reply::Body(wrong.clone())]);
-    server.script("/two", vec![Reply::Body(wrong)]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "w/m.bin", &data, &[server.url("/one"), server.url("/two")])]);
-    let run = sb.models(&["fetch"]);
+    sc.serve("/one", vec![Reply::Body(wrong.clone())]);
+    sc.serve("/two", vec![Reply::Body(wrong)]);
+    sc.pin("m", "w/m.bin", &data, &["/one", "/two"]);
+    let run = sc.models(&["fetch"]);
     run.expect(1);
     let err = &run.stderr;
     assert!(err.contains("error: could not fetch m (w/m.bin)"), "{err}");
-    assert!(err.contains(&format!("1. {}", server.url("/one"))), "{err}");
-    assert!(err.contains(&format!("2. {}", server.url("/two"))), "{err}");
-    assert!(err.contains(&sb.file("w/m.bin").display().to_string()), "{err}");
+    assert!(err.contains(&format!("1. {}", sc.server.url("/one"))), "{err}");
+    assert!(err.contains(&format!("2. {}", sc.server.url("/two"))), "{err}");
+    assert!(err.contains(&sc.file("w/m.bin").display().to_string()), "{err}");
     assert!(err.contains("expected size:   50000 bytes"), "{err}");
     assert!(err.contains(&format!("expected sha256: {}", sha256_hex(&data))), "{err}");
     assert!(err.contains("cargo xtask models verify --model m --manifest"), "{err}");
-    assert!(!sb.file("w/m.bin").exists(), "nothing at the destination");
-    assert_eq!(sb.partials(), Vec::<std::path::PathBuf>::new(), "bad bytes are not kept");
+    assert!(!sc.file("w/m.bin").exists(), "nothing at the destination");
+    assert_eq!(sc.partials(), Vec::<std::path::PathBuf>::new(), "bad bytes are not kept");
     assert!(run.stdout.contains("failed 1"), "{}", run.stdout);
 }
 
 #[test]
 fn one_failing_model_does_not_stop_the_others() {
-    let server = Server::start();
+    let sc = scenario();
     let good = payload(10_000, 5);
-    server.script("/good", vec![Reply::Body(good.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[
-        Pin::new("bad", "bad.bin", &payload(10_000, 55), &[server.url("/missing")]),
-        Pin::new("good", "good.bin", &good, &[server.url("/good")]),
-    ]);
-    let run = sb.models(&["fetch"]);
+    sc.serve("/good", vec![Reply::Body(good.clone())]);
+    sc.pin("bad", "bad.bin", &payload(10_000, 55), &["/missing"]);
+    sc.pin("good", "good.bin", &good, &["/good"]);
+    let run = sc.models(&["fetch"]);
     run.expect(1);
-    assert!(sb.file("good.bin").exists());
+    assert!(sc.file("good.bin").exists());
     assert!(run.stdout.contains("fetched 1") && run.stdout.contains("failed 1"), "{}", run.stdout);
 }
 
 #[test]
 fn a_wrong_file_at_the_destination_is_replaced() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(20_000, 6);
-    server.script("/f", vec![Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
-    std::fs::create_dir_all(&sb.checkpoints).unwrap();
-    std::fs::write(sb.file("m.bin"), b"stale bytes").unwrap();
-    sb.models(&["fetch"]).expect(0);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+    sc.serve("/f", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/f"]);
+    std::fs::create_dir_all(&sc.checkpoints).unwrap();
+    std::fs::write(sc.file("m.bin"), b"stale bytes").unwrap();
+    sc.models(&["fetch"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
 }
 
 #[test]
 fn selection_defaults_skip_optional_models_and_groups_select() {
-    let server = Server::start();
+    let sc = scenario();
     let data: Vec<_> = (0..3).map(|seed| payload(1000, 90 + seed)).collect();
     for (p, data) in ["/core", "/extra", "/old"].iter().zip(&data) {
-        server.script(p, vec![Reply::Body(data.clone())]);
+        sc.serve(p, vec![Reply::Body(data.clone())]);
     }
-    let sb = sandbox();
-    let mut core = Pin::new("core", "core.bin", &data[0], &[server.url("/core")]);
+    let mut core = Pin::new("core", "core.bin", &data[0], &[sc.server.url("/core")]);
     core.group = Some("main".into());
-    let mut extra = Pin::new("extra", "extra.bin", &data[1], &[server.url("/extra")]);
+    let mut extra = Pin::new("extra", "extra.bin", &data[1], &[sc.server.url("/extra")]);
     extra.group = Some("main".into());
-    let mut old = Pin::new("old", "old.bin", &data[2], &[server.url("/old")]);
+    let mut old = Pin::new("old", "old.bin", &data[2], &[sc.server.url("/old")]);
     old.group = Some("legacy".into());
     old.optional = true;
-    sb.write_manifest(&[core, extra, old]);
-    sb.models(&["fetch"]).expect(0);
-    assert!(sb.file("core.bin").exists() && sb.file("extra.bin").exists());
-    assert!(!sb.file("old.bin").exists(), "optional models wait for a selection");
-    sb.models(&["fetch", "--group", "legacy"]).expect(0);
-    assert!(sb.file("old.bin").exists());
-    sb.models(&["fetch", "--all"]).expect(0);
-    assert_eq!(server.requests().len(), 3);
+    sc.write_manifest(&[core, extra, old]);
+    sc.models(&["fetch"]).expect(0);
+    assert!(sc.file("core.bin").exists() && sc.file("extra.bin").exists());
+    assert!(!sc.file("old.bin").exists(), "optional models wait for a selection");
+    sc.models(&["fetch", "--group", "legacy"]).expect(0);
+    assert!(sc.file("old.bin").exists());
+    sc.models(&["fetch", "--all"]).expect(0);
+    assert_eq!(sc.server.requests().len(), 3);
 
-    let run = sb.models(&["fetch", "--model", "nope"]);
+    let run = sc.models(&["fetch", "--model", "nope"]);
     run.expect(2);
     assert!(run.stderr.contains("known models: core, extra, old"), "{}", run.stderr);
-    let run = sb.models(&["fetch", "--all", "--model", "core"]);
+    let run = sc.models(&["fetch", "--all", "--model", "core"]);
     run.expect(2);
 }
 
 #[test]
 fn the_log_file_records_every_attempt_without_credentials() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(10_000, 10);
-    server.script("/f", vec![Reply::status(503), Reply::Body(data.clone())]);
-    let sb = sandbox();
-    let secret_url = server.url("/f?token=hunter2").replace("http://", "http://user:pa55@");
-    server.script("/f?token=hunter2", vec![Reply::status(503), Reply::Body(data.clone())]);
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/404"), secret_url])]);
-    let log = sb.dir.join("logs/fetch.log");
+    sc.serve("/f", vec![Reply::status(503), Reply::Body(data.clone())]);
+    let secret_url = sc.server.url("/f?token=hunter2").replace("http://", "http://user:pa55@");
+    sc.serve("/f?token=hunter2", vec![Reply::status(503), Reply::Body(data.clone())]);
+    sc.write_manifest(&[Pin::new("m", "m.bin", &data, &[sc.server.url("/404"), secret_url])]);
+    let log = sc.dir.join("logs/fetch.log");
     let log_arg = log.display().to_string();
     let mut args = vec!["fetch", "--log-file", &log_arg];
     args.extend_from_slice(FAST);
-    sb.models(&args).expect(0);
+    sc.models(&args).expect(0);
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -142,75 +132,75 @@ fn the_log_file_records_every_attempt_without_credentials() {
 
 #[test]
 fn skip_checks_installs_mismatched_bytes_and_says_so_loudly() {
-    let server = Server::start();
+    let sc = scenario();
     let pinned = payload(1000, 11);
-    server.script("/f", vec![Reply::Body(payload(1500, 12))]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &pinned, &[server.url("/f")])]);
-    let run = sb.models(&["fetch", "--skip-checks", "--quiet"]);
+    sc.serve("/f", vec![Reply::Body(payload(1500, 12))]);
+    sc.pin("m", "m.bin", &pinned, &["/f"]);
+    let run = sc.models(&["fetch", "--skip-checks", "--quiet"]);
     run.expect(0);
     assert!(run.stderr.contains("NOT checked"), "{}", run.stderr);
     assert!(run.stdout.contains("checks skipped"), "{}", run.stdout);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap().len(), 1500);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap().len(), 1500);
     // Without --skip-checks the same file is wrong and verify says so.
-    sb.models(&["verify"]).expect(1);
-    sb.models(&["verify", "--skip-checks"]).expect(0);
+    sc.models(&["verify"]).expect(1);
+    sc.models(&["verify", "--skip-checks"]).expect(0);
 }
 
 #[test]
 fn a_download_that_cannot_fit_is_refused_before_any_request() {
-    let server = Server::start();
-    let sb = sandbox();
-    let mut pin = Pin::new("huge", "huge.bin", b"x", &[server.url("/huge")]);
+    let sc = scenario();
+    let mut pin = Pin::new("huge", "huge.bin", b"x", &[sc.server.url("/huge")]);
     pin.size = 1 << 60;
-    sb.write_manifest(&[pin]);
-    let run = sb.models(&["fetch"]);
+    sc.write_manifest(&[pin]);
+    let run = sc.models(&["fetch"]);
     run.expect(1);
     assert!(run.stderr.contains("not enough free space"), "{}", run.stderr);
     assert!(run.stderr.contains(&format!("({} bytes)", 1u64 << 60)), "{}", run.stderr);
-    assert!(run.stderr.contains("another disk with `--cache-dir DIR`"), "the cache is what fills: {}", run.stderr);
-    let direct = sb.models(&["fetch", "--no-cache"]);
+    assert!(
+        run.stderr.contains("another disk with `--cache-dir DIR`"),
+        "the cache is what fills: {}",
+        run.stderr
+    );
+    let direct = sc.models(&["fetch", "--no-cache"]);
     direct.expect(1);
     assert!(direct.stderr.contains("another disk with `--checkpoints-dir DIR`"), "{}", direct.stderr);
-    assert!(server.requests().is_empty());
+    assert!(sc.server.requests().is_empty());
 }
 
 #[test]
 fn a_directory_at_the_destination_is_a_clear_local_error_and_is_kept() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(1000, 13);
-    server.script("/a", vec![Reply::Body(data.clone())]);
-    server.script("/b", vec![Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/a"), server.url("/b")])]);
-    std::fs::create_dir_all(sb.file("m.bin")).unwrap();
-    std::fs::write(sb.file("m.bin/keep.txt"), b"mine").unwrap();
-    let run = sb.models(&["fetch"]);
+    sc.serve("/a", vec![Reply::Body(data.clone())]);
+    sc.serve("/b", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/a", "/b"]);
+    std::fs::create_dir_all(sc.file("m.bin")).unwrap();
+    std::fs::write(sc.file("m.bin/keep.txt"), b"mine").unwrap();
+    let run = sc.models(&["fetch"]);
     run.expect(1);
     assert!(run.stderr.contains("is a directory"), "{}", run.stderr);
-    assert_eq!(server.hits("/b"), 0, "a local fault is not retried on other URLs");
-    assert_eq!(std::fs::read(sb.file("m.bin/keep.txt")).unwrap(), b"mine");
+    assert_eq!(sc.server.hits("/b"), 0, "a local fault is not retried on other URLs");
+    assert_eq!(std::fs::read(sc.file("m.bin/keep.txt")).unwrap(), b"mine");
 }
 
 #[test]
 fn progress_lines_appear_off_a_terminal_and_quiet_hides_them() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(5000, 14);
-    server.script("/f", vec![Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
-    let run = sb.models(&["fetch"]);
+    sc.serve("/f", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/f"]);
+    let run = sc.models(&["fetch"]);
     run.expect(0);
     assert!(
-        run.stderr.contains(&format!("m: downloading 4.9 KiB from {}", server.url("/f"))),
+        run.stderr.contains(&format!("m: downloading 4.9 KiB from {}", sc.server.url("/f"))),
         "{}",
         run.stderr
     );
     assert!(run.stderr.contains("m: fetched 4.9 KiB"), "{}", run.stderr);
     assert!(!run.stderr.contains('\x1b'), "no terminal codes in a log");
 
-    std::fs::remove_file(sb.file("m.bin")).unwrap();
-    let run = sb.models(&["fetch", "--quiet", "--no-cache"]);
+    std::fs::remove_file(sc.file("m.bin")).unwrap();
+    let run = sc.models(&["fetch", "--quiet", "--no-cache"]);
     run.expect(0);
     assert_eq!(run.stderr, "");
     assert!(run.stdout.starts_with("fetched 1 (4.9 KiB in "), "{}", run.stdout);
@@ -231,12 +221,11 @@ fn file_urls_are_a_source_like_any_other() {
 
 #[test]
 fn credentials_in_urls_never_reach_errors_or_json() {
-    let server = Server::start();
-    let secret = server.url("/private?token=hunter2&sig=abc").replace("http://", "http://user:pa55@");
-    server.script("/private?token=hunter2&sig=abc", vec![Reply::status(403)]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &payload(10, 16), &[secret])]);
-    let run = sb.models(&["fetch", "--json"]);
+    let sc = scenario();
+    let secret = sc.server.url("/private?token=hunter2&sig=abc").replace("http://", "http://user:pa55@");
+    sc.serve("/private?token=hunter2&sig=abc", vec![Reply::status(403)]);
+    sc.write_manifest(&[Pin::new("m", "m.bin", &payload(10, 16), &[secret])]);
+    let run = sc.models(&["fetch", "--json"]);
     run.expect(1);
     let all = run.output();
     assert!(all.contains("HTTP 403"), "{all}");
@@ -249,22 +238,21 @@ fn credentials_in_urls_never_reach_errors_or_json() {
 #[test]
 fn a_terminal_gets_a_live_bar_per_file_and_a_total() {
     // `script` gives the tool a pseudo-terminal, as a developer's shell would.
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(3 << 20, 17);
     let slow =
         Reply::Slow { body: data.clone(), chunk: 256 << 10, pause: std::time::Duration::from_millis(40) };
-    server.script("/f", vec![slow]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("model-on-a-tty", "m.bin", &data, &[server.url("/f")])]);
+    sc.serve("/f", vec![slow]);
+    sc.pin("model-on-a-tty", "m.bin", &data, &["/f"]);
     let command = format!(
         "stty cols 80; {} models fetch --manifest {} --checkpoints-dir {}",
         env!("CARGO_BIN_EXE_xtask-under-test"),
-        sb.manifest.display(),
-        sb.checkpoints.display()
+        sc.manifest.display(),
+        sc.checkpoints.display()
     );
     let out = std::process::Command::new("script")
         .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("XTASK_MODELS_CACHE_DIR", &sb.cache)
+        .env("XTASK_MODELS_CACHE_DIR", &sc.cache)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("script runs");
@@ -274,5 +262,5 @@ fn a_terminal_gets_a_live_bar_per_file_and_a_total() {
     assert!(screen.contains("model-on-a-tty"), "a bar named after the file: {screen:?}");
     assert!(screen.contains("total"), "a total bar: {screen:?}");
     assert!(screen.contains("MiB/s"), "the rate: {screen:?}");
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
 }

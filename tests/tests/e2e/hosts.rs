@@ -6,7 +6,7 @@ use std::path::Path;
 use tests::tls::{Pki, TlsServer};
 use tests::{Pin, Reply, Server, payload, sha256_hex};
 
-use crate::{FAST, sandbox};
+use crate::{FAST, sandbox, scenario};
 
 fn one_model(url: String, data: &[u8]) -> tests::Sandbox {
     let sb = sandbox();
@@ -23,7 +23,8 @@ fn fetch(sb: &tests::Sandbox, extra: &[&str]) -> tests::Run {
 
 #[test]
 fn drive_virus_scan_forms_are_followed_with_their_cookies() {
-    let server = Server::start();
+    let sc = scenario();
+    let server = &sc.server;
     let data = payload(40_000, 300);
     let form = format!(
         r#"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>
@@ -35,9 +36,9 @@ fn drive_virus_scan_forms_are_followed_with_their_cookies() {
     let cookie = ("Set-Cookie".to_owned(), "download_warning_ABC=tok; Path=/; HttpOnly".to_owned());
     server.script("/uc?export=download&id=ABC", vec![Reply::HtmlWith { page: form, headers: vec![cookie] }]);
     server.script("/download?id=ABC&confirm=t", vec![Reply::Body(data.clone())]);
-    let sb = one_model(server.url("/uc?export=download&id=ABC"), &data);
-    fetch(&sb, &[]).expect(0);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+    sc.pin("m", "m.bin", &data, &[&server.url("/uc?export=download&id=ABC")]);
+    fetch(&sc, &[]).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
     let follow = server.gets().into_iter().find(|r| r.path.starts_with("/download")).unwrap();
     assert_eq!(follow.cookie.as_deref(), Some("download_warning_ABC=tok"));
 }
@@ -64,12 +65,13 @@ fn drive_legacy_confirm_links_and_download_urls_are_followed() {
 
 #[test]
 fn a_drive_quota_page_is_refused_with_its_message_and_what_to_do() {
-    let server = Server::start();
+    let sc = scenario();
+    let server = &sc.server;
     let page = r#"<html><body><div class="uc-main"><p class="uc-error-caption">Sorry, you can't view or download this file at this time.</p>
         <p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. Please try accessing the file again later.</p></div></body></html>"#;
     server.script("/uc?id=Q", vec![Reply::Html(page.into())]);
-    let sb = one_model(server.url("/uc?id=Q"), &payload(10, 302));
-    let run = fetch(&sb, &[]);
+    sc.pin("m", "m.bin", &payload(10, 302), &[&server.url("/uc?id=Q")]);
+    let run = fetch(&sc, &[]);
     run.expect(1);
     assert!(
         run.stderr.contains("Too many users have viewed or downloaded this file recently"),
@@ -82,7 +84,8 @@ fn a_drive_quota_page_is_refused_with_its_message_and_what_to_do() {
 
 #[test]
 fn a_stale_pin_is_found_by_a_head_before_any_download() {
-    let server = Server::start();
+    let sc = scenario();
+    let server = &sc.server;
     let data = payload(5000, 303);
     let path = "/org/repo/resolve/main/m.bin";
     let stale = Reply::Status {
@@ -96,8 +99,8 @@ fn a_stale_pin_is_found_by_a_head_before_any_download() {
     };
     server.script(path, vec![stale]);
     server.script("/cdn/m.bin", vec![Reply::Body(data.clone())]);
-    let sb = one_model(server.url(path), &data);
-    let run = fetch(&sb, &[]);
+    sc.pin("m", "m.bin", &data, &[&server.url(path)]);
+    let run = fetch(&sc, &[]);
     run.expect(1);
     assert!(run.stderr.contains("the pin is stale: upstream now has size 5001"), "{}", run.stderr);
     let requests = server.requests();
@@ -108,7 +111,8 @@ fn a_stale_pin_is_found_by_a_head_before_any_download() {
 
 #[test]
 fn matching_linked_headers_let_the_download_through_the_redirect() {
-    let server = Server::start();
+    let sc = scenario();
+    let server = &sc.server;
     let data = payload(5000, 304);
     let path = "/org/repo/resolve/main/m.bin";
     let fresh = Reply::Status {
@@ -122,26 +126,26 @@ fn matching_linked_headers_let_the_download_through_the_redirect() {
     };
     server.script(path, vec![fresh]);
     server.script("/cdn/m.bin", vec![Reply::Body(data.clone())]);
-    let sb = one_model(server.url(path), &data);
-    fetch(&sb, &[]).expect(0);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+    sc.pin("m", "m.bin", &data, &[&server.url(path)]);
+    fetch(&sc, &[]).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
 }
 
 #[test]
 fn netrc_credentials_reach_their_host_but_not_a_cross_host_redirect() {
-    let server = Server::start();
+    let mut sc = scenario();
     let data = payload(3000, 305);
     // 127.0.0.1 and localhost are two hosts to a client, though one server here.
-    server.script("/private/m.bin", vec![Reply::Redirect(server.url_as_localhost("/cdn/m.bin"))]);
-    server.script("/cdn/m.bin", vec![Reply::Body(data.clone())]);
-    let mut sb = one_model(server.url("/private/m.bin"), &data);
-    let netrc = sb.dir.join("netrc");
+    sc.server.script("/private/m.bin", vec![Reply::Redirect(sc.server.url_as_localhost("/cdn/m.bin"))]);
+    sc.server.script("/cdn/m.bin", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &[&sc.server.url("/private/m.bin")]);
+    let netrc = sc.dir.join("netrc");
     std::fs::write(&netrc, "machine 127.0.0.1 login alice password s3cret\n").unwrap();
-    sb.set_env("NETRC", &netrc.display().to_string());
-    let log = sb.dir.join("fetch.log");
+    sc.set_env("NETRC", &netrc.display().to_string());
+    let log = sc.dir.join("fetch.log");
     let log_arg = log.display().to_string();
-    fetch(&sb, &["--log-file", &log_arg]).expect(0);
-    let requests = server.gets();
+    fetch(&sc, &["--log-file", &log_arg]).expect(0);
+    let requests = sc.server.gets();
     assert_eq!(requests[0].authorization.as_deref(), Some("Basic YWxpY2U6czNjcmV0"), "alice:s3cret");
     assert_eq!(requests[1].authorization, None, "dropped at the host change");
     let text = std::fs::read_to_string(log).unwrap();
@@ -150,12 +154,13 @@ fn netrc_credentials_reach_their_host_but_not_a_cross_host_redirect() {
 
 #[test]
 fn a_redirect_loop_is_named_and_bounded() {
-    let server = Server::start();
+    let sc = scenario();
+    let server = &sc.server;
     for i in 0..12 {
         server.script(&format!("/hop{i}"), vec![Reply::Redirect(server.url(&format!("/hop{}", i + 1)))]);
     }
-    let sb = one_model(server.url("/hop0"), &payload(10, 306));
-    let run = fetch(&sb, &[]);
+    sc.pin("m", "m.bin", &payload(10, 306), &[&server.url("/hop0")]);
+    let run = fetch(&sc, &[]);
     run.expect(1);
     assert!(run.stderr.contains("more than 10 redirects"), "{}", run.stderr);
     assert_eq!(server.requests().len(), 11, "the first request and ten redirects");
@@ -176,14 +181,14 @@ fn a_forward_proxy_on_loopback_sees_the_request() {
 
 #[test]
 fn no_proxy_bypasses_the_proxy_and_a_dead_proxy_is_named() {
-    let server = Server::start();
+    let mut sc = scenario();
     let data = payload(2000, 308);
-    server.script("/m.bin", vec![Reply::Body(data.clone())]);
+    sc.server.script("/m.bin", vec![Reply::Body(data.clone())]);
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut sb = one_model(server.url("/m.bin"), &data);
-    sb.set_env("http_proxy", &format!("http://127.0.0.1:{dead}"));
-    sb.set_env("NO_PROXY", "example.invalid,127.0.0.1");
-    fetch(&sb, &[]).expect(0);
+    sc.pin("m", "m.bin", &data, &[&sc.server.url("/m.bin")]);
+    sc.set_env("http_proxy", &format!("http://127.0.0.1:{dead}"));
+    sc.set_env("NO_PROXY", "example.invalid,127.0.0.1");
+    fetch(&sc, &[]).expect(0);
 
     let mut sb = one_model("http://models.invalid/m.bin".into(), &data);
     sb.set_env("http_proxy", &format!("http://127.0.0.1:{dead}"));
@@ -240,12 +245,13 @@ fn an_https_to_http_redirect_is_refused() {
 
 #[test]
 fn run_starts_the_command_with_the_checkpoints_dir_and_passes_its_exit_code() {
-    let server = Server::start();
+    let sc = scenario();
+    let server = &sc.server;
     let data = payload(1000, 309);
     server.script("/m.bin", vec![Reply::Body(data.clone())]);
-    let sb = one_model(server.url("/m.bin"), &data);
+    sc.pin("m", "m.bin", &data, &[&server.url("/m.bin")]);
     let script = "test -f \"$MODELS_CHECKPOINTS_DIR/m.bin\" && echo \"args:$1,$2\" && exit 7";
-    let run = sb.models(&["run", "--", "sh", "-c", script, "sh", "one", "two words"]);
+    let run = sc.models(&["run", "--", "sh", "-c", script, "sh", "one", "two words"]);
     run.expect(7);
     assert!(run.stdout.contains("args:one,two words"), "{}", run.stdout);
 

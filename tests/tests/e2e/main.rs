@@ -13,10 +13,15 @@ mod resume;
 mod share;
 mod verify;
 
-use tests::Sandbox;
+use tests::{Sandbox, Scenario};
 
 pub fn sandbox() -> Sandbox {
     Sandbox::new(env!("CARGO_BIN_EXE_xtask-under-test"))
+}
+
+/// A loopback server and a sandbox whose manifest the test fills.
+pub fn scenario() -> Scenario {
+    Scenario::new(env!("CARGO_BIN_EXE_xtask-under-test"))
 }
 
 /// Retries in tests wait a millisecond, not half a second: nothing here tests backoff length.

@@ -3,19 +3,16 @@
 use std::process::Command;
 
 use serde_json::Value;
-use tests::{Pin, Reply, Server, payload, sha256_hex};
+use tests::{Pin, Reply, Scenario, payload, sha256_hex};
 
-use crate::sandbox;
+use crate::{sandbox, scenario};
 
-/// A sandbox with one model fetched and verified once (so it is stamped).
-fn stamped() -> (tests::Sandbox, Server, Vec<u8>) {
-    let server = Server::start();
-    let data = payload(100_000, 60);
-    server.script("/m", vec![Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/m")])]);
-    sb.models(&["fetch"]).expect(0);
-    (sb, server, data.to_vec())
+/// A scenario with one model fetched and verified once (so it is stamped).
+fn stamped() -> (Scenario, Vec<u8>) {
+    let sc = scenario();
+    let data = sc.model("m", "m.bin", payload(100_000, 60));
+    sc.models(&["fetch"]).expect(0);
+    (sc, data.to_vec())
 }
 
 fn verify_line(sb: &tests::Sandbox, args: &[&str]) -> (i32, String) {
@@ -28,7 +25,7 @@ fn verify_line(sb: &tests::Sandbox, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn an_unchanged_file_is_trusted_by_its_stamp_and_full_hashes_anyway() {
-    let (sb, _server, _) = stamped();
+    let (sb, _) = stamped();
     assert!(verify_line(&sb, &[]).1.starts_with("ok (stamp)"));
     assert!(verify_line(&sb, &["--full"]).1.starts_with("ok  "), "--full hashes");
     assert!(verify_line(&sb, &[]).1.starts_with("ok (stamp)"));
@@ -36,7 +33,7 @@ fn an_unchanged_file_is_trusted_by_its_stamp_and_full_hashes_anyway() {
 
 #[test]
 fn touching_a_file_forces_a_rehash() {
-    let (sb, _server, _) = stamped();
+    let (sb, _) = stamped();
     let file = std::fs::File::options().write(true).open(sb.file("m.bin")).unwrap();
     file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
     let (code, line) = verify_line(&sb, &[]);
@@ -47,7 +44,7 @@ fn touching_a_file_forces_a_rehash() {
 
 #[test]
 fn a_same_size_edit_is_caught() {
-    let (sb, _server, data) = stamped();
+    let (sb, data) = stamped();
     let mut edited = data.clone();
     edited[500] ^= 0x40;
     // Break the hard link to the cache first, as an editor saving in place would not.
@@ -60,7 +57,7 @@ fn a_same_size_edit_is_caught() {
 
 #[test]
 fn an_in_place_edit_that_keeps_size_and_mtime_is_caught_by_ctime() {
-    let (sb, _server, data) = stamped();
+    let (sb, data) = stamped();
     let meta = std::fs::metadata(sb.file("m.bin")).unwrap();
     let mut edited = data.clone();
     edited[0] ^= 1;
@@ -74,7 +71,7 @@ fn an_in_place_edit_that_keeps_size_and_mtime_is_caught_by_ctime() {
 
 #[test]
 fn a_file_replaced_by_rename_is_rehashed() {
-    let (sb, _server, data) = stamped();
+    let (sb, data) = stamped();
     let other = sb.dir.join("copy.bin");
     std::fs::write(&other, &data).unwrap();
     std::fs::rename(&other, sb.file("m.bin")).unwrap();
@@ -85,7 +82,8 @@ fn a_file_replaced_by_rename_is_rehashed() {
 
 #[test]
 fn a_changed_pin_is_not_vouched_for_by_an_old_stamp() {
-    let (sb, server, data) = stamped();
+    let (sb, data) = stamped();
+    let server = &sb.server;
     let mut pin = Pin::new("m", "m.bin", &data, &[server.url("/m")]);
     pin.sha256 = sha256_hex(b"something else");
     sb.write_manifest(&[pin]);
@@ -96,7 +94,7 @@ fn a_changed_pin_is_not_vouched_for_by_an_old_stamp() {
 
 #[test]
 fn a_missing_or_garbled_state_file_only_means_hashing_everything() {
-    let (sb, _server, _) = stamped();
+    let (sb, _) = stamped();
     std::fs::write(sb.file(".models-state"), "garbage\n\u{0}\u{1}").unwrap();
     let (code, line) = verify_line(&sb, &[]);
     assert_eq!(code, 0);
@@ -121,7 +119,8 @@ fn manifest_only_checks_the_manifest_without_any_checkpoints() {
 
 #[test]
 fn status_is_instant_and_names_every_state() {
-    let (sb, server, _) = stamped();
+    let (sb, _) = stamped();
+    let server = &sb.server;
     let others: Vec<_> = (0..4).map(|i| payload(1000, 70 + i)).collect();
     let mut pins = vec![Pin::new("m", "m.bin", &payload(100_000, 60), &[server.url("/m")])];
     for (i, data) in others.iter().enumerate() {
@@ -149,7 +148,8 @@ fn status_is_instant_and_names_every_state() {
 
 #[test]
 fn json_documents_parse_and_match_the_human_output() {
-    let (sb, server, _) = stamped();
+    let (sb, _) = stamped();
+    let server = &sb.server;
     let extra = payload(2000, 80);
     server.script("/e", vec![Reply::Body(extra.clone())]);
     sb.write_manifest(&[
@@ -189,53 +189,51 @@ fn json_documents_parse_and_match_the_human_output() {
 
 #[test]
 fn add_appends_exactly_one_entry_and_keeps_comments() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(12_345, 90);
-    server.script("/files/new%20model.pth", vec![Reply::Body(data.clone())]);
-    let sb = sandbox();
+    sc.serve("/files/new%20model.pth", vec![Reply::Body(data.clone())]);
     let original = format!(
         "# Pinned models.   (a comment with odd    spacing)\n\n[[model]]  # first\nname = \"old\" # inline\npath = \"old.bin\"\nsize = 1\nsha256 = \"{}\"\nurls = [\n  \"https://example.invalid/old\",  # why\n]\n\n# trailing comment\n",
         "0".repeat(64)
     );
-    std::fs::write(&sb.manifest, &original).unwrap();
-    let url = server.url("/files/new%20model.pth");
-    let run = sb.models(&["add", &url, "--group", "extra", "--url", "https://example.invalid/mirror.pth"]);
+    std::fs::write(&sc.manifest, &original).unwrap();
+    let url = sc.server.url("/files/new%20model.pth");
+    let run = sc.models(&["add", &url, "--group", "extra", "--url", "https://example.invalid/mirror.pth"]);
     run.expect(0);
-    let text = std::fs::read_to_string(&sb.manifest).unwrap();
+    let text = std::fs::read_to_string(&sc.manifest).unwrap();
     let expected_entry = format!(
         "\n[[model]]\nname = \"new-model\"\npath = \"new model.pth\"\nsize = 12345\nsha256 = \"{}\"\nurls = [\"{url}\", \"https://example.invalid/mirror.pth\"]\ngroup = \"extra\"\n",
         sha256_hex(&data)
     );
     assert_eq!(text, format!("{original}{expected_entry}"));
-    assert_eq!(std::fs::read(sb.file("new model.pth")).unwrap(), *data);
-    sb.models(&["verify", "--model", "new-model"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("new model.pth")).unwrap(), *data);
+    sc.models(&["verify", "--model", "new-model"]).expect(0);
 
     // The same name or path again is refused before any download.
-    let before = server.requests().len();
-    let run = sb.models(&["add", &url]);
+    let before = sc.server.requests().len();
+    let run = sc.models(&["add", &url]);
     run.expect(2);
     assert!(run.stderr.contains("already has a model named \"new-model\""), "{}", run.stderr);
-    let run = sb.models(&["add", &url, "--name", "other"]);
+    let run = sc.models(&["add", &url, "--name", "other"]);
     run.expect(2);
     assert!(run.stderr.contains("already pins the path"), "{}", run.stderr);
-    assert_eq!(server.requests().len(), before);
+    assert_eq!(sc.server.requests().len(), before);
 }
 
 #[test]
 fn add_checks_a_given_sha256_and_dry_run_writes_nothing() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(3000, 91);
-    server.script("/x.bin", vec![Reply::Body(data.clone())]);
-    let sb = sandbox();
-    std::fs::write(&sb.manifest, "").unwrap();
-    let run = sb.models(&["add", &server.url("/x.bin"), "--sha256", &sha256_hex(b"other")]);
+    sc.serve("/x.bin", vec![Reply::Body(data.clone())]);
+    std::fs::write(&sc.manifest, "").unwrap();
+    let run = sc.models(&["add", &sc.server.url("/x.bin"), "--sha256", &sha256_hex(b"other")]);
     run.expect(1);
     assert!(run.stderr.contains("nothing was pinned"), "{}", run.stderr);
-    assert!(!sb.file("x.bin").exists());
-    let run = sb.models(&["add", &server.url("/x.bin"), "--sha256", &sha256_hex(&data), "--dry-run"]);
+    assert!(!sc.file("x.bin").exists());
+    let run = sc.models(&["add", &sc.server.url("/x.bin"), "--sha256", &sha256_hex(&data), "--dry-run"]);
     run.expect(0);
     assert!(run.stdout.contains("name = \"x\""), "{}", run.stdout);
-    assert_eq!(std::fs::read_to_string(&sb.manifest).unwrap(), "");
+    assert_eq!(std::fs::read_to_string(&sc.manifest).unwrap(), "");
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -252,7 +250,7 @@ fn git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_pre_commit_hook_refuses_a_corrupt_model_and_uninstalls_cleanly() {
-    let (sb, _server, data) = stamped();
+    let (sb, data) = stamped();
     assert!(git(&sb.dir, &["init", "-q"]).status.success());
     let hooks = sb.dir.join(".git/hooks");
     std::fs::create_dir_all(&hooks).unwrap();

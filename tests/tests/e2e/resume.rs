@@ -6,7 +6,7 @@ use std::time::Duration;
 use tests::server::etag_of;
 use tests::{Pin, Reply, Server, payload, sha256_hex, wait_until};
 
-use crate::{FAST, sandbox};
+use crate::{FAST, sandbox, scenario};
 
 const MIB: usize = 1 << 20;
 
@@ -29,28 +29,27 @@ fn fetch(sb: &tests::Sandbox) -> tests::Run {
 
 #[test]
 fn a_fetch_killed_mid_file_resumes_with_only_the_missing_bytes() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(8 * MIB, 21);
-    server.script("/f", vec![Reply::Stall { body: data.clone(), after: 4 * MIB }, Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
-    let child = sb.spawn_models(&["fetch", "--timeout", "60"]);
-    let partial = sb.cache_partial(&sha256_hex(&data));
+    sc.serve("/f", vec![Reply::Stall { body: data.clone(), after: 4 * MIB }, Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/f"]);
+    let child = sc.spawn_models(&["fetch", "--timeout", "60"]);
+    let partial = sc.cache_partial(&sha256_hex(&data));
     wait_until(Duration::from_secs(60), "half the file on disk", || {
         std::fs::metadata(&partial).is_ok_and(|m| m.len() >= (4 * MIB) as u64)
     });
     let mut child = child;
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    assert!(!sb.file("m.bin").exists(), "a killed fetch installs nothing");
+    assert!(!sc.file("m.bin").exists(), "a killed fetch installs nothing");
 
-    fetch(&sb).expect(0);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
-    let requests = server.requests();
+    fetch(&sc).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
+    let requests = sc.server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].range.as_deref(), Some("bytes=4194304-"));
     assert_eq!(requests[1].body_bytes, (4 * MIB) as u64, "only the rest was sent");
-    assert!(sb.partials().is_empty(), "{:?}", sb.partials());
+    assert!(sc.partials().is_empty(), "{:?}", sc.partials());
 }
 
 #[test]
@@ -105,17 +104,15 @@ fn a_206_that_starts_elsewhere_is_not_spliced() {
 
 #[test]
 fn if_range_keeps_a_changed_upstream_file_from_being_spliced() {
-    let server = Server::start();
+    let sc = scenario();
     let old = payload(300_000, 26);
     let new = payload(300_000, 27);
     // The first answer is the old file, cut short; by the retry upstream has changed.
-    server
-        .script("/f", vec![Reply::Truncate { body: old.clone(), after: 100_000 }, Reply::Body(new.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &new, &[server.url("/f")])]);
-    fetch(&sb).expect(0);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *new);
-    let requests = server.requests();
+    sc.serve("/f", vec![Reply::Truncate { body: old.clone(), after: 100_000 }, Reply::Body(new.clone())]);
+    sc.pin("m", "m.bin", &new, &["/f"]);
+    fetch(&sc).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *new);
+    let requests = sc.server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].range.as_deref(), Some("bytes=100000-"));
     assert_eq!(requests[1].if_range, Some(etag_of(&old)), "the validator of the first answer");
@@ -150,33 +147,31 @@ fn a_partial_longer_than_the_pin_is_discarded() {
 
 #[test]
 fn progress_within_a_run_resumes_and_restores_the_retry_budget() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(5 * MIB, 30);
     let stall = Reply::Stall { body: data.clone(), after: 3 * MIB / 2 };
-    server.script("/f", vec![stall.clone(), stall.clone(), stall, Reply::Body(data.clone())]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
+    sc.serve("/f", vec![stall.clone(), stall.clone(), stall, Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/f"]);
     // One retry only: without the reset after real progress this would give up.
-    let run = sb.models(&["fetch", "--timeout", "0.3", "--retries", "1", "--backoff-ms", "1"]);
+    let run = sc.models(&["fetch", "--timeout", "0.3", "--retries", "1", "--backoff-ms", "1"]);
     run.expect(0);
-    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
-    let ranges: Vec<_> = server.requests().iter().map(|r| r.range.clone()).collect();
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
+    let ranges: Vec<_> = sc.server.requests().iter().map(|r| r.range.clone()).collect();
     assert_eq!(
         ranges,
         [None, Some("bytes=1572864-".into()), Some("bytes=3145728-".into()), Some("bytes=4718592-".into())]
     );
-    assert_eq!(server.bytes_sent("/f"), data.len() as u64, "every byte sent once");
+    assert_eq!(sc.server.bytes_sent("/f"), data.len() as u64, "every byte sent once");
 }
 
 #[test]
 fn a_server_that_trickles_still_ends_in_bounded_attempts() {
-    let server = Server::start();
+    let sc = scenario();
     let data = payload(300_000, 31);
-    server.script("/f", vec![Reply::Stall { body: data.clone(), after: 2000 }]);
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
-    let run = sb.models(&["fetch", "--timeout", "0.2", "--retries", "2", "--backoff-ms", "1"]);
+    sc.serve("/f", vec![Reply::Stall { body: data.clone(), after: 2000 }]);
+    sc.pin("m", "m.bin", &data, &["/f"]);
+    let run = sc.models(&["fetch", "--timeout", "0.2", "--retries", "2", "--backoff-ms", "1"]);
     run.expect(1);
-    assert_eq!(server.hits("/f"), 3, "a trickle is not real progress");
+    assert_eq!(sc.server.hits("/f"), 3, "a trickle is not real progress");
     assert!(run.stderr.contains("--timeout SECS"), "{}", run.stderr);
 }

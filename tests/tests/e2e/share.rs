@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use tests::{Pin, Reply, Server, finish, payload};
+use tests::{Pin, Reply, Server, payload, wait_until};
 
-use crate::sandbox;
+use crate::{sandbox, scenario};
 
 /// Three models on `server`, each at its own path; returns their pins.
 fn three_models(server: &Server) -> Vec<Pin> {
@@ -19,39 +19,55 @@ fn three_models(server: &Server) -> Vec<Pin> {
         .collect()
 }
 
-#[test]
-fn four_concurrent_fetches_transfer_each_file_once() {
-    let server = Server::start();
-    server.set_latency(Duration::from_millis(250));
-    let pins = three_models(&server);
-    let sb = sandbox();
-    sb.write_manifest(&pins);
-    let children: Vec<_> = (0..4).map(|_| sb.spawn_models(&["fetch", "--jobs", "2"])).collect();
-    for child in children {
-        finish(child).expect(0);
-    }
-    for i in 0..3 {
-        assert_eq!(server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
-    }
-    sb.models(&["verify"]).expect(0);
+/// Starts four fetches of the three models while the server holds every answer, waits
+/// until each model has a holder downloading it and `waiters` lock waits have been
+/// announced, then lets the answers go. An explicit signal, not a sleep, makes the race.
+fn four_racing_fetches(
+    sc: &tests::Scenario,
+    args: &[&str],
+    held: &[&str],
+    waiters: usize,
+) -> Vec<tests::Run> {
+    sc.server.close_gate();
+    let children: Vec<_> = (0..4).map(|_| sc.spawn_logged(args)).collect();
+    wait_until(Duration::from_secs(60), "every model held and every other fetch waiting", || {
+        let requested = held.iter().all(|p| sc.server.hits(p) >= 1);
+        let waiting: usize =
+            children.iter().map(|c| c.stderr().matches("waiting for another fetch of").count()).sum();
+        requested && waiting >= waiters
+    });
+    sc.server.open();
+    children.into_iter().map(|c| c.finish()).collect()
 }
 
 #[test]
-fn concurrent_fetches_without_the_cache_also_download_once() {
-    let server = Server::start();
-    server.set_latency(Duration::from_millis(250));
-    let pins = three_models(&server);
-    let sb = sandbox();
-    sb.write_manifest(&pins);
-    let children: Vec<_> = (0..4).map(|_| sb.spawn_models(&["fetch", "--no-cache"])).collect();
-    let runs: Vec<_> = children.into_iter().map(finish).collect();
+fn four_concurrent_fetches_transfer_each_file_once() {
+    let sc = scenario();
+    sc.write_manifest(&three_models(&sc.server));
+    // With two jobs each, every fetch starts on m0 and m1: one holds each, three wait.
+    let runs = four_racing_fetches(&sc, &["fetch", "--jobs", "2"], &["/m0", "/m1"], 6);
     for run in &runs {
         run.expect(0);
     }
     for i in 0..3 {
-        assert_eq!(server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
+        assert_eq!(sc.server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
     }
-    assert!(runs.iter().any(|r| r.stderr.contains("waiting for another fetch of m")));
+    sc.models(&["verify"]).expect(0);
+}
+
+#[test]
+fn concurrent_fetches_without_the_cache_also_download_once() {
+    let sc = scenario();
+    sc.write_manifest(&three_models(&sc.server));
+    // Four jobs each: every fetch tries all three models at once; one holds each.
+    let runs = four_racing_fetches(&sc, &["fetch", "--no-cache"], &["/m0", "/m1", "/m2"], 9);
+    for run in &runs {
+        run.expect(0);
+    }
+    for i in 0..3 {
+        assert_eq!(sc.server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
+    }
+    assert!(runs.iter().any(|r| r.stderr.contains("present (another process fetched it)")));
 }
 
 #[test]
@@ -171,17 +187,16 @@ fn jobs_download_files_concurrently_and_one_job_does_not() {
 
 #[test]
 fn clean_cache_prunes_entries_the_manifest_no_longer_pins() {
-    let server = Server::start();
-    let pins = three_models(&server);
-    let sb = sandbox();
-    sb.write_manifest(&pins);
-    sb.models(&["fetch"]).expect(0);
-    sb.write_manifest(&pins[..2]);
-    let run = sb.models(&["clean", "--cache", "--dry-run"]);
+    let sc = scenario();
+    let pins = three_models(&sc.server);
+    sc.write_manifest(&pins);
+    sc.models(&["fetch"]).expect(0);
+    sc.write_manifest(&pins[..2]);
+    let run = sc.models(&["clean", "--cache", "--dry-run"]);
     run.expect(0);
     assert!(run.stdout.contains(&format!("would remove cache entry {}", pins[2].sha256)), "{}", run.stdout);
     assert!(!run.stdout.contains(&pins[0].sha256), "{}", run.stdout);
-    sb.models(&["clean", "--cache"]).expect(0);
-    assert!(!sb.cache.join("sha256").join(&pins[2].sha256).exists());
-    assert!(sb.cache.join("sha256").join(&pins[0].sha256).exists());
+    sc.models(&["clean", "--cache"]).expect(0);
+    assert!(!sc.cache.join("sha256").join(&pins[2].sha256).exists());
+    assert!(sc.cache.join("sha256").join(&pins[0].sha256).exists());
 }

@@ -14,7 +14,9 @@ use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::commands::Defaults;
-use crate::commands::{Context, Location, absolute, add, clean, fetch, hook, mirror, run as run_command, status, verify};
+use crate::commands::{
+    Context, Location, absolute, add, clean, fetch, hook, mirror, run as run_command, status, verify,
+};
 use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::transfer::Settings;
 use crate::error::{EXIT_USAGE, Error, Result};
@@ -28,6 +30,8 @@ struct Cli {
     task: Task,
 }
 
+// Parsed once per process: the size of the biggest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Task {
     /// Provision the pinned model checkpoints listed in models.toml.
@@ -522,11 +526,8 @@ fn fetch_options(
         plan::check_mirror(mirror)?;
     }
     // Unchecked bytes must never enter a store named by their pinned hash.
-    let cache = if sources.no_cache || skip_checks {
-        None
-    } else {
-        cache_at(sources.cache_dir, &cx.reporter)
-    };
+    let cache =
+        if sources.no_cache || skip_checks { None } else { cache_at(sources.cache_dir, &cx.reporter) };
     let offline = sources.offline || env_flag(OFFLINE_ENV);
     Ok(fetch::Options { settings, skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline })
 }

@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::events::Event;
 use crate::engine::manifest::Manifest;
-use crate::error::{Error, EXIT_MODEL_FAILED, EXIT_OK, IoContext, Origin, Result};
+use crate::error::{EXIT_MODEL_FAILED, EXIT_OK, Error, IoContext, Origin, Result};
 use crate::text::{redact_url, shell_quote};
 use crate::ui::attempt_log::AttemptLog;
 use crate::ui::progress::{Reporter, Transfer};

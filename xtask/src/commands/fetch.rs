@@ -92,7 +92,10 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Repo
         }
         Err(message) => {
             cx.reporter.error(&format!("error: {message}"));
-            let tried = Tried { origin: Origin::Disk(download_dir.to_owned()), fault: Fault::new(Class::NoSpace, message) };
+            let tried = Tried {
+                origin: Origin::Disk(download_dir.to_owned()),
+                fault: Fault::new(Class::NoSpace, message),
+            };
             missing.iter().map(|_| Outcome::Failed(vec![tried.clone()])).collect()
         }
     };
@@ -187,7 +190,14 @@ fn provide(cx: &Context, options: &Options, downloader: &Downloader, step: &Step
             }
             held
         }
-        Err(e) => return fail(cx, model, &step.dest, vec![Tried { origin: Origin::Lock(lock_path), fault: Fault::from_error(&e) }]),
+        Err(e) => {
+            return fail(
+                cx,
+                model,
+                &step.dest,
+                vec![Tried { origin: Origin::Lock(lock_path), fault: Fault::from_error(&e) }],
+            );
+        }
     };
     let result = match &options.cache {
         Some(cache) => through_cache(cx, options, downloader, cache, step),

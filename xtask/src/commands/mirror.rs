@@ -31,7 +31,9 @@ pub fn run(
         let source = if matches!(step.state, LocalState::Ok | LocalState::Stamped) {
             Some(step.dest.clone())
         } else {
-            cache.filter(|c| c.check(model.size, &model.sha256) == Entry::Good).map(|c| c.entry(&model.sha256))
+            cache
+                .filter(|c| c.check(model.size, &model.sha256) == Entry::Good)
+                .map(|c| c.entry(&model.sha256))
         };
         let Some(source) = source else {
             failed += 1;

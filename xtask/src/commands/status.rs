@@ -142,7 +142,7 @@ fn json_report<'a>(
                 State::WrongSize { actual } => record.actual_size = Some(*actual),
                 _ => {}
             }
-            Record::new(*model, record)
+            Record::new(model, record)
         })
         .collect();
     let summary = StatusSummary { models: rows.len(), ok, bytes_present: present, bytes_needed: needed };

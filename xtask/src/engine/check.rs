@@ -69,8 +69,12 @@ impl LocalState {
 pub enum Glance {
     Missing,
     NotAFile,
-    Unreadable { error: String },
-    WrongSize { actual: u64 },
+    Unreadable {
+        error: String,
+    },
+    WrongSize {
+        actual: u64,
+    },
     /// A stamp vouches for this very file as the pin.
     Stamped,
     /// A stamp for this very file says its sha256 is not the pin's.
@@ -200,7 +204,8 @@ impl BackgroundHasher {
     /// thread that died is an error: its digest would describe bytes nobody hashed.
     pub fn finish(mut self) -> Result<String, Fault> {
         self.work = None;
-        let died = || Fault::new(Class::LocalIo, "the hashing thread stopped unexpectedly; nothing was installed");
+        let died =
+            || Fault::new(Class::LocalIo, "the hashing thread stopped unexpectedly; nothing was installed");
         let thread = self.thread.take().ok_or_else(died)?;
         let hasher = thread.join().map_err(|_| died())?;
         Ok(hex(&hasher.finalize()))

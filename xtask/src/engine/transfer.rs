@@ -290,7 +290,8 @@ impl Downloader {
         let too_long = job.expect.ceiling().is_some_and(|ceiling| have > ceiling);
         // Without a pin, only the validator ties a partial to this URL: bytes from
         // elsewhere (another URL given to an earlier `add`) must not be resumed.
-        let unproven = matches!(job.expect, Expect::Unknown { .. }) && read_validator(&job.partial, url).is_none();
+        let unproven =
+            matches!(job.expect, Expect::Unknown { .. }) && read_validator(&job.partial, url).is_none();
         if have > 0 && (too_long || unproven) {
             file.set_len(0).map_err(local)?;
             have = 0;
@@ -376,7 +377,14 @@ impl Downloader {
             if check::sniff(&page, content_type.as_deref()).is_none() || read.is_err() && page.is_empty() {
                 // Labelled HTML but not a page after all: hand over what was read, then the rest.
                 let body: Box<dyn Read> = Box::new(io::Cursor::new(page).chain(body));
-                return Ok(Source { body, start: 0, status: Some(status), content_type, declared: None, validator });
+                return Ok(Source {
+                    body,
+                    start: 0,
+                    status: Some(status),
+                    content_type,
+                    declared: None,
+                    validator,
+                });
             }
             let text = String::from_utf8_lossy(&page);
             match hosts::judge_page(&text, &page_url) {
@@ -687,13 +695,19 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
             {
                 return Err(Fault::new(
                     Class::Truncated,
-                    format!("the body ended after {written} of {} bytes", self.start.saturating_add(declared)),
+                    format!(
+                        "the body ended after {written} of {} bytes",
+                        self.start.saturating_add(declared)
+                    ),
                 ));
             }
             return Ok((self.file, self.hasher.finish()?, written));
         };
         if written < size {
-            return Err(Fault::new(Class::Truncated, format!("the body ended after {written} of {size} bytes")));
+            return Err(Fault::new(
+                Class::Truncated,
+                format!("the body ended after {written} of {size} bytes"),
+            ));
         }
         let actual = self.hasher.finish()?;
         if actual == sha256 {

@@ -219,8 +219,7 @@ fn with_proxy_hint(mut fault: Fault, proxy: Option<&str>) -> Fault {
     if let Some(proxy) = proxy
         && matches!(fault.class, Class::Connection | Class::Timeout | Class::Tls)
     {
-        fault.detail =
-            format!("{} (through the proxy {})", fault.detail, redact_url(proxy));
+        fault.detail = format!("{} (through the proxy {})", fault.detail, redact_url(proxy));
     }
     fault
 }

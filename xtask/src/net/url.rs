@@ -67,7 +67,8 @@ pub fn resolve(base: &str, reference: &str) -> String {
     };
     if ref_path.is_empty() {
         // Only a query and/or a fragment: keep the base path (and its query, if none given).
-        let tail = if ref_tail.starts_with('#') { format!("{base_query}{ref_tail}") } else { ref_tail.to_owned() };
+        let keeps_query = ref_tail.is_empty() || ref_tail.starts_with('#');
+        let tail = if keeps_query { format!("{base_query}{ref_tail}") } else { ref_tail.to_owned() };
         return format!("{base_scheme}:{base_authority}{base_path}{tail}");
     }
     let merged = if ref_path.starts_with('/') {

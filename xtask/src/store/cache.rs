@@ -77,8 +77,7 @@ impl Cache {
             return Entry::Missing;
         };
         let now = Fingerprint::of(&meta).without_ctime();
-        let stamped =
-            fs::read_to_string(self.stamp(sha256)).ok().and_then(|t| Fingerprint::decode(&t));
+        let stamped = fs::read_to_string(self.stamp(sha256)).ok().and_then(|t| Fingerprint::decode(&t));
         if stamped == Some(now) && now.len == size {
             return Entry::Good;
         }

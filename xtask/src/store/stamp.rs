@@ -104,7 +104,6 @@ impl Stamps {
         self.entries.get(rel)
     }
 
-
     /// Adds `fresh` stamps to the state file. The file is re-read under its lock and
     /// rewritten atomically, so stamps written meanwhile by other processes survive.
     pub fn record(checkpoints: &Utf8Path, fresh: Vec<(String, Stamp)>) -> Result<()> {

@@ -101,15 +101,25 @@ impl From<&Tried> for TriedRecord {
 #[derive(Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum FetchState {
-    Fetched { url: Option<String>, attempts: u32, bytes: u64, seconds: f64 },
-    FromCache { placed_by: &'static str },
+    Fetched {
+        url: Option<String>,
+        attempts: u32,
+        bytes: u64,
+        seconds: f64,
+    },
+    FromCache {
+        placed_by: &'static str,
+    },
     Present {
         /// How it was found present (`ok`, `ok-stamped`, `unverified`); absent when
         /// another process provided it meanwhile.
         #[serde(skip_serializing_if = "Option::is_none")]
         checked: Option<&'static str>,
     },
-    Failed { error: Option<FaultRecord>, tried: Vec<TriedRecord> },
+    Failed {
+        error: Option<FaultRecord>,
+        tried: Vec<TriedRecord>,
+    },
 }
 
 #[derive(Serialize)]
@@ -136,7 +146,8 @@ pub struct VerifyState {
 
 impl From<&LocalState> for VerifyState {
     fn from(state: &LocalState) -> VerifyState {
-        let mut record = VerifyState { state: state.label(), actual_size: None, actual_sha256: None, error: None };
+        let mut record =
+            VerifyState { state: state.label(), actual_size: None, actual_sha256: None, error: None };
         match state {
             LocalState::WrongSize { actual } => record.actual_size = Some(*actual),
             LocalState::WrongHash { actual } => record.actual_sha256 = Some(actual.clone()),

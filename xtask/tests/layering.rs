@@ -1,0 +1,207 @@
+//! The layering rule, kept by a test so it survives the next contributor:
+//!
+//! ```text
+//! cli → commands → ui → engine → net, store → error, text
+//! ```
+//!
+//! A file may name (with `use crate::…` or an inline `crate::…` path) files in its own
+//! folder and in folders below its own, never above; `net` and `store` never name each
+//! other; `error.rs` and `text.rs` name nothing. And no two files name each other, even
+//! through others: the import graph has no cycle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// How high each folder sits; a file may only name what sits lower (or its own folder).
+fn rank(folder: &str) -> Option<u8> {
+    Some(match folder {
+        "cli" => 6,
+        "commands" => 5,
+        "ui" => 4,
+        "engine" => 3,
+        "net" | "store" => 2,
+        "error.rs" | "text.rs" => 0,
+        _ => return None,
+    })
+}
+
+#[test]
+fn no_folder_imports_one_above_it_and_no_files_import_each_other_in_a_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = rust_files(&src);
+    assert!(files.len() > 20, "found the sources: {files:?}");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut violations = Vec::new();
+    for file in &files {
+        let rel = rel_name(&src, file);
+        let text = std::fs::read_to_string(file).unwrap();
+        let targets: BTreeSet<String> = crate_paths(&code_of(&text))
+            .iter()
+            .filter_map(|p| resolve(&src, p))
+            .filter(|t| *t != rel)
+            .collect();
+        let from = top(&rel);
+        for target in &targets {
+            let to = top(target);
+            if rel == "lib.rs" || rel == "main.rs" || from == to {
+                continue;
+            }
+            let (Some(a), Some(b)) = (rank(&from), rank(&to)) else {
+                violations.push(format!("{rel} names {target}: a folder the rule does not know"));
+                continue;
+            };
+            if b >= a {
+                violations.push(format!("{rel} ({from}) names {target} ({to}), which is not below it"));
+            }
+        }
+        graph.insert(rel, targets);
+    }
+    assert!(violations.is_empty(), "layering broken:\n{}", violations.join("\n"));
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {}", cycle.join(" → "));
+    }
+}
+
+#[test]
+fn the_checker_sees_a_violation_and_a_cycle() {
+    // The rule's own parts, on made-up input: a test that cannot fail guards nothing.
+    let paths =
+        crate_paths("use crate::engine::{plan::{self, Step}, check};\nlet x = crate::ui::json::print(1);");
+    assert_eq!(paths, ["engine::plan", "engine::plan::Step", "engine::check", "ui::json::print"]);
+    assert!(rank("engine") < rank("ui") && rank("net") == rank("store"));
+    let mut graph = BTreeMap::new();
+    graph.insert("a.rs".to_owned(), BTreeSet::from(["b.rs".to_owned()]));
+    graph.insert("b.rs".to_owned(), BTreeSet::from(["a.rs".to_owned()]));
+    assert_eq!(find_cycle(&graph).unwrap(), ["a.rs", "b.rs", "a.rs"]);
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn rel_name(src: &Path, file: &Path) -> String {
+    file.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/")
+}
+
+/// The folder of a file (`engine/plan.rs` → `engine`), or the file at the root.
+fn top(rel: &str) -> String {
+    rel.split('/').next().unwrap_or(rel).to_owned()
+}
+
+/// The code of a file: comments dropped, tests cut off (they may use anything).
+fn code_of(text: &str) -> String {
+    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+    code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// Every `crate::…` path, `use` groups expanded, without the `crate::`.
+fn crate_paths(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        let end = path_end(rest);
+        expand("", &rest[..end], &mut out);
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Where a path (with any nested `{…}` groups) ends.
+fn path_end(text: &str) -> usize {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return i,
+            '}' => depth -= 1,
+            c if depth == 0 && !(c.is_alphanumeric() || c == '_' || c == ':') => return i,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+fn expand(prefix: &str, path: &str, out: &mut Vec<String>) {
+    let Some(open) = path.find('{') else {
+        let full = format!("{prefix}{}", path.trim().trim_end_matches("::"));
+        let full = full.split(" as ").next().unwrap_or(&full).trim().to_owned();
+        if !full.is_empty() && !full.ends_with("::self") {
+            out.push(full);
+        } else if let Some(module) = full.strip_suffix("::self") {
+            out.push(module.to_owned());
+        }
+        return;
+    };
+    let head = format!("{prefix}{}", &path[..open]);
+    let inner = &path[open + 1..path.rfind('}').unwrap_or(path.len())];
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in inner.char_indices().chain([(inner.len(), ',')]) {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                let item = inner[start..i].trim();
+                if !item.is_empty() {
+                    expand(&head, item, out);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The source file a path names: the longest prefix that is a module file.
+fn resolve(src: &Path, path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split("::").collect();
+    for n in (1..=segments.len()).rev() {
+        let base = segments[..n].join("/");
+        for candidate in [format!("{base}.rs"), format!("{base}/mod.rs")] {
+            if src.join(&candidate).is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = stack.iter().position(|n| n == node) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        stack.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, stack, done) {
+                return Some(cycle);
+            }
+        }
+        stack.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
