@@ -25,6 +25,10 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// Variables that would make a run depend on the developer's machine.
 const HOST_VARS: &[&str] = &[
+    // Set by `cargo test` for this process; the tool would take it for its workspace.
+    "CARGO_MANIFEST_DIR",
+    "CURL_CA_BUNDLE",
+    "NETRC",
     "XTASK_MODELS_MIRRORS",
     "XTASK_MODELS_OFFLINE",
     "SSL_CERT_FILE",
@@ -175,7 +179,11 @@ impl Sandbox {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create sandbox");
         let cache = dir.join("cache");
-        let env = vec![("XTASK_MODELS_CACHE_DIR".to_owned(), cache.display().to_string())];
+        // Its own cache, and no netrc: a developer's `default` entry must not reach a test.
+        let env = vec![
+            ("XTASK_MODELS_CACHE_DIR".to_owned(), cache.display().to_string()),
+            ("NETRC".to_owned(), dir.join("no-netrc").display().to_string()),
+        ];
         Sandbox {
             manifest: dir.join("models.toml"),
             checkpoints: dir.join("checkpoints"),

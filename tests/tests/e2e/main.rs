@@ -2,6 +2,7 @@
 //!
 //! Each test states in its name the promise it guards.
 
+mod adopt;
 mod chaos;
 mod clean;
 mod faults;

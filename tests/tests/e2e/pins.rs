@@ -292,3 +292,88 @@ fn the_pre_commit_framework_file_names_both_hooks() {
     assert!(text.contains("entry: cargo xtask models verify --quiet"));
     assert!(text.contains("entry: cargo xtask models verify --manifest-only --quiet"));
 }
+
+/// The keys of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// The README's contract for a model record: the common fields with their types, then
+/// exactly the state's own fields.
+fn assert_record(record: &Value, own: &[&str]) {
+    assert!(record["name"].is_string() && record["path"].is_string() && record["sha256"].is_string());
+    assert!(record["size"].is_u64() && (record["group"].is_string() || record["group"].is_null()));
+    let mut expected = vec!["name", "path", "group", "size", "sha256", "state"];
+    expected.extend_from_slice(own);
+    expected.sort_unstable();
+    assert_eq!(keys(record), expected, "{record}");
+}
+
+#[test]
+fn every_commands_json_has_the_documented_shape() {
+    let sc = scenario();
+    let present = sc.model("present", "present.bin", payload(3000, 400));
+    sc.models(&["fetch"]).expect(0);
+    let cached = payload(4000, 401);
+    sc.serve("/cached", vec![Reply::Body(cached.clone())]);
+    // Another checkout puts `cached` into the shared cache first.
+    let other = sc.sibling();
+    other.write_manifest(&[Pin::new("cached", "cached.bin", &cached, &[sc.url("/cached")])]);
+    other.models(&["fetch"]).expect(0);
+    sc.pin("cached", "cached.bin", &cached, &["/cached"]);
+    sc.model("fetched", "fetched.bin", payload(5000, 402));
+    sc.pin("failed", "failed.bin", &payload(10, 403), &["/404"]);
+
+    let run = sc.models(&["fetch", "--json", "--backoff-ms", "1"]);
+    run.expect(1);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("fetch --json is one JSON document");
+    assert_eq!(keys(&doc), ["command", "models", "summary"]);
+    assert_eq!(doc["command"], "fetch");
+    let by_state = |state: &str| doc["models"].as_array().unwrap().iter().find(|m| m["state"] == state).cloned();
+    assert_record(&by_state("present").unwrap(), &["checked"]);
+    assert_record(&by_state("from-cache").unwrap(), &["placed_by"]);
+    let fetched = by_state("fetched").unwrap();
+    assert_record(&fetched, &["url", "attempts", "bytes", "seconds"]);
+    assert!(fetched["url"].is_string() && fetched["attempts"].is_u64() && fetched["seconds"].is_f64());
+    let failed = by_state("failed").unwrap();
+    assert_record(&failed, &["error", "tried"]);
+    assert_eq!(keys(&failed["error"]), ["class", "hint", "message", "status"]);
+    let tried = &failed["tried"][0];
+    assert_eq!(keys(tried), ["error", "origin", "url"]);
+    assert_eq!(tried["origin"], "url");
+    assert_eq!(keys(&doc["summary"]), ["bytes", "failed", "fetched", "from_cache", "present", "seconds"]);
+    assert_eq!(doc["summary"]["fetched"], 1);
+    assert_eq!(doc["summary"]["from_cache"], 1);
+
+    std::fs::write(sc.file("fetched.bin"), b"short").unwrap();
+    let mut wrong = present.to_vec();
+    wrong[0] ^= 1;
+    std::fs::write(sc.file("present.bin"), wrong).unwrap();
+    let run = sc.models(&["verify", "--json"]);
+    run.expect(1);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("verify --json is one JSON document");
+    assert_eq!(doc["command"], "verify");
+    let states: Vec<&str> = doc["models"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["wrong-hash", "ok-stamped", "wrong-size", "missing"]);
+    assert_record(&doc["models"][0], &["actual_sha256"]);
+    assert_record(&doc["models"][1], &[]);
+    assert_record(&doc["models"][2], &["actual_size"]);
+    assert_record(&doc["models"][3], &[]);
+    assert_eq!(keys(&doc["summary"]), ["failed", "ok", "verified"]);
+
+    let run = sc.models(&["status", "--json"]);
+    run.expect(0);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("status --json is one JSON document");
+    assert_eq!(doc["command"], "status");
+    for record in doc["models"].as_array().unwrap() {
+        let own: &[&str] = match record["state"].as_str().unwrap() {
+            "wrong-size" => &["actual_size"],
+            "partial" => &["partial_bytes"],
+            _ => &[],
+        };
+        assert_record(record, own);
+    }
+    assert_eq!(keys(&doc["summary"]), ["bytes_needed", "bytes_present", "models", "ok"]);
+}

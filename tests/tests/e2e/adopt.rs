@@ -1,0 +1,98 @@
+//! Another workspace adopting the tool, and a checkout that moved: the workspace's files
+//! are found at run time, never where the binary was built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tests::{Pin, Run, payload};
+
+/// This repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// The `main.rs` the README shows for an adopting xtask.
+fn readme_main() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme.split("## Adopting it in another workspace").nth(1).expect("the README section");
+    let block = section.split("```rust\n").nth(1).expect("a rust block").split("```").next().unwrap();
+    block.to_owned()
+}
+
+/// A scratch workspace whose xtask is the README's `main.rs` over this repository's
+/// library, with a one-model manifest.
+fn scratch_workspace(root: &Path) {
+    let xtask = repo().join("xtask");
+    std::fs::create_dir_all(root.join("xtask/src")).unwrap();
+    std::fs::create_dir_all(root.join(".cargo")).unwrap();
+    std::fs::write(root.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"xtask\"]\n").unwrap();
+    std::fs::write(
+        root.join("xtask/Cargo.toml"),
+        format!(
+            "[package]\nname = \"scratch-xtask\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [dependencies]\nxtask = {{ path = {:?} }}\n",
+            xtask.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.join("xtask/src/main.rs"), readme_main()).unwrap();
+    std::fs::write(root.join(".cargo/config.toml"), "[alias]\nxtask = \"run --quiet --package scratch-xtask --\"\n")
+        .unwrap();
+    // The same versions as this repository: resolved offline, from what is built here.
+    std::fs::copy(repo().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+    let data = payload(100, 1);
+    let pin = Pin::new("scratch-model", "scratch.bin", &data, &["https://example.invalid/scratch.bin".into()]);
+    std::fs::write(root.join("models.toml"), pin.to_toml()).unwrap();
+}
+
+/// `cargo xtask ARGS` in `dir`, building into a target folder kept between runs.
+fn cargo_xtask(dir: &Path, args: &[&str]) -> Run {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .arg("xtask")
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", repo().join("target/adopt-test"))
+        .env("CARGO_NET_OFFLINE", "true")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .output()
+        .expect("cargo runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn another_workspace_adopts_the_tool_with_the_readme_lines_and_a_moved_checkout_reads_its_own_files() {
+    let temp = tempfile::tempdir().unwrap();
+    let first = temp.path().join("first");
+    scratch_workspace(&first);
+    let run = cargo_xtask(&first, &["models", "verify", "--manifest-only"]);
+    run.expect(0);
+    let manifest = first.join("models.toml");
+    assert!(run.stdout.contains(&format!("{}: ok, 1 models", manifest.display())), "{}", run.stdout);
+
+    // The checkout moves (a CI cache restored elsewhere, `mv` of a repository). Its
+    // built binary, run from there without cargo, reads the files where they are now.
+    let moved = temp.path().join("moved");
+    std::fs::rename(&first, &moved).unwrap();
+    let binary = repo().join("target/adopt-test/debug/scratch-xtask");
+    let run = tests::run_tool(&binary, &["models".into(), "verify".into(), "--manifest-only".into()], &moved, &[]);
+    run.expect(0);
+    assert!(run.stdout.contains(&format!("{}: ok", moved.join("models.toml").display())), "{}", run.stdout);
+    // From a subfolder too: the root is the nearest folder with a [workspace] Cargo.toml.
+    let run = tests::run_tool(
+        &binary,
+        &["models".into(), "status".into()],
+        &moved.join("xtask/src"),
+        &[],
+    );
+    run.expect(0);
+    assert!(run.stdout.contains("scratch-model") && run.stdout.contains("missing"), "{}", run.stdout);
+    // And through cargo, which passes the package folder at run time.
+    let run = cargo_xtask(&moved, &["models", "verify", "--manifest-only"]);
+    run.expect(0);
+    assert!(run.stdout.contains(&format!("{}: ok", moved.join("models.toml").display())), "{}", run.stdout);
+}
