@@ -47,6 +47,10 @@ struct Options {
     /// Where the table goes [default: BENCHMARKS.md in the current folder].
     #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
     out: Utf8PathBuf,
+    /// Run only these cases (repeatable): cold (1, 2), https (9), verify (3, 4, 8),
+    /// resume (5), many (6), startup (7).
+    #[arg(long, value_name = "CASE")]
+    only: Vec<String>,
 }
 
 /// Sizes for one bench run: the real ones, or tiny ones for `--quick`.
@@ -117,12 +121,25 @@ fn run(options: &Options) -> anyhow::Result<()> {
         warmup: !options.quick,
         report: Report::default(),
     };
-    bench.cold_fetch()?;
-    bench.https_fetch()?;
-    bench.full_verify()?;
-    bench.resume()?;
-    bench.many_files()?;
-    bench.startup()?;
+    let wanted = |case: &str| options.only.is_empty() || options.only.iter().any(|o| o == case);
+    if wanted("cold") {
+        bench.cold_fetch()?;
+    }
+    if wanted("https") {
+        bench.https_fetch()?;
+    }
+    if wanted("verify") {
+        bench.full_verify()?;
+    }
+    if wanted("resume") {
+        bench.resume()?;
+    }
+    if wanted("many") {
+        bench.many_files()?;
+    }
+    if wanted("startup") {
+        bench.startup()?;
+    }
     let table = bench.report.render(options.quick, &bench.sh);
     println!("{table}");
     std::fs::write(&options.out, table.as_bytes()).with_context(|| format!("writing {}", options.out))?;
@@ -245,6 +262,7 @@ impl Bench {
         let secure_manifest = work.manifest("https", &[(&secure, "tls.bin")])?;
         let plain_manifest = work.manifest("http", &[(&plain, "tls.bin")])?;
         let (mut over_tls, mut over_http, mut curl) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut cpu_tls, mut cpu_http) = (Vec::new(), Vec::new());
         let have_curl = has_program(sh, "curl");
         let trust_ca = [("SSL_CERT_FILE", ca.as_str())];
         for round in 0..runs + usize::from(warmup) {
@@ -257,6 +275,8 @@ impl Bench {
             if keep {
                 over_tls.push(t.seconds);
                 over_http.push(p.seconds);
+                cpu_tls.push(t.cpu);
+                cpu_http.push(p.cpu);
             }
             if have_curl {
                 let target = work.fresh_file("curl.bin");
@@ -271,6 +291,8 @@ impl Bench {
         report.row(&section, "models fetch over http", Stat::seconds(&over_http), "", "");
         let ratio = pairwise(&over_tls, &over_http, |a, b| a / b);
         report.goal(&section, "https ÷ http, pair by pair", ratio, "≤ 1.5×", |x| x <= 1.5);
+        report.row(&section, "CPU of the fetch over https (user + system)", Stat::seconds(&cpu_tls), "", "");
+        report.row(&section, "CPU of the fetch over http (user + system)", Stat::seconds(&cpu_http), "", "");
         if have_curl {
             report.row(&section, "curl -o over https", Stat::seconds(&curl), "", "");
             let ratio = pairwise(&over_tls, &curl, |a, b| a / b);
@@ -632,6 +654,8 @@ struct Tool {
 struct Measured {
     seconds: f64,
     peak_rss: u64,
+    /// User and system CPU seconds of the process, all its threads.
+    cpu: f64,
 }
 
 impl Tool {
@@ -671,18 +695,18 @@ impl Tool {
         let mut command = self.command(args);
         command.envs(env.iter().copied());
         let child = command.spawn()?;
-        let (code, peak_rss) = wait_with_rusage(child)?;
+        let (code, peak_rss, cpu) = wait_with_rusage(child)?;
         let seconds = started.elapsed().as_secs_f64();
         if code != 0 {
             bail!("`xtask {}` exited with {code}", args.join(" "));
         }
-        Ok(Measured { seconds, peak_rss })
+        Ok(Measured { seconds, peak_rss, cpu })
     }
 }
 
 /// Waits for `child` and returns its exit code and peak resident memory in bytes.
 #[cfg(unix)]
-fn wait_with_rusage(child: std::process::Child) -> anyhow::Result<(i32, u64)> {
+fn wait_with_rusage(child: std::process::Child) -> anyhow::Result<(i32, u64, f64)> {
     let pid = libc::pid_t::try_from(child.id())?;
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in; zeroed is a valid value for it.
@@ -693,14 +717,16 @@ fn wait_with_rusage(child: std::process::Child) -> anyhow::Result<(i32, u64)> {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
     // Linux reports ru_maxrss in KiB.
-    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024))
+    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024, cpu))
 }
 
 /// Elsewhere there is no wait4: the exit code, and no memory figure.
 #[cfg(not(unix))]
-fn wait_with_rusage(mut child: std::process::Child) -> anyhow::Result<(i32, u64)> {
-    Ok((child.wait()?.code().unwrap_or(-1), 0))
+fn wait_with_rusage(mut child: std::process::Child) -> anyhow::Result<(i32, u64, f64)> {
+    Ok((child.wait()?.code().unwrap_or(-1), 0, 0.0))
 }
 
 /// A scratch folder for data and checkouts, removed when the bench ends.

@@ -2,14 +2,13 @@
 //!
 //! The file comes through the normal download path (retries, resume, sniffing, progress),
 //! its size and sha256 are computed in the same pass (or checked against `--sha256`),
-//! it is installed, and a `[[model]]` entry is appended to models.toml with toml_edit,
+//! it is installed, and a `[[model]]` entry is appended to models.toml as text,
 //! so every existing comment, blank line and ordering stays byte for byte. Mistakes
 //! (a duplicate name or path, a bad path or URL) are refused before any download.
 
 use std::fs;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::commands::{Context, Report, describe};
 use crate::engine::check;
@@ -105,14 +104,14 @@ pub fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report>
         group: entry.group,
         optional: entry.optional,
     };
-    let table = entry_table(&model);
+    let entry = entry_text(&model);
     if request.dry_run {
         // The checkpoints folder is left as it was: the download goes away.
         let _ = fs::remove_file(&staged);
-        cx.say(&format!("[[model]]\n{table}"));
+        cx.say(entry.trim_end());
         return Ok(Report { ok: 1, failed: 0 });
     }
-    if let Err(e) = append_entry(&cx.manifest_path, table) {
+    if let Err(e) = append_entry(&cx.manifest_path, &entry) {
         let _ = fs::remove_file(&staged);
         return Err(e);
     }
@@ -204,42 +203,40 @@ fn default_name(path: &str) -> String {
     stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect()
 }
 
-fn entry_table(model: &Model) -> Table {
-    let mut table = Table::new();
-    table["name"] = value(&model.name);
-    table["path"] = value(model.path.as_str());
-    table["size"] = value(i64::try_from(model.size).unwrap_or(i64::MAX));
-    table["sha256"] = value(&model.sha256);
-    let mut urls = Array::new();
-    for url in &model.urls {
-        urls.push(url.as_str());
-    }
-    table["urls"] = value(urls);
+/// The `[[model]]` entry for `model`, keys in the documented order. Strings are written
+/// by the toml crate, so any character in a name, path or URL is escaped correctly.
+fn entry_text(model: &Model) -> String {
+    let string = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let urls: Vec<String> = model.urls.iter().map(|u| string(u)).collect();
+    let mut out = format!(
+        "[[model]]\nname = {}\npath = {}\nsize = {}\nsha256 = {}\nurls = [{}]\n",
+        string(&model.name),
+        string(model.path.as_str()),
+        model.size,
+        string(&model.sha256),
+        urls.join(", ")
+    );
     if let Some(group) = &model.group {
-        table["group"] = value(group);
+        out.push_str(&format!("group = {}\n", string(group)));
     }
     if model.optional {
-        table["optional"] = value(true);
+        out.push_str("optional = true\n");
     }
-    table
+    out
 }
 
-/// Appends `[[model]]` to the manifest. The entry is rendered by toml_edit and added
-/// after the last byte, so the existing text (comments, blank lines, order, a trailing
-/// comment) stays exactly as it was; the result is parsed again before it is written.
-fn append_entry(manifest: &Utf8Path, entry: Table) -> Result<()> {
+/// Appends the entry to the manifest after its last byte, so the existing text
+/// (comments, blank lines, order, a trailing comment) stays exactly as it was; the result
+/// is parsed again before it is written.
+fn append_entry(manifest: &Utf8Path, entry: &str) -> Result<()> {
     let text = fs::read_to_string(manifest).at("read", manifest)?;
-    let mut models = ArrayOfTables::new();
-    models.push(entry);
-    let mut doc = DocumentMut::new();
-    doc.insert("model", Item::ArrayOfTables(models));
     let separator = match text.as_str() {
         "" => "",
         t if t.ends_with("\n\n") => "",
         t if t.ends_with('\n') => "\n",
         _ => "\n\n",
     };
-    let new_text = format!("{text}{separator}{doc}");
+    let new_text = format!("{text}{separator}{entry}");
     if let Err(err) = Manifest::parse(&new_text, manifest) {
         return Err(Error::usage(format!("the entry cannot be appended to {manifest}:\n{err}")));
     }
@@ -283,7 +280,7 @@ mod tests {
             group: Some("g".into()),
             optional: true,
         };
-        append_entry(&path, entry_table(&model)).unwrap();
+        append_entry(&path, &entry_text(&model)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let entry = format!(
             "[[model]]\nname = \"b\"\npath = \"b.bin\"\nsize = 2\nsha256 = \"{}\"\nurls = [\"https://h/b\"]\ngroup = \"g\"\noptional = true\n",
