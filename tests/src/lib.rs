@@ -199,6 +199,14 @@ impl Sandbox {
         std::fs::write(&self.manifest, text.join("\n")).expect("write manifest");
     }
 
+    /// Where the tool runs: a folder of its own, so the sandbox's manifest is never the
+    /// tool's default (`models.toml` in the current folder) and every message names it.
+    pub fn cwd(&self) -> PathBuf {
+        let cwd = self.dir.join("cwd");
+        std::fs::create_dir_all(&cwd).expect("create the working folder");
+        cwd
+    }
+
     /// Where a model path lands.
     pub fn file(&self, rel: &str) -> PathBuf {
         self.checkpoints.join(rel)
@@ -223,7 +231,7 @@ impl Sandbox {
         let mut command = Command::new(&self.tool);
         command.arg("models").args(args);
         command.arg("--manifest").arg(&self.manifest).arg("--checkpoints-dir").arg(&self.checkpoints);
-        command.current_dir(&self.dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.current_dir(self.cwd()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for var in HOST_VARS {
             command.env_remove(var);
         }
@@ -242,7 +250,7 @@ impl Sandbox {
         let mut command = Command::new(&self.tool);
         command.arg("models").args(args);
         command.arg("--manifest").arg(&self.manifest).arg("--checkpoints-dir").arg(&self.checkpoints);
-        command.current_dir(&self.dir).stdin(Stdio::null());
+        command.current_dir(self.cwd()).stdin(Stdio::null());
         command.stdout(std::fs::File::create(&out).expect("create the log"));
         command.stderr(std::fs::File::create(&err).expect("create the log"));
         for var in HOST_VARS {
@@ -261,7 +269,7 @@ impl Sandbox {
 
     /// Runs the tool with exactly these arguments, from the sandbox folder.
     pub fn run_raw(&self, args: &[String]) -> Run {
-        run_tool(&self.tool, args, &self.dir, &self.env)
+        run_tool(&self.tool, args, &self.cwd(), &self.env)
     }
 
     /// Sets an environment variable for every later run.

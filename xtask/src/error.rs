@@ -72,6 +72,14 @@ pub enum Class {
     LocalIo,
     /// The disk is full.
     NoSpace,
+    /// The answer is not valid HTTP (a broken head, a bad chunk, a bad length).
+    BadResponse,
+    /// A forward proxy refused the request (407, 403, 401 from the proxy).
+    ProxyRefused,
+    /// The body came compressed (`Content-Encoding`) although identity was asked for.
+    Encoded,
+    /// The pin contradicts a file whose sha256 matches it: its size is wrong.
+    BadPin,
 }
 
 /// What to do after a fault.
@@ -119,6 +127,10 @@ impl Class {
             Class::BadUrl => "bad-url",
             Class::LocalIo => "local-io",
             Class::NoSpace => "no-space",
+            Class::BadResponse => "bad-response",
+            Class::ProxyRefused => "proxy-refused",
+            Class::Encoded => "content-encoding",
+            Class::BadPin => "bad-pin",
         }
     }
 
@@ -187,11 +199,25 @@ impl Class {
                 "upstream has a different file now: if that is intended, update size and sha256 in models.toml (`cargo xtask models add` computes them)"
             }
             Class::Redirect => "the server redirected too often (a loop?): try another URL",
-            Class::BadUrl => "fix the URL in models.toml",
+            Class::BadUrl => {
+                "the URL cannot be used: fix it in models.toml (or in --mirror / the proxy variables)"
+            }
             Class::LocalIo => {
                 "check that the checkpoints directory is writable and that nothing else occupies the destination path"
             }
             Class::NoSpace => "free some space on the disk named above (the checkpoints folder or the cache)",
+            Class::BadResponse => {
+                "the server (or a proxy or middlebox between) answered with something that is not valid HTTP: try again later or another URL"
+            }
+            Class::ProxyRefused => {
+                "the proxy refused the request: check the proxy's address and its rules; for 407, its user name and password (user:password@ in HTTPS_PROXY / http_proxy)"
+            }
+            Class::Encoded => {
+                "the server compressed the file although the tool asked for it as is (Accept-Encoding: identity): use another URL or mirror"
+            }
+            Class::BadPin => {
+                "the pin in models.toml contradicts itself: a file with its sha256 exists but has another size; fix `size` in models.toml"
+            }
         }
     }
 }

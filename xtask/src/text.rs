@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use percent_encoding::percent_decode_str;
+
 /// `1.5 GiB`, `312.0 KiB`, `12 B`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -34,30 +36,25 @@ pub fn shell_quote(text: &str) -> String {
     }
 }
 
-/// Query parameters whose values are secrets on the hosts models live on (signed CDN
-/// links, API tokens).
-const SECRET_PARAMS: &[&str] = &[
-    "token",
-    "access_token",
-    "auth",
-    "key",
-    "api_key",
-    "apikey",
-    "password",
-    "sig",
-    "signature",
-    "x-amz-signature",
-    "x-amz-credential",
-    "x-amz-security-token",
-    "googleaccessid",
-];
+/// Parts of a query key that mark a URL as signed or secret (matched in the decoded,
+/// lowercased key): `X-Amz-Signature`, `X-Goog-Credential`, `client_secret`, `hf_token`,
+/// `access_key`, `Policy`, `sig`, `password`...
+const SECRET_MARKS: &[&str] =
+    &["sig", "token", "secret", "credential", "key", "password", "passwd", "auth", "policy", "session"];
 
-/// The URL with any `user:password@` and secret query values replaced by `***`: the
-/// only form of a URL that may be printed, logged or written to JSON.
+/// The URL as it may be printed, logged or written to JSON, on every channel alike:
+/// userinfo (`user:password@`) always becomes `***@`, and when any query key looks like
+/// a signature or a secret, every query value becomes `***` (a signed URL's other values
+/// can still be replayed). Keys are percent-decoded before they are matched, so
+/// `%74oken` is `token`.
 pub fn redact_url(url: &str) -> String {
-    let (before_query, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
         None => (url, None),
+    };
+    let (before_query, query) = match before_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (before_fragment, None),
     };
     let mut out = match before_query.split_once("://") {
         Some((scheme, rest)) => {
@@ -72,18 +69,32 @@ pub fn redact_url(url: &str) -> String {
     };
     if let Some(query) = query {
         out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => {
-                    format!("{k}=***")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
+        out.push_str(&redact_query(query));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
     }
     out
+}
+
+fn redact_query(query: &str) -> String {
+    let secret = query.split('&').any(|pair| {
+        let key = pair.split('=').next().unwrap_or(pair);
+        let key = percent_decode_str(&key.replace('+', " ")).decode_utf8_lossy().to_ascii_lowercase();
+        SECRET_MARKS.iter().any(|mark| key.contains(mark))
+    });
+    if !secret {
+        return query.to_owned();
+    }
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => pair.to_owned(),
+        })
+        .collect();
+    pairs.join("&")
 }
 
 #[cfg(test)]
@@ -115,9 +126,32 @@ mod tests {
     fn credentials_and_signed_query_values_are_hidden() {
         assert_eq!(
             redact_url("https://user:pw@host.example/a?x=1&token=abc&X-Amz-Signature=s"),
-            "https://***@host.example/a?x=1&token=***&X-Amz-Signature=***"
+            "https://***@host.example/a?x=***&token=***&X-Amz-Signature=***"
         );
         assert_eq!(redact_url("http://127.0.0.1:8/a/b"), "http://127.0.0.1:8/a/b");
         assert_eq!(redact_url("https://h/p@q"), "https://h/p@q");
+    }
+
+    #[test]
+    fn every_value_of_a_signed_or_secret_query_is_hidden_whatever_its_key_spelling() {
+        for key in [
+            "X-Goog-Signature",
+            "X-Goog-Credential",
+            "X-Amz-Credential",
+            "private_token",
+            "client_secret",
+            "access_key",
+            "hf_token",
+            "Policy",
+            "%74oken",
+            "Signature",
+        ] {
+            let url = format!("https://cdn.example/f.bin?expires=1700000000&{key}=SECRETVALUE&a=b");
+            let shown = redact_url(&url);
+            assert!(!shown.contains("SECRETVALUE") && !shown.contains("1700000000"), "{key}: {shown}");
+            assert!(shown.starts_with("https://cdn.example/f.bin?"), "{shown}");
+        }
+        assert_eq!(redact_url("https://h/f?download=true&x=1"), "https://h/f?download=true&x=1");
+        assert_eq!(redact_url("https://alice:PW@h/f#frag"), "https://***@h/f#frag");
     }
 }

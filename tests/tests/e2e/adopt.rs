@@ -25,7 +25,8 @@ fn scratch_workspace(root: &Path) {
     let xtask = repo().join("xtask");
     std::fs::create_dir_all(root.join("xtask/src")).unwrap();
     std::fs::create_dir_all(root.join(".cargo")).unwrap();
-    std::fs::write(root.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"xtask\"]\n").unwrap();
+    std::fs::write(root.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"xtask\"]\n")
+        .unwrap();
     std::fs::write(
         root.join("xtask/Cargo.toml"),
         format!(
@@ -36,12 +37,16 @@ fn scratch_workspace(root: &Path) {
     )
     .unwrap();
     std::fs::write(root.join("xtask/src/main.rs"), readme_main()).unwrap();
-    std::fs::write(root.join(".cargo/config.toml"), "[alias]\nxtask = \"run --quiet --package scratch-xtask --\"\n")
-        .unwrap();
+    std::fs::write(
+        root.join(".cargo/config.toml"),
+        "[alias]\nxtask = \"run --quiet --package scratch-xtask --\"\n",
+    )
+    .unwrap();
     // The same versions as this repository: resolved offline, from what is built here.
     std::fs::copy(repo().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
     let data = payload(100, 1);
-    let pin = Pin::new("scratch-model", "scratch.bin", &data, &["https://example.invalid/scratch.bin".into()]);
+    let pin =
+        Pin::new("scratch-model", "scratch.bin", &data, &["https://example.invalid/scratch.bin".into()]);
     std::fs::write(root.join("models.toml"), pin.to_toml()).unwrap();
 }
 
@@ -79,16 +84,12 @@ fn another_workspace_adopts_the_tool_with_the_readme_lines_and_a_moved_checkout_
     let moved = temp.path().join("moved");
     std::fs::rename(&first, &moved).unwrap();
     let binary = repo().join("target/adopt-test/debug/scratch-xtask");
-    let run = tests::run_tool(&binary, &["models".into(), "verify".into(), "--manifest-only".into()], &moved, &[]);
+    let run =
+        tests::run_tool(&binary, &["models".into(), "verify".into(), "--manifest-only".into()], &moved, &[]);
     run.expect(0);
     assert!(run.stdout.contains(&format!("{}: ok", moved.join("models.toml").display())), "{}", run.stdout);
     // From a subfolder too: the root is the nearest folder with a [workspace] Cargo.toml.
-    let run = tests::run_tool(
-        &binary,
-        &["models".into(), "status".into()],
-        &moved.join("xtask/src"),
-        &[],
-    );
+    let run = tests::run_tool(&binary, &["models".into(), "status".into()], &moved.join("xtask/src"), &[]);
     run.expect(0);
     assert!(run.stdout.contains("scratch-model") && run.stdout.contains("missing"), "{}", run.stdout);
     // And through cargo, which passes the package folder at run time.

@@ -320,7 +320,7 @@ fn hostile_http_answers_end_quickly_with_clear_errors() {
             "offers 3 bytes",
         ),
         ("Retry-After of a year", Reply::status_with(429, "Retry-After", "31536000"), "rate-limited"),
-        ("garbage status line", Reply::Raw(b"HTTP/9 ??? nonsense\r\n\r\n".to_vec()), "connection"),
+        ("garbage status line", Reply::Raw(b"HTTP/9 ??? nonsense\r\n\r\n".to_vec()), "(bad-response)"),
     ];
     for (what, reply, needle) in cases {
         let (run, took) = fetch_against(reply, &["--retries", "0"]);

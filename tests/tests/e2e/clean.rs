@@ -1,19 +1,28 @@
-//! `models clean`: partial and unlisted files go, listed files and anything outside stay.
+//! `models clean`: the tool's own temp files and the models it installed that the
+//! manifest dropped go; listed models, anything it did not make, and anything outside stay.
 
 use tests::{Pin, payload};
 
 use crate::sandbox;
 
+/// A checkpoints folder with a listed model, a partial download, a model the tool
+/// verified (so stamped) that the manifest has since dropped, and a file it never made.
 fn populated() -> tests::Sandbox {
     let sb = sandbox();
     let data = payload(100, 1);
-    sb.write_manifest(&[Pin::new("kept", "sub/kept.bin", &data, &["http://127.0.0.1:9/x".to_owned()])]);
+    let old = b"old model";
+    let nowhere = ["http://127.0.0.1:9/x".to_owned()];
+    let kept = Pin::new("kept", "sub/kept.bin", &data, &nowhere);
+    sb.write_manifest(&[kept.clone(), Pin::new("old", "stray/dir/old.pth", old, &nowhere)]);
     std::fs::create_dir_all(sb.file("sub")).unwrap();
     std::fs::create_dir_all(sb.file("stray/dir")).unwrap();
     std::fs::write(sb.file("sub/kept.bin"), &*data).unwrap();
+    std::fs::write(sb.file("stray/dir/old.pth"), old).unwrap();
+    sb.models(&["verify"]).expect(0);
+    sb.write_manifest(&[kept]);
     std::fs::write(sb.file("sub/kept.bin.0123456789ab.part"), b"half").unwrap();
-    std::fs::write(sb.file("stray/dir/old.pth"), b"old model").unwrap();
     std::fs::write(sb.file(".gitignore"), b"*\n").unwrap();
+    std::fs::write(sb.file("notes.txt"), b"mine").unwrap();
     sb
 }
 
@@ -23,7 +32,9 @@ fn dry_run_lists_and_removes_nothing() {
     let run = sb.models(&["clean", "--dry-run"]);
     run.expect(0);
     assert!(
-        run.stdout.contains("would remove stray/dir/old.pth (9 B, not in the manifest)"),
+        run.stdout.contains(
+            "would remove stray/dir/old.pth (9 B, installed by the tool, no longer in the manifest)"
+        ),
         "{}",
         run.stdout
     );
@@ -34,6 +45,7 @@ fn dry_run_lists_and_removes_nothing() {
     );
     assert!(!run.stdout.contains("kept.bin ("), "{}", run.stdout);
     assert!(run.stdout.contains("would remove 2 file(s)"), "{}", run.stdout);
+    assert!(run.stdout.contains("left alone notes.txt (not made by this tool"), "{}", run.stdout);
     assert!(sb.file("stray/dir/old.pth").exists() && sb.file("sub/kept.bin.0123456789ab.part").exists());
 }
 
@@ -47,6 +59,7 @@ fn clean_removes_partials_and_unlisted_files_but_keeps_models_and_gitignore() {
     assert!(sb.file(".gitignore").exists());
     assert!(!sb.file("sub/kept.bin.0123456789ab.part").exists());
     assert!(!sb.file("stray").exists(), "emptied folders go too");
+    assert_eq!(std::fs::read(sb.file("notes.txt")).unwrap(), b"mine", "not the tool's: kept");
 }
 
 #[test]

@@ -244,6 +244,8 @@ fn git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        // The hook runs the tool, which must not take this test's package for its workspace.
+        .env_remove("CARGO_MANIFEST_DIR")
         .output()
         .expect("git runs")
 }
@@ -331,7 +333,8 @@ fn every_commands_json_has_the_documented_shape() {
     let doc: Value = serde_json::from_str(&run.stdout).expect("fetch --json is one JSON document");
     assert_eq!(keys(&doc), ["command", "models", "summary"]);
     assert_eq!(doc["command"], "fetch");
-    let by_state = |state: &str| doc["models"].as_array().unwrap().iter().find(|m| m["state"] == state).cloned();
+    let by_state =
+        |state: &str| doc["models"].as_array().unwrap().iter().find(|m| m["state"] == state).cloned();
     assert_record(&by_state("present").unwrap(), &["checked"]);
     assert_record(&by_state("from-cache").unwrap(), &["placed_by"]);
     let fetched = by_state("fetched").unwrap();
@@ -355,7 +358,8 @@ fn every_commands_json_has_the_documented_shape() {
     run.expect(1);
     let doc: Value = serde_json::from_str(&run.stdout).expect("verify --json is one JSON document");
     assert_eq!(doc["command"], "verify");
-    let states: Vec<&str> = doc["models"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> =
+        doc["models"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["wrong-hash", "ok-stamped", "wrong-size", "missing"]);
     assert_record(&doc["models"][0], &["actual_sha256"]);
     assert_record(&doc["models"][1], &[]);

@@ -19,8 +19,9 @@ use crate::commands::{
 };
 use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::transfer::Settings;
-use crate::error::{EXIT_USAGE, Error, Result};
+use crate::error::{EXIT_MODEL_FAILED, EXIT_USAGE, Error, Result};
 use crate::store::cache::Cache;
+use crate::ui::out;
 use crate::ui::progress::Reporter;
 
 #[derive(Parser, Debug)]
@@ -73,7 +74,8 @@ Exit codes: 0 all ok, 1 some model missing or wrong, 2 usage or manifest error."
 const CLEAN_EXAMPLES: &str = "\
 Examples:
   cargo xtask models clean --dry-run             # list what would go
-  cargo xtask models clean                       # remove partial and unlisted files
+  cargo xtask models clean                       # remove partial files and models no longer listed
+  cargo xtask models clean --unknown             # also files this tool did not make
   cargo xtask models clean --all                 # remove the model files as well
   cargo xtask models clean --cache --dry-run     # list cache entries not pinned here
 
@@ -186,6 +188,9 @@ enum ModelsCommand {
         /// Also remove the model files the manifest lists.
         #[arg(long)]
         all: bool,
+        /// Also remove files this tool did not make (refused where a .git is inside).
+        #[arg(long)]
+        unknown: bool,
         /// Also prune the shared cache of entries this manifest does not pin.
         #[arg(long)]
         cache: bool,
@@ -380,6 +385,7 @@ impl CommonArgs {
             log_file: self.log_file.clone(),
             quiet: self.quiet,
             json,
+            stdout_taken: false,
         }
     }
 }
@@ -408,9 +414,16 @@ where
             return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    match dispatch(cli, defaults) {
+    let code = match dispatch(cli, defaults) {
         Ok(code) => ExitCode::from(code),
         Err(err) => report(&err),
+    };
+    match out::take_failure() {
+        Some(e) => {
+            eprintln!("error: cannot write the results to standard output: {e}");
+            ExitCode::from(EXIT_MODEL_FAILED)
+        }
+        None => code,
     }
 }
 
@@ -431,7 +444,9 @@ fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
             Ok(fetch::run(&cx, &select.into(), options)?.exit_code())
         }
         ModelsCommand::Run { select, transfer, jobs, sources, common, command } => {
-            let cx = open(&common, false)?;
+            // The command's output is the run's output: the tool's own goes to stderr.
+            let location = Location { stdout_taken: true, ..common.location(false) };
+            let cx = Context::open(defaults, &location)?;
             let options = fetch_options(&cx, transfer.settings(), false, &jobs, sources)?;
             run_command::run(&cx, &select.into(), options, &command)
         }
@@ -455,10 +470,10 @@ fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
             let cache = cache_at(cache_dir, &cx.reporter);
             Ok(status::run(&cx, &select.into(), cache.as_ref())?.exit_code())
         }
-        ModelsCommand::Clean { dry_run, all, cache, cache_dir, common } => {
+        ModelsCommand::Clean { dry_run, all, unknown, cache, cache_dir, common } => {
             let cx = open(&common, false)?;
             let cache = if cache { cache_at(cache_dir, &cx.reporter) } else { None };
-            Ok(clean::run(&cx, &clean::Options { dry_run, all, cache })?.exit_code())
+            Ok(clean::run(&cx, &clean::Options { dry_run, all, unknown, cache })?.exit_code())
         }
         ModelsCommand::Mirror { dir, select, jobs, cache_dir, common } => {
             let cx = open(&common, false)?;

@@ -6,7 +6,7 @@
 //! so every existing comment, blank line and ordering stays byte for byte. Mistakes
 //! (a duplicate name or path, a bad path or URL) are refused before any download.
 
-use std::fs;
+use std::fs::{self, File};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -16,8 +16,7 @@ use crate::engine::manifest::{self, Manifest, Model};
 use crate::engine::transfer::{Downloader, Expect, Job, Settings};
 use crate::error::{Error, IoContext, Origin, Result};
 use crate::net::url::{file_url_path, percent_decode};
-use crate::store::fs::{PARTIAL_SUFFIX, write_atomically};
-use crate::store::lock;
+use crate::store::fs::{PARTIAL_SUFFIX, check_inside, write_atomically};
 use crate::store::stamp::Stamps;
 
 /// `--max-size` when not given: larger than any checkpoint, small enough that an endless
@@ -54,21 +53,31 @@ pub fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report>
             "{dest} already exists and is not the tool's: move it away, or choose another --path"
         )));
     }
-    let waiting = format!("waiting for `clean` to finish with {}", cx.checkpoints);
-    let _folder = lock::share_folder(&cx.checkpoints, cx.on_wait(&waiting))?;
+    check_inside(&cx.checkpoints, &dest).at("write inside", &cx.checkpoints)?;
+    // A dry run works in a folder of its own and leaves the checkpoints folder as it was;
+    // a real one holds the folder lock like fetch, so `clean` leaves its partial alone.
+    let scratch = request.dry_run.then(|| Scratch::new(&entry.name)).transpose()?;
+    let _folder = match &scratch {
+        Some(_) => None,
+        None => cx.share_checkpoints()?,
+    };
+    let work_dir =
+        scratch.as_ref().map_or_else(|| dest.parent().unwrap_or(&cx.checkpoints).to_owned(), |s| s.0.clone());
     // Bytes collect in a partial, are renamed to a staged file once complete, and reach
     // `dest` only when pinned: nothing a user had is touched, whatever happens.
     let file_name = entry.path.file_name().unwrap_or("model");
-    let partial = dest.with_file_name(format!("{file_name}.add{PARTIAL_SUFFIX}"));
-    let staged = dest.with_file_name(format!("{file_name}.added{PARTIAL_SUFFIX}"));
+    let partial = work_dir.join(format!("{file_name}.add{PARTIAL_SUFFIX}"));
+    let staged = work_dir.join(format!("{file_name}.added{PARTIAL_SUFFIX}"));
+    // However large the file, it must fit where it is written.
+    let free = fs4::available_space(nearest_existing(&work_dir).as_std_path()).unwrap_or(u64::MAX);
     let job = Job {
         name: &entry.name,
-        expect: Expect::Unknown { max_size: request.max_size },
+        expect: Expect::Unknown { max_size: request.max_size.min(free) },
         sources: entry.urls.iter().cloned().map(Origin::Url).collect(),
         partial,
         target: staged.clone(),
     };
-    let downloader = Downloader::new(settings);
+    let downloader = Downloader::new(settings, 1);
     let mut progress = cx.reporter.transfer(&entry.name, 0);
     let fetched = match downloader.fetch(&job, &mut cx.listener(&entry.name, &mut progress)) {
         Ok(fetched) => fetched,
@@ -104,27 +113,49 @@ pub fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report>
         group: entry.group,
         optional: entry.optional,
     };
-    let entry = entry_text(&model);
-    if request.dry_run {
-        // The checkpoints folder is left as it was: the download goes away.
-        let _ = fs::remove_file(&staged);
-        cx.say(entry.trim_end());
+    let text = entry_text(&model);
+    if scratch.is_some() {
+        cx.say(text.trim_end());
         return Ok(Report { ok: 1, failed: 0 });
     }
-    if let Err(e) = append_entry(&cx.manifest_path, &entry) {
+    if let Err(e) = append_entry(&cx.manifest_path, &text) {
         let _ = fs::remove_file(&staged);
         return Err(e);
     }
-    fs::rename(&staged, &dest).at("install the file at", &dest)?;
-    let _ = Stamps::record(
-        &cx.checkpoints,
-        check::stamp_installed(&model, &dest).map(|s| (model.path.to_string(), s)).into_iter().collect(),
-    );
+    let installed = File::open(&staged).and_then(|file| fs::rename(&staged, &dest).map(|()| file));
+    let installed = installed.at("install the file at", &dest)?;
+    // The stamp comes from the file just renamed, open: it cannot describe another one.
+    let stamp = check::stamp_of(&model.sha256, &installed).map(|s| (model.path.to_string(), s));
+    let _ = Stamps::record(&cx.checkpoints, stamp.into_iter().collect());
     cx.say(&format!(
         "pinned {} ({} bytes, sha256 {}) in {} and installed it at {dest}",
         model.name, model.size, model.sha256, cx.manifest_path
     ));
     Ok(Report { ok: 1, failed: 0 })
+}
+
+/// A private folder for a dry run's download, removed when the run ends.
+struct Scratch(Utf8PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Result<Scratch> {
+        let base = Utf8PathBuf::try_from(std::env::temp_dir())
+            .map_err(|e| Error::usage(format!("the temp folder's path is not UTF-8: {e}")))?;
+        let dir = base.join(format!("xtask-add-{name}-{}", std::process::id()));
+        fs::create_dir_all(&dir).at("create the folder", &dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The folder itself, or its closest ancestor that exists yet (free space is asked there).
+fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
+    path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."))
 }
 
 /// The entry to pin, with size and hash still unknown; refused if it cannot be added.

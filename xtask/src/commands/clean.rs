@@ -1,7 +1,12 @@
 //! `models clean`: remove partial downloads and files the manifest no longer lists.
 //!
-//! Only the checkpoints directory is walked, and symlinks are never followed: a link is
-//! reported and left alone, so nothing outside the directory can be touched. Every model
+//! `clean` removes only what the tool made: its temp files (partial downloads, their
+//! validators, half-written state files) and files it installed (recorded in its stamps)
+//! that the manifest no longer lists. Anything else is listed as unknown and left alone,
+//! so a mistyped `--checkpoints-dir` costs nothing; removing unknown files takes
+//! `--unknown`, which still refuses a tree holding a `.git`. Only the checkpoints
+//! directory is walked, and symlinks are never followed: a link is reported and left
+//! alone, so nothing outside the directory can be touched. Every model
 //! the manifest lists (optional ones included) is kept unless `--all` asks for a clean
 //! slate, and so are `.gitignore` files, which keep downloads out of git. Clean holds the
 //! folder's lock exclusively, so it never deletes a file a running fetch is writing.
@@ -18,7 +23,7 @@ use crate::engine::install::is_partial_name;
 use crate::error::{Error, IoContext, Result};
 use crate::store::cache::Cache;
 use crate::store::lock::{self, LOCK_DIR, Mode};
-use crate::store::stamp::STATE_FILE;
+use crate::store::stamp::{STATE_FILE, Stamps};
 use crate::text::human_bytes;
 
 #[derive(Clone, Debug, Default)]
@@ -26,6 +31,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Remove the managed model files too.
     pub all: bool,
+    /// Remove files the tool did not make, too.
+    pub unknown: bool,
     /// Also prune this cache of entries the manifest does not pin, and of partials.
     pub cache: Option<Cache>,
 }
@@ -36,14 +43,16 @@ enum Reason {
     Partial,
     Unlisted,
     Managed,
+    Unknown,
 }
 
 impl Reason {
     fn describe(self) -> &'static str {
         match self {
             Reason::Partial => "partial download",
-            Reason::Unlisted => "not in the manifest",
+            Reason::Unlisted => "installed by the tool, no longer in the manifest",
             Reason::Managed => "model file (--all)",
+            Reason::Unknown => "not made by this tool (--unknown)",
         }
     }
 }
@@ -68,13 +77,25 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
     let waiting = format!("waiting for other fetch or verify processes using {root} to finish");
     let (_folder, _) = lock::acquire(&lock::folder_lock(root), Mode::Exclusive, cx.on_wait(&waiting))?;
     let listed: HashSet<&str> = cx.manifest.models.iter().map(|m| m.path.as_str()).collect();
+    let stamps = Stamps::load(root);
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     walk(root, root, &mut found, &mut skipped)?;
+    let is_git = |p: &&Utf8PathBuf| p.components().any(|c| c.as_str() == ".git");
+    if options.unknown
+        && let Some(git) = found.iter().map(|(p, _)| p).chain(&skipped).find(is_git)
+    {
+        return Err(Error::usage(format!(
+            "refusing `--unknown` in {root}: it holds a git repository ({}), not downloads",
+            root.join(git)
+        )));
+    }
+    let mut unknown = Vec::new();
 
     let verb = if options.dry_run { "would remove" } else { "removed" };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
-    for (rel, size) in found {
+    for (rel, size) in &found {
+        let size = *size;
         if rel.starts_with(LOCK_DIR) || rel == STATE_FILE {
             continue;
         }
@@ -87,10 +108,15 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
             Reason::Managed
         } else if rel.file_name() == Some(".gitignore") {
             continue;
-        } else {
+        } else if stamps.get(rel.as_str()).is_some() {
             Reason::Unlisted
+        } else if options.unknown {
+            Reason::Unknown
+        } else {
+            unknown.push(rel);
+            continue;
         };
-        let path = root.join(&rel);
+        let path = root.join(rel);
         if !options.dry_run {
             if let Err(e) = fs::remove_file(&path) {
                 cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
@@ -105,6 +131,9 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
     }
     for rel in skipped {
         cx.reporter.note(&format!("left alone {rel} (not a regular file, or a symlink)"));
+    }
+    for rel in &unknown {
+        cx.say(&format!("left alone {rel} (not made by this tool; `--unknown` removes such files)"));
     }
     let mut summary = format!("{verb} {count} file(s), {}", human_bytes(bytes));
     if options.dry_run && count > 0 {
@@ -179,23 +208,30 @@ fn refuse_unsafe_root(root: &Utf8Path) -> Result<()> {
     }
 }
 
-/// Collects regular files (relative path, size) and everything else it will not touch.
+/// Collects regular files (relative path, size) and everything else it will not touch:
+/// links, devices, and names that are not UTF-8 (kept, and named as well as they can be).
 fn walk(
     root: &Utf8Path,
     dir: &Utf8Path,
     files: &mut Vec<(Utf8PathBuf, u64)>,
     skipped: &mut Vec<Utf8PathBuf>,
 ) -> Result<()> {
-    let entries: io::Result<Vec<_>> = dir.read_dir_utf8().and_then(Iterator::collect);
+    let entries: io::Result<Vec<_>> = dir.as_std_path().read_dir().and_then(Iterator::collect);
     let mut entries = entries.at("read the folder", dir)?;
-    entries.sort_by(|a, b| a.file_name().cmp(b.file_name()));
+    entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap_or(path).to_owned();
+        let Ok(name) = entry.file_name().into_string() else {
+            skipped.push(
+                dir.strip_prefix(root).unwrap_or(dir).join(entry.file_name().to_string_lossy().as_ref()),
+            );
+            continue;
+        };
+        let path = dir.join(name);
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_owned();
         // symlink_metadata: a link is judged as a link, never by what it points to.
-        let meta = fs::symlink_metadata(path).at("look at", path)?;
+        let meta = fs::symlink_metadata(&path).at("look at", &path)?;
         if meta.is_dir() {
-            walk(root, path, files, skipped)?;
+            walk(root, &path, files, skipped)?;
         } else if meta.is_file() {
             files.push((rel, meta.len()));
         } else {

@@ -1,15 +1,15 @@
 //! What every command works with: the checked manifest, the checkpoints folder, where
 //! output goes, and the defaults of the workspace it runs in.
 
-use std::io::Write;
-
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::events::Event;
 use crate::engine::manifest::Manifest;
 use crate::error::{EXIT_MODEL_FAILED, EXIT_OK, Error, IoContext, Origin, Result};
+use crate::store::lock::{self, Held};
 use crate::text::{redact_url, shell_quote};
 use crate::ui::attempt_log::AttemptLog;
+use crate::ui::out;
 use crate::ui::progress::{Reporter, Transfer};
 
 /// Where a workspace keeps its pins and files, and how its users run the tool.
@@ -60,6 +60,9 @@ pub struct Location {
     pub quiet: bool,
     /// `--json`: stdout carries one JSON document, so result lines go to stderr.
     pub json: bool,
+    /// Stdout belongs to someone else (the command `models run` starts): the tool's own
+    /// lines all go to stderr.
+    pub stdout_taken: bool,
 }
 
 /// What every subcommand works with.
@@ -70,6 +73,7 @@ pub struct Context {
     pub reporter: Reporter,
     pub log: Option<AttemptLog>,
     pub json: bool,
+    stdout_taken: bool,
     /// The options a follow-up command needs to act on the same files.
     location_args: String,
 }
@@ -100,17 +104,19 @@ impl Context {
             reporter: Reporter::for_stderr(location.quiet),
             log,
             json: location.json,
+            stdout_taken: location.stdout_taken,
             location_args,
         })
     }
 
-    /// A results line: on stdout, or on stderr when stdout carries `--json`. A reader
-    /// that went away (`| head`) is no reason to fail.
+    /// A results line: on stdout, or on stderr when stdout carries `--json` or belongs to
+    /// the command `models run` starts. A reader that went away (`| head`) is no reason
+    /// to fail.
     pub fn say(&self, line: &str) {
-        if self.json {
+        if self.json || self.stdout_taken {
             self.reporter.error(line);
         } else {
-            let _ = writeln!(std::io::stdout(), "{line}");
+            out::line(line);
         }
     }
 
@@ -122,6 +128,20 @@ impl Context {
     /// The command that runs `subcommand` on one model of this same manifest and folder.
     pub fn command_for(&self, subcommand: &str, model: &str) -> String {
         format!("cargo xtask models {subcommand} --model {model}{}", self.location_args)
+    }
+
+    /// Shares the checkpoints folder with other processes (see `lock::share_folder`); on
+    /// a read-only folder, says once that nothing will be written there.
+    pub fn share_checkpoints(&self) -> Result<Option<Held>> {
+        let waiting = format!("waiting for `clean` to finish with {}", self.checkpoints);
+        let held = lock::share_folder(&self.checkpoints, self.on_wait(&waiting))?;
+        if held.is_none() {
+            self.reporter.note(&format!(
+                "note: {} is read-only: checked files are not stamped, so the next run hashes them again",
+                self.checkpoints
+            ));
+        }
+        Ok(held)
     }
 
     /// Says once that this process waits for another one holding a lock.

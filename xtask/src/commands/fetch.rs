@@ -21,11 +21,12 @@ use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings
 use crate::engine::workers;
 use crate::error::{Class, Fault, Origin, Result, Tried};
 use crate::store::cache::{Cache, Entry};
-use crate::store::fs::{Placed, link_or_copy};
+use crate::store::fs::{Placed, check_inside, link_or_copy, same_filesystem};
 use crate::store::lock::{self, Mode};
-use crate::store::stamp::Stamps;
+use crate::store::stamp::{Stamp, Stamps};
 use crate::text::{human_bytes, rate, redact_url};
 use crate::ui::json::{self, Document, FaultRecord, FetchState, FetchSummary, Record, TriedRecord};
+use crate::ui::out;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -59,8 +60,7 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Repo
         );
     }
     let models = plan::select(&cx.manifest, selection)?;
-    let waiting = format!("waiting for `clean` to finish with {}", cx.checkpoints);
-    let _folder = lock::share_folder(&cx.checkpoints, cx.on_wait(&waiting))?;
+    let _folder = cx.share_checkpoints()?;
     let _cache_folder = match &options.cache {
         Some(cache) => {
             let waiting = format!("waiting for `clean` to finish with {}", cache.root);
@@ -74,34 +74,28 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Repo
     for step in &present {
         cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
     }
-    let needed = bytes_to_download(&missing, options.cache.as_ref());
-    let (download_dir, flag) = match &options.cache {
-        Some(cache) => (cache.root.as_path(), "--cache-dir"),
-        None => (cx.checkpoints.as_path(), "--checkpoints-dir"),
-    };
-    let space = if options.offline { Ok(()) } else { plan::check_free_space(download_dir, flag, needed) };
+    let needs = space_needed(cx, &options, &missing);
+    let needed = needs.first().map_or(0, |need| need.bytes);
+    let space = if options.offline { Ok(()) } else { plan::check_free_space(&needs) };
     let started = Instant::now();
-    let outcomes = match space {
+    let provided: Vec<(Outcome, Option<Stamp>)> = match space {
         Ok(()) => {
-            let downloader = Downloader::new(options.settings.clone());
+            let downloader = Downloader::new(options.settings.clone(), options.jobs);
             cx.reporter.start_total(needed);
-            let outcomes =
+            let provided =
                 workers::map(&missing, options.jobs, |step| provide(cx, &options, &downloader, step));
             cx.reporter.finish_total();
-            outcomes
+            provided
         }
-        Err(message) => {
+        Err((dir, message)) => {
             cx.reporter.error(&format!("error: {message}"));
-            let tried = Tried {
-                origin: Origin::Disk(download_dir.to_owned()),
-                fault: Fault::new(Class::NoSpace, message),
-            };
-            missing.iter().map(|_| Outcome::Failed(vec![tried.clone()])).collect()
+            let tried = Tried { origin: Origin::Disk(dir), fault: Fault::new(Class::NoSpace, message) };
+            missing.iter().map(|_| (Outcome::Failed(vec![tried.clone()]), None)).collect()
         }
     };
+    let (outcomes, fresh): (Vec<Outcome>, Vec<Option<Stamp>>) = provided.into_iter().unzip();
     let mut totals = Totals { present: present.len(), elapsed: started.elapsed(), ..Totals::default() };
-    let mut fresh = Vec::new();
-    for (step, outcome) in missing.iter().zip(&outcomes) {
+    for outcome in &outcomes {
         match outcome {
             Outcome::Downloaded(fetched) => {
                 totals.fetched += 1;
@@ -111,18 +105,15 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Repo
             Outcome::Present => totals.present += 1,
             Outcome::Failed(_) => totals.failed += 1,
         }
-        let installed = matches!(outcome, Outcome::Downloaded(_) | Outcome::FromCache(_));
-        if installed && !options.skip_checks {
-            fresh.extend(
-                check::stamp_installed(step.model, &step.dest).map(|s| (step.model.path.to_string(), s)),
-            );
-        }
     }
-    // Stamps only make the next run faster; failing to write them is no error.
-    let _ = Stamps::record(&cx.checkpoints, fresh);
+    // Each stamp was taken under the model's lock from the very file installed; writing
+    // them only makes the next run faster, so failing to is no error.
+    let fresh =
+        missing.iter().zip(fresh).filter_map(|(step, stamp)| Some((step.model.path.to_string(), stamp?)));
+    let _ = Stamps::record(&cx.checkpoints, fresh.collect());
     print_summary(cx, &totals, options.skip_checks);
     if cx.json {
-        let _ = json::print(&json_report(&present, &missing, &outcomes, &totals));
+        out::json(&json_report(&present, &missing, &outcomes, &totals));
     }
     Ok(Report { ok: totals.fetched + totals.from_cache + totals.present, failed: totals.failed })
 }
@@ -166,52 +157,83 @@ fn json_report<'a>(
     Document { command: "fetch", models, summary }
 }
 
-/// What still has to come over the network (cache hits cost nothing).
-fn bytes_to_download(missing: &[Step<'_>], cache: Option<&Cache>) -> u64 {
-    missing
-        .iter()
-        .filter(|s| cache.is_none_or(|c| !c.entry(&s.model.sha256).exists()))
-        .fold(0u64, |sum, s| sum.saturating_add(s.model.size))
+/// The bytes each filesystem must still take: everything that comes over the network
+/// lands in the download folder (the cache, or the checkpoints folder without it), less
+/// what partial downloads already hold; a cache on another filesystem than the
+/// checkpoints also means a copy of each file there, since a hard link cannot cross.
+/// The download folder comes first.
+fn space_needed(cx: &Context, options: &Options, missing: &[Step<'_>]) -> Vec<plan::SpaceNeed> {
+    let remaining = |size: u64, partial: &Utf8Path| {
+        let have = std::fs::metadata(partial).map_or(0, |m| m.len());
+        if have <= size { size - have } else { size }
+    };
+    let Some(cache) = &options.cache else {
+        let bytes = missing.iter().fold(0u64, |sum, s| {
+            sum.saturating_add(remaining(s.model.size, &install::partial_path(&s.dest, s.model)))
+        });
+        return vec![plan::SpaceNeed { dir: cx.checkpoints.clone(), flag: "--checkpoints-dir", bytes }];
+    };
+    let to_download = missing.iter().filter(|s| !cache.entry(&s.model.sha256).exists());
+    let bytes = to_download
+        .fold(0u64, |sum, s| sum.saturating_add(remaining(s.model.size, &cache.partial(&s.model.sha256))));
+    let mut needs = vec![plan::SpaceNeed { dir: cache.root.clone(), flag: "--cache-dir", bytes }];
+    if !same_filesystem(&cache.root, &cx.checkpoints) {
+        let copies = missing.iter().fold(0u64, |sum, s| sum.saturating_add(s.model.size));
+        needs.push(plan::SpaceNeed { dir: cx.checkpoints.clone(), flag: "--checkpoints-dir", bytes: copies });
+    }
+    needs
 }
 
-/// Provides one model under its lock: from the cache, or by downloading it.
-fn provide(cx: &Context, options: &Options, downloader: &Downloader, step: &Step<'_>) -> Outcome {
+/// Provides one model under the lock of its destination: from the cache, or by
+/// downloading it. The stamp of what it installed is taken under that lock too.
+fn provide(
+    cx: &Context,
+    options: &Options,
+    downloader: &Downloader,
+    step: &Step<'_>,
+) -> (Outcome, Option<Stamp>) {
     let model = step.model;
-    let lock_path = lock::model_lock(&cx.checkpoints, &model.name);
+    let fail_at =
+        |origin: Origin, fault: Fault| (fail(cx, model, &step.dest, vec![Tried { origin, fault }]), None);
+    if let Err(e) = check_inside(&cx.checkpoints, &step.dest) {
+        return fail_at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e));
+    }
+    let lock_path = lock::path_lock(&cx.checkpoints, &model.path);
     let waiting = format!("{}: waiting for another fetch of {}", model.name, model.name);
-    let _model_lock = match lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting)) {
+    let _path_lock = match lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting)) {
         Ok((held, waited)) => {
             // The survey is stale if another process held the lock, or created the file
             // since: look again before downloading anything.
             let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
-            if changed && check::inspect(model, &step.dest, options.skip_checks, None).0.is_present() {
-                cx.reporter.note(&format!("{}: present (another process fetched it)", model.name));
-                return Outcome::Present;
+            if changed {
+                let (state, stamp) = check::inspect(model, &step.dest, options.skip_checks, None);
+                if state.is_present() {
+                    cx.reporter.note(&format!("{}: present (another process fetched it)", model.name));
+                    return (Outcome::Present, stamp);
+                }
             }
             held
         }
-        Err(e) => {
-            return fail(
-                cx,
-                model,
-                &step.dest,
-                vec![Tried { origin: Origin::Lock(lock_path), fault: Fault::from_error(&e) }],
-            );
-        }
+        Err(e) => return fail_at(Origin::Lock(lock_path), Fault::from_error(&e)),
     };
     let result = match &options.cache {
         Some(cache) => through_cache(cx, options, downloader, cache, step),
         None => {
             let job = job(model, options, install::partial_path(&step.dest, model), step.dest.clone());
-            download(cx, downloader, &job, options.offline).map(Outcome::Downloaded)
+            download(cx, downloader, &job, options.offline).map(|fetched| {
+                let stamp = fetched
+                    .fingerprint
+                    .map(|fingerprint| Stamp { sha256: fetched.sha256.clone(), fingerprint });
+                (Outcome::Downloaded(fetched), stamp)
+            })
         }
     };
     match result {
-        Ok(outcome) => {
+        Ok((outcome, stamp)) => {
             report_success(cx, model, &step.dest, &outcome);
-            outcome
+            (outcome, stamp.filter(|_| !options.skip_checks))
         }
-        Err(failed) => fail(cx, model, &step.dest, failed.tried),
+        Err(failed) => (fail(cx, model, &step.dest, failed.tried), None),
     }
 }
 
@@ -221,7 +243,7 @@ fn through_cache(
     downloader: &Downloader,
     cache: &Cache,
     step: &Step<'_>,
-) -> Result<Outcome, Failed> {
+) -> Result<(Outcome, Option<Stamp>), Failed> {
     let model = step.model;
     let lock_path = cache.lock(&model.sha256);
     let waiting = format!("{}: waiting for another process downloading it into the cache", model.name);
@@ -230,6 +252,13 @@ fn through_cache(
     let entry = cache.entry(&model.sha256);
     let downloaded = match cache.check(model.size, &model.sha256) {
         Entry::Good => None,
+        Entry::PinSizeWrong { actual } => {
+            let detail = format!(
+                "the cache entry {entry} has this sha256 but {actual} bytes, and the pin says {}; the entry is kept",
+                model.size
+            );
+            return Err(Failed::at(Origin::Cache(entry.clone()), Fault::new(Class::BadPin, detail)));
+        }
         found => {
             if let Entry::Removed { reason } = found {
                 cx.reporter.warn(&format!(
@@ -245,12 +274,14 @@ fn through_cache(
             Some(fetched)
         }
     };
-    let placed = link_or_copy(&entry, &step.dest)
+    let (placed, file) = link_or_copy(&entry, &step.dest)
         .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
-    Ok(match downloaded {
+    let stamp = check::stamp_of(&model.sha256, &file);
+    let outcome = match downloaded {
         Some(fetched) => Outcome::Downloaded(fetched),
         None => Outcome::FromCache(placed),
-    })
+    };
+    Ok((outcome, stamp))
 }
 
 /// A download of `model` from its sources (mirrors first), collecting in `partial`.

@@ -12,7 +12,6 @@ use crate::engine::plan::{self, Selection, Trust};
 use crate::error::Result;
 use crate::store::cache::{Cache, Entry};
 use crate::store::fs::{Placed, link_or_copy};
-use crate::store::lock;
 
 pub fn run(
     cx: &Context,
@@ -22,8 +21,7 @@ pub fn run(
     jobs: usize,
 ) -> Result<Report> {
     let models = plan::select(&cx.manifest, selection)?;
-    let waiting = format!("waiting for `clean` to finish with {}", cx.checkpoints);
-    let _folder = lock::share_folder(&cx.checkpoints, cx.on_wait(&waiting))?;
+    let _folder = cx.share_checkpoints()?;
     let steps = plan::survey(&models, &cx.checkpoints, Trust::Stamps, jobs);
     let mut failed = 0;
     for step in &steps {
@@ -46,7 +44,7 @@ pub fn run(
         };
         let target = dir.join("sha256").join(&model.sha256);
         match link_or_copy(&source, &target) {
-            Ok(placed) => {
+            Ok((placed, _)) => {
                 let how = if placed == Placed::HardLink { "hard link" } else { "copy" };
                 cx.say(&format!("exported {} to {target} ({how})", model.name));
             }

@@ -27,14 +27,50 @@ pub fn run(cx: &Context, selection: &Selection, options: fetch::Options, command
         cx.reporter.error(&format!("error: not starting `{program}`: the models above are missing"));
         return Ok(EXIT_MODEL_FAILED);
     }
-    let status = Command::new(program).args(args).env(CHECKPOINTS_ENV, cx.checkpoints.as_str()).status();
-    match status {
-        Ok(status) => Ok(exit_byte(status)),
+    let child = Command::new(program).args(args).env(CHECKPOINTS_ENV, cx.checkpoints.as_str()).spawn();
+    let mut child = match child {
+        Ok(child) => child,
         Err(e) => {
             cx.reporter.error(&format!("error: cannot start `{program}`: {e}"));
-            Ok(if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 })
+            return Ok(if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 });
         }
+    };
+    let status =
+        supervise(&mut child).map_err(|e| Error::usage(format!("cannot wait for `{program}`: {e}")))?;
+    Ok(exit_byte(status))
+}
+
+/// Waits for the child, passing on SIGTERM, SIGINT and SIGHUP sent to this process, as a
+/// supervisor does: stopping the wrapper stops the command, and nothing is orphaned.
+#[cfg(unix)]
+fn supervise(child: &mut std::process::Child) -> io::Result<std::process::ExitStatus> {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static PENDING: AtomicI32 = AtomicI32::new(0);
+    extern "C" fn note(signal: libc::c_int) {
+        PENDING.store(signal, Ordering::SeqCst);
     }
+    let handler = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: `note` only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, handler) };
+    }
+    let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        let signal = PENDING.swap(0, Ordering::SeqCst);
+        if signal != 0 {
+            // SAFETY: `pid` is our own child, not yet reaped, so it names no other process.
+            unsafe { libc::kill(pid, signal) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[cfg(not(unix))]
+fn supervise(child: &mut std::process::Child) -> io::Result<std::process::ExitStatus> {
+    child.wait()
 }
 
 /// The child's exit code; a child killed by a signal reports 128 + the signal, as shells do.

@@ -16,7 +16,8 @@ use crate::error::Result;
 use crate::store::cache::Cache;
 use crate::store::stamp::Stamps;
 use crate::text::human_bytes;
-use crate::ui::json::{self, Document, Record, StatusState, StatusSummary};
+use crate::ui::json::{Document, Record, StatusState, StatusSummary};
+use crate::ui::out;
 
 /// What status can tell about a model without reading it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub fn run(cx: &Context, selection: &Selection, cache: Option<&Cache>) -> Result
         .fold(0u64, |sum, (m, _)| sum.saturating_add(m.size));
     let ok = rows.iter().filter(|(_, s)| *s == State::OkStamped).count();
     if cx.json {
-        let _ = json::print(&json_report(&rows, ok, present, needed));
+        out::json(&json_report(&rows, ok, present, needed));
     } else {
         print_table(cx, &rows, ok, present, needed);
     }

@@ -10,16 +10,15 @@ use crate::commands::{Context, Report};
 use crate::engine::check::LocalState;
 use crate::engine::plan::{self, Selection, Step, Trust};
 use crate::error::Result;
-use crate::store::lock;
-use crate::ui::json::{self, Document, Record, VerifyState, VerifySummary};
+use crate::ui::json::{Document, Record, VerifyState, VerifySummary};
+use crate::ui::out;
 
 pub fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize) -> Result<Report> {
     if trust == Trust::Presence {
         cx.reporter.error("warning: --skip-checks: only presence is checked, not sizes or sha256");
     }
     let models = plan::select(&cx.manifest, selection)?;
-    let waiting = format!("waiting for `clean` to finish with {}", cx.checkpoints);
-    let _folder = lock::share_folder(&cx.checkpoints, cx.on_wait(&waiting))?;
+    let _folder = cx.share_checkpoints()?;
     let steps = plan::survey(&models, &cx.checkpoints, trust, jobs);
     let width = steps.iter().map(|s| s.model.name.len()).max().unwrap_or(0);
     let mut bad = 0;
@@ -59,7 +58,7 @@ pub fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize) -> Re
     }
     cx.say(&format!("verified {}: ok {}, failed {bad}", steps.len(), steps.len() - bad));
     if cx.json {
-        let _ = json::print(&json_report(&steps, bad));
+        out::json(&json_report(&steps, bad));
     }
     Ok(Report { ok: steps.len() - bad, failed: bad })
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::manifest::Model;
 use crate::error::{Class, Fault};
-use crate::store::hash::{HASH_BUFFER, hash_file, hex};
+use crate::store::hash::{HASH_BUFFER, hash_reader, hex};
 use crate::store::stamp::{Fingerprint, Stamp, Stamps};
 
 /// What a model's destination holds now.
@@ -136,22 +136,31 @@ pub fn inspect(
         },
         Glance::Unproven(meta) => meta,
     };
-    let before = Fingerprint::of(&meta);
-    match hash_file(dest) {
-        Ok(actual) if actual == model.sha256 => {
-            let after = std::fs::metadata(dest).map(|m| Fingerprint::of(&m)).ok();
-            let stamp = (after == Some(before)).then_some(Stamp { sha256: actual, fingerprint: before });
-            (LocalState::Ok, stamp)
-        }
-        Ok(actual) => (LocalState::WrongHash { actual }, None),
+    let _ = meta;
+    match hash_open(dest) {
+        Ok((actual, stamp)) if actual == model.sha256 => (LocalState::Ok, stamp),
+        Ok((actual, _)) => (LocalState::WrongHash { actual }, None),
         Err(err) => (LocalState::Unreadable { error: err.to_string() }, None),
     }
 }
 
-/// The stamp of a file just installed from bytes that were checked on the way in.
-pub fn stamp_installed(model: &Model, dest: &Utf8Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(dest).ok()?;
-    Some(Stamp { sha256: model.sha256.clone(), fingerprint: Fingerprint::of(&meta) })
+/// Hashes the file at `path` through one open handle, and fingerprints that same handle
+/// before and after: the stamp (when the file did not change while it was read) is of
+/// exactly the bytes hashed, even if the path is swapped meanwhile.
+fn hash_open(path: &Utf8Path) -> io::Result<(String, Option<Stamp>)> {
+    let file = std::fs::File::open(path)?;
+    let before = Fingerprint::of(&file.metadata()?);
+    let sha256 = hash_reader(&file)?;
+    let after = Fingerprint::of(&file.metadata()?);
+    let stamp = (after == before).then(|| Stamp { sha256: sha256.clone(), fingerprint: before });
+    Ok((sha256, stamp))
+}
+
+/// The stamp of a file just installed from bytes that were checked on the way in, read
+/// from the open file itself: it describes exactly the bytes that were hashed.
+pub fn stamp_of(sha256: &str, file: &std::fs::File) -> Option<Stamp> {
+    let meta = file.metadata().ok()?;
+    Some(Stamp { sha256: sha256.to_owned(), fingerprint: Fingerprint::of(&meta) })
 }
 
 /// Buffers in flight between a download and its [`BackgroundHasher`]: enough to keep

@@ -21,8 +21,16 @@ pub fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
     dest.with_file_name(format!("{file_name}.{pin}{PARTIAL_SUFFIX}"))
 }
 
+/// Whether a file name is one of the tool's temp files: a partial download, its
+/// validator, or a state file being replaced (`.<name>.<pid>.tmp`).
 pub fn is_partial_name(name: &str) -> bool {
-    name.ends_with(PARTIAL_SUFFIX) || name.ends_with(".part-validator")
+    let file_name = name.rsplit('/').next().unwrap_or(name);
+    let half_written = file_name.starts_with('.')
+        && file_name
+            .strip_suffix(".tmp")
+            .and_then(|stem| stem.rsplit_once('.'))
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    name.ends_with(PARTIAL_SUFFIX) || name.ends_with(".part-validator") || half_written
 }
 
 /// Opens the temp file, keeping what an earlier attempt left in it for a resume, and

@@ -15,6 +15,21 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use crate::error::{ManifestError, Problem};
 use crate::net::url::file_url_path;
+use crate::text::redact_url;
+
+/// The largest `size` a pin may have: 1 PiB is past any checkpoint, and keeps every sum
+/// of sizes far from overflowing.
+pub const MAX_SIZE: u64 = 1 << 50;
+
+/// The longest file name a path may end in, in bytes: filesystems allow 255, and the
+/// tool's temp files add a suffix of up to 24 (`.<pin>.part`, `.<pid>.link.part`).
+pub const MAX_FILE_NAME: usize = 255 - 24;
+
+/// Names the tool keeps its own files under, in the checkpoints folder: the lock
+/// folder, the stamps file, and the endings of partial downloads and temp files.
+const RESERVED_DIR: &str = ".locks";
+const RESERVED_FILE: &str = ".models-state";
+const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".tmp"];
 
 /// Keys a `[[model]]` table may hold, in the order the docs list them.
 pub const MODEL_KEYS: &[&str] = &["name", "path", "size", "sha256", "urls", "group", "optional"];
@@ -40,15 +55,29 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn load(file: &Utf8Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(file).map_err(|err| ManifestError {
+        let one = |line, column, message: String, help: &str| ManifestError {
             file: file.to_owned(),
-            problems: vec![Problem {
-                line: 1,
-                column: 1,
-                message: format!("cannot read the manifest: {err}"),
-                help: "pass the right file with `--manifest PATH`".to_owned(),
-            }],
+            problems: vec![Problem { line, column, message, help: help.to_owned() }],
+        };
+        let bytes = std::fs::read(file).map_err(|err| {
+            one(
+                1,
+                1,
+                format!("cannot read the manifest: {err}"),
+                "pass the right file with `--manifest PATH`",
+            )
         })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                let good = err.utf8_error().valid_up_to();
+                let prefix = String::from_utf8_lossy(&err.as_bytes()[..good]).into_owned();
+                let (line, column) = line_column(&prefix, good);
+                let message =
+                    format!("the manifest is not valid UTF-8 (byte {good} cannot start a character)");
+                return Err(one(line, column, message, "save models.toml as UTF-8"));
+            }
+        };
         Manifest::parse(&text, file)
     }
 
@@ -235,6 +264,14 @@ impl<'t> Checker<'t> {
                 self.report(value.span(), "`size` is 0", "pin the real size in bytes; it must be > 0");
                 None
             }
+            Some(size) if size > MAX_SIZE => {
+                self.report(
+                    value.span(),
+                    format!("`size` is {size} bytes, more than any checkpoint (at most {MAX_SIZE}, 1 PiB)"),
+                    "pin the real size in bytes",
+                );
+                None
+            }
             Some(size) => Some(size),
             None => {
                 self.report(
@@ -291,7 +328,7 @@ impl<'t> Checker<'t> {
             if let Some(why) = url_problem(url) {
                 self.report(
                     item.span(),
-                    format!("URL {url:?} {why}"),
+                    format!("URL {:?} {why}", redact_url(url)),
                     "use an https://, http:// or file:// URL",
                 );
                 ok = false;
@@ -400,8 +437,9 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
         return Some("starts with a drive letter");
     }
-    for part in path.split('/') {
-        match part {
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts {
+        match *part {
             ".." => return Some("contains `..`, which would leave the checkpoints directory"),
             "." => return Some("contains a `.` component"),
             "" => return Some("contains an empty component (`//` or a trailing `/`)"),
@@ -410,6 +448,26 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
         if part.chars().any(char::is_control) {
             return Some("contains a control character");
         }
+        if part.len() > 255 {
+            return Some("has a component longer than 255 bytes, which no common filesystem holds");
+        }
+    }
+    if parts[0] == RESERVED_DIR {
+        return Some("is inside `.locks`, the folder where the tool keeps its lock files");
+    }
+    if path == RESERVED_FILE {
+        return Some("is `.models-state`, the file where the tool keeps its stamps");
+    }
+    let file_name = parts.last().copied().unwrap_or(path);
+    if RESERVED_ENDINGS.iter().any(|ending| file_name.ends_with(ending)) {
+        return Some(
+            "ends like the tool's temp files (`.part`, `.part-validator`, `.tmp`), which `clean` removes",
+        );
+    }
+    if file_name.len() > MAX_FILE_NAME {
+        return Some(
+            "ends in a file name longer than 231 bytes: with the temp suffix the tool adds it would pass the filesystem's 255",
+        );
     }
     None
 }

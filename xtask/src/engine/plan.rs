@@ -125,13 +125,29 @@ pub fn check_mirror(mirror: &str) -> Result<(), Error> {
         return Ok(());
     }
     Err(Error::Usage(format!(
-        "mirror {mirror:?} uses an unsupported scheme; use an http(s):// or file:// URL or a directory path"
+        "mirror {:?} uses an unsupported scheme; use an http(s):// or file:// URL or a directory path",
+        crate::text::redact_url(mirror)
     )))
 }
 
-/// Refuses a download that cannot fit in `dir`, before a byte is written; `flag` is the
-/// option that moves `dir` elsewhere (`--checkpoints-dir` or `--cache-dir`).
-pub fn check_free_space(dir: &Utf8Path, flag: &str, needed: u64) -> Result<(), String> {
+/// Bytes that must still fit in one folder's filesystem, and the option that moves it.
+#[derive(Clone, Debug)]
+pub struct SpaceNeed {
+    pub dir: Utf8PathBuf,
+    /// `--checkpoints-dir` or `--cache-dir`.
+    pub flag: &'static str,
+    pub bytes: u64,
+}
+
+/// Refuses a download that cannot fit, before a byte is written: each folder's
+/// filesystem against the bytes still to come there. The error names the folder.
+pub fn check_free_space(needs: &[SpaceNeed]) -> Result<(), (Utf8PathBuf, String)> {
+    needs.iter().try_for_each(|need| check_one(need).map_err(|message| (need.dir.clone(), message)))
+}
+
+fn check_one(need: &SpaceNeed) -> Result<(), String> {
+    let SpaceNeed { dir, flag, bytes: needed } = need;
+    let needed = *needed;
     if needed == 0 {
         return Ok(());
     }
@@ -231,8 +247,10 @@ mod tests {
     #[test]
     fn free_space_is_refused_with_both_numbers() {
         let dir = Utf8PathBuf::try_from(std::env::temp_dir()).unwrap().join("no/such/dir/yet");
-        assert!(check_free_space(&dir, "--cache-dir", 1).is_ok());
-        let err = check_free_space(&dir, "--cache-dir", u64::MAX).unwrap_err();
+        let need = |bytes| [SpaceNeed { dir: dir.clone(), flag: "--cache-dir", bytes }];
+        assert!(check_free_space(&need(1)).is_ok());
+        let (at, err) = check_free_space(&need(u64::MAX)).unwrap_err();
+        assert_eq!(at, dir);
         assert!(err.contains("needed") && err.contains("available"), "{err}");
         assert!(err.contains("`--cache-dir DIR`"), "the hint names the folder's own option: {err}");
         assert!(err.contains(&u64::MAX.to_string()));

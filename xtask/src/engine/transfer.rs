@@ -31,12 +31,13 @@ use crate::engine::manifest::Model;
 use crate::engine::retry::{backoff, parse_retry_after};
 use crate::error::{Class, Decision, Fault, Origin, Tried};
 use crate::net::auth::Credentials;
-use crate::net::client::{Answer, Method, Net, status_fault};
+use crate::net::client::{Answer, Method, Net, check_follow, status_fault};
 use crate::net::hosts::{self, PageVerdict};
 use crate::net::proxy::ProxyEnv;
 use crate::net::url::file_url_path;
-use crate::store::fs::write_atomically;
+use crate::store::fs::{open_regular, write_atomically};
 use crate::store::hash::{HASH_BUFFER, hex};
+use crate::store::stamp::Fingerprint;
 
 /// An attempt that moved at least this many bytes restores the retry budget.
 pub const REAL_PROGRESS: u64 = 1 << 20;
@@ -134,6 +135,9 @@ pub struct Fetched {
     pub sha256: String,
     /// The size of what was installed.
     pub size: u64,
+    /// The installed file's fingerprint, read from the very file that was hashed and
+    /// renamed into place (not from whatever is at the path later).
+    pub fingerprint: Option<Fingerprint>,
     /// Bytes received over all attempts (a resumed prefix is not counted again).
     pub bytes: u64,
     pub attempts: u32,
@@ -150,6 +154,13 @@ impl Failed {
     pub fn at(origin: Origin, fault: Fault) -> Failed {
         Failed { tried: vec![Tried { origin, fault }] }
     }
+}
+
+/// A file put in place by one source.
+struct Installed {
+    sha256: String,
+    size: u64,
+    fingerprint: Option<Fingerprint>,
 }
 
 /// What one attempt did, for the log and the retry budget.
@@ -174,9 +185,10 @@ const MAX_INTERSTITIALS: usize = 3;
 const PAGE_LIMIT: usize = 1 << 20;
 
 impl Downloader {
-    pub fn new(settings: Settings) -> Downloader {
+    /// A downloader for up to `jobs` files at once (the connection pool is sized to it).
+    pub fn new(settings: Settings, jobs: usize) -> Downloader {
         let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
-        let net = Net::new(settings.timeout, proxies, Credentials::from_environment());
+        let net = Net::new(settings.timeout, proxies, Credentials::from_environment(), jobs);
         Downloader { net, settings }
     }
 
@@ -187,13 +199,14 @@ impl Downloader {
         let mut received = 0;
         for origin in &job.sources {
             match self.fetch_from(job, origin, events, &mut received) {
-                Ok((attempts, sha256, size)) => {
+                Ok((attempts, installed)) => {
                     let _ = std::fs::remove_file(install::validator_path(&job.partial));
                     events(Event::Finished);
                     return Ok(Fetched {
                         origin: origin.clone(),
-                        sha256,
-                        size,
+                        sha256: installed.sha256,
+                        size: installed.size,
+                        fingerprint: installed.fingerprint,
                         bytes: received,
                         attempts,
                         elapsed: started.elapsed(),
@@ -214,14 +227,14 @@ impl Downloader {
     }
 
     /// Attempts one source until it succeeds, turns out permanent, or runs out of
-    /// retries. Returns the number of attempts made and the installed file's sha256 and size.
+    /// retries. Returns the number of attempts made and what was installed.
     fn fetch_from(
         &self,
         job: &Job<'_>,
         origin: &Origin,
         events: &mut Listener<'_>,
         received: &mut u64,
-    ) -> Result<(u32, String, u64), (Fault, Decision)> {
+    ) -> Result<(u32, Installed), (Fault, Decision)> {
         let cap = (self.settings.retries.saturating_add(1)).saturating_mul(ATTEMPT_CAP_FACTOR);
         let (mut attempt, mut failures) = (0, 0u32);
         loop {
@@ -230,8 +243,10 @@ impl Downloader {
             let mut stats = AttemptStats::default();
             let result = self.attempt(job, origin, events, &mut stats).and_then(|(file, sha256, size)| {
                 install::install(&file, &job.partial, &job.target)
-                    .map(|()| (sha256, size))
-                    .map_err(|e| Fault::local(&job.target, &e))
+                    .map_err(|e| Fault::local(&job.target, &e))?;
+                // The open file is the installed one: its metadata cannot be another file's.
+                let fingerprint = file.metadata().ok().map(|m| Fingerprint::of(&m));
+                Ok(Installed { sha256, size, fingerprint })
             });
             *received += stats.received;
             if stats.received >= REAL_PROGRESS {
@@ -248,9 +263,9 @@ impl Downloader {
                 decision: None,
             };
             let fault = match result {
-                Ok((sha256, size)) => {
+                Ok(installed) => {
                     events(Event::Attempted(&attempted));
-                    return Ok((attempt, sha256, size));
+                    return Ok((attempt, installed));
                 }
                 Err(fault) => fault,
             };
@@ -389,6 +404,7 @@ impl Downloader {
             let text = String::from_utf8_lossy(&page);
             match hosts::judge_page(&text, &page_url) {
                 PageVerdict::FollowUp(next) => {
+                    check_follow(&page_url, &next)?;
                     answer = self.net.request(Method::Get, &next, &[], &cookies, &check)?;
                 }
                 PageVerdict::Refused(fault) => return Err(fault),
@@ -401,6 +417,17 @@ impl Downloader {
         }
         let response = answer.response;
         let status = response.status().as_u16();
+        if let Some(encoding) = header(&response, "content-encoding")
+            .filter(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"))
+            .filter(|_| (200..300).contains(&status))
+        {
+            return Err(Fault::new(
+                Class::Encoded,
+                format!(
+                    "the server sent the body with Content-Encoding: {encoding}, though the tool asked for identity"
+                ),
+            ));
+        }
         let start = match status {
             200 => 0,
             206 if from > 0 => {
@@ -451,11 +478,12 @@ struct Source {
 }
 
 fn open_file(path: &Utf8Path, from: u64) -> Result<Source, Fault> {
-    let mut file = File::open(path).map_err(|e| {
+    let mut file = open_regular(path).map_err(|e| {
         let class = match e.kind() {
             io::ErrorKind::NotFound => Class::NotFound,
             io::ErrorKind::PermissionDenied => Class::Forbidden,
-            _ => Class::Connection,
+            io::ErrorKind::IsADirectory | io::ErrorKind::InvalidInput => Class::BadUrl,
+            _ => Class::LocalIo,
         };
         Fault::new(class, format!("cannot open {path}: {e}"))
     })?;
@@ -576,8 +604,12 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
             let (n, error) = fill(body, &mut buf);
             // Bytes that arrived before a fault are kept: a later attempt resumes after them.
             if n > 0 {
-                self.accept(&buf[..n])?;
-                self.hasher.hash(buf, n);
+                let taken = self.accept(&buf[..n])?;
+                self.hasher.hash(buf, taken);
+                if taken < n {
+                    // `--skip-checks` stops at the pinned size: the rest is not the file.
+                    break;
+                }
             }
             if let Some(e) = error {
                 // What did arrive may already say more than the broken connection does.
@@ -596,8 +628,10 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
         Ok(())
     }
 
-    /// Checks a chunk, then writes it and reports it; the caller hands it to the hasher.
-    fn accept(&mut self, chunk: &[u8]) -> Result<(), Fault> {
+    /// Checks a chunk, then writes it and reports it; the caller hands what was taken to
+    /// the hasher. Returns how much was taken: all of it, except past an unchecked
+    /// download's pinned size.
+    fn accept(&mut self, chunk: &[u8]) -> Result<usize, Fault> {
         if !self.sniffed {
             let take = chunk.len().min(SNIFF_LEN - self.prefix.len());
             self.prefix.extend_from_slice(&chunk[..take]);
@@ -614,10 +648,17 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
                 format!("the body is larger than {what} {ceiling} bytes; stopped reading"),
             ));
         }
+        let chunk = match self.job.expect {
+            Expect::Unchecked { size } => {
+                let room = size.saturating_sub(self.written);
+                &chunk[..chunk.len().min(usize::try_from(room).unwrap_or(usize::MAX))]
+            }
+            _ => chunk,
+        };
         self.file.write_all(chunk).map_err(|e| self.write_fault(&e))?;
         self.written += chunk.len() as u64;
         (self.events)(Event::Bytes(chunk.len() as u64));
-        Ok(())
+        Ok(chunk.len())
     }
 
     /// A failed write; a full disk says how far the download got and that it is kept.
@@ -690,7 +731,8 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
     fn finish_or_discard(self, resumed_from: u64) -> Result<(File, String, u64), Fault> {
         let written = self.written;
         let Some((size, sha256)) = self.job.expect.pinned() else {
-            if let Some(declared) = self.declared
+            let unknown = matches!(self.job.expect, Expect::Unknown { .. });
+            if let Some(declared) = self.declared.filter(|_| unknown)
                 && self.start.saturating_add(declared) > written
             {
                 return Err(Fault::new(

@@ -50,7 +50,10 @@ impl Credentials {
     }
 
     /// The `Authorization` value for a request to `scheme://host`, if one may be sent.
-    pub fn authorization(&self, scheme: &str, host: &str) -> Option<String> {
+    /// `origin_host` is the host the manifest (or mirror) named: netrc's `default` entry
+    /// goes only there, never to a host a redirect leads to (a CDN); a host with its own
+    /// `machine` entry gets that entry wherever it comes up.
+    pub fn authorization(&self, scheme: &str, host: &str, origin_host: &str) -> Option<String> {
         if !may_carry_secrets(scheme, host) {
             return None;
         }
@@ -64,7 +67,10 @@ impl Credentials {
             .netrc
             .iter()
             .find(|e| e.machine.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&host)))
-            .or_else(|| self.netrc.iter().find(|e| e.machine.is_none()))?;
+            .or_else(|| {
+                let named_host = host.eq_ignore_ascii_case(origin_host);
+                self.netrc.iter().find(|e| e.machine.is_none()).filter(|_| named_host)
+            })?;
         let pair = format!("{}:{}", entry.login, entry.password);
         Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
     }
@@ -159,24 +165,29 @@ mod tests {
     #[test]
     fn credentials_go_only_to_their_host_and_only_securely() {
         let c = creds();
-        assert_eq!(c.authorization("http", "127.0.0.1"), Some(format!("Basic {}", base64(b"alice:s3cret"))));
-        assert_eq!(
-            c.authorization("https", "files.example.com"),
-            Some(format!("Basic {}", base64(b"bob:pw")))
-        );
-        assert_eq!(c.authorization("http", "files.example.com"), None, "never over plain http");
-        assert_eq!(
-            c.authorization("https", "other.example"),
-            Some(format!("Basic {}", base64(b"anon:guest")))
-        );
-        assert_eq!(c.authorization("https", "huggingface.co"), Some("Bearer hf_abc".into()));
-        assert_eq!(
-            c.authorization("https", "cdn-lfs.huggingface.co"),
-            Some(format!("Basic {}", base64(b"anon:guest"))),
-            "the HF token stays on huggingface.co"
-        );
+        let direct = |scheme: &str, host: &str| c.authorization(scheme, host, host);
+        assert_eq!(direct("http", "127.0.0.1"), Some(format!("Basic {}", base64(b"alice:s3cret"))));
+        assert_eq!(direct("https", "files.example.com"), Some(format!("Basic {}", base64(b"bob:pw"))));
+        assert_eq!(direct("http", "files.example.com"), None, "never over plain http");
+        assert_eq!(direct("https", "other.example"), Some(format!("Basic {}", base64(b"anon:guest"))));
+        assert_eq!(direct("https", "huggingface.co"), Some("Bearer hf_abc".into()));
         let no_default = Credentials { netrc: parse_netrc("machine a login x password y"), hf_token: None };
-        assert_eq!(no_default.authorization("https", "b"), None);
+        assert_eq!(no_default.authorization("https", "b", "b"), None);
+    }
+
+    #[test]
+    fn netrc_default_credentials_never_follow_a_redirect_to_another_host() {
+        let c = creds();
+        assert_eq!(
+            c.authorization("https", "cdn-lfs.huggingface.co", "huggingface.co"),
+            None,
+            "neither the HF token nor netrc's default reach the CDN"
+        );
+        assert_eq!(
+            c.authorization("https", "files.example.com", "other.example"),
+            Some(format!("Basic {}", base64(b"bob:pw"))),
+            "a host with its own machine entry gets it wherever it comes up"
+        );
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! HTTP requests the way curl makes them: proxies, certificates, redirects, credentials.
 //!
-//! Proxies are chosen per request ([`super::proxy`]). Certificates: the platform's CA
-//! bundle plus `SSL_CERT_FILE` and `SSL_CERT_DIR`, so a corporate TLS-inspecting CA
-//! works. Redirects are followed here, not inside the HTTP library, so each hop gets its
-//! own decision: at most 10 hops, a loop is reported as a loop, https never falls back
-//! to plain http, credentials are chosen per host ([`super::auth`]), and `X-Linked-*`
-//! headers are checked on every hop before anything is downloaded.
+//! Proxies are chosen per request ([`super::proxy`]): https goes through a CONNECT tunnel
+//! (ureq), plain http in absolute form ([`super::forward`]). Certificates: the
+//! platform's CA bundle plus `SSL_CERT_FILE` and `SSL_CERT_DIR`, so a corporate
+//! TLS-inspecting CA works, and a named bundle that cannot be read is an error, not a
+//! silent fallback. Redirects are followed here, not inside the HTTP library, so each hop
+//! gets its own decision: at most 10 hops, a loop is reported as a loop, only http and
+//! https are followed and https never falls back to plain http (the same rule
+//! [`check_follow`] applies to interstitial pages), credentials are chosen per host
+//! ([`super::auth`]), and `X-Linked-*` headers are checked on every hop before anything
+//! is downloaded. A redirect's short body is read to its end so the connection goes back
+//! to the pool instead of being dropped.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -18,16 +24,23 @@ use ureq::{Agent, Body};
 use crate::error::{Class, Fault};
 use crate::net::auth::Credentials;
 use crate::net::cookie::Cookie;
+use crate::net::forward::{self, Outgoing, Proxy};
 use crate::net::proxy::ProxyEnv;
-use crate::net::url::resolve;
+use crate::net::url::{resolve, scheme};
 use crate::text::redact_url;
 
 /// Redirects followed at most, as browsers and curl do.
 pub const MAX_REDIRECTS: usize = 10;
+/// A redirect body longer than this is not worth reading to keep the connection.
+const DRAIN_LIMIT: u64 = 64 << 10;
+
+const USER_AGENT: &str = concat!("xtask-models/", env!("CARGO_PKG_VERSION"));
 
 /// Every CA certificate this machine trusts, plus `SSL_CERT_FILE` / `SSL_CERT_DIR`;
-/// `None` when there is nothing beyond the bundled Mozilla roots.
-fn platform_roots() -> Option<Vec<Certificate<'static>>> {
+/// `Ok(None)` when there is nothing beyond the bundled Mozilla roots. A file or folder
+/// the user named that cannot be read is an error: silently trusting less than asked
+/// would end in a confusing certificate failure later.
+fn platform_roots() -> Result<Option<Vec<Certificate<'static>>>, Fault> {
     const BUNDLES: &[&str] = &[
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",
@@ -35,31 +48,39 @@ fn platform_roots() -> Option<Vec<Certificate<'static>>> {
         "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
         "/etc/ssl/cert.pem",
     ];
-    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let unreadable = |what: &str, path: &std::path::Path, e: std::io::Error| {
+        Fault::new(
+            Class::Tls,
+            format!(
+                "{what}={} cannot be read ({e}); point it at a PEM file of CA certificates, or unset it",
+                path.display()
+            ),
+        )
+    };
+    let mut pems: Vec<Vec<u8>> = Vec::new();
     if let Some(bundle) = BUNDLES.iter().map(std::path::Path::new).find(|p| p.is_file()) {
-        files.push(bundle.to_owned());
+        pems.extend(std::fs::read(bundle).ok());
     }
-    if let Ok(file) = std::env::var("SSL_CERT_FILE") {
-        files.push(file.into());
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        let path = std::path::PathBuf::from(file);
+        pems.push(std::fs::read(&path).map_err(|e| unreadable("SSL_CERT_FILE", &path, e))?);
     }
-    if let Ok(dirs) = std::env::var("SSL_CERT_DIR") {
+    if let Some(dirs) = std::env::var_os("SSL_CERT_DIR").filter(|v| !v.is_empty()) {
         for dir in std::env::split_paths(&dirs) {
-            let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
-            files.extend(entries.map(|e| e.path()).filter(|p| p.is_file()));
+            let entries = std::fs::read_dir(&dir).map_err(|e| unreadable("SSL_CERT_DIR", &dir, e))?;
+            let files = entries.flatten().map(|e| e.path()).filter(|p| p.is_file());
+            pems.extend(files.filter_map(|p| std::fs::read(p).ok()));
         }
     }
     let mut certs = Vec::new();
-    for file in files {
-        let Ok(pem) = std::fs::read(&file) else {
-            continue;
-        };
-        for item in ureq::tls::parse_pem(&pem).flatten() {
+    for pem in &pems {
+        for item in ureq::tls::parse_pem(pem).flatten() {
             if let PemItem::Certificate(cert) = item {
                 certs.push(cert.to_owned());
             }
         }
     }
-    (!certs.is_empty()).then_some(certs)
+    Ok((!certs.is_empty()).then_some(certs))
 }
 
 /// One answer, after redirects: the response, the URL that gave it, and the cookies the
@@ -76,18 +97,55 @@ pub enum Method {
     Head,
 }
 
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+        }
+    }
+}
+
+/// Whether a request may go from `from` (a page or a redirecting answer) on to `next`:
+/// only http(s), and never from https down to plain http, where the file could be
+/// altered on the way. Every follow-up obeys it: redirects, forms, confirm links.
+pub fn check_follow(from: &str, next: &str) -> Result<(), Fault> {
+    let next_scheme = scheme(next).map(str::to_ascii_lowercase);
+    if !matches!(next_scheme.as_deref(), Some("http" | "https")) {
+        return Err(Fault::new(
+            Class::Redirect,
+            format!(
+                "{} sent the download on to {}; only http and https are followed",
+                redact_url(from),
+                redact_url(next)
+            ),
+        ));
+    }
+    let from_https = scheme(from).is_some_and(|s| s.eq_ignore_ascii_case("https"));
+    if from_https && next_scheme.as_deref() == Some("http") {
+        return Err(Fault::new(
+            Class::InsecureRedirect,
+            format!("{} sent the download to plain http ({}); refused", redact_url(from), redact_url(next)),
+        ));
+    }
+    Ok(())
+}
+
 pub struct Net {
     timeout: Duration,
     proxies: ProxyEnv,
     credentials: Credentials,
-    roots: OnceLock<RootCerts>,
+    /// Connections kept for reuse per host: as many as files are fetched at once.
+    pool: usize,
+    roots: OnceLock<Result<RootCerts, Fault>>,
     /// Keyed by proxy and by whether the agent must verify TLS (http needs no CA bundle).
     agents: Mutex<HashMap<(Option<String>, bool), Agent>>,
 }
 
 impl Net {
-    pub fn new(timeout: Duration, proxies: ProxyEnv, credentials: Credentials) -> Net {
-        Net { timeout, proxies, credentials, roots: OnceLock::new(), agents: Mutex::new(HashMap::new()) }
+    pub fn new(timeout: Duration, proxies: ProxyEnv, credentials: Credentials, pool: usize) -> Net {
+        let agents = Mutex::new(HashMap::new());
+        Net { timeout, proxies, credentials, pool: pool.max(1), roots: OnceLock::new(), agents }
     }
 
     /// One agent per proxy and scheme, built on first use; only https ones read the CA
@@ -100,16 +158,19 @@ impl Net {
             return Ok(agent.clone());
         }
         let proxy = match proxy {
-            Some(p) => Some(
-                ureq::Proxy::new(p)
-                    .map_err(|e| Fault::new(Class::Connection, format!("proxy {p} is not usable: {e}")))?,
-            ),
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
+                Fault::new(Class::BadUrl, format!("proxy {} is not usable: {e}", redact_url(p)))
+            })?),
             None => None,
         };
         let tls_config = if tls {
-            let roots =
-                self.roots.get_or_init(|| platform_roots().map_or(RootCerts::WebPki, RootCerts::from));
-            TlsConfig::builder().root_certs(roots.clone()).build()
+            let roots = self
+                .roots
+                .get_or_init(|| {
+                    platform_roots().map(|found| found.map_or(RootCerts::WebPki, RootCerts::from))
+                })
+                .clone()?;
+            TlsConfig::builder().root_certs(roots).build()
         } else {
             TlsConfig::default()
         };
@@ -126,9 +187,11 @@ impl Net {
             // Redirects are followed in `request`, one decision per hop.
             .max_redirects(0)
             .max_redirects_will_error(false)
-            .user_agent(concat!("xtask-models/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             // Raw bytes only: a compressed stream would break size checks and offsets.
             .accept_encoding("identity")
+            .max_idle_connections_per_host(self.pool)
+            .max_idle_connections(self.pool * 4)
             .build()
             .into();
         agents.insert(key, agent.clone());
@@ -146,28 +209,26 @@ impl Net {
         check: &dyn Fn(&HeaderMap) -> Result<(), Fault>,
     ) -> Result<Answer, Fault> {
         let mut url = url.to_owned();
+        let origin_host = scheme_and_host(&url)?.1;
         let mut seen = vec![url.clone()];
         let mut cookies = cookies.to_vec();
         for _ in 0..=MAX_REDIRECTS {
             let (scheme, host) = scheme_and_host(&url)?;
-            let proxy = self.proxies.proxy_for(&scheme, &host);
-            let agent = self.agent(proxy.as_deref(), scheme.eq_ignore_ascii_case("https"))?;
-            let mut request = match method {
-                Method::Get => agent.get(&url),
-                Method::Head => agent.head(&url),
-            };
-            for (name, value) in headers {
-                request = request.header(*name, value);
-            }
-            if let Some(auth) = self.credentials.authorization(&scheme, &host) {
-                request = request.header("Authorization", auth);
+            let mut all: Vec<(String, String)> =
+                headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect();
+            if let Some(auth) = self.credentials.authorization(&scheme, &host, &origin_host) {
+                all.push(("Authorization".into(), auth));
             }
             let sendable: Vec<&str> =
                 cookies.iter().filter(|c| c.goes_to(&host)).map(|c| c.pair.as_str()).collect();
             if !sendable.is_empty() {
-                request = request.header("Cookie", sendable.join("; "));
+                all.push(("Cookie".into(), sendable.join("; ")));
             }
-            let response = request.call().map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_deref()))?;
+            let proxy = self.proxies.proxy_for(&scheme, &host);
+            let response = self.send(method, &url, &scheme, proxy.as_deref(), &all)?;
+            if proxy.is_some() && response.status().as_u16() == 407 {
+                return Err(proxy_refused(407, proxy.as_deref()));
+            }
             check(response.headers())?;
             let set = response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok());
             cookies.extend(set.filter_map(|header| Cookie::parse(header, &host)));
@@ -178,13 +239,9 @@ impl Net {
             let Some(location) = location.filter(|_| follow) else {
                 return Ok(Answer { response, url, cookies });
             };
+            drain(response);
             let next = resolve(&url, &location);
-            if scheme.eq_ignore_ascii_case("https") && next.to_ascii_lowercase().starts_with("http://") {
-                return Err(Fault::new(
-                    Class::InsecureRedirect,
-                    format!("{} redirected to plain http ({}); refused", redact_url(&url), redact_url(&next)),
-                ));
-            }
+            check_follow(&url, &next)?;
             if seen.contains(&next) {
                 return Err(Fault::new(
                     Class::Redirect,
@@ -199,6 +256,43 @@ impl Net {
             format!("more than {MAX_REDIRECTS} redirects, starting at {}", redact_url(&seen[0])),
         ))
     }
+
+    /// One hop: through ureq (direct, or a CONNECT tunnel for https), or in absolute form
+    /// to a plain-http proxy for an http URL.
+    fn send(
+        &self,
+        method: Method,
+        url: &str,
+        scheme: &str,
+        proxy: Option<&str>,
+        headers: &[(String, String)],
+    ) -> Result<Response<Body>, Fault> {
+        let plain = scheme.eq_ignore_ascii_case("http");
+        if let Some(p) =
+            proxy.filter(|p| plain && p.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")))
+        {
+            let mut all = headers.to_vec();
+            all.push(("User-Agent".into(), USER_AGENT.into()));
+            all.push(("Accept-Encoding".into(), "identity".into()));
+            let outgoing = Outgoing { method: method.as_str(), url, headers: &all, timeout: self.timeout };
+            return forward::send(&Proxy::parse(p)?, &outgoing).map_err(|f| with_proxy_hint(f, Some(p)));
+        }
+        let agent = self.agent(proxy, scheme.eq_ignore_ascii_case("https"))?;
+        let mut request = match method {
+            Method::Get => agent.get(url),
+            Method::Head => agent.head(url),
+        };
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value);
+        }
+        request.call().map_err(|e| with_proxy_hint(call_fault(&e), proxy))
+    }
+}
+
+/// Reads a redirect's short body to its end, so ureq can pool the connection.
+fn drain(response: Response<Body>) {
+    let mut body = response.into_body().into_reader().take(DRAIN_LIMIT);
+    let _ = std::io::copy(&mut body, &mut std::io::sink());
 }
 
 /// URLs for messages: error text must never carry a credential.
@@ -217,11 +311,21 @@ fn scheme_and_host(url: &str) -> Result<(String, String), Fault> {
 
 fn with_proxy_hint(mut fault: Fault, proxy: Option<&str>) -> Fault {
     if let Some(proxy) = proxy
-        && matches!(fault.class, Class::Connection | Class::Timeout | Class::Tls)
+        && matches!(fault.class, Class::Connection | Class::Timeout | Class::Tls | Class::HostNotFound)
     {
         fault.detail = format!("{} (through the proxy {})", fault.detail, redact_url(proxy));
     }
     fault
+}
+
+/// A proxy that answered with a refusal instead of forwarding the request.
+fn proxy_refused(status: u16, proxy: Option<&str>) -> Fault {
+    let shown = proxy.map_or_else(|| "the proxy".to_owned(), |p| format!("the proxy {}", redact_url(p)));
+    let why = match status {
+        407 => "its credentials are missing or wrong",
+        _ => "its rules do not allow this request",
+    };
+    Fault::new(Class::ProxyRefused, format!("{shown} refused with HTTP {status}: {why}")).with_status(status)
 }
 
 /// The fault behind a request that got no response.
@@ -237,6 +341,22 @@ pub fn call_fault(err: &ureq::Error) -> Fault {
         ureq::Error::TooManyRedirects => Fault::new(Class::Redirect, "too many redirects (a redirect loop?)"),
         ureq::Error::BadUri(_) => Fault::new(Class::BadUrl, format!("bad URL: {err}")),
         ureq::Error::StatusCode(status) => status_fault(*status),
+        ureq::Error::ConnectProxyFailed(why) => {
+            // ureq says "proxy server responded 407/..." when the proxy answered at all.
+            let status = why
+                .strip_prefix("proxy server responded ")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|code| code.parse::<u16>().ok());
+            match status {
+                Some(status) => proxy_refused(status, None),
+                None => Fault::new(Class::Connection, format!("the proxy did not answer: {why}")),
+            }
+        }
+        ureq::Error::Protocol(_)
+        | ureq::Error::BodyExceedsLimit(_)
+        | ureq::Error::LargeResponseHeader(..) => {
+            Fault::new(Class::BadResponse, format!("the answer is not valid HTTP: {err}"))
+        }
         other => Fault::new(Class::Connection, other.to_string()),
     }
 }
@@ -257,6 +377,9 @@ fn io_fault(e: &std::io::Error) -> Fault {
         || lower.contains("no such host")
     {
         return Fault::new(Class::HostNotFound, format!("could not resolve the host name: {text}"));
+    }
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        return Fault::new(Class::BadResponse, format!("the answer is not valid HTTP: {text}"));
     }
     Fault::new(Class::Connection, format!("connection failed: {text}"))
 }
@@ -293,5 +416,27 @@ mod tests {
         assert!(!class(501).is_transient());
         assert!(!class(400).is_transient());
         assert_eq!(status_fault(503).status, Some(503));
+    }
+
+    #[test]
+    fn follow_ups_stay_on_http_or_https_and_never_go_down_to_plain_http() {
+        assert!(check_follow("http://a/x", "https://b/y").is_ok());
+        assert!(check_follow("http://a/x", "http://b/y").is_ok());
+        assert_eq!(check_follow("https://a/x", "http://b/y").unwrap_err().class, Class::InsecureRedirect);
+        let fault = check_follow("https://a/x", "file:///etc/passwd").unwrap_err();
+        assert_eq!(fault.class, Class::Redirect);
+        assert!(fault.detail.contains("only http and https are followed"), "{}", fault.detail);
+    }
+
+    #[test]
+    fn a_refused_connect_names_the_proxy_and_407_asks_for_credentials() {
+        let fault = call_fault(&ureq::Error::ConnectProxyFailed(
+            "proxy server responded 407/Proxy Authentication Required".into(),
+        ));
+        assert_eq!((fault.class, fault.status), (Class::ProxyRefused, Some(407)));
+        assert!(fault.detail.contains("credentials"), "{}", fault.detail);
+        let fault =
+            call_fault(&ureq::Error::ConnectProxyFailed("proxy server responded 403/Forbidden".into()));
+        assert_eq!(fault.class, Class::ProxyRefused);
     }
 }

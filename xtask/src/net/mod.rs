@@ -6,6 +6,7 @@
 pub(crate) mod auth;
 pub(crate) mod client;
 pub(crate) mod cookie;
+pub(crate) mod forward;
 pub(crate) mod hosts;
 pub(crate) mod proxy;
 pub(crate) mod url;

@@ -57,6 +57,9 @@ impl ProxyEnv {
             if entry == "*" {
                 return true;
             }
+            if let Some(net) = entry.split_once('/') {
+                return in_cidr(&host, net);
+            }
             let entry = entry.trim_start_matches("*.").trim_start_matches('.').to_ascii_lowercase();
             let entry = entry
                 .rsplit_once(':')
@@ -65,6 +68,29 @@ impl ProxyEnv {
             host == entry || host.ends_with(&format!(".{entry}"))
         })
     }
+}
+
+/// Whether `host` is an IP address inside the `address/prefix` block (as curl 7.86+ reads
+/// `NO_PROXY=127.0.0.0/8,::1/128`).
+fn in_cidr(host: &str, (network, prefix): (&str, &str)) -> bool {
+    use std::net::IpAddr;
+    let (Ok(host), Ok(network), Ok(prefix)) = (
+        host.parse::<IpAddr>(),
+        network.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>(),
+        prefix.parse::<u32>(),
+    ) else {
+        return false;
+    };
+    let (host, network, bits) = match (host, network) {
+        (IpAddr::V4(h), IpAddr::V4(n)) => (u128::from(h.to_bits()), u128::from(n.to_bits()), 32),
+        (IpAddr::V6(h), IpAddr::V6(n)) => (h.to_bits(), n.to_bits(), 128),
+        _ => return false,
+    };
+    if prefix > bits {
+        return false;
+    }
+    let shift = bits - prefix;
+    prefix == 0 || host >> shift == network >> shift
 }
 
 #[cfg(test)]
@@ -98,6 +124,16 @@ mod tests {
         assert_eq!(env.proxy_for("https", "127.0.0.1"), None);
         assert!(env.proxy_for("https", "notinternal.example").is_some());
         assert!(env.proxy_for("https", "huggingface.co").is_some());
+        let cidr = ProxyEnv::from_pairs(&[
+            ("http_proxy", "http://p:1"),
+            ("NO_PROXY", "127.0.0.0/8, ::1/128,10.1.0.0/16"),
+        ]);
+        assert_eq!(cidr.proxy_for("http", "127.9.8.7"), None, "inside 127.0.0.0/8");
+        assert_eq!(cidr.proxy_for("http", "[::1]"), None);
+        assert_eq!(cidr.proxy_for("http", "10.1.200.3"), None);
+        assert!(cidr.proxy_for("http", "10.2.0.1").is_some());
+        assert!(cidr.proxy_for("http", "128.0.0.1").is_some());
+        assert!(cidr.proxy_for("http", "localhost").is_some(), "a name is not an address");
         let star = ProxyEnv::from_pairs(&[("https_proxy", "http://p:1"), ("no_proxy", "*")]);
         assert_eq!(star.proxy_for("https", "anything"), None);
     }

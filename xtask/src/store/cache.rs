@@ -36,6 +36,11 @@ pub enum Entry {
     Removed {
         reason: String,
     },
+    /// Its bytes hash to the pin's sha256 but their count is not the pin's size: the pin
+    /// is wrong, not the entry, which is kept.
+    PinSizeWrong {
+        actual: u64,
+    },
 }
 
 impl Cache {
@@ -81,17 +86,17 @@ impl Cache {
         if stamped == Some(now) && now.len == size {
             return Entry::Good;
         }
-        let reason = if meta.len() != size {
-            format!("it has {} bytes, not {size}", meta.len())
-        } else {
-            match hash_file(&path) {
-                Ok(actual) if actual == sha256 => {
-                    self.write_stamp(sha256, &now);
-                    return Entry::Good;
-                }
-                Ok(actual) => format!("its sha256 is {actual}"),
-                Err(e) => format!("it cannot be read: {e}"),
+        let reason = match hash_file(&path) {
+            // The hash names the entry: a size that disagrees is a typo in the pin.
+            Ok(actual) if actual == sha256 && meta.len() != size => {
+                return Entry::PinSizeWrong { actual: meta.len() };
             }
+            Ok(actual) if actual == sha256 => {
+                self.write_stamp(sha256, &now);
+                return Entry::Good;
+            }
+            Ok(actual) => format!("its sha256 is {actual}"),
+            Err(e) => format!("it cannot be read: {e}"),
         };
         self.remove(sha256);
         Entry::Removed { reason }

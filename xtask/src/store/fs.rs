@@ -46,28 +46,97 @@ pub fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
 
 /// Puts a verified file (a cache entry, a mirror file) at `dest` atomically: a hard link
 /// when both are on one filesystem, otherwise a synced copy; then a rename over `dest`.
-pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path) -> io::Result<Placed> {
+/// Returns how, and the placed file, open: its metadata is that of exactly the file put
+/// there, whatever happens at the path afterwards.
+pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path) -> io::Result<(Placed, File)> {
     prepare_destination(dest)?;
     let file_name = dest.file_name().unwrap_or("file");
     let temp = dest.with_file_name(format!("{file_name}.{}.link{PARTIAL_SUFFIX}", std::process::id()));
     let _ = fs::remove_file(&temp);
     let placed = match fs::hard_link(src, &temp) {
-        Ok(()) => Placed::HardLink,
-        Err(_) => match fs::copy(src, &temp).and_then(|_| File::open(&temp)?.sync_all()) {
-            Ok(()) => Placed::Copy,
-            Err(e) => {
-                // Nothing half-copied stays behind (a full disk is the usual cause).
-                let _ = fs::remove_file(&temp);
-                return Err(e);
-            }
-        },
+        Ok(()) => File::open(&temp).map(|file| (Placed::HardLink, file)),
+        Err(_) => fs::copy(src, &temp).and_then(|_| {
+            let file = File::open(&temp)?;
+            file.sync_all()?;
+            Ok((Placed::Copy, file))
+        }),
     };
-    if let Err(e) = fs::rename(&temp, dest) {
+    let placed = placed.and_then(|placed| fs::rename(&temp, dest).map(|()| placed));
+    if placed.is_err() {
+        // Nothing half-copied stays behind (a full disk is the usual cause).
         let _ = fs::remove_file(&temp);
-        return Err(e);
     }
+    let placed = placed?;
     sync_parent(dest);
     Ok(placed)
+}
+
+/// Whether two folders (or their nearest existing ancestors) sit on one filesystem, so a
+/// hard link between them can work.
+pub fn same_filesystem(a: &Utf8Path, b: &Utf8Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let device = |p: &Utf8Path| p.ancestors().find_map(|p| fs::metadata(p).ok()).map(|m| m.dev());
+        device(a) == device(b)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        true
+    }
+}
+
+/// Opens a file to read it as a download source, refusing anything but a regular file
+/// without blocking to find out: a FIFO would otherwise wait forever for a writer.
+pub fn open_regular(path: &Utf8Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::IsADirectory, format!("{path} is a folder, not a file")));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{path} is not a regular file (a FIFO, a socket or a device)"),
+        ));
+    }
+    Ok(file)
+}
+
+/// Refuses a write at `path` that would leave `root` through a symbolic link inside it
+/// (`root/sub -> /elsewhere`), naming the link. `root` itself may be a link; folders not
+/// made yet are fine (they will be real folders).
+pub fn check_inside(root: &Utf8Path, path: &Utf8Path) -> io::Result<()> {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut at = root.to_owned();
+    let folders = rel.parent().map(|p| p.components().collect::<Vec<_>>()).unwrap_or_default();
+    for part in folders {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = fs::read_link(&at).map(|t| t.display().to_string()).unwrap_or_default();
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{at} is a symbolic link (to {target}): the tool writes only inside the checkpoints folder; replace the link with a folder, or point --checkpoints-dir at the place itself"
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `path` with `bytes` so that readers see the old or the new content, never
@@ -115,7 +184,7 @@ mod tests {
         let copy = dir.join("other/m.bin");
         fs::create_dir_all(copy.parent().unwrap()).unwrap();
         fs::write(&copy, b"old").unwrap();
-        assert_eq!(link_or_copy(&src, &copy).unwrap(), Placed::HardLink);
+        assert_eq!(link_or_copy(&src, &copy).unwrap().0, Placed::HardLink);
         assert_eq!(fs::read(&copy).unwrap(), b"new");
         write_atomically(&dir.join("state"), b"one").unwrap();
         write_atomically(&dir.join("state"), b"two").unwrap();
@@ -125,5 +194,33 @@ mod tests {
         fs::create_dir_all(dir.join("a-dir")).unwrap();
         let err = link_or_copy(&src, &dir.join("a-dir")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
+    }
+
+    #[test]
+    fn a_fifo_or_a_folder_is_refused_as_a_source_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        assert_eq!(open_regular(&fifo).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(open_regular(&dir).unwrap_err().kind(), io::ErrorKind::IsADirectory);
+        fs::write(dir.join("f"), b"x").unwrap();
+        assert!(open_regular(&dir.join("f")).is_ok());
+    }
+
+    #[test]
+    fn a_link_inside_the_root_is_named_and_the_root_itself_may_be_a_link() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(temp.path().to_owned()).unwrap();
+        let root = dir.join("root");
+        fs::create_dir_all(root.join("real")).unwrap();
+        fs::create_dir_all(dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), root.join("sub")).unwrap();
+        let err = check_inside(&root, &root.join("sub/a.bin")).unwrap_err().to_string();
+        assert!(err.contains(root.join("sub").as_str()) && err.contains("symbolic link"), "{err}");
+        assert!(check_inside(&root, &root.join("real/new/a.bin")).is_ok());
+        std::os::unix::fs::symlink(&root, dir.join("via-link")).unwrap();
+        assert!(check_inside(&dir.join("via-link"), &dir.join("via-link/real/a.bin")).is_ok());
     }
 }

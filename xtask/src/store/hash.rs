@@ -40,7 +40,12 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// The sha256 of a whole file, as lowercase hex.
 pub fn hash_file(path: &Utf8Path) -> io::Result<String> {
-    let mut reader = HashingReader::new(File::open(path)?);
+    hash_reader(File::open(path)?)
+}
+
+/// The sha256 of everything `reader` gives, read in [`HASH_BUFFER`] pieces.
+pub fn hash_reader(reader: impl Read) -> io::Result<String> {
+    let mut reader = HashingReader::new(reader);
     let mut buf = vec![0u8; HASH_BUFFER];
     loop {
         match reader.read(&mut buf) {

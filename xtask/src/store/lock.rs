@@ -62,9 +62,14 @@ pub fn acquire(path: &Utf8Path, mode: Mode, on_wait: impl FnOnce()) -> Result<(H
 }
 
 /// Shares a checkpoints folder (or cache) with other fetch and verify processes; `clean`
-/// waits until every sharer is done.
-pub fn share_folder(root: &Utf8Path, on_wait: impl FnOnce()) -> Result<Held> {
-    acquire(&folder_lock(root), Mode::Shared, on_wait).map(|(held, _)| held)
+/// waits until every sharer is done. On a read-only filesystem (a container's `:ro`
+/// mount) nothing can change the folder, `clean` included: `None`, and no lock needed.
+pub fn share_folder(root: &Utf8Path, on_wait: impl FnOnce()) -> Result<Option<Held>> {
+    match acquire(&folder_lock(root), Mode::Shared, on_wait) {
+        Ok((held, _)) => Ok(Some(held)),
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::ReadOnlyFilesystem => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The folder-wide lock of a checkpoints directory or cache.
@@ -72,9 +77,12 @@ pub fn folder_lock(root: &Utf8Path) -> Utf8PathBuf {
     root.join(LOCK_DIR).join("folder.lock")
 }
 
-/// The lock of one model in a checkpoints directory.
-pub fn model_lock(root: &Utf8Path, name: &str) -> Utf8PathBuf {
-    root.join(LOCK_DIR).join(format!("model-{name}.lock"))
+/// The lock of one destination in a checkpoints directory, keyed by its path (not the
+/// model's name): two manifests pinning different files at one path take turns too.
+pub fn path_lock(root: &Utf8Path, rel: &Utf8Path) -> Utf8PathBuf {
+    use sha2::{Digest, Sha256};
+    let key = crate::store::hash::hex(&Sha256::digest(rel.as_str().as_bytes()));
+    root.join(LOCK_DIR).join(format!("path-{}.lock", &key[..16]))
 }
 
 #[cfg(test)]
@@ -98,9 +106,10 @@ mod tests {
         assert!(is_held(&path));
         drop((a, b));
         assert!(!is_held(&path));
-        let (held, waited) = acquire(&model_lock(&dir, "m"), Mode::Exclusive, || {}).unwrap();
+        let lock = path_lock(&dir, Utf8Path::new("a/m.bin"));
+        let (held, waited) = acquire(&lock, Mode::Exclusive, || {}).unwrap();
         assert!(!waited);
-        assert!(is_held(&model_lock(&dir, "m")));
+        assert!(is_held(&lock));
         drop(held);
     }
 

@@ -5,7 +5,6 @@
 //! `group`, `size`, `sha256` and `state`, and the state decides the other fields. A test
 //! parses each command's output into that shape.
 
-use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -181,12 +180,4 @@ pub struct StatusSummary {
     pub ok: usize,
     pub bytes_present: u64,
     pub bytes_needed: u64,
-}
-
-/// Writes `document` as one line on stdout.
-pub fn print<T: Serialize>(document: &T) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer(&mut out, document).map_err(io::Error::other)?;
-    writeln!(out)?;
-    out.flush()
 }

@@ -145,19 +145,17 @@ impl Transfer<'_> {
         if let Some(bar) = &self.bar {
             bar.reset();
             bar.set_position(position);
-        } else if self.reporter.mode == Mode::Lines && position > 0 {
-            self.reporter.println(&format!(
-                "{}: resuming at {} of {} from {source}",
-                self.name,
-                human_bytes(position),
-                human_bytes(self.total)
-            ));
         } else if self.reporter.mode == Mode::Lines {
-            self.reporter.println(&format!(
-                "{}: downloading {} from {source}",
-                self.name,
-                human_bytes(self.total)
-            ));
+            // A total of 0 is a size not known yet (`add`): say so instead of "0 B".
+            let of = if self.total > 0 { format!(" of {}", human_bytes(self.total)) } else { String::new() };
+            let line = if position > 0 {
+                format!("{}: resuming at {}{of} from {source}", self.name, human_bytes(position))
+            } else if self.total > 0 {
+                format!("{}: downloading {} from {source}", self.name, human_bytes(self.total))
+            } else {
+                format!("{}: downloading (size not known yet) from {source}", self.name)
+            };
+            self.reporter.println(&line);
         }
     }
 
@@ -172,14 +170,17 @@ impl Transfer<'_> {
         }
         if self.reporter.mode == Mode::Lines && self.last_line.elapsed() >= LINE_INTERVAL {
             self.last_line = Instant::now();
-            let percent = (self.done * 100).checked_div(self.total).unwrap_or(100);
-            self.reporter.println(&format!(
-                "{}: {percent}% ({} of {}) at {}",
-                self.name,
-                human_bytes(self.done),
-                human_bytes(self.total),
-                rate(self.done, self.started.elapsed())
-            ));
+            let rate = rate(self.done, self.started.elapsed());
+            let line = match (u128::from(self.done) * 100).checked_div(u128::from(self.total)) {
+                Some(percent) => format!(
+                    "{}: {percent}% ({} of {}) at {rate}",
+                    self.name,
+                    human_bytes(self.done),
+                    human_bytes(self.total)
+                ),
+                None => format!("{}: {} so far at {rate}", self.name, human_bytes(self.done)),
+            };
+            self.reporter.println(&line);
         }
     }
 }
