@@ -90,6 +90,8 @@ pub struct NginxConfig<'a> {
     pub tls: Option<&'a Pki>,
     /// `limit_rate` per connection, as nginx writes it (`16m`).
     pub limit_rate: Option<&'a str>,
+    /// More directives for the server block (a `location` that redirects, say).
+    pub extra: &'a str,
 }
 
 impl Nginx {
@@ -111,14 +113,16 @@ impl Nginx {
             None => (format!("listen 127.0.0.1:{port};"), "http"),
         };
         let limit = config.limit_rate.map(|r| format!("limit_rate {r};")).unwrap_or_default();
+        let extra = config.extra;
         let d = dir.display();
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
              events {{ worker_connections 256; }}\n\
-             http {{\n    access_log {d}/access.log;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+             http {{\n    log_format probe '$connection $connection_requests $request_method $uri $status $http_range|$http_if_range $body_bytes_sent';\n    \
+             access_log {d}/access.log probe;\n    keepalive_requests 10000;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
              fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
              sendfile on;\n    default_type application/octet-stream;\n    \
-             server {{\n        {listen}\n        server_name localhost;\n        root {};\n        {limit}\n    }}\n}}\n",
+             server {{\n        {listen}\n        server_name localhost;\n        root {};\n        {limit}\n        {extra}\n    }}\n}}\n",
             root.display()
         );
         let conf_path = dir.join("nginx.conf");
@@ -137,4 +141,139 @@ impl Nginx {
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.daemon.dir.join("access.log")).unwrap_or_default()
     }
+}
+
+/// A small tmpfs mounted by the test (a full disk, a read-only mount), unmounted on drop.
+/// Mounting needs root, as CI has; elsewhere the test prints its skip line.
+pub struct Mount {
+    dir: PathBuf,
+}
+
+impl Mount {
+    pub fn tmpfs(dir: &Path, size: &str, test: &str) -> Option<Mount> {
+        std::fs::create_dir_all(dir).expect("create the mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "cannot mount a tmpfs, and CI=true: CI runs as root");
+            eprintln!("SKIPPED {test}: mounting a tmpfs needs root ********");
+            return None;
+        }
+        Some(Mount { dir: dir.to_owned() })
+    }
+
+    /// Makes the mount read-only, as a container's `:ro` volume.
+    pub fn read_only(&self) {
+        let ok = Command::new("mount").args(["-o", "remount,ro"]).arg(&self.dir).status();
+        assert!(ok.is_ok_and(|s| s.success()), "remount read-only");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// A forward proxy's listening port, as a URL, with credentials when it requires them.
+pub struct ForwardProxy {
+    pub daemon: Daemon,
+    /// `user:password` when the proxy demands basic authentication.
+    pub credentials: Option<(String, String)>,
+}
+
+impl ForwardProxy {
+    /// `http://[user:password@]127.0.0.1:PORT`.
+    pub fn url(&self, with_credentials: bool) -> String {
+        match (&self.credentials, with_credentials) {
+            (Some((user, password)), true) => {
+                format!("http://{user}:{password}@127.0.0.1:{}", self.daemon.port)
+            }
+            _ => format!("http://127.0.0.1:{}", self.daemon.port),
+        }
+    }
+
+    /// The proxy's own log so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.daemon.dir.join(name)).unwrap_or_default()
+    }
+}
+
+/// A folder the proxy, which drops root for its own user, can write its logs in.
+fn open_folder(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).expect("create the proxy folder");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("open the folder");
+}
+
+/// squid with its stock access rules (`deny !Safe_ports`, `deny CONNECT !SSL_ports`,
+/// `allow localhost`), no cache, and `ssl_port` counted among the SSL ports as an admin
+/// would add an internal https host; with `auth`, basic authentication for that user.
+pub fn squid(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) -> Option<ForwardProxy> {
+    let program = require("squid", test)?;
+    open_folder(dir);
+    let port = free_port();
+    let d = dir.display();
+    let mut auth_lines = String::new();
+    if let Some((user, password)) = auth {
+        let hash =
+            Command::new("openssl").args(["passwd", "-apr1", password]).output().expect("openssl passwd");
+        let hash = String::from_utf8_lossy(&hash.stdout).trim().to_owned();
+        std::fs::write(dir.join("passwd"), format!("{user}:{hash}\n")).expect("write the password file");
+        auth_lines = format!(
+            "auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/passwd\n\
+             auth_param basic realm test\nacl authenticated proxy_auth REQUIRED\nhttp_access deny !authenticated\n"
+        );
+    }
+    let conf = format!(
+        "http_port 127.0.0.1:{port}\n\
+         acl SSL_ports port 443 {ssl_port}\n\
+         acl Safe_ports port 80 21 443 70 210 1025-65535 280 488 591 777\n\
+         acl CONNECT method CONNECT\n\
+         http_access deny !Safe_ports\n\
+         http_access deny CONNECT !SSL_ports\n\
+         {auth_lines}\
+         http_access allow localhost\n\
+         http_access deny all\n\
+         cache deny all\n\
+         pid_filename {d}/squid.pid\n\
+         access_log stdio:{d}/access.log\n\
+         cache_log {d}/cache.log\n\
+         cache_store_log none\n\
+         coredump_dir {d}\n\
+         shutdown_lifetime 0 seconds\n"
+    );
+    let conf_path = dir.join("squid.conf");
+    std::fs::write(&conf_path, conf).expect("write squid.conf");
+    let mut command = Command::new(program);
+    command.arg("-N").arg("-f").arg(&conf_path);
+    let daemon = Daemon::spawn(command, port, dir, "squid");
+    let credentials = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+    Some(ForwardProxy { daemon, credentials })
+}
+
+/// tinyproxy with its stock rules (`Allow 127.0.0.1`, `ConnectPort 443`, `ConnectPort
+/// 563`) plus `ssl_port`; with `auth`, `BasicAuth` for that user.
+pub fn tinyproxy(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) -> Option<ForwardProxy> {
+    let program = require("tinyproxy", test)?;
+    open_folder(dir);
+    let port = free_port();
+    let d = dir.display();
+    let auth_line = auth.map(|(u, p)| format!("BasicAuth {u} {p}\n")).unwrap_or_default();
+    let conf = format!(
+        "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 60\n\
+         LogFile \"{d}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{d}/tinyproxy.pid\"\nMaxClients 50\n\
+         Allow 127.0.0.1\nConnectPort 443\nConnectPort 563\nConnectPort {ssl_port}\n{auth_line}"
+    );
+    let conf_path = dir.join("tinyproxy.conf");
+    std::fs::write(&conf_path, conf).expect("write tinyproxy.conf");
+    let mut command = Command::new(program);
+    command.arg("-d").arg("-c").arg(&conf_path);
+    let daemon = Daemon::spawn(command, port, dir, "tinyproxy");
+    let credentials = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+    Some(ForwardProxy { daemon, credentials })
 }

@@ -214,7 +214,12 @@ impl Sandbox {
 
     /// Runs `models <args>` against this sandbox's manifest and checkpoints directory.
     pub fn models(&self, args: &[&str]) -> Run {
-        // The location options go before a `--`, which hands the rest to another program.
+        self.run_raw(&self.models_args(args))
+    }
+
+    /// `models <args> --manifest M --checkpoints-dir C`, the location options before a
+    /// `--` (which hands the rest to another program).
+    fn models_args(&self, args: &[&str]) -> Vec<String> {
         let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
         let mut full: Vec<String> = vec!["models".into()];
         full.extend(args[..split].iter().map(|a| (*a).to_owned()));
@@ -223,14 +228,13 @@ impl Sandbox {
         full.push("--checkpoints-dir".into());
         full.push(self.checkpoints.display().to_string());
         full.extend(args[split..].iter().map(|a| (*a).to_owned()));
-        self.run_raw(&full)
+        full
     }
 
     /// Starts `models <args>` in the background (for kills and races).
     pub fn spawn_models(&self, args: &[&str]) -> std::process::Child {
         let mut command = Command::new(&self.tool);
-        command.arg("models").args(args);
-        command.arg("--manifest").arg(&self.manifest).arg("--checkpoints-dir").arg(&self.checkpoints);
+        command.args(self.models_args(args));
         command.current_dir(self.cwd()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for var in HOST_VARS {
             command.env_remove(var);
@@ -248,8 +252,7 @@ impl Sandbox {
         let n = COUNT.fetch_add(1, Ordering::SeqCst);
         let (out, err) = (self.dir.join(format!("run-{n}.out")), self.dir.join(format!("run-{n}.err")));
         let mut command = Command::new(&self.tool);
-        command.arg("models").args(args);
-        command.arg("--manifest").arg(&self.manifest).arg("--checkpoints-dir").arg(&self.checkpoints);
+        command.args(self.models_args(args));
         command.current_dir(self.cwd()).stdin(Stdio::null());
         command.stdout(std::fs::File::create(&out).expect("create the log"));
         command.stderr(std::fs::File::create(&err).expect("create the log"));
@@ -332,6 +335,10 @@ pub struct Logged {
 }
 
 impl Logged {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it has written to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()

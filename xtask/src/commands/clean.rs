@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commands::{Context, Report};
 use crate::engine::install::is_partial_name;
+use crate::engine::manifest::Manifest;
 use crate::error::{Error, IoContext, Result};
 use crate::store::cache::Cache;
 use crate::store::lock::{self, LOCK_DIR, Mode};
@@ -76,7 +77,10 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
     // Exclusive: no fetch or verify is using the folder while files go.
     let waiting = format!("waiting for other fetch or verify processes using {root} to finish");
     let (_folder, _) = lock::acquire(&lock::folder_lock(root), Mode::Exclusive, cx.on_wait(&waiting))?;
-    let listed: HashSet<&str> = cx.manifest.models.iter().map(|m| m.path.as_str()).collect();
+    // Read again under the lock: an `add` that held the folder until now may have pinned
+    // the very file this run would otherwise take for one the manifest dropped.
+    let manifest = Manifest::load(&cx.manifest_path)?;
+    let listed: HashSet<&str> = manifest.models.iter().map(|m| m.path.as_str()).collect();
     let stamps = Stamps::load(root);
     let mut found = Vec::new();
     let mut skipped = Vec::new();

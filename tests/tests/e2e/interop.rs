@@ -1,0 +1,191 @@
+//! The tool against real servers and proxies this test starts on loopback ports, with
+//! configs it writes: nginx (plain, TLS with a private CA, `limit_rate`, ETag resume,
+//! keep-alive), squid and tinyproxy with their stock access rules (http and https URLs
+//! through each, basic authentication, NO_PROXY forms). A server that is not installed
+//! fails the test under CI=true and prints a skip line elsewhere; each server is stopped
+//! by its PID when the test ends.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tests::daemons::{ForwardProxy, Nginx, NginxConfig, squid, tinyproxy};
+use tests::tls::Pki;
+use tests::{Pin, Sandbox, payload, sha256_hex, wait_until};
+
+use crate::{FAST, sandbox};
+
+/// A folder of files nginx serves: `name` → bytes.
+fn served(sb: &Sandbox, files: &[(&str, &[u8])]) -> std::path::PathBuf {
+    let root = sb.dir.join("www");
+    for (name, data) in files {
+        std::fs::create_dir_all(root.join(name).parent().unwrap()).unwrap();
+        std::fs::write(root.join(name), data).unwrap();
+    }
+    root
+}
+
+fn nginx(sb: &Sandbox, root: &Path, config: &NginxConfig<'_>, test: &str) -> Option<Nginx> {
+    Nginx::start(root, &sb.dir.join(format!("nginx-{}", tests::daemons::free_port())), config, test)
+}
+
+fn fetch(sb: &Sandbox, extra: &[&str]) -> tests::Run {
+    let mut args = vec!["fetch"];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    sb.models(&args)
+}
+
+#[test]
+fn nginx_serves_a_fetch_and_a_killed_fetch_resumes_with_its_etag() {
+    let mut sb = sandbox();
+    let data = payload(3 << 20, 700);
+    let root = served(&sb, &[("m.bin", &data)]);
+    let slow = NginxConfig { limit_rate: Some("1m"), ..NginxConfig::default() };
+    let Some(server) = nginx(&sb, &root, &slow, "nginx resume") else { return };
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/m.bin")])]);
+    sb.set_env("XTASK_MODELS_CACHE_DIR", sb.dir.join("cache").to_str().unwrap());
+    let partial = sb.dir.join("cache/partial").join(format!("{}.part", sha256_hex(&data)));
+    let mut child = sb.spawn_models(&["fetch"]);
+    wait_until(Duration::from_secs(30), "a megabyte on disk", || {
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 1 << 20)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fetch(&sb, &[]).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+    let log = server.access_log();
+    let resumed = log.lines().rfind(|l| l.contains("GET /m.bin")).unwrap_or_default().to_owned();
+    let fields: Vec<&str> = resumed.split(' ').collect();
+    assert_eq!(fields[4], "206", "a range answer: {log}");
+    let (range, if_range) = fields[5].split_once('|').unwrap();
+    assert!(range.starts_with("bytes=") && range.ends_with('-'), "{log}");
+    // nginx writes the quotes of the ETag as \x22 in its log.
+    assert!(if_range.starts_with("\\x22") && if_range.len() > 8, "nginx's ETag went back as If-Range: {log}");
+    let sent: u64 = fields[6].parse().unwrap();
+    assert!(sent < data.len() as u64, "only the rest was sent: {log}");
+}
+
+#[test]
+fn nginx_over_tls_with_a_private_ca_is_trusted_only_through_ssl_cert_file() {
+    let mut sb = sandbox();
+    let data = payload(200_000, 701);
+    let root = served(&sb, &[("m.bin", &data)]);
+    let pki = Pki::create(&sb.dir.join("pki"));
+    let tls = NginxConfig { tls: Some(&pki), ..NginxConfig::default() };
+    let Some(server) = nginx(&sb, &root, &tls, "nginx tls") else { return };
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/m.bin")])]);
+    let run = fetch(&sb, &["--retries", "0"]);
+    run.expect(1);
+    assert!(run.stderr.contains("(tls)"), "an unknown CA is refused: {}", run.stderr);
+    sb.set_env("SSL_CERT_FILE", pki.ca_pem.to_str().unwrap());
+    fetch(&sb, &[]).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+}
+
+#[test]
+fn connections_to_nginx_are_reused_across_files_and_redirect_hops() {
+    let sb = sandbox();
+    let files: Vec<(String, std::sync::Arc<Vec<u8>>)> =
+        (0..40).map(|i| (format!("f{i}.bin"), payload(20_000, 710 + i))).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let root = served(&sb, &refs);
+    let redirect =
+        NginxConfig { extra: "location = /moved { return 302 /f0.bin; }", ..NginxConfig::default() };
+    let Some(server) = nginx(&sb, &root, &redirect, "nginx keep-alive") else { return };
+    let mut pins: Vec<Pin> =
+        files.iter().map(|(n, d)| Pin::new(n, n, d, &[server.url(&format!("/{n}"))])).collect();
+    pins.push(Pin::new("moved", "moved.bin", &files[0].1, &[server.url("/moved")]));
+    sb.write_manifest(&pins);
+    fetch(&sb, &["--jobs", "8", "--no-cache"]).expect(0);
+    let log = server.access_log();
+    let connections: std::collections::BTreeSet<&str> =
+        log.lines().filter_map(|l| l.split(' ').next()).collect();
+    // One connection per job at most, whatever the number of files and hops.
+    assert!(
+        connections.len() <= 8,
+        "{} connections for {} requests:\n{log}",
+        connections.len(),
+        log.lines().count()
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    let moved = lines.iter().position(|l| l.contains("GET /moved 302")).expect("the redirect was asked");
+    let hop = lines[moved..].iter().find(|l| l.contains("GET /f0.bin")).expect("the hop was followed");
+    let requests_on_it: u32 = hop.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(requests_on_it > 1, "the hop after the 302 went over a kept connection, not a new one:\n{log}");
+}
+
+/// A proxy matrix: http and https URLs, through `proxy`, to nginx on loopback.
+fn through(proxy: &ForwardProxy, sb: &mut Sandbox, http: &Nginx, https: &Nginx, data: &[u8], ca: &Path) {
+    sb.set_env("SSL_CERT_FILE", ca.to_str().unwrap());
+    let url = proxy.url(true);
+    sb.set_env("http_proxy", &url);
+    sb.set_env("HTTPS_PROXY", &url);
+    for (name, server) in [("plain", http), ("secure", https)] {
+        std::fs::remove_dir_all(&sb.checkpoints).ok();
+        std::fs::remove_dir_all(&sb.cache).ok();
+        sb.write_manifest(&[Pin::new(name, &format!("{name}.bin"), data, &[server.url("/m.bin")])]);
+        let run = fetch(sb, &["--retries", "0"]);
+        run.expect(0);
+        assert_eq!(std::fs::read(sb.file(&format!("{name}.bin"))).unwrap(), data);
+    }
+}
+
+/// Starts a proxy in a folder, letting https through to a port, with optional basic auth.
+type StartProxy = fn(&Path, u16, Option<(&str, &str)>, &str) -> Option<ForwardProxy>;
+
+fn proxy_matrix(make: StartProxy, log: &str, test: &str) {
+    let mut sb = sandbox();
+    let data = payload(100_000, 720);
+    let root = served(&sb, &[("m.bin", &data)]);
+    let pki = Pki::create(&sb.dir.join("pki"));
+    let Some(http) = nginx(&sb, &root, &NginxConfig::default(), test) else { return };
+    let tls = NginxConfig { tls: Some(&pki), ..NginxConfig::default() };
+    let Some(https) = nginx(&sb, &root, &tls, test) else { return };
+    let Some(open) = make(&sb.dir.join("open-proxy"), https.daemon.port, None, test) else { return };
+    through(&open, &mut sb, &http, &https, &data, &pki.ca_pem);
+    let seen = open.log(log);
+    assert!(
+        seen.contains(&format!("http://127.0.0.1:{}/m.bin", http.daemon.port)),
+        "the http URL reached the proxy in absolute form:\n{seen}"
+    );
+
+    // NO_PROXY by name and by CIDR block: the proxy sees nothing more.
+    let before = open.log(log).lines().count();
+    for no_proxy in ["127.0.0.1", "127.0.0.0/8"] {
+        sb.set_env("NO_PROXY", no_proxy);
+        std::fs::remove_dir_all(&sb.checkpoints).ok();
+        std::fs::remove_dir_all(&sb.cache).ok();
+        fetch(&sb, &["--retries", "0"]).expect(0);
+    }
+    sb.set_env("NO_PROXY", "");
+    assert_eq!(open.log(log).lines().count(), before, "NO_PROXY bypassed the proxy");
+
+    // With basic authentication: refused without credentials, named as the proxy's doing.
+    let Some(guarded) = make(&sb.dir.join("auth-proxy"), https.daemon.port, Some(("alice", "s3cret")), test)
+    else {
+        return;
+    };
+    through(&guarded, &mut sb, &http, &https, &data, &pki.ca_pem);
+    for scheme_proxy in ["http_proxy", "HTTPS_PROXY"] {
+        sb.set_env(scheme_proxy, &guarded.url(false));
+    }
+    for server in [&http, &https] {
+        std::fs::remove_dir_all(&sb.checkpoints).ok();
+        std::fs::remove_dir_all(&sb.cache).ok();
+        sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/m.bin")])]);
+        let run = fetch(&sb, &["--retries", "0"]);
+        run.expect(1);
+        assert!(run.stderr.contains("(proxy-refused)") && run.stderr.contains("407"), "{}", run.stderr);
+        assert!(!run.output().contains("s3cret"), "{}", run.output());
+    }
+}
+
+#[test]
+fn squid_with_its_stock_rules_carries_http_and_https_with_and_without_authentication() {
+    proxy_matrix(squid, "access.log", "squid interop");
+}
+
+#[test]
+fn tinyproxy_with_its_stock_rules_carries_http_and_https_with_and_without_authentication() {
+    proxy_matrix(tinyproxy, "tinyproxy.log", "tinyproxy interop");
+}
