@@ -296,4 +296,33 @@ mod tests {
         assert_eq!(err.class, Class::LocalIo);
         assert!(err.detail.contains("hashing thread"), "{}", err.detail);
     }
+
+    #[test]
+    fn a_stamp_describes_the_file_that_was_hashed_not_what_the_path_holds_later() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = camino::Utf8PathBuf::try_from(temp.path().to_owned()).unwrap();
+        let path = dir.join("x.bin");
+        std::fs::write(&path, b"pinned bytes").unwrap();
+        let sha256 = hex(&Sha256::digest(b"pinned bytes"));
+        let model = Model {
+            name: "x".into(),
+            path: "x.bin".into(),
+            size: 12,
+            sha256: sha256.clone(),
+            urls: vec![],
+            group: None,
+            optional: false,
+        };
+        // The file is installed and its stamp taken from the open file...
+        let installed = std::fs::File::open(&path).unwrap();
+        let stamp = stamp_of(&sha256, &installed).unwrap();
+        // ...while another process puts different bytes of the same size at the path.
+        std::fs::write(dir.join("other"), b"other bytes!").unwrap();
+        std::fs::rename(dir.join("other"), &path).unwrap();
+        Stamps::record(&dir, vec![("x.bin".into(), stamp)]).unwrap();
+        let stamps = Stamps::load(&dir);
+        assert!(!matches!(glance(&model, &path, Some(&stamps)), Glance::Stamped), "the stamp vouches for nothing there");
+        let (state, _) = inspect(&model, &path, false, Some(&stamps));
+        assert!(matches!(state, LocalState::WrongHash { .. }), "{state:?}");
+    }
 }
