@@ -351,6 +351,21 @@ impl Logged {
     }
 }
 
+/// Runs git in `dir` with a fixed identity. Hooks it runs start the tool, which must not
+/// take this test's package (`CARGO_MANIFEST_DIR`) for its workspace.
+pub fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .output()
+        .expect("git runs")
+}
+
 /// Polls `done` every few milliseconds until it holds; panics after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();

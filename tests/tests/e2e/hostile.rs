@@ -378,18 +378,7 @@ fn an_https_page_whose_form_points_at_plain_http_is_refused_like_a_redirect() {
 #[test]
 fn a_manifest_name_with_shell_syntax_is_one_quoted_word_in_the_hook() {
     let sb = sandbox();
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(&sb.dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-            .env_remove("CARGO_MANIFEST_DIR")
-            .output()
-            .expect("git runs")
-    };
+    let git = |args: &[&str]| tests::git(&sb.dir, args);
     assert!(git(&["init", "-q"]).status.success());
     let manifest = sb.dir.join("m'$(touch PWNED)'.toml");
     std::fs::write(&manifest, "# nothing pinned yet\n").unwrap();

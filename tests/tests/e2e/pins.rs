@@ -1,9 +1,7 @@
 //! Stamps, status, `add`, the pre-commit hook and `--json` output.
 
-use std::process::Command;
-
 use serde_json::Value;
-use tests::{Pin, Reply, Scenario, payload, sha256_hex};
+use tests::{Pin, Reply, Scenario, git, payload, sha256_hex};
 
 use crate::{sandbox, scenario};
 
@@ -234,20 +232,6 @@ fn add_checks_a_given_sha256_and_dry_run_writes_nothing() {
     run.expect(0);
     assert!(run.stdout.contains("name = \"x\""), "{}", run.stdout);
     assert_eq!(std::fs::read_to_string(&sc.manifest).unwrap(), "");
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        // The hook runs the tool, which must not take this test's package for its workspace.
-        .env_remove("CARGO_MANIFEST_DIR")
-        .output()
-        .expect("git runs")
 }
 
 #[test]

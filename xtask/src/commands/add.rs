@@ -13,6 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::commands::{Context, Report, describe};
 use crate::engine::check;
 use crate::engine::manifest::{self, Manifest, Model};
+use crate::engine::plan;
 use crate::engine::transfer::{Downloader, Expect, Job, Settings};
 use crate::error::{Error, IoContext, Origin, Result};
 use crate::net::url::{file_url_path, percent_decode};
@@ -69,7 +70,7 @@ pub fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report>
     let partial = work_dir.join(format!("{file_name}.add{PARTIAL_SUFFIX}"));
     let staged = work_dir.join(format!("{file_name}.added{PARTIAL_SUFFIX}"));
     // However large the file, it must fit where it is written.
-    let free = fs4::available_space(nearest_existing(&work_dir).as_std_path()).unwrap_or(u64::MAX);
+    let free = fs4::available_space(plan::nearest_existing(&work_dir).as_std_path()).unwrap_or(u64::MAX);
     let job = Job {
         name: &entry.name,
         expect: Expect::Unknown { max_size: request.max_size.min(free) },
@@ -151,11 +152,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-/// The folder itself, or its closest ancestor that exists yet (free space is asked there).
-fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
-    path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."))
 }
 
 /// The entry to pin, with size and hash still unknown; refused if it cannot be added.

@@ -321,7 +321,10 @@ mod tests {
         std::fs::rename(dir.join("other"), &path).unwrap();
         Stamps::record(&dir, vec![("x.bin".into(), stamp)]).unwrap();
         let stamps = Stamps::load(&dir);
-        assert!(!matches!(glance(&model, &path, Some(&stamps)), Glance::Stamped), "the stamp vouches for nothing there");
+        assert!(
+            !matches!(glance(&model, &path, Some(&stamps)), Glance::Stamped),
+            "the stamp vouches for nothing there"
+        );
         let (state, _) = inspect(&model, &path, false, Some(&stamps));
         assert!(matches!(state, LocalState::WrongHash { .. }), "{state:?}");
     }

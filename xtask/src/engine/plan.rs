@@ -169,7 +169,7 @@ fn check_one(need: &SpaceNeed) -> Result<(), String> {
 }
 
 /// The folder itself, or its closest ancestor that exists yet.
-fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
+pub fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
     path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."))
 }
 

@@ -821,6 +821,9 @@ fn read_fault(e: &io::Error, received: u64) -> Fault {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
             Fault::new(Class::Timeout, format!("no data arrived within the timeout after {received} bytes"))
         }
+        io::ErrorKind::InvalidData => {
+            Fault::new(Class::BadResponse, format!("the body is not valid HTTP after {received} bytes: {e}"))
+        }
         _ => Fault::new(Class::Truncated, format!("the connection broke after {received} bytes: {e}")),
     }
 }
