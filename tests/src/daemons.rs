@@ -37,11 +37,14 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-/// A server process this test started; killed by PID and reaped on drop.
+/// A server process this test started; stopped by PID and reaped on drop.
 pub struct Daemon {
     child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    /// Ask it to stop (SIGTERM) before killing it: a server that keeps shared memory
+    /// (squid) removes it only on a clean exit.
+    graceful: bool,
 }
 
 impl Daemon {
@@ -51,7 +54,7 @@ impl Daemon {
         let err = log.try_clone().expect("clone the log");
         command.stdin(Stdio::null()).stdout(log).stderr(err);
         let child = command.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
-        let mut daemon = Daemon { child, port, dir: dir.to_owned() };
+        let mut daemon = Daemon { child, port, dir: dir.to_owned(), graceful: false };
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = daemon.child.try_wait() {
@@ -71,6 +74,19 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.graceful
+            && let Ok(pid) = libc::pid_t::try_from(self.child.id())
+        {
+            // SAFETY: `pid` is this test's own child, not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -245,13 +261,16 @@ pub fn squid(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) 
          cache_log {d}/cache.log\n\
          cache_store_log none\n\
          coredump_dir {d}\n\
-         shutdown_lifetime 0 seconds\n"
+         shutdown_lifetime 0 seconds\n\
+         memory_cache_shared off\n\
+         collapsed_forwarding_shared_entries_limit 0\n"
     );
     let conf_path = dir.join("squid.conf");
     std::fs::write(&conf_path, conf).expect("write squid.conf");
     let mut command = Command::new(program);
     command.arg("-N").arg("-f").arg(&conf_path);
-    let daemon = Daemon::spawn(command, port, dir, "squid");
+    let mut daemon = Daemon::spawn(command, port, dir, "squid");
+    daemon.graceful = true;
     let credentials = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
     Some(ForwardProxy { daemon, credentials })
 }

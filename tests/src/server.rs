@@ -24,6 +24,9 @@ pub enum Reply {
     IgnoresRange(Arc<Vec<u8>>),
     /// Answers any range with 206 and a Content-Range that starts at 0.
     WrongRange(Arc<Vec<u8>>),
+    /// Like `Body`, but a closed range (`bytes=N-M`) comes with one byte flipped: a
+    /// server or middlebox that garbles pieces of a split download.
+    GarbledRanges(Arc<Vec<u8>>),
     /// 200 with no Content-Length: the body ends when the connection closes.
     Unsized(Arc<Vec<u8>>),
     /// 200 with these bytes, served as `text/html`.
@@ -186,6 +189,11 @@ impl Server {
         self.state.lock().unwrap().latency = latency;
     }
 
+    /// Requests being answered right now.
+    pub fn active(&self) -> usize {
+        self.state.lock().unwrap().active
+    }
+
     /// The most requests that were being answered at the same moment.
     pub fn most_concurrent(&self) -> usize {
         self.state.lock().unwrap().most_active
@@ -294,20 +302,33 @@ impl Counting<'_> {
     }
 }
 
-/// The ETag a file's bytes get: a quoted prefix of their sha256.
+/// The ETag a file's bytes get: a quoted prefix of the sha256 of their length, first and
+/// last 64 KiB. Cheap, since every ranged request of a split download asks for it, and
+/// different for any two payloads the tests use.
 pub fn etag_of(bytes: &[u8]) -> String {
-    format!("\"{}\"", &crate::sha256_hex(bytes)[..16])
+    let edge = bytes.len().min(64 << 10);
+    let mut sample = (bytes.len() as u64).to_le_bytes().to_vec();
+    sample.extend_from_slice(&bytes[..edge]);
+    sample.extend_from_slice(&bytes[bytes.len() - edge..]);
+    format!("\"{}\"", &crate::sha256_hex(&sample)[..16])
 }
 
-/// The first byte to send: the range's start when the request has a usable range.
-fn range_start(request: &Request, body: &[u8]) -> Option<usize> {
-    let start: usize = request.range.as_deref()?.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()?;
+/// The range to send, `[start, end)`, when the request has a usable one: `bytes=N-` or
+/// `bytes=N-M` (M inclusive, as RFC 9110 says).
+fn range_of(request: &Request, body: &[u8]) -> Option<(usize, usize)> {
+    let (first, last) = request.range.as_deref()?.strip_prefix("bytes=")?.split_once('-')?;
+    let start: usize = first.parse().ok()?;
+    let end = if last.is_empty() {
+        body.len()
+    } else {
+        last.parse::<usize>().ok()?.saturating_add(1).min(body.len())
+    };
     if let Some(if_range) = &request.if_range
         && *if_range != etag_of(body)
     {
         return None;
     }
-    Some(start)
+    Some((start, end.max(start)))
 }
 
 fn head(code: u16, headers: &[(&str, String)]) -> Vec<u8> {
@@ -331,20 +352,24 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-/// Sends the head of a file reply (200, or 206 for a range) and returns the offset the
-/// body starts at, or `None` after answering 416 for a range past the end.
-fn file_head(out: &mut Counting<'_>, request: &Request, body: &[u8]) -> std::io::Result<Option<usize>> {
+/// Sends the head of a file reply (200, or 206 for a range) and returns the part of the
+/// body to send, `[start, end)`, or `None` after answering 416 for a range past the end.
+fn file_head(
+    out: &mut Counting<'_>,
+    request: &Request,
+    body: &[u8],
+) -> std::io::Result<Option<(usize, usize)>> {
     let etag = etag_of(body);
     let octets = "application/octet-stream".to_owned();
-    match range_start(request, body) {
-        Some(start) if start >= body.len() => {
+    match range_of(request, body) {
+        Some((start, _)) if start >= body.len() => {
             let range = format!("bytes */{}", body.len());
             out.head(&head(416, &[("Content-Range", range), ("Content-Length", "0".into())]))?;
             Ok(None)
         }
-        Some(start) => {
-            let range = format!("bytes {start}-{}/{}", body.len() - 1, body.len());
-            let len = (body.len() - start).to_string();
+        Some((start, end)) => {
+            let range = format!("bytes {start}-{}/{}", end - 1, body.len());
+            let len = (end - start).to_string();
             out.head(&head(
                 206,
                 &[
@@ -354,12 +379,12 @@ fn file_head(out: &mut Counting<'_>, request: &Request, body: &[u8]) -> std::io:
                     ("ETag", etag),
                 ],
             ))?;
-            Ok(Some(start))
+            Ok(Some((start, end)))
         }
         None => {
             let len = body.len().to_string();
             out.head(&head(200, &[("Content-Type", octets), ("Content-Length", len), ("ETag", etag)]))?;
-            Ok(Some(0))
+            Ok(Some((0, body.len())))
         }
     }
 }
@@ -367,8 +392,18 @@ fn file_head(out: &mut Counting<'_>, request: &Request, body: &[u8]) -> std::io:
 fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &AtomicBool) -> std::io::Result<()> {
     match reply {
         Reply::Body(body) => {
-            if let Some(start) = file_head(out, request, &body)? {
-                out.body(&body[start..])?;
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                out.body(&body[start..end])?;
+            }
+        }
+        Reply::GarbledRanges(body) => {
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                let mut slice = body[start..end].to_vec();
+                let closed = request.range.as_deref().is_some_and(|r| !r.ends_with('-'));
+                if closed && let Some(byte) = slice.first_mut() {
+                    *byte ^= 0xff;
+                }
+                out.body(&slice)?;
             }
         }
         Reply::IgnoresRange(body) => {
@@ -407,22 +442,22 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
             out.head(&head(302, &[("Location", location), ("Content-Length", "0".into())]))?;
         }
         Reply::Truncate { body, after } => {
-            if let Some(start) = file_head(out, request, &body)? {
-                out.body(&body[start..(start + after).min(body.len())])?;
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                out.body(&body[start..(start + after).min(end)])?;
                 out.inner.flush()?;
                 out.inner.shutdown(Shutdown::Both)?;
             }
         }
         Reply::Reset { body, after } => {
-            if let Some(start) = file_head(out, request, &body)? {
-                out.body(&body[start..(start + after).min(body.len())])?;
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                out.body(&body[start..(start + after).min(end)])?;
                 out.inner.flush()?;
                 reset_on_close(out.inner);
             }
         }
         Reply::Slow { body, chunk, pause } => {
-            if let Some(start) = file_head(out, request, &body)? {
-                for piece in body[start..].chunks(chunk.max(1)) {
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                for piece in body[start..end].chunks(chunk.max(1)) {
                     out.body(piece)?;
                     out.inner.flush()?;
                     thread::sleep(pause);
@@ -434,8 +469,8 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
         }
         Reply::File { path, pace } => send_file(out, request, &path, pace)?,
         Reply::Stall { body, after } => {
-            if let Some(start) = file_head(out, request, &body)? {
-                out.body(&body[start..(start + after).min(body.len())])?;
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                out.body(&body[start..(start + after).min(end)])?;
                 out.inner.flush()?;
                 hold_until_client_leaves(out.inner, stop);
             }
@@ -456,20 +491,24 @@ fn send_file(
         return out.head(&head(404, &[("Content-Length", "0".into())]));
     };
     let size = file.metadata()?.len();
-    let from: u64 = request
-        .range
-        .as_deref()
-        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
-        .unwrap_or(0)
-        .min(size);
-    let len = (size - from).to_string();
-    if from > 0 {
-        let range = format!("bytes {from}-{}/{size}", size.saturating_sub(1));
-        out.head(&head(206, &[("Content-Length", len), ("Content-Range", range)]))?;
+    let asked = request.range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.split_once('-'));
+    let from: u64 = asked.and_then(|(a, _)| a.parse().ok()).unwrap_or(0).min(size);
+    let to: u64 = asked
+        .and_then(|(_, b)| b.parse::<u64>().ok())
+        .map_or(size, |b| b.saturating_add(1).min(size))
+        .max(from);
+    let len = (to - from).to_string();
+    if asked.is_some() && from < size {
+        let range = format!("bytes {from}-{}/{size}", to.saturating_sub(1));
+        out.head(&head(
+            206,
+            &[("Content-Length", len), ("Content-Range", range), ("ETag", format!("\"{size}\""))],
+        ))?;
     } else {
-        out.head(&head(200, &[("Content-Length", len)]))?;
+        out.head(&head(200, &[("Content-Length", len), ("ETag", format!("\"{size}\""))]))?;
     }
     file.seek(SeekFrom::Start(from))?;
+    let mut file = file.take(to - from);
     let Some(pause) = pace else {
         // std::io::copy from a file to a socket is sendfile(2) on Linux: the kernel copies.
         out.body += std::io::copy(&mut file, out.inner)?;

@@ -48,7 +48,7 @@ struct Options {
     #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
     out: Utf8PathBuf,
     /// Run only these cases (repeatable): cold (1, 2), https (9), verify (3, 4, 8),
-    /// resume (5), many (6), startup (7).
+    /// resume (5), many (6), startup (7), capped (10).
     #[arg(long, value_name = "CASE")]
     only: Vec<String>,
 }
@@ -56,6 +56,8 @@ struct Options {
 /// Sizes for one bench run: the real ones, or tiny ones for `--quick`.
 struct Sizes {
     big: u64,
+    /// The file of the capped-connections case.
+    capped: u64,
     small_rss: u64,
     verify_scale: u64,
     many_files: usize,
@@ -68,6 +70,7 @@ impl Sizes {
         if quick {
             Sizes {
                 big: 8 * MIB,
+                capped: 40 * MIB,
                 small_rss: 2 * MIB,
                 verify_scale: 1024,
                 many_files: 6,
@@ -77,6 +80,7 @@ impl Sizes {
         } else {
             Sizes {
                 big: 1 << 30,
+                capped: 256 * MIB,
                 small_rss: 64 * MIB,
                 verify_scale: 1,
                 many_files: 50,
@@ -117,7 +121,8 @@ fn run(options: &Options) -> anyhow::Result<()> {
         tool: Tool { exe: options.tool.clone() },
         sh: Shell::new()?,
         sizes: Sizes::new(options.quick),
-        runs: options.runs.max(1),
+        // --quick checks that the harness works: one round, no warm-up.
+        runs: if options.quick { 1 } else { options.runs.max(1) },
         warmup: !options.quick,
         report: Report::default(),
     };
@@ -136,6 +141,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
     }
     if wanted("many") {
         bench.many_files()?;
+    }
+    if wanted("capped") {
+        bench.capped()?;
     }
     if wanted("startup") {
         bench.startup()?;
@@ -397,13 +405,21 @@ impl Bench {
         let dir = work.fresh("ck");
         let args = models_args("fetch", &manifest, &dir, &["--no-cache"]);
         let partial = dir.join(format!("resume.bin.{}.part", &big.sha256[..12]));
-        // About 64 MiB/s in 1 MiB steps, so the kill lands near the middle.
+        let sidecar = dir.join(format!("resume.bin.{}.part-ranges", &big.sha256[..12]));
+        // About 64 MiB/s per connection in 1 MiB steps, so the kill lands near the middle.
         work.serve(server, "resume.bin", Some(Duration::from_millis(15)));
+        let before_first = server.bytes_sent("/resume.bin");
         let mut child = tool.spawn(&args)?;
         let started = Instant::now();
         let mut at_kill = 0;
         while started.elapsed() < Duration::from_secs(120) {
-            at_kill = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            // A split download records its pieces in the sidecar; one stream appends.
+            at_kill = match std::fs::read_to_string(&sidecar) {
+                Ok(text) => pieces_done(&text),
+                // Before a split download writes its sidecar, its partial is already full
+                // size (holes): that says nothing yet.
+                Err(_) => std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) % big.size,
+            };
             if at_kill >= big.size / 2 {
                 break;
             }
@@ -411,10 +427,17 @@ impl Bench {
         }
         child.kill()?;
         let _ = child.wait();
+        at_kill = std::fs::read_to_string(&sidecar).map_or(at_kill, |text| pieces_done(&text));
+        // The server counts a request's bytes when its answer ends: let the killed ones end.
+        let idle = Instant::now();
+        while server.active() > 0 && idle.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         work.serve(server, "resume.bin", None);
         let before = server.bytes_sent("/resume.bin");
         tool.run(&args)?;
         let second = server.bytes_sent("/resume.bin") - before;
+        let both = server.bytes_sent("/resume.bin") - before_first;
         let share = second as f64 / big.size as f64;
         let section = "5. resume after kill -9 at about half the file".to_owned();
         report.row(
@@ -427,7 +450,137 @@ impl Bench {
             "≤ 52%",
             verdict(share <= 0.52),
         );
+        let total = both as f64 / big.size as f64;
+        report.row(
+            &section,
+            "bytes sent over both runs ÷ the file",
+            Stat::ratio(total),
+            "≤ 1.10×",
+            verdict(total <= 1.10),
+        );
         work.remove_file("resume.bin");
+        Ok(())
+    }
+
+    /// Case 10: a file from servers that cap each connection (ours paced to 16 MiB/s,
+    /// and nginx `limit_rate 16m`), against aria2c, axel and curl, side by side.
+    fn capped(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sh, sizes, runs, report, .. } = self;
+        let runs = *runs;
+        let size = sizes.capped;
+        let file = work.add_file(server, "capped.bin", size, 5)?;
+        // 1 MiB steps with 62.5 ms between them: 16 MiB/s per connection.
+        work.serve(server, "capped.bin", Some(Duration::from_micros(62_500)));
+        let root = work.path.join("srv");
+        let limited = NginxConfig { limit_rate: Some("16m"), ..NginxConfig::default() };
+        let nginx = Nginx::start(
+            root.as_std_path(),
+            work.path.join("nginx-capped").as_std_path(),
+            &limited,
+            "bench capped",
+        );
+        let mut servers = vec![("ours", file.url.clone())];
+        match &nginx {
+            Some(nginx) => servers.push(("nginx", nginx.url("/capped.bin"))),
+            None => report.note("nginx is not installed: the capped case ran against our server only"),
+        }
+        let peers = [
+            ("aria2c", has_program(sh, "aria2c")),
+            ("axel", has_program(sh, "axel")),
+            ("curl", has_program(sh, "curl")),
+        ];
+        for (peer, present) in peers {
+            if !present {
+                report.note(&format!("{peer} is not installed: its capped baseline was skipped"));
+            }
+        }
+        for (name, url) in servers {
+            let section = format!(
+                "10. one {} file, each connection capped at 16 MiB/s ({name} server)",
+                human_bytes(size)
+            );
+            let served = ServedFile { url: url.clone(), ..file.clone() };
+            let manifest = work.manifest(&format!("capped-{name}"), &[(&served, "capped.bin")])?;
+            let (mut ours, mut aria, mut axel, mut curl, mut rss, mut cpu) =
+                (vec![], vec![], vec![], vec![], 0u64, vec![]);
+            let hex = &file.sha256;
+            for _ in 0..runs {
+                let dir = work.fresh("ck");
+                let out =
+                    tool.run(&models_args("fetch", &manifest, &dir, &["--no-cache", "--connections", "16"]))?;
+                ours.push(out.seconds);
+                cpu.push(out.cpu);
+                rss = rss.max(out.peak_rss);
+                if peers[0].1 {
+                    let dir = work.fresh("aria");
+                    let checksum = format!("--checksum=sha-256={hex}");
+                    aria.push(time(|| {
+                        cmd!(sh, "aria2c -q -x16 -s16 -k1M --file-allocation=none --allow-overwrite=true {checksum} -d {dir} -o capped.bin {url}").quiet().run()
+                    })?);
+                }
+                if peers[1].1 {
+                    let target = work.fresh_file("axel.bin");
+                    axel.push(time(|| cmd!(sh, "axel -q -n 16 -o {target} {url}").quiet().run())?);
+                }
+                if peers[2].1 {
+                    let target = work.fresh_file("curl.bin");
+                    curl.push(time(|| cmd!(sh, "curl -sS -o {target} {url}").quiet().run())?);
+                }
+            }
+            report.row(
+                &section,
+                "models fetch --connections 16 (download + sha256 + fsync)",
+                Stat::seconds(&ours),
+                "",
+                "",
+            );
+            report.row(&section, "CPU of that fetch (user + system)", Stat::seconds(&cpu), "", "");
+            if peers[0].1 {
+                report.row(
+                    &section,
+                    "aria2c -x16 -s16 -k1M --checksum=sha-256",
+                    Stat::seconds(&aria),
+                    "",
+                    "",
+                );
+                report.goal(
+                    &section,
+                    "fetch ÷ aria2c",
+                    pairwise(&ours, &aria, |a, b| a / b),
+                    "≤ 1.0×",
+                    |x| x <= 1.0,
+                );
+            }
+            if peers[1].1 {
+                report.row(&section, "axel -n 16 (no checksum)", Stat::seconds(&axel), "", "");
+                report.goal(
+                    &section,
+                    "fetch ÷ axel",
+                    pairwise(&ours, &axel, |a, b| a / b),
+                    "≤ 1.0×",
+                    |x| x <= 1.0,
+                );
+            }
+            if peers[2].1 {
+                report.row(&section, "curl -o (one connection)", Stat::seconds(&curl), "", "");
+                report.goal(
+                    &section,
+                    "curl ÷ fetch",
+                    pairwise(&curl, &ours, |a, b| a / b),
+                    "≥ 8×",
+                    |x| x >= 8.0,
+                );
+            }
+            report.row(
+                &section,
+                "peak memory of the fetch, 16 connections",
+                Stat::mib(rss),
+                "≤ 32 MiB",
+                verdict(rss <= 32 * MIB),
+            );
+        }
+        drop(nginx);
+        work.remove_file("capped.bin");
         Ok(())
     }
 
@@ -549,6 +702,10 @@ impl Stat {
 
     fn seconds(values: &[f64]) -> Stat {
         Stat::of(values, Unit::Seconds)
+    }
+
+    fn ratio(x: f64) -> Stat {
+        Stat::of(&[x], Unit::Ratio)
     }
 
     fn mib(bytes: u64) -> Stat {
@@ -827,6 +984,18 @@ impl Workdir {
     fn remove_file(&self, name: &str) {
         let _ = std::fs::remove_file(self.served(name));
     }
+}
+
+/// Bytes a split download's sidecar records as done (each line: start next end).
+fn pieces_done(sidecar: &str) -> u64 {
+    sidecar
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let n: Vec<u64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+            Some(n.get(1)?.saturating_sub(*n.first()?))
+        })
+        .sum()
 }
 
 /// `1.5 GiB`, `64.0 MiB`.

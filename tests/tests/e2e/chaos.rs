@@ -383,6 +383,7 @@ fn the_benchmark_harness_runs_every_case_in_quick_mode() {
     ] {
         assert!(table.contains(&format!("| {case}")), "{case} missing:\n{table}");
     }
+    assert!(table.contains("| 10. one 40.0 MiB file, each connection capped"), "{table}");
     let https = table.contains("| 9. fetch of one") || table.contains("nginx is not installed");
     assert!(https, "the https case ran or said why not:\n{table}");
     assert_eq!(run.stdout.trim(), table.trim());

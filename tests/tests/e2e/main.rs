@@ -13,6 +13,7 @@ mod interop;
 mod manifest;
 mod pins;
 mod resume;
+mod segments;
 mod share;
 mod verify;
 

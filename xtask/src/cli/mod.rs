@@ -301,6 +301,12 @@ struct TransferArgs {
     /// First retry delay in milliseconds; doubles per retry (tests shorten it).
     #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
     backoff_ms: u64,
+    /// Connections one large file (32 MiB or more, from a server that takes ranges) is
+    /// fetched over. Raise it where each connection is capped (CDNs, university
+    /// mirrors); 1 turns splitting off. One host gets 16 connections at most, over all
+    /// `--jobs`.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: u16,
 }
 
 impl TransferArgs {
@@ -309,6 +315,7 @@ impl TransferArgs {
             timeout: self.timeout,
             retries: self.retries,
             backoff: Duration::from_millis(self.backoff_ms),
+            connections: self.connections.into(),
             ..Settings::default()
         }
     }
@@ -316,7 +323,8 @@ impl TransferArgs {
 
 #[derive(Args, Debug)]
 struct JobsArgs {
-    /// How many files to work on at once (1: one after another).
+    /// How many files to work on at once (1: one after another). Raise it for many small
+    /// files behind a slow or distant server; large files use `--connections` instead.
     #[arg(long, short, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
 }

@@ -30,7 +30,8 @@ pub fn is_partial_name(name: &str) -> bool {
             .strip_suffix(".tmp")
             .and_then(|stem| stem.rsplit_once('.'))
             .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-    name.ends_with(PARTIAL_SUFFIX) || name.ends_with(".part-validator") || half_written
+    let ours = [PARTIAL_SUFFIX, ".part-validator", ".part-ranges"];
+    ours.iter().any(|ending| name.ends_with(ending)) || half_written
 }
 
 /// Opens the temp file, keeping what an earlier attempt left in it for a resume, and

@@ -29,7 +29,7 @@ pub const MAX_FILE_NAME: usize = 255 - 24;
 /// folder, the stamps file, and the endings of partial downloads and temp files.
 const RESERVED_DIR: &str = ".locks";
 const RESERVED_FILE: &str = ".models-state";
-const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".tmp"];
+const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".part-ranges", ".tmp"];
 
 /// Keys a `[[model]]` table may hold, in the order the docs list them.
 pub const MODEL_KEYS: &[&str] = &["name", "path", "size", "sha256", "urls", "group", "optional"];

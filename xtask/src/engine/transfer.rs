@@ -29,9 +29,10 @@ use crate::engine::events::{Attempted, Event};
 use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::retry::{backoff, parse_retry_after};
+use crate::engine::segments;
 use crate::error::{Class, Decision, Fault, Origin, Tried};
 use crate::net::auth::Credentials;
-use crate::net::client::{Answer, Method, Net, check_follow, status_fault};
+use crate::net::client::{Answer, Method, Net, check_follow, parse_content_range, read_fault, status_fault};
 use crate::net::hosts::{self, PageVerdict};
 use crate::net::proxy::ProxyEnv;
 use crate::net::url::file_url_path;
@@ -45,6 +46,11 @@ pub const REAL_PROGRESS: u64 = 1 << 20;
 /// normal number of attempts, so a server that stalls every few megabytes still ends.
 const ATTEMPT_CAP_FACTOR: u32 = 5;
 
+/// Connections per large file when `--connections` is not given.
+pub const DEFAULT_CONNECTIONS: usize = 8;
+/// Connections to one host at most, whatever `--jobs` × `--connections` asks for.
+pub const DEFAULT_HOST_CEILING: usize = 16;
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Bounds connecting and any stall between reads, never a whole transfer.
@@ -55,6 +61,10 @@ pub struct Settings {
     pub backoff: Duration,
     /// Read `HTTPS_PROXY` and friends; tests turn this off so loopback stays direct.
     pub proxy_from_env: bool,
+    /// Connections one large file may use at once (1: one stream).
+    pub connections: usize,
+    /// Connections open to one host at most, over all files fetched at once.
+    pub host_ceiling: usize,
 }
 
 impl Default for Settings {
@@ -64,6 +74,8 @@ impl Default for Settings {
             retries: 3,
             backoff: Duration::from_millis(500),
             proxy_from_env: true,
+            connections: DEFAULT_CONNECTIONS,
+            host_ceiling: DEFAULT_HOST_CEILING,
         }
     }
 }
@@ -156,6 +168,14 @@ impl Failed {
     }
 }
 
+/// Where a segmented transfer starts: the validator all pieces must share, the pieces
+/// (fresh, or from a killed run's sidecar), and the first piece's open body, if any.
+struct Pieces {
+    validator: String,
+    pieces: Vec<segments::Piece>,
+    first: Option<Box<dyn Read + Send>>,
+}
+
 /// A file put in place by one source.
 struct Installed {
     sha256: String,
@@ -169,6 +189,8 @@ struct AttemptStats {
     resumed_from: u64,
     received: u64,
     status: Option<u16>,
+    /// The attempt split the file over several connections.
+    segmented: bool,
 }
 
 /// The listener a download reports to.
@@ -177,6 +199,8 @@ pub type Listener<'l> = dyn FnMut(Event<'_>) + 'l;
 pub struct Downloader {
     net: Net,
     settings: Settings,
+    /// Extra connections open per host right now (beyond each file's first).
+    slots: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// Interstitial pages (Drive's virus-scan warning) followed at most, per attempt.
@@ -188,8 +212,9 @@ impl Downloader {
     /// A downloader for up to `jobs` files at once (the connection pool is sized to it).
     pub fn new(settings: Settings, jobs: usize) -> Downloader {
         let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
-        let net = Net::new(settings.timeout, proxies, Credentials::from_environment(), jobs);
-        Downloader { net, settings }
+        let pool = jobs.saturating_mul(settings.connections.max(1)).min(settings.host_ceiling.max(jobs));
+        let net = Net::new(settings.timeout, proxies, Credentials::from_environment(), pool);
+        Downloader { net, settings, slots: Default::default() }
     }
 
     /// Downloads `job` into `job.target`, trying each source in turn, reporting to `events`.
@@ -201,6 +226,7 @@ impl Downloader {
             match self.fetch_from(job, origin, events, &mut received) {
                 Ok((attempts, installed)) => {
                     let _ = std::fs::remove_file(install::validator_path(&job.partial));
+                    let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
                     events(Event::Finished);
                     return Ok(Fetched {
                         origin: origin.clone(),
@@ -237,17 +263,21 @@ impl Downloader {
     ) -> Result<(u32, Installed), (Fault, Decision)> {
         let cap = (self.settings.retries.saturating_add(1)).saturating_mul(ATTEMPT_CAP_FACTOR);
         let (mut attempt, mut failures) = (0, 0u32);
+        // Split over several connections until pieces once hash wrong: then the file is
+        // fetched again on one stream, so a server that garbles ranges still serves it.
+        let mut split = true;
         loop {
             attempt += 1;
             let started = Instant::now();
             let mut stats = AttemptStats::default();
-            let result = self.attempt(job, origin, events, &mut stats).and_then(|(file, sha256, size)| {
-                install::install(&file, &job.partial, &job.target)
-                    .map_err(|e| Fault::local(&job.target, &e))?;
-                // The open file is the installed one: its metadata cannot be another file's.
-                let fingerprint = file.metadata().ok().map(|m| Fingerprint::of(&m));
-                Ok(Installed { sha256, size, fingerprint })
-            });
+            let result =
+                self.attempt(job, origin, events, &mut stats, split).and_then(|(file, sha256, size)| {
+                    install::install(&file, &job.partial, &job.target)
+                        .map_err(|e| Fault::local(&job.target, &e))?;
+                    // The open file is the installed one: its metadata cannot be another file's.
+                    let fingerprint = file.metadata().ok().map(|m| Fingerprint::of(&m));
+                    Ok(Installed { sha256, size, fingerprint })
+                });
             *received += stats.received;
             if stats.received >= REAL_PROGRESS {
                 failures = 0;
@@ -270,9 +300,13 @@ impl Downloader {
                 Err(fault) => fault,
             };
             failures += 1;
+            let garbled_pieces = stats.segmented && fault.class == Class::HashMismatch && split;
+            split &= !garbled_pieces;
             let decision = if fault.class.is_local() {
                 Decision::GiveUp
-            } else if fault.class.is_transient() && failures <= self.settings.retries && attempt < cap {
+            } else if garbled_pieces
+                || fault.class.is_transient() && failures <= self.settings.retries && attempt < cap
+            {
                 Decision::Retry
             } else {
                 Decision::NextUrl
@@ -297,6 +331,7 @@ impl Downloader {
         origin: &Origin,
         events: &mut Listener<'_>,
         stats: &mut AttemptStats,
+        split: bool,
     ) -> Result<(File, String, u64), Fault> {
         let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
         let local = |e: io::Error| Fault::local(&job.partial, &e);
@@ -311,6 +346,22 @@ impl Downloader {
             file.set_len(0).map_err(local)?;
             have = 0;
         }
+        let segmentable = self.segmentable(job, url).filter(|_| split);
+        if segments::sidecar_path(&job.partial).exists() {
+            // A partial with pieces: resumed piece by piece, or (for another URL, size or
+            // an unreadable record) worthless, since it has holes.
+            match segmentable.and_then(|size| segments::load_sidecar(&job.partial, &url_key(url), size)) {
+                Some((validator, pieces)) => {
+                    let start = Pieces { validator, pieces, first: None };
+                    return self.segmented(job, origin, &file, start, events, stats);
+                }
+                None => {
+                    file.set_len(0).map_err(local)?;
+                    let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
+                    have = 0;
+                }
+            }
+        }
         let mut hasher = BackgroundHasher::start();
         if have > 0 {
             rehash_prefix(&mut file, have, &hasher).map_err(local)?;
@@ -321,8 +372,20 @@ impl Downloader {
             return sink.finish_or_discard(have);
         }
         let validator = if have > 0 { read_validator(&job.partial, url) } else { None };
-        let source = self.open(job, url, have, validator.as_deref())?;
+        let probe = segmentable.is_some() && have == 0;
+        let source = self.open(job, url, have, validator.as_deref(), probe)?;
         stats.status = source.status;
+        if let (Some(size), Some(206), Some(validator)) =
+            (segmentable.filter(|_| probe), source.status, &source.validator)
+            && source.total == Some(size)
+        {
+            // Ranges work and the file is large: split it over several connections.
+            write_validator(&job.partial, url, Some(validator));
+            file.set_len(size).map_err(local)?;
+            let pieces = segments::split(size, self.settings.connections);
+            let start = Pieces { validator: validator.clone(), pieces, first: Some(source.body) };
+            return self.segmented(job, origin, &file, start, events, stats);
+        }
         if source.start != have {
             // The server sent the whole file (no range support, or it changed): restart.
             file.set_len(0).map_err(local)?;
@@ -352,7 +415,93 @@ impl Downloader {
 
     /// Opens `url` from byte `from` on. The answer says where its body really starts:
     /// at `from`, or at 0 when the server ignored or refused the range.
-    fn open(&self, job: &Job<'_>, url: &str, from: u64, validator: Option<&str>) -> Result<Source, Fault> {
+    /// The pinned size, when `job` from `url` may be split over several connections: a
+    /// large pinned file from an http(s) server, with more than one connection allowed.
+    fn segmentable(&self, job: &Job<'_>, url: &str) -> Option<u64> {
+        let (size, _) = job.expect.pinned()?;
+        let remote = crate::net::url::scheme(url)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+        (remote && size >= segments::SEGMENT_THRESHOLD && self.settings.connections > 1).then_some(size)
+    }
+
+    /// Fetches `job` piece by piece into `file` (pre-sized), then checks the digest.
+    fn segmented(
+        &self,
+        job: &Job<'_>,
+        origin: &Origin,
+        file: &File,
+        start: Pieces,
+        events: &mut Listener<'_>,
+        stats: &mut AttemptStats,
+    ) -> Result<(File, String, u64), Fault> {
+        let Pieces { validator, pieces, first } = start;
+        let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
+        let (size, sha256) = job.expect.pinned().ok_or_else(|| Fault::new(Class::LocalIo, "unpinned"))?;
+        let host = crate::net::url::host(url).unwrap_or_default();
+        let admit = || {
+            let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let open = slots.entry(host.clone()).or_default();
+            let room = *open < self.settings.host_ceiling;
+            *open += usize::from(room);
+            room
+        };
+        let release = || {
+            let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(open) = slots.get_mut(&host) {
+                *open = open.saturating_sub(1);
+            }
+        };
+        stats.resumed_from = segments::frontier(&pieces);
+        stats.status = Some(206);
+        stats.segmented = true;
+        events(Event::Started { origin, position: pieces.iter().map(|p| p.next - p.start).sum() });
+        let key = url_key(url);
+        let transfer = segments::Transfer {
+            net: &self.net,
+            url,
+            url_key: &key,
+            partial: &job.partial,
+            size,
+            validator: &validator,
+            connections: self.settings.connections,
+            retries: self.settings.retries,
+            backoff: self.settings.backoff,
+            admit: &admit,
+            release: &release,
+        };
+        let done = segments::run(&transfer, file, pieces, first, &mut |note| match note {
+            segments::Note::Bytes(n) => events(Event::Bytes(n)),
+            segments::Note::Retrying { fault, wait } => {
+                events(Event::Retrying { origin, fault: &fault, wait })
+            }
+        });
+        let done = match done {
+            Ok(done) => done,
+            Err(fault) => {
+                stats.received = 0;
+                return Err(fault);
+            }
+        };
+        stats.received = done.received;
+        let handle = file.try_clone().map_err(|e| Fault::local(&job.partial, &e))?;
+        if done.sha256 == sha256 {
+            return Ok((handle, done.sha256, size));
+        }
+        install::discard_partial(&job.partial);
+        let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
+        Err(Fault::new(Class::HashMismatch, format!("sha256 is {}, the pin is {sha256}", done.sha256)))
+    }
+
+    /// With `probe`, a fresh start asks for `bytes=0-`: a 206 tells that ranges work and
+    /// gives the total size, and its body is the file from the start all the same.
+    fn open(
+        &self,
+        job: &Job<'_>,
+        url: &str,
+        from: u64,
+        validator: Option<&str>,
+        probe: bool,
+    ) -> Result<Source, Fault> {
         if let Some(path) = file_url_path(url) {
             return open_file(&path, from);
         }
@@ -369,7 +518,7 @@ impl Downloader {
             }
         }
         let mut headers = Vec::new();
-        if from > 0 {
+        if from > 0 || probe {
             headers.push(("Range", format!("bytes={from}-")));
             if let Some(validator) = validator {
                 headers.push(("If-Range", validator.to_owned()));
@@ -391,11 +540,12 @@ impl Downloader {
             let read = (&mut body).take(PAGE_LIMIT as u64).read_to_end(&mut page);
             if check::sniff(&page, content_type.as_deref()).is_none() || read.is_err() && page.is_empty() {
                 // Labelled HTML but not a page after all: hand over what was read, then the rest.
-                let body: Box<dyn Read> = Box::new(io::Cursor::new(page).chain(body));
+                let body: Box<dyn Read + Send> = Box::new(io::Cursor::new(page).chain(body));
                 return Ok(Source {
                     body,
                     start: 0,
                     status: Some(status),
+                    total: None,
                     content_type,
                     declared: None,
                     validator,
@@ -428,18 +578,22 @@ impl Downloader {
                 ),
             ));
         }
+        let mut total = None;
         let start = match status {
             200 => 0,
-            206 if from > 0 => {
+            206 if from > 0 || probe => {
                 let range = header(&response, "content-range").as_deref().and_then(parse_content_range);
                 match range {
-                    Some((first, _)) if first == from => from,
+                    Some((first, whole)) if first == from => {
+                        total = whole;
+                        from
+                    }
                     // A range we did not ask for, or none we can read: start over.
-                    _ => return self.open(job, &url, 0, None),
+                    _ => return self.open(job, &url, 0, None, false),
                 }
             }
             // The range is past the end: the partial is stale.
-            416 if from > 0 => return self.open(job, &url, 0, None),
+            416 if from > 0 => return self.open(job, &url, 0, None, false),
             _ => {
                 let mut fault = status_fault(status);
                 fault.retry_after =
@@ -451,7 +605,7 @@ impl Downloader {
         let declared = header(&response, "content-length").and_then(|v| v.trim().parse().ok());
         let validator = validator_of(&response);
         let body = Box::new(response.into_body().into_reader());
-        Ok(Source { body, start, status: Some(status), content_type, declared, validator })
+        Ok(Source { body, start, status: Some(status), total, content_type, declared, validator })
     }
 }
 
@@ -466,10 +620,12 @@ fn validator_of(response: &Response<Body>) -> Option<String> {
 
 /// An open body, where it starts in the file, and what its headers promised.
 struct Source {
-    body: Box<dyn Read>,
+    body: Box<dyn Read + Send>,
     start: u64,
     /// The HTTP status it came with (none for a local file).
     status: Option<u16>,
+    /// The whole file's size, from a 206's Content-Range.
+    total: Option<u64>,
     content_type: Option<String>,
     /// Bytes this body says it holds (from `start`).
     declared: Option<u64>,
@@ -493,26 +649,11 @@ fn open_file(path: &Utf8Path, from: u64) -> Result<Source, Fault> {
         body: Box::new(file),
         start,
         status: None,
+        total: None,
         content_type: None,
         declared: Some(len - start),
         validator: None,
     })
-}
-
-/// `bytes 100-999/1000` → (100, Some(1000)); `bytes 100-999/*` → (100, None).
-pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
-    let rest = value.trim().strip_prefix("bytes")?.trim_start();
-    let (range, total) = rest.split_once('/')?;
-    let (first, last) = range.split_once('-')?;
-    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
-    if last < first {
-        return None;
-    }
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    Some((first, total))
 }
 
 /// Feeds the bytes already on disk through the hasher, so a resume checks the whole file.
@@ -799,33 +940,6 @@ fn html_title(prefix: &[u8]) -> Option<String> {
     let close = open_end + lower[open_end..].find("</title")?;
     let title: String = text[open_end..close].split_whitespace().collect::<Vec<_>>().join(" ");
     (!title.is_empty()).then(|| title.chars().take(80).collect())
-}
-
-/// The fault behind a body that stopped flowing.
-fn read_fault(e: &io::Error, received: u64) -> Fault {
-    let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>());
-    match inner {
-        Some(ureq::Error::Timeout(_)) => {
-            return Fault::new(
-                Class::Timeout,
-                format!("no data arrived within the timeout after {received} bytes"),
-            );
-        }
-        Some(ureq::Error::Io(io)) => return read_fault(io, received),
-        Some(other) => {
-            return Fault::new(Class::Truncated, format!("transfer failed after {received} bytes: {other}"));
-        }
-        None => {}
-    }
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            Fault::new(Class::Timeout, format!("no data arrived within the timeout after {received} bytes"))
-        }
-        io::ErrorKind::InvalidData => {
-            Fault::new(Class::BadResponse, format!("the body is not valid HTTP after {received} bytes: {e}"))
-        }
-        _ => Fault::new(Class::Truncated, format!("the connection broke after {received} bytes: {e}")),
-    }
 }
 
 #[cfg(test)]

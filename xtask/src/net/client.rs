@@ -13,7 +13,7 @@
 //! to the pool instead of being dropped.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -382,6 +382,49 @@ fn io_fault(e: &std::io::Error) -> Fault {
         return Fault::new(Class::BadResponse, format!("the answer is not valid HTTP: {text}"));
     }
     Fault::new(Class::Connection, format!("connection failed: {text}"))
+}
+
+/// `bytes 100-999/1000` → (100, Some(1000)); `bytes 100-999/*` → (100, None).
+pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    if last < first {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((first, total))
+}
+
+/// The fault behind a body that stopped flowing.
+pub fn read_fault(e: &io::Error, received: u64) -> Fault {
+    let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>());
+    match inner {
+        Some(ureq::Error::Timeout(_)) => {
+            return Fault::new(
+                Class::Timeout,
+                format!("no data arrived within the timeout after {received} bytes"),
+            );
+        }
+        Some(ureq::Error::Io(io)) => return read_fault(io, received),
+        Some(other) => {
+            return Fault::new(Class::Truncated, format!("transfer failed after {received} bytes: {other}"));
+        }
+        None => {}
+    }
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            Fault::new(Class::Timeout, format!("no data arrived within the timeout after {received} bytes"))
+        }
+        io::ErrorKind::InvalidData => {
+            Fault::new(Class::BadResponse, format!("the body is not valid HTTP after {received} bytes: {e}"))
+        }
+        _ => Fault::new(Class::Truncated, format!("the connection broke after {received} bytes: {e}")),
+    }
 }
 
 /// The fault an HTTP status stands for.

@@ -43,6 +43,14 @@ pub fn scheme(url: &str) -> Option<&str> {
         .then_some(scheme)
 }
 
+/// The host of an http(s) URL, lowercased (the key of per-host limits).
+pub fn host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(host.to_ascii_lowercase())
+}
+
 /// `reference` resolved against `base`, as RFC 3986 §5.2 says: absolute references stay,
 /// network-path, absolute-path, relative-path and query-only references take what they
 /// lack from the base, and `.`/`..` segments are removed.

@@ -1,0 +1,144 @@
+//! One large file over several connections: pieces land in their places, and every way a
+//! server can let a split download down ends in the right file or a clear error.
+
+use std::time::Duration;
+
+use tests::{Reply, payload, sha256_hex, wait_until};
+
+use crate::{FAST, scenario};
+
+/// Over the size at which a file is split.
+const BIG: usize = 40 << 20;
+
+fn fetch(sc: &tests::Scenario, extra: &[&str]) -> tests::Run {
+    let mut args = vec!["fetch", "--no-cache"];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    sc.models(&args)
+}
+
+#[test]
+fn a_large_file_arrives_in_pieces_over_several_connections_each_in_its_place() {
+    let sc = scenario();
+    let data = sc.model("big", "big.bin", payload(BIG, 800));
+    fetch(&sc, &[]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    let gets = sc.server.gets();
+    assert_eq!(gets[0].range.as_deref(), Some("bytes=0-"), "the first request learns whether ranges work");
+    let pieces: Vec<String> = gets[1..].iter().filter_map(|r| r.range.clone()).collect();
+    assert!(pieces.len() >= 7, "seven more connections ask for their pieces: {pieces:?}");
+    assert!(pieces.iter().all(|r| !r.ends_with('-')), "each asks for exactly its piece: {pieces:?}");
+    assert!(gets[1..].iter().all(|r| r.if_range.is_some()), "every piece names the file it belongs to");
+    assert!(
+        gets.iter().all(|r| r.range.is_some()),
+        "no second attempt as one stream: the pieces hashed right"
+    );
+    assert!(sc.partials().is_empty(), "no sidecar or temp file is left: {:?}", sc.partials());
+}
+
+#[test]
+fn one_connection_when_asked_for_and_for_small_files() {
+    let sc = scenario();
+    sc.model("big", "big.bin", payload(BIG, 801));
+    sc.model("small", "small.bin", payload(1 << 20, 802));
+    fetch(&sc, &["--connections", "1"]).expect(0);
+    assert!(sc.server.gets().iter().all(|r| r.range.is_none()), "one plain request per file");
+    assert_eq!(sc.server.gets().len(), 2);
+}
+
+#[test]
+fn a_server_that_ignores_ranges_gets_one_stream() {
+    let sc = scenario();
+    let data = payload(BIG, 803);
+    sc.serve("/big", vec![Reply::IgnoresRange(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    fetch(&sc, &[]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert_eq!(sc.server.gets().len(), 1, "the 200 to the first request is the whole file");
+}
+
+#[test]
+fn a_garbled_piece_is_caught_by_the_hash_and_the_file_comes_again_on_one_stream() {
+    let sc = scenario();
+    let data = payload(BIG, 804);
+    sc.serve("/big", vec![Reply::GarbledRanges(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let run = fetch(&sc, &[]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert!(run.stderr.contains("hash-mismatch"), "{}", run.stderr);
+    let last = sc.server.gets().pop().unwrap();
+    assert_eq!(last.range, None, "the second attempt is one plain stream");
+}
+
+#[test]
+fn a_stalled_piece_is_taken_up_again_and_the_file_completes() {
+    let sc = scenario();
+    let data = payload(BIG, 805);
+    let stall = Reply::Stall { body: data.clone(), after: 100_000 };
+    sc.serve("/big", vec![Reply::Body(data.clone()), stall, Reply::Body(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let run = fetch(&sc, &["--timeout", "0.5"]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert!(run.stderr.contains("(timeout)"), "the stall was noticed: {}", run.stderr);
+}
+
+#[test]
+fn refused_extra_connections_lower_the_count_without_failing_the_file() {
+    let sc = scenario();
+    let data = payload(BIG, 806);
+    let busy = Reply::status(429);
+    let mut replies = vec![Reply::Body(data.clone()), busy.clone(), busy.clone(), busy.clone(), busy];
+    replies.push(Reply::Body(data.clone()));
+    sc.serve("/big", replies);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    fetch(&sc, &[]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+}
+
+#[test]
+fn a_killed_split_fetch_resumes_only_the_missing_pieces() {
+    let sc = scenario();
+    let data = payload(BIG, 807);
+    let slow = Reply::Slow { body: data.clone(), chunk: 64 << 10, pause: Duration::from_millis(40) };
+    sc.serve("/big", vec![slow]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(&data)[..12]));
+    let done = |text: &str| -> u64 {
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let n: Vec<u64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
+                Some(n.get(1)? - n.first()?)
+            })
+            .sum()
+    };
+    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
+    wait_until(Duration::from_secs(60), "8 MiB recorded in the sidecar", || {
+        std::fs::read_to_string(&sidecar).is_ok_and(|t| done(&t) >= 8 << 20)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let recorded = done(&std::fs::read_to_string(&sidecar).unwrap());
+    // Every byte the sidecar vouches for is the file's: pieces land in their places.
+    let partial = std::fs::read(sc.file(&format!("big.bin.{}.part", &sha256_hex(&data)[..12]))).unwrap();
+    for line in std::fs::read_to_string(&sidecar).unwrap().lines().skip(1) {
+        let n: Vec<usize> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+        assert!(partial[n[0]..n[1]] == data[n[0]..n[1]], "piece {n:?} holds other bytes");
+    }
+    // The server counts a request's bytes when its answer ends: let the killed ones end.
+    wait_until(Duration::from_secs(30), "the killed requests to end", || sc.server.active() == 0);
+    let before = sc.server.requests().len();
+    sc.serve("/big", vec![Reply::Body(data.clone())]);
+    fetch(&sc, &[]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    let again = &sc.server.requests()[before..];
+    assert!(again.len() <= 16, "pieces, not a retry of the whole file: {again:?}");
+    assert!(
+        again.iter().all(|r| r.range.as_deref().is_some_and(|r| !r.ends_with('-'))),
+        "only pieces: {again:?}"
+    );
+    let sent: u64 = again.iter().map(|r| r.body_bytes).sum();
+    assert!(sent <= BIG as u64 - recorded, "sent {sent} again, {recorded} were recorded done of {BIG}");
+}
