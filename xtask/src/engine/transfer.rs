@@ -85,7 +85,7 @@ impl Default for Settings {
 pub enum Expect<'m> {
     /// The pin: exactly this size and sha256, or nothing is installed.
     Pinned { size: u64, sha256: &'m str },
-    /// `--skip-checks`: whatever arrives is installed unchecked.
+    /// `--skip-checks`: whatever arrives is installed unchecked, cut at the pinned size.
     Unchecked { size: u64 },
     /// `add`: size and sha256 are learned from the bytes, up to `max_size` of them.
     Unknown { max_size: u64 },
@@ -109,7 +109,8 @@ impl<'m> Expect<'m> {
         }
     }
 
-    /// The most bytes a body may bring before it is cut off.
+    /// The most bytes a body may bring before it is refused as too large (an unchecked
+    /// download is cut at its size instead, in `Sink::accept`).
     fn ceiling(&self) -> Option<u64> {
         match *self {
             Expect::Pinned { size, .. } => Some(size),
