@@ -142,3 +142,36 @@ fn a_killed_split_fetch_resumes_only_the_missing_pieces() {
     let sent: u64 = again.iter().map(|r| r.body_bytes).sum();
     assert!(sent <= BIG as u64 - recorded, "sent {sent} again, {recorded} were recorded done of {BIG}");
 }
+
+#[test]
+fn limit_rate_caps_the_total_over_all_connections() {
+    // A cap is a promise never to go faster; a loaded machine can only make it slower,
+    // so only the lower bound is checked (10 % under the capped time at most).
+    let sc = scenario();
+    let split = sc.model("big", "big.bin", payload(BIG, 808));
+    let single = sc.model("small", "small.bin", payload(3 << 20, 809));
+    let started = std::time::Instant::now();
+    fetch(&sc, &["--limit-rate", "16M"]).expect(0);
+    let took = started.elapsed().as_secs_f64();
+    let capped = (split.len() + single.len()) as f64 / (16 << 20) as f64;
+    assert!(took >= capped * 0.9, "{took:.2}s for what 16 MiB/s needs {capped:.2}s for");
+    assert!(
+        sc.server.gets().iter().filter(|r| r.path == "/big").count() > 2,
+        "the split file used several connections"
+    );
+}
+
+#[test]
+fn a_rate_limit_header_is_waited_out_like_retry_after() {
+    let sc = scenario();
+    let data = payload(2000, 810);
+    let limited = Reply::status_with(429, "RateLimit", "\"resolvers\";r=0;t=1");
+    sc.serve("/m", vec![limited, Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/m"]);
+    let run = fetch(&sc, &[]);
+    run.expect(0);
+    let requests = sc.server.requests();
+    let waited = requests[1].at - requests[0].at;
+    assert!(waited >= Duration::from_millis(900), "the backoff is 1 ms here; waited {waited:?}");
+    assert!(run.stderr.contains("retrying in 1.0s"), "{}", run.stderr);
+}

@@ -307,6 +307,10 @@ struct TransferArgs {
     /// `--jobs`.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: u16,
+    /// Cap the total download rate, over all files and connections: 500K, 10M, 1.5M
+    /// (bytes per second; K = 1024). Be polite on a shared link.
+    #[arg(long, value_name = "RATE", value_parser = crate::engine::retry::parse_rate)]
+    limit_rate: Option<u64>,
 }
 
 impl TransferArgs {
@@ -316,6 +320,7 @@ impl TransferArgs {
             retries: self.retries,
             backoff: Duration::from_millis(self.backoff_ms),
             connections: self.connections.into(),
+            limit_rate: self.limit_rate,
             ..Settings::default()
         }
     }

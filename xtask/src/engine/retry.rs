@@ -42,6 +42,79 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
+/// The wait an IETF `RateLimit` header asks for (draft-ietf-httpapi-ratelimit-headers,
+/// as Hugging Face sends it: `"resolvers";r=0;t=87`): `t` seconds when no requests
+/// remain (`r=0`) in any of its policies, capped like `Retry-After`.
+pub fn parse_rate_limit(value: &str) -> Option<Duration> {
+    value
+        .split(',')
+        .filter_map(|item| {
+            let params: Vec<(&str, &str)> = item
+                .split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .collect();
+            let remaining = params.iter().find(|(k, _)| *k == "r")?.1.parse::<u64>().ok()?;
+            let reset = params.iter().find(|(k, _)| *k == "t")?.1.parse::<u64>().ok()?;
+            (remaining == 0).then(|| Duration::from_secs(reset).min(MAX_RETRY_AFTER))
+        })
+        .max()
+}
+
+/// A cap on the bytes per second of everything this process downloads (`--limit-rate`),
+/// shared by every connection: whoever is ahead of the schedule waits.
+#[derive(Debug)]
+pub struct Limiter {
+    bytes_per_second: f64,
+    state: std::sync::Mutex<(std::time::Instant, u64)>,
+}
+
+impl Limiter {
+    pub fn new(bytes_per_second: u64) -> Limiter {
+        Limiter {
+            bytes_per_second: bytes_per_second.max(1) as f64,
+            state: std::sync::Mutex::new((std::time::Instant::now(), 0)),
+        }
+    }
+
+    /// Counts `bytes` just received and sleeps until the schedule allows them.
+    pub fn take(&self, bytes: u64) {
+        let due = {
+            let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.1 += bytes;
+            state.0 + Duration::from_secs_f64(state.1 as f64 / self.bytes_per_second)
+        };
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
+/// `500K`, `10M`, `1.5M`, `2G` or plain bytes, per second (K = 1024, as aria2 and curl).
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let scale: f64 = match unit.to_ascii_uppercase().trim_end_matches("/S").trim_end_matches('B') {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!("{text:?} is not a rate: use bytes, or a number with K, M or G (per second)"));
+        }
+    };
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a rate: use e.g. 500K or 10M"))?;
+    let rate = value * scale;
+    if !(rate.is_finite() && rate >= 1024.0) {
+        return Err("the rate must be at least 1K (1024 bytes per second)".to_owned());
+    }
+    Ok(rate.min(u64::MAX as f64) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +150,23 @@ mod tests {
         }
         assert!(backoff(base, 40) <= MAX_BACKOFF);
         assert!(backoff(base, 40) >= MAX_BACKOFF / 2);
+    }
+
+    #[test]
+    fn rate_limit_headers_say_how_long_to_wait_when_nothing_remains() {
+        assert_eq!(parse_rate_limit("\"resolvers\";r=0;t=87"), Some(Duration::from_secs(60)), "capped");
+        assert_eq!(parse_rate_limit("\"api\";r=0;t=5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_rate_limit("\"api\";r=10;t=5"), None, "requests remain");
+        assert_eq!(parse_rate_limit("\"a\";r=5;t=1, \"b\";r=0;t=3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_rate_limit("nonsense"), None);
+    }
+
+    #[test]
+    fn rates_read_like_aria2_and_curl_write_them() {
+        assert_eq!(parse_rate("500K"), Ok(500 * 1024));
+        assert_eq!(parse_rate("1.5M"), Ok(1_572_864));
+        assert_eq!(parse_rate("2g"), Ok(2 << 30));
+        assert_eq!(parse_rate("4096"), Ok(4096));
+        assert!(parse_rate("10x").is_err() && parse_rate("0").is_err() && parse_rate("-1M").is_err());
     }
 }

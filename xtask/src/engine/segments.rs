@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
 
-use crate::engine::retry::backoff;
+use crate::engine::retry::{Limiter, backoff};
 use crate::error::{Class, Fault};
 use crate::net::client::{Method, Net, parse_content_range, read_fault};
 use crate::store::fs::write_atomically;
@@ -195,6 +195,8 @@ pub struct Transfer<'a> {
     /// Lets a worker beyond the first open its connection (the per-host ceiling).
     pub admit: &'a (dyn Fn() -> bool + Sync),
     pub release: &'a (dyn Fn() + Sync),
+    /// The shared `--limit-rate` cap, if any.
+    pub limiter: Option<&'a Limiter>,
 }
 
 /// What the transfer did: bytes that came over the network, and the file's digest.
@@ -517,6 +519,9 @@ fn pump(
             drop(state);
             moved += take as u64;
             let _ = tx.send(Note::Bytes(take as u64));
+            if let Some(limiter) = t.limiter {
+                limiter.take(take as u64);
+            }
         }
         let piece_done = {
             let state = board.lock();

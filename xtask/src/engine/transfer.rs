@@ -28,7 +28,7 @@ use crate::engine::check::{self, BackgroundHasher, SNIFF_LEN};
 use crate::engine::events::{Attempted, Event};
 use crate::engine::install;
 use crate::engine::manifest::Model;
-use crate::engine::retry::{backoff, parse_retry_after};
+use crate::engine::retry::{Limiter, backoff, parse_rate_limit, parse_retry_after};
 use crate::engine::segments;
 use crate::error::{Class, Decision, Fault, Origin, Tried};
 use crate::net::auth::Credentials;
@@ -65,6 +65,8 @@ pub struct Settings {
     pub connections: usize,
     /// Connections open to one host at most, over all files fetched at once.
     pub host_ceiling: usize,
+    /// `--limit-rate`: bytes per second over everything downloaded at once.
+    pub limit_rate: Option<u64>,
 }
 
 impl Default for Settings {
@@ -76,6 +78,7 @@ impl Default for Settings {
             proxy_from_env: true,
             connections: DEFAULT_CONNECTIONS,
             host_ceiling: DEFAULT_HOST_CEILING,
+            limit_rate: None,
         }
     }
 }
@@ -202,6 +205,8 @@ pub struct Downloader {
     settings: Settings,
     /// Extra connections open per host right now (beyond each file's first).
     slots: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// The shared cap of `--limit-rate`, when given.
+    limiter: Option<Limiter>,
 }
 
 /// Interstitial pages (Drive's virus-scan warning) followed at most, per attempt.
@@ -215,7 +220,8 @@ impl Downloader {
         let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
         let pool = jobs.saturating_mul(settings.connections.max(1)).min(settings.host_ceiling.max(jobs));
         let net = Net::new(settings.timeout, proxies, Credentials::from_environment(), pool);
-        Downloader { net, settings, slots: Default::default() }
+        let limiter = settings.limit_rate.map(Limiter::new);
+        Downloader { net, settings, slots: Default::default(), limiter }
     }
 
     /// Downloads `job` into `job.target`, trying each source in turn, reporting to `events`.
@@ -403,6 +409,7 @@ impl Downloader {
         let mut sink = Sink::new(job, file, hasher, have, events);
         sink.content_type = content_type;
         sink.declared = declared;
+        sink.limiter = self.limiter.as_ref();
         let pumped = sink.pump(&mut *body);
         stats.received = sink.written - have;
         if let Err(fault) = pumped {
@@ -469,6 +476,7 @@ impl Downloader {
             backoff: self.settings.backoff,
             admit: &admit,
             release: &release,
+            limiter: self.limiter.as_ref(),
         };
         let done = segments::run(&transfer, file, pieces, first, &mut |note| match note {
             segments::Note::Bytes(n) => events(Event::Bytes(n)),
@@ -597,8 +605,10 @@ impl Downloader {
             416 if from > 0 => return self.open(job, &url, 0, None, false),
             _ => {
                 let mut fault = status_fault(status);
-                fault.retry_after =
-                    header(&response, "retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+                // Retry-After first; else the IETF RateLimit header (Hugging Face sends it).
+                fault.retry_after = header(&response, "retry-after")
+                    .and_then(|v| parse_retry_after(&v, SystemTime::now()))
+                    .or_else(|| header(&response, "ratelimit").and_then(|v| parse_rate_limit(&v)));
                 return Err(fault);
             }
         };
@@ -713,6 +723,8 @@ struct Sink<'s, 'e, 'l> {
     /// Bytes the body says it holds (from `start`).
     declared: Option<u64>,
     events: &'e mut Listener<'l>,
+    /// The shared `--limit-rate` cap, if any.
+    limiter: Option<&'s Limiter>,
 }
 
 impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
@@ -734,6 +746,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
             content_type: None,
             declared: None,
             events,
+            limiter: None,
         }
     }
 
@@ -800,6 +813,9 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
         self.file.write_all(chunk).map_err(|e| self.write_fault(&e))?;
         self.written += chunk.len() as u64;
         (self.events)(Event::Bytes(chunk.len() as u64));
+        if let Some(limiter) = self.limiter {
+            limiter.take(chunk.len() as u64);
+        }
         Ok(chunk.len())
     }
 
