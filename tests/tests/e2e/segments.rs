@@ -175,3 +175,18 @@ fn a_rate_limit_header_is_waited_out_like_retry_after() {
     assert!(waited >= Duration::from_millis(900), "the backoff is 1 ms here; waited {waited:?}");
     assert!(run.stderr.contains("retrying in 1.0s"), "{}", run.stderr);
 }
+
+#[test]
+fn one_host_gets_sixteen_connections_at_most_over_all_jobs() {
+    // Four files at once, eight connections each, would be 32 to one host: the ceiling
+    // keeps the extra ones to 16 (each file's first connection is its own).
+    let sc = scenario();
+    for i in 0..4 {
+        sc.model(&format!("big{i}"), &format!("big{i}.bin"), payload(BIG, 811 + i));
+    }
+    sc.server.set_latency(Duration::from_millis(50));
+    fetch(&sc, &["--jobs", "4", "--connections", "8"]).expect(0);
+    let most = sc.server.most_concurrent();
+    assert!(most > 4, "the files were split: {most}");
+    assert!(most <= 16 + 4, "{most} requests at once to one host");
+}

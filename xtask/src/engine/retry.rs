@@ -104,7 +104,9 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         "M" => 1024.0 * 1024.0,
         "G" => 1024.0 * 1024.0 * 1024.0,
         _ => {
-            return Err(format!("{text:?} is not a rate: use bytes, or a number with K, M or G (per second)"));
+            return Err(format!(
+                "{text:?} is not a rate: use bytes, or a number with K, M or G (per second)"
+            ));
         }
     };
     let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a rate: use e.g. 500K or 10M"))?;
