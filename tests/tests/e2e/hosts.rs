@@ -279,7 +279,38 @@ fn the_ci_workflow_is_yaml_that_caches_on_the_manifest_and_fetches() {
     assert!(uses.iter().any(|u| u.starts_with("actions/cache/restore@")), "{uses:?}");
     assert!(uses.iter().any(|u| u.starts_with("actions/cache/save@")), "{uses:?}");
     let keys: Vec<&str> = steps.iter().filter_map(|s| s["with"]["key"].as_str()).collect();
-    assert!(keys.iter().all(|k| k.contains("hashFiles('models.toml')")) && keys.len() == 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.contains("hashFiles('models.toml')")) && keys.len() == 3, "{keys:?}");
     let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
     assert!(runs.iter().any(|r| r.starts_with("cargo xtask models fetch")), "{runs:?}");
+}
+
+#[test]
+fn the_ci_cache_cannot_freeze_half_filled() {
+    // The exact key is saved once per manifest: only a successful run may write it; a
+    // failed run's progress goes under a per-run key that the next run restores from.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/models-cache.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let steps = docs[0]["jobs"]["fetch-models"]["steps"].as_vec().expect("steps");
+    let saves: Vec<_> = steps
+        .iter()
+        .filter(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache/save@")))
+        .collect();
+    let exact = "models-${{ hashFiles('models.toml') }}";
+    for save in &saves {
+        let (key, condition) = (save["with"]["key"].as_str().unwrap(), save["if"].as_str().unwrap_or(""));
+        assert!(!condition.contains("always()"), "{key} is saved even when the fetch failed: {condition}");
+        if key == exact {
+            assert!(
+                condition.contains("success()"),
+                "the exact key only after a complete fetch: {condition}"
+            );
+        } else {
+            assert!(key.contains("github.run_id") && condition.contains("failure()"), "{key}: {condition}");
+        }
+    }
+    assert_eq!(saves.len(), 2, "one save for success, one for failure");
+    let restore = steps.iter().find(|s| s["id"].as_str() == Some("restore")).expect("the restore step");
+    let fallbacks = restore["with"]["restore-keys"].as_str().unwrap_or("");
+    assert!(fallbacks.lines().next().is_some_and(|l| l.trim() == format!("{exact}-partial-")), "{fallbacks}");
 }
