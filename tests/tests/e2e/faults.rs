@@ -236,3 +236,42 @@ fn a_refused_connection_is_a_connection_fault() {
     assert!(run.stderr.contains("(connection)"), "{}", run.stderr);
     assert!(run.stderr.contains("proxy"), "the hint mentions proxies: {}", run.stderr);
 }
+
+#[test]
+fn a_host_that_cannot_be_reached_is_not_tried_again_for_every_model() {
+    // A per-run breaker: an offline run must not wait on the same dead host for each model.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sb = sandbox();
+    let pins: Vec<Pin> = (0..6)
+        .map(|i| {
+            Pin::new(
+                &format!("m{i}"),
+                &format!("m{i}.bin"),
+                &payload(100, i),
+                &[format!("http://127.0.0.1:{port}/m{i}")],
+            )
+        })
+        .collect();
+    sb.write_manifest(&pins);
+    let log = sb.dir.join("attempts.log");
+    let run = sb.models(&[
+        "fetch",
+        "--jobs",
+        "1",
+        "--retries",
+        "2",
+        "--backoff-ms",
+        "1",
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    run.expect(1);
+    let attempts = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(attempts.lines().count(), 3, "only the first model tried it (1 + 2 retries):\n{attempts}");
+    assert_eq!(
+        run.stderr.matches("not tried again").count(),
+        5 * 2,
+        "each later model says why (the line and its block):\n{}",
+        run.stderr
+    );
+}

@@ -18,6 +18,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -207,6 +208,9 @@ pub struct Downloader {
     slots: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// The shared cap of `--limit-rate`, when given.
     limiter: Option<Limiter>,
+    /// Hosts that could not be resolved or reached in this run, with the fault: a
+    /// per-run breaker, so an offline run does not wait on them again for every model.
+    unreachable: std::sync::Mutex<std::collections::HashMap<String, Fault>>,
 }
 
 /// Interstitial pages (Drive's virus-scan warning) followed at most, per attempt.
@@ -221,7 +225,7 @@ impl Downloader {
         let pool = jobs.saturating_mul(settings.connections.max(1)).min(settings.host_ceiling.max(jobs));
         let net = Net::new(settings.timeout, proxies, Credentials::from_environment(), pool);
         let limiter = settings.limit_rate.map(Limiter::new);
-        Downloader { net, settings, slots: Default::default(), limiter }
+        Downloader { net, settings, slots: Default::default(), limiter, unreachable: Default::default() }
     }
 
     /// Downloads `job` into `job.target`, trying each source in turn, reporting to `events`.
@@ -268,8 +272,12 @@ impl Downloader {
         events: &mut Listener<'_>,
         received: &mut u64,
     ) -> Result<(u32, Installed), (Fault, Decision)> {
+        let host = origin.url().and_then(crate::net::url::host);
+        if let Some(fault) = host.as_ref().and_then(|h| self.unreachable_fault(h)) {
+            return Err((fault, Decision::NextUrl));
+        }
         let cap = (self.settings.retries.saturating_add(1)).saturating_mul(ATTEMPT_CAP_FACTOR);
-        let (mut attempt, mut failures) = (0, 0u32);
+        let (mut attempt, mut failures, mut from_here) = (0, 0u32, 0u64);
         // Split over several connections until pieces once hash wrong: then the file is
         // fetched again on one stream, so a server that garbles ranges still serves it.
         let mut split = true;
@@ -286,6 +294,7 @@ impl Downloader {
                     Ok(Installed { sha256, size, fingerprint })
                 });
             *received += stats.received;
+            from_here += stats.received;
             if stats.received >= REAL_PROGRESS {
                 failures = 0;
             }
@@ -323,6 +332,14 @@ impl Downloader {
             attempted.decision = Some(decision);
             events(Event::Attempted(&attempted));
             if decision != Decision::Retry {
+                let unreached =
+                    matches!(fault.class, Class::HostNotFound | Class::Connection) && from_here == 0;
+                if let (true, Some(host)) = (unreached && fault.status.is_none(), &host) {
+                    self.unreachable
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(host.clone(), fault.clone());
+                }
                 return Err((fault, decision));
             }
             let wait = fault.retry_after.unwrap_or_else(|| backoff(self.settings.backoff, failures));
@@ -423,6 +440,15 @@ impl Downloader {
 
     /// Opens `url` from byte `from` on. The answer says where its body really starts:
     /// at `from`, or at 0 when the server ignored or refused the range.
+    /// The fault a host already gave in this run, if it could not be resolved or reached,
+    /// as it stands for the next model: not tried again.
+    fn unreachable_fault(&self, host: &str) -> Option<Fault> {
+        let known = self.unreachable.lock().unwrap_or_else(PoisonError::into_inner);
+        let fault = known.get(host)?;
+        let detail = format!("{} (earlier in this run; not tried again)", fault.detail);
+        Some(Fault { detail, ..fault.clone() })
+    }
+
     /// The pinned size, when `job` from `url` may be split over several connections: a
     /// large pinned file from an http(s) server, with more than one connection allowed.
     fn segmentable(&self, job: &Job<'_>, url: &str) -> Option<u64> {
