@@ -441,7 +441,18 @@ where
 }
 
 pub fn main() -> ExitCode {
+    limit_malloc_arenas();
     run(std::env::args_os())
+}
+
+/// glibc gives every thread that allocates an arena of its own; sixteen download
+/// threads then hold memory no one uses again. Two arenas serve them as well.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
