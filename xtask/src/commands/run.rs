@@ -27,6 +27,9 @@ pub fn run(cx: &Context, selection: &Selection, options: fetch::Options, command
         cx.reporter.error(&format!("error: not starting `{program}`: the models above are missing"));
         return Ok(EXIT_MODEL_FAILED);
     }
+    // Catch the signals before the command exists: one sent right after it starts must
+    // reach it, not end this process (handlers are reset in the child at exec).
+    catch_signals();
     let child = Command::new(program).args(args).env(CHECKPOINTS_ENV, cx.checkpoints.as_str()).spawn();
     let mut child = match child {
         Ok(child) => child,
@@ -40,20 +43,32 @@ pub fn run(cx: &Context, selection: &Selection, options: fetch::Options, command
     Ok(exit_byte(status))
 }
 
-/// Waits for the child, passing on SIGTERM, SIGINT and SIGHUP sent to this process, as a
-/// supervisor does: stopping the wrapper stops the command, and nothing is orphaned.
+/// A signal caught while the command runs, to be passed on (0: none).
 #[cfg(unix)]
-fn supervise(child: &mut std::process::Child) -> io::Result<std::process::ExitStatus> {
-    use std::sync::atomic::{AtomicI32, Ordering};
-    static PENDING: AtomicI32 = AtomicI32::new(0);
+static PENDING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// From now on SIGTERM, SIGINT and SIGHUP are noted for the command instead of ending
+/// this process.
+#[cfg(unix)]
+fn catch_signals() {
     extern "C" fn note(signal: libc::c_int) {
-        PENDING.store(signal, Ordering::SeqCst);
+        PENDING.store(signal, std::sync::atomic::Ordering::SeqCst);
     }
     let handler = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: `note` only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(signal, handler) };
     }
+}
+
+#[cfg(not(unix))]
+fn catch_signals() {}
+
+/// Waits for the child, passing on SIGTERM, SIGINT and SIGHUP sent to this process, as a
+/// supervisor does: stopping the wrapper stops the command, and nothing is orphaned.
+#[cfg(unix)]
+fn supervise(child: &mut std::process::Child) -> io::Result<std::process::ExitStatus> {
+    use std::sync::atomic::Ordering;
     let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
     loop {
         if let Some(status) = child.try_wait()? {
