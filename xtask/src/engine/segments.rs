@@ -170,7 +170,8 @@ pub fn load_sidecar(partial: &Utf8Path, url_key: &str, size: u64) -> Option<(Str
     tiles.then(|| (validator.to_owned(), pieces))
 }
 
-fn write_sidecar(partial: &Utf8Path, url_key: &str, size: u64, validator: &str, pieces: &[Piece]) {
+/// Records the pieces for a resume after a kill (atomically: old or new, never a mix).
+pub fn write_sidecar(partial: &Utf8Path, url_key: &str, size: u64, validator: &str, pieces: &[Piece]) {
     let mut text = format!("xtask-ranges-1 {url_key} {size} {validator}\n");
     for p in pieces {
         text.push_str(&format!("{} {} {}\n", p.start, p.next, p.end));

@@ -405,8 +405,11 @@ impl Downloader {
         {
             // Ranges work and the file is large: split it over several connections.
             write_validator(&job.partial, url, Some(validator));
-            file.set_len(size).map_err(local)?;
             let pieces = segments::split(size, self.settings.connections);
+            // The sidecar exists before the file has holes: a kill at any moment leaves
+            // a partial that a rerun reads piece by piece, never as one long prefix.
+            segments::write_sidecar(&job.partial, &url_key(url), size, validator, &pieces);
+            file.set_len(size).map_err(local)?;
             let start = Pieces { validator: validator.clone(), pieces, first: Some(source.body) };
             return self.segmented(job, origin, &file, start, events, stats);
         }
