@@ -366,6 +366,19 @@ pub fn git(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("git runs")
 }
 
+/// Bytes a split download's sidecar (`*.part-ranges`) records as done: after its header
+/// line, one `start next end` line per piece.
+pub fn pieces_done(sidecar: &str) -> u64 {
+    sidecar
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let n: Vec<u64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+            Some(n.get(1)?.saturating_sub(*n.first()?))
+        })
+        .sum()
+}
+
 /// Polls `done` every few milliseconds until it holds; panics after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();

@@ -26,7 +26,7 @@ use clap::Parser;
 use sha2::{Digest, Sha256};
 use tests::daemons::{Nginx, NginxConfig};
 use tests::tls::Pki;
-use tests::{Payload, Reply, Server};
+use tests::{Payload, Reply, Server, pieces_done};
 use xshell::{Shell, cmd};
 
 const MIB: u64 = 1 << 20;
@@ -984,18 +984,6 @@ impl Workdir {
     fn remove_file(&self, name: &str) {
         let _ = std::fs::remove_file(self.served(name));
     }
-}
-
-/// Bytes a split download's sidecar records as done (each line: start next end).
-fn pieces_done(sidecar: &str) -> u64 {
-    sidecar
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let n: Vec<u64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
-            Some(n.get(1)?.saturating_sub(*n.first()?))
-        })
-        .sum()
 }
 
 /// `1.5 GiB`, `64.0 MiB`.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tests::{Reply, payload, sha256_hex, wait_until};
+use tests::{Reply, payload, pieces_done, sha256_hex, wait_until};
 
 use crate::{FAST, scenario};
 
@@ -105,22 +105,13 @@ fn a_killed_split_fetch_resumes_only_the_missing_pieces() {
     sc.serve("/big", vec![slow]);
     sc.pin("big", "big.bin", &data, &["/big"]);
     let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(&data)[..12]));
-    let done = |text: &str| -> u64 {
-        text.lines()
-            .skip(1)
-            .filter_map(|l| {
-                let n: Vec<u64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
-                Some(n.get(1)? - n.first()?)
-            })
-            .sum()
-    };
     let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
     wait_until(Duration::from_secs(60), "8 MiB recorded in the sidecar", || {
-        std::fs::read_to_string(&sidecar).is_ok_and(|t| done(&t) >= 8 << 20)
+        std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= 8 << 20)
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    let recorded = done(&std::fs::read_to_string(&sidecar).unwrap());
+    let recorded = pieces_done(&std::fs::read_to_string(&sidecar).unwrap());
     // Every byte the sidecar vouches for is the file's: pieces land in their places.
     let partial = std::fs::read(sc.file(&format!("big.bin.{}.part", &sha256_hex(&data)[..12]))).unwrap();
     for line in std::fs::read_to_string(&sidecar).unwrap().lines().skip(1) {

@@ -75,7 +75,7 @@ fn state_of(cx: &Context, model: &Model, stamps: &Stamps, cache: Option<&Cache>)
         Glance::WrongSize { actual } => State::WrongSize { actual },
         Glance::Stamped => State::OkStamped,
         Glance::StampedOther => State::WrongHash,
-        Glance::Unproven(_) => State::Unverified,
+        Glance::Unproven => State::Unverified,
     }
 }
 

@@ -6,7 +6,6 @@
 //! file is only ever installed after [`crate::engine::transfer`] has compared its streamed hash
 //! with the pin, so nothing here is on the download's hot path except the sniff.
 
-use std::fs::Metadata;
 use std::io;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -80,7 +79,7 @@ pub enum Glance {
     /// A stamp for this very file says its sha256 is not the pin's.
     StampedOther,
     /// The right size, no stamp for it: only hashing can tell.
-    Unproven(Metadata),
+    Unproven,
 }
 
 /// Looks at `dest` without reading it.
@@ -102,7 +101,7 @@ pub fn glance(model: &Model, dest: &Utf8Path, stamps: Option<&Stamps>) -> Glance
             Glance::Stamped
         }
         Some(stamp) if stamp.fingerprint == Fingerprint::of(&meta) => Glance::StampedOther,
-        _ => Glance::Unproven(meta),
+        _ => Glance::Unproven,
     }
 }
 
@@ -123,20 +122,15 @@ pub fn inspect(
             Err(err) => (LocalState::Unreadable { error: err.to_string() }, None),
         };
     }
-    let meta = match glance(model, dest, stamps) {
+    match glance(model, dest, stamps) {
         Glance::Missing => return (LocalState::Missing, None),
         Glance::NotAFile => return (LocalState::NotAFile, None),
         Glance::Unreadable { error } => return (LocalState::Unreadable { error }, None),
         Glance::WrongSize { actual } => return (LocalState::WrongSize { actual }, None),
         Glance::Stamped => return (LocalState::Stamped, None),
         // A stamp that says "wrong" is not trusted either: the file is hashed again.
-        Glance::StampedOther => match std::fs::metadata(dest) {
-            Ok(meta) => meta,
-            Err(err) => return (LocalState::Unreadable { error: err.to_string() }, None),
-        },
-        Glance::Unproven(meta) => meta,
-    };
-    let _ = meta;
+        Glance::StampedOther | Glance::Unproven => {}
+    }
     match hash_open(dest) {
         Ok((actual, stamp)) if actual == model.sha256 => (LocalState::Ok, stamp),
         Ok((actual, _)) => (LocalState::WrongHash { actual }, None),
