@@ -181,3 +181,81 @@ fn one_host_gets_sixteen_connections_at_most_over_all_jobs() {
     assert!(most > 4, "the files were split: {most}");
     assert!(most <= 16 + 4, "{most} requests at once to one host");
 }
+
+#[test]
+fn pieces_come_from_every_url_of_a_model_at_once() {
+    let sc = scenario();
+    let data = payload(BIG, 810);
+    sc.serve("/one", vec![Reply::Body(data.clone())]);
+    sc.serve("/two", vec![Reply::Body(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/one", "/two"]);
+    let log = sc.file("attempts.log");
+    let run = fetch(&sc, &["--log-file", log.to_str().unwrap()]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    let gets = sc.server.gets();
+    let from = |path: &str| gets.iter().filter(|r| r.path == path).count();
+    assert!(from("/one") >= 2 && from("/two") >= 2, "both sources served pieces: {gets:?}");
+    assert!(!run.stderr.contains("differ"), "{}", run.stderr);
+    let log = std::fs::read_to_string(&log).unwrap();
+    let ranges = log.lines().filter(|l| l.contains(" range=") && l.contains("status=206")).count();
+    assert!(ranges >= 4, "each range request has its line in the log:\n{log}");
+    assert!(log.contains("/two range="), "the second source's ranges are logged under it:\n{log}");
+}
+
+#[test]
+fn a_source_that_sends_wrong_bytes_is_named_and_the_file_still_arrives() {
+    let sc = scenario();
+    let data = payload(BIG, 811);
+    sc.serve("/good", vec![Reply::Body(data.clone())]);
+    sc.serve("/bad", vec![Reply::GarbledRanges(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/good", "/bad"]);
+    let log = sc.file("attempts.log");
+    let run = fetch(&sc, &["--log-file", log.to_str().unwrap()]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    let named = run.stderr.lines().find(|l| l.contains("sent bytes that differ")).unwrap_or_else(|| {
+        panic!("the bad source is named: {}", run.stderr);
+    });
+    assert!(named.contains("/bad") && !named.contains("/good sent"), "{named}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("/bad class=wrong-bytes"));
+    let gets = sc.server.gets();
+    let good: u64 =
+        gets.iter().filter(|r| r.path == "/good").map(|r| r.range.as_deref().map_or(0, range_len)).sum();
+    assert!(
+        good < 2 * BIG as u64,
+        "only the bad source's pieces were fetched again, not the whole file twice: {good}"
+    );
+}
+
+#[test]
+fn when_the_first_source_sends_wrong_bytes_the_error_names_it_and_the_other_serves_the_file() {
+    let sc = scenario();
+    let data = payload(BIG, 812);
+    let mut wrong = data.to_vec();
+    // A wrong byte in every MiB: whichever pieces this source serves, they are wrong.
+    for at in (0..BIG).step_by(1 << 20) {
+        wrong[at + 10] ^= 0xff;
+    }
+    sc.serve("/bad", vec![Reply::Body(std::sync::Arc::new(wrong))]);
+    sc.serve("/good", vec![Reply::Body(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/bad", "/good"]);
+    let run = fetch(&sc, &[]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert!(
+        run.stderr.lines().any(|l| l.contains("/bad sends bytes that differ")),
+        "the bad source is named: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("/good sent"), "the good one is not blamed: {}", run.stderr);
+}
+
+/// The length of a closed range `bytes=a-b`; an open one counts as nothing here.
+fn range_len(range: &str) -> u64 {
+    let Some((a, b)) = range.trim_start_matches("bytes=").split_once('-') else { return 0 };
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => b - a + 1,
+        _ => 0,
+    }
+}

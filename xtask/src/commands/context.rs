@@ -172,6 +172,23 @@ impl Context {
             Event::GaveUp { origin, fault } => {
                 self.reporter.note(&format!("{name}: gave up on {}: {fault}", describe(origin)))
             }
+            Event::Range { origin, ranged } => {
+                if let Some(log) = &self.log {
+                    log.record_range(name, origin, ranged);
+                }
+            }
+            Event::Differed { origin, at, first } => {
+                let message = format!(
+                    "{name}: {} sent bytes that differ from the pinned file (first at byte {at}); \
+                     they were fetched again from {}. Check that source, or drop it from the manifest",
+                    describe(origin),
+                    describe(first)
+                );
+                if let Some(log) = &self.log {
+                    log.record_differed(name, origin, at);
+                }
+                self.reporter.warn(&message);
+            }
             Event::Finished => {}
         }
     }

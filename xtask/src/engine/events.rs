@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub use crate::engine::segments::Ranged;
 use crate::error::{Decision, Fault, Origin};
 
 /// One thing that happened to one model's download.
@@ -20,6 +21,11 @@ pub enum Event<'a> {
     Retrying { origin: &'a Origin, fault: &'a Fault, wait: Duration },
     /// The origin failed for good; the next one, if any, is tried.
     GaveUp { origin: &'a Origin, fault: &'a Fault },
+    /// One request for a range of a file split over several connections ended.
+    Range { origin: &'a Origin, ranged: &'a Ranged },
+    /// `origin` sent bytes that differ from those `first` sent for the same range,
+    /// first at byte `at`, and the file then hashed right: `origin` is the bad source.
+    Differed { origin: &'a Origin, at: u64, first: &'a Origin },
     /// The file is in place.
     Finished,
 }

@@ -16,6 +16,14 @@
 //! answered with 200 to a range, only lowers the connection count: its piece is left for
 //! the others. Any other fault ends the transfer with the contiguous prefix kept, so the
 //! next attempt resumes as a single stream does.
+//!
+//! Pieces may come from several sources at once (the model's other URLs and mirrors, as
+//! aria2 does with a Metalink): each connection is given one, and one that does not serve
+//! the pinned file (a 404, a 200 to a range, another length) moves to the first source.
+//! Which source wrote which bytes is recorded as spans. When the digest of a blended file
+//! is wrong, the caller fetches the other sources' spans again from the first one with
+//! each piece marked for audit: the bytes already there are compared with what comes,
+//! which names the source that sent wrong bytes without a second full download.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -28,7 +36,8 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::retry::{Limiter, backoff};
 use crate::error::{Class, Fault};
-use crate::net::client::{Method, Net, parse_content_range, read_fault};
+use crate::net::client::{Method, Net, parse_content_range, read_fault, status_fault};
+use crate::net::url::host;
 use crate::store::fs::write_atomically;
 use crate::store::hash::{HASH_BUFFER, hex};
 
@@ -47,11 +56,23 @@ pub struct Piece {
     pub next: u64,
     pub end: u64,
     owner: Option<usize>,
+    /// The source whose bytes are on disk here, to be compared with what comes (an audit).
+    audit: Option<usize>,
 }
 
 impl Piece {
     fn new(start: u64, end: u64) -> Piece {
-        Piece { start, next: start, end, owner: None }
+        Piece { start, next: start, end, owner: None, audit: None }
+    }
+
+    /// `[start, end)` done already.
+    pub fn done(start: u64, end: u64) -> Piece {
+        Piece { next: end, ..Piece::new(start, end) }
+    }
+
+    /// `[start, end)` to fetch again, comparing it with the bytes `source` left there.
+    pub fn audit(start: u64, end: u64, source: usize) -> Piece {
+        Piece { audit: Some(source), ..Piece::new(start, end) }
     }
 
     fn left(&self) -> u64 {
@@ -96,9 +117,42 @@ fn claim(pieces: &mut Vec<Piece>, worker: usize) -> Option<usize> {
     }
     let mid = victim.next + victim.left() / 2;
     let end = victim.end;
+    let audit = victim.audit;
     pieces[i].end = mid;
-    pieces.push(Piece { start: mid, next: mid, end, owner: Some(worker) });
+    pieces.push(Piece { start: mid, next: mid, end, owner: Some(worker), audit });
     Some(pieces.len() - 1)
+}
+
+/// Bytes `[start, end)` of the file, written from source `source` (an index into
+/// [`Transfer::urls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+    pub source: usize,
+}
+
+/// The pieces that fetch every span not from source 0 again from it, with an audit; the
+/// rest (source 0's spans, and bytes of unknown source, from a resumed sidecar) is done.
+pub fn audit_pieces(spans: &[Span], size: u64) -> Vec<Piece> {
+    let mut others: Vec<&Span> = spans.iter().filter(|s| s.source != 0 && s.end > s.start).collect();
+    others.sort_by_key(|s| s.start);
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for span in others {
+        if span.start > at {
+            pieces.push(Piece::done(at, span.start));
+        }
+        let start = span.start.max(at);
+        if span.end > start {
+            pieces.push(Piece::audit(start, span.end, span.source));
+            at = span.end;
+        }
+    }
+    if at < size {
+        pieces.push(Piece::done(at, size));
+    }
+    pieces
 }
 
 /// What the workers, the hashing thread and the caller share.
@@ -114,6 +168,14 @@ struct State {
     /// The last reason a worker gave up its connection (when all do, it is the fault).
     last_refusal: Option<Fault>,
     workers: usize,
+    /// Which source wrote which bytes.
+    spans: Vec<Span>,
+    /// Per source: its validator (source 0's is known; the others' are learnt from their
+    /// first answer), and whether it turned out not to serve this file.
+    validators: Vec<Option<String>>,
+    dead: Vec<bool>,
+    /// Sources whose bytes differed from the audit's, with the first such byte.
+    differed: Vec<(usize, u64)>,
 }
 
 impl Board {
@@ -159,7 +221,7 @@ pub fn load_sidecar(partial: &Utf8Path, url_key: &str, size: u64) -> Option<(Str
         if !(start <= next && next <= end && end <= size) {
             return None;
         }
-        pieces.push(Piece { start, next, end, owner: None });
+        pieces.push(Piece { next, ..Piece::new(start, end) });
     }
     // The pieces must tile the file exactly, or they describe some other download.
     let mut sorted = pieces.clone();
@@ -183,8 +245,10 @@ pub fn write_sidecar(partial: &Utf8Path, url_key: &str, size: u64, validator: &s
 /// What a segmented transfer needs from its caller.
 pub struct Transfer<'a> {
     pub net: &'a Net,
-    pub url: &'a str,
-    /// The URL's key in the sidecar (a hash: a signed URL's token stays off disk).
+    /// Where pieces come from. The first is the URL the file was probed at, whose
+    /// validator is known; the others serve the same pinned bytes, maybe.
+    pub urls: &'a [&'a str],
+    /// The first URL's key in the sidecar (a hash: a signed URL's token stays off disk).
     pub url_key: &'a str,
     pub partial: &'a Utf8Path,
     pub size: u64,
@@ -193,17 +257,20 @@ pub struct Transfer<'a> {
     pub connections: usize,
     pub retries: u32,
     pub backoff: Duration,
-    /// Lets a worker beyond the first open its connection (the per-host ceiling).
-    pub admit: &'a (dyn Fn() -> bool + Sync),
-    pub release: &'a (dyn Fn() + Sync),
+    /// Lets a worker beyond the first open a connection to a host (the per-host ceiling).
+    pub admit: &'a (dyn Fn(&str) -> bool + Sync),
+    pub release: &'a (dyn Fn(&str) + Sync),
     /// The shared `--limit-rate` cap, if any.
     pub limiter: Option<&'a Limiter>,
 }
 
-/// What the transfer did: bytes that came over the network, and the file's digest.
+/// What the transfer did: bytes that came over the network, the file's digest, which
+/// source wrote which bytes, and the sources an audit found wrong (with the first byte).
 pub struct Done {
     pub received: u64,
     pub sha256: String,
+    pub spans: Vec<Span>,
+    pub differed: Vec<(usize, u64)>,
 }
 
 /// Messages from the workers to the caller's thread, which owns the event listener.
@@ -211,9 +278,23 @@ pub enum Note {
     Bytes(u64),
     /// A piece's request failed; the worker retries, or leaves the piece to others.
     Retrying {
+        source: usize,
         fault: Fault,
         wait: Duration,
     },
+    /// One request for a range ended, well or not (for the attempt log).
+    Range(Ranged),
+}
+
+/// One request for `[start, end)` of the file from a source, as the log records it.
+#[derive(Debug)]
+pub struct Ranged {
+    pub source: usize,
+    pub start: u64,
+    pub end: u64,
+    /// Bytes written from this request.
+    pub bytes: u64,
+    pub fault: Option<Fault>,
 }
 
 /// Fetches the pieces of `file` (the pre-sized temp file) that are not done yet, the
@@ -234,28 +315,45 @@ pub fn run(
             piece.owner = Some(0);
         }
     }
+    let sources = t.urls.len().max(1);
+    let mut validators = vec![None; sources];
+    validators[0] = Some(t.validator.to_owned());
     let board = Board {
-        state: Mutex::new(State { pieces, fault: None, last_refusal: None, workers: 0 }),
+        state: Mutex::new(State {
+            pieces,
+            fault: None,
+            last_refusal: None,
+            workers: 0,
+            spans: Vec::new(),
+            validators,
+            dead: vec![false; sources],
+            differed: Vec::new(),
+        }),
         changed: Condvar::new(),
     };
+    let hosts: Vec<String> = t.urls.iter().map(|u| host(u).unwrap_or_default()).collect();
     let (tx, rx) = mpsc::channel::<Note>();
     let mut received = 0u64;
     let digest = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| follow_frontier(&board, file, t.size));
         let mut first = first;
         for worker in 0..t.connections.max(1) {
-            // The first connection is already open (the probe) or always allowed.
-            if worker > 0 && !(t.admit)() {
-                break;
+            // Connections take turns over the sources; the first is the probe's, always
+            // allowed, and every other one needs room under its host's ceiling.
+            let source = worker % sources;
+            if worker > 0 && !(t.admit)(&hosts[source]) {
+                continue;
             }
             board.lock().workers += 1;
             let tx = tx.clone();
             let body = first.take();
-            let board = &board;
+            let (board, hosts) = (&board, &hosts);
             scope.spawn(move || {
-                work(t, file, board, worker, body, &tx);
-                if worker > 0 {
-                    (t.release)();
+                let held = Connection { t, file, board, worker, source, hosts, tx: &tx }.work(body);
+                if worker > 0
+                    && let Some(source) = held
+                {
+                    (t.release)(&hosts[source]);
                 }
                 let mut state = board.lock();
                 state.workers -= 1;
@@ -304,7 +402,7 @@ pub fn run(
         let _ = std::fs::remove_file(sidecar_path(t.partial));
         return Err(fault);
     }
-    Ok(Done { received, sha256: digest? })
+    Ok(Done { received, sha256: digest?, spans: state.spans, differed: state.differed })
 }
 
 impl Board {
@@ -349,69 +447,245 @@ fn follow_frontier(board: &Board, file: &File, size: u64) -> Result<String, Faul
     Ok(hex(&hasher.finalize()))
 }
 
-/// One connection: fetches pieces until none is left to claim.
-fn work(
-    t: &Transfer<'_>,
-    file: &File,
-    board: &Board,
+/// One connection's thread: the transfer it serves and the source it fetches from.
+struct Connection<'c, 't> {
+    t: &'c Transfer<'t>,
+    file: &'c File,
+    board: &'c Board,
     worker: usize,
-    mut body: Option<Box<dyn Read + Send>>,
-    tx: &mpsc::Sender<Note>,
-) {
-    let mut failures = 0u32;
-    loop {
-        let claimed = {
-            let mut state = board.lock();
-            if state.fault.is_some() {
-                return;
-            }
-            match body {
-                // The open body fills the piece from byte 0, set aside for this worker.
-                Some(_) => state.pieces.iter().position(|p| p.start == 0 && p.owner == Some(worker)),
-                None => claim(&mut state.pieces, worker),
-            }
-        };
-        let Some(i) = claimed else { return };
+    source: usize,
+    hosts: &'c [String],
+    tx: &'c mpsc::Sender<Note>,
+}
+
+impl Connection<'_, '_> {
+    /// Fetches pieces until none is left to claim. Returns the source whose host slot it
+    /// still holds (none when it gave its slot back and found no other).
+    fn work(mut self, mut body: Option<Box<dyn Read + Send>>) -> Option<usize> {
+        let (t, board) = (self.t, self.board);
+        let mut failures = 0u32;
         loop {
-            let (next, end) = {
-                let state = board.lock();
+            let claimed = {
+                let mut state = board.lock();
                 if state.fault.is_some() {
-                    return;
+                    return Some(self.source);
                 }
-                (state.pieces[i].next, state.pieces[i].end)
-            };
-            if next >= end {
-                break;
-            }
-            let reader = match body.take() {
-                Some(reader) => Ok(reader),
-                None => open_piece(t, next, end),
-            };
-            let outcome = reader.and_then(|mut reader| pump(t, file, board, i, &mut *reader, tx));
-            match outcome {
-                Ok(moved) if moved >= MIN_SPLIT => failures = 0,
-                Ok(_) => {}
-                Err(Step::Refused(fault)) => {
-                    // This connection is not welcome: leave the piece to the others.
-                    let mut state = board.lock();
-                    state.pieces[i].owner = None;
-                    state.last_refusal = Some(fault);
-                    board.changed.notify_all();
-                    return;
+                match body {
+                    // The open body fills the piece from byte 0, set aside for this worker.
+                    Some(_) => state.pieces.iter().position(|p| p.start == 0 && p.owner == Some(self.worker)),
+                    None => claim(&mut state.pieces, self.worker),
                 }
-                Err(Step::Fatal(fault)) => return board.fail(fault),
-                Err(Step::Transient(fault)) => {
-                    failures += 1;
-                    if failures > t.retries {
-                        return board.fail(fault);
+            };
+            let Some(i) = claimed else { return Some(self.source) };
+            loop {
+                let (next, end) = {
+                    let state = board.lock();
+                    if state.fault.is_some() {
+                        return Some(self.source);
                     }
-                    let wait = fault.retry_after.unwrap_or_else(|| backoff(t.backoff, failures));
-                    let _ = tx.send(Note::Retrying { fault, wait });
-                    std::thread::sleep(wait);
+                    (state.pieces[i].next, state.pieces[i].end)
+                };
+                if next >= end {
+                    break;
                 }
+                let reader = match body.take() {
+                    Some(reader) => Ok(reader),
+                    None => self.open_piece(next, end),
+                };
+                let outcome = match reader.and_then(|mut reader| self.pump(i, &mut *reader)) {
+                    // Another source gets no second chance: the first one takes over.
+                    Err(Step::Transient(fault)) if self.source != 0 => Err(Step::Refused(fault)),
+                    outcome => outcome,
+                };
+                let written = board.lock().pieces[i].next - next;
+                if written > 0 {
+                    let span = Span { start: next, end: next + written, source: self.source };
+                    board.lock().spans.push(span);
+                }
+                let fault = match &outcome {
+                    Ok(_) => None,
+                    Err(Step::Transient(f) | Step::Refused(f) | Step::Fatal(f)) => Some(f.clone()),
+                };
+                let ranged = Ranged { source: self.source, start: next, end, bytes: written, fault };
+                let _ = self.tx.send(Note::Range(ranged));
+                match outcome {
+                    Ok(moved) if moved >= MIN_SPLIT => failures = 0,
+                    Ok(_) => {}
+                    Err(Step::Refused(fault)) => {
+                        // This connection is not welcome here: leave the piece to the
+                        // others, and go on from the first source if this was another.
+                        let mut state = board.lock();
+                        state.pieces[i].owner = None;
+                        if self.source != 0 {
+                            state.dead[self.source] = true;
+                        }
+                        state.last_refusal = Some(fault);
+                        board.changed.notify_all();
+                        drop(state);
+                        if self.source == 0 || !self.move_to_first_source() {
+                            return (self.source == 0).then_some(0);
+                        }
+                        failures = 0;
+                        break;
+                    }
+                    Err(Step::Fatal(fault)) => {
+                        board.fail(fault);
+                        return Some(self.source);
+                    }
+                    Err(Step::Transient(fault)) => {
+                        failures += 1;
+                        if failures > t.retries {
+                            board.fail(fault);
+                            return Some(self.source);
+                        }
+                        let wait = fault.retry_after.unwrap_or_else(|| backoff(t.backoff, failures));
+                        let _ = self.tx.send(Note::Retrying { source: self.source, fault, wait });
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            board.lock().pieces[i].owner = None;
+        }
+    }
+
+    /// Gives this connection's slot at its source's host back and takes one at the first
+    /// source's host (the probe's, which serves the file). False when there is no room.
+    fn move_to_first_source(&mut self) -> bool {
+        (self.t.release)(&self.hosts[self.source]);
+        if self.worker > 0 && !(self.t.admit)(&self.hosts[0]) {
+            return false;
+        }
+        self.source = 0;
+        true
+    }
+
+    /// Asks this connection's source for `[next, end)`.
+    fn open_piece(&self, next: u64, end: u64) -> Result<Box<dyn Read + Send>, Step> {
+        let (t, source) = (self.t, self.source);
+        let validator = self.board.lock().validators[source].clone();
+        let mut headers = vec![("Range", format!("bytes={next}-{}", end - 1))];
+        if let Some(validator) = &validator {
+            headers.push(("If-Range", validator.clone()));
+        }
+        let url = t.urls[source];
+        let answer = t.net.request(Method::Get, url, &headers, &[], &|_| Ok(())).map_err(classify)?;
+        let response = answer.response;
+        let status = response.status().as_u16();
+        let validator_now = response
+            .headers()
+            .get("etag")
+            .or_else(|| response.headers().get("last-modified"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status == 200 {
+            // Either no range support here, or the file changed: the validator decides.
+            let fault = Fault::new(Class::StalePartial, "the server sent the whole file to a range request")
+                .with_status(200);
+            return Err(if source != 0 || validator_now == validator {
+                Step::Refused(fault)
+            } else {
+                Step::Fatal(Fault {
+                    detail: "the file changed on the server while its pieces were fetched; starting over"
+                        .into(),
+                    ..fault
+                })
+            });
+        }
+        if status != 206 {
+            let fault = status_fault(status);
+            // Another source without this file only loses its connections.
+            return Err(if source == 0 { classify(fault) } else { Step::Refused(fault) });
+        }
+        let range = response
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_content_range);
+        if range.map(|(first, _)| first) != Some(next) {
+            return Err(Step::Refused(Fault::new(
+                Class::HttpStatus,
+                "the server answered a different range",
+            )));
+        }
+        if range.and_then(|(_, total)| total).is_some_and(|total| total != t.size) {
+            return Err(Step::Refused(Fault::new(
+                Class::SizeMismatch,
+                format!("{} serves a file of another size", crate::text::redact_url(url)),
+            )));
+        }
+        if validator.is_none() {
+            self.board.lock().validators[source] = validator_now;
+        }
+        Ok(Box::new(response.into_body().into_reader()))
+    }
+
+    /// Copies the body into the piece's place until the piece's (possibly shrinking) end.
+    /// A piece under audit is compared with the bytes already there before they are
+    /// overwritten; the first difference names the source that wrote them.
+    fn pump(&self, i: usize, reader: &mut dyn Read) -> Result<u64, Step> {
+        let (t, board, file) = (self.t, self.board, self.file);
+        // Small per connection: sixteen of them must stay within the memory goal.
+        let mut buf = vec![0u8; 64 << 10];
+        let mut before = Vec::new();
+        let mut moved = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => {
+                    let state = board.lock();
+                    let piece = state.pieces[i];
+                    return if piece.next >= piece.end {
+                        Ok(moved)
+                    } else {
+                        Err(Step::Transient(Fault::new(
+                            Class::Truncated,
+                            format!("a piece ended at byte {} of {}", piece.next, piece.end),
+                        )))
+                    };
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let piece = board.lock().pieces[i];
+                    return Err(Step::Transient(read_fault(&e, piece.next - piece.start)));
+                }
+            };
+            let (at, take, audit) = {
+                let state = board.lock();
+                let piece = state.pieces[i];
+                (piece.next, (n as u64).min(piece.end.saturating_sub(piece.next)) as usize, piece.audit)
+            };
+            if take > 0 {
+                if let Some(suspect) = audit {
+                    before.resize(take, 0);
+                    read_exact_at(file, &mut before, at)
+                        .map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
+                    if let Some(k) = before.iter().zip(&buf[..take]).position(|(a, b)| a != b) {
+                        let mut state = board.lock();
+                        if !state.differed.iter().any(|(s, _)| *s == suspect) {
+                            state.differed.push((suspect, at + k as u64));
+                        }
+                    }
+                }
+                write_all_at(file, &buf[..take], at).map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
+                let mut state = board.lock();
+                state.pieces[i].next = at + take as u64;
+                board.changed.notify_all();
+                drop(state);
+                moved += take as u64;
+                let _ = self.tx.send(Note::Bytes(take as u64));
+                if let Some(limiter) = t.limiter {
+                    limiter.take(take as u64);
+                }
+            }
+            let piece_done = {
+                let state = board.lock();
+                state.pieces[i].next >= state.pieces[i].end
+            };
+            if take < n || piece_done {
+                // The piece is done (or was split and its first half is): drop the rest.
+                return Ok(moved);
             }
         }
-        board.lock().pieces[i].owner = None;
     }
 }
 
@@ -425,113 +699,12 @@ enum Step {
     Fatal(Fault),
 }
 
-/// Asks for `[next, end)` with the file's validator.
-fn open_piece(t: &Transfer<'_>, next: u64, end: u64) -> Result<Box<dyn Read + Send>, Step> {
-    let headers = [("Range", format!("bytes={next}-{}", end - 1)), ("If-Range", t.validator.to_owned())];
-    let answer = t.net.request(Method::Get, t.url, &headers, &[], &|_| Ok(())).map_err(classify)?;
-    let response = answer.response;
-    let status = response.status().as_u16();
-    if status == 200 {
-        // Either no range support here, or the file changed: the validator decides.
-        let same = response
-            .headers()
-            .get("etag")
-            .or_else(|| response.headers().get("last-modified"))
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == t.validator);
-        let fault = Fault::new(Class::StalePartial, "the server sent the whole file to a range request")
-            .with_status(200);
-        return Err(if same {
-            Step::Refused(fault)
-        } else {
-            Step::Fatal(Fault {
-                detail: "the file changed on the server while its pieces were fetched; starting over".into(),
-                ..fault
-            })
-        });
-    }
-    if status != 206 {
-        return Err(classify(crate::net::client::status_fault(status)));
-    }
-    let start = response
-        .headers()
-        .get("content-range")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_content_range)
-        .map(|(first, _)| first);
-    if start != Some(next) {
-        return Err(Step::Refused(Fault::new(Class::HttpStatus, "the server answered a different range")));
-    }
-    Ok(Box::new(response.into_body().into_reader()))
-}
-
 /// Which faults end only this connection, retry it, or end everything.
 fn classify(fault: Fault) -> Step {
     match fault.status {
         Some(429 | 503 | 403) => Step::Refused(fault),
         _ if fault.class.is_transient() => Step::Transient(fault),
         _ => Step::Fatal(fault),
-    }
-}
-
-/// Copies the body into the piece's place until the piece's (possibly shrinking) end.
-fn pump(
-    t: &Transfer<'_>,
-    file: &File,
-    board: &Board,
-    i: usize,
-    reader: &mut dyn Read,
-    tx: &mpsc::Sender<Note>,
-) -> Result<u64, Step> {
-    // Small per connection: sixteen of them must stay within the memory goal.
-    let mut buf = vec![0u8; 64 << 10];
-    let mut moved = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => {
-                let state = board.lock();
-                let piece = state.pieces[i];
-                return if piece.next >= piece.end {
-                    Ok(moved)
-                } else {
-                    Err(Step::Transient(Fault::new(
-                        Class::Truncated,
-                        format!("a piece ended at byte {} of {}", piece.next, piece.end),
-                    )))
-                };
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let piece = board.lock().pieces[i];
-                return Err(Step::Transient(read_fault(&e, piece.next - piece.start)));
-            }
-        };
-        let (at, take) = {
-            let state = board.lock();
-            let piece = state.pieces[i];
-            (piece.next, (n as u64).min(piece.end.saturating_sub(piece.next)) as usize)
-        };
-        if take > 0 {
-            write_all_at(file, &buf[..take], at).map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
-            let mut state = board.lock();
-            state.pieces[i].next = at + take as u64;
-            board.changed.notify_all();
-            drop(state);
-            moved += take as u64;
-            let _ = tx.send(Note::Bytes(take as u64));
-            if let Some(limiter) = t.limiter {
-                limiter.take(take as u64);
-            }
-        }
-        let piece_done = {
-            let state = board.lock();
-            state.pieces[i].next >= state.pieces[i].end
-        };
-        if take < n || piece_done {
-            // The piece is done (or was split and its first half is): drop the rest.
-            return Ok(moved);
-        }
     }
 }
 
@@ -607,6 +780,24 @@ mod tests {
         let mut pieces = split(64 << 20, 4);
         pieces[0].owner = Some(0);
         assert_eq!(claim(&mut pieces, 3), Some(1), "another worker never takes the first piece");
+    }
+
+    #[test]
+    fn an_audit_fetches_again_only_the_other_sources_spans() {
+        let spans = [
+            Span { start: 0, end: 10, source: 0 },
+            Span { start: 30, end: 40, source: 1 },
+            Span { start: 10, end: 30, source: 2 },
+            Span { start: 40, end: 90, source: 0 },
+        ];
+        let pieces = audit_pieces(&spans, 100);
+        let shape: Vec<_> = pieces.iter().map(|p| (p.start, p.next, p.end, p.audit)).collect();
+        assert_eq!(
+            shape,
+            [(0, 10, 10, None), (10, 10, 30, Some(2)), (30, 30, 40, Some(1)), (40, 100, 100, None)],
+            "bytes of unknown source (90..100, from a sidecar) count as the first source's"
+        );
+        assert_eq!(frontier(&pieces), 10);
     }
 
     #[test]

@@ -175,10 +175,12 @@ impl Failed {
 
 /// Where a segmented transfer starts: the validator all pieces must share, the pieces
 /// (fresh, or from a killed run's sidecar), and the first piece's open body, if any.
-struct Pieces {
+struct Pieces<'x> {
     validator: String,
     pieces: Vec<segments::Piece>,
     first: Option<Box<dyn Read + Send>>,
+    /// Other sources of the same bytes that pieces may come from.
+    extras: &'x [&'x Origin],
 }
 
 /// A file put in place by one source.
@@ -196,6 +198,8 @@ struct AttemptStats {
     status: Option<u16>,
     /// The attempt split the file over several connections.
     segmented: bool,
+    /// Its pieces came from more than one source.
+    blended: bool,
 }
 
 /// The listener a download reports to.
@@ -233,8 +237,10 @@ impl Downloader {
         let started = Instant::now();
         let mut tried = Vec::new();
         let mut received = 0;
+        // Pieces may come from several sources until a blend of them once hashes wrong.
+        let mut blend = true;
         for origin in &job.sources {
-            match self.fetch_from(job, origin, events, &mut received) {
+            match self.fetch_from(job, origin, events, &mut received, &mut blend) {
                 Ok((attempts, installed)) => {
                     let _ = std::fs::remove_file(install::validator_path(&job.partial));
                     let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
@@ -271,6 +277,7 @@ impl Downloader {
         origin: &Origin,
         events: &mut Listener<'_>,
         received: &mut u64,
+        blend: &mut bool,
     ) -> Result<(u32, Installed), (Fault, Decision)> {
         let host = origin.url().and_then(crate::net::url::host);
         if let Some(fault) = host.as_ref().and_then(|h| self.unreachable_fault(h)) {
@@ -285,14 +292,16 @@ impl Downloader {
             attempt += 1;
             let started = Instant::now();
             let mut stats = AttemptStats::default();
-            let result =
-                self.attempt(job, origin, events, &mut stats, split).and_then(|(file, sha256, size)| {
+            let extras = if *blend && split { self.other_sources(job, origin) } else { Vec::new() };
+            let result = self.attempt(job, origin, events, &mut stats, split, &extras).and_then(
+                |(file, sha256, size)| {
                     install::install(&file, &job.partial, &job.target)
                         .map_err(|e| Fault::local(&job.target, &e))?;
                     // The open file is the installed one: its metadata cannot be another file's.
                     let fingerprint = file.metadata().ok().map(|m| Fingerprint::of(&m));
                     Ok(Installed { sha256, size, fingerprint })
-                });
+                },
+            );
             *received += stats.received;
             from_here += stats.received;
             if stats.received >= REAL_PROGRESS {
@@ -318,6 +327,7 @@ impl Downloader {
             failures += 1;
             let garbled_pieces = stats.segmented && fault.class == Class::HashMismatch && split;
             split &= !garbled_pieces;
+            *blend &= !(garbled_pieces && stats.blended);
             let decision = if fault.class.is_local() {
                 Decision::GiveUp
             } else if garbled_pieces
@@ -356,6 +366,7 @@ impl Downloader {
         events: &mut Listener<'_>,
         stats: &mut AttemptStats,
         split: bool,
+        extras: &[&Origin],
     ) -> Result<(File, String, u64), Fault> {
         let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
         let local = |e: io::Error| Fault::local(&job.partial, &e);
@@ -376,7 +387,7 @@ impl Downloader {
             // an unreadable record) worthless, since it has holes.
             match segmentable.and_then(|size| segments::load_sidecar(&job.partial, &url_key(url), size)) {
                 Some((validator, pieces)) => {
-                    let start = Pieces { validator, pieces, first: None };
+                    let start = Pieces { validator, pieces, first: None, extras };
                     return self.segmented(job, origin, &file, start, events, stats);
                 }
                 None => {
@@ -410,7 +421,7 @@ impl Downloader {
             // a partial that a rerun reads piece by piece, never as one long prefix.
             segments::write_sidecar(&job.partial, &url_key(url), size, validator, &pieces);
             file.set_len(size).map_err(local)?;
-            let start = Pieces { validator: validator.clone(), pieces, first: Some(source.body) };
+            let start = Pieces { validator: validator.clone(), pieces, first: Some(source.body), extras };
             return self.segmented(job, origin, &file, start, events, stats);
         }
         if source.start != have {
@@ -452,6 +463,24 @@ impl Downloader {
         Some(Fault { detail, ..fault.clone() })
     }
 
+    /// The other sources of `job` that pieces may come from while `origin` is fetched:
+    /// the other mirrors of a mirror, the other URLs of a URL (a mirror is there to spare
+    /// the models' own hosts), each over http(s) on a host reached so far in this run.
+    fn other_sources<'j>(&self, job: &'j Job<'_>, origin: &Origin) -> Vec<&'j Origin> {
+        let remote = |o: &Origin| {
+            o.url()
+                .and_then(crate::net::url::scheme)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+        };
+        let reached = |o: &Origin| {
+            o.url().and_then(crate::net::url::host).is_none_or(|h| self.unreachable_fault(&h).is_none())
+        };
+        job.sources
+            .iter()
+            .filter(|o| *o != origin && o.kind() == origin.kind() && remote(o) && reached(o))
+            .collect()
+    }
+
     /// The pinned size, when `job` from `url` may be split over several connections: a
     /// large pinned file from an http(s) server, with more than one connection allowed.
     fn segmentable(&self, job: &Job<'_>, url: &str) -> Option<u64> {
@@ -467,24 +496,25 @@ impl Downloader {
         job: &Job<'_>,
         origin: &Origin,
         file: &File,
-        start: Pieces,
+        start: Pieces<'_>,
         events: &mut Listener<'_>,
         stats: &mut AttemptStats,
     ) -> Result<(File, String, u64), Fault> {
-        let Pieces { validator, pieces, first } = start;
+        let Pieces { validator, pieces, first, extras } = start;
         let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
         let (size, sha256) = job.expect.pinned().ok_or_else(|| Fault::new(Class::LocalIo, "unpinned"))?;
-        let host = crate::net::url::host(url).unwrap_or_default();
-        let admit = || {
+        let origins: Vec<&Origin> = std::iter::once(origin).chain(extras.iter().copied()).collect();
+        let urls: Vec<&str> = origins.iter().filter_map(|o| o.url()).collect();
+        let admit = |host: &str| {
             let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let open = slots.entry(host.clone()).or_default();
+            let open = slots.entry(host.to_owned()).or_default();
             let room = *open < self.settings.host_ceiling;
             *open += usize::from(room);
             room
         };
-        let release = || {
+        let release = |host: &str| {
             let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(open) = slots.get_mut(&host) {
+            if let Some(open) = slots.get_mut(host) {
                 *open = open.saturating_sub(1);
             }
         };
@@ -493,9 +523,9 @@ impl Downloader {
         stats.segmented = true;
         events(Event::Started { origin, position: pieces.iter().map(|p| p.next - p.start).sum() });
         let key = url_key(url);
-        let transfer = segments::Transfer {
+        let mut transfer = segments::Transfer {
             net: &self.net,
-            url,
+            urls: &urls,
             url_key: &key,
             partial: &job.partial,
             size,
@@ -507,23 +537,48 @@ impl Downloader {
             release: &release,
             limiter: self.limiter.as_ref(),
         };
-        let done = segments::run(&transfer, file, pieces, first, &mut |note| match note {
+        let mut notes = |note| match note {
             segments::Note::Bytes(n) => events(Event::Bytes(n)),
-            segments::Note::Retrying { fault, wait } => {
-                events(Event::Retrying { origin, fault: &fault, wait })
+            segments::Note::Retrying { source, fault, wait } => {
+                events(Event::Retrying { origin: origins[source], fault: &fault, wait })
             }
-        });
-        let done = match done {
-            Ok(done) => done,
-            Err(fault) => {
-                stats.received = 0;
-                return Err(fault);
+            segments::Note::Range(ranged) => {
+                events(Event::Range { origin: origins[ranged.source], ranged: &ranged })
             }
         };
+        stats.received = 0;
+        let done = segments::run(&transfer, file, pieces, first, &mut notes)?;
         stats.received = done.received;
         let handle = file.try_clone().map_err(|e| Fault::local(&job.partial, &e))?;
         if done.sha256 == sha256 {
             return Ok((handle, done.sha256, size));
+        }
+        stats.blended = done.spans.iter().any(|span| span.source != 0);
+        if stats.blended {
+            // Fetch the other sources' bytes again from the first, comparing as they come:
+            // whichever sent different bytes is named, and the file may yet be right.
+            transfer.urls = &urls[..1];
+            let pieces = segments::audit_pieces(&done.spans, size);
+            let audited = segments::run(&transfer, file, pieces, None, &mut notes)?;
+            stats.received += audited.received;
+            if audited.sha256 == sha256 {
+                for (source, at) in &audited.differed {
+                    events(Event::Differed { origin: origins[*source], at: *at, first: origin });
+                }
+                return Ok((handle, audited.sha256, size));
+            }
+            if !audited.differed.is_empty() {
+                // With the first source's bytes in place of the others' the file is still
+                // wrong, and they differ: the first source is the one sending wrong bytes.
+                install::discard_partial(&job.partial);
+                let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
+                let detail = format!(
+                    "sha256 is {}, the pin is {sha256}; {} sends bytes that differ from the other sources'",
+                    audited.sha256,
+                    crate::text::redact_url(url)
+                );
+                return Err(Fault::new(Class::HashMismatch, detail));
+            }
         }
         install::discard_partial(&job.partial);
         let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use camino::Utf8Path;
 
-use crate::engine::events::Attempted;
+use crate::engine::events::{Attempted, Ranged};
 use crate::error::Origin;
 use crate::text::redact_url;
 
@@ -42,6 +42,35 @@ impl AttemptLog {
             a.fault.map_or("ok", |f| f.class.as_str()),
             a.decision.map_or("done", |d| d.as_str()),
         );
+        self.append(line);
+    }
+
+    /// Appends one line for a request for one range of a split file.
+    pub fn record_range(&self, model: &str, origin: &Origin, r: &Ranged) {
+        // A range that arrived came in a 206; a failed one has the status it failed with.
+        let status = r.fault.as_ref().map_or(Some(206), |f| f.status);
+        let status = status.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        self.append(format!(
+            "{} model={model} url={} range={}-{} status={status} bytes={} class={}\n",
+            utc_timestamp(SystemTime::now()),
+            origin_text(origin),
+            r.start,
+            r.end,
+            r.bytes,
+            r.fault.as_ref().map_or("ok", |f| f.class.as_str()),
+        ));
+    }
+
+    /// Appends one line naming a source that sent bytes other than the pinned file's.
+    pub fn record_differed(&self, model: &str, origin: &Origin, at: u64) {
+        self.append(format!(
+            "{} model={model} url={} class=wrong-bytes first_wrong_byte={at}\n",
+            utc_timestamp(SystemTime::now()),
+            origin_text(origin),
+        ));
+    }
+
+    fn append(&self, line: String) {
         // One write per line keeps lines whole even when several processes append.
         if let Ok(mut file) = self.file.lock() {
             let _ = file.write_all(line.as_bytes());
