@@ -296,3 +296,112 @@ pub fn tinyproxy(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &s
     let credentials = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
     Some(ForwardProxy { daemon, credentials })
 }
+
+/// SeaweedFS's S3 gateway (`weed mini`) on loopback ports, with one identity that may do
+/// everything and anonymous read of `models/public/`, and the bucket `models`. Stopped by
+/// PID with SIGKILL: its folder is thrown away (SIGTERM takes ~14 s).
+pub struct Seaweed {
+    pub daemon: Daemon,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Seaweed {
+    pub const BUCKET: &str = "models";
+
+    /// Starts `weed mini` in `dir`; `None` (after the skip line) when it is not installed.
+    pub fn start(dir: &Path, test: &str) -> Option<Seaweed> {
+        let program = find_weed().or_else(|| require("weed", test))?;
+        std::fs::create_dir_all(dir.join("data")).expect("create the SeaweedFS folder");
+        let (access_key, secret_key) = ("AKIDLOOPBACKTEST".to_owned(), "loopback-secret-Key/42".to_owned());
+        let config = format!(
+            r#"{{"identities":[{{"name":"ci","credentials":[{{"accessKey":"{access_key}","secretKey":"{secret_key}"}}],"actions":["Admin","Read","List","Tagging","Write"]}},{{"name":"anonymous","actions":["Read:{}/public/*"]}}]}}"#,
+            Seaweed::BUCKET
+        );
+        std::fs::write(dir.join("s3.json"), config).expect("write s3.json");
+        // Each service also listens on its port + 10000 (gRPC): take ports whose pair is free.
+        let [s3, master, volume, filer] = [0; 4].map(|_| paired_port());
+        let mut command = Command::new(program);
+        command.arg("mini").args([
+            format!("-dir={}", dir.join("data").display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-master.telemetry=false".into(),
+            "-webdav=false".into(),
+            "-admin.ui=false".into(),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            format!("-s3.port={s3}"),
+            format!("-master.port={master}"),
+            format!("-volume.port={volume}"),
+            format!("-filer.port={filer}"),
+            format!("-s3.config={}", dir.join("s3.json").display()),
+            format!("-bucket={}", Seaweed::BUCKET),
+        ]);
+        let daemon = Daemon::spawn(command, s3, dir, "weed");
+        let weed = Seaweed { daemon, access_key, secret_key };
+        weed.wait_ready();
+        Some(weed)
+    }
+
+    /// Waits until the bucket answers: an anonymous read of a missing public object says
+    /// NoSuchKey (not NoSuchBucket, not a refused connection).
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let answer = raw_get(self.daemon.port, &format!("/{}/public/.ready", Seaweed::BUCKET));
+            if answer.contains("NoSuchKey") {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "SeaweedFS did not get ready: {answer}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.daemon.port)
+    }
+
+    /// The environment that points the tool at this store with the working credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+}
+
+/// `weed` on PATH, or where `.ci/run` installs it (a virtualenv under the target folder).
+pub fn find_weed() -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let venv = target.join("seaweedfs-venv/bin/weed");
+    find_program("weed").or_else(|| venv.is_file().then_some(venv))
+}
+
+/// A free port whose neighbour 10000 above is free too.
+fn paired_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A plain GET on loopback, the whole answer as text (empty when nothing answered).
+fn raw_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}

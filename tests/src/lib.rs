@@ -44,6 +44,19 @@ const HOST_VARS: &[&str] = &[
     "https_proxy",
     "all_proxy",
     "no_proxy",
+    // The S3 settings, as the AWS CLI reads them: a test sets the ones it needs.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CA_BUNDLE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
 ];
 
 /// Deterministic bytes that look like nothing in particular (no HTML, no LFS pointer):
@@ -180,9 +193,12 @@ impl Sandbox {
         std::fs::create_dir_all(&dir).expect("create sandbox");
         let cache = dir.join("cache");
         // Its own cache, and no netrc: a developer's `default` entry must not reach a test.
+        // No AWS files either: ~/.aws of whoever runs the tests must not reach a test.
         let env = vec![
             ("XTASK_MODELS_CACHE_DIR".to_owned(), cache.display().to_string()),
             ("NETRC".to_owned(), dir.join("no-netrc").display().to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE".to_owned(), dir.join("no-aws-credentials").display().to_string()),
+            ("AWS_CONFIG_FILE".to_owned(), dir.join("no-aws-config").display().to_string()),
         ];
         Sandbox {
             manifest: dir.join("models.toml"),

@@ -80,6 +80,20 @@ pub enum Class {
     Encoded,
     /// The pin contradicts a file whose sha256 matches it: its size is wrong.
     BadPin,
+    /// S3 `SignatureDoesNotMatch`: the secret key is not the access key's.
+    S3BadSecret,
+    /// S3 `InvalidAccessKeyId`: the store does not know the access key.
+    S3UnknownKey,
+    /// S3 `AccessDenied`: known credentials, not allowed this request.
+    S3Denied,
+    /// S3 `NoSuchBucket`.
+    S3NoSuchBucket,
+    /// S3 `ExpiredToken`: the session token ran out.
+    S3ExpiredToken,
+    /// S3 `RequestTimeTooSkewed`: this machine's clock is too far from the store's.
+    ClockSkew,
+    /// The AWS settings cannot be used (a missing profile, half the key pair, a bad endpoint).
+    S3Config,
 }
 
 /// What to do after a fault.
@@ -131,6 +145,13 @@ impl Class {
             Class::ProxyRefused => "proxy-refused",
             Class::Encoded => "content-encoding",
             Class::BadPin => "bad-pin",
+            Class::S3BadSecret => "s3-bad-secret",
+            Class::S3UnknownKey => "s3-unknown-key",
+            Class::S3Denied => "s3-access-denied",
+            Class::S3NoSuchBucket => "s3-no-such-bucket",
+            Class::S3ExpiredToken => "s3-expired-token",
+            Class::ClockSkew => "clock-skew",
+            Class::S3Config => "s3-config",
         }
     }
 
@@ -217,6 +238,27 @@ impl Class {
             }
             Class::BadPin => {
                 "the pin in models.toml contradicts itself: a file with its sha256 exists but has another size; fix `size` in models.toml"
+            }
+            Class::S3BadSecret => {
+                "the store does not accept the secret key for this access key: check AWS_SECRET_ACCESS_KEY (or aws_secret_access_key in the AWS_PROFILE profile)"
+            }
+            Class::S3UnknownKey => {
+                "the store does not know this access key: check AWS_ACCESS_KEY_ID or AWS_PROFILE, and that the key was made for this endpoint (AWS_ENDPOINT_URL)"
+            }
+            Class::S3Denied => {
+                "the credentials may not do this: reading needs s3:GetObject on the prefix; publishing needs s3:PutObject, the multipart actions and s3:ListBucket (see the README's CI recipe)"
+            }
+            Class::S3NoSuchBucket => {
+                "the bucket does not exist at this endpoint: check the name in s3://BUCKET/…, AWS_REGION and AWS_ENDPOINT_URL"
+            }
+            Class::S3ExpiredToken => {
+                "the session token has expired: get fresh credentials (`aws sso login`, or a new AWS_SESSION_TOKEN) and run again"
+            }
+            Class::ClockSkew => {
+                "signed requests are valid only within 15 minutes of the store's time: set this machine's clock (enable NTP)"
+            }
+            Class::S3Config => {
+                "fix the AWS settings: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY together, AWS_PROFILE naming a profile in ~/.aws/credentials or ~/.aws/config, AWS_ENDPOINT_URL an http(s) URL"
             }
         }
     }

@@ -13,6 +13,7 @@ mod interop;
 mod manifest;
 mod pins;
 mod resume;
+mod s3;
 mod segments;
 mod share;
 mod verify;

@@ -118,6 +118,8 @@ Examples:
   cargo xtask models mirror /srv/models-mirror           # export the default set
   cargo xtask models mirror /mnt/ci-cache --all
   cargo xtask models fetch --mirror /mnt/ci-cache        # later jobs read it first
+  cargo xtask models mirror s3://models/team --all       # publish to a bucket (AWS_* settings)
+  cargo xtask models fetch --mirror s3://models/team     # runners read it first
 
 Exit codes: 0 all exported, 1 some model was not present and verified, 2 usage error.";
 
@@ -200,11 +202,18 @@ enum ModelsCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Export verified models into DIR/sha256/<hex>, the layout `--mirror` reads.
+    /// Export verified models into DIR/sha256/<hex> (a folder or s3://BUCKET/PREFIX), the
+    /// layout `--mirror` reads.
     #[command(after_help = MIRROR_EXAMPLES)]
     Mirror {
-        /// The mirror directory to fill.
+        /// The mirror to fill: a directory, or s3://BUCKET/PREFIX in an S3-compatible store.
         dir: Utf8PathBuf,
+        /// Upload to the bucket even what is there already with the right size.
+        #[arg(long)]
+        force: bool,
+        /// Cap the total upload rate to a bucket: 500K, 10M (bytes per second; K = 1024).
+        #[arg(long, value_name = "RATE", value_parser = crate::engine::retry::parse_rate)]
+        limit_rate: Option<u64>,
         #[command(flatten)]
         select: SelectArgs,
         #[command(flatten)]
@@ -499,11 +508,26 @@ fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
             let cache = if cache { cache_at(cache_dir, &cx.reporter) } else { None };
             Ok(clean::run(&cx, &clean::Options { dry_run, all, unknown, cache })?.exit_code())
         }
-        ModelsCommand::Mirror { dir, select, jobs, cache_dir, common } => {
+        ModelsCommand::Mirror { dir, force, limit_rate, select, jobs, cache_dir, common } => {
             let cx = open(&common, false)?;
             let cache = cache_at(cache_dir, &cx.reporter);
+            let jobs = jobs.jobs.into();
+            if dir.as_str().contains("://") {
+                plan::check_mirror(dir.as_str())?;
+                if !crate::net::s3::is_s3(dir.as_str()) {
+                    return Err(Error::Usage(format!(
+                        "{dir} cannot be written to: export to a directory or to s3://BUCKET/PREFIX"
+                    )));
+                }
+                let target = mirror::Target::Bucket { url: dir.as_str(), force, limit_rate };
+                return Ok(mirror::run(&cx, &select.into(), &target, cache.as_ref(), jobs)?.exit_code());
+            }
+            if force || limit_rate.is_some() {
+                return Err(Error::Usage("--force and --limit-rate are for s3:// mirrors only".into()));
+            }
             let dir = absolute(&dir)?;
-            Ok(mirror::run(&cx, &select.into(), &dir, cache.as_ref(), jobs.jobs.into())?.exit_code())
+            Ok(mirror::run(&cx, &select.into(), &mirror::Target::Folder(&dir), cache.as_ref(), jobs)?
+                .exit_code())
         }
         ModelsCommand::Add {
             url,

@@ -12,6 +12,7 @@
 //! folder's lock exclusively, so it never deletes a file a running fetch is writing.
 //! `--cache` also prunes the shared cache of entries this manifest does not pin.
 
+use crate::engine::publish::UPLOADS_DIR;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
@@ -100,7 +101,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
     for (rel, size) in &found {
         let size = *size;
-        if rel.starts_with(LOCK_DIR) || rel == STATE_FILE {
+        if rel.starts_with(LOCK_DIR) || rel.starts_with(UPLOADS_DIR) || rel == STATE_FILE {
             continue;
         }
         let reason = if is_partial_name(rel.as_str()) {

@@ -1,28 +1,49 @@
-//! `models mirror DIR`: export verified files into a content-addressed mirror.
+//! `models mirror DIR|s3://BUCKET/PREFIX`: export verified files into a content-addressed
+//! mirror.
 //!
 //! The layout is `DIR/sha256/<hex>`, the same one `--mirror` reads, so a CI job can warm
-//! a shared directory (or a web server's root) that every later job fetches from, with
-//! no dependence on the original hosts. Files are hard-linked where possible.
+//! a shared directory (or a web server's root, or a bucket) that every later job fetches
+//! from, with no dependence on the original hosts. Files are hard-linked where possible;
+//! to a bucket they are uploaded (see `engine::publish`).
 
 use camino::Utf8Path;
 
 use crate::commands::{Context, Report};
 use crate::engine::check::LocalState;
+use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Trust};
-use crate::error::Result;
+use crate::engine::publish::{Published, Publisher, Start, UPLOADS_DIR};
+use crate::error::{Error, Result};
 use crate::store::cache::{Cache, Entry};
 use crate::store::fs::{Placed, link_or_copy};
+
+/// Where the files go: a folder, or a bucket and prefix (with how to upload).
+pub enum Target<'a> {
+    Folder(&'a Utf8Path),
+    Bucket { url: &'a str, force: bool, limit_rate: Option<u64> },
+}
 
 pub fn run(
     cx: &Context,
     selection: &Selection,
-    dir: &Utf8Path,
+    target: &Target<'_>,
     cache: Option<&Cache>,
     jobs: usize,
 ) -> Result<Report> {
     let models = plan::select(&cx.manifest, selection)?;
     let _folder = cx.share_checkpoints()?;
     let steps = plan::survey(&models, &cx.checkpoints, Trust::Stamps, jobs);
+    let records = cx.checkpoints.join(UPLOADS_DIR);
+    let publisher = match target {
+        Target::Bucket { force, limit_rate, .. } => Some(Publisher::new(&records, jobs, *force, *limit_rate)),
+        Target::Folder(_) => None,
+    };
+    if let (Some(publisher), Target::Bucket { url, .. }) = (&publisher, target) {
+        let store = publisher
+            .describe_store()
+            .map_err(|fault| Error::Usage(format!("{fault}\n  hint: {}", fault.class.hint())))?;
+        cx.say(&format!("publishing to {url} at {store}"));
+    }
     let mut failed = 0;
     for step in &steps {
         let model = step.model;
@@ -42,6 +63,15 @@ pub fn run(
             ));
             continue;
         };
+        let dir = match (target, &publisher) {
+            (Target::Folder(dir), _) => *dir,
+            (Target::Bucket { url, .. }, Some(publisher)) => {
+                failed += usize::from(!upload(cx, publisher, &source, url, model));
+                continue;
+            }
+            // A bucket target always has its publisher, made above.
+            (Target::Bucket { .. }, None) => continue,
+        };
         let target = dir.join("sha256").join(&model.sha256);
         match link_or_copy(&source, &target) {
             Ok((placed, _)) => {
@@ -54,6 +84,40 @@ pub fn run(
             }
         }
     }
-    cx.say(&format!("exported {} of {} to {dir}", steps.len() - failed, steps.len()));
+    let place = match target {
+        Target::Folder(dir) => dir.to_string(),
+        Target::Bucket { url, .. } => (*url).to_owned(),
+    };
+    cx.say(&format!("exported {} of {} to {place}", steps.len() - failed, steps.len()));
     Ok(Report { ok: steps.len() - failed, failed })
+}
+
+/// Publishes one model's verified file to the bucket; says how, or why not.
+fn upload(cx: &Context, publisher: &Publisher<'_>, source: &Utf8Path, prefix: &str, model: &Model) -> bool {
+    let url = format!("{}/sha256/{}", prefix.trim_end_matches('/'), model.sha256);
+    match publisher.publish(source, &url, model.size) {
+        Ok(published) => {
+            let how = match published {
+                Published::Present => "already there with the right size; skipped".to_owned(),
+                Published::Whole => "uploaded".to_owned(),
+                Published::Parts { parts, start: Start::Fresh } => format!("uploaded in {parts} parts"),
+                Published::Parts { parts, start: Start::Continued { had } } => {
+                    format!("uploaded in {parts} parts, continuing an unfinished upload that had {had}")
+                }
+                Published::Parts { parts, start: Start::Restarted } => format!(
+                    "uploaded in {parts} parts, restarted: the store no longer knew the unfinished upload"
+                ),
+            };
+            cx.say(&format!("{}: {url} {how}", model.name));
+            true
+        }
+        Err(fault) => {
+            cx.reporter.error(&format!(
+                "error: cannot publish {} to {url}: {fault}\n  hint: {}",
+                model.name,
+                fault.class.hint()
+            ));
+            false
+        }
+    }
 }

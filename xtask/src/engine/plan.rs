@@ -124,8 +124,14 @@ pub fn check_mirror(mirror: &str) -> Result<(), Error> {
     if ["http", "https", "file"].contains(&scheme.to_ascii_lowercase().as_str()) {
         return Ok(());
     }
+    if crate::net::s3::is_s3(mirror) {
+        return match crate::net::s3::object(mirror) {
+            Some(_) => Ok(()),
+            None => Err(Error::Usage(format!("mirror {mirror:?} names no bucket; write s3://BUCKET/PREFIX"))),
+        };
+    }
     Err(Error::Usage(format!(
-        "mirror {:?} uses an unsupported scheme; use an http(s):// or file:// URL or a directory path",
+        "mirror {:?} uses an unsupported scheme; use an http(s)://, s3:// or file:// URL or a directory path",
         crate::text::redact_url(mirror)
     )))
 }

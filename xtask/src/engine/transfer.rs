@@ -465,13 +465,9 @@ impl Downloader {
 
     /// The other sources of `job` that pieces may come from while `origin` is fetched:
     /// the other mirrors of a mirror, the other URLs of a URL (a mirror is there to spare
-    /// the models' own hosts), each over http(s) on a host reached so far in this run.
+    /// the models' own hosts), each over http(s) or S3 on a host reached so far in this run.
     fn other_sources<'j>(&self, job: &'j Job<'_>, origin: &Origin) -> Vec<&'j Origin> {
-        let remote = |o: &Origin| {
-            o.url()
-                .and_then(crate::net::url::scheme)
-                .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
-        };
+        let remote = |o: &Origin| o.url().is_some_and(crate::net::url::is_remote);
         let reached = |o: &Origin| {
             o.url().and_then(crate::net::url::host).is_none_or(|h| self.unreachable_fault(&h).is_none())
         };
@@ -482,11 +478,10 @@ impl Downloader {
     }
 
     /// The pinned size, when `job` from `url` may be split over several connections: a
-    /// large pinned file from an http(s) server, with more than one connection allowed.
+    /// large pinned file from an http(s) server or S3, with more than one connection allowed.
     fn segmentable(&self, job: &Job<'_>, url: &str) -> Option<u64> {
         let (size, _) = job.expect.pinned()?;
-        let remote = crate::net::url::scheme(url)
-            .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+        let remote = crate::net::url::is_remote(url);
         (remote && size >= segments::SEGMENT_THRESHOLD && self.settings.connections > 1).then_some(size)
     }
 

@@ -26,6 +26,7 @@ use crate::net::auth::Credentials;
 use crate::net::cookie::Cookie;
 use crate::net::forward::{self, Outgoing, Proxy};
 use crate::net::proxy::ProxyEnv;
+use crate::net::s3::{Op, Store, error_fault, is_s3};
 use crate::net::url::{resolve, scheme};
 use crate::text::redact_url;
 
@@ -106,6 +107,14 @@ impl Method {
     }
 }
 
+/// What a request sends: nothing, a small text (an XML document), or `len` bytes read
+/// from a reader (a file or a part of one).
+pub enum Payload<'a> {
+    Empty,
+    Text(&'a str),
+    Reader { reader: &'a mut dyn Read, len: u64 },
+}
+
 /// Whether a request may go from `from` (a page or a redirecting answer) on to `next`:
 /// only http(s), and never from https down to plain http, where the file could be
 /// altered on the way. Every follow-up obeys it: redirects, forms, confirm links.
@@ -140,12 +149,77 @@ pub struct Net {
     roots: OnceLock<Result<RootCerts, Fault>>,
     /// Keyed by proxy and by whether the agent must verify TLS (http needs no CA bundle).
     agents: Mutex<HashMap<(Option<String>, bool), Agent>>,
+    /// The S3 store of `s3://` URLs, read from the environment on first use.
+    store: OnceLock<Result<Store, Fault>>,
 }
 
 impl Net {
     pub fn new(timeout: Duration, proxies: ProxyEnv, credentials: Credentials, pool: usize) -> Net {
         let agents = Mutex::new(HashMap::new());
-        Net { timeout, proxies, credentials, pool: pool.max(1), roots: OnceLock::new(), agents }
+        let (roots, store) = (OnceLock::new(), OnceLock::new());
+        Net { timeout, proxies, credentials, pool: pool.max(1), roots, agents, store }
+    }
+
+    /// The S3 store `s3://` URLs are in, as the environment describes it.
+    pub fn store(&self) -> Result<&Store, Fault> {
+        self.store.get_or_init(Store::from_env).as_ref().map_err(Clone::clone)
+    }
+
+    /// One request with a body and no redirects, to a URL already signed or public: the
+    /// S3 side's requests. Direct, or through an https proxy's tunnel.
+    pub fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Payload<'_>,
+    ) -> Result<Response<Body>, Fault> {
+        let (scheme, host) = scheme_and_host(url)?;
+        let proxy = self.proxies.proxy_for(&scheme, &host);
+        let agent = self.agent(proxy.as_deref(), scheme.eq_ignore_ascii_case("https"))?;
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let bad = |e: ureq::http::Error| Fault::new(Class::BadUrl, format!("bad request: {e}"));
+        // Each arm sends its own: the bodies' lifetimes differ and cannot share one type.
+        let sent = match body {
+            Payload::Empty => agent.run(request.body(ureq::SendBody::none()).map_err(bad)?),
+            Payload::Text(text) => {
+                let mut bytes = text.as_bytes();
+                let request = request.header("Content-Length", text.len().to_string());
+                agent.run(request.body(ureq::SendBody::from_reader(&mut bytes)).map_err(bad)?)
+            }
+            // A length up front: S3 refuses chunked uploads of unknown size.
+            Payload::Reader { reader, len } => {
+                let request = request.header("Content-Length", len.to_string());
+                agent.run(request.body(ureq::SendBody::from_reader(reader)).map_err(bad)?)
+            }
+        };
+        sent.map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_deref()))
+    }
+
+    /// A GET or HEAD of `s3://BUCKET/KEY`: signed just now, sent once. An error answer's
+    /// XML body is read for its S3 code (a wrong secret, an unknown key, a missing
+    /// bucket, a skewed clock each have their own class).
+    fn s3_request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        check: &dyn Fn(&HeaderMap) -> Result<(), Fault>,
+    ) -> Result<Answer, Fault> {
+        let store = self.store()?;
+        let op = if method == Method::Head { Op::Head } else { Op::Get };
+        let signed = store.sign(url, op)?;
+        let response = self.exchange(signed.method, &signed.url, headers, Payload::Empty)?;
+        let status = response.status().as_u16();
+        // 416 is left to the caller, as from any server: a range past the end.
+        if status >= 300 && status != 416 {
+            return Err(s3_error(response, !store.signed()));
+        }
+        check(response.headers())?;
+        Ok(Answer { response, url: url.to_owned(), cookies: Vec::new() })
     }
 
     /// One agent per proxy and scheme, built on first use; only https ones read the CA
@@ -208,6 +282,9 @@ impl Net {
         cookies: &[Cookie],
         check: &dyn Fn(&HeaderMap) -> Result<(), Fault>,
     ) -> Result<Answer, Fault> {
+        if is_s3(url) {
+            return self.s3_request(method, url, headers, check);
+        }
         let mut url = url.to_owned();
         let origin_host = scheme_and_host(&url)?.1;
         let mut seen = vec![url.clone()];
@@ -287,6 +364,16 @@ impl Net {
         }
         request.call().map_err(|e| with_proxy_hint(call_fault(&e), proxy))
     }
+}
+
+/// The fault of an S3 error answer, from its (short) XML body.
+pub fn s3_error(response: Response<Body>, anonymous: bool) -> Fault {
+    let status = response.status().as_u16();
+    let mut text = String::new();
+    let _ = response.into_body().into_reader().take(DRAIN_LIMIT).read_to_string(&mut text);
+    let mut fault = error_fault(status, &text, anonymous, status_fault(status).class);
+    fault.retry_after = None;
+    fault
 }
 
 /// Reads a redirect's short body to its end, so ureq can pool the connection.

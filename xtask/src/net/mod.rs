@@ -1,7 +1,7 @@
 //! Talking to servers the way curl does: [`client`] (requests, redirects, certificates),
 //! [`proxy`], [`cookie`], [`auth`] (netrc and tokens), [`hosts`] (what real model hosts
-//! do: Drive interstitials, `X-Linked-*` pins) and [`url`] (parsing, `file://`,
-//! redaction). Nothing here knows about models, files on disk or the user interface.
+//! do: Drive interstitials, `X-Linked-*` pins), [`s3`] (object stores: settings, SigV4
+//! signing, error bodies) and [`url`] (parsing, `file://`, redaction). Nothing here knows about models, files on disk or the user interface.
 
 pub(crate) mod auth;
 pub(crate) mod client;
@@ -9,4 +9,5 @@ pub(crate) mod cookie;
 pub(crate) mod forward;
 pub(crate) mod hosts;
 pub(crate) mod proxy;
+pub(crate) mod s3;
 pub(crate) mod url;

@@ -43,6 +43,12 @@ pub fn scheme(url: &str) -> Option<&str> {
         .then_some(scheme)
 }
 
+/// Whether `url` is fetched over the network by HTTP: http, https, or an S3 object
+/// (`s3://`, signed into an http(s) request).
+pub fn is_remote(url: &str) -> bool {
+    scheme(url).is_some_and(|s| ["http", "https", "s3"].iter().any(|r| s.eq_ignore_ascii_case(r)))
+}
+
 /// The host of an http(s) URL, lowercased (the key of per-host limits).
 pub fn host(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
