@@ -24,7 +24,7 @@ use anyhow::{Context as _, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
 use sha2::{Digest, Sha256};
-use tests::daemons::{Nginx, NginxConfig};
+use tests::daemons::{Nginx, NginxConfig, Seaweed, find_weed};
 use tests::tls::Pki;
 use tests::{Payload, Reply, Server, pieces_done};
 use xshell::{Shell, cmd};
@@ -48,7 +48,7 @@ struct Options {
     #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
     out: Utf8PathBuf,
     /// Run only these cases (repeatable): cold (1, 2), https (9), verify (3, 4, 8),
-    /// resume (5), many (6), startup (7), capped (10).
+    /// resume (5), many (6), startup (7), capped (10), s3 (11).
     #[arg(long, value_name = "CASE")]
     only: Vec<String>,
 }
@@ -147,6 +147,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
     }
     if wanted("startup") {
         bench.startup()?;
+    }
+    if wanted("s3") {
+        bench.s3()?;
     }
     let table = bench.report.render(options.quick, &bench.sh);
     println!("{table}");
@@ -581,6 +584,108 @@ impl Bench {
         }
         drop(nginx);
         work.remove_file("capped.bin");
+        Ok(())
+    }
+
+    /// Case 11: an S3 store (SeaweedFS on loopback) as the mirror: publishing one big file
+    /// against one signed `curl -T` PUT, fetching it against `curl --aws-sigv4`.
+    fn s3(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sh, sizes, runs, report, .. } = self;
+        let runs = *runs;
+        if find_weed().is_none() {
+            report.note("weed (SeaweedFS) is not installed: the S3 case was skipped (`.ci/run` installs it)");
+            return Ok(());
+        }
+        let have_curl = has_program(sh, "curl");
+        if !have_curl {
+            report.note("curl is not installed: the S3 case has no baseline");
+        }
+        let Some(weed) = Seaweed::start(work.path.join("weed").as_std_path(), "bench s3") else {
+            return Ok(());
+        };
+        let env = weed.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let file = work.add_file(server, "s3.bin", sizes.big, 11)?;
+        let manifest = work.manifest("s3", &[(&file, "s3.bin")])?;
+        // The file in a checkout, verified and stamped: what `models mirror` publishes.
+        let source = work.fresh("s3-source");
+        tool.run_with(&models_args("fetch", &manifest, &source, &["--no-cache"]), &env)?;
+        let local = source.join("s3.bin");
+        // The fetch checkouts' own URL is dead, so every byte comes from the bucket.
+        let dead = ServedFile {
+            url: format!("http://127.0.0.1:{}/gone", tests::daemons::free_port()),
+            ..file.clone()
+        };
+        let dead_manifest = work.manifest("s3-dead", &[(&dead, "s3.bin")])?;
+        let credentials = format!("{}:{}", weed.access_key, weed.secret_key);
+        let endpoint = weed.endpoint();
+        let section =
+            format!("11. one {} object in an S3 store (SeaweedFS on loopback)", human_bytes(file.size));
+        let (mut publish, mut put, mut fetch, mut get, mut rss) = (vec![], vec![], vec![], vec![], 0u64);
+        for round in 0..runs {
+            let prefix = format!("s3://{}/bench-{round}", Seaweed::BUCKET);
+            let out = tool.run_with(&models_args("mirror", &manifest, &source, &[&prefix]), &env)?;
+            publish.push(out.seconds);
+            if have_curl {
+                let target = format!("{endpoint}/{}/curl-{round}/s3.bin", Seaweed::BUCKET);
+                put.push(time(|| {
+                    cmd!(sh, "curl -sS --fail --aws-sigv4 aws:amz:us-east-1:s3 -u {credentials} -T {local} {target}")
+                        .quiet()
+                        .run()
+                })?);
+            }
+            let dir = work.fresh("s3-ck");
+            let out = tool.run_with(
+                &models_args("fetch", &dead_manifest, &dir, &["--no-cache", "--mirror", &prefix]),
+                &env,
+            )?;
+            fetch.push(out.seconds);
+            rss = rss.max(out.peak_rss);
+            if have_curl {
+                let object = format!("{endpoint}/{}/bench-{round}/sha256/{}", Seaweed::BUCKET, file.sha256);
+                let target = work.fresh_file("s3-curl.bin");
+                get.push(time(|| {
+                    cmd!(sh, "curl -sS --fail --aws-sigv4 aws:amz:us-east-1:s3 -u {credentials} -o {target} {object}")
+                        .quiet()
+                        .run()
+                })?);
+            }
+        }
+        report.row(
+            &section,
+            "models mirror s3:// (multipart, parts in parallel)",
+            Stat::seconds(&publish),
+            "",
+            "",
+        );
+        report.row(
+            &section,
+            "models fetch --mirror s3:// (download + sha256 + fsync)",
+            Stat::seconds(&fetch),
+            "",
+            "",
+        );
+        report.row(&section, "peak memory of that fetch", Stat::mib(rss), "", "");
+        if have_curl {
+            report.row(&section, "curl -T --aws-sigv4 (one PUT)", Stat::seconds(&put), "", "");
+            report.goal(
+                &section,
+                "publish speed ÷ curl PUT speed",
+                pairwise(&put, &publish, |c, o| c / o),
+                "≥ 0.9×",
+                |x| x >= 0.9,
+            );
+            report.row(&section, "curl --aws-sigv4 -o (no checksum)", Stat::seconds(&get), "", "");
+            report.goal(
+                &section,
+                "fetch speed ÷ curl GET speed",
+                pairwise(&get, &fetch, |c, o| c / o),
+                "≥ 0.9×",
+                |x| x >= 0.9,
+            );
+        }
+        drop(weed);
+        work.remove_file("s3.bin");
         Ok(())
     }
 

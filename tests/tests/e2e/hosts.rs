@@ -230,6 +230,11 @@ fn a_private_ca_is_rejected_by_default_and_trusted_with_ssl_cert_file() {
     std::fs::copy(&pki.ca_pem, certs.join("corporate-ca.pem")).unwrap();
     sb.set_env("SSL_CERT_DIR", &certs.display().to_string());
     fetch(&sb, &[]).expect(0);
+
+    // And the AWS CLI's variable, for an object store behind a private CA.
+    let mut sb = one_model(format!("https://localhost:{}/m.bin", server.port), b"hello");
+    sb.set_env("AWS_CA_BUNDLE", &pki.ca_pem.display().to_string());
+    fetch(&sb, &[]).expect(0);
 }
 
 #[test]

@@ -77,6 +77,10 @@ fn published_models_are_fetched_from_the_bucket_when_their_own_urls_are_dead() {
         again.stdout
     );
 
+    let forced = sc.models(&["mirror", "s3://models/team", "--model", "small", "--force"]);
+    forced.expect(0);
+    assert!(forced.stdout.contains(" uploaded\n"), "--force uploads again: {}", forced.stdout);
+
     let fresh = fresh_checkout(&sc, &weed);
     let log = fresh.dir.join("attempts.log");
     let fetched = fresh.models(&[
@@ -269,6 +273,8 @@ fn a_killed_upload_is_continued_and_a_forgotten_one_restarted() {
     std::thread::sleep(Duration::from_millis(2500));
     child.kill().unwrap();
     child.wait().unwrap();
+    sc.models(&["clean"]).expect(0);
+    assert!(!dir_is_empty(&records), "clean leaves the record of an unfinished upload");
     let run = sc.models(&["mirror", target, "--model", "big"]);
     run.expect(0);
     assert!(run.stdout.contains("continuing an unfinished upload that had"), "{}", run.stdout);
@@ -298,13 +304,53 @@ fn a_killed_upload_is_continued_and_a_forgotten_one_restarted() {
         *lines.last_mut().unwrap() = "no-such-upload";
         std::fs::write(entry.path(), lines.join("\n") + "\n").unwrap();
     }
-    let run = sc.models(&["mirror", "s3://models/second", "--model", "big"]);
+    let started = std::time::Instant::now();
+    let run = sc.models(&["mirror", "s3://models/second", "--model", "big", "--limit-rate", "48M"]);
     run.expect(0);
     assert!(
         run.stdout.contains("restarted: the store no longer knew the unfinished upload"),
         "{}",
         run.stdout
     );
+    // A lower bound only: a loaded machine can only be slower. 72 MiB at 48 MiB/s.
+    assert!(started.elapsed() >= Duration::from_millis(1300), "--limit-rate holds: {:?}", started.elapsed());
+}
+
+#[test]
+fn an_upload_that_fails_is_aborted_so_no_parts_are_left_behind() {
+    let Some((mut sc, weed, _, big)) = setup("an_upload_that_fails_is_aborted") else { return };
+    let Some(curl) = tests::daemons::require("curl", "an_upload_that_fails_is_aborted") else { return };
+    use_store(&mut sc, &weed);
+    sc.models(&["fetch", "--no-cache", "--model", "big"]).expect(0);
+    let records = sc.checkpoints.join(".uploads");
+    let child = sc.spawn_logged(&[
+        "mirror",
+        "s3://models/team",
+        "--model",
+        "big",
+        "--jobs",
+        "1",
+        "--limit-rate",
+        "16M",
+    ]);
+    wait_until(Duration::from_secs(60), "an upload recorded", || !dir_is_empty(&records));
+    let record = std::fs::read_dir(&records).unwrap().flatten().next().unwrap().path();
+    let upload_id = std::fs::read_to_string(&record).unwrap().lines().last().unwrap().to_owned();
+    // The file goes away under the upload: the next part cannot be read.
+    std::fs::rename(sc.file("big.bin"), sc.dir.join("moved.bin")).unwrap();
+    let run = child.finish();
+    run.expect(1);
+    assert!(run.stderr.contains("cannot publish big"), "{}", run.stderr);
+    assert!(dir_is_empty(&records), "no record is left for a failed upload");
+    let key = format!("team/sha256/{}?uploadId={upload_id}", sha256_hex(&big));
+    let listed = std::process::Command::new(curl)
+        .args(["-sS", "--aws-sigv4", "aws:amz:us-east-1:s3", "-u"])
+        .arg(format!("{}:{}", weed.access_key, weed.secret_key))
+        .arg(format!("{}/{}/{key}", weed.endpoint(), Seaweed::BUCKET))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("NoSuchUpload"), "the store no longer has the upload or its parts: {listed}");
 }
 
 fn dir_is_empty(dir: &Path) -> bool {

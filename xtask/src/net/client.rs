@@ -2,7 +2,7 @@
 //!
 //! Proxies are chosen per request ([`super::proxy`]): https goes through a CONNECT tunnel
 //! (ureq), plain http in absolute form ([`super::forward`]). Certificates: the
-//! platform's CA bundle plus `SSL_CERT_FILE` and `SSL_CERT_DIR`, so a corporate
+//! platform's CA bundle plus `SSL_CERT_FILE`, `SSL_CERT_DIR` and `AWS_CA_BUNDLE`, so a corporate
 //! TLS-inspecting CA works, and a named bundle that cannot be read is an error, not a
 //! silent fallback. Redirects are followed here, not inside the HTTP library, so each hop
 //! gets its own decision: at most 10 hops, a loop is reported as a loop, only http and
@@ -62,9 +62,12 @@ fn platform_roots() -> Result<Option<Vec<Certificate<'static>>>, Fault> {
     if let Some(bundle) = BUNDLES.iter().map(std::path::Path::new).find(|p| p.is_file()) {
         pems.extend(std::fs::read(bundle).ok());
     }
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
-        let path = std::path::PathBuf::from(file);
-        pems.push(std::fs::read(&path).map_err(|e| unreadable("SSL_CERT_FILE", &path, e))?);
+    // AWS_CA_BUNDLE is what the AWS CLI reads for an S3 endpoint behind a private CA.
+    for name in ["SSL_CERT_FILE", "AWS_CA_BUNDLE"] {
+        if let Some(file) = std::env::var_os(name).filter(|v| !v.is_empty()) {
+            let path = std::path::PathBuf::from(file);
+            pems.push(std::fs::read(&path).map_err(|e| unreadable(name, &path, e))?);
+        }
     }
     if let Some(dirs) = std::env::var_os("SSL_CERT_DIR").filter(|v| !v.is_empty()) {
         for dir in std::env::split_paths(&dirs) {
