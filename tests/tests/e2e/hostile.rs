@@ -288,7 +288,8 @@ fn secret_query_values_and_userinfo_never_reach_stderr_json_or_the_log() {
         sc.add(Pin::new(&format!("m{i}"), &format!("m{i}.bin"), &payload(10, i as u64), &[url]));
     }
     let log = sc.dir.join("fetch.log");
-    let run = sc.models(&["fetch", "--json", "--log-file", log.to_str().unwrap()]);
+    // --verbose: every source given up on, and every block, goes to stderr too.
+    let run = sc.models(&["fetch", "--json", "--verbose", "--log-file", log.to_str().unwrap()]);
     run.expect(1);
     let log = std::fs::read_to_string(&log).unwrap();
     for (channel, text) in [("stderr", &run.stderr), ("json", &run.stdout), ("log", &log)] {

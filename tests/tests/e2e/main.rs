@@ -5,6 +5,7 @@
 mod adopt;
 mod chaos;
 mod clean;
+mod diagnosis;
 mod faults;
 mod fetch;
 mod hostile;

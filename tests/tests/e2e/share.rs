@@ -162,6 +162,7 @@ fn offline_mode_uses_only_local_sources() {
     let run = fresh.models(&["fetch", "--offline"]);
     run.expect(1);
     assert!(run.stderr.contains("run without --offline"), "{}", run.stderr);
+    let run = fresh.models(&["fetch", "--offline", "--verbose"]);
     assert!(run.stderr.contains("`cargo xtask models fetch --model m0 --manifest"), "{}", run.stderr);
     assert_eq!(server.requests().len(), 3, "offline made no request");
 }

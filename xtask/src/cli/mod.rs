@@ -389,6 +389,11 @@ struct CommonArgs {
     /// Print only errors and the final summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Print every source given up on as it happens, and each failed model's full
+    /// manual-download instructions (a run with several failures otherwise groups them
+    /// by cause, one line per model).
+    #[arg(long, short, conflicts_with = "quiet")]
+    verbose: bool,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -406,6 +411,7 @@ impl CommonArgs {
             checkpoints: self.checkpoints_dir.clone(),
             log_file: self.log_file.clone(),
             quiet: self.quiet,
+            verbose: self.verbose,
             json,
             stdout_taken: false,
         }

@@ -58,6 +58,8 @@ pub struct Location {
     pub checkpoints: Option<Utf8PathBuf>,
     pub log_file: Option<Utf8PathBuf>,
     pub quiet: bool,
+    /// `--verbose`: every source given up on, and full manual-download blocks.
+    pub verbose: bool,
     /// `--json`: stdout carries one JSON document, so result lines go to stderr.
     pub json: bool,
     /// Stdout belongs to someone else (the command `models run` starts): the tool's own
@@ -73,6 +75,7 @@ pub struct Context {
     pub reporter: Reporter,
     pub log: Option<AttemptLog>,
     pub json: bool,
+    pub verbose: bool,
     stdout_taken: bool,
     /// The options a follow-up command needs to act on the same files.
     location_args: String,
@@ -104,6 +107,7 @@ impl Context {
             reporter: Reporter::for_stderr(location.quiet),
             log,
             json: location.json,
+            verbose: location.verbose,
             stdout_taken: location.stdout_taken,
             location_args,
         })
@@ -169,8 +173,13 @@ impl Context {
                 describe(origin),
                 wait.as_secs_f64()
             )),
+            // Said as it happens only with --verbose: otherwise a failed model's sources
+            // are summarised by cause at the end, and a model that arrived from a later
+            // source gets one warning about the earlier one's permanent fault.
             Event::GaveUp { origin, fault } => {
-                self.reporter.note(&format!("{name}: gave up on {}: {fault}", describe(origin)))
+                if self.verbose {
+                    self.reporter.note(&format!("{name}: gave up on {}: {fault}", describe(origin)))
+                }
             }
             Event::Range { origin, ranged } => {
                 if let Some(log) = &self.log {

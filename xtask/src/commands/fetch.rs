@@ -111,6 +111,8 @@ pub fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Repo
     let fresh =
         missing.iter().zip(fresh).filter_map(|(step, stamp)| Some((step.model.path.to_string(), stamp?)));
     let _ = Stamps::record(&cx.checkpoints, fresh.collect());
+    report_fallbacks(cx, &missing, &outcomes);
+    report_failures(cx, &missing, &outcomes);
     print_summary(cx, &totals, options.skip_checks);
     if cx.json {
         out::json(&json_report(&present, &missing, &outcomes, &totals));
@@ -327,9 +329,142 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
     cx.reporter.note(&message);
 }
 
+/// A model that could not be provided: its block goes to the log now, and to the
+/// screen now with `--verbose`; otherwise [`report_failures`] sums up at the end.
 fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<Tried>) -> Outcome {
-    cx.reporter.error(&manual_download_block(cx, model, dest, &tried));
+    let block = manual_download_block(cx, model, dest, &tried);
+    if let Some(log) = &cx.log {
+        log.record_block(&model.name, &block);
+    }
+    if cx.verbose {
+        cx.reporter.error(&block);
+    }
     Outcome::Failed(tried)
+}
+
+/// Faults that will not heal by waiting: the URL needs fixing in the manifest.
+fn is_permanent(class: Class) -> bool {
+    matches!(
+        class,
+        Class::NotFound
+            | Class::StalePin
+            | Class::HashMismatch
+            | Class::SizeMismatch
+            | Class::Oversize
+            | Class::HtmlPage
+            | Class::LfsPointer
+            | Class::BadUrl
+            | Class::InsecureRedirect
+    )
+}
+
+/// A model that arrived from a later source after a permanent fault on an earlier one:
+/// say so, naming the URL, before the last good URL dies too.
+fn report_fallbacks(cx: &Context, missing: &[Step<'_>], outcomes: &[Outcome]) {
+    for (step, outcome) in missing.iter().zip(outcomes) {
+        let Outcome::Downloaded(fetched) = outcome else { continue };
+        for Tried { origin, fault } in fetched.passed.iter().filter(|t| is_permanent(t.fault.class)) {
+            cx.reporter.warn(&format!(
+                "{}: came from {}, because {} failed: {fault}; fix or drop that URL in {}",
+                step.model.name,
+                describe(&fetched.origin),
+                describe(origin),
+                cx.manifest_path
+            ));
+        }
+    }
+}
+
+/// After the run, the failures: their causes first, each said once with the hosts it
+/// hit, then one line per failed model. One failure gets its full block instead; with
+/// `--verbose` the blocks were printed as they happened.
+fn report_failures(cx: &Context, missing: &[Step<'_>], outcomes: &[Outcome]) {
+    let failed: Vec<(&Step<'_>, &[Tried])> = missing
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(step, outcome)| match outcome {
+            Outcome::Failed(tried) => Some((step, tried.as_slice())),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    if let [(step, tried)] = failed.as_slice()
+        && !cx.verbose
+    {
+        cx.reporter.error(&manual_download_block(cx, step.model, &step.dest, tried));
+        return;
+    }
+    let mut text = format!("error: {} models could not be fetched", failed.len());
+    for cause in causes(failed.iter().flat_map(|(_, tried)| tried.iter())) {
+        text.push_str(&format!("\n  {cause}"));
+    }
+    if !cx.verbose {
+        text.push_str("\n  failed:");
+        for (step, tried) in &failed {
+            let model = step.model;
+            let class = tried.last().map_or("unknown", |t| t.fault.class.as_str());
+            text.push_str(&format!(
+                "\n    {} -> {} ({}, sha256 {}…): {class}",
+                model.name,
+                step.dest,
+                human_bytes(model.size),
+                model.sha256.get(..12).unwrap_or(&model.sha256)
+            ));
+        }
+        text.push_str(
+            "\n  each model's URLs and how to place it by hand: run again with --verbose (also in --json and --log-file)",
+        );
+    }
+    cx.reporter.error(&text);
+}
+
+/// The causes behind `tried`, one line each with the hosts (or places) it hit and what
+/// to do, in the order they first happened.
+fn causes<'t>(tried: impl Iterator<Item = &'t Tried>) -> Vec<String> {
+    let mut groups: Vec<(Class, Vec<String>, usize)> = Vec::new();
+    for Tried { origin, fault } in tried {
+        let place = match (origin.url(), origin.path()) {
+            (Some(url), _) => crate::net::url::host(url).unwrap_or_else(|| redact_url(url)),
+            (None, Some(path)) => path.to_string(),
+            (None, None) => origin.kind().to_owned(),
+        };
+        match groups.iter_mut().find(|(class, ..)| *class == fault.class) {
+            Some((_, places, count)) => {
+                *count += 1;
+                if !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+            None => groups.push((fault.class, vec![place], 1)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(class, places, count)| {
+            let (list, plural) = (places.join(", "), places.len() > 1);
+            let headline = match class {
+                Class::HostNotFound => {
+                    format!("no network: {list} {}", if plural { "do not resolve" } else { "does not resolve" })
+                }
+                Class::Connection => format!("cannot connect to {list}"),
+                Class::Timeout => format!("{list} stopped answering (timeout)"),
+                Class::Tls => format!("the secure connection to {list} fails"),
+                Class::ProxyRefused => format!("the proxy refuses requests to {list}"),
+                Class::NotFound if count == 1 => format!("1 URL is gone (404 or 410) at {list}"),
+                Class::NotFound => format!("{count} URLs are gone (404 or 410) at {list}"),
+                Class::Forbidden => format!("{list} {} access (401 or 403)", if plural { "refuse" } else { "refuses" }),
+                Class::Offline => "offline: no local source (the cache, file:// URLs, directory mirrors) has them".to_owned(),
+                other => format!("{other} at {list}"),
+            };
+            let hint = match class {
+                Class::HostNotFound => "check the network connection and DNS; behind a proxy, set HTTPS_PROXY; or fetch from a mirror (--mirror) or from local sources only (--offline)",
+                other => other.hint(),
+            };
+            format!("{headline}\n    -> {hint}")
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -386,4 +521,35 @@ fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[
         cx.command_for("verify", &model.name)
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offline_machine_is_told_once_which_hosts_do_not_resolve() {
+        let dns = |url: &str| Tried {
+            origin: Origin::Url(url.to_owned()),
+            fault: Fault::new(Class::HostNotFound, "could not resolve the host name"),
+        };
+        let tried = [
+            dns("https://github.com/a"),
+            dns("https://huggingface.co/b"),
+            dns("https://github.com/c"),
+            Tried {
+                origin: Origin::Url("https://x.org/d".into()),
+                fault: Fault::new(Class::NotFound, "HTTP 404"),
+            },
+        ];
+        let causes = causes(tried.iter());
+        assert_eq!(causes.len(), 2);
+        assert!(
+            causes[0].starts_with("no network: github.com, huggingface.co do not resolve\n"),
+            "{}",
+            causes[0]
+        );
+        assert!(causes[0].contains("HTTPS_PROXY") && causes[0].contains("--offline"), "{}", causes[0]);
+        assert!(causes[1].starts_with("1 URL is gone (404 or 410) at x.org"), "{}", causes[1]);
+    }
 }

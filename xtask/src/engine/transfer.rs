@@ -159,6 +159,8 @@ pub struct Fetched {
     pub bytes: u64,
     pub attempts: u32,
     pub elapsed: Duration,
+    /// The sources tried before the one that served the file, with their last fault.
+    pub passed: Vec<Tried>,
 }
 
 /// Every source of a model failed; the last fault of each source tried, in order.
@@ -253,6 +255,7 @@ impl Downloader {
                         bytes: received,
                         attempts,
                         elapsed: started.elapsed(),
+                        passed: tried,
                     });
                 }
                 Err((fault, decision)) => {

@@ -70,6 +70,17 @@ impl AttemptLog {
         ));
     }
 
+    /// Appends a failed model's manual-download block, each line as a `#` comment, so
+    /// the log keeps what a `--verbose` run would have printed.
+    pub fn record_block(&self, model: &str, block: &str) {
+        let stamp = utc_timestamp(SystemTime::now());
+        let mut text = format!("{stamp} model={model} failed; manual download:\n");
+        for line in block.lines() {
+            text.push_str(&format!("# {line}\n"));
+        }
+        self.append(text);
+    }
+
     fn append(&self, line: String) {
         // One write per line keeps lines whole even when several processes append.
         if let Ok(mut file) = self.file.lock() {

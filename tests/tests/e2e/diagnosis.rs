@@ -1,0 +1,122 @@
+//! How failures read: one diagnosis per cause, said once with the hosts it hit, then one
+//! line per failed model; the full manual-download blocks with `--verbose`, in the log
+//! and in `--json`; and a warning when a model only arrived because a later URL stood in
+//! for a dead one.
+
+use tests::{Pin, Reply, payload};
+
+use crate::{FAST, sandbox, scenario};
+
+/// A loopback port nothing listens on.
+fn dead_port() -> u16 {
+    tests::daemons::free_port()
+}
+
+#[test]
+fn several_failures_say_their_cause_once_then_one_line_per_model() {
+    let sb = sandbox();
+    let (a, b) = (dead_port(), dead_port());
+    let pins: Vec<Pin> = (0..6)
+        .map(|i| {
+            let urls = [format!("http://127.0.0.1:{a}/m{i}"), format!("http://localhost:{b}/m{i}")];
+            Pin::new(&format!("m{i}"), &format!("m{i}.bin"), &payload(100, 500 + i), &urls)
+        })
+        .collect();
+    sb.write_manifest(&pins);
+    let log = sb.dir.join("attempts.log");
+    let mut args = vec!["fetch", "--retries", "0", "--log-file", log.to_str().unwrap()];
+    args.extend(FAST);
+    let run = sb.models(&args);
+    run.expect(1);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(lines.len() <= 14, "short: {} lines\n{}", lines.len(), run.stderr);
+    assert_eq!(lines[0], "error: 6 models could not be fetched", "{}", run.stderr);
+    let cause = format!("cannot connect to 127.0.0.1:{a}, localhost:{b}");
+    assert_eq!(run.stderr.matches(&cause).count(), 1, "{}", run.stderr);
+    for i in 0..6 {
+        let line = format!("    m{i} -> {}", sb.file(&format!("m{i}.bin")).display());
+        assert!(run.stderr.contains(&line), "m{i} has its line: {}", run.stderr);
+    }
+    assert!(!run.stderr.contains("tried:"), "no full blocks without --verbose: {}", run.stderr);
+    assert!(run.stderr.contains("--verbose"), "says where the details are: {}", run.stderr);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.matches("# error: could not fetch").count(), 6, "the log keeps every block:\n{logged}");
+
+    let mut args = vec!["fetch", "--retries", "0", "--verbose"];
+    args.extend(FAST);
+    let verbose = sb.models(&args);
+    verbose.expect(1);
+    assert_eq!(
+        verbose.stderr.matches("tried:").count(),
+        6,
+        "--verbose prints every block: {}",
+        verbose.stderr
+    );
+    assert!(verbose.stderr.contains("gave up on http://127.0.0.1"), "{}", verbose.stderr);
+
+    let json = sb.models(&["fetch", "--retries", "0", "--json", "--backoff-ms", "1"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let tried = doc["models"].as_array().unwrap().iter().map(|m| m["tried"].as_array().map_or(0, Vec::len));
+    assert!(tried.clone().all(|n| n == 2), "--json keeps each source tried: {doc}");
+}
+
+#[test]
+fn one_failure_gets_its_full_block() {
+    let sb = sandbox();
+    let port = dead_port();
+    sb.write_manifest(&[Pin::new("only", "only.bin", b"x", &[format!("http://127.0.0.1:{port}/only")])]);
+    let run = sb.models(&["fetch", "--retries", "0"]);
+    run.expect(1);
+    assert!(run.stderr.contains("error: could not fetch only (only.bin)"), "{}", run.stderr);
+    assert!(run.stderr.contains("expected sha256:"), "{}", run.stderr);
+}
+
+#[test]
+fn the_shipped_manifest_fails_without_a_network_in_a_few_lines_naming_the_hosts() {
+    // Every request goes to a proxy nobody listens on: no network, and nothing leaves
+    // the machine.
+    let mut sb = sandbox();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models.toml");
+    std::fs::copy(shipped, &sb.manifest).unwrap();
+    let proxy = format!("http://127.0.0.1:{}", dead_port());
+    sb.set_env("HTTPS_PROXY", &proxy);
+    sb.set_env("HTTP_PROXY", &proxy);
+    let run = sb.models(&["fetch", "--no-cache", "--retries", "0"]);
+    run.expect(1);
+    let lines = run.output().lines().count();
+    assert!(lines <= 40, "{lines} lines:\n{}", run.output());
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: ") && first.ends_with("models could not be fetched"), "{}", run.stderr);
+    let cause = run.stderr.lines().nth(1).unwrap_or_default();
+    assert!(
+        cause.contains("github.com") && cause.contains("huggingface.co"),
+        "the hosts, once: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_model_that_came_from_a_later_url_warns_about_the_dead_one() {
+    let sc = scenario();
+    let data = payload(1000, 520);
+    sc.serve("/gone", vec![Reply::status(404)]);
+    sc.serve("/good", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/gone", "/good"]);
+    let run = sc.models(&["fetch", "--no-cache"]);
+    run.expect(0);
+    let warning = run.stderr.lines().find(|l| l.starts_with("warning: m: came from")).unwrap_or_else(|| {
+        panic!("a warning names the dead URL: {}", run.stderr);
+    });
+    assert!(warning.contains(&sc.url("/good")) && warning.contains(&sc.url("/gone")), "{warning}");
+    assert!(warning.contains("(not-found)") && warning.contains("models.toml"), "{warning}");
+
+    // A transient fault on the first URL is no reason to edit the manifest.
+    let sc = scenario();
+    let data = payload(1000, 521);
+    sc.serve("/busy", vec![Reply::status(503)]);
+    sc.serve("/good", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/busy", "/good"]);
+    let run = sc.models(&["fetch", "--no-cache", "--retries", "0"]);
+    run.expect(0);
+    assert!(!run.stderr.contains("came from"), "{}", run.stderr);
+}
