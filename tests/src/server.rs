@@ -239,7 +239,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool, gate: &
     if !latency.is_zero() {
         thread::sleep(latency);
     }
-    let mut counter = Counting { inner: &mut stream, body: 0 };
+    // A HEAD gets the head a GET would get, and no body (RFC 9110).
+    let head_only = request.method == "HEAD";
+    let mut counter = Counting { inner: &mut stream, body: 0, head_only };
     let _ = answer(&mut counter, &request, reply, stop);
     let sent = counter.body;
     let mut state = state.lock().unwrap();
@@ -288,6 +290,8 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
 struct Counting<'a> {
     inner: &'a mut TcpStream,
     body: u64,
+    /// The answer is to a HEAD: heads only.
+    head_only: bool,
 }
 
 impl Counting<'_> {
@@ -296,6 +300,9 @@ impl Counting<'_> {
     }
 
     fn body(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.head_only {
+            return Ok(());
+        }
         self.inner.write_all(bytes)?;
         self.body += bytes.len() as u64;
         Ok(())

@@ -6,6 +6,7 @@ mod adopt;
 mod chaos;
 mod clean;
 mod diagnosis;
+mod doctor;
 mod faults;
 mod fetch;
 mod hostile;

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use crate::commands::Defaults;
 use crate::commands::{
-    Context, Location, absolute, add, clean, fetch, hook, mirror, run as run_command, status, verify,
+    Context, Location, absolute, add, clean, doctor, fetch, hook, mirror, run as run_command, status, verify,
 };
 use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::transfer::Settings;
@@ -113,6 +113,15 @@ Examples:
 The hook runs `cargo xtask models verify --manifest-only` when models.toml is staged, then
 `cargo xtask models verify --quiet`, which trusts unchanged files by their stamps.";
 
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  cargo xtask models doctor                   # proxies, certificates, space, leftovers, hook
+  cargo xtask models doctor --urls --all      # also: does every URL still serve its pin?
+  cargo xtask models doctor --urls --json     # for a nightly job
+
+Exit codes: 0 all well, 1 a problem was found (a dead or stale URL, too little space, an
+unreadable CA bundle), 2 usage or manifest error.";
+
 const MIRROR_EXAMPLES: &str = "\
 Examples:
   cargo xtask models mirror /srv/models-mirror           # export the default set
@@ -175,6 +184,35 @@ enum ModelsCommand {
         /// Also look for partial downloads in this cache [default: as for fetch].
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<Utf8PathBuf>,
+        /// Print one JSON document on stdout (schema in the README).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// What stands between this machine and the models: proxies, certificates, free
+    /// space, the cache, partial downloads, locks, the hook; with --urls, whether every URL
+    /// still serves its pin (asked without downloading).
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Ask every URL of the selection (and each mirror) whether it still serves its
+        /// pin: HEAD, or a one-byte range where HEAD is refused. Nothing is downloaded.
+        #[arg(long)]
+        urls: bool,
+        /// A mirror to check too (repeatable), as `fetch --mirror` takes it.
+        #[arg(long, value_name = "DIR|URL")]
+        mirror: Vec<String>,
+        /// The cache to look at [default: as for fetch].
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<Utf8PathBuf>,
+        /// URLs asked at once.
+        #[arg(long, short, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Give up on a URL that does not answer within this many seconds.
+        #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_seconds)]
+        timeout: Duration,
         /// Print one JSON document on stdout (schema in the README).
         #[arg(long)]
         json: bool,
@@ -503,6 +541,17 @@ fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
                 (false, false) => Trust::Stamps,
             };
             Ok(verify::run(&cx, &select.into(), trust, jobs.jobs.into())?.exit_code())
+        }
+        ModelsCommand::Doctor { select, urls, mirror, cache_dir, jobs, timeout, json, common } => {
+            let cx = open(&common, json)?;
+            let mut mirrors = mirror;
+            mirrors.extend(env_list(MIRRORS_ENV));
+            for mirror in &mirrors {
+                plan::check_mirror(mirror)?;
+            }
+            let cache = cache_at(cache_dir, &cx.reporter);
+            let options = doctor::Options { urls, cache, mirrors, jobs: jobs.into(), timeout };
+            Ok(doctor::run(&cx, &select.into(), &options)?.exit_code())
         }
         ModelsCommand::Status { select, cache_dir, json, common } => {
             let cx = open(&common, json)?;

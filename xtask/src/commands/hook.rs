@@ -29,6 +29,14 @@ fn hooks_dir(dir: &Utf8Path) -> Result<(Utf8PathBuf, Utf8PathBuf)> {
     Ok((hooks, Utf8PathBuf::from(top)))
 }
 
+/// Whether the hook block is in the pre-commit hook of the repository holding the
+/// manifest (where `hook install` puts it); `None` outside a git repository.
+pub fn installed(cx: &Context) -> Option<bool> {
+    let (hooks, _) = hooks_dir(cx.manifest_path.parent().unwrap_or(Utf8Path::new("."))).ok()?;
+    let text = std::fs::read_to_string(hooks.join("pre-commit")).unwrap_or_default();
+    Some(text.contains(BEGIN))
+}
+
 /// The lines between the markers. `command` runs the tool (`cargo xtask` by default).
 fn block(cx: &Context, command: &str, manifest_in_repo: &str) -> String {
     let args = cx.location_args();

@@ -5,6 +5,7 @@ pub(crate) mod add;
 pub(crate) mod api;
 pub(crate) mod clean;
 mod context;
+pub(crate) mod doctor;
 pub(crate) mod fetch;
 pub(crate) mod hook;
 pub(crate) mod mirror;

@@ -10,6 +10,7 @@ pub(crate) mod events;
 pub(crate) mod install;
 pub(crate) mod manifest;
 pub(crate) mod plan;
+pub(crate) mod probe;
 pub(crate) mod publish;
 pub(crate) mod retry;
 pub(crate) mod segments;

@@ -37,18 +37,41 @@ const DRAIN_LIMIT: u64 = 64 << 10;
 
 const USER_AGENT: &str = concat!("xtask-models/", env!("CARGO_PKG_VERSION"));
 
+/// The platform bundle in use and each variable that adds CA certificates, each with
+/// whether it can be read: what `models doctor` shows.
+pub fn ca_sources() -> Vec<(String, Result<(), String>)> {
+    let mut sources = Vec::new();
+    match PLATFORM_BUNDLES.iter().find(|p| std::path::Path::new(p).is_file()) {
+        Some(bundle) => sources.push((format!("platform bundle {bundle}"), Ok(()))),
+        None => sources.push(("no platform bundle: the Mozilla roots built in".to_owned(), Ok(()))),
+    }
+    for name in ["SSL_CERT_FILE", "AWS_CA_BUNDLE", "SSL_CERT_DIR"] {
+        let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else { continue };
+        let shown = format!("{name}={}", std::path::Path::new(&value).display());
+        let readable = if name == "SSL_CERT_DIR" {
+            std::env::split_paths(&value).try_for_each(|dir| std::fs::read_dir(&dir).map(drop))
+        } else {
+            std::fs::read(&value).map(drop)
+        };
+        sources.push((shown, readable.map_err(|e| e.to_string())));
+    }
+    sources
+}
+
+/// Where distributions keep their CA bundle; the first that exists is used.
+const PLATFORM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
 /// Every CA certificate this machine trusts, plus `SSL_CERT_FILE` / `SSL_CERT_DIR`;
 /// `Ok(None)` when there is nothing beyond the bundled Mozilla roots. A file or folder
 /// the user named that cannot be read is an error: silently trusting less than asked
 /// would end in a confusing certificate failure later.
 fn platform_roots() -> Result<Option<Vec<Certificate<'static>>>, Fault> {
-    const BUNDLES: &[&str] = &[
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-        "/etc/ssl/cert.pem",
-    ];
     let unreadable = |what: &str, path: &std::path::Path, e: std::io::Error| {
         Fault::new(
             Class::Tls,
@@ -59,7 +82,7 @@ fn platform_roots() -> Result<Option<Vec<Certificate<'static>>>, Fault> {
         )
     };
     let mut pems: Vec<Vec<u8>> = Vec::new();
-    if let Some(bundle) = BUNDLES.iter().map(std::path::Path::new).find(|p| p.is_file()) {
+    if let Some(bundle) = PLATFORM_BUNDLES.iter().map(std::path::Path::new).find(|p| p.is_file()) {
         pems.extend(std::fs::read(bundle).ok());
     }
     // AWS_CA_BUNDLE is what the AWS CLI reads for an S3 endpoint behind a private CA.

@@ -73,6 +73,13 @@ pub fn share_folder(root: &Utf8Path, on_wait: impl FnOnce()) -> Result<Option<He
 }
 
 /// The folder-wide lock of a checkpoints directory or cache.
+/// Whether some process holds the lock at `path` right now (a lock file nobody holds is
+/// harmless: it is only a name to lock).
+pub fn is_held(path: &Utf8Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else { return false };
+    matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+}
+
 pub fn folder_lock(root: &Utf8Path) -> Utf8PathBuf {
     root.join(LOCK_DIR).join("folder.lock")
 }
@@ -90,11 +97,6 @@ mod tests {
     use super::*;
 
     /// Whether someone holds the lock at `path` right now.
-    fn is_held(path: &Utf8Path) -> bool {
-        let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
-        matches!(file.try_lock(), Err(TryLockError::WouldBlock))
-    }
-
     #[test]
     fn shared_locks_coexist_and_exclusive_ones_do_not() {
         let temp = tempfile::tempdir().unwrap();

@@ -1,0 +1,183 @@
+//! What `models doctor` asks of the network and the machine, without downloading a file:
+//! whether each URL still serves its pin, which proxy each host goes through, and which
+//! CA certificates are trusted.
+//!
+//! A URL is asked with HEAD (redirects followed, `X-Linked-*` checked on every hop). A
+//! server that refuses HEAD (405, 403, 501, …) is asked for one byte, `Range: bytes=0-0`,
+//! whose `Content-Range` total is the file's size. Either way no body is read.
+
+use std::time::Duration;
+
+use crate::error::{Class, Fault};
+use crate::net::auth::Credentials;
+use crate::net::client::{Method, Net, parse_content_range};
+use crate::net::proxy::ProxyEnv;
+use crate::net::url::{file_url_path, host, scheme};
+use crate::net::{client, hosts};
+use crate::text::redact_url;
+
+/// What a URL turned out to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It answers with the pinned size (and any `X-Linked-*` agrees).
+    Serves,
+    /// It answers, but without saying the size (a page in front, chunked): alive.
+    Unsized,
+    /// It answers with another size, or its `X-Linked-*` headers contradict the pin.
+    Stale(Fault),
+    /// It does not answer with the file: 404, 403, DNS, refused.
+    Dead(Fault),
+}
+
+impl Verdict {
+    /// `serves`, `alive`, `stale` or `dead`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Serves => "serves",
+            Verdict::Unsized => "alive",
+            Verdict::Stale(_) => "stale",
+            Verdict::Dead(_) => "dead",
+        }
+    }
+
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            Verdict::Stale(fault) | Verdict::Dead(fault) => Some(fault),
+            Verdict::Serves | Verdict::Unsized => None,
+        }
+    }
+}
+
+/// One probed URL: what it said and how large it says the file is.
+#[derive(Clone, Debug)]
+pub struct Probed {
+    pub verdict: Verdict,
+    pub status: Option<u16>,
+    pub size: Option<u64>,
+}
+
+/// Probes URLs with the same client rules as a fetch (proxies, certificates, tokens).
+pub struct Prober {
+    net: Net,
+}
+
+impl Prober {
+    pub fn new(timeout: Duration, parallel: usize) -> Prober {
+        Prober { net: Net::new(timeout, ProxyEnv::from_process(), Credentials::from_environment(), parallel) }
+    }
+
+    /// Whether `url` serves `size` bytes with this `sha256`, asked without a download.
+    pub fn probe(&self, url: &str, size: u64, sha256: &str) -> Probed {
+        if let Some(path) = file_url_path(url) {
+            return probe_file(&path, size);
+        }
+        let url = hosts::normalize_drive_url(url).unwrap_or_else(|| url.to_owned());
+        let check = |headers: &ureq::http::HeaderMap| hosts::check_linked(headers, size, sha256);
+        let head = self.net.request(Method::Head, &url, &[], &[], &check);
+        let head_status = match &head {
+            Ok(answer) => Some(answer.response.status().as_u16()),
+            Err(fault) => fault.status,
+        };
+        let answer = match head {
+            Ok(answer) if answer.response.status().is_success() => answer,
+            // No answer at all (DNS, refused, TLS), or a stale pin in the headers.
+            Err(fault) if fault.status.is_none() || fault.class == Class::StalePin => {
+                return dead_or_stale(fault);
+            }
+            _ if matches!(head_status, Some(404 | 410)) => {
+                let status = head_status.unwrap_or(404);
+                return Probed {
+                    verdict: Verdict::Dead(client::status_fault(status)),
+                    status: Some(status),
+                    size: None,
+                };
+            }
+            // Some servers refuse HEAD (405, 403, 501) but serve GET: ask for one byte.
+            _ => {
+                let range = [("Range", "bytes=0-0".to_owned())];
+                match self.net.request(Method::Get, &url, &range, &[], &check) {
+                    Ok(answer) => answer,
+                    Err(fault) => return dead_or_stale(fault),
+                }
+            }
+        };
+        let response = answer.response;
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+        let said = match status {
+            206 => header("content-range").and_then(parse_content_range).and_then(|(_, total)| total),
+            200 | 203 => header("content-length").and_then(|v| v.trim().parse().ok()),
+            _ => {
+                return Probed {
+                    verdict: Verdict::Dead(client::status_fault(status)),
+                    status: Some(status),
+                    size: None,
+                };
+            }
+        };
+        let html = header("content-type")
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        // The body is never read: dropping the answer closes its connection.
+        drop(response);
+        let verdict = match said {
+            _ if html => Verdict::Unsized,
+            Some(found) if found == size => Verdict::Serves,
+            Some(found) => Verdict::Stale(Fault::new(
+                Class::StalePin,
+                format!("{} serves {found} bytes; the pin says {size}", redact_url(&url)),
+            )),
+            None => Verdict::Unsized,
+        };
+        Probed { verdict, status: Some(status), size: said }
+    }
+}
+
+fn dead_or_stale(fault: Fault) -> Probed {
+    let status = fault.status;
+    let verdict = if fault.class == Class::StalePin { Verdict::Stale(fault) } else { Verdict::Dead(fault) };
+    Probed { verdict, status, size: None }
+}
+
+fn probe_file(path: &camino::Utf8Path, size: u64) -> Probed {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == size => {
+            Probed { verdict: Verdict::Serves, status: None, size: Some(meta.len()) }
+        }
+        Ok(meta) => Probed {
+            verdict: Verdict::Stale(Fault::new(
+                Class::SizeMismatch,
+                format!("{path} has {} bytes; the pin says {size}", meta.len()),
+            )),
+            status: None,
+            size: Some(meta.len()),
+        },
+        Err(e) => Probed { verdict: Verdict::Dead(Fault::local(path, &e)), status: None, size: None },
+    }
+}
+
+/// The proxy each of these URLs' hosts goes through (redacted), or `None` for direct.
+pub fn proxies_for<'u>(urls: impl Iterator<Item = &'u str>) -> Vec<(String, Option<String>)> {
+    let env = ProxyEnv::from_process();
+    let mut seen: Vec<(String, Option<String>)> = Vec::new();
+    for url in urls {
+        let (Some(scheme), Some(host)) = (scheme(url), host(url)) else { continue };
+        if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+            continue;
+        }
+        let name = format!("{}://{host}", scheme.to_ascii_lowercase());
+        if seen.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        // The proxy rules match the host without its port.
+        let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        let proxy = env.proxy_for(scheme, bare).map(|p| redact_url(&p));
+        seen.push((name, proxy));
+    }
+    seen
+}
+
+/// The CA certificates trusted for https: the platform bundle and each variable that
+/// adds to it, with whether it can be read.
+pub fn ca_sources() -> Vec<(String, Result<(), String>)> {
+    client::ca_sources()
+}
