@@ -182,6 +182,38 @@ impl Mount {
         Some(Mount { dir: dir.to_owned() })
     }
 
+    /// An XFS filesystem with reflinks, in an image file in `dir`, loop-mounted at
+    /// `dir/mnt`: where clones work. Needs root and `mkfs.xfs` (xfsprogs), as CI has.
+    pub fn xfs_image(dir: &Path, test: &str) -> Option<Mount> {
+        let mkfs = require("mkfs.xfs", test)?;
+        std::fs::create_dir_all(dir).expect("create the image folder");
+        let image = dir.join("xfs.img");
+        let file = std::fs::File::create(&image).expect("create the image");
+        // XFS wants 300 MiB at least; the image is sparse until written.
+        file.set_len(320 << 20).expect("size the image");
+        let made = Command::new(mkfs).args(["-q", "-m", "reflink=1"]).arg(&image).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfs.xfs");
+        let mnt = dir.join("mnt");
+        std::fs::create_dir_all(&mnt).expect("create the mount point");
+        let ok = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "cannot loop-mount an XFS image, and CI=true: CI runs as root");
+            eprintln!("SKIPPED {test}: loop-mounting a filesystem image needs root ********");
+            return None;
+        }
+        Some(Mount { dir: mnt })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     /// Makes the mount read-only, as a container's `:ro` volume.
     pub fn read_only(&self) {
         let ok = Command::new("mount").args(["-o", "remount,ro"]).arg(&self.dir).status();

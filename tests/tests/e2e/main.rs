@@ -12,6 +12,7 @@ mod fetch;
 mod hostile;
 mod hosts;
 mod interop;
+mod links;
 mod manifest;
 mod pins;
 mod resume;

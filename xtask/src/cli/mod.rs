@@ -21,6 +21,7 @@ use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::transfer::Settings;
 use crate::error::{EXIT_MODEL_FAILED, EXIT_USAGE, Error, Result};
 use crate::store::cache::Cache;
+use crate::store::fs::LinkMode;
 use crate::ui::out;
 use crate::ui::progress::Reporter;
 
@@ -398,6 +399,13 @@ struct SourceArgs {
     /// Also set by XTASK_MODELS_OFFLINE=1.
     #[arg(long)]
     offline: bool,
+    /// How files reach the checkout from the cache [default: $XTASK_MODELS_LINK_MODE,
+    /// else auto]. clone: a copy-on-write reflink (btrfs, XFS), its own file; hardlink:
+    /// the cache's own inode, so a write through one checkout changes the cache and every
+    /// other checkout; copy: a full copy. auto: clone, else hardlink, else copy. Where the
+    /// filesystem cannot do what is asked, a copy.
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "clone", "hardlink", "copy"])]
+    link_mode: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -647,8 +655,20 @@ fn fetch_options(
     let cache =
         if sources.no_cache || skip_checks { None } else { cache_at(sources.cache_dir, &cx.reporter) };
     let offline = sources.offline || env_flag(OFFLINE_ENV);
-    Ok(fetch::Options { settings, skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline })
+    let link_mode =
+        match sources.link_mode.or_else(|| std::env::var(LINK_MODE_ENV).ok().filter(|v| !v.is_empty())) {
+            None => LinkMode::Auto,
+            Some(text) => LinkMode::parse(&text).ok_or_else(|| {
+                Error::usage(format!(
+                    "{LINK_MODE_ENV}={text:?} is not a link mode; use auto, clone, hardlink or copy"
+                ))
+            })?,
+        };
+    Ok(fetch::Options { settings, skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline, link_mode })
 }
+
+/// The link mode of every fetch on this machine, unless `--link-mode` says otherwise.
+pub const LINK_MODE_ENV: &str = "XTASK_MODELS_LINK_MODE";
 
 /// Space- or comma-separated mirrors for every fetch on this machine.
 pub const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";

@@ -57,6 +57,7 @@ pub fn fetch(manifest: &Utf8Path, checkpoints: &Utf8Path, options: &FetchOptions
         cache: options.cache_dir.clone().map(|root| Cache { root }),
         mirrors: options.mirrors.clone(),
         offline: options.offline,
+        link_mode: crate::store::fs::LinkMode::Auto,
     };
     fetch_command::run(&cx, &Selection::default(), fetch_options)
 }

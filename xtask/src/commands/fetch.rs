@@ -21,7 +21,7 @@ use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings
 use crate::engine::workers;
 use crate::error::{Class, Fault, Origin, Result, Tried};
 use crate::store::cache::{Cache, Entry};
-use crate::store::fs::{Placed, check_inside, link_or_copy, same_filesystem};
+use crate::store::fs::{LinkMode, Placed, check_inside, link_or_copy, same_filesystem};
 use crate::store::lock::{self, Mode};
 use crate::store::stamp::{Stamp, Stamps};
 use crate::text::{human_bytes, rate, redact_url};
@@ -40,6 +40,8 @@ pub struct Options {
     pub cache: Option<Cache>,
     pub mirrors: Vec<String>,
     pub offline: bool,
+    /// How files reach the checkout from the cache.
+    pub link_mode: LinkMode,
 }
 
 /// How one model ended up.
@@ -223,9 +225,11 @@ fn provide(
         None => {
             let job = job(model, options, install::partial_path(&step.dest, model), step.dest.clone());
             download(cx, downloader, &job, options.offline).map(|fetched| {
-                let stamp = fetched
-                    .fingerprint
-                    .map(|fingerprint| Stamp { sha256: fetched.sha256.clone(), fingerprint });
+                let stamp = fetched.fingerprint.map(|fingerprint| Stamp {
+                    sha256: fetched.sha256.clone(),
+                    fingerprint,
+                    placed: None,
+                });
                 (Outcome::Downloaded(fetched), stamp)
             })
         }
@@ -276,9 +280,9 @@ fn through_cache(
             Some(fetched)
         }
     };
-    let (placed, file) = link_or_copy(&entry, &step.dest)
+    let (placed, file) = link_or_copy(&entry, &step.dest, options.link_mode)
         .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
-    let stamp = check::stamp_of(&model.sha256, &file);
+    let stamp = check::stamp_of(&model.sha256, &file).map(|stamp| Stamp { placed: Some(placed), ..stamp });
     let outcome = match downloaded {
         Some(fetched) => Outcome::Downloaded(fetched),
         None => Outcome::FromCache(placed),
@@ -318,6 +322,9 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
             f.elapsed.as_secs_f64(),
             rate(f.bytes, f.elapsed)
         ),
+        Outcome::FromCache(Placed::Clone) => {
+            format!("{}: cloned from the cache to {dest}", model.name)
+        }
         Outcome::FromCache(Placed::HardLink) => {
             format!("{}: linked from the cache to {dest}", model.name)
         }

@@ -15,7 +15,7 @@ use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::publish::{Published, Publisher, Start, UPLOADS_DIR};
 use crate::error::{Error, Result};
 use crate::store::cache::{Cache, Entry};
-use crate::store::fs::{Placed, link_or_copy};
+use crate::store::fs::{LinkMode, link_or_copy};
 
 /// Where the files go: a folder, or a bucket and prefix (with how to upload).
 pub enum Target<'a> {
@@ -73,9 +73,9 @@ pub fn run(
             (Target::Bucket { .. }, None) => continue,
         };
         let target = dir.join("sha256").join(&model.sha256);
-        match link_or_copy(&source, &target) {
+        match link_or_copy(&source, &target, LinkMode::Auto) {
             Ok((placed, _)) => {
-                let how = if placed == Placed::HardLink { "hard link" } else { "copy" };
+                let how = placed.as_str();
                 cx.say(&format!("exported {} to {target} ({how})", model.name));
             }
             Err(e) => {

@@ -14,6 +14,7 @@ use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection};
 use crate::error::Result;
 use crate::store::cache::Cache;
+use crate::store::fs::Placed;
 use crate::store::stamp::Stamps;
 use crate::text::human_bytes;
 use crate::ui::json::{Document, Record, StatusState, StatusSummary};
@@ -49,12 +50,25 @@ pub fn run(cx: &Context, selection: &Selection, cache: Option<&Cache>) -> Result
     let models = plan::select(&cx.manifest, selection)?;
     let stamps = Stamps::load(&cx.checkpoints);
     let rows: Vec<(&Model, State)> = models.iter().map(|&m| (m, state_of(cx, m, &stamps, cache))).collect();
+    // How each verified file reached the checkout, from its stamp (a clone cannot be
+    // told from a copy by looking at the file).
+    let placed = |model: &Model, state: &State| {
+        let stamp = stamps.get(model.path.as_str()).filter(|_| *state == State::OkStamped);
+        stamp.and_then(|s| s.placed).map(Placed::as_str)
+    };
     let needed = rows.iter().fold(0u64, |sum, (m, _)| sum.saturating_add(m.size));
     let present = rows
         .iter()
         .filter(|(_, s)| *s == State::OkStamped)
         .fold(0u64, |sum, (m, _)| sum.saturating_add(m.size));
     let ok = rows.iter().filter(|(_, s)| *s == State::OkStamped).count();
+    let rows: Vec<(&Model, State, Option<&'static str>)> = rows
+        .into_iter()
+        .map(|(m, s)| {
+            let p = placed(m, &s);
+            (m, s, p)
+        })
+        .collect();
     if cx.json {
         out::json(&json_report(&rows, ok, present, needed));
     } else {
@@ -102,21 +116,22 @@ fn describe(model: &Model, state: &State) -> String {
     }
 }
 
-fn print_table(cx: &Context, rows: &[(&Model, State)], ok: usize, present: u64, needed: u64) {
-    let name_width = rows.iter().map(|(m, _)| m.name.len()).max().unwrap_or(4).max(4);
+fn print_table(cx: &Context, rows: &[(&Model, State, Option<&str>)], ok: usize, present: u64, needed: u64) {
+    let name_width = rows.iter().map(|(m, ..)| m.name.len()).max().unwrap_or(4).max(4);
     let group_width =
-        rows.iter().map(|(m, _)| m.group.as_deref().unwrap_or("-").len()).max().unwrap_or(5).max(5);
+        rows.iter().map(|(m, ..)| m.group.as_deref().unwrap_or("-").len()).max().unwrap_or(5).max(5);
     cx.say(&format!(
-        "{:<name_width$}  {:<group_width$}  {:>10}  {:<16}  PATH",
-        "NAME", "GROUP", "SIZE", "STATE"
+        "{:<name_width$}  {:<group_width$}  {:>10}  {:<16}  {:<9}  PATH",
+        "NAME", "GROUP", "SIZE", "STATE", "PLACED"
     ));
-    for (model, state) in rows {
+    for (model, state, placed) in rows {
         cx.say(&format!(
-            "{:<name_width$}  {:<group_width$}  {:>10}  {:<16}  {}",
+            "{:<name_width$}  {:<group_width$}  {:>10}  {:<16}  {:<9}  {}",
             model.name,
             model.group.as_deref().unwrap_or("-"),
             human_bytes(model.size),
             describe(model, state),
+            placed.unwrap_or("-"),
             model.path
         ));
     }
@@ -129,15 +144,16 @@ fn print_table(cx: &Context, rows: &[(&Model, State)], ok: usize, present: u64, 
 }
 
 fn json_report<'a>(
-    rows: &[(&'a Model, State)],
+    rows: &[(&'a Model, State, Option<&'static str>)],
     ok: usize,
     present: u64,
     needed: u64,
 ) -> Document<'a, StatusState, StatusSummary> {
     let models = rows
         .iter()
-        .map(|(model, state)| {
-            let mut record = StatusState { state: state.label(), partial_bytes: None, actual_size: None };
+        .map(|(model, state, placed)| {
+            let mut record =
+                StatusState { state: state.label(), partial_bytes: None, actual_size: None, placed: *placed };
             match state {
                 State::Partial { bytes } => record.partial_bytes = Some(*bytes),
                 State::WrongSize { actual } => record.actual_size = Some(*actual),

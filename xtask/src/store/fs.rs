@@ -1,5 +1,5 @@
 //! File primitives every writer shares: atomic replacement, placing a verified file by
-//! hard link or copy, and fsync of a folder so a rename survives a crash.
+//! clone, hard link or copy, and fsync of a folder so a rename survives a crash.
 //!
 //! Readers of a file written here see the old content or the new, never a mix: bytes go
 //! to a temp file beside the target (same folder, so the same filesystem), are fsynced,
@@ -16,16 +16,48 @@ pub const PARTIAL_SUFFIX: &str = ".part";
 /// How a file got to its destination from elsewhere on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placed {
+    /// A copy-on-write clone (reflink): its own inode sharing the blocks, so a write to
+    /// it never reaches the source or any other checkout.
+    Clone,
+    /// The same inode: a write through one path changes every path, the cache included.
     HardLink,
     Copy,
 }
 
 impl Placed {
-    /// `hard-link` or `copy`, as `--json` names it.
+    /// `clone`, `hard-link` or `copy`, as `--json` names it.
     pub fn as_str(self) -> &'static str {
         match self {
+            Placed::Clone => "clone",
             Placed::HardLink => "hard-link",
             Placed::Copy => "copy",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Placed> {
+        [Placed::Clone, Placed::HardLink, Placed::Copy].into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// `--link-mode`: how a verified file may reach a checkout. Each falls back to a copy
+/// where the filesystem cannot do it; `Auto` tries a clone, then a hard link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkMode {
+    #[default]
+    Auto,
+    Clone,
+    HardLink,
+    Copy,
+}
+
+impl LinkMode {
+    pub fn parse(text: &str) -> Option<LinkMode> {
+        match text {
+            "auto" => Some(LinkMode::Auto),
+            "clone" => Some(LinkMode::Clone),
+            "hardlink" | "hard-link" => Some(LinkMode::HardLink),
+            "copy" => Some(LinkMode::Copy),
+            _ => None,
         }
     }
 }
@@ -44,22 +76,37 @@ pub fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Puts a verified file (a cache entry, a mirror file) at `dest` atomically: a hard link
-/// when both are on one filesystem, otherwise a synced copy; then a rename over `dest`.
-/// Returns how, and the placed file, open: its metadata is that of exactly the file put
-/// there, whatever happens at the path afterwards.
-pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path) -> io::Result<(Placed, File)> {
+/// Puts a verified file (a cache entry, a mirror file) at `dest` atomically, as `mode`
+/// allows: a clone or a hard link where the filesystem can, otherwise a synced copy;
+/// then a rename over `dest`. Returns how, and the placed file, open: its metadata is
+/// that of exactly the file put there, whatever happens at the path afterwards.
+pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> io::Result<(Placed, File)> {
     prepare_destination(dest)?;
     let file_name = dest.file_name().unwrap_or("file");
     let temp = dest.with_file_name(format!("{file_name}.{}.link{PARTIAL_SUFFIX}", std::process::id()));
     let _ = fs::remove_file(&temp);
-    let placed = match fs::hard_link(src, &temp) {
-        Ok(()) => File::open(&temp).map(|file| (Placed::HardLink, file)),
-        Err(_) => fs::copy(src, &temp).and_then(|_| {
-            let file = File::open(&temp)?;
-            file.sync_all()?;
-            Ok((Placed::Copy, file))
-        }),
+    let cloned = match mode {
+        LinkMode::Auto | LinkMode::Clone => clone_file(src, &temp).ok().map(|file| (Placed::Clone, file)),
+        LinkMode::HardLink | LinkMode::Copy => None,
+    };
+    let linked = match (cloned, mode) {
+        (Some(cloned), _) => Some(cloned),
+        (None, LinkMode::Auto | LinkMode::HardLink) => fs::hard_link(src, &temp)
+            .ok()
+            .and_then(|()| File::open(&temp).ok())
+            .map(|file| (Placed::HardLink, file)),
+        (None, _) => None,
+    };
+    let placed = match linked {
+        Some(linked) => Ok(linked),
+        None => {
+            let _ = fs::remove_file(&temp);
+            fs::copy(src, &temp).and_then(|_| {
+                let file = File::open(&temp)?;
+                file.sync_all()?;
+                Ok((Placed::Copy, file))
+            })
+        }
     };
     let placed = placed.and_then(|placed| fs::rename(&temp, dest).map(|()| placed));
     if placed.is_err() {
@@ -69,6 +116,31 @@ pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path) -> io::Result<(Placed, File
     let placed = placed?;
     sync_parent(dest);
     Ok(placed)
+}
+
+/// A copy-on-write clone of `src` at `temp` (FICLONE: btrfs, XFS, bcachefs, overlayfs on
+/// those), with `src`'s permissions. An error where the filesystem cannot clone.
+#[cfg(target_os = "linux")]
+fn clone_file(src: &Utf8Path, temp: &Utf8Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let from = File::open(src)?;
+    let to = fs::OpenOptions::new().write(true).create_new(true).open(temp)?;
+    // SAFETY: both descriptors are open files owned by this function for the whole call;
+    // FICLONE reads the source descriptor as its argument and changes nothing else.
+    let done = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) };
+    if done != 0 {
+        let err = io::Error::last_os_error();
+        drop(to);
+        let _ = fs::remove_file(temp);
+        return Err(err);
+    }
+    fs::set_permissions(temp, from.metadata()?.permissions())?;
+    File::open(temp)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clone_file(_src: &Utf8Path, _temp: &Utf8Path) -> io::Result<File> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "clones are made on Linux only"))
 }
 
 /// Whether two folders (or their nearest existing ancestors) sit on one filesystem, so a
@@ -184,15 +256,18 @@ mod tests {
         let copy = dir.join("other/m.bin");
         fs::create_dir_all(copy.parent().unwrap()).unwrap();
         fs::write(&copy, b"old").unwrap();
-        assert_eq!(link_or_copy(&src, &copy).unwrap().0, Placed::HardLink);
+        let (placed, _) = link_or_copy(&src, &copy, LinkMode::Auto).unwrap();
+        assert!(matches!(placed, Placed::Clone | Placed::HardLink), "{placed:?}");
         assert_eq!(fs::read(&copy).unwrap(), b"new");
+        assert_eq!(link_or_copy(&src, &copy, LinkMode::Copy).unwrap().0, Placed::Copy);
+        assert_eq!(link_or_copy(&src, &copy, LinkMode::HardLink).unwrap().0, Placed::HardLink);
         write_atomically(&dir.join("state"), b"one").unwrap();
         write_atomically(&dir.join("state"), b"two").unwrap();
         assert_eq!(fs::read(dir.join("state")).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 3, "no temp file is left: {names:?}");
         fs::create_dir_all(dir.join("a-dir")).unwrap();
-        let err = link_or_copy(&src, &dir.join("a-dir")).unwrap_err();
+        let err = link_or_copy(&src, &dir.join("a-dir"), LinkMode::Auto).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
     }
 

@@ -15,7 +15,7 @@ use std::fs::Metadata;
 use camino::Utf8Path;
 
 use crate::error::{IoContext, Result};
-use crate::store::fs::write_atomically;
+use crate::store::fs::{Placed, write_atomically};
 use crate::store::lock::{self, LOCK_DIR, Mode};
 
 /// The state file inside a checkpoints folder.
@@ -29,6 +29,8 @@ pub struct Fingerprint {
     pub ctime_ns: i128,
     pub inode: u64,
     pub device: u64,
+    /// Hard links to the inode (0: not recorded, an older state file).
+    pub links: u64,
 }
 
 impl Fingerprint {
@@ -43,6 +45,7 @@ impl Fingerprint {
                 ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
                 inode: meta.ino(),
                 device: meta.dev(),
+                links: meta.nlink(),
             }
         }
         #[cfg(not(unix))]
@@ -52,19 +55,34 @@ impl Fingerprint {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
-            Fingerprint { len: meta.len(), mtime_ns, ctime_ns: 0, inode: 0, device: 0 }
+            Fingerprint { len: meta.len(), mtime_ns, ctime_ns: 0, inode: 0, device: 0, links: 0 }
         }
     }
 
-    /// For cache entries: hard-linking an entry into a checkout changes its ctime
-    /// without touching a byte, so the cache does not compare it.
+    /// For cache entries: hard-linking an entry into a checkout changes its ctime and
+    /// link count without touching a byte, so the cache compares neither.
     pub fn without_ctime(self) -> Fingerprint {
-        Fingerprint { ctime_ns: 0, ..self }
+        Fingerprint { ctime_ns: 0, links: 0, ..self }
     }
 
-    /// `len mtime_ns ctime_ns inode device`, on one line.
+    /// Whether the file now (`now`) is the one stamped: same size, mtime, inode and
+    /// device, and the same ctime, unless the link count changed. Another checkout hard-
+    /// linking the same cache entry changes the shared inode's ctime (and its link count)
+    /// without touching a byte; an in-place edit that restores the mtime changes the
+    /// ctime alone, and is caught.
+    pub fn matches(&self, now: &Fingerprint) -> bool {
+        let relinked = self.links != 0 && self.links != now.links;
+        self.len == now.len
+            && self.mtime_ns == now.mtime_ns
+            && self.inode == now.inode
+            && self.device == now.device
+            && (self.ctime_ns == now.ctime_ns || relinked)
+    }
+
+    /// `len mtime_ns ctime_ns inode device links`, on one line.
     pub fn encode(&self) -> String {
-        format!("{} {} {} {} {}", self.len, self.mtime_ns, self.ctime_ns, self.inode, self.device)
+        let Fingerprint { len, mtime_ns, ctime_ns, inode, device, links } = self;
+        format!("{len} {mtime_ns} {ctime_ns} {inode} {device} {links}")
     }
 
     pub fn decode(text: &str) -> Option<Fingerprint> {
@@ -75,16 +93,20 @@ impl Fingerprint {
             ctime_ns: parts.next()?.parse().ok()?,
             inode: parts.next()?.parse().ok()?,
             device: parts.next()?.parse().ok()?,
+            // Older state files have five fields.
+            links: parts.next().map_or(Some(0), |n| n.parse().ok())?,
         };
         parts.next().is_none().then_some(fingerprint)
     }
 }
 
-/// One recorded match: the sha256 a file had when it had this fingerprint.
+/// One recorded match: the sha256 a file had when it had this fingerprint, and how it
+/// reached the checkout when it came from the cache (what `status` shows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamp {
     pub sha256: String,
     pub fingerprint: Fingerprint,
+    pub placed: Option<Placed>,
 }
 
 /// The stamps of one checkpoints folder, keyed by manifest path.
@@ -115,7 +137,15 @@ impl Stamps {
         let (_held, _) = lock::acquire(&lock_path, Mode::Exclusive, || {})?;
         let path = checkpoints.join(STATE_FILE);
         let mut entries = parse(&std::fs::read_to_string(&path).unwrap_or_default());
-        entries.extend(fresh);
+        for (rel, mut stamp) in fresh {
+            // A rehash of the same file (same inode) keeps how it was placed.
+            if let Some(old) =
+                entries.get(&rel).filter(|old| old.fingerprint.inode == stamp.fingerprint.inode)
+            {
+                stamp.placed = stamp.placed.or(old.placed);
+            }
+            entries.insert(rel, stamp);
+        }
         write_atomically(&path, render(&entries).as_bytes()).at("write the stamps file", &path)
     }
 }
@@ -128,8 +158,13 @@ fn parse(text: &str) -> BTreeMap<String, Stamp> {
         else {
             continue;
         };
+        // `placed=…` after the fingerprint is optional (older state files have none).
+        let (fingerprint, placed) = match fingerprint.rsplit_once(" placed=") {
+            Some((fingerprint, placed)) => (fingerprint, Placed::parse(placed)),
+            None => (fingerprint, None),
+        };
         if let Some(fingerprint) = Fingerprint::decode(fingerprint) {
-            entries.insert(rel.to_owned(), Stamp { sha256: sha256.to_owned(), fingerprint });
+            entries.insert(rel.to_owned(), Stamp { sha256: sha256.to_owned(), fingerprint, placed });
         }
     }
     entries
@@ -139,7 +174,8 @@ fn render(entries: &BTreeMap<String, Stamp>) -> String {
     let mut out =
         String::from("# Written by `cargo xtask models`: files hashed and found matching. Safe to delete.\n");
     for (rel, stamp) in entries {
-        out.push_str(&format!("{}\t{}\t{rel}\n", stamp.sha256, stamp.fingerprint.encode()));
+        let placed = stamp.placed.map_or_else(String::new, |p| format!(" placed={}", p.as_str()));
+        out.push_str(&format!("{}\t{}{placed}\t{rel}\n", stamp.sha256, stamp.fingerprint.encode()));
     }
     out
 }
@@ -151,22 +187,37 @@ mod tests {
 
     #[test]
     fn fingerprints_round_trip_and_reject_garbage() {
-        let f = Fingerprint { len: 5, mtime_ns: -3, ctime_ns: 4, inode: 7, device: 9 };
+        let f = Fingerprint { len: 5, mtime_ns: -3, ctime_ns: 4, inode: 7, device: 9, links: 2 };
         assert_eq!(Fingerprint::decode(&f.encode()), Some(f));
         assert_eq!(Fingerprint::decode("1 2 3 4"), None);
-        assert_eq!(Fingerprint::decode("1 2 3 4 5 6"), None);
+        assert_eq!(Fingerprint::decode("1 2 3 4 5 6 7"), None);
+        assert_eq!(Fingerprint::decode("1 2 3 4 5").map(|f| f.links), Some(0), "older state files");
         assert_eq!(Fingerprint::decode("a b c d e"), None);
         assert_eq!(f.without_ctime().ctime_ns, 0);
+    }
+
+    #[test]
+    fn ctime_may_move_only_with_the_link_count() {
+        let stamped = Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5, links: 2 };
+        let relinked = Fingerprint { ctime_ns: 9, links: 3, ..stamped };
+        assert!(stamped.matches(&relinked), "another checkout linked the same entry");
+        let edited = Fingerprint { ctime_ns: 9, ..stamped };
+        assert!(!stamped.matches(&edited), "an in-place edit that restored the mtime");
+        let legacy = Fingerprint { links: 0, ..stamped };
+        assert!(!legacy.matches(&relinked), "no link count recorded: ctime decides");
+        assert!(!stamped.matches(&Fingerprint { mtime_ns: 7, links: 3, ..stamped }));
     }
 
     #[test]
     fn the_state_file_round_trips_and_skips_bad_lines() {
         let stamp = Stamp {
             sha256: "ab".repeat(32),
-            fingerprint: Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5 },
+            fingerprint: Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5, links: 1 },
+            placed: None,
         };
         let mut entries = BTreeMap::new();
         entries.insert("dir/with space.bin".to_owned(), stamp.clone());
+        entries.insert("cloned.bin".to_owned(), Stamp { placed: Some(Placed::Clone), ..stamp.clone() });
         let text = format!("{}garbage line\n\tonly tabs\t\n", render(&entries));
         assert_eq!(parse(&text), entries);
     }
@@ -175,12 +226,12 @@ mod tests {
     fn concurrent_records_keep_every_stamp() {
         let temp = tempfile::tempdir().unwrap();
         let dir = Utf8PathBuf::try_from(temp.path().to_owned()).unwrap();
-        let fingerprint = Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5 };
+        let fingerprint = Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5, links: 1 };
         std::thread::scope(|scope| {
             for i in 0..8 {
                 let dir = &dir;
                 scope.spawn(move || {
-                    let stamp = Stamp { sha256: format!("{i}"), fingerprint };
+                    let stamp = Stamp { sha256: format!("{i}"), fingerprint, placed: None };
                     Stamps::record(dir, vec![(format!("file-{i}"), stamp)]).unwrap();
                 });
             }

@@ -172,6 +172,9 @@ pub struct StatusState {
     pub partial_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actual_size: Option<u64>,
+    /// How a verified file reached the checkout from the cache: clone, hard-link, copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placed: Option<&'static str>,
 }
 
 #[derive(Serialize)]

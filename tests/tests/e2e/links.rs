@@ -1,0 +1,138 @@
+//! How a verified file reaches a checkout from the shared cache: a clone where the
+//! filesystem can (its own file), else a hard link (the cache's own inode), else a copy;
+//! `status` says which, and stamps stay valid when another checkout links the same entry.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde_json::Value;
+use tests::daemons::Mount;
+use tests::{Pin, Sandbox, Scenario, payload};
+
+use crate::scenario;
+
+/// A scenario with two models served, fetched once through the shared cache.
+fn two_models(sc: &Scenario) -> (Vec<u8>, Vec<u8>) {
+    let a = sc.model("a", "a.bin", payload(300_000, 800)).to_vec();
+    let b = sc.model("b", "b.bin", payload(200_000, 801)).to_vec();
+    (a, b)
+}
+
+fn placed(sb: &Sandbox) -> Vec<String> {
+    let run = sb.models(&["status", "--json"]);
+    run.expect(0);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    doc["models"].as_array().unwrap().iter().map(|m| m["placed"].as_str().unwrap_or("-").to_owned()).collect()
+}
+
+fn cache_entry(sb: &Sandbox, data: &[u8]) -> std::path::PathBuf {
+    sb.cache.join("sha256").join(tests::sha256_hex(data))
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[test]
+fn a_second_checkout_linking_the_same_entries_leaves_the_first_ones_stamps_valid() {
+    let sc = scenario();
+    let (a, _) = two_models(&sc);
+    sc.models(&["fetch", "--link-mode", "hardlink"]).expect(0);
+    assert_eq!(inode(&sc.file("a.bin")), inode(&cache_entry(&sc, &a)), "a hard link is the cache's inode");
+    assert_eq!(placed(&sc), ["hard-link", "hard-link"]);
+
+    let second = sc.sibling();
+    std::fs::copy(&sc.manifest, &second.manifest).unwrap();
+    second.models(&["fetch", "--link-mode", "hardlink"]).expect(0);
+    assert_eq!(inode(&second.file("a.bin")), inode(&sc.file("a.bin")), "both checkouts share the inode");
+    // The new link changed the shared inode's ctime: the first checkout's stamps hold.
+    let run = sc.models(&["verify", "--json"]);
+    run.expect(0);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let states: Vec<&str> =
+        doc["models"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["ok-stamped", "ok-stamped"], "no rehash after another checkout linked: {doc}");
+}
+
+#[test]
+fn copy_mode_gives_each_checkout_its_own_file_and_auto_never_copies_on_one_filesystem() {
+    let mut sc = scenario();
+    let (a, _) = two_models(&sc);
+    sc.set_env("XTASK_MODELS_LINK_MODE", "copy");
+    let run = sc.models(&["fetch"]);
+    run.expect(0);
+    assert_ne!(inode(&sc.file("a.bin")), inode(&cache_entry(&sc, &a)), "a copy is a file of its own");
+    assert_eq!(placed(&sc), ["copy", "copy"]);
+    let status = sc.models(&["status"]);
+    assert!(status.stdout.lines().next().unwrap().contains("PLACED"), "{}", status.stdout);
+
+    let mut other = sc.sibling();
+    std::fs::copy(&sc.manifest, &other.manifest).unwrap();
+    other.set_env("XTASK_MODELS_LINK_MODE", "");
+    other.models(&["fetch"]).expect(0);
+    let how = placed(&other);
+    assert!(how.iter().all(|p| p == "clone" || p == "hard-link"), "auto links or clones: {how:?}");
+
+    other.set_env("XTASK_MODELS_LINK_MODE", "symlink");
+    let run = other.models(&["fetch"]);
+    run.expect(2);
+    assert!(run.stderr.contains("XTASK_MODELS_LINK_MODE=\"symlink\" is not a link mode"), "{}", run.stderr);
+}
+
+#[test]
+fn on_a_filesystem_with_reflinks_checkouts_get_clones_that_cannot_corrupt_each_other() {
+    let sb = tests::Sandbox::new(env!("CARGO_BIN_EXE_xtask-under-test"));
+    let Some(mount) = Mount::xfs_image(&sb.dir.join("xfs"), "clones_on_xfs") else { return };
+    let root = mount.path();
+    let server = tests::Server::start();
+    let data = payload(400_000, 802);
+    server.script("/a", vec![tests::Reply::Body(data.clone())]);
+    let pin = Pin::new("a", "a.bin", &data, &[server.url("/a")]);
+    let manifest = root.join("models.toml");
+    std::fs::write(&manifest, pin.to_toml()).unwrap();
+    let cache = root.join("cache");
+    let fetch_into = |checkout: &str| {
+        let args: Vec<String> = [
+            "models",
+            "fetch",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--checkpoints-dir",
+            root.join(checkout).to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        sb.run_raw(&args)
+    };
+    fetch_into("one").expect(0);
+    fetch_into("two").expect(0);
+    let (one, two) = (root.join("one/a.bin"), root.join("two/a.bin"));
+    let entry = cache.join("sha256").join(tests::sha256_hex(&data));
+    assert_ne!(inode(&one), inode(&entry), "a clone is its own file");
+    assert_ne!(inode(&one), inode(&two));
+    let status: Vec<String> = [
+        "models",
+        "status",
+        "--json",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--checkpoints-dir",
+        root.join("one").to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let doc: Value = serde_json::from_str(&sb.run_raw(&status).stdout).unwrap();
+    assert_eq!(doc["models"][0]["placed"], "clone", "{doc}");
+    // A write into one checkout's file (root ignores the read-only mode) stays there.
+    let mut perms = std::fs::metadata(&one).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&one, perms).unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&one).unwrap();
+    std::io::Write::write_all(&mut file, b"scribble").unwrap();
+    drop(file);
+    assert_eq!(std::fs::read(&entry).unwrap(), *data, "the cache entry is untouched");
+    assert_eq!(std::fs::read(&two).unwrap(), *data, "the other checkout is untouched");
+    drop(mount);
+}
