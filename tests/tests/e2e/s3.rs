@@ -270,9 +270,8 @@ fn a_killed_upload_is_continued_and_a_forgotten_one_restarted() {
     let target = "s3://models/team";
     let mut child =
         sc.spawn_models(&["mirror", target, "--model", "big", "--jobs", "1", "--limit-rate", "16M"]);
-    wait_until(Duration::from_secs(60), "an upload recorded", || !dir_is_empty(&records));
-    let record = std::fs::read_dir(&records).unwrap().flatten().next().unwrap().path();
-    let upload_id = std::fs::read_to_string(&record).unwrap().lines().last().unwrap().to_owned();
+    wait_until(Duration::from_secs(60), "an upload recorded", || upload_record(&records).is_some());
+    let (_, upload_id) = upload_record(&records).unwrap();
     let key = format!("team/sha256/{}", sha256_hex(&big));
     wait_until(Duration::from_secs(60), "a part in the store", || {
         s3_get(&curl, &weed, &format!("{key}?uploadId={upload_id}")).matches("<PartNumber>").count() >= 1
@@ -301,15 +300,12 @@ fn a_killed_upload_is_continued_and_a_forgotten_one_restarted() {
         "--limit-rate",
         "16M",
     ]);
-    wait_until(Duration::from_secs(60), "an upload recorded", || !dir_is_empty(&records));
+    wait_until(Duration::from_secs(60), "an upload recorded", || upload_record(&records).is_some());
     child.kill().unwrap();
     child.wait().unwrap();
-    for entry in std::fs::read_dir(&records).unwrap().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        let mut lines: Vec<&str> = text.lines().collect();
-        *lines.last_mut().unwrap() = "no-such-upload";
-        std::fs::write(entry.path(), lines.join("\n") + "\n").unwrap();
-    }
+    let (record, upload_id) = upload_record(&records).unwrap();
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace(&upload_id, "no-such-upload")).unwrap();
     let started = std::time::Instant::now();
     let run = sc.models(&["mirror", "s3://models/second", "--model", "big", "--limit-rate", "48M"]);
     run.expect(0);
@@ -339,9 +335,8 @@ fn an_upload_that_fails_is_aborted_so_no_parts_are_left_behind() {
         "--limit-rate",
         "16M",
     ]);
-    wait_until(Duration::from_secs(60), "an upload recorded", || !dir_is_empty(&records));
-    let record = std::fs::read_dir(&records).unwrap().flatten().next().unwrap().path();
-    let upload_id = std::fs::read_to_string(&record).unwrap().lines().last().unwrap().to_owned();
+    wait_until(Duration::from_secs(60), "an upload recorded", || upload_record(&records).is_some());
+    let (_, upload_id) = upload_record(&records).unwrap();
     // The file goes away under the upload: the next part cannot be read.
     std::fs::rename(sc.file("big.bin"), sc.dir.join("moved.bin")).unwrap();
     let run = child.finish();
@@ -351,6 +346,16 @@ fn an_upload_that_fails_is_aborted_so_no_parts_are_left_behind() {
     let key = format!("team/sha256/{}?uploadId={upload_id}", sha256_hex(&big));
     let listed = s3_get(&curl, &weed, &key);
     assert!(listed.contains("NoSuchUpload"), "the store no longer has the upload or its parts: {listed}");
+}
+
+/// The record of an unfinished upload, once it is complete on disk (it is written to a
+/// temp file, then renamed): its path and the upload id on its last line.
+fn upload_record(records: &Path) -> Option<(std::path::PathBuf, String)> {
+    let entries = std::fs::read_dir(records).ok()?;
+    let path = entries.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "upload"))?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    (lines.len() == 5).then(|| (path, lines[4].to_owned()))
 }
 
 fn dir_is_empty(dir: &Path) -> bool {
