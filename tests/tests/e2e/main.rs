@@ -15,6 +15,7 @@ mod interop;
 mod links;
 mod manifest;
 mod pins;
+mod readme;
 mod resume;
 mod s3;
 mod segments;
