@@ -464,7 +464,7 @@ impl Connection<'_, '_> {
     fn work(mut self, mut body: Option<Box<dyn Read + Send>>) -> Option<usize> {
         let (t, board) = (self.t, self.board);
         let mut failures = 0u32;
-        loop {
+        'claims: loop {
             let claimed = {
                 let mut state = board.lock();
                 if state.fault.is_some() {
@@ -526,7 +526,9 @@ impl Connection<'_, '_> {
                             return (self.source == 0).then_some(0);
                         }
                         failures = 0;
-                        break;
+                        // The piece is no longer this connection's (another may hold it
+                        // already): claim afresh, from the first source.
+                        continue 'claims;
                     }
                     Err(Step::Fatal(fault)) => {
                         board.fail(fault);
