@@ -268,8 +268,7 @@ fn a_killed_upload_is_continued_and_a_forgotten_one_restarted() {
     sc.models(&["fetch", "--no-cache", "--model", "big"]).expect(0);
     let records = sc.checkpoints.join(".uploads");
     let target = "s3://models/team";
-    let mut child =
-        sc.spawn_models(&["mirror", target, "--model", "big", "--jobs", "1", "--limit-rate", "16M"]);
+    let mut child = sc.spawn_models(&slow_mirror(target));
     wait_until(Duration::from_secs(60), "an upload recorded", || upload_record(&records).is_some());
     let (_, upload_id) = upload_record(&records).unwrap();
     let key = format!("team/sha256/{}", sha256_hex(&big));
@@ -290,16 +289,7 @@ fn a_killed_upload_is_continued_and_a_forgotten_one_restarted() {
     assert_eq!(std::fs::read(fresh.file("big.bin")).unwrap(), big);
 
     // An upload the store no longer knows (aborted by a lifecycle rule, say): start over.
-    let mut child = sc.spawn_models(&[
-        "mirror",
-        "s3://models/second",
-        "--model",
-        "big",
-        "--jobs",
-        "1",
-        "--limit-rate",
-        "16M",
-    ]);
+    let mut child = sc.spawn_models(&slow_mirror("s3://models/second"));
     wait_until(Duration::from_secs(60), "an upload recorded", || upload_record(&records).is_some());
     child.kill().unwrap();
     child.wait().unwrap();
@@ -325,16 +315,7 @@ fn an_upload_that_fails_is_aborted_so_no_parts_are_left_behind() {
     use_store(&mut sc, &weed);
     sc.models(&["fetch", "--no-cache", "--model", "big"]).expect(0);
     let records = sc.checkpoints.join(".uploads");
-    let child = sc.spawn_logged(&[
-        "mirror",
-        "s3://models/team",
-        "--model",
-        "big",
-        "--jobs",
-        "1",
-        "--limit-rate",
-        "16M",
-    ]);
+    let child = sc.spawn_logged(&slow_mirror("s3://models/team"));
     wait_until(Duration::from_secs(60), "an upload recorded", || upload_record(&records).is_some());
     let (_, upload_id) = upload_record(&records).unwrap();
     // The file goes away under the upload: the next part cannot be read.
@@ -346,6 +327,12 @@ fn an_upload_that_fails_is_aborted_so_no_parts_are_left_behind() {
     let key = format!("team/sha256/{}?uploadId={upload_id}", sha256_hex(&big));
     let listed = s3_get(&curl, &weed, &key);
     assert!(listed.contains("NoSuchUpload"), "the store no longer has the upload or its parts: {listed}");
+}
+
+/// Publishes the big model to `target` one part at a time at 16 MiB/s: slow enough to
+/// be caught midway.
+fn slow_mirror(target: &str) -> [&str; 8] {
+    ["mirror", target, "--model", "big", "--jobs", "1", "--limit-rate", "16M"]
 }
 
 /// The record of an unfinished upload, once it is complete on disk (it is written to a

@@ -228,7 +228,8 @@ impl<'a> Publisher<'a> {
                 etags[usize::from(number - 1)] = Some(etag);
             }
         }
-        let sent = self.send_parts(path, url, &upload_id, size, part_size, etags);
+        let upload = Upload { path, url, id: &upload_id, size, part_size };
+        let sent = self.send_parts(&upload, etags);
         let completed = sent.and_then(|etags| {
             let text = self
                 .retried(|| self.send_for_text(url, Op::Complete { upload_id: &upload_id, etags: &etags }))?;
@@ -271,15 +272,7 @@ impl<'a> Publisher<'a> {
     }
 
     /// Sends the parts with no ETag yet, `parallel` at a time; all ETags, in order.
-    fn send_parts(
-        &self,
-        path: &Utf8Path,
-        url: &str,
-        upload_id: &str,
-        size: u64,
-        part_size: u64,
-        etags: Vec<Option<String>>,
-    ) -> Result<Vec<String>, Fault> {
+    fn send_parts(&self, upload: &Upload<'_>, etags: Vec<Option<String>>) -> Result<Vec<String>, Fault> {
         let missing: Vec<u16> =
             etags.iter().enumerate().filter(|(_, e)| e.is_none()).map(|(i, _)| i as u16 + 1).collect();
         let etags = Mutex::new(etags);
@@ -294,8 +287,7 @@ impl<'a> Publisher<'a> {
                         else {
                             return;
                         };
-                        let sent =
-                            self.retried(|| self.send_part(path, url, upload_id, size, part_size, number));
+                        let sent = self.retried(|| self.send_part(upload, number));
                         match sent {
                             Ok(etag) => {
                                 let mut etags =
@@ -324,15 +316,8 @@ impl<'a> Publisher<'a> {
             .ok_or_else(|| Fault::new(Class::HttpStatus, "a part was not acknowledged by the store"))
     }
 
-    fn send_part(
-        &self,
-        path: &Utf8Path,
-        url: &str,
-        upload_id: &str,
-        size: u64,
-        part_size: u64,
-        number: u16,
-    ) -> Result<String, Fault> {
+    fn send_part(&self, upload: &Upload<'_>, number: u16) -> Result<String, Fault> {
+        let Upload { path, url, id: upload_id, size, part_size } = *upload;
         let len = part_len(size, part_size, number);
         let mut file = File::open(path).map_err(|e| Fault::local(path, &e))?;
         file.seek(SeekFrom::Start(u64::from(number - 1) * part_size)).map_err(|e| Fault::local(path, &e))?;
@@ -346,6 +331,17 @@ impl<'a> Publisher<'a> {
             .map(str::to_owned)
             .ok_or_else(|| Fault::new(Class::BadResponse, format!("the store gave part {number} no ETag")))
     }
+}
+
+/// One multipart upload under way: the file, its object, the upload's id, and how the
+/// file is cut into parts.
+#[derive(Clone, Copy)]
+struct Upload<'a> {
+    path: &'a Utf8Path,
+    url: &'a str,
+    id: &'a str,
+    size: u64,
+    part_size: u64,
 }
 
 /// A reader that keeps to the shared `--limit-rate` schedule.
