@@ -262,3 +262,18 @@ fn range_len(range: &str) -> u64 {
         _ => 0,
     }
 }
+
+#[test]
+fn a_mirrors_pieces_come_only_from_mirrors_sparing_the_models_own_hosts() {
+    let sc = scenario();
+    let data = payload(BIG, 813);
+    let hex = sha256_hex(&data);
+    sc.serve(&format!("/mirror/sha256/{hex}"), vec![Reply::Body(data.clone())]);
+    sc.serve("/own", vec![Reply::Body(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/own"]);
+    fetch(&sc, &["--mirror", &sc.url("/mirror")]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    let gets = sc.server.gets();
+    assert!(gets.len() >= 4, "the mirror's file came in pieces: {gets:?}");
+    assert!(gets.iter().all(|r| r.path != "/own"), "the model's own URL was spared: {gets:?}");
+}
