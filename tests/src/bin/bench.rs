@@ -969,13 +969,41 @@ impl Tool {
         let mut command = self.command(args);
         command.envs(env.iter().copied());
         let child = command.spawn()?;
-        let (code, peak_rss, cpu) = wait_with_rusage(child)?;
+        let pid = child.id();
+        // The kernel's ru_maxrss of a child counts the parent's memory at fork (exec keeps
+        // the old high-water mark), so it measured this bench as much as the tool. The
+        // tool's own high-water mark is sampled from /proc while it runs instead.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (waited, sampled) = std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let mut peak = 0u64;
+                while !done.load(Ordering::SeqCst) {
+                    peak = peak.max(high_water_mark(pid).unwrap_or(0));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                peak
+            });
+            let waited = wait_with_rusage(child);
+            done.store(true, Ordering::SeqCst);
+            (waited, sampler.join().unwrap_or(0))
+        });
+        let (code, maxrss, cpu) = waited?;
         let seconds = started.elapsed().as_secs_f64();
         if code != 0 {
             bail!("`xtask {}` exited with {code}", args.join(" "));
         }
+        let peak_rss = if sampled > 0 { sampled } else { maxrss };
         Ok(Measured { seconds, peak_rss, cpu })
     }
+}
+
+/// `VmHWM` of a running process, in bytes: the peak resident memory of its own address
+/// space since it started (Linux; `None` elsewhere, or once it has exited).
+fn high_water_mark(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Waits for `child` and returns its exit code and peak resident memory in bytes.
