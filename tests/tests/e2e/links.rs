@@ -73,6 +73,15 @@ fn copy_mode_gives_each_checkout_its_own_file_and_auto_never_copies_on_one_files
     let how = placed(&other);
     assert!(how.iter().all(|p| p == "clone" || p == "hard-link"), "auto links or clones: {how:?}");
 
+    // An explicit clone never falls back to a hard link: a clone where the filesystem
+    // can, else a copy.
+    let cloned = sc.sibling();
+    std::fs::copy(&sc.manifest, &cloned.manifest).unwrap();
+    cloned.models(&["fetch", "--link-mode", "clone"]).expect(0);
+    let how = placed(&cloned);
+    assert!(how.iter().all(|p| p == "clone" || p == "copy"), "clone or copy: {how:?}");
+    assert_ne!(inode(&cloned.file("a.bin")), inode(&cache_entry(&sc, &a)));
+
     other.set_env("XTASK_MODELS_LINK_MODE", "symlink");
     let run = other.models(&["fetch"]);
     run.expect(2);

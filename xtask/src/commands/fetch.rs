@@ -339,6 +339,9 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
 /// A model that could not be provided: its block goes to the log now, and to the
 /// screen now with `--verbose`; otherwise [`report_failures`] sums up at the end.
 fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<Tried>) -> Outcome {
+    if cx.log.is_none() && !cx.verbose {
+        return Outcome::Failed(tried);
+    }
     let block = manual_download_block(cx, model, dest, &tried);
     if let Some(log) = &cx.log {
         log.record_block(&model.name, &block);
@@ -403,7 +406,10 @@ fn report_failures(cx: &Context, missing: &[Step<'_>], outcomes: &[Outcome]) {
         cx.reporter.error(&manual_download_block(cx, step.model, &step.dest, tried));
         return;
     }
-    let mut text = format!("error: {} models could not be fetched", failed.len());
+    let mut text = match failed.len() {
+        1 => "error: 1 model could not be fetched".to_owned(),
+        n => format!("error: {n} models could not be fetched"),
+    };
     for cause in causes(failed.iter().flat_map(|(_, tried)| tried.iter())) {
         text.push_str(&format!("\n  {cause}"));
     }

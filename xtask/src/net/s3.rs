@@ -457,6 +457,22 @@ mod tests {
         assert_eq!(store.found, "AWS_ACCESS_KEY_ID");
         assert_eq!(store.region, "us-east-1");
         assert!(matches!(store.style, UrlStyle::Path), "a custom endpoint is path-style");
+        assert!(store.credentials.as_ref().unwrap().token().is_none());
+
+        let store = Store::from_lookup(&env(&[
+            ("AWS_ACCESS_KEY_ID", "ENV".into()),
+            ("AWS_SECRET_ACCESS_KEY", "envsecret".into()),
+            ("AWS_SESSION_TOKEN", "session".into()),
+            ("AWS_DEFAULT_REGION", "ap-south-1".into()),
+            ("AWS_ENDPOINT_URL", "http://general:1".into()),
+            ("AWS_ENDPOINT_URL_S3", "http://s3-only:2".into()),
+        ]))
+        .unwrap();
+        assert_eq!(store.credentials.as_ref().unwrap().token(), Some("session"));
+        assert_eq!(store.region, "ap-south-1", "AWS_DEFAULT_REGION when AWS_REGION is unset");
+        assert_eq!(store.endpoint(), "http://s3-only:2/", "the S3 endpoint wins over the general one");
+        let half = Store::from_lookup(&env(&[("AWS_ACCESS_KEY_ID", "ENV".into())])).unwrap_err();
+        assert_eq!(half.class, Class::S3Config);
         assert!(!format!("{store:?}").contains("envsecret"), "no secret in debug output");
 
         let missing =
