@@ -36,6 +36,17 @@ fn doctor_names_what_is_in_the_way_and_hides_proxy_credentials() {
     assert!(run.stdout.contains("1 partial download(s), 400 B"), "{}", run.stdout);
     assert!(run.stdout.ends_with("doctor: 1 problem\n"), "{}", run.stdout);
     assert!(partial.exists(), "doctor changes nothing");
+
+    // A fetch holding a cache entry's lock is seen; a link loop in the folder is not
+    // followed (the walk would never end).
+    let lock_path = sb.cache.join(".locks").join(format!("{}.lock", sha256_hex(&data)));
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock_file = std::fs::File::create(&lock_path).unwrap();
+    lock_file.lock().unwrap();
+    std::os::unix::fs::symlink(&sb.checkpoints, sb.checkpoints.join("loop")).unwrap();
+    let run = sb.models(&["doctor"]);
+    assert!(run.stdout.contains("1 held right now (a fetch or clean is running)"), "{}", run.stdout);
+    drop(lock_file);
 }
 
 #[test]

@@ -12,18 +12,18 @@
 //! folder's lock exclusively, so it never deletes a file a running fetch is writing.
 //! `--cache` also prunes the shared cache of entries this manifest does not pin.
 
-use crate::engine::publish::UPLOADS_DIR;
 use std::collections::HashSet;
 use std::fs;
-use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commands::{Context, Report};
 use crate::engine::install::is_partial_name;
 use crate::engine::manifest::Manifest;
+use crate::engine::publish::UPLOADS_DIR;
 use crate::error::{Error, IoContext, Result};
 use crate::store::cache::Cache;
+use crate::store::fs::files_below;
 use crate::store::lock::{self, LOCK_DIR, Mode};
 use crate::store::stamp::{STATE_FILE, Stamps};
 use crate::text::human_bytes;
@@ -83,9 +83,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
     let manifest = Manifest::load(&cx.manifest_path)?;
     let listed: HashSet<&str> = manifest.models.iter().map(|m| m.path.as_str()).collect();
     let stamps = Stamps::load(root);
-    let mut found = Vec::new();
-    let mut skipped = Vec::new();
-    walk(root, root, &mut found, &mut skipped)?;
+    let (found, skipped) = files_below(root)?;
     let is_git = |p: &&Utf8PathBuf| p.components().any(|c| c.as_str() == ".git");
     if options.unknown
         && let Some(git) = found.iter().map(|(p, _)| p).chain(&skipped).find(is_git)
@@ -211,39 +209,6 @@ fn refuse_unsafe_root(root: &Utf8Path) -> Result<()> {
         ))),
         None => Ok(()),
     }
-}
-
-/// Collects regular files (relative path, size) and everything else it will not touch:
-/// links, devices, and names that are not UTF-8 (kept, and named as well as they can be).
-fn walk(
-    root: &Utf8Path,
-    dir: &Utf8Path,
-    files: &mut Vec<(Utf8PathBuf, u64)>,
-    skipped: &mut Vec<Utf8PathBuf>,
-) -> Result<()> {
-    let entries: io::Result<Vec<_>> = dir.as_std_path().read_dir().and_then(Iterator::collect);
-    let mut entries = entries.at("read the folder", dir)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let Ok(name) = entry.file_name().into_string() else {
-            skipped.push(
-                dir.strip_prefix(root).unwrap_or(dir).join(entry.file_name().to_string_lossy().as_ref()),
-            );
-            continue;
-        };
-        let path = dir.join(name);
-        let rel = path.strip_prefix(root).unwrap_or(&path).to_owned();
-        // symlink_metadata: a link is judged as a link, never by what it points to.
-        let meta = fs::symlink_metadata(&path).at("look at", &path)?;
-        if meta.is_dir() {
-            walk(root, &path, files, skipped)?;
-        } else if meta.is_file() {
-            files.push((rel, meta.len()));
-        } else {
-            skipped.push(rel);
-        }
-    }
-    Ok(())
 }
 
 /// Removes folders that removing `path` left empty, up to but not including `root`.

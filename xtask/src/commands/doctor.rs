@@ -22,6 +22,7 @@ use crate::engine::probe::{self, Probed, Prober};
 use crate::engine::workers;
 use crate::error::Result;
 use crate::store::cache::Cache;
+use crate::store::fs::files_below;
 use crate::store::lock::{self, LOCK_DIR};
 use crate::store::stamp::Stamps;
 use crate::text::{human_bytes, redact_url};
@@ -206,17 +207,21 @@ fn free_space(topic: &'static str, dir: &Utf8Path, need: u64, count: usize) -> F
 fn leftovers(cx: &Context, cache: Option<&Cache>, findings: &mut Vec<Finding>) {
     let mut partials: Vec<(Utf8PathBuf, u64)> = Vec::new();
     let mut locks = Vec::new();
-    walk(&cx.checkpoints, &mut |path, size| {
-        let name = path.file_name().unwrap_or_default();
-        if path.components().any(|c| c.as_str() == LOCK_DIR) {
-            locks.push(path.to_owned());
-        } else if is_partial_name(name) {
-            partials.push((path.to_owned(), size));
+    // Best effort: what cannot be read is simply not counted.
+    let (files, _) = files_below(&cx.checkpoints).unwrap_or_default();
+    for (rel, size) in files {
+        let path = cx.checkpoints.join(&rel);
+        if rel.components().any(|c| c.as_str() == LOCK_DIR) {
+            locks.push(path);
+        } else if is_partial_name(rel.file_name().unwrap_or_default()) {
+            partials.push((path, size));
         }
-    });
+    }
     if let Some(cache) = cache {
         partials.extend(cache.partials().unwrap_or_default());
-        walk(&cache.root.join("locks"), &mut |path, _| locks.push(path.to_owned()));
+        let lock_dir = cache.root.join(LOCK_DIR);
+        let (files, _) = files_below(&lock_dir).unwrap_or_default();
+        locks.extend(files.into_iter().map(|(rel, _)| lock_dir.join(rel)));
     }
     let bytes: u64 = partials.iter().map(|(_, size)| size).sum();
     let detail = match partials.len() {
@@ -235,20 +240,6 @@ fn leftovers(cx: &Context, cache: Option<&Cache>, findings: &mut Vec<Finding>) {
         }
     };
     findings.push(Finding { topic: "locks", ok: true, detail });
-}
-
-/// Every file below `dir`, with its size.
-fn walk(dir: &Utf8Path, found: &mut dyn FnMut(&Utf8Path, u64)) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let Ok(path) = Utf8PathBuf::try_from(entry.path()) else { continue };
-        let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_dir() {
-            walk(&path, found);
-        } else {
-            found(&path, meta.len());
-        }
-    }
 }
 
 /// Every URL of the selection (mirrors' objects first), asked in parallel.

@@ -8,7 +8,9 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::error::{IoContext, Result};
 
 /// Every temp file of a download ends with this, so `clean` can tell one from a stray file.
 pub const PARTIAL_SUFFIX: &str = ".part";
@@ -240,6 +242,50 @@ pub fn sync_parent(path: &Utf8Path) {
     if let Ok(dir) = File::open(parent) {
         let _ = dir.sync_all();
     }
+}
+
+/// A file found by [`files_below`]: its path relative to the root, and its size.
+pub type Found = (Utf8PathBuf, u64);
+
+/// Regular files below `root` (relative path, size), and everything else, left alone:
+/// links (never followed, so a link loop cannot trap a walk), devices, and names that are
+/// not UTF-8 (named as well as they can be). Sorted by name; an unreadable folder is an
+/// error.
+pub fn files_below(root: &Utf8Path) -> Result<(Vec<Found>, Vec<Utf8PathBuf>)> {
+    let (mut files, mut skipped) = (Vec::new(), Vec::new());
+    walk(root, root, &mut files, &mut skipped)?;
+    Ok((files, skipped))
+}
+
+fn walk(
+    root: &Utf8Path,
+    dir: &Utf8Path,
+    files: &mut Vec<Found>,
+    skipped: &mut Vec<Utf8PathBuf>,
+) -> Result<()> {
+    let entries: io::Result<Vec<_>> = dir.as_std_path().read_dir().and_then(Iterator::collect);
+    let mut entries = entries.at("read the folder", dir)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let Ok(name) = entry.file_name().into_string() else {
+            skipped.push(
+                dir.strip_prefix(root).unwrap_or(dir).join(entry.file_name().to_string_lossy().as_ref()),
+            );
+            continue;
+        };
+        let path = dir.join(name);
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_owned();
+        // symlink_metadata: a link is judged as a link, never by what it points to.
+        let meta = fs::symlink_metadata(&path).at("look at", &path)?;
+        if meta.is_dir() {
+            walk(root, &path, files, skipped)?;
+        } else if meta.is_file() {
+            files.push((rel, meta.len()));
+        } else {
+            skipped.push(rel);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
