@@ -22,6 +22,11 @@ pub enum Reply {
     Body(Arc<Vec<u8>>),
     /// Like `Body`, but ranges are ignored: always 200 and the whole file.
     IgnoresRange(Arc<Vec<u8>>),
+    /// Ranges honoured, with a weak ETag and a Last-Modified date, as Apache answers for a
+    /// file modified within the last second; an `If-Range` (a date, since a weak tag
+    /// cannot be sent) is taken as not matching and answered with 200 and the whole file,
+    /// as RFC 9110 allows.
+    WeakTag(Arc<Vec<u8>>),
     /// Answers any range with 206 and a Content-Range that starts at 0.
     WrongRange(Arc<Vec<u8>>),
     /// Like `Body`, but a closed range (`bytes=N-M`) comes with one byte flipped: a
@@ -411,6 +416,26 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
                     *byte ^= 0xff;
                 }
                 out.body(&slice)?;
+            }
+        }
+        Reply::WeakTag(body) => {
+            let tag = ("ETag", format!("W/{}", etag_of(&body)));
+            let date = ("Last-Modified", "Tue, 01 Dec 2026 13:00:00 GMT".to_owned());
+            let range = range_of(request, &body).filter(|_| request.if_range.is_none());
+            match range {
+                Some((start, end)) if start < body.len() => {
+                    let content_range = format!("bytes {start}-{}/{}", end - 1, body.len());
+                    let len = (end - start).to_string();
+                    out.head(&head(
+                        206,
+                        &[("Content-Length", len), ("Content-Range", content_range), tag, date],
+                    ))?;
+                    out.body(&body[start..end])?;
+                }
+                _ => {
+                    out.head(&head(200, &[("Content-Length", body.len().to_string()), tag, date]))?;
+                    out.body(&body)?;
+                }
             }
         }
         Reply::IgnoresRange(body) => {

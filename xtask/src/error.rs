@@ -8,12 +8,14 @@
 //! variant carries what the user needs (the path and the operation of a local fault,
 //! the positions of manifest problems) and decides the exit code.
 //!
-//! This module sits below every layer: it depends on nothing else in the crate.
+//! This module sits below every layer but `source` (an origin holds one) and `text`.
 
 use std::fmt;
 use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::source::Source;
 
 /// Exit code when every selected model is in place.
 pub const EXIT_OK: u8 = 0;
@@ -96,6 +98,33 @@ pub enum Class {
     S3Config,
 }
 
+/// How the tool answers one class of fault ([`Class::policy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// What an attempt on one source does next.
+    pub then: Then,
+    /// A connection of a split download that meets it gives its connection up and leaves
+    /// its piece to the others (the count drops), unless it is the last one, which acts
+    /// on [`Policy::then`].
+    pub sheds_connection: bool,
+    /// Met before any byte arrived, it marks the host unreachable for the rest of the
+    /// run (the per-run breaker): other models do not wait on it again.
+    pub trips_breaker: bool,
+    /// The URL itself is wrong: a model saved by a later source warns to fix it.
+    pub blames_manifest: bool,
+}
+
+/// What an attempt on one source does after a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Try the same source again, after a backoff (within the retry budget).
+    Retry,
+    /// Give this source up and try the next one.
+    NextSource,
+    /// Give the model up: every source would fail the same way.
+    StopModel,
+}
+
 /// What to do after a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -155,22 +184,62 @@ impl Class {
         }
     }
 
+    /// What the tool does about this class of fault: the one place that decides it.
+    /// No wildcard arm: a new class must say how it is handled.
+    pub fn policy(self) -> Policy {
+        use Then::{NextSource, Retry, StopModel};
+        let policy = |then, sheds_connection, trips_breaker, blames_manifest| Policy {
+            then,
+            sheds_connection,
+            trips_breaker,
+            blames_manifest,
+        };
+        match self {
+            // The server is there but busy or refusing this many of us: fewer connections.
+            Class::RateLimited | Class::ServerBusy => policy(Retry, true, false, false),
+            Class::Timeout | Class::Truncated | Class::StalePartial => policy(Retry, false, false, false),
+            // Nothing answered: the host is down or unreachable for this whole run.
+            Class::Connection => policy(Retry, false, true, false),
+            // A definite "no such host" does not heal a second later.
+            Class::HostNotFound => policy(NextSource, false, true, false),
+            Class::Forbidden | Class::ProxyRefused => policy(NextSource, true, false, false),
+            Class::S3BadSecret
+            | Class::S3UnknownKey
+            | Class::S3Denied
+            | Class::S3ExpiredToken
+            | Class::ClockSkew => policy(NextSource, true, false, false),
+            // This URL serves something else than the pin: fix or drop it in models.toml.
+            Class::NotFound
+            | Class::StalePin
+            | Class::HashMismatch
+            | Class::SizeMismatch
+            | Class::Oversize
+            | Class::HtmlPage
+            | Class::LfsPointer
+            | Class::BadUrl
+            | Class::InsecureRedirect => policy(NextSource, false, false, true),
+            Class::HttpStatus
+            | Class::Tls
+            | Class::Offline
+            | Class::Redirect
+            | Class::BadResponse
+            | Class::Encoded
+            | Class::BadPin
+            | Class::S3NoSuchBucket
+            | Class::S3Config => policy(NextSource, false, false, false),
+            // Every source would fail alike on this machine's disk.
+            Class::LocalIo | Class::NoSpace => policy(StopModel, false, false, false),
+        }
+    }
+
     /// Transient faults may go away on their own: the same URL is tried again.
     pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Class::RateLimited
-                | Class::ServerBusy
-                | Class::Timeout
-                | Class::Connection
-                | Class::Truncated
-                | Class::StalePartial
-        )
+        self.policy().then == Then::Retry
     }
 
     /// Local faults would fail the same way for every URL, so the model is given up.
     pub fn is_local(self) -> bool {
-        matches!(self, Class::LocalIo | Class::NoSpace)
+        self.policy().then == Then::StopModel
     }
 
     /// What the user can do about it.
@@ -279,11 +348,49 @@ pub struct Fault {
     pub status: Option<u16>,
     /// How long the server asked us to wait (`Retry-After`), already capped.
     pub retry_after: Option<std::time::Duration>,
+    /// What was measured, when the fault is about sizes, hashes or bytes: kept as
+    /// numbers for `--json` and the tests, rendered into `detail` once.
+    pub facts: Option<Facts>,
+}
+
+/// The measured side of a fault about the bytes themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Facts {
+    /// The source offers `offered` bytes; the pin says `pinned`.
+    Offers { offered: u64, pinned: u64 },
+    /// The body ended after `received` of `expected` bytes.
+    Ended { received: u64, expected: u64 },
+    /// The bytes hashed to `computed`; the pin is `pinned`.
+    Hash { computed: String, pinned: String },
+    /// A source sent bytes that differ from the other sources', first at byte `at`.
+    WrongBytes { at: u64 },
+}
+
+impl fmt::Display for Facts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Facts::Offers { offered, pinned } => {
+                write!(f, "the server offers {offered} bytes but the pin says {pinned}")
+            }
+            Facts::Ended { received, expected } => {
+                write!(f, "the body ended after {received} of {expected} bytes")
+            }
+            Facts::Hash { computed, pinned } => write!(f, "sha256 is {computed}, the pin is {pinned}"),
+            Facts::WrongBytes { at } => {
+                write!(f, "it sent bytes that differ from the other sources' (first at byte {at})")
+            }
+        }
+    }
 }
 
 impl Fault {
     pub fn new(class: Class, detail: impl Into<String>) -> Fault {
-        Fault { class, detail: detail.into(), status: None, retry_after: None }
+        Fault { class, detail: detail.into(), status: None, retry_after: None, facts: None }
+    }
+
+    /// A fault described by what was measured; its detail is their rendering.
+    pub fn of(class: Class, facts: Facts) -> Fault {
+        Fault { facts: Some(facts.clone()), ..Fault::new(class, facts.to_string()) }
     }
 
     pub fn with_status(mut self, status: u16) -> Fault {
@@ -316,9 +423,9 @@ impl std::error::Error for Fault {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// One of the model's own URLs in the manifest.
-    Url(String),
-    /// A mirror's copy (`<mirror>/sha256/<hex>`), as a URL.
-    Mirror(String),
+    Url(Source),
+    /// A mirror's copy (`<mirror>/sha256/<hex>`).
+    Mirror(Source),
     /// The shared cache entry at this path.
     Cache(Utf8PathBuf),
     /// The local disk, before any source was tried (no free space, an unwritable folder).
@@ -330,8 +437,8 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// The URL behind this origin, when it is one (unredacted: redact before printing).
-    pub fn url(&self) -> Option<&str> {
+    /// The source behind this origin, when it is one (its `Display` is redacted).
+    pub fn url(&self) -> Option<&Source> {
         match self {
             Origin::Url(url) | Origin::Mirror(url) => Some(url),
             _ => None,

@@ -10,7 +10,8 @@
 //! ui        progress, --json records, the attempt log   → engine (types only)
 //! net       HTTP client, proxies, cookies, credentials, URLs
 //! store     the cache, stamps, locks, atomic file writes
-//! error     faults, origins and the one Error type      (used by all, uses none)
+//! error     faults, origins and the one Error type      → source
+//! source    where bytes come from: a typed, redacted URL → text
 //! text      byte counts and rates for messages          (used by all, uses none)
 //! ```
 //!
@@ -34,6 +35,7 @@ mod commands;
 mod engine;
 pub mod error;
 mod net;
+pub mod source;
 mod store;
 mod text;
 mod ui;

@@ -1,10 +1,7 @@
-//! Numbers and words for messages: byte counts, rates, shell quoting, and the redacted
-//! form of a URL. A leaf that every layer may use, since every layer tells the user
+//! Numbers and words for messages: byte counts, rates, shell quoting. A leaf that every layer may use, since every layer tells the user
 //! something.
 
 use std::time::Duration;
-
-use percent_encoding::percent_decode_str;
 
 /// `1.5 GiB`, `312.0 KiB`, `12 B`.
 pub fn human_bytes(bytes: u64) -> String {
@@ -36,67 +33,6 @@ pub fn shell_quote(text: &str) -> String {
     }
 }
 
-/// Parts of a query key that mark a URL as signed or secret (matched in the decoded,
-/// lowercased key): `X-Amz-Signature`, `X-Goog-Credential`, `client_secret`, `hf_token`,
-/// `access_key`, `Policy`, `sig`, `password`...
-const SECRET_MARKS: &[&str] =
-    &["sig", "token", "secret", "credential", "key", "password", "passwd", "auth", "policy", "session"];
-
-/// The URL as it may be printed, logged or written to JSON, on every channel alike:
-/// userinfo (`user:password@`) always becomes `***@`, and when any query key looks like
-/// a signature or a secret, every query value becomes `***` (a signed URL's other values
-/// can still be replayed). Keys are percent-decoded before they are matched, so
-/// `%74oken` is `token`.
-pub fn redact_url(url: &str) -> String {
-    let (before_fragment, fragment) = match url.split_once('#') {
-        Some((b, f)) => (b, Some(f)),
-        None => (url, None),
-    };
-    let (before_query, query) = match before_fragment.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (before_fragment, None),
-    };
-    let mut out = match before_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            match authority.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-                None => before_query.to_owned(),
-            }
-        }
-        None => before_query.to_owned(),
-    };
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(&redact_query(query));
-    }
-    if let Some(fragment) = fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
-}
-
-fn redact_query(query: &str) -> String {
-    let secret = query.split('&').any(|pair| {
-        let key = pair.split('=').next().unwrap_or(pair);
-        let key = percent_decode_str(&key.replace('+', " ")).decode_utf8_lossy().to_ascii_lowercase();
-        SECRET_MARKS.iter().any(|mark| key.contains(mark))
-    });
-    if !secret {
-        return query.to_owned();
-    }
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) => format!("{k}=***"),
-            None => pair.to_owned(),
-        })
-        .collect();
-    pairs.join("&")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,38 +56,5 @@ mod tests {
         assert_eq!(shell_quote("/a/b.toml"), "/a/b.toml");
         assert_eq!(shell_quote("m'$(touch x)'.toml"), r"'m'\''$(touch x)'\''.toml'");
         assert_eq!(shell_quote(""), "''");
-    }
-
-    #[test]
-    fn credentials_and_signed_query_values_are_hidden() {
-        assert_eq!(
-            redact_url("https://user:pw@host.example/a?x=1&token=abc&X-Amz-Signature=s"),
-            "https://***@host.example/a?x=***&token=***&X-Amz-Signature=***"
-        );
-        assert_eq!(redact_url("http://127.0.0.1:8/a/b"), "http://127.0.0.1:8/a/b");
-        assert_eq!(redact_url("https://h/p@q"), "https://h/p@q");
-    }
-
-    #[test]
-    fn every_value_of_a_signed_or_secret_query_is_hidden_whatever_its_key_spelling() {
-        for key in [
-            "X-Goog-Signature",
-            "X-Goog-Credential",
-            "X-Amz-Credential",
-            "private_token",
-            "client_secret",
-            "access_key",
-            "hf_token",
-            "Policy",
-            "%74oken",
-            "Signature",
-        ] {
-            let url = format!("https://cdn.example/f.bin?expires=1700000000&{key}=SECRETVALUE&a=b");
-            let shown = redact_url(&url);
-            assert!(!shown.contains("SECRETVALUE") && !shown.contains("1700000000"), "{key}: {shown}");
-            assert!(shown.starts_with("https://cdn.example/f.bin?"), "{shown}");
-        }
-        assert_eq!(redact_url("https://h/f?download=true&x=1"), "https://h/f?download=true&x=1");
-        assert_eq!(redact_url("https://alice:PW@h/f#frag"), "https://***@h/f#frag");
     }
 }

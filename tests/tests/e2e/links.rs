@@ -85,7 +85,11 @@ fn copy_mode_gives_each_checkout_its_own_file_and_auto_never_copies_on_one_files
     other.set_env("XTASK_MODELS_LINK_MODE", "symlink");
     let run = other.models(&["fetch"]);
     run.expect(2);
-    assert!(run.stderr.contains("XTASK_MODELS_LINK_MODE=\"symlink\" is not a link mode"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("\"symlink\" is not a link mode (from --link-mode or XTASK_MODELS_LINK_MODE)"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

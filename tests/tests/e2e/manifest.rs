@@ -119,5 +119,5 @@ fn the_shipped_manifest_is_valid_and_pins_the_sadtalker_files() {
     let legacy = m.models.iter().filter(|m| m.optional).count();
     assert_eq!(legacy, 17);
     assert!(m.models.iter().filter(|m| m.optional).all(|m| m.group.as_deref() == Some("legacy")));
-    assert!(m.models.iter().all(|m| m.urls.iter().all(|u| u.starts_with("https://"))));
+    assert!(m.models.iter().all(|m| m.urls.iter().all(|u| u.expose().starts_with("https://"))));
 }

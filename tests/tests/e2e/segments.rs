@@ -47,6 +47,24 @@ fn one_connection_when_asked_for_and_for_small_files() {
 }
 
 #[test]
+fn a_weak_etag_is_no_validator_so_the_file_comes_as_one_stream_and_nothing_is_thrown_away() {
+    // A date beside a weak tag is one the server may rightly take as weak: such a server
+    // answers every dated `If-Range` piece with 200. Splitting there would discard every
+    // piece as "changed on the server"; one stream is the honest answer.
+    let sc = scenario();
+    let data = payload(BIG, 809);
+    sc.serve("/big", vec![Reply::WeakTag(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let run = fetch(&sc, &[]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert!(!run.stderr.contains("changed on the server"), "{}", run.stderr);
+    let gets = sc.server.gets();
+    assert_eq!(gets.len(), 1, "the probe's answer is the whole file: {gets:?}");
+    assert!(gets.iter().all(|r| r.if_range.is_none()), "no date is sent as If-Range beside a weak tag");
+}
+
+#[test]
 fn a_server_that_ignores_ranges_gets_one_stream() {
     let sc = scenario();
     let data = payload(BIG, 803);

@@ -18,12 +18,23 @@ use crate::commands::{
     Context, Location, absolute, add, clean, doctor, fetch, hook, mirror, run as run_command, status, verify,
 };
 use crate::engine::plan::{self, Selection, Trust};
-use crate::engine::transfer::Settings;
+use crate::engine::transfer::{
+    DEFAULT_BACKOFF_MS, DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Settings,
+};
 use crate::error::{EXIT_MODEL_FAILED, EXIT_USAGE, Error, Result};
-use crate::store::cache::Cache;
 use crate::store::fs::LinkMode;
 use crate::ui::out;
-use crate::ui::progress::Reporter;
+
+mod help;
+mod parse;
+
+use help::{
+    ADD_EXAMPLES, CLEAN_EXAMPLES, DOCTOR_EXAMPLES, FETCH_EXAMPLES, HOOK_EXAMPLES, MIRROR_EXAMPLES,
+    RUN_EXAMPLES, STATUS_EXAMPLES, VERIFY_EXAMPLES,
+};
+use parse::{
+    LINK_MODE_ENV, OFFLINE_ENV, cache_at, mirrors, parse_link_mode, parse_seconds, parse_secs, parse_switch,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Project tasks.")]
@@ -50,88 +61,6 @@ enum Task {
         args: Vec<String>,
     },
 }
-
-const FETCH_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models fetch                       # every non-optional model
-  cargo xtask models fetch --group gfpgan        # one group
-  cargo xtask models fetch --model sadtalker-256 --timeout 120
-  cargo xtask models fetch --all --log-file fetch.log
-  cargo xtask models fetch --jobs 8 --mirror https://models.internal/
-  cargo xtask models fetch --offline             # cache and local mirrors only
-
-Exit codes: 0 all present, 1 some model could not be fetched, 2 usage or manifest error.";
-
-const VERIFY_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models verify                      # hash every non-optional model
-  cargo xtask models verify --model gfpgan-1.4
-  cargo xtask models verify --all --quiet        # only problems and the summary
-  cargo xtask models verify --full               # hash everything, ignore stamps
-  cargo xtask models verify --manifest-only      # check models.toml alone (pre-commit)
-
-Exit codes: 0 all ok, 1 some model missing or wrong, 2 usage or manifest error.";
-
-const CLEAN_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models clean --dry-run             # list what would go
-  cargo xtask models clean                       # remove partial files and models no longer listed
-  cargo xtask models clean --unknown             # also files this tool did not make
-  cargo xtask models clean --all                 # remove the model files as well
-  cargo xtask models clean --cache --dry-run     # list cache entries not pinned here
-
-Exit codes: 0 done, 1 some file could not be removed, 2 usage or manifest error.";
-
-const STATUS_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models status                      # every non-optional model
-  cargo xtask models status --all --json         # for scripts
-
-States: ok-stamped, unverified (right size, not hashed since it changed: run verify),
-missing, partial N%, wrong size, wrong hash, not a file.";
-
-const ADD_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models add https://host/releases/v1/model.pth --group extra
-  cargo xtask models add https://a/model.pth --url https://b/model.pth --name my-model
-  cargo xtask models add https://a/model.pth --sha256 <hex> --dry-run
-
-Exit codes: 0 pinned, 1 download failed or --sha256 differs, 2 usage error or duplicate.";
-
-const RUN_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models run -- python inference.py --driven_audio a.wav --source_image face.png
-  cargo xtask models run --group gfpgan -- python inference.py --enhancer gfpgan
-
-The command finds the checkpoints directory in $MODELS_CHECKPOINTS_DIR. It starts only
-when every selected model is present and verified; its exit code becomes this one's.";
-
-const HOOK_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models hook install                # check models.toml and the models on commit
-  cargo xtask models hook uninstall              # remove exactly what install wrote
-
-The hook runs `cargo xtask models verify --manifest-only` when models.toml is staged, then
-`cargo xtask models verify --quiet`, which trusts unchanged files by their stamps.";
-
-const DOCTOR_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models doctor                   # proxies, certificates, space, leftovers, hook
-  cargo xtask models doctor --urls --all      # also: does every URL still serve its pin?
-  cargo xtask models doctor --urls --json     # for a nightly job
-
-Exit codes: 0 all well, 1 a problem was found (a dead or stale URL, too little space, an
-unreadable CA bundle), 2 usage or manifest error.";
-
-const MIRROR_EXAMPLES: &str = "\
-Examples:
-  cargo xtask models mirror /srv/models-mirror           # export the default set
-  cargo xtask models mirror /mnt/ci-cache --all
-  cargo xtask models fetch --mirror /mnt/ci-cache        # later jobs read it first
-  cargo xtask models mirror s3://models/team --all       # publish to a bucket (AWS_* settings)
-  cargo xtask models fetch --mirror s3://models/team     # runners read it first
-
-Exit codes: 0 all exported, 1 some model was not present and verified, 2 usage error.";
 
 #[derive(Subcommand, Debug)]
 enum ModelsCommand {
@@ -341,19 +270,19 @@ enum HookAction {
 #[derive(Args, Debug)]
 struct TransferArgs {
     /// Seconds allowed for connecting and for any stall between reads (not a total limit).
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
-    timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS as f64, value_parser = parse_secs)]
+    timeout: f64,
     /// Further attempts per URL after a transient fault (timeouts, resets, 429, 5xx).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES, value_parser = clap::value_parser!(u32).range(0..=100))]
     retries: u32,
     /// First retry delay in milliseconds; doubles per retry (tests shorten it).
-    #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_BACKOFF_MS, hide = true)]
     backoff_ms: u64,
     /// Connections one large file (32 MiB or more, from a server that takes ranges) is
     /// fetched over. Raise it where each connection is capped (CDNs, university
     /// mirrors); 1 turns splitting off. One host gets 16 connections at most, over all
     /// `--jobs`.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: u16,
     /// Cap the total download rate, over all files and connections: 500K, 10M, 1.5M
     /// (bytes per second; K = 1024). Be polite on a shared link.
@@ -364,7 +293,7 @@ struct TransferArgs {
 impl TransferArgs {
     fn settings(&self) -> Settings {
         Settings {
-            timeout: self.timeout,
+            timeout: Duration::from_secs_f64(self.timeout),
             retries: self.retries,
             backoff: Duration::from_millis(self.backoff_ms),
             connections: self.connections.into(),
@@ -396,16 +325,14 @@ struct SourceArgs {
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
     /// Make no network request: use only the cache, file:// URLs and directory mirrors.
-    /// Also set by XTASK_MODELS_OFFLINE=1.
-    #[arg(long)]
+    #[arg(long, env = OFFLINE_ENV, num_args = 0, default_missing_value = "1", value_parser = parse_switch)]
     offline: bool,
-    /// How files reach the checkout from the cache [default: $XTASK_MODELS_LINK_MODE,
-    /// else auto]. clone: a copy-on-write reflink (btrfs, XFS), its own file; hardlink:
-    /// the cache's own inode, so a write through one checkout changes the cache and every
-    /// other checkout; copy: a full copy. auto: clone, else hardlink, else copy. Where the
-    /// filesystem cannot do what is asked, a copy.
-    #[arg(long, value_name = "MODE", value_parser = ["auto", "clone", "hardlink", "copy"])]
-    link_mode: Option<String>,
+    /// How files reach the checkout from the cache. clone: a copy-on-write reflink (btrfs,
+    /// XFS), its own file; hardlink: the cache's own inode, so a write through one
+    /// checkout changes the cache and every other checkout; copy: a full copy. auto:
+    /// clone, else hardlink, else copy. Where the filesystem cannot do what is asked, a copy.
+    #[arg(long, value_name = "MODE", env = LINK_MODE_ENV, default_value = "auto", value_parser = parse_link_mode)]
+    link_mode: LinkMode,
 }
 
 #[derive(Args, Debug)]
@@ -440,14 +367,6 @@ struct CommonArgs {
     /// by cause, one line per model).
     #[arg(long, short, conflicts_with = "quiet")]
     verbose: bool,
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
-        return Err("must be more than 0 and at most 86400 seconds".to_owned());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 impl CommonArgs {
@@ -552,11 +471,7 @@ fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
         }
         ModelsCommand::Doctor { select, urls, mirror, cache_dir, jobs, timeout, json, common } => {
             let cx = open(&common, json)?;
-            let mut mirrors = mirror;
-            mirrors.extend(env_list(MIRRORS_ENV));
-            for mirror in &mirrors {
-                plan::check_mirror(mirror)?;
-            }
+            let mirrors = mirrors(mirror)?;
             let cache = cache_at(cache_dir, &cx.reporter);
             let options = doctor::Options { urls, cache, mirrors, jobs: jobs.into(), timeout };
             Ok(doctor::run(&cx, &select.into(), &options)?.exit_code())
@@ -576,13 +491,13 @@ fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
             let cache = cache_at(cache_dir, &cx.reporter);
             let jobs = jobs.jobs.into();
             if dir.as_str().contains("://") {
-                plan::check_mirror(dir.as_str())?;
-                if !crate::net::s3::is_s3(dir.as_str()) {
+                let url = plan::parse_mirror(dir.as_str())?;
+                if url.kind() != crate::source::Kind::S3 {
                     return Err(Error::Usage(format!(
-                        "{dir} cannot be written to: export to a directory or to s3://BUCKET/PREFIX"
+                        "{url} cannot be written to: export to a directory or to s3://BUCKET/PREFIX"
                     )));
                 }
-                let target = mirror::Target::Bucket { url: dir.as_str(), force, limit_rate };
+                let target = mirror::Target::Bucket { url: &url, force, limit_rate };
                 return Ok(mirror::run(&cx, &select.into(), &target, cache.as_ref(), jobs)?.exit_code());
             }
             if force || limit_rate.is_some() {
@@ -646,55 +561,12 @@ fn fetch_options(
     jobs: &JobsArgs,
     sources: SourceArgs,
 ) -> Result<fetch::Options> {
-    let mut mirrors = sources.mirror;
-    mirrors.extend(env_list(MIRRORS_ENV));
-    for mirror in &mirrors {
-        plan::check_mirror(mirror)?;
-    }
+    let mirrors = mirrors(sources.mirror)?;
     // Unchecked bytes must never enter a store named by their pinned hash.
     let cache =
         if sources.no_cache || skip_checks { None } else { cache_at(sources.cache_dir, &cx.reporter) };
-    let offline = sources.offline || env_flag(OFFLINE_ENV);
-    let link_mode =
-        match sources.link_mode.or_else(|| std::env::var(LINK_MODE_ENV).ok().filter(|v| !v.is_empty())) {
-            None => LinkMode::Auto,
-            Some(text) => LinkMode::parse(&text).ok_or_else(|| {
-                Error::usage(format!(
-                    "{LINK_MODE_ENV}={text:?} is not a link mode; use auto, clone, hardlink or copy"
-                ))
-            })?,
-        };
+    let (offline, link_mode) = (sources.offline, sources.link_mode);
     Ok(fetch::Options { settings, skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline, link_mode })
-}
-
-/// The link mode of every fetch on this machine, unless `--link-mode` says otherwise.
-pub const LINK_MODE_ENV: &str = "XTASK_MODELS_LINK_MODE";
-
-/// Space- or comma-separated mirrors for every fetch on this machine.
-pub const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";
-/// `1` (or `true`, `yes`) makes every fetch offline.
-pub const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
-
-fn env_list(name: &str) -> Vec<String> {
-    let value = std::env::var(name).unwrap_or_default();
-    value.split([' ', ',', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-}
-
-fn env_flag(name: &str) -> bool {
-    let value = std::env::var(name).unwrap_or_default().to_ascii_lowercase();
-    matches!(value.as_str(), "1" | "true" | "yes" | "on")
-}
-
-/// The cache at `dir`, else the default one; none (with a warning) when no home is known.
-fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<Cache> {
-    let root = dir.or_else(Cache::default_root);
-    if root.is_none() {
-        reporter.warn(
-            "no cache directory (neither HOME nor XDG_CACHE_HOME is set); downloading without the cache",
-        );
-    }
-    let root = absolute(&root?).ok()?;
-    Some(Cache { root })
 }
 
 impl From<SelectArgs> for Selection {

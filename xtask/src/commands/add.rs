@@ -16,7 +16,7 @@ use crate::engine::manifest::{self, Manifest, Model};
 use crate::engine::plan;
 use crate::engine::transfer::{Downloader, Expect, Job, Settings};
 use crate::error::{Error, IoContext, Origin, Result};
-use crate::net::url::{file_url_path, percent_decode};
+use crate::source::Source;
 use crate::store::fs::{PARTIAL_SUFFIX, check_inside, write_atomically};
 use crate::store::stamp::Stamps;
 
@@ -41,7 +41,7 @@ pub struct Request {
 struct Entry {
     name: String,
     path: Utf8PathBuf,
-    urls: Vec<String>,
+    urls: Vec<Source>,
     group: Option<String>,
     optional: bool,
 }
@@ -156,21 +156,17 @@ impl Drop for Scratch {
 
 /// The entry to pin, with size and hash still unknown; refused if it cannot be added.
 fn plan_entry(cx: &Context, request: &Request) -> Result<Entry> {
-    let first = request.urls.first().ok_or_else(|| Error::usage("give the URL to download"))?;
+    let mut urls = Vec::with_capacity(request.urls.len());
     for url in &request.urls {
-        if let Some(why) = manifest::url_problem(url) {
-            return Err(Error::usage(format!("URL {} {why}", crate::text::redact_url(url))));
-        }
+        urls.push(manifest::model_url(url).map_err(|bad| Error::usage(bad.to_string()))?);
     }
+    let first = urls.first().ok_or_else(|| Error::usage("give the URL to download"))?;
     let file_name = url_file_name(first);
     let path = match (&request.path, &file_name) {
         (Some(path), _) => path.clone(),
         (None, Some(name)) => name.clone(),
         (None, None) => {
-            return Err(Error::usage(format!(
-                "cannot tell a file name from {}; give --path",
-                crate::text::redact_url(first)
-            )));
+            return Err(Error::usage(format!("cannot tell a file name from {first}; give --path")));
         }
     };
     if let Some(why) = manifest::path_problem(&path) {
@@ -202,23 +198,18 @@ fn plan_entry(cx: &Context, request: &Request) -> Result<Entry> {
     Ok(Entry {
         name,
         path: Utf8PathBuf::from(path),
-        urls: request.urls.clone(),
+        urls,
         group: request.group.clone(),
         optional: request.optional,
     })
 }
 
 /// The last path segment of a URL, percent-decoded.
-fn url_file_name(url: &str) -> Option<String> {
-    if let Some(path) = file_url_path(url) {
+fn url_file_name(url: &Source) -> Option<String> {
+    if let Some(path) = url.file_path() {
         return path.file_name().map(str::to_owned);
     }
-    let without_query = url.split(['?', '#']).next()?;
-    let after_scheme = without_query.split_once("://")?.1;
-    let (_, path) = after_scheme.split_once('/')?;
-    let last = path.rsplit('/').next()?;
-    let decoded = percent_decode(last)?;
-    (!decoded.is_empty() && decoded != "." && decoded != "..").then_some(decoded)
+    url.file_name().filter(|name| name != "." && name != "..")
 }
 
 /// `SadTalker_V0.0.2_256.safetensors` → `SadTalker_V0.0.2_256`, with other characters
@@ -234,7 +225,7 @@ fn default_name(path: &str) -> String {
 /// by the toml crate, so any character in a name, path or URL is escaped correctly.
 fn entry_text(model: &Model) -> String {
     let string = |text: &str| toml::Value::String(text.to_owned()).to_string();
-    let urls: Vec<String> = model.urls.iter().map(|u| string(u)).collect();
+    let urls: Vec<String> = model.urls.iter().map(|u| string(u.expose())).collect();
     let mut out = format!(
         "[[model]]\nname = {}\npath = {}\nsize = {}\nsha256 = {}\nurls = [{}]\n",
         string(&model.name),
@@ -277,12 +268,15 @@ mod tests {
     #[test]
     fn names_and_paths_default_from_the_url() {
         assert_eq!(
-            url_file_name("https://h/a/b/GFPGANv1.4.pth?download=true").as_deref(),
+            url_file_name(&Source::parse("https://h/a/b/GFPGANv1.4.pth?download=true").unwrap()).as_deref(),
             Some("GFPGANv1.4.pth")
         );
-        assert_eq!(url_file_name("https://h/a/my%20file.bin").as_deref(), Some("my file.bin"));
-        assert_eq!(url_file_name("https://h/"), None);
-        assert_eq!(url_file_name("file:///tmp/x.bin").as_deref(), Some("x.bin"));
+        assert_eq!(
+            url_file_name(&Source::parse("https://h/a/my%20file.bin").unwrap()).as_deref(),
+            Some("my file.bin")
+        );
+        assert_eq!(url_file_name(&Source::parse("https://h/").unwrap()), None);
+        assert_eq!(url_file_name(&Source::parse("file:///tmp/x.bin").unwrap()).as_deref(), Some("x.bin"));
         assert_eq!(default_name("SadTalker_V0.0.2_256.safetensors"), "SadTalker_V0.0.2_256");
         assert_eq!(default_name("my file.bin"), "my-file");
         assert_eq!(default_name(".hidden"), ".hidden");
@@ -303,7 +297,7 @@ mod tests {
             path: "b.bin".into(),
             size: 2,
             sha256: "2".repeat(64),
-            urls: vec!["https://h/b".into()],
+            urls: vec![Source::parse("https://h/b").unwrap()],
             group: Some("g".into()),
             optional: true,
         };

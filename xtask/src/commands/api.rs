@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 pub use crate::commands::Report;
 use crate::commands::{Context, Defaults, Location, fetch as fetch_command, verify as verify_command};
-use crate::engine::plan::{Selection, Trust};
+use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::transfer::Settings;
 use crate::error::Result;
 use crate::store::cache::Cache;
@@ -50,12 +50,13 @@ impl Default for FetchOptions {
 pub fn fetch(manifest: &Utf8Path, checkpoints: &Utf8Path, options: &FetchOptions) -> Result<Report> {
     let cx = context(manifest, checkpoints, options.quiet)?;
     let settings = Settings { timeout: options.timeout, retries: options.retries, ..Settings::default() };
+    let mirrors = options.mirrors.iter().map(|m| plan::parse_mirror(m)).collect::<Result<Vec<_>>>()?;
     let fetch_options = fetch_command::Options {
         settings,
         skip_checks: false,
         jobs: options.jobs.max(1),
         cache: options.cache_dir.clone().map(|root| Cache { root }),
-        mirrors: options.mirrors.clone(),
+        mirrors,
         offline: options.offline,
         link_mode: crate::store::fs::LinkMode::Auto,
     };

@@ -7,7 +7,7 @@ use crate::engine::events::Event;
 use crate::engine::manifest::Manifest;
 use crate::error::{EXIT_MODEL_FAILED, EXIT_OK, Error, IoContext, Origin, Result};
 use crate::store::lock::{self, Held};
-use crate::text::{redact_url, shell_quote};
+use crate::text::shell_quote;
 use crate::ui::attempt_log::AttemptLog;
 use crate::ui::out;
 use crate::ui::progress::{Reporter, Transfer};
@@ -206,7 +206,7 @@ impl Context {
 /// An origin as a user reads it: the redacted URL, or the local place.
 pub fn describe(origin: &Origin) -> String {
     match (origin.url(), origin.path()) {
-        (Some(url), _) => redact_url(url),
+        (Some(url), _) => url.to_string(),
         (None, Some(path)) => format!("{} {path}", origin.kind()),
         (None, None) => origin.kind().to_owned(),
     }

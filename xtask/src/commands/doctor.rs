@@ -21,11 +21,12 @@ use crate::engine::plan::{self, Selection};
 use crate::engine::probe::{self, Probed, Prober};
 use crate::engine::workers;
 use crate::error::Result;
+use crate::source::Source;
 use crate::store::cache::Cache;
 use crate::store::fs::files_below;
 use crate::store::lock::{self, LOCK_DIR};
 use crate::store::stamp::Stamps;
-use crate::text::{human_bytes, redact_url};
+use crate::text::human_bytes;
 use crate::ui::json::FaultRecord;
 use crate::ui::out;
 
@@ -33,7 +34,7 @@ pub struct Options {
     /// Probe every URL of the selection.
     pub urls: bool,
     pub cache: Option<Cache>,
-    pub mirrors: Vec<String>,
+    pub mirrors: Vec<Source>,
     pub jobs: usize,
     pub timeout: Duration,
 }
@@ -123,11 +124,8 @@ fn print(cx: &Context, findings: &[Finding], urls: &[UrlRecord<'_>], problems: u
 }
 
 /// The proxy each host of the selection goes through.
-fn proxies(models: &[&Model], mirrors: &[String], findings: &mut Vec<Finding>) {
-    let urls = models
-        .iter()
-        .flat_map(|m| m.urls.iter().map(String::as_str))
-        .chain(mirrors.iter().map(String::as_str));
+fn proxies(models: &[&Model], mirrors: &[Source], findings: &mut Vec<Finding>) {
+    let urls = models.iter().flat_map(|m| m.urls.iter()).chain(mirrors.iter());
     let routes = probe::proxies_for(urls);
     if routes.iter().all(|(_, proxy)| proxy.is_none()) {
         let detail = "none: every host is reached directly".to_owned();
@@ -245,11 +243,11 @@ fn leftovers(cx: &Context, cache: Option<&Cache>, findings: &mut Vec<Finding>) {
 /// Every URL of the selection (mirrors' objects first), asked in parallel.
 fn probe_urls<'m>(models: &[&'m Model], options: &Options) -> Vec<UrlRecord<'m>> {
     let prober = Prober::new(options.timeout, options.jobs);
-    let asks: Vec<(&'m Model, String)> = models
+    let asks: Vec<(&'m Model, Source)> = models
         .iter()
         .flat_map(|&m| {
             let sources = plan::sources(m, &options.mirrors, false);
-            sources.into_iter().filter_map(move |o| o.url().map(|u| (m, u.to_owned())))
+            sources.into_iter().filter_map(move |o| o.url().map(|u| (m, u.clone())))
         })
         .collect();
     let probed: Vec<Probed> =
@@ -258,7 +256,7 @@ fn probe_urls<'m>(models: &[&'m Model], options: &Options) -> Vec<UrlRecord<'m>>
         .zip(probed)
         .map(|((model, url), p)| UrlRecord {
             model: &model.name,
-            url: redact_url(url),
+            url: url.to_string(),
             state: p.verdict.label(),
             status: p.status,
             size: p.size,

@@ -20,11 +20,12 @@ use crate::engine::plan::{self, Selection, Step, Trust};
 use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings};
 use crate::engine::workers;
 use crate::error::{Class, Fault, Origin, Result, Tried};
+use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
 use crate::store::fs::{LinkMode, Placed, check_inside, link_or_copy, same_filesystem};
 use crate::store::lock::{self, Mode};
 use crate::store::stamp::{Stamp, Stamps};
-use crate::text::{human_bytes, rate, redact_url};
+use crate::text::{human_bytes, rate};
 use crate::ui::json::{self, Document, FaultRecord, FetchState, FetchSummary, Record, TriedRecord};
 use crate::ui::out;
 
@@ -38,7 +39,7 @@ pub struct Options {
     /// `None` with `--no-cache` (and always with `--skip-checks`, so unchecked bytes
     /// never enter a store named by content).
     pub cache: Option<Cache>,
-    pub mirrors: Vec<String>,
+    pub mirrors: Vec<Source>,
     pub offline: bool,
     /// How files reach the checkout from the cache.
     pub link_mode: LinkMode,
@@ -46,7 +47,8 @@ pub struct Options {
 
 /// How one model ended up.
 enum Outcome {
-    Downloaded(Fetched),
+    /// Boxed: a fetched model carries its source and what it passed, far larger than the rest.
+    Downloaded(Box<Fetched>),
     /// From the cache, with no network request.
     FromCache(Placed),
     /// Another process provided it while this one waited.
@@ -136,7 +138,7 @@ fn json_report<'a>(
     for (step, outcome) in missing.iter().zip(outcomes) {
         let state = match outcome {
             Outcome::Downloaded(f) => FetchState::Fetched {
-                url: f.origin.url().map(redact_url),
+                url: f.origin.url().map(ToString::to_string),
                 attempts: f.attempts,
                 bytes: f.bytes,
                 seconds: json::seconds(f.elapsed),
@@ -230,7 +232,7 @@ fn provide(
                     fingerprint,
                     placed: None,
                 });
-                (Outcome::Downloaded(fetched), stamp)
+                (Outcome::Downloaded(Box::new(fetched)), stamp)
             })
         }
     };
@@ -284,7 +286,7 @@ fn through_cache(
         .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
     let stamp = check::stamp_of(&model.sha256, &file).map(|stamp| Stamp { placed: Some(placed), ..stamp });
     let outcome = match downloaded {
-        Some(fetched) => Outcome::Downloaded(fetched),
+        Some(fetched) => Outcome::Downloaded(Box::new(fetched)),
         None => Outcome::FromCache(placed),
     };
     Ok((outcome, stamp))
@@ -354,18 +356,7 @@ fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<Tried>) -> Outc
 
 /// Faults that will not heal by waiting: the URL needs fixing in the manifest.
 fn is_permanent(class: Class) -> bool {
-    matches!(
-        class,
-        Class::NotFound
-            | Class::StalePin
-            | Class::HashMismatch
-            | Class::SizeMismatch
-            | Class::Oversize
-            | Class::HtmlPage
-            | Class::LfsPointer
-            | Class::BadUrl
-            | Class::InsecureRedirect
-    )
+    class.policy().blames_manifest
 }
 
 /// A model that arrived from a later source after a permanent fault on an earlier one:
@@ -439,7 +430,7 @@ fn causes<'t>(tried: impl Iterator<Item = &'t Tried>) -> Vec<String> {
     let mut groups: Vec<(Class, Vec<String>, usize)> = Vec::new();
     for Tried { origin, fault } in tried {
         let place = match (origin.url(), origin.path()) {
-            (Some(url), _) => crate::net::url::host(url).unwrap_or_else(|| redact_url(url)),
+            (Some(url), _) => url.host().unwrap_or_else(|| url.to_string()),
             (None, Some(path)) => path.to_string(),
             (None, None) => origin.kind().to_owned(),
         };
@@ -523,7 +514,7 @@ fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[
     }
     out.push_str("  to install it by hand, download it from one of:\n");
     for url in &model.urls {
-        out.push_str(&format!("    {}\n", redact_url(url)));
+        out.push_str(&format!("    {url}\n"));
     }
     out.push_str(&format!(
         "  and save it as:\n    {dest}\n  \
@@ -543,7 +534,7 @@ mod tests {
     #[test]
     fn an_offline_machine_is_told_once_which_hosts_do_not_resolve() {
         let dns = |url: &str| Tried {
-            origin: Origin::Url(url.to_owned()),
+            origin: Origin::Url(Source::parse(url).unwrap()),
             fault: Fault::new(Class::HostNotFound, "could not resolve the host name"),
         };
         let tried = [
@@ -551,7 +542,7 @@ mod tests {
             dns("https://huggingface.co/b"),
             dns("https://github.com/c"),
             Tried {
-                origin: Origin::Url("https://x.org/d".into()),
+                origin: Origin::Url(Source::parse("https://x.org/d").unwrap()),
                 fault: Fault::new(Class::NotFound, "HTTP 404"),
             },
         ];

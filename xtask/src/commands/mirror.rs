@@ -14,13 +14,14 @@ use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::publish::{Published, Publisher, Start, UPLOADS_DIR};
 use crate::error::{Error, Result};
+use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
 use crate::store::fs::{LinkMode, link_or_copy};
 
 /// Where the files go: a folder, or a bucket and prefix (with how to upload).
 pub enum Target<'a> {
     Folder(&'a Utf8Path),
-    Bucket { url: &'a str, force: bool, limit_rate: Option<u64> },
+    Bucket { url: &'a Source, force: bool, limit_rate: Option<u64> },
 }
 
 pub fn run(
@@ -86,15 +87,21 @@ pub fn run(
     }
     let place = match target {
         Target::Folder(dir) => dir.to_string(),
-        Target::Bucket { url, .. } => (*url).to_owned(),
+        Target::Bucket { url, .. } => url.to_string(),
     };
     cx.say(&format!("exported {} of {} to {place}", steps.len() - failed, steps.len()));
     Ok(Report { ok: steps.len() - failed, failed })
 }
 
 /// Publishes one model's verified file to the bucket; says how, or why not.
-fn upload(cx: &Context, publisher: &Publisher<'_>, source: &Utf8Path, prefix: &str, model: &Model) -> bool {
-    let url = format!("{}/sha256/{}", prefix.trim_end_matches('/'), model.sha256);
+fn upload(
+    cx: &Context,
+    publisher: &Publisher<'_>,
+    source: &Utf8Path,
+    prefix: &Source,
+    model: &Model,
+) -> bool {
+    let url = prefix.mirror_entry(&model.sha256);
     match publisher.publish(source, &url, model.size) {
         Ok(published) => {
             let how = match published {

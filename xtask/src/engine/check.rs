@@ -250,9 +250,37 @@ pub fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
     (looks_html || says_html).then_some(Class::HtmlPage)
 }
 
+/// "received an HTML page titled …": the one wording for a page where bytes belong.
+pub fn page_fault(prefix: &[u8], instead_of: &str) -> Fault {
+    let what = html_title(prefix)
+        .map_or_else(|| "an HTML page".to_owned(), |t| format!("an HTML page titled {t:?}"));
+    Fault::new(Class::HtmlPage, format!("received {what} {instead_of}"))
+}
+
+/// The text of `<title>` in the first bytes of a page, to tell the user which page it was.
+pub fn html_title(prefix: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(prefix);
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = start + lower[start..].find('>')? + 1;
+    let close = open_end + lower[open_end..].find("</title")?;
+    let title: String = text[open_end..close].split_whitespace().collect::<Vec<_>>().join(" ");
+    (!title.is_empty()).then(|| title.chars().take(80).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_titles_are_extracted_for_the_message() {
+        assert_eq!(
+            html_title(b"<html><head><TITLE>\n Google Drive -  Virus scan warning</title>").as_deref(),
+            Some("Google Drive - Virus scan warning")
+        );
+        assert_eq!(html_title(b"<html><title></title>"), None);
+        assert_eq!(html_title(b"<html><title>unterminated"), None);
+    }
 
     #[test]
     fn sniff_finds_pages_and_pointers_but_not_models() {

@@ -14,5 +14,6 @@ pub(crate) mod probe;
 pub(crate) mod publish;
 pub(crate) mod retry;
 pub(crate) mod segments;
+pub(crate) mod slots;
 pub(crate) mod transfer;
 pub(crate) mod workers;

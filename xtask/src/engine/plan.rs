@@ -10,7 +10,7 @@ use crate::engine::check::{self, LocalState};
 use crate::engine::manifest::{Manifest, Model};
 use crate::engine::workers;
 use crate::error::{Error, Origin};
-use crate::net::url::file_url_path;
+use crate::source::{BadSource, Kind, Source};
 use crate::store::stamp::Stamps;
 use crate::text::human_bytes;
 
@@ -98,42 +98,24 @@ pub fn survey<'m>(models: &[&'m Model], checkpoints: &Utf8Path, trust: Trust, jo
 /// Where a model can come from, in the order to try: each mirror (addressed by content,
 /// `<mirror>/sha256/<hex>`), then the model's own URLs. Offline, only local sources
 /// remain: `file://` URLs and directory mirrors.
-pub fn sources(model: &Model, mirrors: &[String], offline: bool) -> Vec<Origin> {
-    let mirrored = mirrors.iter().map(|mirror| Origin::Mirror(mirror_url(mirror, &model.sha256)));
+pub fn sources(model: &Model, mirrors: &[Source], offline: bool) -> Vec<Origin> {
+    let mirrored = mirrors.iter().map(|mirror| Origin::Mirror(mirror.mirror_entry(&model.sha256)));
     mirrored
         .chain(model.urls.iter().cloned().map(Origin::Url))
-        .filter(|origin| !offline || origin.url().is_some_and(|url| file_url_path(url).is_some()))
+        .filter(|origin| !offline || origin.url().is_some_and(|url| url.kind() == Kind::File))
         .collect()
 }
 
-/// A mirror is an http(s) or file:// URL, or a plain directory path.
-fn mirror_url(mirror: &str, sha256: &str) -> String {
-    let base = mirror.trim_end_matches('/');
-    if base.contains("://") {
-        return format!("{base}/sha256/{sha256}");
-    }
-    let dir = std::path::absolute(base).map_or_else(|_| base.to_owned(), |p| p.display().to_string());
-    format!("file://{}/sha256/{sha256}", dir.trim_end_matches('/'))
-}
-
-/// Checks `--mirror` values (and the environment's) before anything runs.
-pub fn check_mirror(mirror: &str) -> Result<(), Error> {
-    let Some((scheme, _)) = mirror.split_once("://") else {
-        return Ok(());
+/// Parses a `--mirror` value (or the environment's) before anything runs: an http(s),
+/// `file://` or `s3://` URL, or a directory path.
+pub fn parse_mirror(mirror: &str) -> Result<Source, Error> {
+    let unsupported = |bad: BadSource| {
+        Error::Usage(format!(
+            "mirror {:?} {}; use an http(s)://, s3:// or file:// URL or a directory path",
+            bad.shown, bad.why
+        ))
     };
-    if ["http", "https", "file"].contains(&scheme.to_ascii_lowercase().as_str()) {
-        return Ok(());
-    }
-    if crate::net::s3::is_s3(mirror) {
-        return match crate::net::s3::object(mirror) {
-            Some(_) => Ok(()),
-            None => Err(Error::Usage(format!("mirror {mirror:?} names no bucket; write s3://BUCKET/PREFIX"))),
-        };
-    }
-    Err(Error::Usage(format!(
-        "mirror {:?} uses an unsupported scheme; use an http(s)://, s3:// or file:// URL or a directory path",
-        crate::text::redact_url(mirror)
-    )))
+    Source::mirror(mirror).map_err(unsupported)
 }
 
 /// Bytes that must still fit in one folder's filesystem, and the option that moves it.
@@ -189,7 +171,7 @@ mod tests {
             path: format!("{name}.bin").into(),
             size: 1,
             sha256: "0".repeat(64),
-            urls: vec!["http://x/".into()],
+            urls: vec![Source::parse("http://x/").unwrap()],
             group: group.map(Into::into),
             optional,
         };
@@ -232,22 +214,30 @@ mod tests {
     #[test]
     fn mirrors_come_first_and_offline_keeps_only_local_sources() {
         let mut m = manifest().models.remove(0);
-        m.urls = vec!["https://origin/a".into(), "file:///srv/a".into()];
-        let mirrors = vec!["http://m1/".into(), "/var/mirror".into(), "file:///nfs/m".into()];
+        let parse = |t: &str| Source::parse(t).unwrap();
+        m.urls = vec![parse("https://origin/a"), parse("file:///srv/a")];
+        let mirrors: Vec<Source> =
+            ["http://m1/", "/var/mirror", "file:///nfs/m"].iter().map(|t| parse_mirror(t).unwrap()).collect();
         let hex = "0".repeat(64);
-        assert_eq!(
-            sources(&m, &mirrors, false),
-            [
-                Origin::Mirror(format!("http://m1/sha256/{hex}")),
-                Origin::Mirror(format!("file:///var/mirror/sha256/{hex}")),
-                Origin::Mirror(format!("file:///nfs/m/sha256/{hex}")),
-                Origin::Url("https://origin/a".into()),
-                Origin::Url("file:///srv/a".into()),
-            ]
-        );
+        let shown: Vec<String> =
+            sources(&m, &mirrors, false).iter().map(|o| o.url().unwrap().to_string()).collect();
+        let mut expected = vec![format!("http://m1/sha256/{hex}")];
+        #[cfg(unix)]
+        expected.push(format!("file:///var/mirror/sha256/{hex}"));
+        #[cfg(not(unix))]
+        expected.push(mirrors[1].to_string() + &format!("sha256/{hex}"));
+        expected.extend([
+            format!("file:///nfs/m/sha256/{hex}"),
+            "https://origin/a".into(),
+            "file:///srv/a".into(),
+        ]);
+        assert_eq!(shown, expected);
+        assert!(matches!(sources(&m, &mirrors, false)[0], Origin::Mirror(_)));
         assert_eq!(sources(&m, &mirrors, true).len(), 3);
-        assert!(check_mirror("ftp://x").is_err());
-        assert!(check_mirror("relative/dir").is_ok());
+        assert!(parse_mirror("ftp://x").is_err());
+        assert!(parse_mirror("relative/dir").is_ok());
+        assert!(parse_mirror("s3://models/team").is_ok());
+        assert!(parse_mirror("s3:///team").is_err(), "no bucket");
     }
 
     #[test]

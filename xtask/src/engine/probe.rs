@@ -12,9 +12,8 @@ use crate::error::{Class, Fault};
 use crate::net::auth::Credentials;
 use crate::net::client::{Method, Net, parse_content_range};
 use crate::net::proxy::ProxyEnv;
-use crate::net::url::{file_url_path, host, scheme};
 use crate::net::{client, hosts};
-use crate::text::redact_url;
+use crate::source::{Kind, Source};
 
 /// What a URL turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,13 +66,14 @@ impl Prober {
     }
 
     /// Whether `url` serves `size` bytes with this `sha256`, asked without a download.
-    pub fn probe(&self, url: &str, size: u64, sha256: &str) -> Probed {
-        if let Some(path) = file_url_path(url) {
+    pub fn probe(&self, url: &Source, size: u64, sha256: &str) -> Probed {
+        if let Some(path) = url.file_path() {
             return probe_file(&path, size);
         }
-        let url = hosts::normalize_drive_url(url).unwrap_or_else(|| url.to_owned());
+        let drive = hosts::normalize_drive_url(url.expose()).and_then(|u| Source::parse(&u).ok());
+        let url = drive.as_ref().unwrap_or(url);
         let check = |headers: &ureq::http::HeaderMap| hosts::check_linked(headers, size, sha256);
-        let head = self.net.request(Method::Head, &url, &[], &[], &check);
+        let head = self.net.request(Method::Head, url, &[], &[], &check);
         let head_status = match &head {
             Ok(answer) => Some(answer.response.status().as_u16()),
             Err(fault) => fault.status,
@@ -95,7 +95,7 @@ impl Prober {
             // Some servers refuse HEAD (405, 403, 501) but serve GET: ask for one byte.
             _ => {
                 let range = [("Range", "bytes=0-0".to_owned())];
-                match self.net.request(Method::Get, &url, &range, &[], &check) {
+                match self.net.request(Method::Get, url, &range, &[], &check) {
                     Ok(answer) => answer,
                     Err(fault) => return dead_or_stale(fault),
                 }
@@ -124,7 +124,7 @@ impl Prober {
             Some(found) if found == size => Verdict::Serves,
             Some(found) => Verdict::Stale(Fault::new(
                 Class::StalePin,
-                format!("{} serves {found} bytes; the pin says {size}", redact_url(&url)),
+                format!("{url} serves {found} bytes; the pin says {size}"),
             )),
             None => Verdict::Unsized,
         };
@@ -156,21 +156,17 @@ fn probe_file(path: &camino::Utf8Path, size: u64) -> Probed {
 }
 
 /// The proxy each of these URLs' hosts goes through (redacted), or `None` for direct.
-pub fn proxies_for<'u>(urls: impl Iterator<Item = &'u str>) -> Vec<(String, Option<String>)> {
+pub fn proxies_for<'u>(urls: impl Iterator<Item = &'u Source>) -> Vec<(String, Option<String>)> {
     let env = ProxyEnv::from_process();
     let mut seen: Vec<(String, Option<String>)> = Vec::new();
-    for url in urls {
-        let (Some(scheme), Some(host)) = (scheme(url), host(url)) else { continue };
-        if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
-            continue;
-        }
-        let name = format!("{}://{host}", scheme.to_ascii_lowercase());
+    for url in urls.filter(|u| u.kind() == Kind::Http) {
+        let (Some(host), Some(bare)) = (url.host(), url.bare_host()) else { continue };
+        let name = format!("{}://{host}", url.scheme());
         if seen.iter().any(|(n, _)| *n == name) {
             continue;
         }
         // The proxy rules match the host without its port.
-        let bare = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-        let proxy = env.proxy_for(scheme, bare).map(|p| redact_url(&p));
+        let proxy = env.proxy_for(url.scheme(), &bare).map(|p| p.to_string());
         seen.push((name, proxy));
     }
     seen

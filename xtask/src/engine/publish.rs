@@ -26,6 +26,7 @@ use crate::net::auth::Credentials;
 use crate::net::client::{Method, Net, Payload, parse_content_range, s3_error};
 use crate::net::proxy::ProxyEnv;
 use crate::net::s3::{self, Op};
+use crate::source::Source;
 use crate::store::fs::write_atomically;
 use crate::store::hash::hash_reader;
 
@@ -101,7 +102,7 @@ impl<'a> Publisher<'a> {
     }
 
     /// Publishes `path` (`size` bytes) as the object `url` (`s3://BUCKET/KEY`).
-    pub fn publish(&self, path: &Utf8Path, url: &str, size: u64) -> Result<Published, Fault> {
+    pub fn publish(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<Published, Fault> {
         if !self.force && self.size_of(url)? == Some(size) {
             return Ok(Published::Present);
         }
@@ -125,7 +126,7 @@ impl<'a> Publisher<'a> {
 
     /// The object's size, or `None` when there is no such object. A one-byte range read,
     /// not a HEAD: errors then come with the XML body that says what is wrong.
-    pub fn size_of(&self, url: &str) -> Result<Option<u64>, Fault> {
+    pub fn size_of(&self, url: &Source) -> Result<Option<u64>, Fault> {
         let headers = [("Range", "bytes=0-0".to_owned())];
         let answer = match self.net.request(Method::Get, url, &headers, &[], &|_| Ok(())) {
             Ok(answer) => answer,
@@ -152,7 +153,7 @@ impl<'a> Publisher<'a> {
     /// Sends one signed request, turning an error answer into its S3 fault.
     fn send(
         &self,
-        url: &str,
+        url: &Source,
         op: Op<'_>,
         body: Payload<'_>,
     ) -> Result<ureq::http::Response<ureq::Body>, Fault> {
@@ -169,7 +170,7 @@ impl<'a> Publisher<'a> {
     }
 
     /// The body of a successful answer (an S3 XML document; short).
-    fn send_for_text(&self, url: &str, op: Op<'_>) -> Result<String, Fault> {
+    fn send_for_text(&self, url: &Source, op: Op<'_>) -> Result<String, Fault> {
         let response = self.send(url, op, Payload::Empty)?;
         let mut text = String::new();
         response
@@ -181,7 +182,7 @@ impl<'a> Publisher<'a> {
         Ok(text)
     }
 
-    fn put_whole(&self, path: &Utf8Path, url: &str, size: u64) -> Result<(), Fault> {
+    fn put_whole(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<(), Fault> {
         let file = File::open(path).map_err(|e| Fault::local(path, &e))?;
         let reader = &mut Paced { inner: file.take(size), limiter: self.limiter.as_ref() };
         self.send(url, Op::Put, Payload::Reader { reader, len: size }).map(drop)
@@ -201,7 +202,7 @@ impl<'a> Publisher<'a> {
         }
     }
 
-    fn multipart(&self, path: &Utf8Path, url: &str, size: u64) -> Result<Published, Fault> {
+    fn multipart(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<Published, Fault> {
         let part_size = part_size(size);
         let count = u16::try_from(size.div_ceil(part_size))
             .map_err(|_| Fault::new(Class::LocalIo, "the file needs more parts than S3 allows"))?;
@@ -252,12 +253,12 @@ impl<'a> Publisher<'a> {
         Ok(Published::Parts { parts: count, start })
     }
 
-    fn create(&self, url: &str) -> Result<String, Fault> {
+    fn create(&self, url: &Source) -> Result<String, Fault> {
         let text = self.retried(|| self.send_for_text(url, Op::Create))?;
         s3::upload_id(&text)
     }
 
-    fn listed_parts(&self, url: &str, upload_id: &str) -> Result<Vec<s3::Part>, Fault> {
+    fn listed_parts(&self, url: &Source, upload_id: &str) -> Result<Vec<s3::Part>, Fault> {
         let mut all = Vec::new();
         let mut after = 0;
         loop {
@@ -338,7 +339,7 @@ impl<'a> Publisher<'a> {
 #[derive(Clone, Copy)]
 struct Upload<'a> {
     path: &'a Utf8Path,
-    url: &'a str,
+    url: &'a Source,
     id: &'a str,
     size: u64,
     part_size: u64,
@@ -373,17 +374,17 @@ fn part_len(size: u64, part_size: u64, number: u16) -> u64 {
 
 /// Where the record of an unfinished upload of `url` is kept: named by a hash of the
 /// object, so any bucket and key make a plain file name.
-fn record_path(records: &Utf8Path, url: &str) -> Utf8PathBuf {
+fn record_path(records: &Utf8Path, url: &Source) -> Utf8PathBuf {
     // Hashing bytes in memory cannot fail; an empty name would only share one record.
-    let digest = hash_reader(url.as_bytes()).unwrap_or_default();
+    let digest = hash_reader(url.expose().as_bytes()).unwrap_or_default();
     records.join(format!("{}.upload", digest.get(..16).unwrap_or("upload")))
 }
 
 /// The upload id an earlier run recorded for this object, size and part size.
-fn read_record(record: &Utf8Path, url: &str, size: u64, part_size: u64) -> Option<String> {
+fn read_record(record: &Utf8Path, url: &Source, size: u64, part_size: u64) -> Option<String> {
     let text = std::fs::read_to_string(record).ok()?;
     let lines: Vec<&str> = text.lines().collect();
-    let expected = ["xtask-upload-1", url, &size.to_string(), &part_size.to_string()];
+    let expected = ["xtask-upload-1", url.expose(), &size.to_string(), &part_size.to_string()];
     match lines.as_slice() {
         [head @ .., id] if head == expected && !id.is_empty() => Some((*id).to_owned()),
         _ => None,
@@ -391,11 +392,11 @@ fn read_record(record: &Utf8Path, url: &str, size: u64, part_size: u64) -> Optio
 }
 
 /// Records an upload before its first part goes up, so a killed run can continue it.
-fn write_record(record: &Utf8Path, url: &str, size: u64, part_size: u64, upload_id: &str) {
+fn write_record(record: &Utf8Path, url: &Source, size: u64, part_size: u64, upload_id: &str) {
     if let Some(parent) = record.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let text = format!("xtask-upload-1\n{url}\n{size}\n{part_size}\n{upload_id}\n");
+    let text = format!("xtask-upload-1\n{}\n{size}\n{part_size}\n{upload_id}\n", url.expose());
     // Only an aid to continuing after a kill: without it the next run starts over.
     let _ = write_atomically(record, text.as_bytes());
 }
@@ -417,11 +418,17 @@ mod tests {
     fn a_record_is_used_only_for_its_object_size_and_part_size() {
         let dir = tempfile::tempdir().unwrap();
         let records = Utf8PathBuf::try_from(dir.path().to_path_buf()).unwrap();
-        let record = record_path(&records, "s3://b/k");
-        write_record(&record, "s3://b/k", 100 << 20, MIN_PART, "upload-1");
-        assert_eq!(read_record(&record, "s3://b/k", 100 << 20, MIN_PART).as_deref(), Some("upload-1"));
-        assert_eq!(read_record(&record, "s3://b/k", 101 << 20, MIN_PART), None);
-        assert_eq!(read_record(&record, "s3://b/other", 100 << 20, MIN_PART), None);
-        assert_ne!(record_path(&records, "s3://b/other"), record);
+        let record = record_path(&records, &Source::parse("s3://bkt/k").unwrap());
+        write_record(&record, &Source::parse("s3://bkt/k").unwrap(), 100 << 20, MIN_PART, "upload-1");
+        assert_eq!(
+            read_record(&record, &Source::parse("s3://bkt/k").unwrap(), 100 << 20, MIN_PART).as_deref(),
+            Some("upload-1")
+        );
+        assert_eq!(read_record(&record, &Source::parse("s3://bkt/k").unwrap(), 101 << 20, MIN_PART), None);
+        assert_eq!(
+            read_record(&record, &Source::parse("s3://bkt/other").unwrap(), 100 << 20, MIN_PART),
+            None
+        );
+        assert_ne!(record_path(&records, &Source::parse("s3://bkt/other").unwrap()), record);
     }
 }

@@ -25,10 +25,9 @@ use crate::error::{Class, Fault};
 use crate::net::auth::Credentials;
 use crate::net::cookie::Cookie;
 use crate::net::forward::{self, Outgoing, Proxy};
-use crate::net::proxy::ProxyEnv;
-use crate::net::s3::{Op, Store, error_fault, is_s3};
-use crate::net::url::{resolve, scheme};
-use crate::text::redact_url;
+use crate::net::proxy::{ProxyEnv, ProxyUrl};
+use crate::net::s3::{Op, Store, error_fault};
+use crate::source::{Kind, Source};
 
 /// Redirects followed at most, as browsers and curl do.
 pub const MAX_REDIRECTS: usize = 10;
@@ -114,7 +113,7 @@ fn platform_roots() -> Result<Option<Vec<Certificate<'static>>>, Fault> {
 /// hops set (for a follow-up request such as Drive's confirmation).
 pub struct Answer {
     pub response: Response<Body>,
-    pub url: String,
+    pub url: Source,
     pub cookies: Vec<Cookie>,
 }
 
@@ -144,26 +143,27 @@ pub enum Payload<'a> {
 /// Whether a request may go from `from` (a page or a redirecting answer) on to `next`:
 /// only http(s), and never from https down to plain http, where the file could be
 /// altered on the way. Every follow-up obeys it: redirects, forms, confirm links.
-pub fn check_follow(from: &str, next: &str) -> Result<(), Fault> {
-    let next_scheme = scheme(next).map(str::to_ascii_lowercase);
-    if !matches!(next_scheme.as_deref(), Some("http" | "https")) {
+pub fn check_follow(from: &Source, next: &Source) -> Result<(), Fault> {
+    if next.kind() != Kind::Http {
         return Err(Fault::new(
             Class::Redirect,
-            format!(
-                "{} sent the download on to {}; only http and https are followed",
-                redact_url(from),
-                redact_url(next)
-            ),
+            format!("{from} sent the download on to {next}; only http and https are followed"),
         ));
     }
-    let from_https = scheme(from).is_some_and(|s| s.eq_ignore_ascii_case("https"));
-    if from_https && next_scheme.as_deref() == Some("http") {
+    if from.scheme() == "https" && next.scheme() == "http" {
         return Err(Fault::new(
             Class::InsecureRedirect,
-            format!("{} sent the download to plain http ({}); refused", redact_url(from), redact_url(next)),
+            format!("{from} sent the download to plain http ({next}); refused"),
         ));
     }
     Ok(())
+}
+
+/// A follow-up's target (a `Location`, a form's action, a confirm link) as a source,
+/// resolved against the URL that named it.
+pub fn follow_up(from: &Source, reference: &str) -> Result<Source, Fault> {
+    from.join(reference)
+        .map_err(|e| Fault::new(Class::Redirect, format!("{from} sent the download on to {e}")))
 }
 
 pub struct Net {
@@ -174,7 +174,7 @@ pub struct Net {
     pool: usize,
     roots: OnceLock<Result<RootCerts, Fault>>,
     /// Keyed by proxy and by whether the agent must verify TLS (http needs no CA bundle).
-    agents: Mutex<HashMap<(Option<String>, bool), Agent>>,
+    agents: Mutex<HashMap<(Option<ProxyUrl>, bool), Agent>>,
     /// The S3 store of `s3://` URLs, read from the environment on first use.
     store: OnceLock<Result<Store, Fault>>,
 }
@@ -196,14 +196,14 @@ impl Net {
     pub fn exchange(
         &self,
         method: &str,
-        url: &str,
+        url: &Source,
         headers: &[(&str, String)],
         body: Payload<'_>,
     ) -> Result<Response<Body>, Fault> {
         let (scheme, host) = scheme_and_host(url)?;
         let proxy = self.proxies.proxy_for(&scheme, &host);
-        let agent = self.agent(proxy.as_deref(), scheme.eq_ignore_ascii_case("https"))?;
-        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        let agent = self.agent(proxy.as_ref(), scheme == "https")?;
+        let mut request = ureq::http::Request::builder().method(method).uri(url.expose());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -222,7 +222,7 @@ impl Net {
                 agent.run(request.body(ureq::SendBody::from_reader(reader)).map_err(bad)?)
             }
         };
-        sent.map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_deref()))
+        sent.map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_ref()))
     }
 
     /// A GET or HEAD of `s3://BUCKET/KEY`: signed just now, sent once. An error answer's
@@ -231,7 +231,7 @@ impl Net {
     fn s3_request(
         &self,
         method: Method,
-        url: &str,
+        url: &Source,
         headers: &[(&str, String)],
         check: &dyn Fn(&HeaderMap) -> Result<(), Fault>,
     ) -> Result<Answer, Fault> {
@@ -245,22 +245,23 @@ impl Net {
             return Err(s3_error(response, !store.signed()));
         }
         check(response.headers())?;
-        Ok(Answer { response, url: url.to_owned(), cookies: Vec::new() })
+        Ok(Answer { response, url: url.clone(), cookies: Vec::new() })
     }
 
     /// One agent per proxy and scheme, built on first use; only https ones read the CA
     /// bundle, so loopback and plain-http runs skip that work.
-    fn agent(&self, proxy: Option<&str>, tls: bool) -> Result<Agent, Fault> {
-        let key = (proxy.map(str::to_owned), tls);
+    fn agent(&self, proxy: Option<&ProxyUrl>, tls: bool) -> Result<Agent, Fault> {
+        let key = (proxy.cloned(), tls);
         let mut agents =
             self.agents.lock().map_err(|_| Fault::new(Class::Connection, "internal lock poisoned"))?;
         if let Some(agent) = agents.get(&key) {
             return Ok(agent.clone());
         }
         let proxy = match proxy {
-            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
-                Fault::new(Class::BadUrl, format!("proxy {} is not usable: {e}", redact_url(p)))
-            })?),
+            Some(p) => Some(
+                ureq::Proxy::new(p.expose())
+                    .map_err(|e| Fault::new(Class::BadUrl, format!("proxy {p} is not usable: {e}")))?,
+            ),
             None => None,
         };
         let tls_config = if tls {
@@ -303,15 +304,19 @@ impl Net {
     pub fn request(
         &self,
         method: Method,
-        url: &str,
+        url: &Source,
         headers: &[(&str, String)],
         cookies: &[Cookie],
         check: &dyn Fn(&HeaderMap) -> Result<(), Fault>,
     ) -> Result<Answer, Fault> {
-        if is_s3(url) {
-            return self.s3_request(method, url, headers, check);
+        match url.kind() {
+            Kind::S3 => return self.s3_request(method, url, headers, check),
+            Kind::File => {
+                return Err(Fault::new(Class::BadUrl, format!("{url} is read from disk, not requested")));
+            }
+            Kind::Http => {}
         }
-        let mut url = url.to_owned();
+        let mut url = url.clone();
         let origin_host = scheme_and_host(&url)?.1;
         let mut seen = vec![url.clone()];
         let mut cookies = cookies.to_vec();
@@ -328,9 +333,9 @@ impl Net {
                 all.push(("Cookie".into(), sendable.join("; ")));
             }
             let proxy = self.proxies.proxy_for(&scheme, &host);
-            let response = self.send(method, &url, &scheme, proxy.as_deref(), &all)?;
+            let response = self.send(method, &url, proxy.as_ref(), &all)?;
             if proxy.is_some() && response.status().as_u16() == 407 {
-                return Err(proxy_refused(407, proxy.as_deref()));
+                return Err(proxy_refused(407, proxy.as_ref()));
             }
             check(response.headers())?;
             let set = response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok());
@@ -343,12 +348,13 @@ impl Net {
                 return Ok(Answer { response, url, cookies });
             };
             drain(response);
-            let next = resolve(&url, &location);
+            let next = follow_up(&url, &location)?;
             check_follow(&url, &next)?;
             if seen.contains(&next) {
+                let hops: Vec<String> = seen.iter().map(ToString::to_string).collect();
                 return Err(Fault::new(
                     Class::Redirect,
-                    format!("redirect loop: {} -> {}", redacted(&seen).join(" -> "), redact_url(&next)),
+                    format!("redirect loop: {} -> {next}", hops.join(" -> ")),
                 ));
             }
             seen.push(next.clone());
@@ -356,7 +362,7 @@ impl Net {
         }
         Err(Fault::new(
             Class::Redirect,
-            format!("more than {MAX_REDIRECTS} redirects, starting at {}", redact_url(&seen[0])),
+            format!("more than {MAX_REDIRECTS} redirects, starting at {}", seen[0]),
         ))
     }
 
@@ -365,25 +371,22 @@ impl Net {
     fn send(
         &self,
         method: Method,
-        url: &str,
-        scheme: &str,
-        proxy: Option<&str>,
+        url: &Source,
+        proxy: Option<&ProxyUrl>,
         headers: &[(String, String)],
     ) -> Result<Response<Body>, Fault> {
-        let plain = scheme.eq_ignore_ascii_case("http");
-        if let Some(p) =
-            proxy.filter(|p| plain && p.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")))
-        {
+        let plain = url.scheme() == "http";
+        if let Some(p) = proxy.filter(|p| plain && p.is_plain_http()) {
             let mut all = headers.to_vec();
             all.push(("User-Agent".into(), USER_AGENT.into()));
             all.push(("Accept-Encoding".into(), "identity".into()));
             let outgoing = Outgoing { method: method.as_str(), url, headers: &all, timeout: self.timeout };
             return forward::send(&Proxy::parse(p)?, &outgoing).map_err(|f| with_proxy_hint(f, Some(p)));
         }
-        let agent = self.agent(proxy, scheme.eq_ignore_ascii_case("https"))?;
+        let agent = self.agent(proxy, url.scheme() == "https")?;
         let mut request = match method {
-            Method::Get => agent.get(url),
-            Method::Head => agent.head(url),
+            Method::Get => agent.get(url.expose()),
+            Method::Head => agent.head(url.expose()),
         };
         for (name, value) in headers {
             request = request.header(name.as_str(), value);
@@ -408,32 +411,27 @@ fn drain(response: Response<Body>) {
     let _ = std::io::copy(&mut body, &mut std::io::sink());
 }
 
-/// URLs for messages: error text must never carry a credential.
-fn redacted(urls: &[String]) -> Vec<String> {
-    urls.iter().map(|u| redact_url(u)).collect()
-}
-
-fn scheme_and_host(url: &str) -> Result<(String, String), Fault> {
-    let shown = redact_url(url);
+/// The scheme and the bare host (no port) of an http(s) URL: what proxies are chosen by.
+fn scheme_and_host(url: &Source) -> Result<(String, String), Fault> {
     let uri: ureq::http::Uri =
-        url.parse().map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {shown}: {e}")))?;
-    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {shown}")))?.to_owned();
+        url.expose().parse().map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {url}: {e}")))?;
+    let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+    let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?.to_owned();
     Ok((scheme, host))
 }
 
-fn with_proxy_hint(mut fault: Fault, proxy: Option<&str>) -> Fault {
+fn with_proxy_hint(mut fault: Fault, proxy: Option<&ProxyUrl>) -> Fault {
     if let Some(proxy) = proxy
         && matches!(fault.class, Class::Connection | Class::Timeout | Class::Tls | Class::HostNotFound)
     {
-        fault.detail = format!("{} (through the proxy {})", fault.detail, redact_url(proxy));
+        fault.detail = format!("{} (through the proxy {proxy})", fault.detail);
     }
     fault
 }
 
 /// A proxy that answered with a refusal instead of forwarding the request.
-fn proxy_refused(status: u16, proxy: Option<&str>) -> Fault {
-    let shown = proxy.map_or_else(|| "the proxy".to_owned(), |p| format!("the proxy {}", redact_url(p)));
+fn proxy_refused(status: u16, proxy: Option<&ProxyUrl>) -> Fault {
+    let shown = proxy.map_or_else(|| "the proxy".to_owned(), |p| format!("the proxy {p}"));
     let why = match status {
         407 => "its credentials are missing or wrong",
         _ => "its rules do not allow this request",
@@ -576,10 +574,11 @@ mod tests {
 
     #[test]
     fn follow_ups_stay_on_http_or_https_and_never_go_down_to_plain_http() {
-        assert!(check_follow("http://a/x", "https://b/y").is_ok());
-        assert!(check_follow("http://a/x", "http://b/y").is_ok());
-        assert_eq!(check_follow("https://a/x", "http://b/y").unwrap_err().class, Class::InsecureRedirect);
-        let fault = check_follow("https://a/x", "file:///etc/passwd").unwrap_err();
+        let follow = |a: &str, b: &str| check_follow(&Source::parse(a).unwrap(), &Source::parse(b).unwrap());
+        assert!(follow("http://a/x", "https://b/y").is_ok());
+        assert!(follow("http://a/x", "http://b/y").is_ok());
+        assert_eq!(follow("https://a/x", "http://b/y").unwrap_err().class, Class::InsecureRedirect);
+        let fault = follow("https://a/x", "file:///etc/passwd").unwrap_err();
         assert_eq!(fault.class, Class::Redirect);
         assert!(fault.detail.contains("only http and https are followed"), "{}", fault.detail);
     }

@@ -19,8 +19,8 @@ use ureq::Body;
 use ureq::http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::error::{Class, Fault};
-use crate::net::url::percent_decode;
-use crate::text::redact_url;
+use crate::net::proxy::ProxyUrl;
+use crate::source::{Source, percent_decode};
 
 /// Response heads longer than this are refused: a header flood, not an answer.
 const MAX_HEAD: usize = 64 << 10;
@@ -38,8 +38,9 @@ pub struct Proxy {
 
 impl Proxy {
     /// Parses a proxy URL; only plain-http proxies use this path.
-    pub fn parse(url: &str) -> Result<Proxy, Fault> {
-        let bad = |why: &str| Fault::new(Class::BadUrl, format!("proxy {} {why}", redact_url(url)));
+    pub fn parse(proxy: &ProxyUrl) -> Result<Proxy, Fault> {
+        let bad = |why: &str| Fault::new(Class::BadUrl, format!("proxy {proxy} {why}"));
+        let url = proxy.expose();
         let rest = url
             .strip_prefix("http://")
             .or_else(|| url.strip_prefix("HTTP://"))
@@ -72,7 +73,7 @@ impl Proxy {
 /// What to send: the method, the absolute URL and the headers.
 pub struct Outgoing<'a> {
     pub method: &'a str,
-    pub url: &'a str,
+    pub url: &'a Source,
     pub headers: &'a [(String, String)],
     pub timeout: Duration,
 }
@@ -115,8 +116,8 @@ fn connect(proxy: &Proxy, timeout: Duration) -> Result<TcpStream, Fault> {
 }
 
 fn request_head(proxy: &Proxy, request: &Outgoing<'_>) -> Result<String, Fault> {
-    let (target, authority) = absolute_target(request.url)
-        .ok_or_else(|| Fault::new(Class::BadUrl, format!("bad URL {}", redact_url(request.url))))?;
+    let (target, authority) = absolute_target(request.url.expose())
+        .ok_or_else(|| Fault::new(Class::BadUrl, format!("bad URL {}", request.url)))?;
     let mut head = format!("{} {target} HTTP/1.1\r\nHost: {authority}\r\n", request.method);
     for (name, value) in request.headers {
         if value.contains(['\r', '\n']) {
@@ -302,14 +303,14 @@ mod tests {
 
     #[test]
     fn proxy_urls_give_host_port_and_credentials() {
-        let p = Proxy::parse("http://al%40ce:pw@proxy.corp:3128/").unwrap();
+        let p = Proxy::parse(&ProxyUrl::new("http://al%40ce:pw@proxy.corp:3128/")).unwrap();
         assert_eq!((p.host.as_str(), p.port), ("proxy.corp", 3128));
         let expected = base64::engine::general_purpose::STANDARD.encode("al@ce:pw");
         assert_eq!(p.authorization, Some(format!("Basic {expected}")));
-        assert_eq!(Proxy::parse("http://[::1]:8080").unwrap().host, "::1");
-        assert_eq!(Proxy::parse("http://p").unwrap().port, 1080);
-        assert!(Proxy::parse("socks5://p:1").is_err());
-        assert!(Proxy::parse("http://p:x").is_err());
+        assert_eq!(Proxy::parse(&ProxyUrl::new("http://[::1]:8080")).unwrap().host, "::1");
+        assert_eq!(Proxy::parse(&ProxyUrl::new("http://p")).unwrap().port, 1080);
+        assert!(Proxy::parse(&ProxyUrl::new("socks5://p:1")).is_err());
+        assert!(Proxy::parse(&ProxyUrl::new("http://p:x")).is_err());
     }
 
     #[test]

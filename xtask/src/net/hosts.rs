@@ -11,7 +11,6 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::error::{Class, Fault};
-use crate::net::url::resolve;
 
 /// The direct-download form of a Google Drive link, if `url` is one.
 pub fn normalize_drive_url(url: &str) -> Option<String> {
@@ -79,6 +78,14 @@ pub fn judge_page(html: &str, page_url: &str) -> PageVerdict {
     PageVerdict::Unknown
 }
 
+/// `reference` resolved against the page's URL (a page that cannot be parsed keeps the
+/// reference as it is; following it is then refused as any bad URL is).
+fn join(page_url: &str, reference: &str) -> String {
+    url::Url::parse(page_url)
+        .and_then(|base| base.join(reference))
+        .map_or_else(|_| reference.to_owned(), String::from)
+}
+
 /// `<form id="download-form" action="...">` with its hidden inputs as the query.
 fn download_form_url(html: &str, page_url: &str) -> Option<String> {
     let start = html.find("id=\"download-form\"").or_else(|| html.find("id='download-form'"))?;
@@ -100,7 +107,7 @@ fn download_form_url(html: &str, page_url: &str) -> Option<String> {
         }
         rest = &rest[at + tag_len..];
     }
-    let base = resolve(page_url, &unescape_html(&action));
+    let base = join(page_url, &unescape_html(&action));
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(if params.is_empty() { base } else { format!("{base}{sep}{}", params.join("&")) })
 }
@@ -113,7 +120,7 @@ fn confirm_link(html: &str, page_url: &str) -> Option<String> {
         let value_end = rest[value_start..].find('"')? + value_start;
         let href = unescape_html(&rest[value_start..value_end]);
         if href.contains("confirm=") && (href.contains("export=download") || href.contains("/uc?")) {
-            return Some(resolve(page_url, &href));
+            return Some(join(page_url, &href));
         }
         rest = &rest[value_end..];
     }

@@ -5,6 +5,42 @@
 //! hand because ureq reads only one proxy for every scheme and no `NO_PROXY`.
 
 use std::collections::HashMap;
+use std::fmt;
+
+use crate::source::redact_url;
+
+/// A proxy's URL, which may hold `user:password@`: shown redacted, exposed only to
+/// connect.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProxyUrl(String);
+
+impl ProxyUrl {
+    pub fn new(url: impl Into<String>) -> ProxyUrl {
+        ProxyUrl(url.into())
+    }
+
+    /// The whole URL, credentials included: for connecting and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether requests go to it in absolute form (`http://`), not through a tunnel.
+    pub fn is_plain_http(&self) -> bool {
+        self.0.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({self})")
+    }
+}
 
 /// Where proxies and no-proxy rules come from (the process environment, or a test's map).
 #[derive(Clone, Debug, Default)]
@@ -33,7 +69,7 @@ impl ProxyEnv {
     }
 
     /// The proxy for a request to `scheme://host`, if any.
-    pub fn proxy_for(&self, scheme: &str, host: &str) -> Option<String> {
+    pub fn proxy_for(&self, scheme: &str, host: &str) -> Option<ProxyUrl> {
         if self.bypasses(host) {
             return None;
         }
@@ -45,7 +81,7 @@ impl ProxyEnv {
             _ => None,
         };
         let proxy = specific.or_else(|| self.get(&["all_proxy", "ALL_PROXY"]))?;
-        Some(if proxy.contains("://") { proxy.to_owned() } else { format!("http://{proxy}") })
+        Some(ProxyUrl::new(if proxy.contains("://") { proxy.to_owned() } else { format!("http://{proxy}") }))
     }
 
     fn bypasses(&self, host: &str) -> bool {
@@ -104,12 +140,15 @@ mod tests {
             ("HTTPS_PROXY", "p2:8080"),
             ("ALL_PROXY", "socks5://p3:1080"),
         ]);
-        assert_eq!(env.proxy_for("http", "a.example").as_deref(), Some("http://p1:3128"));
-        assert_eq!(env.proxy_for("https", "a.example").as_deref(), Some("http://p2:8080"));
+        assert_eq!(env.proxy_for("http", "a.example").as_ref().map(ProxyUrl::expose), Some("http://p1:3128"));
+        assert_eq!(
+            env.proxy_for("https", "a.example").as_ref().map(ProxyUrl::expose),
+            Some("http://p2:8080")
+        );
         let upper_http_only = ProxyEnv::from_pairs(&[("HTTP_PROXY", "http://evil:1")]);
         assert_eq!(upper_http_only.proxy_for("http", "a"), None, "uppercase HTTP_PROXY is ignored");
         let all = ProxyEnv::from_pairs(&[("all_proxy", "http://p3:1")]);
-        assert_eq!(all.proxy_for("https", "a").as_deref(), Some("http://p3:1"));
+        assert_eq!(all.proxy_for("https", "a").as_ref().map(ProxyUrl::expose), Some("http://p3:1"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use rusty_s3::actions::{
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::error::{Class, Fault};
+use crate::source::Source;
 
 /// How long a presigned URL stays valid. Each request is signed just before it is sent,
 /// so this bounds only how late a request may start after signing, with room for a
@@ -50,28 +51,9 @@ pub enum Op<'a> {
 /// A request ready to send: method, the presigned URL, and the body an action needs.
 pub struct Signed {
     pub method: &'static str,
-    pub url: String,
+    /// Presigned: its query is the signature, and `Source` keeps it out of messages.
+    pub url: Source,
     pub body: Option<String>,
-}
-
-/// `s3://BUCKET/KEY` taken apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Object<'a> {
-    pub bucket: &'a str,
-    pub key: &'a str,
-}
-
-/// Whether `url` names an object in a store (`s3://…`).
-pub fn is_s3(url: &str) -> bool {
-    url.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("s3://"))
-}
-
-/// The bucket and key of `s3://BUCKET/KEY`; `None` when it is not such a URL or has no
-/// bucket. The key may be empty (a bucket's root, as a mirror prefix).
-pub fn object(url: &str) -> Option<Object<'_>> {
-    let rest = url.get(5..).filter(|_| is_s3(url))?;
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    (!bucket.is_empty()).then_some(Object { bucket, key: key.trim_start_matches('/') })
 }
 
 /// Where the store is and who we are to it.
@@ -199,10 +181,11 @@ impl Store {
     }
 
     /// The request for `op` on `url` (`s3://BUCKET/KEY`), signed now.
-    pub fn sign(&self, url: &str, op: Op<'_>) -> Result<Signed, Fault> {
-        let Object { bucket, key } = object(url)
-            .filter(|o| !o.key.is_empty())
-            .ok_or_else(|| Fault::new(Class::BadUrl, format!("{url:?} is not an s3://BUCKET/KEY URL")))?;
+    pub fn sign(&self, url: &Source, op: Op<'_>) -> Result<Signed, Fault> {
+        let (bucket, key) = url
+            .s3_object()
+            .filter(|(_, key)| !key.is_empty())
+            .ok_or_else(|| Fault::new(Class::BadUrl, format!("{url} is not an s3://BUCKET/KEY URL")))?;
         let bucket = self.bucket(bucket)?;
         let credentials = self.credentials.as_ref();
         let (method, url, body) = match op {
@@ -239,7 +222,9 @@ impl Store {
                 ("GET", action.sign(SIGNED_FOR), None)
             }
         };
-        Ok(Signed { method, url: url.to_string(), body })
+        let url = Source::parse(url.as_str())
+            .map_err(|e| Fault::new(Class::S3Config, format!("the signed {e}")))?;
+        Ok(Signed { method, url, body })
     }
 }
 
@@ -406,17 +391,6 @@ mod tests {
     fn env(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn object_urls_split_into_bucket_and_key() {
-        assert_eq!(
-            object("s3://models/team/sha256/ab"),
-            Some(Object { bucket: "models", key: "team/sha256/ab" })
-        );
-        assert_eq!(object("S3://models"), Some(Object { bucket: "models", key: "" }));
-        assert_eq!(object("s3:///key"), None);
-        assert_eq!(object("https://models/key"), None);
     }
 
     #[test]

@@ -13,7 +13,6 @@ use camino::Utf8Path;
 
 use crate::engine::events::{Attempted, Ranged};
 use crate::error::Origin;
-use crate::text::redact_url;
 
 pub struct AttemptLog {
     file: Mutex<File>,
@@ -92,7 +91,7 @@ impl AttemptLog {
 /// The URL of an origin, redacted; a local origin by its kind and path.
 fn origin_text(origin: &Origin) -> String {
     match (origin.url(), origin.path()) {
-        (Some(url), _) => redact_url(url),
+        (Some(url), _) => url.to_string(),
         (None, Some(path)) => format!("{}:{path}", origin.kind()),
         (None, None) => origin.kind().to_owned(),
     }
@@ -144,7 +143,7 @@ mod tests {
     fn lines_are_appended_with_every_field() {
         let temp = tempfile::tempdir().unwrap();
         let path = camino::Utf8PathBuf::try_from(temp.path().join("log/attempts.log")).unwrap();
-        let origin = Origin::Url("https://u:p@h/f?token=t".into());
+        let origin = Origin::Url(crate::source::Source::parse("https://u:p@h/f?token=t").unwrap());
         let fault = crate::error::Fault::new(crate::error::Class::ServerBusy, "HTTP 503");
         for attempt in 1..=2 {
             AttemptLog::open(&path).unwrap().record(

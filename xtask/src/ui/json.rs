@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use crate::engine::check::LocalState;
 use crate::engine::manifest::Model;
-use crate::error::{Fault, Tried};
-use crate::text::redact_url;
+use crate::error::{Facts, Fault, Tried};
 
 /// One command's whole output.
 #[derive(Serialize)]
@@ -59,6 +58,30 @@ pub struct FaultRecord {
     pub message: String,
     pub hint: &'static str,
     pub status: Option<u16>,
+    /// What was measured (sizes, the computed sha256, the first wrong byte), by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<FactsRecord>,
+}
+
+/// [`Facts`] as `--json` writes them.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FactsRecord {
+    Offers { offered: u64, pinned: u64 },
+    Ended { received: u64, expected: u64 },
+    Hash { computed: String, pinned: String },
+    WrongBytes { first_wrong_byte: u64 },
+}
+
+impl From<&Facts> for FactsRecord {
+    fn from(facts: &Facts) -> FactsRecord {
+        match facts.clone() {
+            Facts::Offers { offered, pinned } => FactsRecord::Offers { offered, pinned },
+            Facts::Ended { received, expected } => FactsRecord::Ended { received, expected },
+            Facts::Hash { computed, pinned } => FactsRecord::Hash { computed, pinned },
+            Facts::WrongBytes { at } => FactsRecord::WrongBytes { first_wrong_byte: at },
+        }
+    }
 }
 
 impl From<&Fault> for FaultRecord {
@@ -68,6 +91,7 @@ impl From<&Fault> for FaultRecord {
             message: fault.detail.clone(),
             hint: fault.class.hint(),
             status: fault.status,
+            facts: fault.facts.as_ref().map(FactsRecord::from),
         }
     }
 }
@@ -88,7 +112,7 @@ pub struct TriedRecord {
 impl From<&Tried> for TriedRecord {
     fn from(tried: &Tried) -> TriedRecord {
         TriedRecord {
-            url: tried.origin.url().map(redact_url),
+            url: tried.origin.url().map(ToString::to_string),
             origin: tried.origin.kind(),
             path: tried.origin.path().map(ToString::to_string),
             error: FaultRecord::from(&tried.fault),

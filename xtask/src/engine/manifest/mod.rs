@@ -14,22 +14,16 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 use crate::error::{ManifestError, Problem};
-use crate::net::url::file_url_path;
-use crate::text::redact_url;
+use crate::source::Source;
+
+mod rules;
+
+use rules::unknown_key_help;
+pub use rules::{line_column, model_url, path_problem};
 
 /// The largest `size` a pin may have: 1 PiB is past any checkpoint, and keeps every sum
 /// of sizes far from overflowing.
 pub const MAX_SIZE: u64 = 1 << 50;
-
-/// The longest file name a path may end in, in bytes: filesystems allow 255, and the
-/// tool's temp files add a suffix of up to 24 (`.<pin>.part`, `.<pid>.link.part`).
-pub const MAX_FILE_NAME: usize = 255 - 24;
-
-/// Names the tool keeps its own files under, in the checkpoints folder: the lock
-/// folder, the stamps file, and the endings of partial downloads and temp files.
-const RESERVED_DIR: &str = ".locks";
-const RESERVED_FILE: &str = ".models-state";
-const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".part-ranges", ".tmp"];
 
 /// Keys a `[[model]]` table may hold, in the order the docs list them.
 pub const MODEL_KEYS: &[&str] = &["name", "path", "size", "sha256", "urls", "group", "optional"];
@@ -43,7 +37,7 @@ pub struct Model {
     pub size: u64,
     /// 64 lowercase hex digits.
     pub sha256: String,
-    pub urls: Vec<String>,
+    pub urls: Vec<Source>,
     pub group: Option<String>,
     pub optional: bool,
 }
@@ -296,7 +290,7 @@ impl<'t> Checker<'t> {
         Some(hex.to_ascii_lowercase())
     }
 
-    fn urls(&mut self, table: &DeTable<'_>, header: &Range<usize>) -> Option<Vec<String>> {
+    fn urls(&mut self, table: &DeTable<'_>, header: &Range<usize>) -> Option<Vec<Source>> {
         let Some(value) = table.get("urls") else {
             self.report(
                 header.clone(),
@@ -325,16 +319,13 @@ impl<'t> Checker<'t> {
                 ok = false;
                 continue;
             };
-            if let Some(why) = url_problem(url) {
-                self.report(
-                    item.span(),
-                    format!("URL {:?} {why}", redact_url(url)),
-                    "use an https://, http:// or file:// URL",
-                );
-                ok = false;
-                continue;
+            match model_url(url) {
+                Ok(source) => urls.push(source),
+                Err(bad) => {
+                    self.report(item.span(), bad.to_string(), "use an https://, http:// or file:// URL");
+                    ok = false;
+                }
             }
-            urls.push(url.to_string());
         }
         ok.then_some(urls)
     }
@@ -417,128 +408,6 @@ fn value_text(value: &Spanned<DeValue<'_>>) -> String {
         DeValue::Boolean(b) => b.to_string(),
         other => other.type_str().to_owned(),
     }
-}
-
-/// Why a manifest path could escape or clash with the checkpoints directory, if it could.
-pub fn path_problem(path: &str) -> Option<&'static str> {
-    if path.is_empty() {
-        return Some("is empty");
-    }
-    if path.contains('\0') {
-        return Some("contains a NUL byte");
-    }
-    if path.contains('\\') {
-        return Some("contains a backslash");
-    }
-    if path.starts_with('/') || path.starts_with('~') {
-        return Some("is absolute");
-    }
-    let bytes = path.as_bytes();
-    if bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic() {
-        return Some("starts with a drive letter");
-    }
-    let parts: Vec<&str> = path.split('/').collect();
-    for part in &parts {
-        match *part {
-            ".." => return Some("contains `..`, which would leave the checkpoints directory"),
-            "." => return Some("contains a `.` component"),
-            "" => return Some("contains an empty component (`//` or a trailing `/`)"),
-            _ => {}
-        }
-        if part.chars().any(char::is_control) {
-            return Some("contains a control character");
-        }
-        if part.len() > 255 {
-            return Some("has a component longer than 255 bytes, which no common filesystem holds");
-        }
-    }
-    if parts[0] == RESERVED_DIR {
-        return Some("is inside `.locks`, the folder where the tool keeps its lock files");
-    }
-    if path == RESERVED_FILE {
-        return Some("is `.models-state`, the file where the tool keeps its stamps");
-    }
-    let file_name = parts.last().copied().unwrap_or(path);
-    if RESERVED_ENDINGS.iter().any(|ending| file_name.ends_with(ending)) {
-        return Some(
-            "ends like the tool's temp files (`.part`, `.part-validator`, `.tmp`), which `clean` removes",
-        );
-    }
-    if file_name.len() > MAX_FILE_NAME {
-        return Some(
-            "ends in a file name longer than 231 bytes: with the temp suffix the tool adds it would pass the filesystem's 255",
-        );
-    }
-    None
-}
-
-/// Why a URL cannot be downloaded from, if it cannot.
-pub fn url_problem(url: &str) -> Option<&'static str> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Some("has no scheme");
-    };
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" | "http" => {
-            if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Some("contains white space or control characters");
-            }
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            if host.rsplit('@').next().unwrap_or("").is_empty() {
-                return Some("has no host");
-            }
-            if url.parse::<ureq::http::Uri>().is_err() {
-                return Some("is not a valid URL");
-            }
-            None
-        }
-        "file" => {
-            if file_url_path(url).is_none() {
-                return Some("is not an absolute file:// path");
-            }
-            None
-        }
-        _ => Some("uses an unsupported scheme"),
-    }
-}
-
-/// The closest known key, when one is close enough to be what the user meant.
-fn unknown_key_help(key: &str, known: &[&str]) -> String {
-    let best = known
-        .iter()
-        .map(|k| (edit_distance(&key.to_ascii_lowercase(), k), *k))
-        .min()
-        .filter(|(d, _)| *d <= 2 || key.len() > 3 && *d <= key.len() / 2);
-    let list = known.join(", ");
-    match best {
-        Some((_, k)) => format!("did you mean `{k}`? Known keys: {list}"),
-        None => format!("known keys: {list}"),
-    }
-}
-
-/// Levenshtein distance; keys are short, so the quadratic table is fine.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
 }
 
 #[cfg(test)]
@@ -654,13 +523,6 @@ optional = true
     #[test]
     fn an_empty_manifest_is_valid() {
         assert!(Manifest::parse("# nothing pinned yet\n", Utf8Path::new("m")).unwrap().models.is_empty());
-    }
-
-    #[test]
-    fn edit_distance_matches_hand_counts() {
-        assert_eq!(edit_distance("sha265", "sha256"), 2);
-        assert_eq!(edit_distance("url", "urls"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

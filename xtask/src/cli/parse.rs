@@ -1,0 +1,73 @@
+//! Values from the command line and the environment, parsed with the errors a user reads.
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+
+use crate::commands::absolute;
+use crate::engine::plan;
+use crate::error::Result;
+use crate::store::cache::Cache;
+use crate::store::fs::LinkMode;
+use crate::ui::progress::Reporter;
+
+pub(super) fn parse_secs(text: &str) -> Result<f64, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err("must be more than 0 and at most 86400 seconds".to_owned());
+    }
+    Ok(secs)
+}
+
+pub(super) fn parse_seconds(text: &str) -> Result<Duration, String> {
+    parse_secs(text).map(Duration::from_secs_f64)
+}
+
+/// A switch a variable may set: 1, true, yes, on; or 0, false, no, off, empty (unset).
+pub(super) fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{text:?} is not a switch (from --offline or {OFFLINE_ENV}); use 1 or 0")),
+    }
+}
+
+/// A link mode; an empty variable counts as unset (auto).
+pub(super) fn parse_link_mode(text: &str) -> Result<LinkMode, String> {
+    if text.is_empty() {
+        return Ok(LinkMode::Auto);
+    }
+    LinkMode::parse(text).ok_or_else(|| {
+        format!("{text:?} is not a link mode (from --link-mode or {LINK_MODE_ENV}); use auto, clone, hardlink or copy")
+    })
+}
+
+/// The link mode of every fetch on this machine, unless `--link-mode` says otherwise.
+pub const LINK_MODE_ENV: &str = "XTASK_MODELS_LINK_MODE";
+
+/// Space- or comma-separated mirrors for every fetch on this machine.
+pub const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";
+/// `1` (or `true`, `yes`) makes every fetch offline.
+pub const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
+
+/// The `--mirror` values, then the environment's, each parsed (a bad one stops the run).
+pub(super) fn mirrors(given: Vec<String>) -> Result<Vec<crate::source::Source>> {
+    given.iter().cloned().chain(env_list(MIRRORS_ENV)).map(|m| plan::parse_mirror(&m)).collect()
+}
+
+fn env_list(name: &str) -> Vec<String> {
+    let value = std::env::var(name).unwrap_or_default();
+    value.split([' ', ',', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// The cache at `dir`, else the default one; none (with a warning) when no home is known.
+pub(super) fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<Cache> {
+    let root = dir.or_else(Cache::default_root);
+    if root.is_none() {
+        reporter.warn(
+            "no cache directory (neither HOME nor XDG_CACHE_HOME is set); downloading without the cache",
+        );
+    }
+    let root = absolute(&root?).ok()?;
+    Some(Cache { root })
+}

@@ -1,0 +1,344 @@
+//! One connection of a split download: claims a piece, asks its source for the range,
+//! writes what comes in place (comparing it first when the piece is under audit), and
+//! claims again until no work is left. Who may open it is the per-host ceiling's
+//! business ([`crate::engine::slots`]): a connection beyond the file's first holds a
+//! [`Slot`] for its source's host, given back when it moves or ends.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::mpsc;
+
+use crate::engine::retry::backoff;
+use crate::engine::segments::pieces::{Span, claim};
+use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer};
+use crate::engine::slots::Slot;
+use crate::error::{Class, Fault, Then};
+use crate::net::client::{Method, parse_content_range, read_fault, status_fault};
+use crate::net::headers::{header, if_range_validator};
+
+/// One connection's thread: the transfer it serves and the source it fetches from.
+pub(super) struct Connection<'c, 't> {
+    pub t: &'c Transfer<'t>,
+    pub file: &'c File,
+    pub board: &'c Board<'t>,
+    pub worker: usize,
+    pub source: usize,
+    /// The host slot of an extra connection; the first needs none (the probe's).
+    pub slot: Option<Slot<'c>>,
+    pub tx: &'c mpsc::Sender<Note>,
+}
+
+impl Connection<'_, '_> {
+    /// Fetches pieces until none is left to claim, or this connection is shed.
+    pub fn work(mut self, mut body: Option<Box<dyn Read + Send>>) {
+        let (t, board) = (self.t, self.board);
+        let mut failures = 0u32;
+        'claims: loop {
+            let claimed = {
+                let mut state = board.lock();
+                if state.fault.is_some() {
+                    return;
+                }
+                match body {
+                    // The open body fills the piece from byte 0, set aside for this worker.
+                    Some(_) => state.pieces.iter().position(|p| p.start == 0 && p.owner == Some(self.worker)),
+                    None => claim(&mut state.pieces, self.worker),
+                }
+            };
+            let Some(i) = claimed else { return };
+            loop {
+                let (next, end) = {
+                    let state = board.lock();
+                    if state.fault.is_some() {
+                        return;
+                    }
+                    (state.pieces[i].next, state.pieces[i].end)
+                };
+                if next >= end {
+                    break;
+                }
+                let reader = match body.take() {
+                    Some(reader) => Ok(reader),
+                    None => self.open_piece(next, end),
+                };
+                let outcome = match reader.and_then(|mut reader| self.pump(i, &mut *reader)) {
+                    // Another source gets no second chance: the first one takes over.
+                    Err(Step::Transient(fault)) if self.source != 0 => Err(Step::Refused(fault)),
+                    Err(Step::Shed(fault)) if self.source != 0 => Err(Step::Refused(fault)),
+                    // The last connection is not shed: it acts on the fault as one stream would.
+                    Err(Step::Shed(fault)) if self.shed() => Err(Step::Refused(fault)),
+                    Err(Step::Shed(fault)) => Err(as_last(fault)),
+                    Err(Step::Refused(fault)) if self.source == 0 => {
+                        let mut state = board.lock();
+                        state.serving_first = state.serving_first.saturating_sub(1);
+                        Err(Step::Refused(fault))
+                    }
+                    outcome => outcome,
+                };
+                let written = board.lock().pieces[i].next - next;
+                if written > 0 {
+                    let span = Span { start: next, end: next + written, source: self.source };
+                    board.lock().spans.push(span);
+                }
+                let fault = match &outcome {
+                    Ok(_) => None,
+                    Err(Step::Transient(f) | Step::Shed(f) | Step::Refused(f) | Step::Fatal(f)) => {
+                        Some(f.clone())
+                    }
+                };
+                let ranged = Ranged { source: self.source, start: next, end, bytes: written, fault };
+                let _ = self.tx.send(Note::Range(ranged));
+                match outcome {
+                    Ok(moved) if moved >= MIN_SPLIT => failures = 0,
+                    Ok(_) => {}
+                    // (A shed was turned into a refusal above; both leave the same way.)
+                    Err(Step::Refused(fault) | Step::Shed(fault)) => {
+                        // This connection is not welcome here: leave the piece to the
+                        // others, and go on from the first source if this was another.
+                        let mut state = board.lock();
+                        state.pieces[i].owner = None;
+                        state.last_refusal = Some(fault);
+                        board.changed.notify_all();
+                        drop(state);
+                        if self.source == 0 || !self.move_to_first_source() {
+                            return;
+                        }
+                        failures = 0;
+                        // The piece is no longer this connection's (another may hold it
+                        // already): claim afresh, from the first source.
+                        continue 'claims;
+                    }
+                    Err(Step::Fatal(fault)) => {
+                        board.fail(fault);
+                        return;
+                    }
+                    Err(Step::Transient(fault)) => {
+                        failures += 1;
+                        if failures > t.retries {
+                            board.fail(fault);
+                            return;
+                        }
+                        let wait = fault.retry_after.unwrap_or_else(|| backoff(t.backoff, failures));
+                        let _ = self.tx.send(Note::Retrying { source: self.source, fault, wait });
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            board.lock().pieces[i].owner = None;
+        }
+    }
+
+    /// Gives this connection's slot at its source's host back and takes one at the first
+    /// source's host (the probe's, which serves the file). False when there is no room.
+    fn move_to_first_source(&mut self) -> bool {
+        self.slot = None;
+        if self.worker > 0 {
+            self.slot = self.t.slots.take(&self.board.sources[0].host);
+            if self.slot.is_none() {
+                return false;
+            }
+        }
+        self.source = 0;
+        self.board.lock().serving_first += 1;
+        true
+    }
+
+    /// Gives this connection up for good, unless it is the last one on the first source:
+    /// the count drops, never to zero.
+    fn shed(&self) -> bool {
+        let mut state = self.board.lock();
+        if state.serving_first <= 1 {
+            return false;
+        }
+        state.serving_first -= 1;
+        true
+    }
+
+    /// Asks this connection's source for `[next, end)`.
+    fn open_piece(&self, next: u64, end: u64) -> Result<Box<dyn Read + Send>, Step> {
+        let (t, source) = (self.t, self.source);
+        let peer = &self.board.sources[source];
+        let validator = peer.validator();
+        let mut headers = vec![("Range", format!("bytes={next}-{}", end - 1))];
+        if let Some(validator) = &validator {
+            headers.push(("If-Range", validator.clone()));
+        }
+        let url = peer.url;
+        let answer = t.net.request(Method::Get, url, &headers, &[], &|_| Ok(())).map_err(classify)?;
+        let response = answer.response;
+        let status = response.status().as_u16();
+        // The same rule as the request's: a weak tag never counts as a validator.
+        let validator_now = if_range_validator(response.headers());
+        if status == 200 {
+            // Either no range support here, or the file changed: the validator decides.
+            let fault = Fault::new(Class::StalePartial, "the server sent the whole file to a range request")
+                .with_status(200);
+            return Err(if source != 0 || validator_now == validator {
+                Step::Refused(fault)
+            } else {
+                Step::Fatal(Fault {
+                    detail: "the file changed on the server while its pieces were fetched; starting over"
+                        .into(),
+                    ..fault
+                })
+            });
+        }
+        if status != 206 {
+            let fault = status_fault(status);
+            // Another source without this file only loses its connections.
+            return Err(if source == 0 { classify(fault) } else { Step::Refused(fault) });
+        }
+        let range = header(response.headers(), "content-range").as_deref().and_then(parse_content_range);
+        if range.map(|(first, _)| first) != Some(next) {
+            return Err(Step::Refused(Fault::new(
+                Class::HttpStatus,
+                "the server answered a different range",
+            )));
+        }
+        if range.and_then(|(_, total)| total).is_some_and(|total| total != t.size) {
+            return Err(Step::Refused(Fault::new(
+                Class::SizeMismatch,
+                format!("{url} serves a file of another size"),
+            )));
+        }
+        if validator.is_none() {
+            peer.learn(validator_now);
+        }
+        Ok(Box::new(response.into_body().into_reader()))
+    }
+
+    /// Copies the body into the piece's place until the piece's (possibly shrinking) end.
+    /// A piece under audit is compared with the bytes already there before they are
+    /// overwritten; the first difference names the source that wrote them.
+    fn pump(&self, i: usize, reader: &mut dyn Read) -> Result<u64, Step> {
+        let (t, board, file) = (self.t, self.board, self.file);
+        // Small per connection: sixteen of them must stay within the memory goal.
+        let mut buf = vec![0u8; 64 << 10];
+        let mut before = Vec::new();
+        let mut moved = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => {
+                    let state = board.lock();
+                    let piece = state.pieces[i];
+                    return if piece.next >= piece.end {
+                        Ok(moved)
+                    } else {
+                        Err(Step::Transient(Fault::new(
+                            Class::Truncated,
+                            format!("a piece ended at byte {} of {}", piece.next, piece.end),
+                        )))
+                    };
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let piece = board.lock().pieces[i];
+                    return Err(Step::Transient(read_fault(&e, piece.next - piece.start)));
+                }
+            };
+            let (at, take, audit) = {
+                let state = board.lock();
+                let piece = state.pieces[i];
+                (piece.next, (n as u64).min(piece.end.saturating_sub(piece.next)) as usize, piece.audit)
+            };
+            if take > 0 {
+                if let Some(suspect) = audit {
+                    before.resize(take, 0);
+                    read_exact_at(file, &mut before, at)
+                        .map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
+                    if let Some(k) = before.iter().zip(&buf[..take]).position(|(a, b)| a != b) {
+                        let mut state = board.lock();
+                        if !state.differed.iter().any(|(s, _)| *s == suspect) {
+                            state.differed.push((suspect, at + k as u64));
+                        }
+                    }
+                }
+                write_all_at(file, &buf[..take], at).map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
+                let mut state = board.lock();
+                state.pieces[i].next = at + take as u64;
+                board.changed.notify_all();
+                drop(state);
+                moved += take as u64;
+                let _ = self.tx.send(Note::Bytes(take as u64));
+                if let Some(limiter) = t.limiter {
+                    limiter.take(take as u64);
+                }
+            }
+            let piece_done = {
+                let state = board.lock();
+                state.pieces[i].next >= state.pieces[i].end
+            };
+            if take < n || piece_done {
+                // The piece is done (or was split and its first half is): drop the rest.
+                return Ok(moved);
+            }
+        }
+    }
+}
+
+/// How a piece's request went wrong.
+pub(super) enum Step {
+    /// Worth another try on this connection (a timeout, a reset).
+    Transient(Fault),
+    /// A refusal by policy (429, 503, 403): the connection count drops by this one,
+    /// unless it is the last.
+    Shed(Fault),
+    /// This connection cannot be used here (a 200 to a range, another range or size, or
+    /// another source failing): it stops; the others go on.
+    Refused(Fault),
+    /// The whole transfer stops (a changed file, a full disk).
+    Fatal(Fault),
+}
+
+/// Which faults end only this connection, retry it, or end everything: the class's
+/// policy ([`crate::error::Class::policy`]).
+fn classify(fault: Fault) -> Step {
+    let policy = fault.class.policy();
+    match policy.then {
+        _ if policy.sheds_connection => Step::Shed(fault),
+        Then::Retry => Step::Transient(fault),
+        Then::NextSource | Then::StopModel => Step::Fatal(fault),
+    }
+}
+
+/// A refusal met by the last connection: what one stream does with it.
+fn as_last(fault: Fault) -> Step {
+    match fault.class.policy().then {
+        Then::Retry => Step::Transient(fault),
+        Then::NextSource | Then::StopModel => Step::Fatal(fault),
+    }
+}
+
+#[cfg(unix)]
+pub(super) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(unix)]
+pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+pub(super) fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(super) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}

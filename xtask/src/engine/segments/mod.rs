@@ -1,0 +1,335 @@
+//! One large file over several connections, hashed in the same pass.
+//!
+//! Many hosts cap what one connection gets, so a big file is split into pieces fetched
+//! at once with `Range` requests and written in place (positioned writes into the temp
+//! file). A connection that finishes its piece takes the unowned work, or splits the
+//! piece with the most left and takes its second half, so no slow piece holds up the end.
+//! sha256 is sequential: a hashing thread follows the write frontier (the contiguous
+//! prefix done so far), reading back from the page cache what was just written, so the
+//! digest is nearly done when the last byte lands and the file is never read twice.
+//!
+//! What each piece completed is kept in a small sidecar beside the partial (rewritten
+//! atomically a few times a second), so a run killed with `kill -9` resumes only what is
+//! missing; the sidecar is never trusted without the final hash, and it names the URL
+//! and the validator (ETag or Last-Modified) it was made with: a changed file (a 200 to
+//! an `If-Range` request) discards it all. A connection refused with 429, 503 or 403, or
+//! answered with 200 to a range, only lowers the connection count: its piece is left for
+//! the others. Any other fault ends the transfer with the contiguous prefix kept, so the
+//! next attempt resumes as a single stream does.
+//!
+//! Pieces may come from several sources at once (the model's other URLs and mirrors, as
+//! aria2 does with a Metalink): each connection is given one, and one that does not serve
+//! the pinned file (a 404, a 200 to a range, another length) moves to the first source.
+//! Which source wrote which bytes is recorded as spans. When the digest of a blended file
+//! is wrong, the caller fetches the other sources' spans again from the first one with
+//! each piece marked for audit: the bytes already there are compared with what comes,
+//! which names the source that sent wrong bytes without a second full download.
+
+//!
+//! Rooms: [`pieces`] (the work and who owns it), [`connection`] (one connection's loop),
+//! [`sidecar`] (the record a kill leaves). This file runs them and the hashing thread.
+
+mod connection;
+mod pieces;
+mod sidecar;
+
+use std::fs::File;
+use std::io::Read;
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use camino::Utf8Path;
+use sha2::{Digest, Sha256};
+
+use crate::engine::retry::Limiter;
+use crate::engine::slots::HostSlots;
+use crate::error::{Class, Fault};
+use crate::net::client::Net;
+use crate::source::Source;
+use crate::store::hash::{HASH_BUFFER, hex};
+
+use connection::{Connection, read_exact_at};
+pub use pieces::{Piece, Span, audit_pieces, frontier, split};
+pub use sidecar::{load_sidecar, sidecar_path, write_sidecar};
+
+/// Files smaller than this go over one connection: splitting costs a request per piece,
+/// and below this size one loopback or LAN connection already ends in well under a second.
+pub const SEGMENT_THRESHOLD: u64 = 32 << 20;
+/// A piece is split only when both halves get at least this much.
+const MIN_SPLIT: u64 = 2 << 20;
+/// How often the sidecar is rewritten while bytes flow.
+const SIDECAR_EVERY: Duration = Duration::from_millis(250);
+
+/// What the workers, the hashing thread and the caller share: the state under one lock,
+/// and each source with what is known of it.
+struct Board<'s> {
+    state: Mutex<State>,
+    changed: Condvar,
+    sources: Vec<Peer<'s>>,
+}
+
+struct State {
+    pieces: Vec<Piece>,
+    /// The fault that ends the transfer, once there is one.
+    fault: Option<Fault>,
+    /// The last reason a worker gave up its connection (when all do, it is the fault).
+    last_refusal: Option<Fault>,
+    workers: usize,
+    /// Connections on the first source: a refusal never sheds the last of them.
+    serving_first: usize,
+    /// Which source wrote which bytes.
+    spans: Vec<Span>,
+    /// Sources whose bytes differed from the audit's, with the first such byte.
+    differed: Vec<(usize, u64)>,
+}
+
+/// One source of the file, as the connections share it.
+struct Peer<'s> {
+    url: &'s Source,
+    /// Its host, the key of the per-host ceiling.
+    host: String,
+    /// Its validator: the first source's is known from the probe; another's is learnt
+    /// from its first answer, and every later piece from it must carry the same.
+    validator: Mutex<Option<String>>,
+}
+
+impl Peer<'_> {
+    fn validator(&self) -> Option<String> {
+        self.validator.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn learn(&self, validator: Option<String>) {
+        *self.validator.lock().unwrap_or_else(PoisonError::into_inner) = validator;
+    }
+}
+
+impl Board<'_> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // What runs under this lock is plain field updates and pushes, with no I/O and
+        // nothing that can panic halfway; a panic elsewhere on a worker cannot leave the
+        // state half-updated, so carry on with what it holds.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fail(&self, fault: Fault) {
+        let mut state = self.lock();
+        state.fault.get_or_insert(fault);
+        self.changed.notify_all();
+    }
+}
+
+/// What a segmented transfer needs from its caller.
+pub struct Transfer<'a> {
+    pub net: &'a Net,
+    /// Where pieces come from. The first is the URL the file was probed at, whose
+    /// validator is known; the others serve the same pinned bytes, maybe.
+    pub urls: &'a [&'a Source],
+    /// The first URL's key in the sidecar (a hash: a signed URL's token stays off disk).
+    pub url_key: &'a str,
+    pub partial: &'a Utf8Path,
+    pub size: u64,
+    /// ETag or Last-Modified of the file, sent as `If-Range` by every piece.
+    pub validator: &'a str,
+    pub connections: usize,
+    pub retries: u32,
+    pub backoff: Duration,
+    /// The per-host ceiling a connection beyond the first takes a slot under.
+    pub slots: &'a HostSlots,
+    /// The shared `--limit-rate` cap, if any.
+    pub limiter: Option<&'a Limiter>,
+}
+
+/// What the transfer did: bytes that came over the network, the file's digest, which
+/// source wrote which bytes, and the sources an audit found wrong (with the first byte).
+pub struct Done {
+    pub received: u64,
+    pub sha256: String,
+    pub spans: Vec<Span>,
+    pub differed: Vec<(usize, u64)>,
+}
+
+/// Messages from the workers to the caller's thread, which owns the event listener.
+pub enum Note {
+    Bytes(u64),
+    /// A piece's request failed; the worker retries, or leaves the piece to others.
+    Retrying {
+        source: usize,
+        fault: Fault,
+        wait: Duration,
+    },
+    /// One request for a range ended, well or not (for the attempt log).
+    Range(Ranged),
+}
+
+/// One request for `[start, end)` of the file from a source, as the log records it.
+#[derive(Debug)]
+pub struct Ranged {
+    pub source: usize,
+    pub start: u64,
+    pub end: u64,
+    /// Bytes written from this request.
+    pub bytes: u64,
+    pub fault: Option<Fault>,
+}
+
+/// Fetches the pieces of `file` (the pre-sized temp file) that are not done yet, the
+/// first one's body already open in `first` when this is a fresh start. `notes` is
+/// called on the caller's thread with progress. Returns the digest of the whole file.
+pub fn run(
+    t: &Transfer<'_>,
+    file: &File,
+    pieces: Vec<Piece>,
+    first: Option<Box<dyn Read + Send>>,
+    notes: &mut dyn FnMut(Note),
+) -> Result<Done, Fault> {
+    let mut pieces = pieces;
+    if first.is_some() {
+        // The open body is the file from byte 0: it belongs to the first piece and to no
+        // other, whichever worker thread happens to start first.
+        if let Some(piece) = pieces.iter_mut().find(|p| p.start == 0) {
+            piece.owner = Some(0);
+        }
+    }
+    let sources: Vec<Peer<'_>> = t
+        .urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| Peer {
+            url,
+            host: url.host().unwrap_or_default(),
+            validator: Mutex::new((i == 0).then(|| t.validator.to_owned())),
+        })
+        .collect();
+    let board = Board {
+        state: Mutex::new(State {
+            pieces,
+            fault: None,
+            last_refusal: None,
+            workers: 0,
+            serving_first: 0,
+            spans: Vec::new(),
+            differed: Vec::new(),
+        }),
+        changed: Condvar::new(),
+        sources,
+    };
+    let count = board.sources.len().max(1);
+    let (tx, rx) = mpsc::channel::<Note>();
+    let mut received = 0u64;
+    let digest = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| follow_frontier(&board, file, t.size));
+        let mut first = first;
+        for worker in 0..t.connections.max(1) {
+            // Connections take turns over the sources; the first is the probe's, always
+            // allowed, and every other one needs room under its host's ceiling.
+            let source = worker % count;
+            let slot = match worker {
+                0 => None,
+                _ => match t.slots.take(&board.sources[source].host) {
+                    Some(slot) => Some(slot),
+                    None => continue,
+                },
+            };
+            {
+                let mut state = board.lock();
+                state.workers += 1;
+                state.serving_first += usize::from(source == 0);
+            }
+            let tx = tx.clone();
+            let body = first.take();
+            let board = &board;
+            scope.spawn(move || {
+                // The connection's slot goes back when it is dropped, on every way out.
+                Connection { t, file, board, worker, source, slot, tx: &tx }.work(body);
+                let mut state = board.lock();
+                state.workers -= 1;
+                if state.workers == 0 && state.fault.is_none() && frontier(&state.pieces) < t.size {
+                    // Every connection was refused before the file was done.
+                    let refusal = state.last_refusal.take().unwrap_or_else(|| {
+                        Fault::new(
+                            Class::HttpStatus,
+                            "every connection was refused before the file was complete",
+                        )
+                    });
+                    state.fault = Some(refusal);
+                }
+                board.changed.notify_all();
+            });
+        }
+        drop(tx);
+        let mut last_sidecar = Instant::now();
+        loop {
+            match rx.recv_timeout(SIDECAR_EVERY) {
+                Ok(Note::Bytes(n)) => {
+                    received += n;
+                    notes(Note::Bytes(n));
+                }
+                Ok(note) => notes(note),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if last_sidecar.elapsed() >= SIDECAR_EVERY {
+                last_sidecar = Instant::now();
+                let pieces = board.lock().pieces.clone();
+                write_sidecar(t.partial, t.url_key, t.size, t.validator, &pieces);
+            }
+        }
+        // Every worker is done: the hasher ends at the full size or at the fault.
+        board.changed.notify_all();
+        hasher
+            .join()
+            .unwrap_or_else(|_| Err(Fault::new(Class::LocalIo, "the hashing thread stopped unexpectedly")))
+    });
+    let state = board.into_inner_state();
+    if let Some(fault) = state.fault {
+        // Keep what is contiguous and proven by position; the rest goes, and so does the
+        // sidecar: the next attempt resumes the prefix like any single stream.
+        let _ = file.set_len(frontier(&state.pieces));
+        let _ = std::fs::remove_file(sidecar_path(t.partial));
+        return Err(fault);
+    }
+    Ok(Done { received, sha256: digest?, spans: state.spans, differed: state.differed })
+}
+
+impl Board<'_> {
+    fn into_inner_state(self) -> State {
+        self.state.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The hashing thread: waits for the frontier to move, hashes up to it from the file.
+fn follow_frontier(board: &Board<'_>, file: &File, size: u64) -> Result<String, Fault> {
+    let mut hasher = Sha256::new();
+    let mut hashed = 0u64;
+    let mut buf = vec![0u8; HASH_BUFFER];
+    while hashed < size {
+        let until = {
+            let mut state = board.lock();
+            loop {
+                if state.fault.is_some() {
+                    return Err(Fault::new(Class::Truncated, "stopped"));
+                }
+                let frontier = frontier(&state.pieces);
+                if frontier > hashed {
+                    break frontier;
+                }
+                if state.workers == 0 && frontier < size {
+                    return Err(Fault::new(Class::Truncated, "the pieces ended early"));
+                }
+                state = board
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(200))
+                    .map_or_else(|e| e.into_inner().0, |r| r.0);
+            }
+        };
+        while hashed < until {
+            let want = (until - hashed).min(HASH_BUFFER as u64) as usize;
+            read_exact_at(file, &mut buf[..want], hashed)
+                .map_err(|e| Fault::new(Class::LocalIo, format!("reading back the partial download: {e}")))?;
+            hasher.update(&buf[..want]);
+            hashed += want as u64;
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}

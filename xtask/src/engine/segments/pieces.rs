@@ -1,0 +1,170 @@
+//! The pieces of a split file: which bytes are done, which connection owns which piece,
+//! how a finished connection takes work from the slowest, and which source wrote what.
+
+use crate::engine::segments::MIN_SPLIT;
+
+/// One piece of the file: `[start, end)`, done up to `next`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub start: u64,
+    pub next: u64,
+    pub end: u64,
+    pub(super) owner: Option<usize>,
+    /// The source whose bytes are on disk here, to be compared with what comes (an audit).
+    pub(super) audit: Option<usize>,
+}
+
+impl Piece {
+    pub(super) fn new(start: u64, end: u64) -> Piece {
+        Piece { start, next: start, end, owner: None, audit: None }
+    }
+
+    /// `[start, end)` done already.
+    pub fn done(start: u64, end: u64) -> Piece {
+        Piece { next: end, ..Piece::new(start, end) }
+    }
+
+    /// `[start, end)` to fetch again, comparing it with the bytes `source` left there.
+    pub fn audit(start: u64, end: u64, source: usize) -> Piece {
+        Piece { audit: Some(source), ..Piece::new(start, end) }
+    }
+
+    pub(super) fn left(&self) -> u64 {
+        self.end - self.next
+    }
+}
+
+/// `size` split into `count` pieces of nearly equal length.
+pub fn split(size: u64, count: usize) -> Vec<Piece> {
+    let count = (count.max(1) as u64).min(size.div_ceil(MIN_SPLIT).max(1));
+    (0..count).map(|i| Piece::new(size * i / count, size * (i + 1) / count)).collect()
+}
+
+/// The end of the contiguous done prefix: what may be hashed.
+pub fn frontier(pieces: &[Piece]) -> u64 {
+    let mut sorted: Vec<&Piece> = pieces.iter().collect();
+    sorted.sort_by_key(|p| p.start);
+    let mut frontier = 0;
+    for piece in sorted {
+        if piece.start > frontier {
+            break;
+        }
+        frontier = piece.next;
+        if piece.next < piece.end {
+            break;
+        }
+    }
+    frontier
+}
+
+/// Gives `worker` something to fetch: an unowned piece with work left, else the second
+/// half of the owned piece with the most left (when both halves are worth a request).
+pub(super) fn claim(pieces: &mut Vec<Piece>, worker: usize) -> Option<usize> {
+    if let Some(i) = pieces.iter().position(|p| p.owner.is_none() && p.left() > 0) {
+        pieces[i].owner = Some(worker);
+        return Some(i);
+    }
+    let (i, victim) =
+        pieces.iter().enumerate().filter(|(_, p)| p.owner.is_some()).max_by_key(|(_, p)| p.left())?;
+    if victim.left() < 2 * MIN_SPLIT {
+        return None;
+    }
+    let mid = victim.next + victim.left() / 2;
+    let end = victim.end;
+    let audit = victim.audit;
+    pieces[i].end = mid;
+    pieces.push(Piece { start: mid, next: mid, end, owner: Some(worker), audit });
+    Some(pieces.len() - 1)
+}
+
+/// Bytes `[start, end)` of the file, written from source `source` (an index into
+/// [`Transfer::urls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+    pub source: usize,
+}
+
+/// The pieces that fetch every span not from source 0 again from it, with an audit; the
+/// rest (source 0's spans, and bytes of unknown source, from a resumed sidecar) is done.
+pub fn audit_pieces(spans: &[Span], size: u64) -> Vec<Piece> {
+    let mut others: Vec<&Span> = spans.iter().filter(|s| s.source != 0 && s.end > s.start).collect();
+    others.sort_by_key(|s| s.start);
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for span in others {
+        if span.start > at {
+            pieces.push(Piece::done(at, span.start));
+        }
+        let start = span.start.max(at);
+        if span.end > start {
+            pieces.push(Piece::audit(start, span.end, span.source));
+            at = span.end;
+        }
+    }
+    if at < size {
+        pieces.push(Piece::done(at, size));
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_tile_the_file_and_the_frontier_stops_at_the_first_gap() {
+        let pieces = split(100 << 20, 4);
+        assert_eq!(pieces.len(), 4);
+        assert_eq!((pieces[0].start, pieces[3].end), (0, 100 << 20));
+        assert!(pieces.windows(2).all(|w| w[0].end == w[1].start));
+        let mut pieces = pieces;
+        pieces[0].next = pieces[0].end;
+        pieces[1].next = pieces[1].start + 5;
+        pieces[2].next = pieces[2].end;
+        assert_eq!(frontier(&pieces), pieces[1].start + 5);
+        assert_eq!(split(3 << 20, 16).len(), 2, "no piece smaller than it is worth");
+    }
+
+    #[test]
+    fn a_finished_worker_takes_half_of_the_slowest_piece() {
+        let mut pieces = split(64 << 20, 2);
+        assert_eq!(claim(&mut pieces, 0), Some(0));
+        assert_eq!(claim(&mut pieces, 1), Some(1));
+        pieces[1].next = pieces[1].end;
+        pieces[1].owner = None;
+        let stolen = claim(&mut pieces, 1).unwrap();
+        assert_eq!(stolen, 2);
+        assert_eq!(pieces[0].end, 16 << 20, "the slow piece keeps its first half");
+        assert_eq!((pieces[2].start, pieces[2].end), (16 << 20, 32 << 20));
+        pieces[0].next = pieces[0].end - MIN_SPLIT;
+        pieces[2].next = pieces[2].end;
+        assert_eq!(claim(&mut pieces, 1), None, "too little left to split");
+    }
+
+    #[test]
+    fn the_open_first_body_goes_to_the_piece_at_byte_zero_whoever_claims_first() {
+        let mut pieces = split(64 << 20, 4);
+        pieces[0].owner = Some(0);
+        assert_eq!(claim(&mut pieces, 3), Some(1), "another worker never takes the first piece");
+    }
+
+    #[test]
+    fn an_audit_fetches_again_only_the_other_sources_spans() {
+        let spans = [
+            Span { start: 0, end: 10, source: 0 },
+            Span { start: 30, end: 40, source: 1 },
+            Span { start: 10, end: 30, source: 2 },
+            Span { start: 40, end: 90, source: 0 },
+        ];
+        let pieces = audit_pieces(&spans, 100);
+        let shape: Vec<_> = pieces.iter().map(|p| (p.start, p.next, p.end, p.audit)).collect();
+        assert_eq!(
+            shape,
+            [(0, 10, 10, None), (10, 10, 30, Some(2)), (30, 30, 40, Some(1)), (40, 100, 100, None)],
+            "bytes of unknown source (90..100, from a sidecar) count as the first source's"
+        );
+        assert_eq!(frontier(&pieces), 10);
+    }
+}

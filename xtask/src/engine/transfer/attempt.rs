@@ -1,0 +1,264 @@
+//! One attempt on one source: continue the temp file (or a split download's pieces)
+//! from where it stands, then check it whole. A large pinned file from a server that
+//! takes ranges is split over several connections ([`crate::engine::segments`]);
+//! anything else is one stream into the [`Sink`].
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+
+use crate::engine::check::BackgroundHasher;
+use crate::engine::events::Event;
+use crate::engine::install;
+use crate::engine::retry::Limiter;
+use crate::engine::segments::{self, Piece};
+use crate::engine::slots::HostSlots;
+use crate::engine::transfer::job::{Expect, Job, Listener, Settings};
+use crate::engine::transfer::open::{self, Opened};
+use crate::engine::transfer::resume::{self, read_validator, rehash_prefix, write_validator};
+use crate::engine::transfer::sink::{Checked, Sink};
+use crate::error::{Class, Facts, Fault, Origin};
+use crate::net::client::Net;
+use crate::source::Source;
+
+/// What one attempt did, for the log and the retry budget.
+#[derive(Default)]
+pub struct Stats {
+    pub resumed_from: u64,
+    pub received: u64,
+    pub status: Option<u16>,
+    /// The attempt split the file over several connections.
+    pub segmented: bool,
+    /// Its pieces came from more than one source.
+    pub blended: bool,
+}
+
+/// An attempt's stats, and the checked temp file or the fault that ended it.
+pub struct Outcome {
+    pub stats: Stats,
+    pub result: Result<Checked, Fault>,
+}
+
+/// A file that may be split: pinned, and large enough.
+#[derive(Clone, Copy)]
+struct Pin<'p> {
+    size: u64,
+    sha256: &'p str,
+}
+
+/// Where a split transfer starts: the validator all pieces must share, the pieces (fresh,
+/// or from a killed run's sidecar), and the first piece's open body, if any.
+struct Start<'x> {
+    validator: String,
+    pieces: Vec<Piece>,
+    first: Option<Box<dyn io::Read + Send>>,
+    /// Other sources of the same bytes that pieces may come from.
+    extras: &'x [&'x Origin],
+}
+
+/// What every attempt sends and receives through: the client, the settings, the
+/// per-host ceiling and the shared rate cap.
+pub struct Wire {
+    pub net: Net,
+    pub settings: Settings,
+    /// Extra connections open per host right now (beyond each file's first).
+    pub slots: HostSlots,
+    /// The shared cap of `--limit-rate`, when given.
+    pub limiter: Option<Limiter>,
+}
+
+impl Wire {
+    /// One attempt: continue the temp file from `origin`, then check it whole.
+    pub fn attempt(
+        &self,
+        job: &Job<'_>,
+        origin: &Origin,
+        events: &mut Listener<'_>,
+        split: bool,
+        extras: &[&Origin],
+    ) -> Outcome {
+        let mut stats = Stats::default();
+        let result = self.try_attempt(job, origin, events, &mut stats, split, extras);
+        Outcome { stats, result }
+    }
+
+    fn try_attempt(
+        &self,
+        job: &Job<'_>,
+        origin: &Origin,
+        events: &mut Listener<'_>,
+        stats: &mut Stats,
+        split: bool,
+        extras: &[&Origin],
+    ) -> Result<Checked, Fault> {
+        let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
+        let local = |e: io::Error| Fault::local(&job.partial, &e);
+        let mut file = install::open_partial(&job.partial).map_err(local)?;
+        let mut have = file.metadata().map_err(local)?.len();
+        let too_long = job.expect.ceiling().is_some_and(|ceiling| have > ceiling);
+        // Without a pin, only the validator ties a partial to this URL: bytes from
+        // elsewhere (another URL given to an earlier `add`) must not be resumed.
+        let unproven =
+            matches!(job.expect, Expect::Unknown { .. }) && read_validator(&job.partial, url).is_none();
+        if have > 0 && (too_long || unproven) {
+            file.set_len(0).map_err(local)?;
+            have = 0;
+        }
+        let pin = self.splittable(job, url).filter(|_| split);
+        if segments::sidecar_path(&job.partial).exists() {
+            // A partial with pieces: resumed piece by piece, or (for another URL, size or
+            // an unreadable record) worthless, since it has holes.
+            let resumed = pin.and_then(|pin| {
+                segments::load_sidecar(&job.partial, &url.disk_key(), pin.size).map(|found| (pin, found))
+            });
+            match resumed {
+                Some((pin, (validator, pieces))) => {
+                    let start = Start { validator, pieces, first: None, extras };
+                    return self.segmented(job, origin, pin, &file, start, events, stats);
+                }
+                None => {
+                    file.set_len(0).map_err(local)?;
+                    let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
+                    have = 0;
+                }
+            }
+        }
+        let mut hasher = BackgroundHasher::start();
+        if have > 0 {
+            rehash_prefix(&mut file, have, &hasher).map_err(local)?;
+        }
+        if have > 0 && job.expect.pinned().is_some_and(|(size, _)| size == have) {
+            // A complete download whose install was interrupted: no request needed.
+            return Sink::new(job, file, hasher, have, events).finish_or_discard(have);
+        }
+        let validator = if have > 0 { read_validator(&job.partial, url) } else { None };
+        let probe = pin.is_some() && have == 0;
+        let opened = open::open(&self.net, job.expect, url, have, validator.as_deref(), probe)?;
+        stats.status = opened.status;
+        if let (Some(pin), Some(206), Some(validator)) =
+            (pin.filter(|_| probe), opened.status, &opened.validator)
+            && opened.total == Some(pin.size)
+        {
+            // Ranges work and the file is large: split it over several connections.
+            write_validator(&job.partial, url, Some(validator));
+            let pieces = segments::split(pin.size, self.settings.connections);
+            // The sidecar exists before the file has holes: a kill at any moment leaves
+            // a partial that a rerun reads piece by piece, never as one long prefix.
+            segments::write_sidecar(&job.partial, &url.disk_key(), pin.size, validator, &pieces);
+            file.set_len(pin.size).map_err(local)?;
+            let start = Start { validator: validator.clone(), pieces, first: Some(opened.body), extras };
+            return self.segmented(job, origin, pin, &file, start, events, stats);
+        }
+        if opened.start != have {
+            // The server sent the whole file (no range support, or it changed): restart.
+            file.set_len(0).map_err(local)?;
+            hasher = BackgroundHasher::start();
+            have = 0;
+        }
+        if have == 0 {
+            write_validator(&job.partial, url, opened.validator.as_deref());
+        }
+        file.seek(SeekFrom::Start(have)).map_err(local)?;
+        stats.resumed_from = have;
+        events(Event::Started { origin, position: have });
+        let Opened { mut body, content_type, declared, .. } = opened;
+        let mut sink = Sink::new(job, file, hasher, have, events);
+        sink.content_type = content_type;
+        sink.declared = declared;
+        sink.limiter = self.limiter.as_ref();
+        let pumped = sink.pump(&mut *body);
+        stats.received = sink.written - have;
+        if let Err(fault) = pumped {
+            if matches!(fault.class, Class::Oversize | Class::HtmlPage | Class::LfsPointer) {
+                resume::discard(&job.partial);
+            }
+            return Err(fault);
+        }
+        sink.finish_or_discard(have)
+    }
+
+    /// The pin, when `job` from `url` may be split over several connections: a large
+    /// pinned file from an http(s) server or S3, with more than one connection allowed.
+    fn splittable<'j>(&self, job: &Job<'j>, url: &Source) -> Option<Pin<'j>> {
+        let (size, sha256) = job.expect.pinned()?;
+        let worth = url.is_remote() && size >= segments::SEGMENT_THRESHOLD && self.settings.connections > 1;
+        worth.then_some(Pin { size, sha256 })
+    }
+
+    /// Fetches `job` piece by piece into `file` (pre-sized), then checks the digest.
+    #[allow(clippy::too_many_arguments)] // One attempt's parts, each named; a struct would only rename them.
+    fn segmented(
+        &self,
+        job: &Job<'_>,
+        origin: &Origin,
+        pin: Pin<'_>,
+        file: &File,
+        start: Start<'_>,
+        events: &mut Listener<'_>,
+        stats: &mut Stats,
+    ) -> Result<Checked, Fault> {
+        let Start { validator, pieces, first, extras } = start;
+        let Pin { size, sha256 } = pin;
+        let origins: Vec<&Origin> = std::iter::once(origin).chain(extras.iter().copied()).collect();
+        let urls: Vec<&Source> = origins.iter().filter_map(|o| o.url()).collect();
+        stats.resumed_from = segments::frontier(&pieces);
+        stats.status = Some(206);
+        stats.segmented = true;
+        events(Event::Started { origin, position: pieces.iter().map(|p| p.next - p.start).sum() });
+        let key = urls[0].disk_key();
+        let mut transfer = segments::Transfer {
+            net: &self.net,
+            urls: &urls,
+            url_key: &key,
+            partial: &job.partial,
+            size,
+            validator: &validator,
+            connections: self.settings.connections,
+            retries: self.settings.retries,
+            backoff: self.settings.backoff,
+            slots: &self.slots,
+            limiter: self.limiter.as_ref(),
+        };
+        let mut notes = |note| match note {
+            segments::Note::Bytes(n) => events(Event::Bytes(n)),
+            segments::Note::Retrying { source, fault, wait } => {
+                events(Event::Retrying { origin: origins[source], fault: &fault, wait })
+            }
+            segments::Note::Range(ranged) => {
+                events(Event::Range { origin: origins[ranged.source], ranged: &ranged })
+            }
+        };
+        let done = segments::run(&transfer, file, pieces, first, &mut notes)?;
+        stats.received = done.received;
+        let handle = || file.try_clone().map_err(|e| Fault::local(&job.partial, &e));
+        if done.sha256 == sha256 {
+            return Ok(Checked { file: handle()?, sha256: done.sha256, size });
+        }
+        stats.blended = done.spans.iter().any(|span| span.source != 0);
+        if stats.blended {
+            // Fetch the other sources' bytes again from the first, comparing as they come:
+            // whichever sent different bytes is named, and the file may yet be right.
+            transfer.urls = &urls[..1];
+            let pieces = segments::audit_pieces(&done.spans, size);
+            let audited = segments::run(&transfer, file, pieces, None, &mut notes)?;
+            stats.received += audited.received;
+            if audited.sha256 == sha256 {
+                for (source, at) in &audited.differed {
+                    events(Event::Differed { origin: origins[*source], at: *at, first: origin });
+                }
+                return Ok(Checked { file: handle()?, sha256: audited.sha256, size });
+            }
+            if !audited.differed.is_empty() {
+                // With the first source's bytes in place of the others' the file is still
+                // wrong, and they differ: the first source is the one sending wrong bytes.
+                resume::discard(&job.partial);
+                let hash = Facts::Hash { computed: audited.sha256, pinned: sha256.to_owned() };
+                let mut fault = Fault::of(Class::HashMismatch, hash);
+                fault.detail =
+                    format!("{}; {} sends bytes that differ from the other sources'", fault.detail, urls[0]);
+                return Err(fault);
+            }
+        }
+        resume::discard(&job.partial);
+        Err(Fault::of(Class::HashMismatch, Facts::Hash { computed: done.sha256, pinned: sha256.to_owned() }))
+    }
+}

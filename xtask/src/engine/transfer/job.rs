@@ -1,0 +1,148 @@
+//! What a download is asked to do (a [`Job`] with its [`Expect`]ation), with what
+//! [`Settings`], and what it comes to ([`Fetched`] or [`Failed`]).
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+
+use crate::engine::events::Event;
+use crate::engine::manifest::Model;
+use crate::error::{Fault, Origin, Tried};
+use crate::store::stamp::Fingerprint;
+
+/// Connections per large file when `--connections` is not given.
+pub const DEFAULT_CONNECTIONS: usize = 8;
+/// Connections to one host at most, whatever `--jobs` × `--connections` asks for.
+pub const DEFAULT_HOST_CEILING: usize = 16;
+/// Seconds allowed for connecting and for any stall between reads.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+/// Further attempts per source after a transient fault.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// The first backoff, in milliseconds.
+pub const DEFAULT_BACKOFF_MS: u64 = 500;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Bounds connecting and any stall between reads, never a whole transfer.
+    pub timeout: Duration,
+    /// Further attempts per source after a transient fault.
+    pub retries: u32,
+    /// The first backoff; each later one doubles, up to [`crate::engine::retry::MAX_BACKOFF`].
+    pub backoff: Duration,
+    /// Read `HTTPS_PROXY` and friends; tests turn this off so loopback stays direct.
+    pub proxy_from_env: bool,
+    /// Connections one large file may use at once (1: one stream).
+    pub connections: usize,
+    /// Connections open to one host at most, over all files fetched at once.
+    pub host_ceiling: usize,
+    /// `--limit-rate`: bytes per second over everything downloaded at once.
+    pub limit_rate: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+            retries: DEFAULT_RETRIES,
+            backoff: Duration::from_millis(DEFAULT_BACKOFF_MS),
+            proxy_from_env: true,
+            connections: DEFAULT_CONNECTIONS,
+            host_ceiling: DEFAULT_HOST_CEILING,
+            limit_rate: None,
+        }
+    }
+}
+
+/// What the bytes must turn out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect<'m> {
+    /// The pin: exactly this size and sha256, or nothing is installed.
+    Pinned { size: u64, sha256: &'m str },
+    /// `--skip-checks`: whatever arrives is installed unchecked, cut at the pinned size.
+    Unchecked { size: u64 },
+    /// `add`: size and sha256 are learned from the bytes, up to `max_size` of them.
+    Unknown { max_size: u64 },
+}
+
+impl<'m> Expect<'m> {
+    /// The pin of `model`, or no checks with `skip_checks`.
+    pub fn of(model: &'m Model, skip_checks: bool) -> Expect<'m> {
+        if skip_checks {
+            Expect::Unchecked { size: model.size }
+        } else {
+            Expect::Pinned { size: model.size, sha256: &model.sha256 }
+        }
+    }
+
+    /// The size the bytes will have, when known before they arrive.
+    pub fn size(&self) -> Option<u64> {
+        match *self {
+            Expect::Pinned { size, .. } | Expect::Unchecked { size } => Some(size),
+            Expect::Unknown { .. } => None,
+        }
+    }
+
+    /// The most bytes a body may bring before it is refused as too large (an unchecked
+    /// download is cut at its size instead, in the sink).
+    pub(super) fn ceiling(&self) -> Option<u64> {
+        match *self {
+            Expect::Pinned { size, .. } => Some(size),
+            Expect::Unchecked { .. } => None,
+            Expect::Unknown { max_size } => Some(max_size),
+        }
+    }
+
+    pub(super) fn pinned(&self) -> Option<(u64, &'m str)> {
+        match *self {
+            Expect::Pinned { size, sha256 } => Some((size, sha256)),
+            _ => None,
+        }
+    }
+}
+
+/// One download: the sources to try, where bytes collect, and where the checked file is
+/// renamed to (the destination, or a cache entry).
+#[derive(Clone, Debug)]
+pub struct Job<'m> {
+    /// The model's name, for messages.
+    pub name: &'m str,
+    pub expect: Expect<'m>,
+    /// Mirrors and URLs, in the order to try.
+    pub sources: Vec<Origin>,
+    pub partial: Utf8PathBuf,
+    pub target: Utf8PathBuf,
+}
+
+/// A model that arrived, matched its pin and was installed.
+#[derive(Debug)]
+pub struct Fetched {
+    pub origin: Origin,
+    /// The sha256 of what was installed (the pin's, unless checks were skipped).
+    pub sha256: String,
+    /// The size of what was installed.
+    pub size: u64,
+    /// The installed file's fingerprint, read from the very file that was hashed and
+    /// renamed into place (not from whatever is at the path later).
+    pub fingerprint: Option<Fingerprint>,
+    /// Bytes received over all attempts (a resumed prefix is not counted again).
+    pub bytes: u64,
+    pub attempts: u32,
+    pub elapsed: Duration,
+    /// The sources tried before the one that served the file, with their last fault.
+    pub passed: Vec<Tried>,
+}
+
+/// Every source of a model failed; the last fault of each source tried, in order.
+#[derive(Debug)]
+pub struct Failed {
+    pub tried: Vec<Tried>,
+}
+
+impl Failed {
+    pub fn at(origin: Origin, fault: Fault) -> Failed {
+        Failed { tried: vec![Tried { origin, fault }] }
+    }
+}
+
+/// The listener a download reports to.
+pub type Listener<'l> = dyn FnMut(Event<'_>) + 'l;
