@@ -362,8 +362,6 @@ pub enum Facts {
     Ended { received: u64, expected: u64 },
     /// The bytes hashed to `computed`; the pin is `pinned`.
     Hash { computed: String, pinned: String },
-    /// A source sent bytes that differ from the other sources', first at byte `at`.
-    WrongBytes { at: u64 },
 }
 
 impl fmt::Display for Facts {
@@ -376,9 +374,6 @@ impl fmt::Display for Facts {
                 write!(f, "the body ended after {received} of {expected} bytes")
             }
             Facts::Hash { computed, pinned } => write!(f, "sha256 is {computed}, the pin is {pinned}"),
-            Facts::WrongBytes { at } => {
-                write!(f, "it sent bytes that differ from the other sources' (first at byte {at})")
-            }
         }
     }
 }

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::manifest::Model;
 use crate::error::{Class, Fault};
+use crate::net::headers::is_html_type;
 use crate::store::hash::{HASH_BUFFER, hash_reader, hex};
 use crate::store::stamp::{Fingerprint, Stamp, Stamps};
 
@@ -241,8 +242,7 @@ pub fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
     if text.first() != Some(&b'<') {
         return None;
     }
-    let says_html =
-        content_type.is_some_and(|ct| ct.to_ascii_lowercase().trim_start().starts_with("text/html"));
+    let says_html = is_html_type(content_type);
     let lower: Vec<u8> = text.iter().take(64).map(u8::to_ascii_lowercase).collect();
     const TAGS: &[&[u8]] =
         &[b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta", b"<script", b"<!--"];

@@ -12,6 +12,7 @@ use crate::error::{Class, Fault};
 use crate::net::auth::Credentials;
 use crate::net::client::{Method, Net, parse_content_range};
 use crate::net::proxy::ProxyEnv;
+use crate::net::headers::is_html_type;
 use crate::net::{client, hosts};
 use crate::source::{Kind, Source};
 
@@ -115,8 +116,7 @@ impl Prober {
                 };
             }
         };
-        let html = header("content-type")
-            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        let html = is_html_type(header("content-type"));
         // The body is never read: dropping the answer closes its connection.
         drop(response);
         let verdict = match said {

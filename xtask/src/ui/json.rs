@@ -70,7 +70,6 @@ pub enum FactsRecord {
     Offers { offered: u64, pinned: u64 },
     Ended { received: u64, expected: u64 },
     Hash { computed: String, pinned: String },
-    WrongBytes { first_wrong_byte: u64 },
 }
 
 impl From<&Facts> for FactsRecord {
@@ -79,7 +78,6 @@ impl From<&Facts> for FactsRecord {
             Facts::Offers { offered, pinned } => FactsRecord::Offers { offered, pinned },
             Facts::Ended { received, expected } => FactsRecord::Ended { received, expected },
             Facts::Hash { computed, pinned } => FactsRecord::Hash { computed, pinned },
-            Facts::WrongBytes { at } => FactsRecord::WrongBytes { first_wrong_byte: at },
         }
     }
 }
