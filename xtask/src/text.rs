@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// `1.5 GiB`, `312.0 KiB`, `12 B`.
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -19,13 +19,13 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// `45.2 MiB/s`.
-pub fn rate(bytes: u64, elapsed: Duration) -> String {
+pub(crate) fn rate(bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
 }
 
 /// `text` as one POSIX shell word: unchanged when it is plain, else single-quoted.
-pub fn shell_quote(text: &str) -> String {
+pub(crate) fn shell_quote(text: &str) -> String {
     if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
         text.to_owned()
     } else {

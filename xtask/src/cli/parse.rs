@@ -43,12 +43,12 @@ pub(super) fn parse_link_mode(text: &str) -> Result<LinkMode, String> {
 }
 
 /// The link mode of every fetch on this machine, unless `--link-mode` says otherwise.
-pub const LINK_MODE_ENV: &str = "XTASK_MODELS_LINK_MODE";
+pub(super) const LINK_MODE_ENV: &str = "XTASK_MODELS_LINK_MODE";
 
 /// Space- or comma-separated mirrors for every fetch on this machine.
-pub const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";
+pub(super) const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";
 /// `1` (or `true`, `yes`) makes every fetch offline.
-pub const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
+pub(super) const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
 
 /// The `--mirror` values, then the environment's, each parsed (a bad one stops the run).
 pub(super) fn mirrors(given: Vec<String>) -> Result<Vec<crate::source::Source>> {

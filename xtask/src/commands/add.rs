@@ -22,10 +22,10 @@ use crate::store::stamp::Stamps;
 
 /// `--max-size` when not given: larger than any checkpoint, small enough that an endless
 /// body cannot fill a disk unnoticed.
-pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
+pub(crate) const DEFAULT_MAX_SIZE: u64 = 64 << 30;
 
 #[derive(Clone, Debug, Default)]
-pub struct Request {
+pub(crate) struct Request {
     pub urls: Vec<String>,
     pub name: Option<String>,
     pub path: Option<String>,
@@ -46,7 +46,7 @@ struct Entry {
     optional: bool,
 }
 
-pub fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report> {
+pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report> {
     let entry = plan_entry(cx, &request)?;
     let dest = cx.checkpoints.join(&entry.path);
     if fs::symlink_metadata(&dest).is_ok() {

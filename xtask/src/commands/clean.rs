@@ -29,7 +29,7 @@ use crate::store::stamp::{STATE_FILE, Stamps};
 use crate::text::human_bytes;
 
 #[derive(Clone, Debug, Default)]
-pub struct Options {
+pub(crate) struct Options {
     pub dry_run: bool,
     /// Remove the managed model files too.
     pub all: bool,
@@ -59,7 +59,7 @@ impl Reason {
     }
 }
 
-pub fn run(cx: &Context, options: &Options) -> Result<Report> {
+pub(crate) fn run(cx: &Context, options: &Options) -> Result<Report> {
     let mut failures = 0;
     if let Some(cache) = &options.cache {
         failures += prune_cache(cx, cache, options.dry_run)?;

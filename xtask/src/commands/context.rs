@@ -38,7 +38,7 @@ impl Defaults {
 /// the current folder, the nearest ancestor whose Cargo.toml has a `[workspace]` table.
 /// Nothing is baked in at compile time, so a checkout moved together with its `target/`
 /// works on its own files.
-pub fn workspace_root() -> Utf8PathBuf {
+pub(super) fn workspace_root() -> Utf8PathBuf {
     let start = std::env::var("CARGO_MANIFEST_DIR")
         .ok()
         .map(Utf8PathBuf::from)
@@ -53,7 +53,7 @@ pub fn workspace_root() -> Utf8PathBuf {
 
 /// The options every command takes that say which files it works on.
 #[derive(Clone, Debug, Default)]
-pub struct Location {
+pub(crate) struct Location {
     pub manifest: Option<Utf8PathBuf>,
     pub checkpoints: Option<Utf8PathBuf>,
     pub log_file: Option<Utf8PathBuf>,
@@ -68,7 +68,7 @@ pub struct Location {
 }
 
 /// What every subcommand works with.
-pub struct Context {
+pub(crate) struct Context {
     pub manifest: Manifest,
     pub manifest_path: Utf8PathBuf,
     pub checkpoints: Utf8PathBuf,
@@ -83,7 +83,7 @@ pub struct Context {
 
 impl Context {
     /// Reads and checks the manifest and opens the log, from `location` over `defaults`.
-    pub fn open(defaults: &Defaults, location: &Location) -> Result<Context> {
+    pub(crate) fn open(defaults: &Defaults, location: &Location) -> Result<Context> {
         let manifest_path = absolute(location.manifest.as_deref().unwrap_or(&defaults.manifest))?;
         let checkpoints = absolute(location.checkpoints.as_deref().unwrap_or(&defaults.checkpoints))?;
         let manifest = Manifest::load(&manifest_path)?;
@@ -116,7 +116,7 @@ impl Context {
     /// A results line: on stdout, or on stderr when stdout carries `--json` or belongs to
     /// the command `models run` starts. A reader that went away (`| head`) is no reason
     /// to fail.
-    pub fn say(&self, line: &str) {
+    pub(crate) fn say(&self, line: &str) {
         if self.json || self.stdout_taken {
             self.reporter.error(line);
         } else {
@@ -125,18 +125,18 @@ impl Context {
     }
 
     /// ` --manifest X --checkpoints-dir Y` where these differ from the defaults.
-    pub fn location_args(&self) -> &str {
+    pub(crate) fn location_args(&self) -> &str {
         &self.location_args
     }
 
     /// The command that runs `subcommand` on one model of this same manifest and folder.
-    pub fn command_for(&self, subcommand: &str, model: &str) -> String {
+    pub(crate) fn command_for(&self, subcommand: &str, model: &str) -> String {
         format!("cargo xtask models {subcommand} --model {model}{}", self.location_args)
     }
 
     /// Shares the checkpoints folder with other processes (see `lock::share_folder`); on
     /// a read-only folder, says once that nothing will be written there.
-    pub fn share_checkpoints(&self) -> Result<Option<Held>> {
+    pub(crate) fn share_checkpoints(&self) -> Result<Option<Held>> {
         let waiting = format!("waiting for `clean` to finish with {}", self.checkpoints);
         let held = lock::share_folder(&self.checkpoints, self.on_wait(&waiting))?;
         if held.is_none() {
@@ -149,13 +149,13 @@ impl Context {
     }
 
     /// Says once that this process waits for another one holding a lock.
-    pub fn on_wait<'a>(&'a self, message: &'a str) -> impl FnOnce() + 'a {
+    pub(crate) fn on_wait<'a>(&'a self, message: &'a str) -> impl FnOnce() + 'a {
         move || self.reporter.note(message)
     }
 
     /// The listener that shows one model's download: its progress, its retries, and
     /// each attempt in the `--log-file`.
-    pub fn listener<'a, 'r>(
+    pub(crate) fn listener<'a, 'r>(
         &'a self,
         name: &'a str,
         progress: &'a mut Transfer<'r>,
@@ -204,7 +204,7 @@ impl Context {
 }
 
 /// An origin as a user reads it: the redacted URL, or the local place.
-pub fn describe(origin: &Origin) -> String {
+pub(crate) fn describe(origin: &Origin) -> String {
     match (origin.url(), origin.path()) {
         (Some(url), _) => url.to_string(),
         (None, Some(path)) => format!("{} {path}", origin.kind()),
@@ -229,7 +229,7 @@ impl Report {
 }
 
 /// `path` made absolute against the current folder.
-pub fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf> {
+pub(crate) fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf> {
     let abs = std::path::absolute(path).at("resolve", path)?;
     Utf8PathBuf::try_from(abs).map_err(|e| Error::usage(format!("{path} is not valid UTF-8: {e}")))
 }

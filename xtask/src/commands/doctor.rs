@@ -30,7 +30,7 @@ use crate::text::human_bytes;
 use crate::ui::json::FaultRecord;
 use crate::ui::out;
 
-pub struct Options {
+pub(crate) struct Options {
     /// Probe every URL of the selection.
     pub urls: bool,
     pub cache: Option<Cache>,
@@ -71,7 +71,7 @@ struct DoctorDocument<'a> {
     summary: Summary,
 }
 
-pub fn run(cx: &Context, selection: &Selection, options: &Options) -> Result<Report> {
+pub(crate) fn run(cx: &Context, selection: &Selection, options: &Options) -> Result<Report> {
     let models = plan::select(&cx.manifest, selection)?;
     let mut findings = Vec::new();
     proxies(&models, &options.mirrors, &mut findings);

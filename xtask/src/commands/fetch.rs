@@ -30,7 +30,7 @@ use crate::ui::json::{self, Document, FaultRecord, FetchState, FetchSummary, Rec
 use crate::ui::out;
 
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     pub settings: Settings,
     /// Install without size and sha256 checks, and count any file present as present.
     pub skip_checks: bool,
@@ -57,7 +57,7 @@ enum Outcome {
     Failed(Vec<Tried>),
 }
 
-pub fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Report> {
+pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Report> {
     if options.skip_checks {
         cx.reporter.error(
             "warning: --skip-checks: sizes and sha256 are NOT checked; files may be incomplete or wrong",

@@ -31,7 +31,7 @@ fn hooks_dir(dir: &Utf8Path) -> Result<(Utf8PathBuf, Utf8PathBuf)> {
 
 /// Whether the hook block is in the pre-commit hook of the repository holding the
 /// manifest (where `hook install` puts it); `None` outside a git repository.
-pub fn installed(cx: &Context) -> Option<bool> {
+pub(crate) fn installed(cx: &Context) -> Option<bool> {
     let (hooks, _) = hooks_dir(cx.manifest_path.parent().unwrap_or(Utf8Path::new("."))).ok()?;
     let text = std::fs::read_to_string(hooks.join("pre-commit")).unwrap_or_default();
     Some(text.contains(BEGIN))
@@ -53,7 +53,7 @@ fn block(cx: &Context, command: &str, manifest_in_repo: &str) -> String {
     )
 }
 
-pub fn install(cx: &Context, command: &str) -> Result<Report> {
+pub(crate) fn install(cx: &Context, command: &str) -> Result<Report> {
     let dir = cx.manifest_path.parent().unwrap_or(Utf8Path::new("."));
     let (hooks, top) = hooks_dir(dir)?;
     let manifest_in_repo =
@@ -75,7 +75,7 @@ pub fn install(cx: &Context, command: &str) -> Result<Report> {
     Ok(Report::default())
 }
 
-pub fn uninstall(cx: &Context) -> Result<Report> {
+pub(crate) fn uninstall(cx: &Context) -> Result<Report> {
     let dir = cx.manifest_path.parent().unwrap_or(Utf8Path::new("."));
     let (hooks, _) = hooks_dir(dir)?;
     let path = hooks.join("pre-commit");

@@ -19,12 +19,12 @@ use crate::store::cache::{Cache, Entry};
 use crate::store::fs::{LinkMode, link_or_copy};
 
 /// Where the files go: a folder, or a bucket and prefix (with how to upload).
-pub enum Target<'a> {
+pub(crate) enum Target<'a> {
     Folder(&'a Utf8Path),
     Bucket { url: &'a Source, force: bool, limit_rate: Option<u64> },
 }
 
-pub fn run(
+pub(crate) fn run(
     cx: &Context,
     selection: &Selection,
     target: &Target<'_>,

@@ -14,12 +14,17 @@ use crate::engine::plan::Selection;
 use crate::error::{EXIT_MODEL_FAILED, Error, Result};
 
 /// The variable CMD finds the checkpoints directory in.
-pub const CHECKPOINTS_ENV: &str = "MODELS_CHECKPOINTS_DIR";
+pub(crate) const CHECKPOINTS_ENV: &str = "MODELS_CHECKPOINTS_DIR";
 
 /// Runs `command` once the selected models are in place; returns the exit code to end
 /// with: the command's own, or 1 when a model is missing (the command never started),
 /// or 127 / 126 when it cannot be started, as shells say.
-pub fn run(cx: &Context, selection: &Selection, options: fetch::Options, command: &[String]) -> Result<u8> {
+pub(crate) fn run(
+    cx: &Context,
+    selection: &Selection,
+    options: fetch::Options,
+    command: &[String],
+) -> Result<u8> {
     let Some((program, args)) = command.split_first() else {
         return Err(Error::usage("give the command to run after `--`"));
     };

@@ -46,7 +46,7 @@ impl State {
     }
 }
 
-pub fn run(cx: &Context, selection: &Selection, cache: Option<&Cache>) -> Result<Report> {
+pub(crate) fn run(cx: &Context, selection: &Selection, cache: Option<&Cache>) -> Result<Report> {
     let models = plan::select(&cx.manifest, selection)?;
     let stamps = Stamps::load(&cx.checkpoints);
     let rows: Vec<(&Model, State)> = models.iter().map(|&m| (m, state_of(cx, m, &stamps, cache))).collect();

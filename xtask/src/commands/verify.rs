@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::ui::json::{Document, Record, VerifyState, VerifySummary};
 use crate::ui::out;
 
-pub fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize) -> Result<Report> {
+pub(crate) fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize) -> Result<Report> {
     if trust == Trust::Presence {
         cx.reporter.error("warning: --skip-checks: only presence is checked, not sizes or sha256");
     }

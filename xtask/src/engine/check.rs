@@ -21,7 +21,7 @@ use crate::store::stamp::{Fingerprint, Stamp, Stamps};
 
 /// What a model's destination holds now.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LocalState {
+pub(crate) enum LocalState {
     /// Size and sha256 match the pin (hashed just now).
     Ok,
     /// Unchanged since it was hashed and matched (its stamp vouches for it).
@@ -45,7 +45,7 @@ pub enum LocalState {
 
 impl LocalState {
     /// The state's name in `--json` output and `status`.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             LocalState::Ok => "ok",
             LocalState::Stamped => "ok-stamped",
@@ -58,7 +58,7 @@ impl LocalState {
         }
     }
 
-    pub fn is_present(&self) -> bool {
+    pub(crate) fn is_present(&self) -> bool {
         matches!(self, LocalState::Ok | LocalState::Stamped | LocalState::Unchecked)
     }
 }
@@ -66,7 +66,7 @@ impl LocalState {
 /// What a destination's metadata alone says, before any byte is read: the one check
 /// `verify` (which then hashes what it must) and `status` (which never hashes) share.
 #[derive(Debug)]
-pub enum Glance {
+pub(crate) enum Glance {
     Missing,
     NotAFile,
     Unreadable {
@@ -84,7 +84,7 @@ pub enum Glance {
 }
 
 /// Looks at `dest` without reading it.
-pub fn glance(model: &Model, dest: &Utf8Path, stamps: Option<&Stamps>) -> Glance {
+pub(crate) fn glance(model: &Model, dest: &Utf8Path, stamps: Option<&Stamps>) -> Glance {
     let meta = match std::fs::metadata(dest) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Glance::Missing,
@@ -109,7 +109,7 @@ pub fn glance(model: &Model, dest: &Utf8Path, stamps: Option<&Stamps>) -> Glance
 /// Looks at a model's destination: presence only with `skip_checks`; else size, then
 /// the stamp (when `stamps` are trusted), then a full hash. A hash that matched on a
 /// file that stayed unchanged meanwhile also yields the stamp to record.
-pub fn inspect(
+pub(crate) fn inspect(
     model: &Model,
     dest: &Utf8Path,
     skip_checks: bool,
@@ -154,7 +154,7 @@ fn hash_open(path: &Utf8Path) -> io::Result<(String, Option<Stamp>)> {
 
 /// The stamp of a file just installed from bytes that were checked on the way in, read
 /// from the open file itself: it describes exactly the bytes that were hashed.
-pub fn stamp_of(sha256: &str, file: &std::fs::File) -> Option<Stamp> {
+pub(crate) fn stamp_of(sha256: &str, file: &std::fs::File) -> Option<Stamp> {
     let meta = file.metadata().ok()?;
     Some(Stamp { sha256: sha256.to_owned(), fingerprint: Fingerprint::of(&meta), placed: None })
 }
@@ -168,14 +168,14 @@ const HASH_QUEUE: usize = 4;
 /// fixed pool: the caller fills one, hands it over with [`hash`](Self::hash), and gets
 /// it back from [`buffer`](Self::buffer) once hashed, so nothing is copied or allocated
 /// per chunk.
-pub struct BackgroundHasher {
+pub(crate) struct BackgroundHasher {
     work: Option<SyncSender<(Vec<u8>, usize)>>,
     free: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<Sha256>>,
 }
 
 impl BackgroundHasher {
-    pub fn start() -> BackgroundHasher {
+    pub(crate) fn start() -> BackgroundHasher {
         let (work, queue) = sync_channel::<(Vec<u8>, usize)>(HASH_QUEUE);
         let (give_back, free) = sync_channel(HASH_QUEUE);
         for _ in 0..HASH_QUEUE {
@@ -194,12 +194,12 @@ impl BackgroundHasher {
     }
 
     /// An empty buffer of [`HASH_BUFFER`] bytes, once one is free.
-    pub fn buffer(&self) -> Vec<u8> {
+    pub(crate) fn buffer(&self) -> Vec<u8> {
         self.free.recv().unwrap_or_else(|_| vec![0u8; HASH_BUFFER])
     }
 
     /// Queues `buf[..len]` for hashing, in order.
-    pub fn hash(&self, buf: Vec<u8>, len: usize) {
+    pub(crate) fn hash(&self, buf: Vec<u8>, len: usize) {
         if let Some(work) = &self.work {
             let _ = work.send((buf, len));
         }
@@ -207,7 +207,7 @@ impl BackgroundHasher {
 
     /// Waits for the queue to drain and returns the digest as lowercase hex. A hashing
     /// thread that died is an error: its digest would describe bytes nobody hashed.
-    pub fn finish(mut self) -> Result<String, Fault> {
+    pub(crate) fn finish(mut self) -> Result<String, Fault> {
         self.work = None;
         let died =
             || Fault::new(Class::LocalIo, "the hashing thread stopped unexpectedly; nothing was installed");
@@ -228,12 +228,12 @@ impl Drop for BackgroundHasher {
 }
 
 /// How many leading bytes [`sniff`] wants to see before it decides.
-pub const SNIFF_LEN: usize = 512;
+pub(crate) const SNIFF_LEN: usize = 512;
 
 /// Recognises the two classic wrong answers from their first bytes: an HTML page (login,
 /// consent, quota or error page) and a Git LFS pointer. Model formats (pickle, zip,
 /// safetensors, MATLAB, numbers in text) never start like either.
-pub fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
+pub(crate) fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
     if prefix.starts_with(b"version https://git-lfs.github.com/spec/") {
         return Some(Class::LfsPointer);
     }
@@ -251,14 +251,14 @@ pub fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
 }
 
 /// "received an HTML page titled …": the one wording for a page where bytes belong.
-pub fn page_fault(prefix: &[u8], instead_of: &str) -> Fault {
+pub(crate) fn page_fault(prefix: &[u8], instead_of: &str) -> Fault {
     let what = html_title(prefix)
         .map_or_else(|| "an HTML page".to_owned(), |t| format!("an HTML page titled {t:?}"));
     Fault::new(Class::HtmlPage, format!("received {what} {instead_of}"))
 }
 
 /// The text of `<title>` in the first bytes of a page, to tell the user which page it was.
-pub fn html_title(prefix: &[u8]) -> Option<String> {
+pub(crate) fn html_title(prefix: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(prefix);
     let lower = text.to_ascii_lowercase();
     let start = lower.find("<title")?;

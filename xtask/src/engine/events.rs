@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-pub use crate::engine::segments::Ranged;
+pub(crate) use crate::engine::segments::Ranged;
 use crate::error::{Decision, Fault, Origin};
 
 /// One thing that happened to one model's download.
 #[derive(Debug)]
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     /// An attempt on `origin` starts receiving; `position` bytes are already on disk (0:
     /// from the start, more: a resume).
     Started { origin: &'a Origin, position: u64 },
@@ -32,7 +32,7 @@ pub enum Event<'a> {
 
 /// One attempt, as the attempt log records it.
 #[derive(Debug)]
-pub struct Attempted<'a> {
+pub(crate) struct Attempted<'a> {
     pub origin: &'a Origin,
     pub attempt: u32,
     /// The HTTP status of the answer the body came from, when there was one.

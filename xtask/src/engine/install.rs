@@ -15,7 +15,7 @@ use crate::store::fs::{PARTIAL_SUFFIX, prepare_destination, sync_parent};
 
 /// Where a model's bytes collect while they download. The pin's hash is part of the name
 /// so that bytes for an old pin are never taken for bytes of the new one.
-pub fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
+pub(crate) fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
     let file_name = dest.file_name().unwrap_or("download");
     let pin = model.sha256.get(..12).unwrap_or("unpinned");
     dest.with_file_name(format!("{file_name}.{pin}{PARTIAL_SUFFIX}"))
@@ -23,7 +23,7 @@ pub fn partial_path(dest: &Utf8Path, model: &Model) -> Utf8PathBuf {
 
 /// Whether a file name is one of the tool's temp files: a partial download, its
 /// validator, or a state file being replaced (`.<name>.<pid>.tmp`).
-pub fn is_partial_name(name: &str) -> bool {
+pub(crate) fn is_partial_name(name: &str) -> bool {
     let file_name = name.rsplit('/').next().unwrap_or(name);
     let half_written = file_name.starts_with('.')
         && file_name
@@ -36,7 +36,7 @@ pub fn is_partial_name(name: &str) -> bool {
 
 /// Opens the temp file, keeping what an earlier attempt left in it for a resume, and
 /// creating the folders it needs.
-pub fn open_partial(path: &Utf8Path) -> io::Result<File> {
+pub(crate) fn open_partial(path: &Utf8Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -45,18 +45,18 @@ pub fn open_partial(path: &Utf8Path) -> io::Result<File> {
 
 /// Where the validator (ETag or Last-Modified) of a partial download is kept, so a resume
 /// can ask the server whether the file is still the same (`If-Range`).
-pub fn validator_path(partial: &Utf8Path) -> Utf8PathBuf {
+pub(crate) fn validator_path(partial: &Utf8Path) -> Utf8PathBuf {
     partial.with_extension("part-validator")
 }
 
 /// Removes a partial download and its validator: its bytes are known to be bad.
-pub fn discard_partial(partial: &Utf8Path) {
+pub(crate) fn discard_partial(partial: &Utf8Path) {
     let _ = fs::remove_file(partial);
     let _ = fs::remove_file(validator_path(partial));
 }
 
 /// Makes a checked temp file the destination: fsync, rename over, fsync the folder.
-pub fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
+pub(crate) fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
     file.sync_all()?;
     prepare_destination(dest)?;
     fs::rename(partial, dest)?;

@@ -16,7 +16,7 @@ use crate::text::human_bytes;
 
 /// What the user asked for on the command line.
 #[derive(Clone, Debug, Default)]
-pub struct Selection {
+pub(crate) struct Selection {
     pub models: Vec<String>,
     pub groups: Vec<String>,
     /// Every model, optional ones included.
@@ -25,7 +25,7 @@ pub struct Selection {
 
 /// Picks models in manifest order. Without names or groups: every non-optional model,
 /// or every model with `all`. Names and groups select exactly what they name.
-pub fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Result<Vec<&'m Model>, Error> {
+pub(crate) fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Result<Vec<&'m Model>, Error> {
     for name in &selection.models {
         if manifest.find(name).is_none() {
             let known: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
@@ -59,7 +59,7 @@ pub fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Result<Vec<&
 }
 
 /// One selected model, where it goes, and what is there now.
-pub struct Step<'m> {
+pub(crate) struct Step<'m> {
     pub model: &'m Model,
     pub dest: Utf8PathBuf,
     pub state: LocalState,
@@ -67,7 +67,7 @@ pub struct Step<'m> {
 
 /// How much to trust what is on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trust {
+pub(crate) enum Trust {
     /// Presence only (`--skip-checks`).
     Presence,
     /// Unchanged stamped files are trusted; the rest is hashed.
@@ -76,13 +76,18 @@ pub enum Trust {
     Hash,
 }
 
-pub fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
+pub(crate) fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
     checkpoints.join(&model.path)
 }
 
 /// Inspects every selected model's destination, hashing on up to `jobs` threads what
 /// `trust` does not let through, and records stamps for the files that hashed right.
-pub fn survey<'m>(models: &[&'m Model], checkpoints: &Utf8Path, trust: Trust, jobs: usize) -> Vec<Step<'m>> {
+pub(crate) fn survey<'m>(
+    models: &[&'m Model],
+    checkpoints: &Utf8Path,
+    trust: Trust,
+    jobs: usize,
+) -> Vec<Step<'m>> {
     let stamps = (trust == Trust::Stamps).then(|| Stamps::load(checkpoints));
     let inspected = workers::map(models, jobs, |&model| {
         let dest = destination(checkpoints, model);
@@ -98,7 +103,7 @@ pub fn survey<'m>(models: &[&'m Model], checkpoints: &Utf8Path, trust: Trust, jo
 /// Where a model can come from, in the order to try: each mirror (addressed by content,
 /// `<mirror>/sha256/<hex>`), then the model's own URLs. Offline, only local sources
 /// remain: `file://` URLs and directory mirrors.
-pub fn sources(model: &Model, mirrors: &[Source], offline: bool) -> Vec<Origin> {
+pub(crate) fn sources(model: &Model, mirrors: &[Source], offline: bool) -> Vec<Origin> {
     let mirrored = mirrors.iter().map(|mirror| Origin::Mirror(mirror.mirror_entry(&model.sha256)));
     mirrored
         .chain(model.urls.iter().cloned().map(Origin::Url))
@@ -108,7 +113,7 @@ pub fn sources(model: &Model, mirrors: &[Source], offline: bool) -> Vec<Origin> 
 
 /// Parses a `--mirror` value (or the environment's) before anything runs: an http(s),
 /// `file://` or `s3://` URL, or a directory path.
-pub fn parse_mirror(mirror: &str) -> Result<Source, Error> {
+pub(crate) fn parse_mirror(mirror: &str) -> Result<Source, Error> {
     let unsupported = |bad: BadSource| {
         Error::Usage(format!(
             "mirror {:?} {}; use an http(s)://, s3:// or file:// URL or a directory path",
@@ -120,7 +125,7 @@ pub fn parse_mirror(mirror: &str) -> Result<Source, Error> {
 
 /// Bytes that must still fit in one folder's filesystem, and the option that moves it.
 #[derive(Clone, Debug)]
-pub struct SpaceNeed {
+pub(crate) struct SpaceNeed {
     pub dir: Utf8PathBuf,
     /// `--checkpoints-dir` or `--cache-dir`.
     pub flag: &'static str,
@@ -129,7 +134,7 @@ pub struct SpaceNeed {
 
 /// Refuses a download that cannot fit, before a byte is written: each folder's
 /// filesystem against the bytes still to come there. The error names the folder.
-pub fn check_free_space(needs: &[SpaceNeed]) -> Result<(), (Utf8PathBuf, String)> {
+pub(crate) fn check_free_space(needs: &[SpaceNeed]) -> Result<(), (Utf8PathBuf, String)> {
     needs.iter().try_for_each(|need| check_one(need).map_err(|message| (need.dir.clone(), message)))
 }
 
@@ -157,7 +162,7 @@ fn check_one(need: &SpaceNeed) -> Result<(), String> {
 }
 
 /// The folder itself, or its closest ancestor that exists yet.
-pub fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
+pub(crate) fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
     path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."))
 }
 

@@ -11,14 +11,14 @@ use std::time::Duration;
 use crate::error::{Class, Fault};
 use crate::net::auth::Credentials;
 use crate::net::client::{Method, Net, parse_content_range};
-use crate::net::proxy::ProxyEnv;
 use crate::net::headers::is_html_type;
+use crate::net::proxy::ProxyEnv;
 use crate::net::{client, hosts};
 use crate::source::{Kind, Source};
 
 /// What a URL turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// It answers with the pinned size (and any `X-Linked-*` agrees).
     Serves,
     /// It answers, but without saying the size (a page in front, chunked): alive.
@@ -31,7 +31,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// `serves`, `alive`, `stale` or `dead`.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Verdict::Serves => "serves",
             Verdict::Unsized => "alive",
@@ -40,7 +40,7 @@ impl Verdict {
         }
     }
 
-    pub fn fault(&self) -> Option<&Fault> {
+    pub(crate) fn fault(&self) -> Option<&Fault> {
         match self {
             Verdict::Stale(fault) | Verdict::Dead(fault) => Some(fault),
             Verdict::Serves | Verdict::Unsized => None,
@@ -50,24 +50,24 @@ impl Verdict {
 
 /// One probed URL: what it said and how large it says the file is.
 #[derive(Clone, Debug)]
-pub struct Probed {
+pub(crate) struct Probed {
     pub verdict: Verdict,
     pub status: Option<u16>,
     pub size: Option<u64>,
 }
 
 /// Probes URLs with the same client rules as a fetch (proxies, certificates, tokens).
-pub struct Prober {
+pub(crate) struct Prober {
     net: Net,
 }
 
 impl Prober {
-    pub fn new(timeout: Duration, parallel: usize) -> Prober {
+    pub(crate) fn new(timeout: Duration, parallel: usize) -> Prober {
         Prober { net: Net::new(timeout, ProxyEnv::from_process(), Credentials::from_environment(), parallel) }
     }
 
     /// Whether `url` serves `size` bytes with this `sha256`, asked without a download.
-    pub fn probe(&self, url: &Source, size: u64, sha256: &str) -> Probed {
+    pub(crate) fn probe(&self, url: &Source, size: u64, sha256: &str) -> Probed {
         if let Some(path) = url.file_path() {
             return probe_file(&path, size);
         }
@@ -156,7 +156,7 @@ fn probe_file(path: &camino::Utf8Path, size: u64) -> Probed {
 }
 
 /// The proxy each of these URLs' hosts goes through (redacted), or `None` for direct.
-pub fn proxies_for<'u>(urls: impl Iterator<Item = &'u Source>) -> Vec<(String, Option<String>)> {
+pub(crate) fn proxies_for<'u>(urls: impl Iterator<Item = &'u Source>) -> Vec<(String, Option<String>)> {
     let env = ProxyEnv::from_process();
     let mut seen: Vec<(String, Option<String>)> = Vec::new();
     for url in urls.filter(|u| u.kind() == Kind::Http) {
@@ -174,6 +174,6 @@ pub fn proxies_for<'u>(urls: impl Iterator<Item = &'u Source>) -> Vec<(String, O
 
 /// The CA certificates trusted for https: the platform bundle and each variable that
 /// adds to it, with whether it can be read.
-pub fn ca_sources() -> Vec<(String, Result<(), String>)> {
+pub(crate) fn ca_sources() -> Vec<(String, Result<(), String>)> {
     client::ca_sources()
 }

@@ -32,9 +32,9 @@ use crate::store::hash::hash_reader;
 
 /// The folder, in the checkpoints folder, of the records of unfinished uploads (`clean`
 /// leaves it alone: without its record an upload would be orphaned, not continued).
-pub const UPLOADS_DIR: &str = ".uploads";
+pub(crate) const UPLOADS_DIR: &str = ".uploads";
 /// Files at least this large go up as a multipart upload.
-pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
+pub(crate) const MULTIPART_THRESHOLD: u64 = 64 << 20;
 /// The smallest part used (S3 allows 5 MiB); larger for files over 160 GiB, which would
 /// need more than S3's 10,000 parts.
 const MIN_PART: u64 = 16 << 20;
@@ -43,7 +43,7 @@ const MAX_PARTS: u64 = 10_000;
 const TRIES: u32 = 4;
 
 /// Uploads files to a bucket.
-pub struct Publisher<'a> {
+pub(crate) struct Publisher<'a> {
     net: Net,
     /// Where records of unfinished uploads are kept.
     records: &'a Utf8Path,
@@ -58,7 +58,7 @@ pub struct Publisher<'a> {
 
 /// What happened to one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Published {
+pub(crate) enum Published {
     /// The object was there with the right size.
     Present,
     /// Uploaded in one request.
@@ -69,7 +69,7 @@ pub enum Published {
 
 /// How a multipart upload began.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Start {
+pub(crate) enum Start {
     Fresh,
     /// An earlier run's upload, of which the store had `had` parts already.
     Continued {
@@ -82,7 +82,7 @@ pub enum Start {
 impl<'a> Publisher<'a> {
     /// A publisher sending `parallel` parts at once, keeping records in `records`, at
     /// most `limit_rate` bytes per second in all.
-    pub fn new(
+    pub(crate) fn new(
         records: &'a Utf8Path,
         parallel: usize,
         force: bool,
@@ -96,13 +96,13 @@ impl<'a> Publisher<'a> {
 
     /// Where uploads go and as whom, for the first line of output; a fault when the AWS
     /// settings cannot be used at all.
-    pub fn describe_store(&self) -> Result<String, Fault> {
+    pub(crate) fn describe_store(&self) -> Result<String, Fault> {
         let store = self.net.store()?;
         Ok(format!("{} (credentials: {})", store.endpoint(), store.found))
     }
 
     /// Publishes `path` (`size` bytes) as the object `url` (`s3://BUCKET/KEY`).
-    pub fn publish(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<Published, Fault> {
+    pub(crate) fn publish(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<Published, Fault> {
         if !self.force && self.size_of(url)? == Some(size) {
             return Ok(Published::Present);
         }
@@ -126,7 +126,7 @@ impl<'a> Publisher<'a> {
 
     /// The object's size, or `None` when there is no such object. A one-byte range read,
     /// not a HEAD: errors then come with the XML body that says what is wrong.
-    pub fn size_of(&self, url: &Source) -> Result<Option<u64>, Fault> {
+    pub(crate) fn size_of(&self, url: &Source) -> Result<Option<u64>, Fault> {
         let headers = [("Range", "bytes=0-0".to_owned())];
         let answer = match self.net.request(Method::Get, url, &headers, &[], &|_| Ok(())) {
             Ok(answer) => answer,

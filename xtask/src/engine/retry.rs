@@ -7,13 +7,13 @@
 use std::time::{Duration, SystemTime};
 
 /// Backoff never waits longer than this between attempts...
-pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// ...and a server's `Retry-After` is honoured up to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The delay before attempt `attempt + 1`: doubling from `base`, capped, with jitter so
 /// that many clients do not come back in lock step.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
     let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let capped = doubled.min(MAX_BACKOFF);
     // Somewhere in [50 %, 100 %] of the capped delay.
@@ -31,7 +31,7 @@ fn random_unit() -> f64 {
 
 /// `Retry-After` as seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`]. A value
 /// that is neither, or a date no clock can reach, is ignored (normal backoff applies).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     let wait = if let Ok(secs) = value.parse::<u64>() {
         Duration::from_secs(secs)
@@ -45,7 +45,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// The wait an IETF `RateLimit` header asks for (draft-ietf-httpapi-ratelimit-headers,
 /// as Hugging Face sends it: `"resolvers";r=0;t=87`): `t` seconds when no requests
 /// remain (`r=0`) in any of its policies, capped like `Retry-After`.
-pub fn parse_rate_limit(value: &str) -> Option<Duration> {
+pub(crate) fn parse_rate_limit(value: &str) -> Option<Duration> {
     value
         .split(',')
         .filter_map(|item| {
@@ -64,13 +64,13 @@ pub fn parse_rate_limit(value: &str) -> Option<Duration> {
 /// A cap on the bytes per second of everything this process downloads (`--limit-rate`),
 /// shared by every connection: whoever is ahead of the schedule waits.
 #[derive(Debug)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     bytes_per_second: f64,
     state: std::sync::Mutex<(std::time::Instant, u64)>,
 }
 
 impl Limiter {
-    pub fn new(bytes_per_second: u64) -> Limiter {
+    pub(crate) fn new(bytes_per_second: u64) -> Limiter {
         Limiter {
             bytes_per_second: bytes_per_second.max(1) as f64,
             state: std::sync::Mutex::new((std::time::Instant::now(), 0)),
@@ -78,7 +78,7 @@ impl Limiter {
     }
 
     /// Counts `bytes` just received and sleeps until the schedule allows them.
-    pub fn take(&self, bytes: u64) {
+    pub(crate) fn take(&self, bytes: u64) {
         let due = {
             let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             state.1 += bytes;
@@ -92,7 +92,7 @@ impl Limiter {
 }
 
 /// `500K`, `10M`, `1.5M`, `2G` or plain bytes, per second (K = 1024, as aria2 and curl).
-pub fn parse_rate(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => text.split_at(i),

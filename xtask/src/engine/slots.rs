@@ -8,25 +8,25 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Extra connections open per host right now, against the ceiling.
 #[derive(Debug)]
-pub struct HostSlots {
+pub(crate) struct HostSlots {
     open: Mutex<HashMap<String, usize>>,
     ceiling: usize,
 }
 
 /// One extra connection to `host`, held until dropped.
 #[derive(Debug)]
-pub struct Slot<'s> {
+pub(crate) struct Slot<'s> {
     slots: &'s HostSlots,
     host: String,
 }
 
 impl HostSlots {
-    pub fn new(ceiling: usize) -> HostSlots {
+    pub(crate) fn new(ceiling: usize) -> HostSlots {
         HostSlots { open: Mutex::new(HashMap::new()), ceiling }
     }
 
     /// A slot at `host`, when it has room under the ceiling.
-    pub fn take(&self, host: &str) -> Option<Slot<'_>> {
+    pub(crate) fn take(&self, host: &str) -> Option<Slot<'_>> {
         let mut open = self.lock();
         let count = open.entry(host.to_owned()).or_default();
         if *count >= self.ceiling {
@@ -38,7 +38,7 @@ impl HostSlots {
 
     /// Extra connections open to `host` now.
     #[cfg(test)]
-    pub fn open(&self, host: &str) -> usize {
+    pub(crate) fn open(&self, host: &str) -> usize {
         self.lock().get(host).copied().unwrap_or(0)
     }
 

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `f` over `items` on up to `jobs` threads; the results keep the order of `items`.
-pub fn map<T, R, F>(items: &[T], jobs: usize, f: F) -> Vec<R>
+pub(crate) fn map<T, R, F>(items: &[T], jobs: usize, f: F) -> Vec<R>
 where
     T: Sync,
     R: Send,

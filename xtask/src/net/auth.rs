@@ -16,7 +16,7 @@ use base64::Engine as _;
 const HF_HOSTS: &[&str] = &["huggingface.co", "hf.co"];
 
 #[derive(Clone, Debug, Default)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     netrc: Vec<NetrcEntry>,
     hf_token: Option<String>,
 }
@@ -31,7 +31,7 @@ struct NetrcEntry {
 
 impl Credentials {
     /// Reads the netrc file and the Hugging Face token from their usual places.
-    pub fn from_environment() -> Credentials {
+    pub(crate) fn from_environment() -> Credentials {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let home = var("HOME");
         let netrc_path = var("NETRC").or_else(|| home.as_ref().map(|h| format!("{h}/.netrc")));
@@ -53,7 +53,7 @@ impl Credentials {
     /// `origin_host` is the host the manifest (or mirror) named: netrc's `default` entry
     /// goes only there, never to a host a redirect leads to (a CDN); a host with its own
     /// `machine` entry gets that entry wherever it comes up.
-    pub fn authorization(&self, scheme: &str, host: &str, origin_host: &str) -> Option<String> {
+    pub(crate) fn authorization(&self, scheme: &str, host: &str, origin_host: &str) -> Option<String> {
         if !may_carry_secrets(scheme, host) {
             return None;
         }
@@ -77,11 +77,11 @@ impl Credentials {
 }
 
 /// Secrets go over https, or over plain http only to this machine.
-pub fn may_carry_secrets(scheme: &str, host: &str) -> bool {
+pub(crate) fn may_carry_secrets(scheme: &str, host: &str) -> bool {
     scheme.eq_ignore_ascii_case("https") || is_loopback(host)
 }
 
-pub fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

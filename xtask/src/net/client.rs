@@ -30,7 +30,7 @@ use crate::net::s3::{Op, Store, error_fault};
 use crate::source::{Kind, Source};
 
 /// Redirects followed at most, as browsers and curl do.
-pub const MAX_REDIRECTS: usize = 10;
+pub(crate) const MAX_REDIRECTS: usize = 10;
 /// A redirect body longer than this is not worth reading to keep the connection.
 const DRAIN_LIMIT: u64 = 64 << 10;
 
@@ -38,7 +38,7 @@ const USER_AGENT: &str = concat!("xtask-models/", env!("CARGO_PKG_VERSION"));
 
 /// The platform bundle in use and each variable that adds CA certificates, each with
 /// whether it can be read: what `models doctor` shows.
-pub fn ca_sources() -> Vec<(String, Result<(), String>)> {
+pub(crate) fn ca_sources() -> Vec<(String, Result<(), String>)> {
     let mut sources = Vec::new();
     match PLATFORM_BUNDLES.iter().find(|p| std::path::Path::new(p).is_file()) {
         Some(bundle) => sources.push((format!("platform bundle {bundle}"), Ok(()))),
@@ -111,14 +111,14 @@ fn platform_roots() -> Result<Option<Vec<Certificate<'static>>>, Fault> {
 
 /// One answer, after redirects: the response, the URL that gave it, and the cookies the
 /// hops set (for a follow-up request such as Drive's confirmation).
-pub struct Answer {
+pub(crate) struct Answer {
     pub response: Response<Body>,
     pub url: Source,
     pub cookies: Vec<Cookie>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Head,
 }
@@ -134,7 +134,7 @@ impl Method {
 
 /// What a request sends: nothing, a small text (an XML document), or `len` bytes read
 /// from a reader (a file or a part of one).
-pub enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     Empty,
     Text(&'a str),
     Reader { reader: &'a mut dyn Read, len: u64 },
@@ -143,7 +143,7 @@ pub enum Payload<'a> {
 /// Whether a request may go from `from` (a page or a redirecting answer) on to `next`:
 /// only http(s), and never from https down to plain http, where the file could be
 /// altered on the way. Every follow-up obeys it: redirects, forms, confirm links.
-pub fn check_follow(from: &Source, next: &Source) -> Result<(), Fault> {
+pub(crate) fn check_follow(from: &Source, next: &Source) -> Result<(), Fault> {
     if next.kind() != Kind::Http {
         return Err(Fault::new(
             Class::Redirect,
@@ -161,12 +161,12 @@ pub fn check_follow(from: &Source, next: &Source) -> Result<(), Fault> {
 
 /// A follow-up's target (a `Location`, a form's action, a confirm link) as a source,
 /// resolved against the URL that named it.
-pub fn follow_up(from: &Source, reference: &str) -> Result<Source, Fault> {
+pub(crate) fn follow_up(from: &Source, reference: &str) -> Result<Source, Fault> {
     from.join(reference)
         .map_err(|e| Fault::new(Class::Redirect, format!("{from} sent the download on to {e}")))
 }
 
-pub struct Net {
+pub(crate) struct Net {
     timeout: Duration,
     proxies: ProxyEnv,
     credentials: Credentials,
@@ -180,20 +180,20 @@ pub struct Net {
 }
 
 impl Net {
-    pub fn new(timeout: Duration, proxies: ProxyEnv, credentials: Credentials, pool: usize) -> Net {
+    pub(crate) fn new(timeout: Duration, proxies: ProxyEnv, credentials: Credentials, pool: usize) -> Net {
         let agents = Mutex::new(HashMap::new());
         let (roots, store) = (OnceLock::new(), OnceLock::new());
         Net { timeout, proxies, credentials, pool: pool.max(1), roots, agents, store }
     }
 
     /// The S3 store `s3://` URLs are in, as the environment describes it.
-    pub fn store(&self) -> Result<&Store, Fault> {
+    pub(crate) fn store(&self) -> Result<&Store, Fault> {
         self.store.get_or_init(Store::from_env).as_ref().map_err(Clone::clone)
     }
 
     /// One request with a body and no redirects, to a URL already signed or public: the
     /// S3 side's requests. Direct, or through an https proxy's tunnel.
-    pub fn exchange(
+    pub(crate) fn exchange(
         &self,
         method: &str,
         url: &Source,
@@ -301,7 +301,7 @@ impl Net {
 
     /// Requests `url`, following redirects; `check` sees every hop's headers first (a
     /// stale pin ends the request before anything is downloaded).
-    pub fn request(
+    pub(crate) fn request(
         &self,
         method: Method,
         url: &Source,
@@ -396,7 +396,7 @@ impl Net {
 }
 
 /// The fault of an S3 error answer, from its (short) XML body.
-pub fn s3_error(response: Response<Body>, anonymous: bool) -> Fault {
+pub(crate) fn s3_error(response: Response<Body>, anonymous: bool) -> Fault {
     let status = response.status().as_u16();
     let mut text = String::new();
     let _ = response.into_body().into_reader().take(DRAIN_LIMIT).read_to_string(&mut text);
@@ -440,7 +440,7 @@ fn proxy_refused(status: u16, proxy: Option<&ProxyUrl>) -> Fault {
 }
 
 /// The fault behind a request that got no response.
-pub fn call_fault(err: &ureq::Error) -> Fault {
+pub(crate) fn call_fault(err: &ureq::Error) -> Fault {
     match err {
         ureq::Error::Timeout(which) => Fault::new(Class::Timeout, format!("timed out ({which})")),
         ureq::Error::HostNotFound => Fault::new(Class::HostNotFound, "could not resolve the host name"),
@@ -496,7 +496,7 @@ fn io_fault(e: &std::io::Error) -> Fault {
 }
 
 /// `bytes 100-999/1000` → (100, Some(1000)); `bytes 100-999/*` → (100, None).
-pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
     let (first, last) = range.split_once('-')?;
@@ -512,7 +512,7 @@ pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 }
 
 /// The fault behind a body that stopped flowing.
-pub fn read_fault(e: &io::Error, received: u64) -> Fault {
+pub(crate) fn read_fault(e: &io::Error, received: u64) -> Fault {
     let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>());
     match inner {
         Some(ureq::Error::Timeout(_)) => {
@@ -539,7 +539,7 @@ pub fn read_fault(e: &io::Error, received: u64) -> Fault {
 }
 
 /// The fault an HTTP status stands for.
-pub fn status_fault(status: u16) -> Fault {
+pub(crate) fn status_fault(status: u16) -> Fault {
     let (class, what) = match status {
         404 | 410 => (Class::NotFound, "not found"),
         401 | 403 => (Class::Forbidden, "access denied"),

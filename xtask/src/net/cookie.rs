@@ -6,14 +6,14 @@
 /// A cookie a server set, and the hosts it may go back to (RFC 6265: the setting host
 /// only, or every host under its `Domain`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cookie {
+pub(crate) struct Cookie {
     pub pair: String,
     domain: String,
     host_only: bool,
 }
 
 impl Cookie {
-    pub fn parse(header: &str, host: &str) -> Option<Cookie> {
+    pub(crate) fn parse(header: &str, host: &str) -> Option<Cookie> {
         let mut parts = header.split(';');
         let pair = parts.next()?.trim();
         if !pair.contains('=') {
@@ -35,7 +35,7 @@ impl Cookie {
         }
     }
 
-    pub fn goes_to(&self, host: &str) -> bool {
+    pub(crate) fn goes_to(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         host == self.domain || !self.host_only && host.ends_with(&format!(".{}", self.domain))
     }

@@ -29,7 +29,7 @@ const MAX_HEADERS: usize = 128;
 
 /// A parsed `http://[user:password@]host[:port]` proxy URL.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     host: String,
     port: u16,
     /// `Proxy-Authorization` value, from the URL's userinfo.
@@ -38,7 +38,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Parses a proxy URL; only plain-http proxies use this path.
-    pub fn parse(proxy: &ProxyUrl) -> Result<Proxy, Fault> {
+    pub(crate) fn parse(proxy: &ProxyUrl) -> Result<Proxy, Fault> {
         let bad = |why: &str| Fault::new(Class::BadUrl, format!("proxy {proxy} {why}"));
         let url = proxy.expose();
         let rest = url
@@ -71,7 +71,7 @@ impl Proxy {
 }
 
 /// What to send: the method, the absolute URL and the headers.
-pub struct Outgoing<'a> {
+pub(crate) struct Outgoing<'a> {
     pub method: &'a str,
     pub url: &'a Source,
     pub headers: &'a [(String, String)],
@@ -79,7 +79,7 @@ pub struct Outgoing<'a> {
 }
 
 /// Sends one request through `proxy` and returns its answer, the body still unread.
-pub fn send(proxy: &Proxy, request: &Outgoing<'_>) -> Result<Response<Body>, Fault> {
+pub(crate) fn send(proxy: &Proxy, request: &Outgoing<'_>) -> Result<Response<Body>, Fault> {
     let stream = connect(proxy, request.timeout)?;
     let io = |e: io::Error| proxy_io_fault(proxy, &e);
     stream.set_read_timeout(Some(request.timeout)).map_err(io)?;

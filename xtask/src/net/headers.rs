@@ -9,13 +9,13 @@
 use ureq::http::HeaderMap;
 
 /// The header's value as text, if present and readable.
-pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// What to send as `If-Range` to resume or split this answer's file, whole (a date has
 /// spaces in it), or `None` when the answer gives nothing `If-Range` may carry.
-pub fn if_range_validator(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn if_range_validator(headers: &HeaderMap) -> Option<String> {
     match header(headers, "etag").map(|e| e.trim().to_owned()) {
         Some(etag) if etag.starts_with("W/") || etag.is_empty() => None,
         Some(etag) => Some(etag),
@@ -24,12 +24,12 @@ pub fn if_range_validator(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Whether a `Content-Type` says the body is a web page.
-pub fn is_html_type(content_type: Option<&str>) -> bool {
+pub(crate) fn is_html_type(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"))
 }
 
 /// The `Content-Encoding` of a body that came compressed though identity was asked for.
-pub fn refused_encoding(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn refused_encoding(headers: &HeaderMap) -> Option<String> {
     header(headers, "content-encoding")
         .map(|e| e.trim().to_owned())
         .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))

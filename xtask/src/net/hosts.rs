@@ -13,7 +13,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::error::{Class, Fault};
 
 /// The direct-download form of a Google Drive link, if `url` is one.
-pub fn normalize_drive_url(url: &str) -> Option<String> {
+pub(crate) fn normalize_drive_url(url: &str) -> Option<String> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     let (host, path) = rest.split_once('/')?;
     if !matches!(
@@ -43,7 +43,7 @@ fn query_value(query: &str, key: &str) -> Option<String> {
 
 /// What to do with an HTML page that came instead of a file.
 #[derive(Debug, PartialEq, Eq)]
-pub enum PageVerdict {
+pub(crate) enum PageVerdict {
     /// An interstitial: request this URL next (with the cookies the page set).
     FollowUp(String),
     /// A quota or permission page: this fault, quoting the page.
@@ -53,7 +53,7 @@ pub enum PageVerdict {
 }
 
 /// Reads a page that came instead of a file, looking for Drive's known answers.
-pub fn judge_page(html: &str, page_url: &str) -> PageVerdict {
+pub(crate) fn judge_page(html: &str, page_url: &str) -> PageVerdict {
     if let Some(message) = element_text_with_class(html, "uc-error-subcaption") {
         let lower = message.to_ascii_lowercase();
         let class = if lower.contains("quota") || lower.contains("too many users") {
@@ -196,13 +196,13 @@ fn encode(text: &str) -> String {
 }
 
 /// Whether `url` is a Hugging Face style `resolve` URL, which deserves a HEAD first.
-pub fn is_resolve_url(url: &str) -> bool {
+pub(crate) fn is_resolve_url(url: &str) -> bool {
     let path = url.split_once("://").map_or(url, |(_, rest)| rest);
     path.split(['?', '#']).next().unwrap_or("").contains("/resolve/")
 }
 
 /// A stale pin revealed by `X-Linked-Size` / `X-Linked-Etag` (the LFS file's sha256).
-pub fn check_linked(headers: &ureq::http::HeaderMap, size: u64, sha256: &str) -> Result<(), Fault> {
+pub(crate) fn check_linked(headers: &ureq::http::HeaderMap, size: u64, sha256: &str) -> Result<(), Fault> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let linked_size = header("x-linked-size").and_then(|v| v.parse::<u64>().ok());
     let linked_sha = header("x-linked-etag")

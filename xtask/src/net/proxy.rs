@@ -12,20 +12,20 @@ use crate::source::redact_url;
 /// A proxy's URL, which may hold `user:password@`: shown redacted, exposed only to
 /// connect.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ProxyUrl(String);
+pub(crate) struct ProxyUrl(String);
 
 impl ProxyUrl {
-    pub fn new(url: impl Into<String>) -> ProxyUrl {
+    pub(crate) fn new(url: impl Into<String>) -> ProxyUrl {
         ProxyUrl(url.into())
     }
 
     /// The whole URL, credentials included: for connecting and nothing else.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Whether requests go to it in absolute form (`http://`), not through a tunnel.
-    pub fn is_plain_http(&self) -> bool {
+    pub(crate) fn is_plain_http(&self) -> bool {
         self.0.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
     }
 }
@@ -44,12 +44,12 @@ impl fmt::Debug for ProxyUrl {
 
 /// Where proxies and no-proxy rules come from (the process environment, or a test's map).
 #[derive(Clone, Debug, Default)]
-pub struct ProxyEnv {
+pub(crate) struct ProxyEnv {
     vars: HashMap<String, String>,
 }
 
 impl ProxyEnv {
-    pub fn from_process() -> ProxyEnv {
+    pub(crate) fn from_process() -> ProxyEnv {
         let names =
             ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
         let vars = names
@@ -60,7 +60,7 @@ impl ProxyEnv {
     }
 
     #[cfg(test)]
-    pub fn from_pairs(pairs: &[(&str, &str)]) -> ProxyEnv {
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> ProxyEnv {
         ProxyEnv { vars: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() }
     }
 
@@ -69,7 +69,7 @@ impl ProxyEnv {
     }
 
     /// The proxy for a request to `scheme://host`, if any.
-    pub fn proxy_for(&self, scheme: &str, host: &str) -> Option<ProxyUrl> {
+    pub(crate) fn proxy_for(&self, scheme: &str, host: &str) -> Option<ProxyUrl> {
         if self.bypasses(host) {
             return None;
         }

@@ -29,7 +29,7 @@ const SIGNED_FOR: Duration = Duration::from_secs(3600);
 
 /// What a request to an object is for.
 #[derive(Clone, Copy, Debug)]
-pub enum Op<'a> {
+pub(crate) enum Op<'a> {
     /// Read the object (with a `Range` header, part of it).
     Get,
     /// Its size and validators, without the body.
@@ -49,7 +49,7 @@ pub enum Op<'a> {
 }
 
 /// A request ready to send: method, the presigned URL, and the body an action needs.
-pub struct Signed {
+pub(crate) struct Signed {
     pub method: &'static str,
     /// Presigned: its query is the signature, and `Source` keeps it out of messages.
     pub url: Source,
@@ -57,7 +57,7 @@ pub struct Signed {
 }
 
 /// Where the store is and who we are to it.
-pub struct Store {
+pub(crate) struct Store {
     endpoint: url::Url,
     style: UrlStyle,
     region: String,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// The store as this process's environment describes it.
-    pub fn from_env() -> Result<Store, Fault> {
+    pub(crate) fn from_env() -> Result<Store, Fault> {
         Store::from_lookup(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }
 
@@ -90,7 +90,7 @@ impl Store {
     /// `endpoint_url`, else AWS itself. A custom endpoint is addressed path-style (the
     /// bucket in the path), AWS virtual-host style, unless the profile's
     /// `s3 = addressing_style` says otherwise.
-    pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<Store, Fault> {
+    pub(crate) fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<Store, Fault> {
         let home = env("HOME").unwrap_or_default();
         let named = env("AWS_PROFILE");
         let profile = named.clone().unwrap_or_else(|| "default".to_owned());
@@ -166,12 +166,12 @@ impl Store {
     }
 
     /// Whether requests are signed (else they are anonymous).
-    pub fn signed(&self) -> bool {
+    pub(crate) fn signed(&self) -> bool {
         self.credentials.is_some()
     }
 
     /// The endpoint requests go to, for messages.
-    pub fn endpoint(&self) -> &str {
+    pub(crate) fn endpoint(&self) -> &str {
         self.endpoint.as_str()
     }
 
@@ -181,7 +181,7 @@ impl Store {
     }
 
     /// The request for `op` on `url` (`s3://BUCKET/KEY`), signed now.
-    pub fn sign(&self, url: &Source, op: Op<'_>) -> Result<Signed, Fault> {
+    pub(crate) fn sign(&self, url: &Source, op: Op<'_>) -> Result<Signed, Fault> {
         let (bucket, key) = url
             .s3_object()
             .filter(|(_, key)| !key.is_empty())
@@ -277,7 +277,7 @@ fn read_profile(path: &str, profile: &str, config: bool) -> Result<Option<HashMa
 /// `<Message>`, and for clock skew `<RequestTime>` / `<ServerTime>`). `anonymous` tells
 /// that the request was not signed (no credentials were found); `generic` is the class
 /// of the bare status, for codes with no class of their own.
-pub fn error_fault(status: u16, body: &str, anonymous: bool, generic: Class) -> Fault {
+pub(crate) fn error_fault(status: u16, body: &str, anonymous: bool, generic: Class) -> Fault {
     let code = element(body, "Code").unwrap_or_default();
     let message = element(body, "Message").map(|m| printable(&m)).unwrap_or_default();
     let said = if code.is_empty() {
@@ -313,17 +313,17 @@ pub fn error_fault(status: u16, body: &str, anonymous: bool, generic: Class) -> 
 }
 
 /// The upload id in the answer to [`Op::Create`].
-pub fn upload_id(xml: &str) -> Result<String, Fault> {
+pub(crate) fn upload_id(xml: &str) -> Result<String, Fault> {
     CreateMultipartUpload::parse_response(xml).map(|r| r.upload_id().to_owned()).map_err(|e| {
         Fault::new(Class::BadResponse, format!("the store's answer to starting an upload is not S3 XML: {e}"))
     })
 }
 
 /// One part the store already has: number, ETag, size.
-pub type Part = (u16, String, u64);
+pub(crate) type Part = (u16, String, u64);
 
 /// The parts in an answer to [`Op::ListParts`], and the marker of the next page.
-pub fn parts(xml: &str) -> Result<(Vec<Part>, Option<u16>), Fault> {
+pub(crate) fn parts(xml: &str) -> Result<(Vec<Part>, Option<u16>), Fault> {
     let listed = ListParts::parse_response(xml).map_err(|e| {
         Fault::new(Class::BadResponse, format!("the store's list of parts is not S3 XML: {e}"))
     })?;
@@ -332,7 +332,7 @@ pub fn parts(xml: &str) -> Result<(Vec<Part>, Option<u16>), Fault> {
 }
 
 /// The text of the first `<name>…</name>` in `xml` (the S3 error format is flat).
-pub fn element(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn element(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let start = xml.find(&open)? + open.len();
     let end = start + xml[start..].find(&format!("</{name}>"))?;

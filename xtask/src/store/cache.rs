@@ -18,17 +18,17 @@ use crate::store::lock::LOCK_DIR;
 use crate::store::stamp::Fingerprint;
 
 /// Overrides the default cache folder; `--cache-dir` overrides this.
-pub const CACHE_ENV: &str = "XTASK_MODELS_CACHE_DIR";
+pub(crate) const CACHE_ENV: &str = "XTASK_MODELS_CACHE_DIR";
 const TOOL_DIR: &str = "xtask-models";
 
 #[derive(Clone, Debug)]
-pub struct Cache {
+pub(crate) struct Cache {
     pub root: Utf8PathBuf,
 }
 
 /// What the cache holds for a pin.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum Entry {
     Missing,
     /// Present and known to match the pin.
     Good,
@@ -46,7 +46,7 @@ pub enum Entry {
 impl Cache {
     /// `$XTASK_MODELS_CACHE_DIR`, else `$XDG_CACHE_HOME/xtask-models`, else
     /// `~/.cache/xtask-models`.
-    pub fn default_root() -> Option<Utf8PathBuf> {
+    pub(crate) fn default_root() -> Option<Utf8PathBuf> {
         let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Utf8PathBuf::from);
         if let Some(dir) = var(CACHE_ENV) {
             return Some(dir);
@@ -57,16 +57,16 @@ impl Cache {
         var("HOME").map(|home| home.join(".cache").join(TOOL_DIR))
     }
 
-    pub fn entry(&self, sha256: &str) -> Utf8PathBuf {
+    pub(crate) fn entry(&self, sha256: &str) -> Utf8PathBuf {
         self.root.join("sha256").join(sha256)
     }
 
     /// Where a download into the cache collects its bytes.
-    pub fn partial(&self, sha256: &str) -> Utf8PathBuf {
+    pub(crate) fn partial(&self, sha256: &str) -> Utf8PathBuf {
         self.root.join("partial").join(format!("{sha256}{PARTIAL_SUFFIX}"))
     }
 
-    pub fn lock(&self, sha256: &str) -> Utf8PathBuf {
+    pub(crate) fn lock(&self, sha256: &str) -> Utf8PathBuf {
         self.root.join(LOCK_DIR).join(format!("{sha256}.lock"))
     }
 
@@ -76,7 +76,7 @@ impl Cache {
 
     /// Looks at the entry for the pin (`size`, `sha256`), hashing it unless its stamp
     /// vouches for it. A wrong entry is removed so it cannot be linked anywhere.
-    pub fn check(&self, size: u64, sha256: &str) -> Entry {
+    pub(crate) fn check(&self, size: u64, sha256: &str) -> Entry {
         let path = self.entry(sha256);
         let Ok(meta) = fs::metadata(&path) else {
             return Entry::Missing;
@@ -103,7 +103,7 @@ impl Cache {
     }
 
     /// Marks a freshly verified entry: read-only, and stamped so the next use is free.
-    pub fn seal(&self, sha256: &str) -> io::Result<()> {
+    pub(crate) fn seal(&self, sha256: &str) -> io::Result<()> {
         let path = self.entry(sha256);
         let mut perms = fs::metadata(&path)?.permissions();
         perms.set_readonly(true);
@@ -119,19 +119,19 @@ impl Cache {
         let _ = write_atomically(&path, fingerprint.encode().as_bytes());
     }
 
-    pub fn remove(&self, sha256: &str) {
+    pub(crate) fn remove(&self, sha256: &str) {
         let _ = fs::remove_file(self.stamp(sha256));
         let _ = fs::remove_file(self.entry(sha256));
     }
 
     /// Every entry (its sha256) with its size, sorted.
-    pub fn entries(&self) -> io::Result<Vec<(String, u64)>> {
+    pub(crate) fn entries(&self) -> io::Result<Vec<(String, u64)>> {
         let files = regular_files(&self.root.join("sha256"))?;
         Ok(files.into_iter().filter_map(|(path, size)| Some((path.file_name()?.to_owned(), size))).collect())
     }
 
     /// Partial downloads in the cache, with their sizes.
-    pub fn partials(&self) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
+    pub(crate) fn partials(&self) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
         regular_files(&self.root.join("partial"))
     }
 }

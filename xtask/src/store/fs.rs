@@ -13,11 +13,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::error::{IoContext, Result};
 
 /// Every temp file of a download ends with this, so `clean` can tell one from a stray file.
-pub const PARTIAL_SUFFIX: &str = ".part";
+pub(crate) const PARTIAL_SUFFIX: &str = ".part";
 
 /// How a file got to its destination from elsewhere on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placed {
+pub(crate) enum Placed {
     /// A copy-on-write clone (reflink): its own inode sharing the blocks, so a write to
     /// it never reaches the source or any other checkout.
     Clone,
@@ -28,7 +28,7 @@ pub enum Placed {
 
 impl Placed {
     /// `clone`, `hard-link` or `copy`, as `--json` names it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Placed::Clone => "clone",
             Placed::HardLink => "hard-link",
@@ -36,7 +36,7 @@ impl Placed {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Placed> {
+    pub(crate) fn parse(text: &str) -> Option<Placed> {
         [Placed::Clone, Placed::HardLink, Placed::Copy].into_iter().find(|p| p.as_str() == text)
     }
 }
@@ -44,7 +44,7 @@ impl Placed {
 /// `--link-mode`: how a verified file may reach a checkout. Each falls back to a copy
 /// where the filesystem cannot do it; `Auto` tries a clone, then a hard link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LinkMode {
+pub(crate) enum LinkMode {
     #[default]
     Auto,
     Clone,
@@ -53,7 +53,7 @@ pub enum LinkMode {
 }
 
 impl LinkMode {
-    pub fn parse(text: &str) -> Option<LinkMode> {
+    pub(crate) fn parse(text: &str) -> Option<LinkMode> {
         match text {
             "auto" => Some(LinkMode::Auto),
             "clone" => Some(LinkMode::Clone),
@@ -65,7 +65,7 @@ impl LinkMode {
 }
 
 /// Refuses a directory in the way (it is the user's) and creates the folders `dest` needs.
-pub fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
+pub(crate) fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
     if dest.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::IsADirectory,
@@ -82,7 +82,7 @@ pub fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
 /// allows: a clone or a hard link where the filesystem can, otherwise a synced copy;
 /// then a rename over `dest`. Returns how, and the placed file, open: its metadata is
 /// that of exactly the file put there, whatever happens at the path afterwards.
-pub fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> io::Result<(Placed, File)> {
+pub(crate) fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> io::Result<(Placed, File)> {
     prepare_destination(dest)?;
     let file_name = dest.file_name().unwrap_or("file");
     let temp = dest.with_file_name(format!("{file_name}.{}.link{PARTIAL_SUFFIX}", std::process::id()));
@@ -147,7 +147,7 @@ fn clone_file(_src: &Utf8Path, _temp: &Utf8Path) -> io::Result<File> {
 
 /// Whether two folders (or their nearest existing ancestors) sit on one filesystem, so a
 /// hard link between them can work.
-pub fn same_filesystem(a: &Utf8Path, b: &Utf8Path) -> bool {
+pub(crate) fn same_filesystem(a: &Utf8Path, b: &Utf8Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -163,7 +163,7 @@ pub fn same_filesystem(a: &Utf8Path, b: &Utf8Path) -> bool {
 
 /// Opens a file to read it as a download source, refusing anything but a regular file
 /// without blocking to find out: a FIFO would otherwise wait forever for a writer.
-pub fn open_regular(path: &Utf8Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Utf8Path) -> io::Result<File> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -188,7 +188,7 @@ pub fn open_regular(path: &Utf8Path) -> io::Result<File> {
 /// Refuses a write at `path` that would leave `root` through a symbolic link inside it
 /// (`root/sub -> /elsewhere`), naming the link. `root` itself may be a link; folders not
 /// made yet are fine (they will be real folders).
-pub fn check_inside(root: &Utf8Path, path: &Utf8Path) -> io::Result<()> {
+pub(crate) fn check_inside(root: &Utf8Path, path: &Utf8Path) -> io::Result<()> {
     let Ok(rel) = path.strip_prefix(root) else {
         return Ok(());
     };
@@ -215,7 +215,7 @@ pub fn check_inside(root: &Utf8Path, path: &Utf8Path) -> io::Result<()> {
 
 /// Replaces `path` with `bytes` so that readers see the old or the new content, never
 /// a mix (temp file, fsync, rename).
-pub fn write_atomically(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -234,7 +234,7 @@ pub fn write_atomically(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Persists a rename on filesystems that need the directory itself synced. Some
 /// filesystems refuse fsync on a directory; the rename is done either way.
-pub fn sync_parent(path: &Utf8Path) {
+pub(crate) fn sync_parent(path: &Utf8Path) {
     let parent = match path.parent() {
         Some(parent) if !parent.as_str().is_empty() => parent,
         _ => Utf8Path::new("."),
@@ -245,13 +245,13 @@ pub fn sync_parent(path: &Utf8Path) {
 }
 
 /// A file found by [`files_below`]: its path relative to the root, and its size.
-pub type Found = (Utf8PathBuf, u64);
+pub(crate) type Found = (Utf8PathBuf, u64);
 
 /// Regular files below `root` (relative path, size), and everything else, left alone:
 /// links (never followed, so a link loop cannot trap a walk), devices, and names that are
 /// not UTF-8 (named as well as they can be). Sorted by name; an unreadable folder is an
 /// error.
-pub fn files_below(root: &Utf8Path) -> Result<(Vec<Found>, Vec<Utf8PathBuf>)> {
+pub(crate) fn files_below(root: &Utf8Path) -> Result<(Vec<Found>, Vec<Utf8PathBuf>)> {
     let (mut files, mut skipped) = (Vec::new(), Vec::new());
     walk(root, root, &mut files, &mut skipped)?;
     Ok((files, skipped))

@@ -11,21 +11,21 @@ use camino::Utf8Path;
 use sha2::{Digest, Sha256};
 
 /// Large reads keep hashing at memory speed; 1 MiB is past the point of diminishing returns.
-pub const HASH_BUFFER: usize = 1 << 20;
+pub(crate) const HASH_BUFFER: usize = 1 << 20;
 
 /// Hashes every byte read through it.
-pub struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
 }
 
 impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> HashingReader<R> {
+    pub(crate) fn new(inner: R) -> HashingReader<R> {
         HashingReader { inner, hasher: Sha256::new() }
     }
 
     /// The digest of everything read so far, as lowercase hex.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         hex(&self.hasher.finalize())
     }
 }
@@ -44,7 +44,7 @@ pub fn hash_file(path: &Utf8Path) -> io::Result<String> {
 }
 
 /// The sha256 of everything `reader` gives, read in [`HASH_BUFFER`] pieces.
-pub fn hash_reader(reader: impl Read) -> io::Result<String> {
+pub(crate) fn hash_reader(reader: impl Read) -> io::Result<String> {
     let mut reader = HashingReader::new(reader);
     let mut buf = vec![0u8; HASH_BUFFER];
     loop {

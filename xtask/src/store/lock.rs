@@ -16,16 +16,16 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::error::{Error, IoContext, Result};
 
 /// The folder inside a checkpoints directory (or the cache) that holds lock files.
-pub const LOCK_DIR: &str = ".locks";
+pub(crate) const LOCK_DIR: &str = ".locks";
 
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     _file: File,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Shared,
     Exclusive,
 }
@@ -33,7 +33,7 @@ pub enum Mode {
 /// Takes the lock at `path`, calling `on_wait` once if another process holds it (to say
 /// so). Also tells whether it had to wait: after a wait, whatever the lock guards may
 /// have changed and must be looked at again.
-pub fn acquire(path: &Utf8Path, mode: Mode, on_wait: impl FnOnce()) -> Result<(Held, bool)> {
+pub(crate) fn acquire(path: &Utf8Path, mode: Mode, on_wait: impl FnOnce()) -> Result<(Held, bool)> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).at("create the lock folder", parent)?;
     }
@@ -64,7 +64,7 @@ pub fn acquire(path: &Utf8Path, mode: Mode, on_wait: impl FnOnce()) -> Result<(H
 /// Shares a checkpoints folder (or cache) with other fetch and verify processes; `clean`
 /// waits until every sharer is done. On a read-only filesystem (a container's `:ro`
 /// mount) nothing can change the folder, `clean` included: `None`, and no lock needed.
-pub fn share_folder(root: &Utf8Path, on_wait: impl FnOnce()) -> Result<Option<Held>> {
+pub(crate) fn share_folder(root: &Utf8Path, on_wait: impl FnOnce()) -> Result<Option<Held>> {
     match acquire(&folder_lock(root), Mode::Shared, on_wait) {
         Ok((held, _)) => Ok(Some(held)),
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::ReadOnlyFilesystem => Ok(None),
@@ -75,18 +75,18 @@ pub fn share_folder(root: &Utf8Path, on_wait: impl FnOnce()) -> Result<Option<He
 /// The folder-wide lock of a checkpoints directory or cache.
 /// Whether some process holds the lock at `path` right now (a lock file nobody holds is
 /// harmless: it is only a name to lock).
-pub fn is_held(path: &Utf8Path) -> bool {
+pub(crate) fn is_held(path: &Utf8Path) -> bool {
     let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else { return false };
     matches!(file.try_lock(), Err(TryLockError::WouldBlock))
 }
 
-pub fn folder_lock(root: &Utf8Path) -> Utf8PathBuf {
+pub(crate) fn folder_lock(root: &Utf8Path) -> Utf8PathBuf {
     root.join(LOCK_DIR).join("folder.lock")
 }
 
 /// The lock of one destination in a checkpoints directory, keyed by its path (not the
 /// model's name): two manifests pinning different files at one path take turns too.
-pub fn path_lock(root: &Utf8Path, rel: &Utf8Path) -> Utf8PathBuf {
+pub(crate) fn path_lock(root: &Utf8Path, rel: &Utf8Path) -> Utf8PathBuf {
     use sha2::{Digest, Sha256};
     let key = crate::store::hash::hex(&Sha256::digest(rel.as_str().as_bytes()));
     root.join(LOCK_DIR).join(format!("path-{}.lock", &key[..16]))

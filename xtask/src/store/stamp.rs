@@ -19,11 +19,11 @@ use crate::store::fs::{Placed, write_atomically};
 use crate::store::lock::{self, LOCK_DIR, Mode};
 
 /// The state file inside a checkpoints folder.
-pub const STATE_FILE: &str = ".models-state";
+pub(crate) const STATE_FILE: &str = ".models-state";
 
 /// What is compared. Cache stamps leave `ctime` out (see [`Fingerprint::without_ctime`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     pub len: u64,
     pub mtime_ns: i128,
     pub ctime_ns: i128,
@@ -34,7 +34,7 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    pub fn of(meta: &Metadata) -> Fingerprint {
+    pub(crate) fn of(meta: &Metadata) -> Fingerprint {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
@@ -61,7 +61,7 @@ impl Fingerprint {
 
     /// For cache entries: hard-linking an entry into a checkout changes its ctime and
     /// link count without touching a byte, so the cache compares neither.
-    pub fn without_ctime(self) -> Fingerprint {
+    pub(crate) fn without_ctime(self) -> Fingerprint {
         Fingerprint { ctime_ns: 0, links: 0, ..self }
     }
 
@@ -70,7 +70,7 @@ impl Fingerprint {
     /// linking the same cache entry changes the shared inode's ctime (and its link count)
     /// without touching a byte; an in-place edit that restores the mtime changes the
     /// ctime alone, and is caught.
-    pub fn matches(&self, now: &Fingerprint) -> bool {
+    pub(crate) fn matches(&self, now: &Fingerprint) -> bool {
         let relinked = self.links != 0 && self.links != now.links;
         self.len == now.len
             && self.mtime_ns == now.mtime_ns
@@ -80,12 +80,12 @@ impl Fingerprint {
     }
 
     /// `len mtime_ns ctime_ns inode device links`, on one line.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let Fingerprint { len, mtime_ns, ctime_ns, inode, device, links } = self;
         format!("{len} {mtime_ns} {ctime_ns} {inode} {device} {links}")
     }
 
-    pub fn decode(text: &str) -> Option<Fingerprint> {
+    pub(crate) fn decode(text: &str) -> Option<Fingerprint> {
         let mut parts = text.split_whitespace();
         let fingerprint = Fingerprint {
             len: parts.next()?.parse().ok()?,
@@ -103,7 +103,7 @@ impl Fingerprint {
 /// One recorded match: the sha256 a file had when it had this fingerprint, and how it
 /// reached the checkout when it came from the cache (what `status` shows).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     pub sha256: String,
     pub fingerprint: Fingerprint,
     pub placed: Option<Placed>,
@@ -111,24 +111,24 @@ pub struct Stamp {
 
 /// The stamps of one checkpoints folder, keyed by manifest path.
 #[derive(Clone, Debug, Default)]
-pub struct Stamps {
+pub(crate) struct Stamps {
     entries: BTreeMap<String, Stamp>,
 }
 
 impl Stamps {
     /// Reads the state file; anything missing or malformed is simply not trusted.
-    pub fn load(checkpoints: &Utf8Path) -> Stamps {
+    pub(crate) fn load(checkpoints: &Utf8Path) -> Stamps {
         let text = std::fs::read_to_string(checkpoints.join(STATE_FILE)).unwrap_or_default();
         Stamps { entries: parse(&text) }
     }
 
-    pub fn get(&self, rel: &str) -> Option<&Stamp> {
+    pub(crate) fn get(&self, rel: &str) -> Option<&Stamp> {
         self.entries.get(rel)
     }
 
     /// Adds `fresh` stamps to the state file. The file is re-read under its lock and
     /// rewritten atomically, so stamps written meanwhile by other processes survive.
-    pub fn record(checkpoints: &Utf8Path, fresh: Vec<(String, Stamp)>) -> Result<()> {
+    pub(crate) fn record(checkpoints: &Utf8Path, fresh: Vec<(String, Stamp)>) -> Result<()> {
         if fresh.is_empty() {
             return Ok(());
         }

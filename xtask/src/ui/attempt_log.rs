@@ -14,12 +14,12 @@ use camino::Utf8Path;
 use crate::engine::events::{Attempted, Ranged};
 use crate::error::Origin;
 
-pub struct AttemptLog {
+pub(crate) struct AttemptLog {
     file: Mutex<File>,
 }
 
 impl AttemptLog {
-    pub fn open(path: &Utf8Path) -> io::Result<AttemptLog> {
+    pub(crate) fn open(path: &Utf8Path) -> io::Result<AttemptLog> {
         if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
@@ -28,7 +28,7 @@ impl AttemptLog {
     }
 
     /// Appends one line for `a`, an attempt at `model`.
-    pub fn record(&self, model: &str, a: &Attempted<'_>) {
+    pub(crate) fn record(&self, model: &str, a: &Attempted<'_>) {
         let status = a.status.map_or_else(|| "-".to_owned(), |s| s.to_string());
         let line = format!(
             "{} model={model} url={} attempt={} status={status} resumed_from={} bytes={} duration={:.3}s class={} decision={}\n",
@@ -45,7 +45,7 @@ impl AttemptLog {
     }
 
     /// Appends one line for a request for one range of a split file.
-    pub fn record_range(&self, model: &str, origin: &Origin, r: &Ranged) {
+    pub(crate) fn record_range(&self, model: &str, origin: &Origin, r: &Ranged) {
         // A range that arrived came in a 206; a failed one has the status it failed with.
         let status = r.fault.as_ref().map_or(Some(206), |f| f.status);
         let status = status.map_or_else(|| "-".to_owned(), |s| s.to_string());
@@ -61,7 +61,7 @@ impl AttemptLog {
     }
 
     /// Appends one line naming a source that sent bytes other than the pinned file's.
-    pub fn record_differed(&self, model: &str, origin: &Origin, at: u64) {
+    pub(crate) fn record_differed(&self, model: &str, origin: &Origin, at: u64) {
         self.append(format!(
             "{} model={model} url={} class=wrong-bytes first_wrong_byte={at}\n",
             utc_timestamp(SystemTime::now()),
@@ -71,7 +71,7 @@ impl AttemptLog {
 
     /// Appends a failed model's manual-download block, each line as a `#` comment, so
     /// the log keeps what a `--verbose` run would have printed.
-    pub fn record_block(&self, model: &str, block: &str) {
+    pub(crate) fn record_block(&self, model: &str, block: &str) {
         let stamp = utc_timestamp(SystemTime::now());
         let mut text = format!("{stamp} model={model} failed; manual download:\n");
         for line in block.lines() {
@@ -98,7 +98,7 @@ fn origin_text(origin: &Origin) -> String {
 }
 
 /// `2026-11-25T14:43:24.123Z`, computed without a date crate.
-pub fn utc_timestamp(time: SystemTime) -> String {
+pub(crate) fn utc_timestamp(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

@@ -15,7 +15,7 @@ use crate::error::{Facts, Fault, Tried};
 
 /// One command's whole output.
 #[derive(Serialize)]
-pub struct Document<'a, S: Serialize, M: Serialize> {
+pub(crate) struct Document<'a, S: Serialize, M: Serialize> {
     pub command: &'static str,
     pub models: Vec<Record<'a, S>>,
     pub summary: M,
@@ -23,7 +23,7 @@ pub struct Document<'a, S: Serialize, M: Serialize> {
 
 /// One model, and what became of it.
 #[derive(Serialize)]
-pub struct Record<'a, S: Serialize> {
+pub(crate) struct Record<'a, S: Serialize> {
     pub name: &'a str,
     pub path: &'a str,
     pub group: Option<&'a str>,
@@ -34,7 +34,7 @@ pub struct Record<'a, S: Serialize> {
 }
 
 impl<'a, S: Serialize> Record<'a, S> {
-    pub fn new(model: &'a Model, state: S) -> Record<'a, S> {
+    pub(crate) fn new(model: &'a Model, state: S) -> Record<'a, S> {
         Record {
             name: &model.name,
             path: model.path.as_str(),
@@ -47,13 +47,13 @@ impl<'a, S: Serialize> Record<'a, S> {
 }
 
 /// Seconds, to the millisecond.
-pub fn seconds(elapsed: Duration) -> f64 {
+pub(crate) fn seconds(elapsed: Duration) -> f64 {
     (elapsed.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// A fault as `--json` shows it: its class, what happened, and the hint.
 #[derive(Serialize)]
-pub struct FaultRecord {
+pub(crate) struct FaultRecord {
     pub class: &'static str,
     pub message: String,
     pub hint: &'static str,
@@ -66,7 +66,7 @@ pub struct FaultRecord {
 /// [`Facts`] as `--json` writes them.
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum FactsRecord {
+pub(crate) enum FactsRecord {
     Offers { offered: u64, pinned: u64 },
     Ended { received: u64, expected: u64 },
     Hash { computed: String, pinned: String },
@@ -96,7 +96,7 @@ impl From<&Fault> for FaultRecord {
 
 /// One origin a failed model tried: a URL (redacted), or a local place.
 #[derive(Serialize)]
-pub struct TriedRecord {
+pub(crate) struct TriedRecord {
     /// The URL, redacted; `null` for a local origin.
     pub url: Option<String>,
     /// `url`, `mirror`, `cache`, `disk`, `lock` or `offline`.
@@ -121,7 +121,7 @@ impl From<&Tried> for TriedRecord {
 /// What `fetch` did with a model.
 #[derive(Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
-pub enum FetchState {
+pub(crate) enum FetchState {
     Fetched {
         url: Option<String>,
         attempts: u32,
@@ -144,7 +144,7 @@ pub enum FetchState {
 }
 
 #[derive(Serialize)]
-pub struct FetchSummary {
+pub(crate) struct FetchSummary {
     pub fetched: usize,
     pub from_cache: usize,
     pub present: usize,
@@ -155,7 +155,7 @@ pub struct FetchSummary {
 
 /// What `verify` found.
 #[derive(Serialize)]
-pub struct VerifyState {
+pub(crate) struct VerifyState {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actual_size: Option<u64>,
@@ -180,7 +180,7 @@ impl From<&LocalState> for VerifyState {
 }
 
 #[derive(Serialize)]
-pub struct VerifySummary {
+pub(crate) struct VerifySummary {
     pub verified: usize,
     pub ok: usize,
     pub failed: usize,
@@ -188,7 +188,7 @@ pub struct VerifySummary {
 
 /// What `status` can tell without reading a file.
 #[derive(Serialize)]
-pub struct StatusState {
+pub(crate) struct StatusState {
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partial_bytes: Option<u64>,
@@ -200,7 +200,7 @@ pub struct StatusState {
 }
 
 #[derive(Serialize)]
-pub struct StatusSummary {
+pub(crate) struct StatusSummary {
     pub models: usize,
     pub ok: usize,
     pub bytes_present: u64,

@@ -10,14 +10,14 @@ use std::sync::Mutex;
 static FAILED: Mutex<Option<io::Error>> = Mutex::new(None);
 
 /// Writes one line to stdout.
-pub fn line(text: &str) {
+pub(crate) fn line(text: &str) {
     let mut out = io::stdout().lock();
     let written = writeln!(out, "{text}").and_then(|()| out.flush());
     remember(written);
 }
 
 /// Writes `document` as one JSON line to stdout.
-pub fn json<T: serde::Serialize>(document: &T) {
+pub(crate) fn json<T: serde::Serialize>(document: &T) {
     let mut out = io::stdout().lock();
     let written = serde_json::to_writer(&mut out, document)
         .map_err(io::Error::other)
@@ -39,6 +39,6 @@ fn remember(written: io::Result<()>) {
 }
 
 /// The stdout failure to report, if any (taken once).
-pub fn take_failure() -> Option<io::Error> {
+pub(crate) fn take_failure() -> Option<io::Error> {
     FAILED.lock().ok().and_then(|mut failed| failed.take())
 }

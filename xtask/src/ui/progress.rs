@@ -14,16 +14,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::text::{human_bytes, rate};
 
 /// How often a plain-line transfer reports while it runs.
-pub const LINE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const LINE_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Bars,
     Lines,
     Quiet,
 }
 
-pub struct Reporter {
+pub(crate) struct Reporter {
     mode: Mode,
     bars: Option<MultiProgress>,
     /// All bytes of this run, below the per-file bars.
@@ -32,7 +32,7 @@ pub struct Reporter {
 
 impl Reporter {
     /// Bars on a terminal, plain lines elsewhere, errors only with `quiet`.
-    pub fn for_stderr(quiet: bool) -> Reporter {
+    pub(crate) fn for_stderr(quiet: bool) -> Reporter {
         let mode = match (quiet, std::io::stderr().is_terminal()) {
             (true, _) => Mode::Quiet,
             (false, true) => Mode::Bars,
@@ -41,14 +41,14 @@ impl Reporter {
         Reporter::new(mode)
     }
 
-    pub fn new(mode: Mode) -> Reporter {
+    pub(crate) fn new(mode: Mode) -> Reporter {
         let bars =
             (mode == Mode::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Reporter { mode, bars, total: OnceLock::new() }
     }
 
     /// Adds a bar for the whole run (terminal only) of `bytes` to download.
-    pub fn start_total(&self, bytes: u64) {
+    pub(crate) fn start_total(&self, bytes: u64) {
         let Some(bars) = &self.bars else { return };
         let bar = bars.add(ProgressBar::new(bytes));
         bar.set_style(bar_style());
@@ -56,32 +56,32 @@ impl Reporter {
         let _ = self.total.set(bar);
     }
 
-    pub fn finish_total(&self) {
+    pub(crate) fn finish_total(&self) {
         if let Some(bar) = self.total.get() {
             bar.finish_and_clear();
         }
     }
 
-    pub fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         self.mode == Mode::Quiet
     }
 
     /// Routine news (a model already present, a file installed); hidden by `--quiet`.
-    pub fn note(&self, message: &str) {
+    pub(crate) fn note(&self, message: &str) {
         if self.mode != Mode::Quiet {
             self.println(message);
         }
     }
 
     /// Something went wrong but work goes on (a retry); hidden by `--quiet`.
-    pub fn warn(&self, message: &str) {
+    pub(crate) fn warn(&self, message: &str) {
         if self.mode != Mode::Quiet {
             self.println(&format!("warning: {message}"));
         }
     }
 
     /// Always shown.
-    pub fn error(&self, message: &str) {
+    pub(crate) fn error(&self, message: &str) {
         self.println(message);
     }
 
@@ -99,7 +99,7 @@ impl Reporter {
     }
 
     /// Starts reporting one file's transfer of `total` bytes.
-    pub fn transfer(&self, name: &str, total: u64) -> Transfer<'_> {
+    pub(crate) fn transfer(&self, name: &str, total: u64) -> Transfer<'_> {
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.add(ProgressBar::new(total));
             bar.set_style(bar_style());
@@ -122,7 +122,7 @@ fn bar_style() -> ProgressStyle {
 
 /// Progress of one file. Bytes are counted as they are written, in the same pass that
 /// hashes them.
-pub struct Transfer<'r> {
+pub(crate) struct Transfer<'r> {
     reporter: &'r Reporter,
     name: String,
     total: u64,
@@ -134,7 +134,7 @@ pub struct Transfer<'r> {
 
 impl Transfer<'_> {
     /// A new attempt continues from `position` bytes (0: from the start).
-    pub fn restart(&mut self, position: u64, source: &str) {
+    pub(crate) fn restart(&mut self, position: u64, source: &str) {
         if let Some(total) = self.reporter.total.get() {
             // Bytes thrown away by this restart no longer count towards the run.
             total.set_position(total.position().saturating_sub(self.done.saturating_sub(position)));
@@ -159,7 +159,7 @@ impl Transfer<'_> {
         }
     }
 
-    pub fn advance(&mut self, bytes: u64) {
+    pub(crate) fn advance(&mut self, bytes: u64) {
         self.done += bytes;
         if let Some(total) = self.reporter.total.get() {
             total.inc(bytes);

@@ -19,14 +19,14 @@ use crate::source::Source;
 mod rules;
 
 use rules::unknown_key_help;
-pub use rules::{line_column, model_url, path_problem};
+pub(crate) use rules::{line_column, model_url, path_problem};
 
 /// The largest `size` a pin may have: 1 PiB is past any checkpoint, and keeps every sum
 /// of sizes far from overflowing.
-pub const MAX_SIZE: u64 = 1 << 50;
+pub(crate) const MAX_SIZE: u64 = 1 << 50;
 
 /// Keys a `[[model]]` table may hold, in the order the docs list them.
-pub const MODEL_KEYS: &[&str] = &["name", "path", "size", "sha256", "urls", "group", "optional"];
+pub(crate) const MODEL_KEYS: &[&str] = &["name", "path", "size", "sha256", "urls", "group", "optional"];
 const TOP_LEVEL_KEYS: &[&str] = &["model"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use crate::source::{BadSource, Kind, Source};
 
 /// The longest file name a path may end in, in bytes: filesystems allow 255, and the
 /// tool's temp files add a suffix of up to 24 (`.<pin>.part`, `.<pid>.link.part`).
-pub const MAX_FILE_NAME: usize = 255 - 24;
+pub(super) const MAX_FILE_NAME: usize = 255 - 24;
 
 /// Names the tool keeps its own files under, in the checkpoints folder: the lock
 /// folder, the stamps file, and the endings of partial downloads and temp files.
@@ -15,7 +15,7 @@ const RESERVED_FILE: &str = ".models-state";
 const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".part-ranges", ".tmp"];
 
 /// Why a manifest path could escape or clash with the checkpoints directory, if it could.
-pub fn path_problem(path: &str) -> Option<&'static str> {
+pub(crate) fn path_problem(path: &str) -> Option<&'static str> {
     if path.is_empty() {
         return Some("is empty");
     }
@@ -68,7 +68,7 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
 }
 
 /// A model's URL: http(s) or `file://` (an S3 object is a mirror's, never a pin's).
-pub fn model_url(text: &str) -> Result<Source, BadSource> {
+pub(crate) fn model_url(text: &str) -> Result<Source, BadSource> {
     let source = Source::parse(text)?;
     match source.kind() {
         Kind::Http | Kind::File => Ok(source),
@@ -107,7 +107,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;

@@ -30,7 +30,7 @@ pub(super) struct Connection<'c, 't> {
 
 impl Connection<'_, '_> {
     /// Fetches pieces until none is left to claim, or this connection is shed.
-    pub fn work(mut self, mut body: Option<Box<dyn Read + Send>>) {
+    pub(super) fn work(mut self, mut body: Option<Box<dyn Read + Send>>) {
         let (t, board) = (self.t, self.board);
         let mut failures = 0u32;
         'claims: loop {

@@ -50,12 +50,12 @@ use crate::source::Source;
 use crate::store::hash::{HASH_BUFFER, hex};
 
 use connection::{Connection, read_exact_at};
-pub use pieces::{Piece, Span, audit_pieces, frontier, split};
-pub use sidecar::{load_sidecar, sidecar_path, write_sidecar};
+pub(crate) use pieces::{Piece, Span, audit_pieces, frontier, split};
+pub(crate) use sidecar::{load_sidecar, sidecar_path, write_sidecar};
 
 /// Files smaller than this go over one connection: splitting costs a request per piece,
 /// and below this size one loopback or LAN connection already ends in well under a second.
-pub const SEGMENT_THRESHOLD: u64 = 32 << 20;
+pub(crate) const SEGMENT_THRESHOLD: u64 = 32 << 20;
 /// A piece is split only when both halves get at least this much.
 const MIN_SPLIT: u64 = 2 << 20;
 /// How often the sidecar is rewritten while bytes flow.
@@ -120,7 +120,7 @@ impl Board<'_> {
 }
 
 /// What a segmented transfer needs from its caller.
-pub struct Transfer<'a> {
+pub(crate) struct Transfer<'a> {
     pub net: &'a Net,
     /// Where pieces come from. The first is the URL the file was probed at, whose
     /// validator is known; the others serve the same pinned bytes, maybe.
@@ -142,7 +142,7 @@ pub struct Transfer<'a> {
 
 /// What the transfer did: bytes that came over the network, the file's digest, which
 /// source wrote which bytes, and the sources an audit found wrong (with the first byte).
-pub struct Done {
+pub(crate) struct Done {
     pub received: u64,
     pub sha256: String,
     pub spans: Vec<Span>,
@@ -150,7 +150,7 @@ pub struct Done {
 }
 
 /// Messages from the workers to the caller's thread, which owns the event listener.
-pub enum Note {
+pub(crate) enum Note {
     Bytes(u64),
     /// A piece's request failed; the worker retries, or leaves the piece to others.
     Retrying {
@@ -164,7 +164,7 @@ pub enum Note {
 
 /// One request for `[start, end)` of the file from a source, as the log records it.
 #[derive(Debug)]
-pub struct Ranged {
+pub(crate) struct Ranged {
     pub source: usize,
     pub start: u64,
     pub end: u64,
@@ -176,7 +176,7 @@ pub struct Ranged {
 /// Fetches the pieces of `file` (the pre-sized temp file) that are not done yet, the
 /// first one's body already open in `first` when this is a fresh start. `notes` is
 /// called on the caller's thread with progress. Returns the digest of the whole file.
-pub fn run(
+pub(crate) fn run(
     t: &Transfer<'_>,
     file: &File,
     pieces: Vec<Piece>,

@@ -5,7 +5,7 @@ use crate::engine::segments::MIN_SPLIT;
 
 /// One piece of the file: `[start, end)`, done up to `next`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Piece {
+pub(crate) struct Piece {
     pub start: u64,
     pub next: u64,
     pub end: u64,
@@ -20,12 +20,12 @@ impl Piece {
     }
 
     /// `[start, end)` done already.
-    pub fn done(start: u64, end: u64) -> Piece {
+    pub(crate) fn done(start: u64, end: u64) -> Piece {
         Piece { next: end, ..Piece::new(start, end) }
     }
 
     /// `[start, end)` to fetch again, comparing it with the bytes `source` left there.
-    pub fn audit(start: u64, end: u64, source: usize) -> Piece {
+    pub(crate) fn audit(start: u64, end: u64, source: usize) -> Piece {
         Piece { audit: Some(source), ..Piece::new(start, end) }
     }
 
@@ -35,13 +35,13 @@ impl Piece {
 }
 
 /// `size` split into `count` pieces of nearly equal length.
-pub fn split(size: u64, count: usize) -> Vec<Piece> {
+pub(crate) fn split(size: u64, count: usize) -> Vec<Piece> {
     let count = (count.max(1) as u64).min(size.div_ceil(MIN_SPLIT).max(1));
     (0..count).map(|i| Piece::new(size * i / count, size * (i + 1) / count)).collect()
 }
 
 /// The end of the contiguous done prefix: what may be hashed.
-pub fn frontier(pieces: &[Piece]) -> u64 {
+pub(crate) fn frontier(pieces: &[Piece]) -> u64 {
     let mut sorted: Vec<&Piece> = pieces.iter().collect();
     sorted.sort_by_key(|p| p.start);
     let mut frontier = 0;
@@ -80,7 +80,7 @@ pub(super) fn claim(pieces: &mut Vec<Piece>, worker: usize) -> Option<usize> {
 /// Bytes `[start, end)` of the file, written from source `source` (an index into
 /// [`Transfer::urls`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     pub start: u64,
     pub end: u64,
     pub source: usize,
@@ -88,7 +88,7 @@ pub struct Span {
 
 /// The pieces that fetch every span not from source 0 again from it, with an audit; the
 /// rest (source 0's spans, and bytes of unknown source, from a resumed sidecar) is done.
-pub fn audit_pieces(spans: &[Span], size: u64) -> Vec<Piece> {
+pub(crate) fn audit_pieces(spans: &[Span], size: u64) -> Vec<Piece> {
     let mut others: Vec<&Span> = spans.iter().filter(|s| s.source != 0 && s.end > s.start).collect();
     others.sort_by_key(|s| s.start);
     let mut pieces = Vec::new();

@@ -10,12 +10,12 @@ use crate::engine::segments::pieces::Piece;
 use crate::store::fs::write_atomically;
 
 /// Where the pieces are recorded for a resume after a kill.
-pub fn sidecar_path(partial: &Utf8Path) -> Utf8PathBuf {
+pub(crate) fn sidecar_path(partial: &Utf8Path) -> Utf8PathBuf {
     partial.with_extension("part-ranges")
 }
 
 /// The pieces a killed run left, if the sidecar is for this URL, validator and size.
-pub fn load_sidecar(partial: &Utf8Path, url_key: &str, size: u64) -> Option<(String, Vec<Piece>)> {
+pub(crate) fn load_sidecar(partial: &Utf8Path, url_key: &str, size: u64) -> Option<(String, Vec<Piece>)> {
     let text = std::fs::read_to_string(sidecar_path(partial)).ok()?;
     let mut lines = text.lines();
     // The validator is the rest of the line: a date is several words.
@@ -51,7 +51,7 @@ pub fn load_sidecar(partial: &Utf8Path, url_key: &str, size: u64) -> Option<(Str
 }
 
 /// Records the pieces for a resume after a kill (atomically: old or new, never a mix).
-pub fn write_sidecar(partial: &Utf8Path, url_key: &str, size: u64, validator: &str, pieces: &[Piece]) {
+pub(crate) fn write_sidecar(partial: &Utf8Path, url_key: &str, size: u64, validator: &str, pieces: &[Piece]) {
     let mut text = format!("xtask-ranges-1 {url_key} {size} {validator}\n");
     for p in pieces {
         text.push_str(&format!("{} {} {}\n", p.start, p.next, p.end));

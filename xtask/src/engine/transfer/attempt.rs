@@ -22,7 +22,7 @@ use crate::source::Source;
 
 /// What one attempt did, for the log and the retry budget.
 #[derive(Default)]
-pub struct Stats {
+pub(super) struct Stats {
     pub resumed_from: u64,
     pub received: u64,
     pub status: Option<u16>,
@@ -33,7 +33,7 @@ pub struct Stats {
 }
 
 /// An attempt's stats, and the checked temp file or the fault that ended it.
-pub struct Outcome {
+pub(super) struct Outcome {
     pub stats: Stats,
     pub result: Result<Checked, Fault>,
 }
@@ -57,7 +57,7 @@ struct Start<'x> {
 
 /// What every attempt sends and receives through: the client, the settings, the
 /// per-host ceiling and the shared rate cap.
-pub struct Wire {
+pub(super) struct Wire {
     pub net: Net,
     pub settings: Settings,
     /// Extra connections open per host right now (beyond each file's first).
@@ -68,7 +68,7 @@ pub struct Wire {
 
 impl Wire {
     /// One attempt: continue the temp file from `origin`, then check it whole.
-    pub fn attempt(
+    pub(super) fn attempt(
         &self,
         job: &Job<'_>,
         origin: &Origin,

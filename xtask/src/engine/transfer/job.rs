@@ -11,18 +11,18 @@ use crate::error::{Fault, Origin, Tried};
 use crate::store::stamp::Fingerprint;
 
 /// Connections per large file when `--connections` is not given.
-pub const DEFAULT_CONNECTIONS: usize = 8;
+pub(crate) const DEFAULT_CONNECTIONS: usize = 8;
 /// Connections to one host at most, whatever `--jobs` × `--connections` asks for.
-pub const DEFAULT_HOST_CEILING: usize = 16;
+pub(super) const DEFAULT_HOST_CEILING: usize = 16;
 /// Seconds allowed for connecting and for any stall between reads.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+pub(crate) const DEFAULT_TIMEOUT_SECS: u64 = 60;
 /// Further attempts per source after a transient fault.
-pub const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_RETRIES: u32 = 3;
 /// The first backoff, in milliseconds.
-pub const DEFAULT_BACKOFF_MS: u64 = 500;
+pub(crate) const DEFAULT_BACKOFF_MS: u64 = 500;
 
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Bounds connecting and any stall between reads, never a whole transfer.
     pub timeout: Duration,
     /// Further attempts per source after a transient fault.
@@ -55,7 +55,7 @@ impl Default for Settings {
 
 /// What the bytes must turn out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expect<'m> {
+pub(crate) enum Expect<'m> {
     /// The pin: exactly this size and sha256, or nothing is installed.
     Pinned { size: u64, sha256: &'m str },
     /// `--skip-checks`: whatever arrives is installed unchecked, cut at the pinned size.
@@ -66,7 +66,7 @@ pub enum Expect<'m> {
 
 impl<'m> Expect<'m> {
     /// The pin of `model`, or no checks with `skip_checks`.
-    pub fn of(model: &'m Model, skip_checks: bool) -> Expect<'m> {
+    pub(crate) fn of(model: &'m Model, skip_checks: bool) -> Expect<'m> {
         if skip_checks {
             Expect::Unchecked { size: model.size }
         } else {
@@ -75,7 +75,7 @@ impl<'m> Expect<'m> {
     }
 
     /// The size the bytes will have, when known before they arrive.
-    pub fn size(&self) -> Option<u64> {
+    pub(crate) fn size(&self) -> Option<u64> {
         match *self {
             Expect::Pinned { size, .. } | Expect::Unchecked { size } => Some(size),
             Expect::Unknown { .. } => None,
@@ -103,7 +103,7 @@ impl<'m> Expect<'m> {
 /// One download: the sources to try, where bytes collect, and where the checked file is
 /// renamed to (the destination, or a cache entry).
 #[derive(Clone, Debug)]
-pub struct Job<'m> {
+pub(crate) struct Job<'m> {
     /// The model's name, for messages.
     pub name: &'m str,
     pub expect: Expect<'m>,
@@ -115,7 +115,7 @@ pub struct Job<'m> {
 
 /// A model that arrived, matched its pin and was installed.
 #[derive(Debug)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub origin: Origin,
     /// The sha256 of what was installed (the pin's, unless checks were skipped).
     pub sha256: String,
@@ -134,15 +134,15 @@ pub struct Fetched {
 
 /// Every source of a model failed; the last fault of each source tried, in order.
 #[derive(Debug)]
-pub struct Failed {
+pub(crate) struct Failed {
     pub tried: Vec<Tried>,
 }
 
 impl Failed {
-    pub fn at(origin: Origin, fault: Fault) -> Failed {
+    pub(crate) fn at(origin: Origin, fault: Fault) -> Failed {
         Failed { tried: vec![Tried { origin, fault }] }
     }
 }
 
 /// The listener a download reports to.
-pub type Listener<'l> = dyn FnMut(Event<'_>) + 'l;
+pub(crate) type Listener<'l> = dyn FnMut(Event<'_>) + 'l;

@@ -39,18 +39,18 @@ use crate::net::proxy::ProxyEnv;
 use crate::store::stamp::Fingerprint;
 
 use attempt::Wire;
-pub use job::{
+pub(crate) use job::{
     DEFAULT_BACKOFF_MS, DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Expect, Failed, Fetched,
     Job, Listener, Settings,
 };
 
 /// An attempt that moved at least this many bytes restores the retry budget.
-pub const REAL_PROGRESS: u64 = 1 << 20;
+pub(crate) const REAL_PROGRESS: u64 = 1 << 20;
 /// However much progress attempts make, one source gets at most this many times the
 /// normal number of attempts, so a server that stalls every few megabytes still ends.
 const ATTEMPT_CAP_FACTOR: u32 = 5;
 
-pub struct Downloader {
+pub(crate) struct Downloader {
     /// What every attempt sends and receives through.
     wire: Wire,
     /// Hosts that could not be resolved or reached in this run, with the fault: a
@@ -88,7 +88,7 @@ struct Installed {
 
 /// Where an attempt stands in its source's retry budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// This attempt's number, from 1.
     pub attempt: u32,
     /// Failures since the last attempt that made real progress, this one included.
@@ -99,7 +99,7 @@ pub struct Budget {
 
 /// What follows a failed attempt: the fault's policy, within the budget. Pieces that
 /// hashed wrong (`garbled_pieces`) are fetched again on one stream from the same source.
-pub fn decide(class: Class, garbled_pieces: bool, budget: Budget) -> Decision {
+pub(crate) fn decide(class: Class, garbled_pieces: bool, budget: Budget) -> Decision {
     let cap = budget.retries.saturating_add(1).saturating_mul(ATTEMPT_CAP_FACTOR);
     match class.policy().then {
         Then::StopModel => Decision::GiveUp,
@@ -111,7 +111,7 @@ pub fn decide(class: Class, garbled_pieces: bool, budget: Budget) -> Decision {
 
 impl Downloader {
     /// A downloader for up to `jobs` files at once (the connection pool is sized to it).
-    pub fn new(settings: Settings, jobs: usize) -> Downloader {
+    pub(crate) fn new(settings: Settings, jobs: usize) -> Downloader {
         let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
         let pool = jobs.saturating_mul(settings.connections.max(1)).min(settings.host_ceiling.max(jobs));
         let net = Net::new(settings.timeout, proxies, Credentials::from_environment(), pool);
@@ -121,7 +121,7 @@ impl Downloader {
     }
 
     /// Downloads `job` into `job.target`, trying each source in turn, reporting to `events`.
-    pub fn fetch(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
+    pub(crate) fn fetch(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
         let started = Instant::now();
         let mut tried = Vec::new();
         let mut received = 0;

@@ -26,7 +26,7 @@ const MAX_INTERSTITIALS: usize = 3;
 const PAGE_LIMIT: usize = 1 << 20;
 
 /// An open body, where it starts in the file, and what its headers promised.
-pub struct Opened {
+pub(super) struct Opened {
     pub body: Box<dyn Read + Send>,
     pub start: u64,
     /// The HTTP status it came with (none for a local file).
@@ -52,7 +52,7 @@ enum Asked {
 /// `from`, or at 0 when the server ignored or refused the range. With `probe`, a fresh
 /// start asks for `bytes=0-`: a 206 tells that ranges work and gives the total size, and
 /// its body is the file from the start all the same.
-pub fn open(
+pub(super) fn open(
     net: &Net,
     expect: Expect<'_>,
     source: &Source,

@@ -18,14 +18,14 @@ use crate::store::fs::write_atomically;
 use crate::store::hash::HASH_BUFFER;
 
 /// The validator kept for `source`'s partial download, if it is for that source.
-pub fn read_validator(partial: &Utf8Path, source: &Source) -> Option<String> {
+pub(super) fn read_validator(partial: &Utf8Path, source: &Source) -> Option<String> {
     let text = std::fs::read_to_string(install::validator_path(partial)).ok()?;
     let (for_source, validator) = text.split_once('\n')?;
     (for_source == source.disk_key()).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// Keeps (or, with `None`, forgets) the validator of `source`'s partial download.
-pub fn write_validator(partial: &Utf8Path, source: &Source, validator: Option<&str>) {
+pub(super) fn write_validator(partial: &Utf8Path, source: &Source, validator: Option<&str>) {
     let path = install::validator_path(partial);
     match validator {
         Some(v) => {
@@ -39,19 +39,19 @@ pub fn write_validator(partial: &Utf8Path, source: &Source, validator: Option<&s
 
 /// Removes a partial download and every record beside it: its bytes are known to be bad
 /// (or worthless, as a file with holes no record describes).
-pub fn discard(partial: &Utf8Path) {
+pub(super) fn discard(partial: &Utf8Path) {
     install::discard_partial(partial);
     let _ = std::fs::remove_file(segments::sidecar_path(partial));
 }
 
 /// Forgets the records of a download that was installed (the partial itself was renamed).
-pub fn forget(partial: &Utf8Path) {
+pub(super) fn forget(partial: &Utf8Path) {
     let _ = std::fs::remove_file(install::validator_path(partial));
     let _ = std::fs::remove_file(segments::sidecar_path(partial));
 }
 
 /// Feeds the bytes already on disk through the hasher, so a resume checks the whole file.
-pub fn rehash_prefix(file: &mut File, len: u64, hasher: &BackgroundHasher) -> io::Result<()> {
+pub(super) fn rehash_prefix(file: &mut File, len: u64, hasher: &BackgroundHasher) -> io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     let mut left = len;
     while left > 0 {

@@ -22,7 +22,7 @@ use crate::net::headers::is_html_type;
 const FILL_BUDGET: Duration = Duration::from_millis(100);
 
 /// A temp file whose bytes matched what they must be: ready to install.
-pub struct Checked {
+pub(super) struct Checked {
     pub file: File,
     pub sha256: String,
     pub size: u64,
@@ -30,7 +30,7 @@ pub struct Checked {
 
 /// Temp file, progress and hasher, fed together. It borrows the job for what the bytes
 /// must be and where they go.
-pub struct Sink<'s, 'e, 'l> {
+pub(super) struct Sink<'s, 'e, 'l> {
     job: &'s Job<'s>,
     file: File,
     hasher: BackgroundHasher,
@@ -50,7 +50,7 @@ pub struct Sink<'s, 'e, 'l> {
 }
 
 impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
-    pub fn new(
+    pub(super) fn new(
         job: &'s Job<'s>,
         file: File,
         hasher: BackgroundHasher,
@@ -72,7 +72,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
         }
     }
 
-    pub fn pump(&mut self, body: &mut dyn Read) -> Result<(), Fault> {
+    pub(super) fn pump(&mut self, body: &mut dyn Read) -> Result<(), Fault> {
         if self.sniffed {
             self.judge_resumed()?;
         }
@@ -201,7 +201,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
 
     /// The body ended: size and hash decide whether the file may be installed. Bytes that
     /// hash wrong are discarded; a resumed file that does so gets one fresh start.
-    pub fn finish_or_discard(self, resumed_from: u64) -> Result<Checked, Fault> {
+    pub(super) fn finish_or_discard(self, resumed_from: u64) -> Result<Checked, Fault> {
         let written = self.written;
         let Some((size, sha256)) = self.job.expect.pinned() else {
             let unknown = matches!(self.job.expect, Expect::Unknown { .. });
