@@ -35,7 +35,7 @@ impl Default for FetchOptions {
     fn default() -> FetchOptions {
         let settings = Settings::default();
         FetchOptions {
-            jobs: 4,
+            jobs: crate::engine::workers::DEFAULT_JOBS,
             cache_dir: Cache::default_root(),
             mirrors: Vec::new(),
             offline: false,

@@ -7,6 +7,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Models worked on at once when `--jobs` is not given.
+pub(crate) const DEFAULT_JOBS: usize = 4;
+
 /// `f` over `items` on up to `jobs` threads; the results keep the order of `items`.
 pub(crate) fn map<T, R, F>(items: &[T], jobs: usize, f: F) -> Vec<R>
 where

@@ -1,0 +1,485 @@
+//! Each subcommand's flags, and the one call that runs it (`cmd.run(defaults)`), as
+//! rust-analyzer's xtask does: parsing and defaults here, the work in `commands`.
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Subcommand};
+
+use crate::cli::parse::{
+    LINK_MODE_ENV, OFFLINE_ENV, cache_at, mirrors, parse_link_mode, parse_seconds, parse_secs, parse_switch,
+};
+use crate::commands::{
+    Context, Defaults, Location, absolute, add, clean, doctor, fetch, hook, mirror, run as run_command,
+    status, verify,
+};
+use crate::engine::plan::{self, Selection, Trust};
+use crate::engine::transfer::{
+    DEFAULT_BACKOFF_MS, DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Settings,
+};
+use crate::engine::workers::DEFAULT_JOBS;
+use crate::error::{Error, Result};
+use crate::source::Kind;
+use crate::store::fs::LinkMode;
+
+#[derive(Args, Debug)]
+pub(super) struct Fetch {
+    #[command(flatten)]
+    select: SelectArgs,
+    #[command(flatten)]
+    transfer: TransferArgs,
+    /// Install without size and sha256 checks, and count any file present as present.
+    #[arg(long)]
+    skip_checks: bool,
+    #[command(flatten)]
+    jobs: JobsArgs,
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Print one JSON document on stdout (schema in the README).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Verify {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Check presence only.
+    #[arg(long, conflicts_with = "full")]
+    skip_checks: bool,
+    /// Hash every file, even those whose stamp says they are unchanged.
+    #[arg(long)]
+    full: bool,
+    /// Check models.toml alone (schema, duplicates, hashes, paths, URLs); touch no files.
+    #[arg(long, conflicts_with_all = ["skip_checks", "full", "models", "groups", "all"])]
+    manifest_only: bool,
+    #[command(flatten)]
+    jobs: JobsArgs,
+    /// Print one JSON document on stdout (schema in the README).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Status {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Also look for partial downloads in this cache [default: as for fetch].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<Utf8PathBuf>,
+    /// Print one JSON document on stdout (schema in the README).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Doctor {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Ask every URL of the selection (and each mirror) whether it still serves its
+    /// pin: HEAD, or a one-byte range where HEAD is refused. Nothing is downloaded.
+    #[arg(long)]
+    urls: bool,
+    /// A mirror to check too (repeatable), as `fetch --mirror` takes it.
+    #[arg(long, value_name = "DIR|URL")]
+    mirror: Vec<String>,
+    /// The cache to look at [default: as for fetch].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<Utf8PathBuf>,
+    /// URLs asked at once.
+    #[arg(long, short, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Give up on a URL that does not answer within this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_seconds)]
+    timeout: Duration,
+    /// Print one JSON document on stdout (schema in the README).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Clean {
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also remove the model files the manifest lists.
+    #[arg(long)]
+    all: bool,
+    /// Also remove files this tool did not make (refused where a .git is inside).
+    #[arg(long)]
+    unknown: bool,
+    /// Also prune the shared cache of entries this manifest does not pin.
+    #[arg(long)]
+    cache: bool,
+    /// The cache to prune [default: $XTASK_MODELS_CACHE_DIR, else ~/.cache/xtask-models].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<Utf8PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Mirror {
+    /// The mirror to fill: a directory, or s3://BUCKET/PREFIX in an S3-compatible store.
+    dir: Utf8PathBuf,
+    /// Upload to the bucket even what is there already with the right size.
+    #[arg(long)]
+    force: bool,
+    /// Cap the total upload rate to a bucket: 500K, 10M (bytes per second; K = 1024).
+    #[arg(long, value_name = "RATE", value_parser = crate::engine::retry::parse_rate)]
+    limit_rate: Option<u64>,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[command(flatten)]
+    jobs: JobsArgs,
+    /// Take files from this cache too [default: as for fetch].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<Utf8PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Add {
+    /// Where to download it from.
+    url: String,
+    /// A further URL for the same file, tried in order (repeatable).
+    #[arg(long = "url", value_name = "URL")]
+    more_urls: Vec<String>,
+    /// The model's name [default: the URL's file name without its extension].
+    #[arg(long)]
+    name: Option<String>,
+    /// Where it goes, relative to the checkpoints directory [default: the URL's file name].
+    #[arg(long)]
+    path: Option<String>,
+    #[arg(long, value_name = "G")]
+    group: Option<String>,
+    /// Fetch it only when selected.
+    #[arg(long)]
+    optional: bool,
+    /// Refuse the download unless it has this sha256.
+    #[arg(long, value_name = "HEX")]
+    sha256: Option<String>,
+    /// Print the entry instead of writing it to models.toml; the file is not kept.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop a download that grows past this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = add::DEFAULT_MAX_SIZE)]
+    max_size: u64,
+    #[command(flatten)]
+    transfer: TransferArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Run {
+    #[command(flatten)]
+    select: SelectArgs,
+    #[command(flatten)]
+    transfer: TransferArgs,
+    #[command(flatten)]
+    jobs: JobsArgs,
+    #[command(flatten)]
+    sources: SourceArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct Hook {
+    #[command(subcommand)]
+    action: HookAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum HookAction {
+    /// Write the hook (keeping any lines of an existing pre-commit hook).
+    Install {
+        /// How the hook runs this tool.
+        #[arg(long, default_value = "cargo xtask", hide = true)]
+        command: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Remove exactly what `install` wrote.
+    Uninstall {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct TransferArgs {
+    /// Seconds allowed for connecting and for any stall between reads (not a total limit).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS as f64, value_parser = parse_secs)]
+    timeout: f64,
+    /// Further attempts per URL after a transient fault (timeouts, resets, 429, 5xx).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES, value_parser = clap::value_parser!(u32).range(0..=100))]
+    retries: u32,
+    /// First retry delay in milliseconds; doubles per retry (tests shorten it).
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_BACKOFF_MS, hide = true)]
+    backoff_ms: u64,
+    /// Connections one large file (32 MiB or more, from a server that takes ranges) is
+    /// fetched over. Raise it where each connection is capped (CDNs, university
+    /// mirrors); 1 turns splitting off. One host gets 16 connections at most, over all
+    /// `--jobs`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: u16,
+    /// Cap the total download rate, over all files and connections: 500K, 10M, 1.5M
+    /// (bytes per second; K = 1024). Be polite on a shared link.
+    #[arg(long, value_name = "RATE", value_parser = crate::engine::retry::parse_rate)]
+    limit_rate: Option<u64>,
+}
+
+impl TransferArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            timeout: Duration::from_secs_f64(self.timeout),
+            retries: self.retries,
+            backoff: Duration::from_millis(self.backoff_ms),
+            connections: self.connections.into(),
+            limit_rate: self.limit_rate,
+            ..Settings::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct JobsArgs {
+    /// How many files to work on at once (1: one after another). Raise it for many small
+    /// files behind a slow or distant server; large files use `--connections` instead.
+    #[arg(long, short, value_name = "N", default_value_t = DEFAULT_JOBS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+}
+
+#[derive(Args, Debug)]
+struct SourceArgs {
+    /// The shared download cache [default: $XTASK_MODELS_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/xtask-models, else ~/.cache/xtask-models].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<Utf8PathBuf>,
+    /// Download straight into the checkpoints directory, without the shared cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Try this mirror first (repeatable): an http(s):// or file:// URL or a directory
+    /// holding sha256/<hex> files. Also read from $XTASK_MODELS_MIRRORS (space-separated).
+    #[arg(long, value_name = "URL")]
+    mirror: Vec<String>,
+    /// Make no network request: use only the cache, file:// URLs and directory mirrors.
+    #[arg(long, env = OFFLINE_ENV, num_args = 0, default_missing_value = "1", value_parser = parse_switch)]
+    offline: bool,
+    /// How files reach the checkout from the cache. clone: a copy-on-write reflink (btrfs,
+    /// XFS), its own file; hardlink: the cache's own inode, so a write through one
+    /// checkout changes the cache and every other checkout; copy: a full copy. auto:
+    /// clone, else hardlink, else copy. Where the filesystem cannot do what is asked, a copy.
+    #[arg(long, value_name = "MODE", env = LINK_MODE_ENV, default_value = "auto", value_parser = parse_link_mode)]
+    link_mode: LinkMode,
+}
+
+#[derive(Args, Debug)]
+struct SelectArgs {
+    /// Select this model (repeatable). Without --model/--group: every non-optional model.
+    #[arg(long = "model", value_name = "NAME")]
+    models: Vec<String>,
+    /// Select every model of this group (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    groups: Vec<String>,
+    /// Select every model, optional ones included.
+    #[arg(long, conflicts_with_all = ["models", "groups"])]
+    all: bool,
+}
+
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// The manifest [default: models.toml at the workspace root].
+    #[arg(long, value_name = "PATH")]
+    manifest: Option<Utf8PathBuf>,
+    /// Where model files live [default: checkpoints/ at the workspace root].
+    #[arg(long, value_name = "DIR")]
+    checkpoints_dir: Option<Utf8PathBuf>,
+    /// Append a timestamped record of every download attempt to FILE.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<Utf8PathBuf>,
+    /// Print only errors and the final summary.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print every source given up on as it happens, and each failed model's full
+    /// manual-download instructions (a run with several failures otherwise groups them
+    /// by cause, one line per model).
+    #[arg(long, short, conflicts_with = "quiet")]
+    verbose: bool,
+}
+
+impl CommonArgs {
+    fn location(&self, json: bool) -> Location {
+        Location {
+            manifest: self.manifest.clone(),
+            checkpoints: self.checkpoints_dir.clone(),
+            log_file: self.log_file.clone(),
+            quiet: self.quiet,
+            verbose: self.verbose,
+            json,
+            stdout_taken: false,
+        }
+    }
+}
+
+/// Fetch options from the command line and the environment.
+fn fetch_options(
+    cx: &Context,
+    settings: Settings,
+    skip_checks: bool,
+    jobs: &JobsArgs,
+    sources: SourceArgs,
+) -> Result<fetch::Options> {
+    let mirrors = mirrors(sources.mirror)?;
+    // Unchecked bytes must never enter a store named by their pinned hash.
+    let cache =
+        if sources.no_cache || skip_checks { None } else { cache_at(sources.cache_dir, &cx.reporter) };
+    let (offline, link_mode) = (sources.offline, sources.link_mode);
+    Ok(fetch::Options { settings, skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline, link_mode })
+}
+
+impl From<SelectArgs> for Selection {
+    fn from(args: SelectArgs) -> Selection {
+        Selection { models: args.models, groups: args.groups, all: args.all }
+    }
+}
+
+impl Fetch {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        let cx = Context::open(defaults, &self.common.location(self.json))?;
+        let options =
+            fetch_options(&cx, self.transfer.settings(), self.skip_checks, &self.jobs, self.sources)?;
+        Ok(fetch::run(&cx, &self.select.into(), options)?.exit_code())
+    }
+}
+
+impl Run {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        // The command's output is the run's output: the tool's own goes to stderr.
+        let location = Location { stdout_taken: true, ..self.common.location(false) };
+        let cx = Context::open(defaults, &location)?;
+        let options = fetch_options(&cx, self.transfer.settings(), false, &self.jobs, self.sources)?;
+        run_command::run(&cx, &self.select.into(), options, &self.command)
+    }
+}
+
+impl Verify {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        let cx = Context::open(defaults, &self.common.location(self.json))?;
+        if self.manifest_only {
+            let optional = cx.manifest.models.iter().filter(|m| m.optional).count();
+            let count = cx.manifest.models.len();
+            cx.say(&format!("{}: ok, {count} models ({optional} optional)", cx.manifest_path));
+            return Ok(0);
+        }
+        let trust = match (self.skip_checks, self.full) {
+            (true, _) => Trust::Presence,
+            (false, true) => Trust::Hash,
+            (false, false) => Trust::Stamps,
+        };
+        Ok(verify::run(&cx, &self.select.into(), trust, self.jobs.jobs.into())?.exit_code())
+    }
+}
+
+impl Doctor {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        let cx = Context::open(defaults, &self.common.location(self.json))?;
+        let mirrors = mirrors(self.mirror)?;
+        let cache = cache_at(self.cache_dir, &cx.reporter);
+        let options = doctor::Options {
+            urls: self.urls,
+            cache,
+            mirrors,
+            jobs: self.jobs.into(),
+            timeout: self.timeout,
+        };
+        Ok(doctor::run(&cx, &self.select.into(), &options)?.exit_code())
+    }
+}
+
+impl Status {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        let cx = Context::open(defaults, &self.common.location(self.json))?;
+        let cache = cache_at(self.cache_dir, &cx.reporter);
+        Ok(status::run(&cx, &self.select.into(), cache.as_ref())?.exit_code())
+    }
+}
+
+impl Clean {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        let cx = Context::open(defaults, &self.common.location(false))?;
+        let cache = if self.cache { cache_at(self.cache_dir, &cx.reporter) } else { None };
+        let options = clean::Options { dry_run: self.dry_run, all: self.all, unknown: self.unknown, cache };
+        Ok(clean::run(&cx, &options)?.exit_code())
+    }
+}
+
+impl Mirror {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        let cx = Context::open(defaults, &self.common.location(false))?;
+        let cache = cache_at(self.cache_dir, &cx.reporter);
+        let (jobs, selection) = (self.jobs.jobs.into(), self.select.into());
+        let dir = self.dir;
+        if dir.as_str().contains("://") {
+            let url = plan::parse_mirror(dir.as_str())?;
+            if url.kind() != Kind::S3 {
+                return Err(Error::Usage(format!(
+                    "{url} cannot be written to: export to a directory or to s3://BUCKET/PREFIX"
+                )));
+            }
+            let target = mirror::Target::Bucket { url: &url, force: self.force, limit_rate: self.limit_rate };
+            return Ok(mirror::run(&cx, &selection, &target, cache.as_ref(), jobs)?.exit_code());
+        }
+        if self.force || self.limit_rate.is_some() {
+            return Err(Error::Usage("--force and --limit-rate are for s3:// mirrors only".into()));
+        }
+        let dir = absolute(&dir)?;
+        Ok(mirror::run(&cx, &selection, &mirror::Target::Folder(&dir), cache.as_ref(), jobs)?.exit_code())
+    }
+}
+
+impl Add {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        let cx = Context::open(defaults, &self.common.location(false))?;
+        let mut urls = vec![self.url];
+        urls.extend(self.more_urls);
+        let request = add::Request {
+            urls,
+            name: self.name,
+            path: self.path,
+            group: self.group,
+            optional: self.optional,
+            sha256: self.sha256,
+            dry_run: self.dry_run,
+            max_size: self.max_size,
+        };
+        Ok(add::run(&cx, request, self.transfer.settings())?.exit_code())
+    }
+}
+
+impl Hook {
+    pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
+        match self.action {
+            HookAction::Install { command, common } => {
+                Ok(hook::install(&Context::open(defaults, &common.location(false))?, &command)?.exit_code())
+            }
+            HookAction::Uninstall { common } => {
+                Ok(hook::uninstall(&Context::open(defaults, &common.location(false))?)?.exit_code())
+            }
+        }
+    }
+}
