@@ -72,7 +72,6 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
     // However large the file, it must fit where it is written.
     let free = fs4::available_space(plan::nearest_existing(&work_dir).as_std_path()).unwrap_or(u64::MAX);
     let job = Job {
-        name: &entry.name,
         expect: Expect::Unknown { max_size: request.max_size.min(free) },
         sources: entry.urls.iter().cloned().map(Origin::Url).collect(),
         partial,

@@ -1,61 +1,30 @@
 //! `models fetch`: make every selected model present and verified.
 //!
-//! The plan says which models are missing or wrong; those are provided on `--jobs`
-//! threads. Each model is locked first, so concurrent processes take turns and the
-//! second finds the file present. With the shared cache, bytes go into a
-//! content-addressed entry (locked too, so several checkouts download each file once)
-//! and the checkout gets a hard link; without it, into a temp file beside the
-//! destination. A model that cannot be provided gets a manual-download block with
-//! everything needed to place the file by hand, and the others still proceed.
+//! The plan says which models are missing or wrong; the engine's provide stage
+//! ([`crate::engine::provide`]) provides those on `--jobs` threads, and this command
+//! reports: each model as it ends, then the failures by cause and the summary. A model
+//! that cannot be provided gets a manual-download block with everything needed to place
+//! the file by hand, and the others still proceed.
 
 use std::time::{Duration, Instant};
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
 use crate::commands::{Context, Report, describe};
-use crate::engine::check::{self, LocalState};
 use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Step, Trust};
-use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings};
+pub(crate) use crate::engine::provide::Options;
+use crate::engine::provide::{Notice, Outcome, Provided, Provider, Watch};
+use crate::engine::transfer::{Downloader, Failed, Fetched, Listener};
 use crate::engine::workers;
 use crate::error::{Class, Fault, Origin, Result, Tried};
-use crate::source::Source;
-use crate::store::cache::{Cache, Entry};
-use crate::store::fs::{LinkMode, Placed, check_inside, link_or_copy, same_filesystem};
-use crate::store::lock::{self, Mode};
-use crate::store::stamp::{Stamp, Stamps};
+use crate::store::fs::{Placed, same_filesystem};
+use crate::store::lock;
+use crate::store::stamp::Stamps;
 use crate::text::{human_bytes, rate};
 use crate::ui::json::{self, Document, FaultRecord, FetchState, FetchSummary, Record, TriedRecord};
 use crate::ui::out;
-
-#[derive(Clone, Debug)]
-pub(crate) struct Options {
-    pub settings: Settings,
-    /// Install without size and sha256 checks, and count any file present as present.
-    pub skip_checks: bool,
-    /// Models provided at once.
-    pub jobs: usize,
-    /// `None` with `--no-cache` (and always with `--skip-checks`, so unchecked bytes
-    /// never enter a store named by content).
-    pub cache: Option<Cache>,
-    pub mirrors: Vec<Source>,
-    pub offline: bool,
-    /// How files reach the checkout from the cache.
-    pub link_mode: LinkMode,
-}
-
-/// How one model ended up.
-enum Outcome {
-    /// Boxed: a fetched model carries its source and what it passed, far larger than the rest.
-    Downloaded(Box<Fetched>),
-    /// From the cache, with no network request.
-    FromCache(Placed),
-    /// Another process provided it while this one waited.
-    Present,
-    /// The last fault of each origin tried.
-    Failed(Vec<Tried>),
-}
 
 pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Report> {
     if options.skip_checks {
@@ -82,24 +51,39 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
     let needed = needs.first().map_or(0, |need| need.bytes);
     let space = if options.offline { Ok(()) } else { plan::check_free_space(&needs) };
     let started = Instant::now();
-    let provided: Vec<(Outcome, Option<Stamp>)> = match space {
+    let provided: Vec<Provided<'_>> = match space {
         Ok(()) => {
             let downloader = Downloader::new(options.settings.clone(), options.jobs);
+            let provider = Provider {
+                checkpoints: &cx.checkpoints,
+                options: &options,
+                downloader: &downloader,
+                watch: cx,
+            };
             cx.reporter.start_total(needed);
-            let provided =
-                workers::map(&missing, options.jobs, |step| provide(cx, &options, &downloader, step));
+            let provided = workers::map(&missing, options.jobs, |step| {
+                let provided = provider.provide(step);
+                report_one(cx, &provided);
+                provided
+            });
             cx.reporter.finish_total();
             provided
         }
         Err((dir, message)) => {
             cx.reporter.error(&format!("error: {message}"));
             let tried = Tried { origin: Origin::Disk(dir), fault: Fault::new(Class::NoSpace, message) };
-            missing.iter().map(|_| (Outcome::Failed(vec![tried.clone()]), None)).collect()
+            let failed = || Outcome::Failed(vec![tried.clone()]);
+            let provided = missing.iter().map(|step| Provided {
+                model: step.model,
+                dest: step.dest.clone(),
+                outcome: failed(),
+                stamp: None,
+            });
+            provided.collect()
         }
     };
-    let (outcomes, fresh): (Vec<Outcome>, Vec<Option<Stamp>>) = provided.into_iter().unzip();
     let mut totals = Totals { present: present.len(), elapsed: started.elapsed(), ..Totals::default() };
-    for outcome in &outcomes {
+    for Provided { outcome, .. } in &provided {
         match outcome {
             Outcome::Downloaded(fetched) => {
                 totals.fetched += 1;
@@ -112,14 +96,13 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
     }
     // Each stamp was taken under the model's lock from the very file installed; writing
     // them only makes the next run faster, so failing to is no error.
-    let fresh =
-        missing.iter().zip(fresh).filter_map(|(step, stamp)| Some((step.model.path.to_string(), stamp?)));
+    let fresh = provided.iter().filter_map(|p| Some((p.model.path.to_string(), p.stamp.clone()?)));
     let _ = Stamps::record(&cx.checkpoints, fresh.collect());
-    report_fallbacks(cx, &missing, &outcomes);
-    report_failures(cx, &missing, &outcomes);
+    report_fallbacks(cx, &provided);
+    report_failures(cx, &provided);
     print_summary(cx, &totals, options.skip_checks);
     if cx.json {
-        out::json(&json_report(&present, &missing, &outcomes, &totals));
+        out::json(&json_report(&present, &provided, &totals));
     }
     Ok(Report { ok: totals.fetched + totals.from_cache + totals.present, failed: totals.failed })
 }
@@ -127,15 +110,14 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
 /// The `--json` document: one record per selected model, then the summary.
 fn json_report<'a>(
     present: &'a [Step<'_>],
-    missing: &'a [Step<'_>],
-    outcomes: &[Outcome],
+    provided: &[Provided<'a>],
     totals: &Totals,
 ) -> Document<'a, FetchState, FetchSummary> {
     let mut models: Vec<Record<'a, FetchState>> = present
         .iter()
         .map(|step| Record::new(step.model, FetchState::Present { checked: Some(step.state.label()) }))
         .collect();
-    for (step, outcome) in missing.iter().zip(outcomes) {
+    for Provided { model, outcome, .. } in provided {
         let state = match outcome {
             Outcome::Downloaded(f) => FetchState::Fetched {
                 url: f.origin.url().map(ToString::to_string),
@@ -150,7 +132,7 @@ fn json_report<'a>(
                 tried: tried.iter().map(TriedRecord::from).collect(),
             },
         };
-        models.push(Record::new(step.model, state));
+        models.push(Record::new(model, state));
     }
     let summary = FetchSummary {
         fetched: totals.fetched,
@@ -190,131 +172,6 @@ fn space_needed(cx: &Context, options: &Options, missing: &[Step<'_>]) -> Vec<pl
     needs
 }
 
-/// Provides one model under the lock of its destination: from the cache, or by
-/// downloading it. The stamp of what it installed is taken under that lock too.
-fn provide(
-    cx: &Context,
-    options: &Options,
-    downloader: &Downloader,
-    step: &Step<'_>,
-) -> (Outcome, Option<Stamp>) {
-    let model = step.model;
-    let fail_at =
-        |origin: Origin, fault: Fault| (fail(cx, model, &step.dest, vec![Tried { origin, fault }]), None);
-    if let Err(e) = check_inside(&cx.checkpoints, &step.dest) {
-        return fail_at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e));
-    }
-    let lock_path = lock::path_lock(&cx.checkpoints, &model.path);
-    let waiting = format!("{}: waiting for another fetch of {}", model.name, model.name);
-    let _path_lock = match lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting)) {
-        Ok((held, waited)) => {
-            // The survey is stale if another process held the lock, or created the file
-            // since: look again before downloading anything.
-            let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
-            if changed {
-                let (state, stamp) = check::inspect(model, &step.dest, options.skip_checks, None);
-                if state.is_present() {
-                    cx.reporter.note(&format!("{}: present (another process fetched it)", model.name));
-                    return (Outcome::Present, stamp);
-                }
-            }
-            held
-        }
-        Err(e) => return fail_at(Origin::Lock(lock_path), Fault::from_error(&e)),
-    };
-    let result = match &options.cache {
-        Some(cache) => through_cache(cx, options, downloader, cache, step),
-        None => {
-            let job = job(model, options, install::partial_path(&step.dest, model), step.dest.clone());
-            download(cx, downloader, &job, options.offline).map(|fetched| {
-                let stamp = fetched.fingerprint.map(|fingerprint| Stamp {
-                    sha256: fetched.sha256.clone(),
-                    fingerprint,
-                    placed: None,
-                });
-                (Outcome::Downloaded(Box::new(fetched)), stamp)
-            })
-        }
-    };
-    match result {
-        Ok((outcome, stamp)) => {
-            report_success(cx, model, &step.dest, &outcome);
-            (outcome, stamp.filter(|_| !options.skip_checks))
-        }
-        Err(failed) => (fail(cx, model, &step.dest, failed.tried), None),
-    }
-}
-
-fn through_cache(
-    cx: &Context,
-    options: &Options,
-    downloader: &Downloader,
-    cache: &Cache,
-    step: &Step<'_>,
-) -> Result<(Outcome, Option<Stamp>), Failed> {
-    let model = step.model;
-    let lock_path = cache.lock(&model.sha256);
-    let waiting = format!("{}: waiting for another process downloading it into the cache", model.name);
-    let (_entry_lock, _) = lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting))
-        .map_err(|e| Failed::at(Origin::Lock(lock_path.clone()), Fault::from_error(&e)))?;
-    let entry = cache.entry(&model.sha256);
-    let downloaded = match cache.check(model.size, &model.sha256) {
-        Entry::Good => None,
-        Entry::PinSizeWrong { actual } => {
-            let detail = format!(
-                "the cache entry {entry} has this sha256 but {actual} bytes, and the pin says {}; the entry is kept",
-                model.size
-            );
-            return Err(Failed::at(Origin::Cache(entry.clone()), Fault::new(Class::BadPin, detail)));
-        }
-        found => {
-            if let Entry::Removed { reason } = found {
-                cx.reporter.warn(&format!(
-                    "{}: the cache entry {entry} was corrupt ({reason}); removed it, fetching again",
-                    model.name
-                ));
-            }
-            let job = job(model, options, cache.partial(&model.sha256), entry.clone());
-            let fetched = download(cx, downloader, &job, options.offline)?;
-            cache
-                .seal(&model.sha256)
-                .map_err(|e| Failed::at(Origin::Cache(entry.clone()), Fault::local(&entry, &e)))?;
-            Some(fetched)
-        }
-    };
-    let (placed, file) = link_or_copy(&entry, &step.dest, options.link_mode)
-        .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
-    let stamp = check::stamp_of(&model.sha256, &file).map(|stamp| Stamp { placed: Some(placed), ..stamp });
-    let outcome = match downloaded {
-        Some(fetched) => Outcome::Downloaded(Box::new(fetched)),
-        None => Outcome::FromCache(placed),
-    };
-    Ok((outcome, stamp))
-}
-
-/// A download of `model` from its sources (mirrors first), collecting in `partial`.
-fn job<'m>(model: &'m Model, options: &Options, partial: Utf8PathBuf, target: Utf8PathBuf) -> Job<'m> {
-    Job {
-        name: &model.name,
-        expect: Expect::of(model, options.skip_checks),
-        sources: plan::sources(model, &options.mirrors, options.offline),
-        partial,
-        target,
-    }
-}
-
-fn download(cx: &Context, downloader: &Downloader, job: &Job<'_>, offline: bool) -> Result<Fetched, Failed> {
-    if job.sources.is_empty() && offline {
-        let fetch = cx.command_for("fetch", job.name);
-        let detail = format!(
-            "offline, and no local source (cache, file:// URL or directory mirror) has it; `{fetch}` without --offline fetches it"
-        );
-        return Err(Failed::at(Origin::Offline, Fault::new(Class::Offline, detail)));
-    }
-    let mut progress = cx.reporter.transfer(job.name, job.expect.size().unwrap_or(0));
-    downloader.fetch(job, &mut cx.listener(job.name, &mut progress))
-}
-
 fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcome) {
     let message = match outcome {
         Outcome::Downloaded(f) => format!(
@@ -340,18 +197,60 @@ fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcom
 
 /// A model that could not be provided: its block goes to the log now, and to the
 /// screen now with `--verbose`; otherwise [`report_failures`] sums up at the end.
-fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: Vec<Tried>) -> Outcome {
+fn fail(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[Tried]) {
     if cx.log.is_none() && !cx.verbose {
-        return Outcome::Failed(tried);
+        return;
     }
-    let block = manual_download_block(cx, model, dest, &tried);
+    let block = manual_download_block(cx, model, dest, tried);
     if let Some(log) = &cx.log {
         log.record_block(&model.name, &block);
     }
     if cx.verbose {
         cx.reporter.error(&block);
     }
-    Outcome::Failed(tried)
+}
+
+/// The provide stage's word, shown as this command shows everything.
+impl Watch for Context {
+    fn notice(&self, model: &Model, notice: Notice<'_>) {
+        let name = &model.name;
+        match notice {
+            Notice::WaitingForModel => {
+                self.reporter.note(&format!("{name}: waiting for another fetch of {name}"))
+            }
+            Notice::WaitingForCache => self
+                .reporter
+                .note(&format!("{name}: waiting for another process downloading it into the cache")),
+            Notice::PresentAfterWait => {
+                self.reporter.note(&format!("{name}: present (another process fetched it)"))
+            }
+            Notice::CorruptEntryRemoved { entry, reason } => self.reporter.warn(&format!(
+                "{name}: the cache entry {entry} was corrupt ({reason}); removed it, fetching again"
+            )),
+        }
+    }
+
+    fn download(
+        &self,
+        model: &Model,
+        size: u64,
+        fetch: &mut dyn FnMut(&mut Listener<'_>) -> Result<Fetched, Failed>,
+    ) -> Result<Fetched, Failed> {
+        let mut progress = self.reporter.transfer(&model.name, size);
+        fetch(&mut self.listener(&model.name, &mut progress))
+    }
+
+    fn fetch_command(&self, model: &Model) -> String {
+        self.command_for("fetch", &model.name)
+    }
+}
+
+/// What one model came to, said as soon as it is known (on its worker thread).
+fn report_one(cx: &Context, provided: &Provided<'_>) {
+    match &provided.outcome {
+        Outcome::Failed(tried) => fail(cx, provided.model, &provided.dest, tried),
+        outcome => report_success(cx, provided.model, &provided.dest, outcome),
+    }
 }
 
 /// Faults that will not heal by waiting: the URL needs fixing in the manifest.
@@ -361,13 +260,13 @@ fn is_permanent(class: Class) -> bool {
 
 /// A model that arrived from a later source after a permanent fault on an earlier one:
 /// say so, naming the URL, before the last good URL dies too.
-fn report_fallbacks(cx: &Context, missing: &[Step<'_>], outcomes: &[Outcome]) {
-    for (step, outcome) in missing.iter().zip(outcomes) {
+fn report_fallbacks(cx: &Context, provided: &[Provided<'_>]) {
+    for Provided { model, outcome, .. } in provided {
         let Outcome::Downloaded(fetched) = outcome else { continue };
         for Tried { origin, fault } in fetched.passed.iter().filter(|t| is_permanent(t.fault.class)) {
             cx.reporter.warn(&format!(
                 "{}: came from {}, because {} failed: {fault}; fix or drop that URL in {}",
-                step.model.name,
+                model.name,
                 describe(&fetched.origin),
                 describe(origin),
                 cx.manifest_path
@@ -379,12 +278,11 @@ fn report_fallbacks(cx: &Context, missing: &[Step<'_>], outcomes: &[Outcome]) {
 /// After the run, the failures: their causes first, each said once with the hosts it
 /// hit, then one line per failed model. One failure gets its full block instead; with
 /// `--verbose` the blocks were printed as they happened.
-fn report_failures(cx: &Context, missing: &[Step<'_>], outcomes: &[Outcome]) {
-    let failed: Vec<(&Step<'_>, &[Tried])> = missing
+fn report_failures(cx: &Context, provided: &[Provided<'_>]) {
+    let failed: Vec<(&Provided<'_>, &[Tried])> = provided
         .iter()
-        .zip(outcomes)
-        .filter_map(|(step, outcome)| match outcome {
-            Outcome::Failed(tried) => Some((step, tried.as_slice())),
+        .filter_map(|p| match &p.outcome {
+            Outcome::Failed(tried) => Some((p, tried.as_slice())),
             _ => None,
         })
         .collect();
@@ -530,6 +428,7 @@ fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Source;
 
     #[test]
     fn an_offline_machine_is_told_once_which_hosts_do_not_resolve() {

@@ -11,6 +11,7 @@ pub(crate) mod install;
 pub(crate) mod manifest;
 pub(crate) mod plan;
 pub(crate) mod probe;
+pub(crate) mod provide;
 pub(crate) mod publish;
 pub(crate) mod retry;
 pub(crate) mod segments;

@@ -104,8 +104,6 @@ impl<'m> Expect<'m> {
 /// renamed to (the destination, or a cache entry).
 #[derive(Clone, Debug)]
 pub(crate) struct Job<'m> {
-    /// The model's name, for messages.
-    pub name: &'m str,
     pub expect: Expect<'m>,
     /// Mirrors and URLs, in the order to try.
     pub sources: Vec<Origin>,

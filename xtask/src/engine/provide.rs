@@ -1,0 +1,209 @@
+//! Stage 4: provide one model. Under the lock of its destination (so concurrent
+//! processes take turns and the second finds the file present), from the shared cache
+//! or by downloading it: with the cache, bytes go into a content-addressed entry (locked
+//! too, so several checkouts download each file once) and the checkout gets a clone, a
+//! hard link or a copy; without it, into a temp file beside the destination. The stamp of
+//! what was installed is taken under the lock, from the very file that was put there.
+//!
+//! The stage knows no UI: what it has to say while it works goes to a [`Watch`], and
+//! what it did comes back as a [`Provided`] that carries its model.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::engine::check::{self, LocalState};
+use crate::engine::install;
+use crate::engine::manifest::Model;
+use crate::engine::plan::{self, Step};
+use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Listener, Settings};
+use crate::error::{Class, Fault, Origin, Tried};
+use crate::source::Source;
+use crate::store::cache::{Cache, Entry};
+use crate::store::fs::{LinkMode, Placed, check_inside, link_or_copy};
+use crate::store::lock::{self, Mode};
+use crate::store::stamp::Stamp;
+
+/// How models are provided.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) settings: Settings,
+    /// Install without size and sha256 checks, and count any file present as present.
+    pub(crate) skip_checks: bool,
+    /// Models provided at once.
+    pub(crate) jobs: usize,
+    /// `None` with `--no-cache` (and always with `--skip-checks`, so unchecked bytes
+    /// never enter a store named by content).
+    pub(crate) cache: Option<Cache>,
+    pub(crate) mirrors: Vec<Source>,
+    pub(crate) offline: bool,
+    /// How files reach the checkout from the cache.
+    pub(crate) link_mode: LinkMode,
+}
+
+/// How one model ended up.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Boxed: a fetched model carries its source and what it passed, far larger than the rest.
+    Downloaded(Box<Fetched>),
+    /// From the cache, with no network request.
+    FromCache(Placed),
+    /// Another process provided it while this one waited.
+    Present,
+    /// The last fault of each origin tried.
+    Failed(Vec<Tried>),
+}
+
+/// One model provided (or not), with the stamp of what was installed.
+#[derive(Debug)]
+pub(crate) struct Provided<'m> {
+    pub(crate) model: &'m Model,
+    /// Where it goes.
+    pub(crate) dest: Utf8PathBuf,
+    pub(crate) outcome: Outcome,
+    pub(crate) stamp: Option<Stamp>,
+}
+
+/// What the stage says while it works; the command layer shows it.
+pub(crate) enum Notice<'a> {
+    /// Another process holds this model's lock: waiting for it.
+    WaitingForModel,
+    /// Another process is downloading this model into the cache: waiting for it.
+    WaitingForCache,
+    /// Another process provided the model while this one waited.
+    PresentAfterWait,
+    /// The cache entry was corrupt and was removed; it is fetched again.
+    CorruptEntryRemoved { entry: &'a Utf8Path, reason: &'a str },
+}
+
+/// The caller's side of the stage: word while it works, and a listener per download.
+pub(crate) trait Watch: Sync {
+    fn notice(&self, model: &Model, notice: Notice<'_>);
+    /// Runs `fetch` with a listener that shows the download of `model` (`size` bytes).
+    fn download(
+        &self,
+        model: &Model,
+        size: u64,
+        fetch: &mut dyn FnMut(&mut Listener<'_>) -> Result<Fetched, Failed>,
+    ) -> Result<Fetched, Failed>;
+    /// The command that fetches `model` alone, for a message.
+    fn fetch_command(&self, model: &Model) -> String;
+}
+
+/// Provides models into one checkpoints folder.
+pub(crate) struct Provider<'a> {
+    pub(crate) checkpoints: &'a Utf8Path,
+    pub(crate) options: &'a Options,
+    pub(crate) downloader: &'a Downloader,
+    pub(crate) watch: &'a dyn Watch,
+}
+
+impl Provider<'_> {
+    /// Provides `step`'s model under the lock of its destination.
+    pub(crate) fn provide<'m>(&self, step: &Step<'m>) -> Provided<'m> {
+        let (outcome, stamp) = self.provide_locked(step);
+        let stamp = stamp.filter(|_| !self.options.skip_checks && !matches!(outcome, Outcome::Failed(_)));
+        Provided { model: step.model, dest: step.dest.clone(), outcome, stamp }
+    }
+
+    fn provide_locked(&self, step: &Step<'_>) -> (Outcome, Option<Stamp>) {
+        let model = step.model;
+        let failed = |origin: Origin, fault: Fault| (Outcome::Failed(vec![Tried { origin, fault }]), None);
+        if let Err(e) = check_inside(self.checkpoints, &step.dest) {
+            return failed(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e));
+        }
+        let lock_path = lock::path_lock(self.checkpoints, &model.path);
+        let waiting = || self.watch.notice(model, Notice::WaitingForModel);
+        let _path_lock = match lock::acquire(&lock_path, Mode::Exclusive, waiting) {
+            Ok((held, waited)) => {
+                // The survey is stale if another process held the lock, or created the file
+                // since: look again before downloading anything.
+                let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
+                if changed {
+                    let (state, stamp) = check::inspect(model, &step.dest, self.options.skip_checks, None);
+                    if state.is_present() {
+                        self.watch.notice(model, Notice::PresentAfterWait);
+                        return (Outcome::Present, stamp);
+                    }
+                }
+                held
+            }
+            Err(e) => return failed(Origin::Lock(lock_path), Fault::from_error(&e)),
+        };
+        let result = match &self.options.cache {
+            Some(cache) => self.through_cache(cache, step),
+            None => {
+                let job = self.job(model, install::partial_path(&step.dest, model), step.dest.clone());
+                self.download(model, &job).map(|fetched| {
+                    let stamp = fetched.fingerprint.map(|fingerprint| Stamp {
+                        sha256: fetched.sha256.clone(),
+                        fingerprint,
+                        placed: None,
+                    });
+                    (Outcome::Downloaded(Box::new(fetched)), stamp)
+                })
+            }
+        };
+        result.unwrap_or_else(|failed| (Outcome::Failed(failed.tried), None))
+    }
+
+    fn through_cache(&self, cache: &Cache, step: &Step<'_>) -> Result<(Outcome, Option<Stamp>), Failed> {
+        let model = step.model;
+        let lock_path = cache.lock(&model.sha256);
+        let waiting = || self.watch.notice(model, Notice::WaitingForCache);
+        let (_entry_lock, _) = lock::acquire(&lock_path, Mode::Exclusive, waiting)
+            .map_err(|e| Failed::at(Origin::Lock(lock_path.clone()), Fault::from_error(&e)))?;
+        let entry = cache.entry(&model.sha256);
+        let downloaded = match cache.check(model.size, &model.sha256) {
+            Entry::Good => None,
+            Entry::PinSizeWrong { actual } => {
+                let detail = format!(
+                    "the cache entry {entry} has this sha256 but {actual} bytes, and the pin says {}; the entry is kept",
+                    model.size
+                );
+                return Err(Failed::at(Origin::Cache(entry.clone()), Fault::new(Class::BadPin, detail)));
+            }
+            found => {
+                if let Entry::Removed { reason } = &found {
+                    self.watch.notice(model, Notice::CorruptEntryRemoved { entry: &entry, reason });
+                }
+                let job = self.job(model, cache.partial(&model.sha256), entry.clone());
+                let fetched = self.download(model, &job)?;
+                cache
+                    .seal(&model.sha256)
+                    .map_err(|e| Failed::at(Origin::Cache(entry.clone()), Fault::local(&entry, &e)))?;
+                Some(fetched)
+            }
+        };
+        let (placed, file) = link_or_copy(&entry, &step.dest, self.options.link_mode)
+            .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
+        let stamp =
+            check::stamp_of(&model.sha256, &file).map(|stamp| Stamp { placed: Some(placed), ..stamp });
+        let outcome = match downloaded {
+            Some(fetched) => Outcome::Downloaded(Box::new(fetched)),
+            None => Outcome::FromCache(placed),
+        };
+        Ok((outcome, stamp))
+    }
+
+    /// A download of `model` from its sources (mirrors first), collecting in `partial`.
+    fn job<'m>(&self, model: &'m Model, partial: Utf8PathBuf, target: Utf8PathBuf) -> Job<'m> {
+        let options = self.options;
+        Job {
+            expect: Expect::of(model, options.skip_checks),
+            sources: plan::sources(model, &options.mirrors, options.offline),
+            partial,
+            target,
+        }
+    }
+
+    fn download(&self, model: &Model, job: &Job<'_>) -> Result<Fetched, Failed> {
+        if job.sources.is_empty() && self.options.offline {
+            let fetch = self.watch.fetch_command(model);
+            let detail = format!(
+                "offline, and no local source (cache, file:// URL or directory mirror) has it; `{fetch}` without --offline fetches it"
+            );
+            return Err(Failed::at(Origin::Offline, Fault::new(Class::Offline, detail)));
+        }
+        let size = job.expect.size().unwrap_or(0);
+        self.watch.download(model, size, &mut |listener| self.downloader.fetch(job, listener))
+    }
+}
