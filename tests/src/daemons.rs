@@ -5,9 +5,11 @@
 //! A server program that is not installed fails the test under `CI=true` (CI installs
 //! them: `.ci/run`); elsewhere the test prints one loud skip line and passes.
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::tls::Pki;
@@ -31,10 +33,60 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
     dirs.map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("its address").port()
+/// A loopback port for a server a test starts: one the kernel just gave out, and never
+/// one this process has handed out before, so two servers of this run never race for the
+/// same port. Someone else may still take it before the server binds it: [`Daemon::spawn`]
+/// starts the server again on another port when it cannot listen on this one.
+pub fn server_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        if HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+            return port;
+        }
+    }
+}
+
+/// A loopback port that refuses every connection for as long as this value lives: a TCP
+/// socket bound to it that never listens. Held by the test, the port cannot be taken by
+/// a server another test starts meanwhile, as a port merely found free could.
+pub struct DeadPort {
+    fd: libc::c_int,
+    pub port: u16,
+}
+
+impl DeadPort {
+    pub fn hold() -> DeadPort {
+        // SAFETY: plain socket calls on a descriptor this value owns; the address is a
+        // properly sized sockaddr_in on the stack.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound = libc::bind(fd, (&raw const addr).cast(), len);
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut len = len;
+            let named = libc::getsockname(fd, (&raw mut addr).cast(), &mut len);
+            assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
+            DeadPort { fd, port: u16::from_be(addr.sin_port) }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for DeadPort {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is this value's own, closed once.
+        unsafe { libc::close(self.fd) };
+    }
 }
 
 /// A server process this test started; stopped by PID and reaped on drop.
@@ -48,8 +100,32 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `command` and waits until `port` accepts connections.
-    pub fn spawn(mut command: Command, port: u16, dir: &Path, what: &str) -> Daemon {
+    /// Starts the command `make` builds for a port from [`server_port`], and waits until
+    /// that port accepts connections. A server that exits first (its port was taken in
+    /// the meantime) is started again on another port, three times at most.
+    pub fn spawn(dir: &Path, what: &str, make: impl FnMut(u16) -> Command) -> Daemon {
+        Daemon::spawn_picking(dir, what, server_port, make)
+    }
+
+    /// [`Daemon::spawn`], with the ports picked by `pick`.
+    fn spawn_picking(
+        dir: &Path,
+        what: &str,
+        pick: fn() -> u16,
+        mut make: impl FnMut(u16) -> Command,
+    ) -> Daemon {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = pick();
+            match Daemon::try_spawn(make(port), port, dir, what) {
+                Ok(daemon) => return daemon,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("{what} could not start on three ports:\n{}", failures.join("\n"));
+    }
+
+    fn try_spawn(mut command: Command, port: u16, dir: &Path, what: &str) -> Result<Daemon, String> {
         let log = std::fs::File::create(dir.join(format!("{what}.out"))).expect("create the log");
         let err = log.try_clone().expect("clone the log");
         command.stdin(Stdio::null()).stdout(log).stderr(err);
@@ -59,12 +135,12 @@ impl Daemon {
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 let out = std::fs::read_to_string(dir.join(format!("{what}.out"))).unwrap_or_default();
-                panic!("{what} exited with {status} before listening on {port}:\n{out}");
+                return Err(format!("{what} exited with {status} before listening on {port}:\n{out}"));
             }
             assert!(started.elapsed() < Duration::from_secs(20), "{what} did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        daemon
+        Ok(daemon)
     }
 
     pub fn pid(&self) -> u32 {
@@ -116,36 +192,36 @@ impl Nginx {
     pub fn start(root: &Path, dir: &Path, config: &NginxConfig<'_>, test: &str) -> Option<Nginx> {
         let program = require("nginx", test)?;
         std::fs::create_dir_all(dir).expect("create the nginx folder");
-        let port = free_port();
-        let (listen, scheme) = match config.tls {
-            Some(pki) => (
-                format!(
-                    "listen 127.0.0.1:{port} ssl;\n        ssl_certificate {};\n        ssl_certificate_key {};",
-                    pki.cert_pem.display(),
-                    pki.key_pem.display()
-                ),
-                "https",
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let listen = |port: u16| match config.tls {
+            Some(pki) => format!(
+                "listen 127.0.0.1:{port} ssl;\n        ssl_certificate {};\n        ssl_certificate_key {};",
+                pki.cert_pem.display(),
+                pki.key_pem.display()
             ),
-            None => (format!("listen 127.0.0.1:{port};"), "http"),
+            None => format!("listen 127.0.0.1:{port};"),
         };
         let limit = config.limit_rate.map(|r| format!("limit_rate {r};")).unwrap_or_default();
         let extra = config.extra;
-        let d = dir.display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n    log_format probe '$connection $connection_requests $request_method $uri $status $http_range|$http_if_range $body_bytes_sent';\n    \
-             access_log {d}/access.log probe;\n    keepalive_requests 10000;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
-             fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
-             sendfile on;\n    default_type application/octet-stream;\n    \
-             server {{\n        {listen}\n        server_name localhost;\n        root {};\n        {limit}\n        {extra}\n    }}\n}}\n",
-            root.display()
-        );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let mut command = Command::new(program);
-        command.arg("-e").arg(dir.join("error.log")).arg("-p").arg(dir).arg("-c").arg(&conf_path);
-        let daemon = Daemon::spawn(command, port, dir, "nginx");
+        let daemon = Daemon::spawn(dir, "nginx", |port| {
+            let d = dir.display();
+            let conf = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n    log_format probe '$connection $connection_requests $request_method $uri $status $http_range|$http_if_range $body_bytes_sent';\n    \
+                 access_log {d}/access.log probe;\n    keepalive_requests 10000;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+                 fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
+                 sendfile on;\n    default_type application/octet-stream;\n    \
+                 server {{\n        {}\n        server_name localhost;\n        root {};\n        {limit}\n        {extra}\n    }}\n}}\n",
+                listen(port),
+                root.display()
+            );
+            let conf_path = dir.join("nginx.conf");
+            std::fs::write(&conf_path, conf).expect("write nginx.conf");
+            let mut command = Command::new(&program);
+            command.arg("-e").arg(dir.join("error.log")).arg("-p").arg(dir).arg("-c").arg(&conf_path);
+            command
+        });
         Some(Nginx { daemon, scheme })
     }
 
@@ -264,7 +340,6 @@ fn open_folder(dir: &Path) {
 pub fn squid(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) -> Option<ForwardProxy> {
     let program = require("squid", test)?;
     open_folder(dir);
-    let port = free_port();
     let d = dir.display();
     let mut auth_lines = String::new();
     if let Some((user, password)) = auth {
@@ -277,31 +352,33 @@ pub fn squid(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) 
              auth_param basic realm test\nacl authenticated proxy_auth REQUIRED\nhttp_access deny !authenticated\n"
         );
     }
-    let conf = format!(
-        "http_port 127.0.0.1:{port}\n\
-         acl SSL_ports port 443 {ssl_port}\n\
-         acl Safe_ports port 80 21 443 70 210 1025-65535 280 488 591 777\n\
-         acl CONNECT method CONNECT\n\
-         http_access deny !Safe_ports\n\
-         http_access deny CONNECT !SSL_ports\n\
-         {auth_lines}\
-         http_access allow localhost\n\
-         http_access deny all\n\
-         cache deny all\n\
-         pid_filename {d}/squid.pid\n\
-         access_log stdio:{d}/access.log\n\
-         cache_log {d}/cache.log\n\
-         cache_store_log none\n\
-         coredump_dir {d}\n\
-         shutdown_lifetime 0 seconds\n\
-         memory_cache_shared off\n\
-         collapsed_forwarding_shared_entries_limit 0\n"
-    );
-    let conf_path = dir.join("squid.conf");
-    std::fs::write(&conf_path, conf).expect("write squid.conf");
-    let mut command = Command::new(program);
-    command.arg("-N").arg("-f").arg(&conf_path);
-    let mut daemon = Daemon::spawn(command, port, dir, "squid");
+    let mut daemon = Daemon::spawn(dir, "squid", |port| {
+        let conf = format!(
+            "http_port 127.0.0.1:{port}\n\
+             acl SSL_ports port 443 {ssl_port}\n\
+             acl Safe_ports port 80 21 443 70 210 1025-65535 280 488 591 777\n\
+             acl CONNECT method CONNECT\n\
+             http_access deny !Safe_ports\n\
+             http_access deny CONNECT !SSL_ports\n\
+             {auth_lines}\
+             http_access allow localhost\n\
+             http_access deny all\n\
+             cache deny all\n\
+             pid_filename {d}/squid.pid\n\
+             access_log stdio:{d}/access.log\n\
+             cache_log {d}/cache.log\n\
+             cache_store_log none\n\
+             coredump_dir {d}\n\
+             shutdown_lifetime 0 seconds\n\
+             memory_cache_shared off\n\
+             collapsed_forwarding_shared_entries_limit 0\n"
+        );
+        let conf_path = dir.join("squid.conf");
+        std::fs::write(&conf_path, conf).expect("write squid.conf");
+        let mut command = Command::new(&program);
+        command.arg("-N").arg("-f").arg(&conf_path);
+        command
+    });
     daemon.graceful = true;
     let credentials = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
     Some(ForwardProxy { daemon, credentials })
@@ -312,19 +389,20 @@ pub fn squid(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) 
 pub fn tinyproxy(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) -> Option<ForwardProxy> {
     let program = require("tinyproxy", test)?;
     open_folder(dir);
-    let port = free_port();
     let d = dir.display();
     let auth_line = auth.map(|(u, p)| format!("BasicAuth {u} {p}\n")).unwrap_or_default();
-    let conf = format!(
-        "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 60\n\
-         LogFile \"{d}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{d}/tinyproxy.pid\"\nMaxClients 50\n\
-         Allow 127.0.0.1\nConnectPort 443\nConnectPort 563\nConnectPort {ssl_port}\n{auth_line}"
-    );
-    let conf_path = dir.join("tinyproxy.conf");
-    std::fs::write(&conf_path, conf).expect("write tinyproxy.conf");
-    let mut command = Command::new(program);
-    command.arg("-d").arg("-c").arg(&conf_path);
-    let daemon = Daemon::spawn(command, port, dir, "tinyproxy");
+    let daemon = Daemon::spawn(dir, "tinyproxy", |port| {
+        let conf = format!(
+            "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 60\n\
+             LogFile \"{d}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{d}/tinyproxy.pid\"\nMaxClients 50\n\
+             Allow 127.0.0.1\nConnectPort 443\nConnectPort 563\nConnectPort {ssl_port}\n{auth_line}"
+        );
+        let conf_path = dir.join("tinyproxy.conf");
+        std::fs::write(&conf_path, conf).expect("write tinyproxy.conf");
+        let mut command = Command::new(&program);
+        command.arg("-d").arg("-c").arg(&conf_path);
+        command
+    });
     let credentials = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
     Some(ForwardProxy { daemon, credentials })
 }
@@ -351,26 +429,28 @@ impl Seaweed {
             Seaweed::BUCKET
         );
         std::fs::write(dir.join("s3.json"), config).expect("write s3.json");
-        // Each service also listens on its port + 10000 (gRPC): take ports whose pair is free.
-        let [s3, master, volume, filer] = [0; 4].map(|_| paired_port());
-        let mut command = Command::new(program);
-        command.arg("mini").args([
-            format!("-dir={}", dir.join("data").display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            "-master.telemetry=false".into(),
-            "-webdav=false".into(),
-            "-admin.ui=false".into(),
-            "-s3.port.iceberg=0".into(),
-            "-s3.port.lance=0".into(),
-            format!("-s3.port={s3}"),
-            format!("-master.port={master}"),
-            format!("-volume.port={volume}"),
-            format!("-filer.port={filer}"),
-            format!("-s3.config={}", dir.join("s3.json").display()),
-            format!("-bucket={}", Seaweed::BUCKET),
-        ]);
-        let daemon = Daemon::spawn(command, s3, dir, "weed");
+        let daemon = Daemon::spawn_picking(dir, "weed", paired_port, |s3| {
+            // Each service also listens on its port + 10000 (gRPC): take ports whose pair is free.
+            let [master, volume, filer] = [0; 3].map(|_| paired_port());
+            let mut command = Command::new(&program);
+            command.arg("mini").args([
+                format!("-dir={}", dir.join("data").display()),
+                "-ip=127.0.0.1".into(),
+                "-ip.bind=127.0.0.1".into(),
+                "-master.telemetry=false".into(),
+                "-webdav=false".into(),
+                "-admin.ui=false".into(),
+                "-s3.port.iceberg=0".into(),
+                "-s3.port.lance=0".into(),
+                format!("-s3.port={s3}"),
+                format!("-master.port={master}"),
+                format!("-volume.port={volume}"),
+                format!("-filer.port={filer}"),
+                format!("-s3.config={}", dir.join("s3.json").display()),
+                format!("-bucket={}", Seaweed::BUCKET),
+            ]);
+            command
+        });
         let weed = Seaweed { daemon, access_key, secret_key };
         weed.wait_ready();
         Some(weed)
@@ -417,7 +497,7 @@ pub fn find_weed() -> Option<PathBuf> {
 /// A free port whose neighbour 10000 above is free too.
 fn paired_port() -> u16 {
     loop {
-        let port = free_port();
+        let port = server_port();
         if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }

@@ -417,6 +417,31 @@ pub fn finish(mut child: std::process::Child) -> Run {
     }
 }
 
+/// Like [`finish`], for a child that must end within `limit` (a build, say): one that
+/// does not is killed and the test fails saying so, instead of hanging the suite. A
+/// bound on a hang, not a measurement: nothing is asserted about how long it took.
+pub fn finish_within(mut child: std::process::Child, limit: Duration, what: &str) -> Run {
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
 /// Reads a pipe to its end on a thread of its own.
 fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {

@@ -624,10 +624,8 @@ impl Bench {
         tool.run_with(&models_args("fetch", &manifest, &source, &["--no-cache"]), &env)?;
         let local = source.join("s3.bin");
         // The fetch checkouts' own URL is dead, so every byte comes from the bucket.
-        let dead = ServedFile {
-            url: format!("http://127.0.0.1:{}/gone", tests::daemons::free_port()),
-            ..file.clone()
-        };
+        let dead_port = tests::daemons::DeadPort::hold();
+        let dead = ServedFile { url: format!("{}/gone", dead_port.url()), ..file.clone() };
         let dead_manifest = work.manifest("s3-dead", &[(&dead, "s3.bin")])?;
         let credentials = format!("{}:{}", weed.access_key, weed.secret_key);
         let endpoint = weed.endpoint();

@@ -2,7 +2,8 @@
 //! are found at run time, never where the binary was built.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use tests::{Pin, Run, payload};
 
@@ -50,23 +51,27 @@ fn scratch_workspace(root: &Path) {
     std::fs::write(root.join("models.toml"), pin.to_toml()).unwrap();
 }
 
+/// How long the scratch workspace's build may take before the test gives up on it.
+const BUILD_LIMIT: Duration = Duration::from_secs(15 * 60);
+
 /// `cargo xtask ARGS` in `dir`, building into a target folder kept between runs.
 fn cargo_xtask(dir: &Path, args: &[&str]) -> Run {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
+    let child = Command::new(cargo)
         .arg("xtask")
         .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", repo().join("target/adopt-test"))
         .env("CARGO_NET_OFFLINE", "true")
         .env_remove("CARGO_MANIFEST_DIR")
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("cargo runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    // A cold build of the scratch workspace takes about a minute on 2 cores; a build that
+    // hangs (a lock held by a stuck cargo, say) fails the test instead of the whole run.
+    tests::finish_within(child, BUILD_LIMIT, "the scratch workspace's `cargo xtask`")
 }
 
 #[test]

@@ -7,15 +7,13 @@ use tests::{Pin, Reply, payload};
 
 use crate::{FAST, sandbox, scenario};
 
-/// A loopback port nothing listens on.
-fn dead_port() -> u16 {
-    tests::daemons::free_port()
-}
+use tests::daemons::DeadPort;
 
 #[test]
 fn several_failures_say_their_cause_once_then_one_line_per_model() {
     let sb = sandbox();
-    let (a, b) = (dead_port(), dead_port());
+    let (held_a, held_b) = (DeadPort::hold(), DeadPort::hold());
+    let (a, b) = (held_a.port, held_b.port);
     let pins: Vec<Pin> = (0..6)
         .map(|i| {
             let urls = [format!("http://127.0.0.1:{a}/m{i}"), format!("http://localhost:{b}/m{i}")];
@@ -63,7 +61,8 @@ fn several_failures_say_their_cause_once_then_one_line_per_model() {
 #[test]
 fn one_failure_gets_its_full_block() {
     let sb = sandbox();
-    let port = dead_port();
+    let dead = DeadPort::hold();
+    let port = dead.port;
     sb.write_manifest(&[Pin::new("only", "only.bin", b"x", &[format!("http://127.0.0.1:{port}/only")])]);
     let run = sb.models(&["fetch", "--retries", "0"]);
     run.expect(1);
@@ -78,7 +77,8 @@ fn the_shipped_manifest_fails_without_a_network_in_a_few_lines_naming_the_hosts(
     let mut sb = sandbox();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models.toml");
     std::fs::copy(shipped, &sb.manifest).unwrap();
-    let proxy = format!("http://127.0.0.1:{}", dead_port());
+    let dead = DeadPort::hold();
+    let proxy = dead.url();
     sb.set_env("HTTPS_PROXY", &proxy);
     sb.set_env("HTTP_PROXY", &proxy);
     let run = sb.models(&["fetch", "--no-cache", "--retries", "0"]);

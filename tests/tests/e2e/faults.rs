@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tests::{Pin, Reply, Scenario, payload};
 
-use crate::{FAST, sandbox, scenario};
+use crate::{FAST, STALL_TIMEOUT, sandbox, scenario};
 
 const SIZE: usize = 300_000;
 
@@ -77,7 +77,7 @@ fn a_stalled_body_is_cut_by_timeout_and_retried() {
     let sc = scenario();
     let data = payload(SIZE, 7);
     sc.serve("/f", vec![Reply::Stall { body: data.clone(), after: 1000 }, Reply::Body(data)]);
-    let run = fetch_one(&sc, &["/f"], &["--timeout", "0.5"]);
+    let run = fetch_one(&sc, &["/f"], &["--timeout", STALL_TIMEOUT]);
     run.expect(0);
     assert!(installed_correctly(&sc));
     assert_eq!(sc.server.hits("/f"), 2);
@@ -88,7 +88,7 @@ fn a_stalled_body_is_cut_by_timeout_and_retried() {
 fn a_server_that_always_stalls_ends_with_a_timeout_hint() {
     let sc = scenario();
     sc.serve("/f", vec![Reply::Stall { body: payload(SIZE, 7), after: 10 }]);
-    let run = fetch_one(&sc, &["/f"], &["--timeout", "0.3", "--retries", "1"]);
+    let run = fetch_one(&sc, &["/f"], &["--timeout", STALL_TIMEOUT, "--retries", "1"]);
     run.expect(1);
     assert!(run.stderr.contains("--timeout SECS"), "{}", run.stderr);
     assert!(!sc.file("sub/m.bin").exists());

@@ -24,8 +24,14 @@ fn served(sb: &Sandbox, files: &[(&str, &[u8])]) -> std::path::PathBuf {
     root
 }
 
+/// A number for each nginx this process starts: its folder's name.
+fn next_instance() -> usize {
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
 fn nginx(sb: &Sandbox, root: &Path, config: &NginxConfig<'_>, test: &str) -> Option<Nginx> {
-    Nginx::start(root, &sb.dir.join(format!("nginx-{}", tests::daemons::free_port())), config, test)
+    Nginx::start(root, &sb.dir.join(format!("nginx-{}", next_instance())), config, test)
 }
 
 fn fetch(sb: &Sandbox, extra: &[&str]) -> tests::Run {

@@ -7,9 +7,9 @@ mod chaos;
 mod clean;
 mod diagnosis;
 mod doctor;
+mod edges;
 mod faults;
 mod fetch;
-mod hostile;
 mod hosts;
 mod interop;
 mod links;
@@ -17,7 +17,11 @@ mod manifest;
 mod pins;
 mod readme;
 mod resume;
+mod robustness;
+mod run;
 mod s3;
+mod safety;
+mod secrets;
 mod segments;
 mod share;
 mod verify;
@@ -32,6 +36,12 @@ pub fn sandbox() -> Sandbox {
 pub fn scenario() -> Scenario {
     Scenario::new(env!("CARGO_BIN_EXE_xtask-under-test"))
 }
+
+/// `--timeout` for the tests whose subject is the stall timeout itself (a stall the tool
+/// must cut): far above anything a loopback exchange takes, so only the stall the test
+/// scripted can reach it. Tests about anything else end their stalls themselves (a reset,
+/// a gate the test opens) and keep the default.
+pub const STALL_TIMEOUT: &str = "2";
 
 /// Retries in tests wait a millisecond, not half a second: nothing here tests backoff length.
 pub const FAST: &[&str] = &["--backoff-ms", "1"];

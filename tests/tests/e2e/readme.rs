@@ -94,7 +94,8 @@ fn the_readme_shows_what_a_fetch_without_network_prints() {
     let mut sb = sandbox();
     std::fs::copy(repo().join("models.toml"), &sb.manifest).unwrap();
     // No network, on loopback: every request goes to a proxy nobody listens on.
-    let proxy = format!("http://127.0.0.1:{}", tests::daemons::free_port());
+    let dead = tests::daemons::DeadPort::hold();
+    let proxy = dead.url();
     sb.set_env("HTTPS_PROXY", &proxy);
     let run = sb.models(&["fetch", "--retries", "0"]);
     run.expect(1);

@@ -34,7 +34,9 @@ fn use_store(sc: &mut Scenario, weed: &Seaweed) {
 /// The same manifest in a fresh checkout with no cache, whose own URLs are all dead.
 fn fresh_checkout(sc: &Scenario, weed: &Seaweed) -> Scenario {
     let mut other = scenario();
-    let dead = format!("http://127.0.0.1:{}", tests::daemons::free_port());
+    // Held for the whole run: nobody can start a server there while a test uses it.
+    static DEAD: std::sync::OnceLock<tests::daemons::DeadPort> = std::sync::OnceLock::new();
+    let dead = DEAD.get_or_init(tests::daemons::DeadPort::hold).url();
     let text = std::fs::read_to_string(&sc.manifest).unwrap().replace(&sc.server.url(""), &dead);
     std::fs::write(&other.manifest, text).unwrap();
     use_store(&mut other, weed);

@@ -250,17 +250,16 @@ fn probe_urls<'m>(models: &[&'m Model], options: &Options) -> Vec<UrlRecord<'m>>
             sources.into_iter().filter_map(move |o| o.url().map(|u| (m, u.clone())))
         })
         .collect();
-    let probed: Vec<Probed> =
-        workers::map(&asks, options.jobs, |(model, url)| prober.probe(url, model.size, &model.sha256));
-    asks.iter()
-        .zip(probed)
-        .map(|((model, url), p)| UrlRecord {
+    // Each record carries its model and URL: nothing is matched up by position later.
+    workers::map(&asks, options.jobs, |(model, url)| {
+        let p: Probed = prober.probe(url, model.size, &model.sha256);
+        UrlRecord {
             model: &model.name,
             url: url.to_string(),
             state: p.verdict.label(),
             status: p.status,
             size: p.size,
             error: p.verdict.fault().map(FaultRecord::from),
-        })
-        .collect()
+        }
+    })
 }
