@@ -27,6 +27,10 @@ pub enum Reply {
     /// cannot be sent) is taken as not matching and answered with 200 and the whole file,
     /// as RFC 9110 allows.
     WeakTag(Arc<Vec<u8>>),
+    /// Like `Slow` (with a zero pause, like `Body`), but the file's only validator is a
+    /// Last-Modified date, as Apache sends with `FileETag None`: an `If-Range` must carry
+    /// that date whole to be honoured.
+    Dated { body: Arc<Vec<u8>>, chunk: usize, pause: Duration },
     /// Answers any range with 206 and a Content-Range that starts at 0.
     WrongRange(Arc<Vec<u8>>),
     /// Like `Body`, but a closed range (`bytes=N-M`) comes with one byte flipped: a
@@ -325,6 +329,21 @@ pub fn etag_of(bytes: &[u8]) -> String {
     format!("\"{}\"", &crate::sha256_hex(&sample)[..16])
 }
 
+/// The date every `Dated` reply gives as its Last-Modified.
+pub const DATED: &str = "Tue, 01 Dec 2026 13:00:00 GMT";
+
+/// The requested range, `[start, end)`, whatever `If-Range` says (the caller judges it).
+fn range_of_any(request: &Request, body: &[u8]) -> Option<(usize, usize)> {
+    let (first, last) = request.range.as_deref()?.strip_prefix("bytes=")?.split_once('-')?;
+    let start: usize = first.parse().ok()?;
+    let end = if last.is_empty() {
+        body.len()
+    } else {
+        last.parse::<usize>().ok()?.saturating_add(1).min(body.len())
+    };
+    Some((start, end.max(start)))
+}
+
 /// The range to send, `[start, end)`, when the request has a usable one: `bytes=N-` or
 /// `bytes=N-M` (M inclusive, as RFC 9110 says).
 fn range_of(request: &Request, body: &[u8]) -> Option<(usize, usize)> {
@@ -416,6 +435,30 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
                     *byte ^= 0xff;
                 }
                 out.body(&slice)?;
+            }
+        }
+        Reply::Dated { body, chunk, pause } => {
+            let date = ("Last-Modified", DATED.to_owned());
+            let matches = request.if_range.as_deref().is_none_or(|v| v == DATED);
+            let range = range_of_any(request, &body).filter(|_| matches);
+            let (start, end) = match range {
+                Some((start, end)) if start < body.len() => {
+                    let content_range = format!("bytes {start}-{}/{}", end - 1, body.len());
+                    let len = (end - start).to_string();
+                    out.head(&head(206, &[("Content-Length", len), ("Content-Range", content_range), date]))?;
+                    (start, end)
+                }
+                _ => {
+                    out.head(&head(200, &[("Content-Length", body.len().to_string()), date]))?;
+                    (0, body.len())
+                }
+            };
+            for piece in body[start..end].chunks(chunk.max(1)) {
+                out.body(piece)?;
+                out.inner.flush()?;
+                if !pause.is_zero() {
+                    thread::sleep(pause);
+                }
             }
         }
         Reply::WeakTag(body) => {

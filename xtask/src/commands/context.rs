@@ -198,6 +198,9 @@ impl Context {
                 }
                 self.reporter.warn(&message);
             }
+            Event::RecordDropped { why } => self.reporter.note(&format!(
+                "note: {name}: the record of an earlier partial download was dropped ({why}); starting over"
+            )),
             Event::Finished => {}
         }
     }

@@ -111,6 +111,14 @@ impl Wire {
                 segments::load_sidecar(&job.partial, &url.disk_key(), pin.size).map(|found| (pin, found))
             });
             match resumed {
+                // A split partial is pre-sized: any other length is not the file the
+                // record describes (removed or cut by hand), whatever the record says.
+                Some((pin, _)) if have != pin.size => {
+                    events(Event::RecordDropped { why: "the partial beside it is not the size it recorded" });
+                    file.set_len(0).map_err(local)?;
+                    let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
+                    have = 0;
+                }
                 Some((pin, (validator, pieces))) => {
                     let start = Start { validator, pieces, first: None, extras };
                     return self.segmented(job, origin, pin, &file, start, events, stats);
