@@ -34,7 +34,9 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
     for i in 0..3u64 {
         let data = payload(2 << 20, 200 + i);
         let path = format!("/f{i}");
-        let slow = Reply::Slow { body: data.clone(), chunk: 32 << 10, pause: Duration::from_millis(4) };
+        // 64 steps of 40 ms: no run can finish a file in less than 2.5 s, ten times the
+        // longest wait before a kill, however fast or loaded the machine is.
+        let slow = Reply::Slow { body: data.clone(), chunk: 32 << 10, pause: Duration::from_millis(40) };
         sc.serve(&path, vec![slow]);
         pins.push((Pin::new(&format!("f{i}"), &format!("f{i}.bin"), &data, &[sc.server.url(&path)]), data));
     }

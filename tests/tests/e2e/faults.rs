@@ -36,6 +36,18 @@ fn a_404_moves_to_the_next_url_at_once() {
 }
 
 #[test]
+fn a_url_that_only_answers_404_leaves_nothing_in_the_checkpoints_folder() {
+    // Nothing is made there before a source answers with the file: not an empty
+    // partial, not the model's folder.
+    let sc = scenario();
+    sc.serve("/gone", vec![Reply::status(404)]);
+    let run = fetch_one(&sc, &["/gone"], &["--no-cache"]);
+    run.expect(1);
+    assert!(sc.partials().is_empty(), "no litter: {:?}", sc.partials());
+    assert!(!sc.file("sub").exists(), "not even the folder the model would go in");
+}
+
+#[test]
 fn a_transient_503_is_retried_on_the_same_url() {
     let sc = scenario();
     sc.serve("/f", vec![Reply::status(503), Reply::status(503), Reply::Body(payload(SIZE, 7))]);

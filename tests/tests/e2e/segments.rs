@@ -90,6 +90,23 @@ fn a_garbled_piece_is_caught_by_the_hash_and_the_file_comes_again_on_one_stream(
 }
 
 #[test]
+fn a_failed_split_attempt_counts_every_byte_it_moved() {
+    // The log (and the rule that restores the retry budget after real progress) used to
+    // see `bytes=0` for an attempt whose pieces came and then hashed wrong.
+    let sc = scenario();
+    let data = payload(BIG, 813);
+    sc.serve("/big", vec![Reply::GarbledRanges(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let log = sc.dir.join("attempts.log");
+    fetch(&sc, &["--log-file", log.to_str().unwrap()]).expect(0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let first = text.lines().find(|l| l.contains(" attempt=1 ") && l.contains("class=hash-mismatch"));
+    let first = first.unwrap_or_else(|| panic!("the failed split attempt is logged:\n{text}"));
+    let bytes = first.split(' ').find_map(|w| w.strip_prefix("bytes=")).unwrap();
+    assert_eq!(bytes, BIG.to_string(), "every byte of the file came once in that attempt: {first}");
+}
+
+#[test]
 fn a_stalled_piece_is_taken_up_again_and_the_file_completes() {
     let sc = scenario();
     let data = payload(BIG, 805);

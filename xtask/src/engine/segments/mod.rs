@@ -140,10 +140,10 @@ pub(crate) struct Transfer<'a> {
     pub limiter: Option<&'a Limiter>,
 }
 
-/// What the transfer did: bytes that came over the network, the file's digest, which
-/// source wrote which bytes, and the sources an audit found wrong (with the first byte).
+/// What the transfer did: the file's digest, which source wrote which bytes, and the
+/// sources an audit found wrong (with the first byte). The bytes that came over the
+/// network are counted by the caller from the notes, so a failed transfer has them too.
 pub(crate) struct Done {
-    pub received: u64,
     pub sha256: String,
     pub spans: Vec<Span>,
     pub differed: Vec<(usize, u64)>,
@@ -216,7 +216,6 @@ pub(crate) fn run(
     };
     let count = board.sources.len().max(1);
     let (tx, rx) = mpsc::channel::<Note>();
-    let mut received = 0u64;
     let digest = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| follow_frontier(&board, file, t.size));
         let mut first = first;
@@ -261,10 +260,6 @@ pub(crate) fn run(
         let mut last_sidecar = Instant::now();
         loop {
             match rx.recv_timeout(SIDECAR_EVERY) {
-                Ok(Note::Bytes(n)) => {
-                    received += n;
-                    notes(Note::Bytes(n));
-                }
                 Ok(note) => notes(note),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -289,7 +284,7 @@ pub(crate) fn run(
         let _ = std::fs::remove_file(sidecar_path(t.partial));
         return Err(fault);
     }
-    Ok(Done { received, sha256: digest?, spans: state.spans, differed: state.differed })
+    Ok(Done { sha256: digest?, spans: state.spans, differed: state.differed })
 }
 
 impl Board<'_> {

@@ -92,15 +92,24 @@ impl Wire {
     ) -> Result<Checked, Fault> {
         let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
         let local = |e: io::Error| Fault::local(&job.partial, &e);
-        let mut file = install::open_partial(&job.partial).map_err(local)?;
-        let mut have = file.metadata().map_err(local)?.len();
+        // Nothing is made in the folder before a source has answered with the file (a 404
+        // leaves no litter); a partial that is there already is opened to resume it.
+        let mut file = match job.partial.exists() {
+            true => Some(install::open_partial(&job.partial).map_err(local)?),
+            false => None,
+        };
+        let mut have = match &file {
+            Some(file) => file.metadata().map_err(local)?.len(),
+            None => 0,
+        };
+        let empty = |file: &Option<File>| file.as_ref().map_or(Ok(()), |f| f.set_len(0)).map_err(local);
         let too_long = job.expect.ceiling().is_some_and(|ceiling| have > ceiling);
         // Without a pin, only the validator ties a partial to this URL: bytes from
         // elsewhere (another URL given to an earlier `add`) must not be resumed.
         let unproven =
             matches!(job.expect, Expect::Unknown { .. }) && read_validator(&job.partial, url).is_none();
         if have > 0 && (too_long || unproven) {
-            file.set_len(0).map_err(local)?;
+            empty(&file)?;
             have = 0;
         }
         let pin = self.splittable(job, url).filter(|_| split);
@@ -115,33 +124,43 @@ impl Wire {
                 // record describes (removed or cut by hand), whatever the record says.
                 Some((pin, _)) if have != pin.size => {
                     events(Event::RecordDropped { why: "the partial beside it is not the size it recorded" });
-                    file.set_len(0).map_err(local)?;
+                    empty(&file)?;
                     let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
                     have = 0;
                 }
                 Some((pin, (validator, pieces))) => {
+                    // The partial is there: its size is the pin's, and the pin is not 0.
+                    let file =
+                        file.ok_or_else(|| Fault::new(Class::LocalIo, "the partial download vanished"))?;
                     let start = Start { validator, pieces, first: None, extras };
                     return self.segmented(job, origin, pin, &file, start, events, stats);
                 }
                 None => {
-                    file.set_len(0).map_err(local)?;
+                    empty(&file)?;
                     let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
                     have = 0;
                 }
             }
         }
         let mut hasher = BackgroundHasher::start();
-        if have > 0 {
-            rehash_prefix(&mut file, have, &hasher).map_err(local)?;
+        if let (true, Some(file)) = (have > 0, file.as_mut()) {
+            rehash_prefix(file, have, &hasher).map_err(local)?;
         }
-        if have > 0 && job.expect.pinned().is_some_and(|(size, _)| size == have) {
+        if have > 0
+            && job.expect.pinned().is_some_and(|(size, _)| size == have)
+            && let Some(done) = file.take()
+        {
             // A complete download whose install was interrupted: no request needed.
-            return Sink::new(job, file, hasher, have, events).finish_or_discard(have);
+            return Sink::new(job, done, hasher, have, events).finish_or_discard(have);
         }
         let validator = if have > 0 { read_validator(&job.partial, url) } else { None };
         let probe = pin.is_some() && have == 0;
         let opened = open::open(&self.net, job.expect, url, have, validator.as_deref(), probe)?;
         stats.status = opened.status;
+        let mut file = match file {
+            Some(file) => file,
+            None => install::open_partial(&job.partial).map_err(local)?,
+        };
         if let (Some(pin), Some(206), Some(validator)) =
             (pin.filter(|_| probe), opened.status, &opened.validator)
             && opened.total == Some(pin.size)
@@ -226,8 +245,13 @@ impl Wire {
             slots: &self.slots,
             limiter: self.limiter.as_ref(),
         };
+        // Counted as they come, so an attempt that fails still tells what it moved.
+        let received = std::cell::Cell::new(0u64);
         let mut notes = |note| match note {
-            segments::Note::Bytes(n) => events(Event::Bytes(n)),
+            segments::Note::Bytes(n) => {
+                received.set(received.get() + n);
+                events(Event::Bytes(n))
+            }
             segments::Note::Retrying { source, fault, wait } => {
                 events(Event::Retrying { origin: origins[source], fault: &fault, wait })
             }
@@ -235,8 +259,9 @@ impl Wire {
                 events(Event::Range { origin: origins[ranged.source], ranged: &ranged })
             }
         };
-        let done = segments::run(&transfer, file, pieces, first, &mut notes)?;
-        stats.received = done.received;
+        let done = segments::run(&transfer, file, pieces, first, &mut notes);
+        stats.received = received.get();
+        let done = done?;
         let handle = || file.try_clone().map_err(|e| Fault::local(&job.partial, &e));
         if done.sha256 == sha256 {
             return Ok(Checked { file: handle()?, sha256: done.sha256, size });
@@ -247,8 +272,9 @@ impl Wire {
             // whichever sent different bytes is named, and the file may yet be right.
             transfer.urls = &urls[..1];
             let pieces = segments::audit_pieces(&done.spans, size);
-            let audited = segments::run(&transfer, file, pieces, None, &mut notes)?;
-            stats.received += audited.received;
+            let audited = segments::run(&transfer, file, pieces, None, &mut notes);
+            stats.received = received.get();
+            let audited = audited?;
             if audited.sha256 == sha256 {
                 for (source, at) in &audited.differed {
                     events(Event::Differed { origin: origins[*source], at: *at, first: origin });
