@@ -31,6 +31,9 @@ pub enum Reply {
     /// Last-Modified date, as Apache sends with `FileETag None`: an `If-Range` must carry
     /// that date whole to be honoured.
     Dated { body: Arc<Vec<u8>>, chunk: usize, pause: Duration },
+    /// Like `GarbledRanges`, but the garbled closed ranges say `Content-Encoding: gzip`:
+    /// a middlebox that compresses pieces of a split download.
+    EncodedRanges(Arc<Vec<u8>>),
     /// Answers any range with 206 and a Content-Range that starts at 0.
     WrongRange(Arc<Vec<u8>>),
     /// Like `Body`, but a closed range (`bytes=N-M`) comes with one byte flipped: a
@@ -458,6 +461,29 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
                 out.inner.flush()?;
                 if !pause.is_zero() {
                     thread::sleep(pause);
+                }
+            }
+        }
+        Reply::EncodedRanges(body) => {
+            let closed = request.range.as_deref().is_some_and(|r| !r.ends_with('-'));
+            match range_of(request, &body).filter(|(start, _)| closed && *start < body.len()) {
+                Some((start, end)) => {
+                    let content_range = format!("bytes {start}-{}/{}", end - 1, body.len());
+                    let headers = [
+                        ("Content-Length", (end - start).to_string()),
+                        ("Content-Range", content_range),
+                        ("Content-Encoding", "gzip".to_owned()),
+                        ("ETag", etag_of(&body)),
+                    ];
+                    out.head(&head(206, &headers))?;
+                    let mut slice = body[start..end].to_vec();
+                    slice[0] ^= 0xff;
+                    out.body(&slice)?;
+                }
+                None => {
+                    if let Some((start, end)) = file_head(out, request, &body)? {
+                        out.body(&body[start..end])?;
+                    }
                 }
             }
         }

@@ -107,6 +107,23 @@ fn a_failed_split_attempt_counts_every_byte_it_moved() {
 }
 
 #[test]
+fn a_piece_that_comes_encoded_is_refused_by_name_and_the_file_comes_as_one_stream() {
+    // Only the first answer used to be checked: compressed pieces were written as data,
+    // seen only as a hash mismatch of the whole file.
+    let sc = scenario();
+    let data = payload(BIG, 814);
+    sc.serve("/big", vec![Reply::EncodedRanges(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let run = fetch(&sc, &[]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert!(run.stderr.contains("Content-Encoding: gzip"), "named: {}", run.stderr);
+    assert!(!run.stderr.contains("hash-mismatch"), "never written as data: {}", run.stderr);
+    let last = sc.server.gets().pop().unwrap();
+    assert!(last.range.as_deref().is_none_or(|r| r.ends_with('-')), "then one stream: {last:?}");
+}
+
+#[test]
 fn a_stalled_piece_is_taken_up_again_and_the_file_completes() {
     let sc = scenario();
     let data = payload(BIG, 805);

@@ -14,7 +14,7 @@ use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer};
 use crate::engine::slots::Slot;
 use crate::error::{Class, Fault, Then};
 use crate::net::client::{Method, parse_content_range, read_fault, status_fault};
-use crate::net::headers::{header, if_range_validator};
+use crate::net::headers::{header, if_range_validator, is_html_type, refused_encoding};
 
 /// One connection's thread: the transfer it serves and the source it fetches from.
 pub(super) struct Connection<'c, 't> {
@@ -199,6 +199,20 @@ impl Connection<'_, '_> {
             return Err(Step::Refused(Fault::new(
                 Class::SizeMismatch,
                 format!("{url} serves a file of another size"),
+            )));
+        }
+        // Every piece gets the first answer's checks: its bytes are the file's only if
+        // they come as they are, and not as a page.
+        if let Some(encoding) = refused_encoding(response.headers()) {
+            return Err(Step::Refused(Fault::new(
+                Class::Encoded,
+                format!("a piece came with Content-Encoding: {encoding}, though the tool asked for identity"),
+            )));
+        }
+        if is_html_type(header(response.headers(), "content-type").as_deref()) {
+            return Err(Step::Refused(Fault::new(
+                Class::HtmlPage,
+                "received an HTML page instead of a piece of the file",
             )));
         }
         if validator.is_none() {

@@ -217,7 +217,10 @@ impl Downloader {
                 Err(fault) => fault,
             };
             budget.failures += 1;
-            let garbled_pieces = stats.segmented && fault.class == Class::HashMismatch && split;
+            // Pieces that hashed wrong, or came encoded or as pages: the server garbles
+            // ranges, so the file comes again as one stream, checked as a whole.
+            let garbled = matches!(fault.class, Class::HashMismatch | Class::Encoded | Class::HtmlPage);
+            let garbled_pieces = stats.segmented && garbled && split;
             split &= !garbled_pieces;
             blend_failed |= garbled_pieces && stats.blended;
             let decision = decide(fault.class, garbled_pieces, budget);
