@@ -34,6 +34,9 @@ pub enum Reply {
     /// Like `GarbledRanges`, but the garbled closed ranges say `Content-Encoding: gzip`:
     /// a middlebox that compresses pieces of a split download.
     EncodedRanges(Arc<Vec<u8>>),
+    /// Like `Body`, but a closed range starting at byte `at` is answered with `status`: one
+    /// piece of a split download that the server cannot serve (an outage there).
+    FailsAt { body: Arc<Vec<u8>>, at: usize, status: u16 },
     /// Answers any range with 206 and a Content-Range that starts at 0.
     WrongRange(Arc<Vec<u8>>),
     /// Like `Body`, but a closed range (`bytes=N-M`) comes with one byte flipped: a
@@ -462,6 +465,14 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
                 if !pause.is_zero() {
                     thread::sleep(pause);
                 }
+            }
+        }
+        Reply::FailsAt { body, at, status } => {
+            let closed = request.range.as_deref().is_some_and(|r| !r.ends_with('-'));
+            if closed && range_of(request, &body).is_some_and(|(start, _)| start == at) {
+                out.head(&head(status, &[("Content-Length", "0".into())]))?;
+            } else if let Some((start, end)) = file_head(out, request, &body)? {
+                out.body(&body[start..end])?;
             }
         }
         Reply::EncodedRanges(body) => {

@@ -399,3 +399,43 @@ fn a_killed_split_fetch_from_a_server_with_only_last_modified_resumes_its_pieces
     assert!(again.iter().all(|r| r.if_range.as_deref() == Some(tests::server::DATED)), "{again:?}");
     assert!(again.iter().all(|r| r.range.as_deref().is_some_and(|r| !r.ends_with('-'))), "pieces: {again:?}");
 }
+
+#[test]
+fn a_fault_that_ends_a_split_transfer_keeps_every_completed_piece() {
+    // An outage longer than the retries used to keep only the contiguous prefix and
+    // fetch the rest again on one stream; a kill at the same moment kept everything.
+    let sc = scenario();
+    let data = payload(BIG, 815);
+    // The third of four pieces cannot be had: the transfer ends when it is the last left.
+    let third = BIG / 2;
+    sc.serve("/big", vec![Reply::FailsAt { body: data.clone(), at: third, status: 500 }]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let pin = &sha256_hex(&data)[..12];
+    fetch(&sc, &["--connections", "4", "--retries", "0"]).expect(1);
+    let sidecar = std::fs::read_to_string(sc.file(&format!("big.bin.{pin}.part-ranges")))
+        .expect("the record of the pieces is kept");
+    let done: Vec<(u64, u64)> = sidecar
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let n: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+            (n[0], n[1])
+        })
+        .collect();
+    let recorded: u64 = done.iter().map(|(start, next)| next - start).sum();
+    assert!(recorded >= (BIG / 2) as u64, "the pieces that came are kept: {sidecar}");
+    let partial = std::fs::read(sc.file(&format!("big.bin.{pin}.part"))).unwrap();
+    assert!(done.iter().all(|&(s, n)| partial[s as usize..n as usize] == data[s as usize..n as usize]));
+    let before = sc.server.requests().len();
+    sc.serve("/big", vec![Reply::Body(data.clone())]);
+    fetch(&sc, &["--connections", "4"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    for request in &sc.server.requests()[before..] {
+        let range = request.range.as_deref().expect("pieces only").trim_start_matches("bytes=");
+        let (first, last) = range.split_once('-').unwrap();
+        let first: u64 = first.parse().unwrap();
+        let end: u64 = last.parse::<u64>().map_or(BIG as u64, |l| l + 1);
+        let overlap = done.iter().find(|(start, next)| first < *next && *start < end);
+        assert!(overlap.is_none(), "{range} asks again for kept bytes {overlap:?}");
+    }
+}

@@ -278,10 +278,16 @@ pub(crate) fn run(
     });
     let state = board.into_inner_state();
     if let Some(fault) = state.fault {
-        // Keep what is contiguous and proven by position; the rest goes, and so does the
-        // sidecar: the next attempt resumes the prefix like any single stream.
-        let _ = file.set_len(frontier(&state.pieces));
-        let _ = std::fs::remove_file(sidecar_path(t.partial));
+        if fault.class == Class::StalePartial {
+            // The file changed on the server: its pieces are of two versions. Keep the
+            // prefix for the next attempt's `If-Range`, which will start it over.
+            let _ = file.set_len(frontier(&state.pieces));
+            let _ = std::fs::remove_file(sidecar_path(t.partial));
+        } else {
+            // Anything else (an outage, a full disk) keeps every completed piece, as a
+            // kill does: the next attempt, or run, fetches only what is missing.
+            write_sidecar(t.partial, t.url_key, t.size, t.validator, &state.pieces);
+        }
         return Err(fault);
     }
     Ok(Done { sha256: digest?, spans: state.spans, differed: state.differed })
