@@ -351,6 +351,10 @@ pub struct Fault {
     /// What was measured, when the fault is about sizes, hashes or bytes: kept as
     /// numbers for `--json` and the tests, rendered into `detail` once.
     pub facts: Option<Facts>,
+    /// The host (with its port) the fault happened at, when a request got that far: the
+    /// origin's own, or the one a redirect, a download form or an S3 endpoint led to.
+    /// Faults are booked on it, and the per-run breaker records it.
+    pub host: Option<String>,
 }
 
 /// The measured side of a fault about the bytes themselves.
@@ -380,12 +384,22 @@ impl fmt::Display for Facts {
 
 impl Fault {
     pub fn new(class: Class, detail: impl Into<String>) -> Fault {
-        Fault { class, detail: detail.into(), status: None, retry_after: None, facts: None }
+        Fault { class, detail: detail.into(), status: None, retry_after: None, facts: None, host: None }
     }
 
     /// A fault described by what was measured; its detail is their rendering.
     pub fn of(class: Class, facts: Facts) -> Fault {
         Fault { facts: Some(facts.clone()), ..Fault::new(class, facts.to_string()) }
+    }
+
+    /// Booked on `host`; `how` says how it was reached when that was not asked for by
+    /// name ("a redirect from github.com"), and becomes part of the detail.
+    pub fn at(mut self, host: String, how: Option<&str>) -> Fault {
+        if let Some(how) = how {
+            self.detail = format!("{} at {host} ({how})", self.detail);
+        }
+        self.host = Some(host);
+        self
     }
 
     pub fn with_status(mut self, status: u16) -> Fault {

@@ -63,6 +63,14 @@ impl Source {
             "s3" => Kind::S3,
             _ => return Err(bad("uses an unsupported scheme")),
         };
+        if kind == Kind::S3 {
+            // Checked before the URL parser, which would only say "not a valid URL".
+            match rest.split(['/', '?', '#']).next().unwrap_or("") {
+                "" => return Err(bad("names no bucket; write s3://BUCKET/PREFIX")),
+                bucket if !is_bucket_name(bucket) => return Err(bad(NOT_A_BUCKET)),
+                _ => {}
+            }
+        }
         let url = Url::parse(text).map_err(|_| bad("is not a valid URL"))?;
         match kind {
             Kind::Http => {
@@ -77,13 +85,8 @@ impl Source {
                 }
             }
             Kind::S3 => {
-                let Some(bucket) = url.host_str().filter(|b| !b.is_empty()) else {
-                    return Err(bad("names no bucket; write s3://BUCKET/PREFIX"));
-                };
-                if !is_bucket_name(bucket) {
-                    return Err(bad(
-                        "names no valid bucket: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit",
-                    ));
+                if url.host_str().is_none_or(|bucket| !is_bucket_name(bucket)) {
+                    return Err(bad(NOT_A_BUCKET));
                 }
                 // `..` would be resolved by the parser, and a key prefix must never
                 // climb out of itself: refuse `.`, `..` and empty names instead.
@@ -207,6 +210,8 @@ impl fmt::Debug for Source {
         write!(f, "Source({self})")
     }
 }
+
+const NOT_A_BUCKET: &str = "names no valid bucket: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit";
 
 /// A bucket name as S3 defines it (the rules every store accepts).
 fn is_bucket_name(name: &str) -> bool {

@@ -120,3 +120,49 @@ fn a_model_that_came_from_a_later_url_warns_about_the_dead_one() {
     run.expect(0);
     assert!(!run.stderr.contains("came from"), "{}", run.stderr);
 }
+
+#[test]
+fn a_redirect_to_a_dead_host_is_booked_on_that_host_and_its_origin_still_serves_the_next_model() {
+    // The summary used to blame the origin, and the per-run breaker then failed the next
+    // model on that healthy origin without a request.
+    let sc = scenario();
+    let dead = DeadPort::hold();
+    sc.serve("/moved", vec![Reply::Redirect(format!("{}/gone", dead.url()))]);
+    let good = payload(1000, 530);
+    sc.serve("/good", vec![Reply::Body(good.clone())]);
+    sc.pin("a-moved", "a.bin", &payload(1000, 531), &["/moved"]);
+    sc.pin("b-good", "b.bin", &good, &["/good"]);
+    let mut args = vec!["fetch", "--jobs", "1", "--retries", "0", "--no-cache"];
+    args.extend(FAST);
+    let run = sc.models(&args);
+    run.expect(1);
+    assert_eq!(std::fs::read(sc.file("b.bin")).unwrap(), *good, "the origin serves the next model");
+    assert!(!run.stderr.contains("not tried again"), "{}", run.stderr);
+    let origin = sc.server.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let at = format!("at 127.0.0.1:{} (reached by a redirect from {origin})", dead.port);
+    assert!(run.stderr.contains(&at), "the dead host and how it was reached: {}", run.stderr);
+}
+
+#[test]
+fn an_unreachable_s3_endpoint_is_named_not_the_bucket_and_a_bad_bucket_name_is_a_usage_error() {
+    let mut sc = scenario();
+    let dead = DeadPort::hold();
+    sc.set_env("AWS_ENDPOINT_URL", &dead.url());
+    sc.set_env("AWS_ACCESS_KEY_ID", "AKIDTEST");
+    sc.set_env("AWS_SECRET_ACCESS_KEY", "test-secret");
+    sc.serve("/gone", vec![Reply::status(404)]);
+    for i in 0..2 {
+        sc.pin(&format!("m{i}"), &format!("m{i}.bin"), &payload(1000, 532 + i), &["/gone"]);
+    }
+    let mut args = vec!["fetch", "--retries", "0", "--no-cache", "--mirror", "s3://models/team"];
+    args.extend(FAST);
+    let run = sc.models(&args);
+    run.expect(1);
+    let endpoint = format!("cannot connect to 127.0.0.1:{}", dead.port);
+    assert!(run.stderr.contains(&endpoint), "the endpoint is where it failed: {}", run.stderr);
+    assert!(!run.stderr.contains("cannot connect to models"), "not the bucket: {}", run.stderr);
+    let run = sc.models(&["fetch", "--mirror", "s3://mo|dels/team"]);
+    run.expect(2);
+    assert!(run.stderr.contains("names no valid bucket"), "{}", run.stderr);
+    assert!(!run.stderr.contains("AWS_SECRET_ACCESS_KEY"), "not taken for a wrong secret: {}", run.stderr);
+}

@@ -327,10 +327,12 @@ fn report_failures(cx: &Context, provided: &[Provided<'_>]) {
 fn causes<'t>(tried: impl Iterator<Item = &'t Tried>) -> Vec<String> {
     let mut groups: Vec<(Class, Vec<String>, usize)> = Vec::new();
     for Tried { origin, fault } in tried {
-        let place = match (origin.url(), origin.path()) {
-            (Some(url), _) => url.host().unwrap_or_else(|| url.to_string()),
-            (None, Some(path)) => path.to_string(),
-            (None, None) => origin.kind().to_owned(),
+        let place = match (&fault.host, origin.url(), origin.path()) {
+            // Where it happened: a redirect's or a form's target, an S3 endpoint.
+            (Some(host), _, _) => host.clone(),
+            (None, Some(url), _) => url.host().unwrap_or_else(|| url.to_string()),
+            (None, None, Some(path)) => path.to_string(),
+            (None, None, None) => origin.kind().to_owned(),
         };
         match groups.iter_mut().find(|(class, ..)| *class == fault.class) {
             Some((_, places, count)) => {

@@ -222,7 +222,9 @@ impl Net {
                 agent.run(request.body(ureq::SendBody::from_reader(reader)).map_err(bad)?)
             }
         };
-        sent.map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_ref()))
+        // Only the S3 side sends through here: a fault is the endpoint's, not the bucket's.
+        let host = url.host().unwrap_or_default();
+        sent.map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_ref()).at(host, Some("the S3 endpoint")))
     }
 
     /// A GET or HEAD of `s3://BUCKET/KEY`: signed just now, sent once. An error answer's
@@ -318,6 +320,7 @@ impl Net {
         }
         let mut url = url.clone();
         let origin_host = scheme_and_host(&url)?.1;
+        let origin = url.host().unwrap_or_default();
         let mut seen = vec![url.clone()];
         let mut cookies = cookies.to_vec();
         for _ in 0..=MAX_REDIRECTS {
@@ -333,7 +336,11 @@ impl Net {
                 all.push(("Cookie".into(), sendable.join("; ")));
             }
             let proxy = self.proxies.proxy_for(&scheme, &host);
-            let response = self.send(method, &url, proxy.as_ref(), &all)?;
+            let hop = url.host().unwrap_or_default();
+            let how = (hop != origin).then(|| format!("reached by a redirect from {origin}"));
+            let response = self
+                .send(method, &url, proxy.as_ref(), &all)
+                .map_err(|f| f.at(hop.clone(), how.as_deref()))?;
             if proxy.is_some() && response.status().as_u16() == 407 {
                 return Err(proxy_refused(407, proxy.as_ref()));
             }

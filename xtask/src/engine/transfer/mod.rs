@@ -230,11 +230,13 @@ impl Downloader {
             events(Event::Attempted(&attempted));
             if decision != Decision::Retry {
                 let unreached = fault.class.policy().trips_breaker && received == 0 && fault.status.is_none();
-                if let (true, Some(host)) = (unreached, &host) {
+                // The breaker books the host that failed: a redirect's dead target must not
+                // stop the next model on its healthy origin.
+                if let (true, Some(failed)) = (unreached, fault.host.clone().or_else(|| host.clone())) {
                     self.unreachable
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .insert(host.clone(), fault.clone());
+                        .insert(failed, fault.clone());
                 }
                 return FromSource { received, blend_failed, result: Err(Left { fault, decision }) };
             }
