@@ -166,3 +166,23 @@ fn an_unreachable_s3_endpoint_is_named_not_the_bucket_and_a_bad_bucket_name_is_a
     assert!(run.stderr.contains("names no valid bucket"), "{}", run.stderr);
     assert!(!run.stderr.contains("AWS_SECRET_ACCESS_KEY"), "not taken for a wrong secret: {}", run.stderr);
 }
+
+#[test]
+fn s3_locations_with_dot_segments_or_empty_names_are_refused_never_resolved() {
+    // `s3://models/team/../public` used to write to `models/public/…` while every
+    // message named `…/team/../public/…`.
+    let sc = scenario();
+    sc.pin("m", "m.bin", &payload(10, 540), &["/m"]);
+    for location in ["s3://models/team/../public", "s3://../models/x", "s3://models/a//b", "s3://models/./x"]
+    {
+        let run = sc.models(&["fetch", "--mirror", location]);
+        run.expect(2);
+        assert!(
+            run.stderr.contains("`..` name") || run.stderr.contains("bucket"),
+            "{location}: {}",
+            run.stderr
+        );
+        let run = sc.models(&["mirror", location, "--all"]);
+        run.expect(2);
+    }
+}

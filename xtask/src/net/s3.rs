@@ -56,6 +56,11 @@ pub(crate) struct Signed {
     pub body: Option<String>,
 }
 
+/// A URL from the settings as it may be shown (a gateway's `user:password@` hidden).
+fn shown(text: &str) -> String {
+    Source::parse(text).map_or_else(|bad| bad.shown, |source| source.to_string())
+}
+
 /// Where the store is and who we are to it.
 pub(crate) struct Store {
     endpoint: url::Url,
@@ -147,13 +152,14 @@ impl Store {
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| setting("endpoint_url"));
         let endpoint_text = custom.clone().unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let shown = shown(&endpoint_text);
         let endpoint: url::Url = endpoint_text.parse().map_err(|e| {
-            Fault::new(Class::S3Config, format!("the S3 endpoint {endpoint_text:?} is not a URL: {e}"))
+            Fault::new(Class::S3Config, format!("the S3 endpoint {shown:?} is not a URL: {e}"))
         })?;
         if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
             return Err(Fault::new(
                 Class::S3Config,
-                format!("the S3 endpoint {endpoint_text:?} must be an http(s) URL with a host"),
+                format!("the S3 endpoint {shown:?} must be an http(s) URL with a host"),
             ));
         }
         let style = match setting("s3.addressing_style").as_deref() {
@@ -170,9 +176,9 @@ impl Store {
         self.credentials.is_some()
     }
 
-    /// The endpoint requests go to, for messages.
-    pub(crate) fn endpoint(&self) -> &str {
-        self.endpoint.as_str()
+    /// The endpoint requests go to, for messages: redacted, as every URL shown is.
+    pub(crate) fn endpoint(&self) -> String {
+        shown(self.endpoint.as_str())
     }
 
     fn bucket(&self, name: &str) -> Result<Bucket, Fault> {
@@ -391,6 +397,20 @@ mod tests {
     fn env(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_password_in_the_endpoint_is_never_shown() {
+        let gateway = [("AWS_ENDPOINT_URL", "http://gw:PASSWORD@10.0.0.1:9000".to_owned())];
+        let store = Store::from_lookup(&env(&gateway)).unwrap();
+        assert_eq!(
+            store.endpoint(),
+            "http://***@10.0.0.1:9000/",
+            "a password in the endpoint is never shown"
+        );
+        let bad = [("AWS_ENDPOINT_URL", "ftp://gw:PASSWORD@host".to_owned())];
+        let fault = Store::from_lookup(&env(&bad)).unwrap_err();
+        assert!(!fault.detail.contains("PASSWORD"), "{}", fault.detail);
     }
 
     #[test]

@@ -197,14 +197,13 @@ fn through_interstitials(
                 let next = follow_up(&page_url, &next)?;
                 check_follow(&page_url, &next)?;
                 let how = format!("reached by a download form on {}", page_url.host().unwrap_or_default());
-                answer =
-                    net.request(Method::Get, &next, &[], &cookies, check).map_err(|fault| {
-                        match fault.host {
-                            // Booked on the form's target, and said how it was reached.
-                            Some(host) => Fault { host: None, ..fault }.at(host, Some(&how)),
-                            None => fault,
-                        }
-                    })?;
+                answer = net.request(Method::Get, &next, &[], &cookies, check).map_err(|fault| {
+                    match fault.host {
+                        // Booked on the form's target, and said how it was reached.
+                        Some(host) => Fault { host: None, ..fault }.at(host, Some(&how)),
+                        None => fault,
+                    }
+                })?;
             }
             PageVerdict::Refused(fault) => return Err(fault),
             PageVerdict::Unknown => return Err(page_fault(&page, "instead of the file")),
