@@ -244,7 +244,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool, gate: &
         state.log.push(request.clone());
         let n = *state.served.get(&path).unwrap_or(&0);
         state.served.insert(path.clone(), n + 1);
-        let reply = match state.scripts.get(&path) {
+        // A path scripted without a query answers every query (a presigned URL's).
+        let bare = path.split('?').next().unwrap_or(&path);
+        let reply = match state.scripts.get(&path).or_else(|| state.scripts.get(bare)) {
             Some(replies) => replies[n.min(replies.len() - 1)].clone(),
             None => Reply::status(404),
         };

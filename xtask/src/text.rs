@@ -24,6 +24,24 @@ pub(crate) fn rate(bytes: u64, elapsed: Duration) -> String {
     format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
 }
 
+/// Text a server (or anything outside the tool) controls, as it may be shown on a
+/// terminal, in the log or in JSON: control characters (terminal escapes that set a
+/// window title or clear the screen, line breaks that forge log lines) become spaces,
+/// runs of white space one space, and at most `max` characters are kept, with `…` when
+/// cut. Every such string shown goes through here: S3 codes and messages, page titles,
+/// Drive's messages, a proxy's answer, header values.
+pub(crate) fn server_text(text: &str, max: usize) -> String {
+    let cleaned: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let words: Vec<&str> = cleaned.split_whitespace().collect();
+    let joined = words.join(" ");
+    if joined.chars().count() <= max {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// `text` as one POSIX shell word: unchanged when it is plain, else single-quoted.
 pub(crate) fn shell_quote(text: &str) -> String {
     if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
@@ -49,6 +67,19 @@ mod tests {
     #[test]
     fn rate_divides_by_elapsed_time() {
         assert_eq!(rate(10 << 20, Duration::from_secs(2)), "5.0 MiB/s");
+    }
+
+    #[test]
+    fn server_text_loses_its_escapes_and_line_breaks_and_is_bounded() {
+        assert_eq!(
+            server_text("\u{1b}]0;pwned\u{7}\u{1b}[2JAccess\r\nDenied", 80),
+            "]0;pwned [2JAccess Denied"
+        );
+        assert!(!server_text("a\u{1b}b", 10).contains('\u{1b}'));
+        let long = server_text(&"X".repeat(5000), 64);
+        assert_eq!(long.chars().count(), 64);
+        assert!(long.ends_with('…'));
+        assert_eq!(server_text("  plain  text ", 64), "plain text");
     }
 
     #[test]

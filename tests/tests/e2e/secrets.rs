@@ -135,3 +135,38 @@ fn a_manifest_name_with_shell_syntax_is_one_quoted_word_in_the_hook() {
     assert!(commit.status.success(), "{}", String::from_utf8_lossy(&commit.stderr));
     assert!(!sb.dir.join("PWNED").exists(), "a file name is never run as code");
 }
+
+#[test]
+fn server_words_reach_the_terminal_and_the_log_cleaned_and_bounded() {
+    // An S3 error's <Code> used to reach stderr and the log raw: a window title, a clear
+    // screen, and 5,000 characters. Here the "store" is this test's own server.
+    let mut sc = scenario();
+    let hostile = format!("\u{1b}]0;pwned\u{7}\u{1b}[2J{}", "X".repeat(5000));
+    let body =
+        format!("<?xml version=\"1.0\"?><Error><Code>{hostile}</Code><Message>{hostile}</Message></Error>");
+    let data = payload(1000, 550);
+    let hex = tests::sha256_hex(&data);
+    sc.serve(&format!("/models/team/sha256/{hex}"), vec![Reply::Status { code: 403, headers: vec![], body }]);
+    sc.serve("/m", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/m"]);
+    let endpoint = sc.server.url("");
+    sc.set_env("AWS_ENDPOINT_URL", &endpoint);
+    sc.set_env("AWS_ACCESS_KEY_ID", "AKIDTEST");
+    sc.set_env("AWS_SECRET_ACCESS_KEY", "test-secret");
+    let log = sc.dir.join("fetch.log");
+    let run = sc.models(&[
+        "fetch",
+        "--verbose",
+        "--mirror",
+        "s3://models/team",
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    run.expect(0);
+    let log = std::fs::read_to_string(&log).unwrap();
+    for (channel, text) in [("stderr", &run.stderr), ("log", &log)] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "no escapes in {channel}: {text:?}");
+        assert!(!text.contains(&"X".repeat(300)), "bounded in {channel}");
+    }
+    assert!(run.stderr.contains("XXXX"), "yet shown: {}", run.stderr);
+}

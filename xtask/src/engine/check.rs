@@ -18,6 +18,7 @@ use crate::error::{Class, Fault};
 use crate::net::headers::is_html_type;
 use crate::store::hash::{HASH_BUFFER, hash_reader, hex};
 use crate::store::stamp::{Fingerprint, Stamp, Stamps};
+use crate::text::server_text;
 
 /// What a model's destination holds now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,8 +265,8 @@ pub(crate) fn html_title(prefix: &[u8]) -> Option<String> {
     let start = lower.find("<title")?;
     let open_end = start + lower[start..].find('>')? + 1;
     let close = open_end + lower[open_end..].find("</title")?;
-    let title: String = text[open_end..close].split_whitespace().collect::<Vec<_>>().join(" ");
-    (!title.is_empty()).then(|| title.chars().take(80).collect())
+    let title = server_text(&text[open_end..close], 80);
+    (!title.is_empty()).then_some(title)
 }
 
 #[cfg(test)]

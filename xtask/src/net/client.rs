@@ -28,6 +28,7 @@ use crate::net::forward::{self, Outgoing, Proxy};
 use crate::net::proxy::{ProxyEnv, ProxyUrl};
 use crate::net::s3::{Op, Store, error_fault};
 use crate::source::{Kind, Source};
+use crate::text::server_text;
 
 /// Redirects followed at most, as browsers and curl do.
 pub(crate) const MAX_REDIRECTS: usize = 10;
@@ -467,7 +468,10 @@ pub(crate) fn call_fault(err: &ureq::Error) -> Fault {
                 .and_then(|code| code.parse::<u16>().ok());
             match status {
                 Some(status) => proxy_refused(status, None),
-                None => Fault::new(Class::Connection, format!("the proxy did not answer: {why}")),
+                None => Fault::new(
+                    Class::Connection,
+                    format!("the proxy did not answer: {}", server_text(why, 200)),
+                ),
             }
         }
         ureq::Error::Protocol(_)
@@ -475,7 +479,8 @@ pub(crate) fn call_fault(err: &ureq::Error) -> Fault {
         | ureq::Error::LargeResponseHeader(..) => {
             Fault::new(Class::BadResponse, format!("the answer is not valid HTTP: {err}"))
         }
-        other => Fault::new(Class::Connection, other.to_string()),
+        // ureq's words may quote the server's: cleaned and bounded too.
+        other => Fault::new(Class::Connection, server_text(&other.to_string(), 300)),
     }
 }
 

@@ -8,6 +8,8 @@
 
 use ureq::http::HeaderMap;
 
+use crate::text::server_text;
+
 /// The header's value as text, if present and readable.
 pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
@@ -28,10 +30,11 @@ pub(crate) fn is_html_type(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"))
 }
 
-/// The `Content-Encoding` of a body that came compressed though identity was asked for.
+/// The `Content-Encoding` of a body that came compressed though identity was asked for
+/// (the server's words, cleaned and bounded for the message).
 pub(crate) fn refused_encoding(headers: &HeaderMap) -> Option<String> {
     header(headers, "content-encoding")
-        .map(|e| e.trim().to_owned())
+        .map(|e| server_text(&e, 40))
         .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
 }
 

@@ -11,6 +11,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::error::{Class, Fault};
+use crate::text::server_text;
 
 /// The direct-download form of a Google Drive link, if `url` is one.
 pub(crate) fn normalize_drive_url(url: &str) -> Option<String> {
@@ -145,7 +146,7 @@ fn element_text_with_class(html: &str, class: &str) -> Option<String> {
         if rest[value_start..value_end].split_whitespace().any(|c| c == class) {
             let open_end = rest[value_end..].find('>')? + value_end + 1;
             let close = rest[open_end..].find("</")? + open_end;
-            let text = strip_tags(&rest[open_end..close]);
+            let text = server_text(&strip_tags(&rest[open_end..close]), 200);
             return (!text.is_empty()).then_some(text);
         }
         rest = &rest[value_end..];

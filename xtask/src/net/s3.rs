@@ -21,6 +21,7 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::error::{Class, Fault};
 use crate::source::Source;
+use crate::text::server_text;
 
 /// How long a presigned URL stays valid. Each request is signed just before it is sent,
 /// so this bounds only how late a request may start after signing, with room for a
@@ -284,8 +285,9 @@ fn read_profile(path: &str, profile: &str, config: bool) -> Result<Option<HashMa
 /// that the request was not signed (no credentials were found); `generic` is the class
 /// of the bare status, for codes with no class of their own.
 pub(crate) fn error_fault(status: u16, body: &str, anonymous: bool, generic: Class) -> Fault {
-    let code = element(body, "Code").unwrap_or_default();
-    let message = element(body, "Message").map(|m| printable(&m)).unwrap_or_default();
+    // Both are the server's words: cleaned and bounded before anything shows them.
+    let code = element(body, "Code").map(|c| server_text(&c, 64)).unwrap_or_default();
+    let message = element(body, "Message").map(|m| server_text(&m, 200)).unwrap_or_default();
     let said = if code.is_empty() {
         format!("HTTP {status}")
     } else if message.is_empty() {
@@ -343,11 +345,6 @@ pub(crate) fn element(xml: &str, name: &str) -> Option<String> {
     let start = xml.find(&open)? + open.len();
     let end = start + xml[start..].find(&format!("</{name}>"))?;
     Some(xml[start..end].trim().to_owned())
-}
-
-/// Server text made safe for a terminal line: no control characters, at most 200 chars.
-fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 /// How far this machine's clock is ahead of the store's, in seconds (negative: behind).
