@@ -4,7 +4,7 @@
 //! come back together; a server's `Retry-After` (seconds or an HTTP date) wins when it
 //! is given. Both are capped, so no answer can make the tool wait unreasonably.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Backoff never waits longer than this between attempts...
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -66,25 +66,48 @@ pub(crate) fn parse_rate_limit(value: &str) -> Option<Duration> {
 #[derive(Debug)]
 pub(crate) struct Limiter {
     bytes_per_second: f64,
-    state: std::sync::Mutex<(std::time::Instant, u64)>,
+    schedule: std::sync::Mutex<Schedule>,
+}
+
+/// Idle time banked at most: after a pause (a `Retry-After` wait, a slow server) the
+/// bytes may come this much ahead of the rate, and no more.
+const MAX_BURST: Duration = Duration::from_secs(1);
+
+/// When bytes are due: counted from `start` at the rate.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    start: Instant,
+    booked: u64,
+}
+
+impl Schedule {
+    /// Books `bytes` received at `now` and returns when the rate allows them to have come.
+    fn book(&mut self, now: Instant, bytes: u64, rate: f64) -> Instant {
+        let caught_up = self.start + Duration::from_secs_f64(self.booked as f64 / rate);
+        if caught_up + MAX_BURST < now {
+            // Idle since: bank one second of it, not all of it.
+            *self = Schedule { start: now.checked_sub(MAX_BURST).unwrap_or(now), booked: 0 };
+        }
+        self.booked += bytes;
+        self.start + Duration::from_secs_f64(self.booked as f64 / rate)
+    }
 }
 
 impl Limiter {
     pub(crate) fn new(bytes_per_second: u64) -> Limiter {
         Limiter {
             bytes_per_second: bytes_per_second.max(1) as f64,
-            state: std::sync::Mutex::new((std::time::Instant::now(), 0)),
+            schedule: std::sync::Mutex::new(Schedule { start: Instant::now(), booked: 0 }),
         }
     }
 
     /// Counts `bytes` just received and sleeps until the schedule allows them.
     pub(crate) fn take(&self, bytes: u64) {
+        let now = Instant::now();
         let due = {
-            let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            state.1 += bytes;
-            state.0 + Duration::from_secs_f64(state.1 as f64 / self.bytes_per_second)
+            let mut schedule = self.schedule.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            schedule.book(now, bytes, self.bytes_per_second)
         };
-        let now = std::time::Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
@@ -120,6 +143,22 @@ pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_rate_banks_at_most_a_second_of_idle_time() {
+        const MIB: u64 = 1 << 20;
+        let rate = MIB as f64;
+        let t0 = Instant::now();
+        let mut schedule = Schedule { start: t0, booked: 0 };
+        assert_eq!(schedule.book(t0, MIB, rate), t0 + Duration::from_secs(1), "on schedule");
+        // A 16 s wait (a Retry-After), then 16 MiB at once: only one second is banked.
+        let after = t0 + Duration::from_secs(17);
+        let due = schedule.book(after, 16 * MIB, rate);
+        assert_eq!(due, after + Duration::from_secs(15), "16 MiB at 1 MiB/s, less the one banked second");
+        // Bytes that keep up are never held back more than the rate says.
+        let later = due + Duration::from_millis(500);
+        assert_eq!(schedule.book(later, MIB / 2, rate), due + Duration::from_millis(500));
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date_and_is_capped() {
