@@ -277,9 +277,15 @@ fn a_source_that_sends_wrong_bytes_is_named_and_the_file_still_arrives() {
     sc.serve("/bad", vec![Reply::GarbledRanges(data.clone())]);
     sc.pin("big", "big.bin", &data, &["/good", "/bad"]);
     let log = sc.file("attempts.log");
-    let run = fetch(&sc, &["--log-file", log.to_str().unwrap()]);
+    let run = fetch(&sc, &["--log-file", log.to_str().unwrap(), "--json"]);
     run.expect(0);
     assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    // The audit's verdict is in the model's record too, not only on stderr.
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let wrong = &doc["models"][0]["wrong_sources"];
+    assert_eq!(wrong.as_array().map(Vec::len), Some(1), "{doc}");
+    assert!(wrong[0]["url"].as_str().unwrap().ends_with("/bad"), "{doc}");
+    assert!(wrong[0]["first_wrong_byte"].as_u64().is_some(), "{doc}");
     let named = run.stderr.lines().find(|l| l.contains("sent bytes that differ")).unwrap_or_else(|| {
         panic!("the bad source is named: {}", run.stderr);
     });

@@ -23,7 +23,9 @@ use crate::store::fs::{Placed, same_filesystem};
 use crate::store::lock;
 use crate::store::stamp::Stamps;
 use crate::text::{human_bytes, rate};
-use crate::ui::json::{self, Document, FaultRecord, FetchState, FetchSummary, Record, TriedRecord};
+use crate::ui::json::{
+    self, Document, FaultRecord, FetchState, FetchSummary, Record, TriedRecord, WrongSourceRecord,
+};
 use crate::ui::out;
 
 pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Report> {
@@ -124,6 +126,15 @@ fn json_report<'a>(
                 attempts: f.attempts,
                 bytes: f.bytes,
                 seconds: json::seconds(f.elapsed),
+                wrong_sources: f
+                    .wrong_sources
+                    .iter()
+                    .map(|w| WrongSourceRecord {
+                        url: w.origin.url().map(ToString::to_string),
+                        origin: w.origin.kind(),
+                        first_wrong_byte: w.first_wrong_byte,
+                    })
+                    .collect(),
             },
             Outcome::FromCache(placed) => FetchState::FromCache { placed_by: placed.as_str() },
             Outcome::Present => FetchState::Present { checked: None },

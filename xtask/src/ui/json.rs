@@ -118,6 +118,16 @@ impl From<&Tried> for TriedRecord {
     }
 }
 
+/// A source the audit of a blended download found sending other bytes.
+#[derive(Serialize)]
+pub(crate) struct WrongSourceRecord {
+    /// Redacted.
+    pub url: Option<String>,
+    /// `url` or `mirror`.
+    pub origin: &'static str,
+    pub first_wrong_byte: u64,
+}
+
 /// What `fetch` did with a model.
 #[derive(Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
@@ -127,6 +137,10 @@ pub(crate) enum FetchState {
         attempts: u32,
         bytes: u64,
         seconds: f64,
+        /// Sources that sent other bytes than the pinned file's (the audit's verdict):
+        /// their bytes were fetched again from another source. Absent when none did.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        wrong_sources: Vec<WrongSourceRecord>,
     },
     FromCache {
         placed_by: &'static str,

@@ -12,7 +12,7 @@ use crate::engine::install;
 use crate::engine::retry::Limiter;
 use crate::engine::segments::{self, Piece};
 use crate::engine::slots::HostSlots;
-use crate::engine::transfer::job::{Expect, Job, Listener, Settings};
+use crate::engine::transfer::job::{Expect, Job, Listener, Settings, WrongSource};
 use crate::engine::transfer::open::{self, Opened};
 use crate::engine::transfer::resume::{self, read_validator, rehash_prefix, write_validator};
 use crate::engine::transfer::sink::{Checked, Sink};
@@ -264,7 +264,7 @@ impl Wire {
         let done = done?;
         let handle = || file.try_clone().map_err(|e| Fault::local(&job.partial, &e));
         if done.sha256 == sha256 {
-            return Ok(Checked { file: handle()?, sha256: done.sha256, size });
+            return Ok(Checked { file: handle()?, sha256: done.sha256, size, wrong_sources: Vec::new() });
         }
         stats.blended = done.spans.iter().any(|span| span.source != 0);
         if stats.blended {
@@ -276,10 +276,12 @@ impl Wire {
             stats.received = received.get();
             let audited = audited?;
             if audited.sha256 == sha256 {
-                for (source, at) in &audited.differed {
-                    events(Event::Differed { origin: origins[*source], at: *at, first: origin });
+                let mut wrong_sources = Vec::new();
+                for &(source, at) in &audited.differed {
+                    events(Event::Differed { origin: origins[source], at, first: origin });
+                    wrong_sources.push(WrongSource { origin: origins[source].clone(), first_wrong_byte: at });
                 }
-                return Ok(Checked { file: handle()?, sha256: audited.sha256, size });
+                return Ok(Checked { file: handle()?, sha256: audited.sha256, size, wrong_sources });
             }
             if !audited.differed.is_empty() {
                 // With the first source's bytes in place of the others' the file is still

@@ -128,6 +128,16 @@ pub(crate) struct Fetched {
     pub elapsed: Duration,
     /// The sources tried before the one that served the file, with their last fault.
     pub passed: Vec<Tried>,
+    /// Sources that sent bytes differing from the pinned file's (found by the audit of a
+    /// blended download, which fetched those bytes again from another source).
+    pub wrong_sources: Vec<WrongSource>,
+}
+
+/// A source that sent bytes differing from the pinned file's, first at `first_wrong_byte`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WrongSource {
+    pub origin: Origin,
+    pub first_wrong_byte: u64,
 }
 
 /// Every source of a model failed; the last fault of each source tried, in order.

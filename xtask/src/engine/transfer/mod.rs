@@ -41,8 +41,9 @@ use crate::store::stamp::Fingerprint;
 use attempt::Wire;
 pub(crate) use job::{
     DEFAULT_BACKOFF_MS, DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Expect, Failed, Fetched,
-    Job, Listener, Settings,
+    Job, Listener, Settings, WrongSource,
 };
+use sink::Checked;
 
 /// An attempt that moved at least this many bytes restores the retry budget.
 pub(crate) const REAL_PROGRESS: u64 = 1 << 20;
@@ -84,6 +85,7 @@ struct Installed {
     sha256: String,
     size: u64,
     fingerprint: Option<Fingerprint>,
+    wrong_sources: Vec<WrongSource>,
 }
 
 /// Where an attempt stands in its source's retry budget.
@@ -144,6 +146,7 @@ impl Downloader {
                         attempts,
                         elapsed: started.elapsed(),
                         passed: tried,
+                        wrong_sources: installed.wrong_sources,
                     });
                 }
                 Err(Left { fault, decision }) => {
@@ -192,7 +195,8 @@ impl Downloader {
                     .map_err(|e| Fault::local(&job.target, &e))?;
                 // The open file is the installed one: its metadata cannot be another file's.
                 let fingerprint = checked.file.metadata().ok().map(|m| Fingerprint::of(&m));
-                Ok(Installed { sha256: checked.sha256, size: checked.size, fingerprint })
+                let Checked { sha256, size, wrong_sources, .. } = checked;
+                Ok(Installed { sha256, size, fingerprint, wrong_sources })
             });
             received += stats.received;
             if stats.received >= REAL_PROGRESS {

@@ -11,7 +11,7 @@ use crate::engine::check::page_fault;
 use crate::engine::check::{self, BackgroundHasher, SNIFF_LEN};
 use crate::engine::events::Event;
 use crate::engine::retry::Limiter;
-use crate::engine::transfer::job::{Expect, Job, Listener};
+use crate::engine::transfer::job::{Expect, Job, Listener, WrongSource};
 use crate::engine::transfer::resume;
 use crate::error::{Class, Facts, Fault};
 use crate::net::client::read_fault;
@@ -26,6 +26,8 @@ pub(super) struct Checked {
     pub file: File,
     pub sha256: String,
     pub size: u64,
+    /// Sources an audit found sending other bytes than the pinned file's.
+    pub wrong_sources: Vec<WrongSource>,
 }
 
 /// Temp file, progress and hasher, fed together. It borrows the job for what the bytes
@@ -211,14 +213,19 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
                 let expected = self.start.saturating_add(declared);
                 return Err(Fault::of(Class::Truncated, Facts::Ended { received: written, expected }));
             }
-            return Ok(Checked { sha256: self.hasher.finish()?, file: self.file, size: written });
+            return Ok(Checked {
+                sha256: self.hasher.finish()?,
+                file: self.file,
+                size: written,
+                wrong_sources: Vec::new(),
+            });
         };
         if written < size {
             return Err(Fault::of(Class::Truncated, Facts::Ended { received: written, expected: size }));
         }
         let actual = self.hasher.finish()?;
         if actual == sha256 {
-            return Ok(Checked { file: self.file, sha256: actual, size: written });
+            return Ok(Checked { file: self.file, sha256: actual, size: written, wrong_sources: Vec::new() });
         }
         resume::discard(&self.job.partial);
         if resumed_from > 0 {
