@@ -37,6 +37,9 @@ pub enum Reply {
     /// Like `Body`, but a closed range starting at byte `at` is answered with `status`: one
     /// piece of a split download that the server cannot serve (an outage there).
     FailsAt { body: Arc<Vec<u8>>, at: usize, status: u16 },
+    /// `GarbledRanges` at the pace of `Slow`: a kill can land while its garbled pieces are
+    /// on disk.
+    SlowGarbled { body: Arc<Vec<u8>>, chunk: usize, pause: Duration },
     /// Answers any range with 206 and a Content-Range that starts at 0.
     WrongRange(Arc<Vec<u8>>),
     /// Like `Body`, but a closed range (`bytes=N-M`) comes with one byte flipped: a
@@ -433,6 +436,20 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
         Reply::Body(body) => {
             if let Some((start, end)) = file_head(out, request, &body)? {
                 out.body(&body[start..end])?;
+            }
+        }
+        Reply::SlowGarbled { body, chunk, pause } => {
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                let mut slice = body[start..end].to_vec();
+                let closed = request.range.as_deref().is_some_and(|r| !r.ends_with('-'));
+                if closed && let Some(byte) = slice.first_mut() {
+                    *byte ^= 0xff;
+                }
+                for piece in slice.chunks(chunk.max(1)) {
+                    out.body(piece)?;
+                    out.inner.flush()?;
+                    thread::sleep(pause);
+                }
             }
         }
         Reply::GarbledRanges(body) => {

@@ -531,11 +531,13 @@ impl Bench {
                 }
                 if peers[1].1 {
                     let target = work.fresh_file("axel.bin");
-                    axel.push(time(|| cmd!(sh, "axel -q -n 16 -o {target} {url}").quiet().run())?);
+                    axel.push(peer_time("axel", || {
+                        cmd!(sh, "axel -q -n 16 -o {target} {url}").quiet().run()
+                    }));
                 }
                 if peers[2].1 {
                     let target = work.fresh_file("curl.bin");
-                    curl.push(time(|| cmd!(sh, "curl -sS -o {target} {url}").quiet().run())?);
+                    curl.push(peer_time("curl", || cmd!(sh, "curl -sS -o {target} {url}").quiet().run()));
                 }
             }
             report.row(
@@ -776,6 +778,19 @@ fn time<E: std::error::Error + Send + Sync + 'static>(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// The time of a peer's run, or NaN (left out of every figure) when the peer failed:
+/// a peer that crashes (axel has been seen to, under load) is its own fault, not ours,
+/// and says so in a note instead of ending the bench.
+fn peer_time<E: std::error::Error + Send + Sync + 'static>(
+    peer: &str,
+    f: impl FnOnce() -> Result<(), E>,
+) -> f64 {
+    time(f).unwrap_or_else(|e| {
+        eprintln!("note: {peer} failed in this round, which its figures leave out: {e}");
+        f64::NAN
+    })
+}
+
 /// `f(a[i], b[i])` for each round, summarised.
 fn pairwise(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> f64) -> Stat {
     let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect();
@@ -800,7 +815,8 @@ struct Stat {
 
 impl Stat {
     fn of(values: &[f64], unit: Unit) -> Stat {
-        let mut sorted = values.to_vec();
+        // A round a peer did not finish (it crashed: see `peer_time`) is left out.
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
         sorted.sort_by(f64::total_cmp);
         let median = match sorted.len() {
             0 => f64::NAN,

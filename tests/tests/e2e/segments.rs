@@ -445,3 +445,34 @@ fn a_fault_that_ends_a_split_transfer_keeps_every_completed_piece() {
         assert!(overlap.is_none(), "{range} asks again for kept bytes {overlap:?}");
     }
 }
+
+#[test]
+fn after_a_kill_mid_blend_the_bytes_kept_are_never_credited_to_the_first_source() {
+    // Killed while a second URL sent wrong bytes, the rerun used to take the kept bytes
+    // for the first URL's, and then said the first (good) URL sent wrong bytes.
+    let sc = scenario();
+    let data = payload(BIG, 816);
+    let pace = |garbled: bool| {
+        let (body, chunk, pause) = (data.clone(), 64 << 10, Duration::from_millis(40));
+        if garbled { Reply::SlowGarbled { body, chunk, pause } } else { Reply::Slow { body, chunk, pause } }
+    };
+    sc.serve("/good", vec![pace(false)]);
+    sc.serve("/bad", vec![pace(true)]);
+    sc.pin("big", "big.bin", &data, &["/good", "/bad"]);
+    let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(&data)[..12]));
+    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
+    wait_until(Duration::from_secs(60), "8 MiB recorded in the sidecar", || {
+        std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= 8 << 20)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(sc.server.gets().iter().any(|r| r.path == "/bad"), "the kill came mid-blend");
+    wait_until(Duration::from_secs(30), "the killed requests to end", || sc.server.active() == 0);
+    sc.serve("/good", vec![Reply::Body(data.clone())]);
+    sc.serve("/bad", vec![Reply::GarbledRanges(data.clone())]);
+    let run = fetch(&sc, &[]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert!(!run.stderr.contains("/good sends bytes"), "the good source is not blamed: {}", run.stderr);
+    assert!(!run.stderr.contains("/good sent bytes"), "{}", run.stderr);
+}

@@ -198,6 +198,11 @@ impl Context {
                 }
                 self.reporter.warn(&message);
             }
+            Event::KeptDiffered { at, first } => self.reporter.warn(&format!(
+                "{name}: bytes kept from an earlier, interrupted run differed from the pinned file \
+                 (first at byte {at}); they were fetched again from {}",
+                describe(first)
+            )),
             Event::RecordDropped { why } => self.reporter.note(&format!(
                 "note: {name}: the record of an earlier partial download was dropped ({why}); starting over"
             )),

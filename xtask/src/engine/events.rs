@@ -26,6 +26,9 @@ pub(crate) enum Event<'a> {
     /// `origin` sent bytes that differ from those `first` sent for the same range,
     /// first at byte `at`, and the file then hashed right: `origin` is the bad source.
     Differed { origin: &'a Origin, at: u64, first: &'a Origin },
+    /// Bytes kept from an earlier, interrupted run differed from the pinned file (first at
+    /// `at`) and were fetched again from `first`; who sent them is not known.
+    KeptDiffered { at: u64, first: &'a Origin },
     /// A resume record beside the partial download did not match what is on disk (the
     /// partial was removed or cut by hand, say): it was dropped, and the download starts
     /// over. Never an error: the record was only an aid.

@@ -50,7 +50,7 @@ use crate::source::Source;
 use crate::store::hash::{HASH_BUFFER, hex};
 
 use connection::{Connection, read_exact_at};
-pub(crate) use pieces::{Piece, Span, audit_pieces, frontier, split};
+pub(crate) use pieces::{KEPT, Piece, Span, audit_pieces, frontier, split};
 pub(crate) use sidecar::{load_sidecar, sidecar_path, write_sidecar};
 
 /// Files smaller than this go over one connection: splitting costs a request per piece,

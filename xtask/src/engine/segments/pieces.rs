@@ -86,8 +86,13 @@ pub(crate) struct Span {
     pub source: usize,
 }
 
-/// The pieces that fetch every span not from source 0 again from it, with an audit; the
-/// rest (source 0's spans, and bytes of unknown source, from a resumed sidecar) is done.
+/// The source of bytes kept from an earlier, interrupted run: not known, so never credited
+/// to the first source (an audit fetches them again too).
+pub(crate) const KEPT: usize = usize::MAX;
+
+/// The pieces that fetch every span not from source 0 again from it, with an audit: the
+/// other sources' and the bytes kept from an interrupted run ([`KEPT`]); the rest (source
+/// 0's spans in this run) is done.
 pub(crate) fn audit_pieces(spans: &[Span], size: u64) -> Vec<Piece> {
     let mut others: Vec<&Span> = spans.iter().filter(|s| s.source != 0 && s.end > s.start).collect();
     others.sort_by_key(|s| s.start);
@@ -163,8 +168,11 @@ mod tests {
         assert_eq!(
             shape,
             [(0, 10, 10, None), (10, 10, 30, Some(2)), (30, 30, 40, Some(1)), (40, 100, 100, None)],
-            "bytes of unknown source (90..100, from a sidecar) count as the first source's"
+            "the first source's spans are done"
         );
+        let kept = [Span { start: 0, end: 50, source: KEPT }, Span { start: 50, end: 100, source: 0 }];
+        let shape: Vec<_> = audit_pieces(&kept, 100).iter().map(|p| (p.start, p.end, p.audit)).collect();
+        assert_eq!(shape, [(0, 50, Some(KEPT)), (50, 100, None)], "kept bytes are never the first source's");
         assert_eq!(frontier(&pieces), 10);
     }
 }

@@ -259,15 +259,24 @@ impl Wire {
                 events(Event::Range { origin: origins[ranged.source], ranged: &ranged })
             }
         };
+        // Bytes already done come from an earlier run whose sources are not known: they
+        // are never credited to the first source, so an audit fetches them again too.
+        let kept: Vec<segments::Span> = pieces
+            .iter()
+            .filter(|p| p.next > p.start)
+            .map(|p| segments::Span { start: p.start, end: p.next, source: segments::KEPT })
+            .collect();
         let done = segments::run(&transfer, file, pieces, first, &mut notes);
         stats.received = received.get();
-        let done = done?;
+        let mut done = done?;
+        done.spans.extend(kept);
         let handle = || file.try_clone().map_err(|e| Fault::local(&job.partial, &e));
         if done.sha256 == sha256 {
             return Ok(Checked { file: handle()?, sha256: done.sha256, size, wrong_sources: Vec::new() });
         }
-        stats.blended = done.spans.iter().any(|span| span.source != 0);
-        if stats.blended {
+        stats.blended = done.spans.iter().any(|span| span.source != 0 && span.source != segments::KEPT);
+        let kept_any = done.spans.iter().any(|span| span.source == segments::KEPT);
+        if stats.blended || kept_any {
             // Fetch the other sources' bytes again from the first, comparing as they come:
             // whichever sent different bytes is named, and the file may yet be right.
             transfer.urls = &urls[..1];
@@ -278,12 +287,16 @@ impl Wire {
             if audited.sha256 == sha256 {
                 let mut wrong_sources = Vec::new();
                 for &(source, at) in &audited.differed {
-                    events(Event::Differed { origin: origins[source], at, first: origin });
-                    wrong_sources.push(WrongSource { origin: origins[source].clone(), first_wrong_byte: at });
+                    let Some(&sent) = origins.get(source) else {
+                        events(Event::KeptDiffered { at, first: origin });
+                        continue;
+                    };
+                    events(Event::Differed { origin: sent, at, first: origin });
+                    wrong_sources.push(WrongSource { origin: sent.clone(), first_wrong_byte: at });
                 }
                 return Ok(Checked { file: handle()?, sha256: audited.sha256, size, wrong_sources });
             }
-            if !audited.differed.is_empty() {
+            if audited.differed.iter().any(|&(source, _)| source != segments::KEPT) {
                 // With the first source's bytes in place of the others' the file is still
                 // wrong, and they differ: the first source is the one sending wrong bytes.
                 resume::discard(&job.partial);
