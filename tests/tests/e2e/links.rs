@@ -149,3 +149,58 @@ fn on_a_filesystem_with_reflinks_checkouts_get_clones_that_cannot_corrupt_each_o
     assert_eq!(std::fs::read(&two).unwrap(), *data, "the other checkout is untouched");
     drop(mount);
 }
+
+/// Writes `byte` at the start of `path` in place (through a write bit it adds), then puts
+/// the mtime back: an edit only the ctime still shows.
+fn edit_in_place_keeping_the_mtime(path: &Path, byte: u8) {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.write_all(&[byte]).unwrap();
+    file.set_modified(mtime).unwrap();
+}
+
+fn states(sb: &Sandbox) -> Vec<String> {
+    let run = sb.models(&["verify", "--json"]);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    doc["models"].as_array().unwrap().iter().map(|m| m["state"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn an_edit_through_a_hard_linked_checkout_is_never_vouched_for_by_the_cache() {
+    // The cache's own record left ctime out: an entry edited through a checkout (mtime
+    // restored) stayed "good", and a new checkout got the edited file, stamped.
+    let sc = scenario();
+    let (a, _) = two_models(&sc);
+    sc.models(&["fetch", "--link-mode", "hardlink"]).expect(0);
+    edit_in_place_keeping_the_mtime(&sc.file("a.bin"), !a[0]);
+    let second = sc.sibling();
+    std::fs::copy(&sc.manifest, &second.manifest).unwrap();
+    let run = second.models(&["fetch", "--link-mode", "hardlink"]);
+    run.expect(0);
+    assert_eq!(std::fs::read(second.file("a.bin")).unwrap(), a, "the new checkout gets the pinned bytes");
+    assert!(run.stderr.contains("was corrupt"), "the edited entry was found out: {}", run.stderr);
+    assert_eq!(states(&second), ["ok-stamped", "ok-stamped"]);
+}
+
+#[test]
+fn a_link_made_by_hand_does_not_excuse_an_edit_that_restores_the_mtime() {
+    // A moved ctime was excused whenever the link count had moved: one more hard link
+    // (`ln`, `cp -al`) and an in-place edit passed as ok (stamp).
+    let sc = scenario();
+    let (a, _) = two_models(&sc);
+    sc.models(&["fetch", "--link-mode", "hardlink"]).expect(0);
+    std::fs::hard_link(sc.file("a.bin"), sc.dir.join("by-hand.bin")).unwrap();
+    edit_in_place_keeping_the_mtime(&sc.file("a.bin"), !a[0]);
+    assert_eq!(states(&sc), ["wrong-hash", "ok-stamped"]);
+    // And a link by hand alone costs a rehash, nothing more: the bytes are still right.
+    let other = scenario();
+    let (b, _) = two_models(&other);
+    other.models(&["fetch", "--link-mode", "hardlink"]).expect(0);
+    std::fs::hard_link(other.file("a.bin"), other.dir.join("by-hand.bin")).unwrap();
+    assert_eq!(states(&other), ["ok", "ok-stamped"]);
+    assert_eq!(std::fs::read(other.file("a.bin")).unwrap(), b);
+}

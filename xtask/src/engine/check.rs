@@ -99,10 +99,10 @@ pub(crate) fn glance(model: &Model, dest: &Utf8Path, stamps: Option<&Stamps>) ->
     }
     let stamp = stamps.and_then(|s| s.get(model.path.as_str()));
     match stamp {
-        Some(stamp) if stamp.fingerprint.matches(&Fingerprint::of(&meta)) && stamp.sha256 == model.sha256 => {
+        Some(stamp) if stamp.vouches_for(&Fingerprint::of(&meta)) && stamp.sha256 == model.sha256 => {
             Glance::Stamped
         }
-        Some(stamp) if stamp.fingerprint.matches(&Fingerprint::of(&meta)) => Glance::StampedOther,
+        Some(stamp) if stamp.vouches_for(&Fingerprint::of(&meta)) => Glance::StampedOther,
         _ => Glance::Unproven,
     }
 }
@@ -148,8 +148,12 @@ fn hash_open(path: &Utf8Path) -> io::Result<(String, Option<Stamp>)> {
     let before = Fingerprint::of(&file.metadata()?);
     let sha256 = hash_reader(&file)?;
     let after = Fingerprint::of(&file.metadata()?);
-    let stamp =
-        (after == before).then(|| Stamp { sha256: sha256.clone(), fingerprint: before, placed: None });
+    let stamp = (after == before).then(|| Stamp {
+        sha256: sha256.clone(),
+        fingerprint: before,
+        placed: None,
+        linked: None,
+    });
     Ok((sha256, stamp))
 }
 
@@ -157,7 +161,7 @@ fn hash_open(path: &Utf8Path) -> io::Result<(String, Option<Stamp>)> {
 /// from the open file itself: it describes exactly the bytes that were hashed.
 pub(crate) fn stamp_of(sha256: &str, file: &std::fs::File) -> Option<Stamp> {
     let meta = file.metadata().ok()?;
-    Some(Stamp { sha256: sha256.to_owned(), fingerprint: Fingerprint::of(&meta), placed: None })
+    Some(Stamp { sha256: sha256.to_owned(), fingerprint: Fingerprint::of(&meta), placed: None, linked: None })
 }
 
 /// Buffers in flight between a download and its [`BackgroundHasher`]: enough to keep

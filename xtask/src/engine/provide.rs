@@ -137,6 +137,7 @@ impl Provider<'_> {
                         sha256: fetched.sha256.clone(),
                         fingerprint,
                         placed: None,
+                        linked: None,
                     });
                     (Outcome::Downloaded(Box::new(fetched)), stamp)
                 })
@@ -175,8 +176,15 @@ impl Provider<'_> {
         };
         let (placed, file) = link_or_copy(&entry, &step.dest, self.options.link_mode)
             .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
-        let stamp =
-            check::stamp_of(&model.sha256, &file).map(|stamp| Stamp { placed: Some(placed), ..stamp });
+        // A hard link moved the shared inode's ctime and link count: record the state it
+        // left, under the entry's lock, so every checkout linked to it (and the cache
+        // itself) knows this change was the tool's, and no other.
+        let linked = (placed == Placed::HardLink).then(|| cache.restamp(&model.sha256)).flatten();
+        let stamp = check::stamp_of(&model.sha256, &file).map(|stamp| Stamp {
+            placed: Some(placed),
+            linked,
+            ..stamp
+        });
         let outcome = match downloaded {
             Some(fetched) => Outcome::Downloaded(Box::new(fetched)),
             None => Outcome::FromCache(placed),

@@ -81,7 +81,9 @@ impl Cache {
         let Ok(meta) = fs::metadata(&path) else {
             return Entry::Missing;
         };
-        let now = Fingerprint::of(&meta).without_ctime();
+        // All of it, ctime too: only the tool's own links move it without a rehash, and
+        // each of those rewrites this stamp (`restamp`).
+        let now = Fingerprint::of(&meta);
         let stamped = fs::read_to_string(self.stamp(sha256)).ok().and_then(|t| Fingerprint::decode(&t));
         if stamped == Some(now) && now.len == size {
             return Entry::Good;
@@ -109,8 +111,18 @@ impl Cache {
         perms.set_readonly(true);
         fs::set_permissions(&path, perms)?;
         let meta = fs::metadata(&path)?;
-        self.write_stamp(sha256, &Fingerprint::of(&meta).without_ctime());
+        self.write_stamp(sha256, &Fingerprint::of(&meta));
         Ok(())
+    }
+
+    /// Records the entry's state after the tool linked it into a checkout (called under
+    /// the entry's lock, right after a check found it good). Returns the stamp file, for
+    /// the checkout's own stamp to point at; `None` when it cannot be written.
+    pub(crate) fn restamp(&self, sha256: &str) -> Option<Utf8PathBuf> {
+        let meta = fs::metadata(self.entry(sha256)).ok()?;
+        let path = self.stamp(sha256);
+        write_atomically(&path, Fingerprint::of(&meta).encode().as_bytes()).ok()?;
+        Some(path)
     }
 
     fn write_stamp(&self, sha256: &str, fingerprint: &Fingerprint) {

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs::Metadata;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::{IoContext, Result};
 use crate::store::fs::{Placed, write_atomically};
@@ -21,7 +21,9 @@ use crate::store::lock::{self, LOCK_DIR, Mode};
 /// The state file inside a checkpoints folder.
 pub(crate) const STATE_FILE: &str = ".models-state";
 
-/// What is compared. Cache stamps leave `ctime` out (see [`Fingerprint::without_ctime`]).
+/// What is compared: everything, ctime included (an in-place edit that restores the
+/// mtime still moves the ctime). The tool's own hard links move the ctime of a shared
+/// inode too; those it records (see [`Stamp::linked`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fingerprint {
     pub len: u64,
@@ -59,24 +61,17 @@ impl Fingerprint {
         }
     }
 
-    /// For cache entries: hard-linking an entry into a checkout changes its ctime and
-    /// link count without touching a byte, so the cache compares neither.
-    pub(crate) fn without_ctime(self) -> Fingerprint {
-        Fingerprint { ctime_ns: 0, links: 0, ..self }
-    }
-
-    /// Whether the file now (`now`) is the one stamped: same size, mtime, inode and
-    /// device, and the same ctime, unless the link count changed. Another checkout hard-
-    /// linking the same cache entry changes the shared inode's ctime (and its link count)
-    /// without touching a byte; an in-place edit that restores the mtime changes the
-    /// ctime alone, and is caught.
+    /// Whether the file now (`now`) is the one stamped: same size, mtime, ctime, inode,
+    /// device and link count (an older stamp without a link count compares the rest).
+    /// No change excuses another: a new link is vouched for only by the tool's own record
+    /// of it ([`Stamp::vouches_for`]).
     pub(crate) fn matches(&self, now: &Fingerprint) -> bool {
-        let relinked = self.links != 0 && self.links != now.links;
         self.len == now.len
             && self.mtime_ns == now.mtime_ns
+            && self.ctime_ns == now.ctime_ns
             && self.inode == now.inode
             && self.device == now.device
-            && (self.ctime_ns == now.ctime_ns || relinked)
+            && (self.links == 0 || self.links == now.links)
     }
 
     /// `len mtime_ns ctime_ns inode device links`, on one line.
@@ -107,6 +102,27 @@ pub(crate) struct Stamp {
     pub sha256: String,
     pub fingerprint: Fingerprint,
     pub placed: Option<Placed>,
+    /// For a hard link to a cache entry: the entry's stamp file. The tool rewrites it
+    /// under the entry's lock after each link it makes (and after each check of the
+    /// entry), with the fingerprint that results; so when this checkout's file has moved
+    /// only by such links, its current state is exactly what that record says.
+    pub linked: Option<Utf8PathBuf>,
+}
+
+impl Stamp {
+    /// Whether this stamp vouches for a file whose metadata is `now`: unchanged since the
+    /// stamp, or changed only by a link the tool made to the same cache entry (its record
+    /// holds exactly `now`). Any other change (an edit, even one that restores the mtime,
+    /// a `chmod`, a link made by hand) means a rehash.
+    pub(crate) fn vouches_for(&self, now: &Fingerprint) -> bool {
+        if self.fingerprint.matches(now) {
+            return true;
+        }
+        let same_file = self.fingerprint.inode == now.inode && self.fingerprint.device == now.device;
+        let recorded = self.linked.as_ref().and_then(|path| std::fs::read_to_string(path).ok());
+        same_file
+            && recorded.and_then(|text| Fingerprint::decode(&text)).is_some_and(|r| r == *now && r.links != 0)
+    }
 }
 
 /// The stamps of one checkpoints folder, keyed by manifest path.
@@ -143,6 +159,7 @@ impl Stamps {
                 entries.get(&rel).filter(|old| old.fingerprint.inode == stamp.fingerprint.inode)
             {
                 stamp.placed = stamp.placed.or(old.placed);
+                stamp.linked = stamp.linked.or_else(|| old.linked.clone());
             }
             entries.insert(rel, stamp);
         }
@@ -158,13 +175,18 @@ fn parse(text: &str) -> BTreeMap<String, Stamp> {
         else {
             continue;
         };
-        // `placed=…` after the fingerprint is optional (older state files have none).
+        // `linked=…` and `placed=…` after the fingerprint are optional (older state files
+        // have neither).
+        let (fingerprint, linked) = match fingerprint.rsplit_once(" linked=") {
+            Some((fingerprint, linked)) => (fingerprint, Some(Utf8PathBuf::from(linked))),
+            None => (fingerprint, None),
+        };
         let (fingerprint, placed) = match fingerprint.rsplit_once(" placed=") {
             Some((fingerprint, placed)) => (fingerprint, Placed::parse(placed)),
             None => (fingerprint, None),
         };
         if let Some(fingerprint) = Fingerprint::decode(fingerprint) {
-            entries.insert(rel.to_owned(), Stamp { sha256: sha256.to_owned(), fingerprint, placed });
+            entries.insert(rel.to_owned(), Stamp { sha256: sha256.to_owned(), fingerprint, placed, linked });
         }
     }
     entries
@@ -175,7 +197,14 @@ fn render(entries: &BTreeMap<String, Stamp>) -> String {
         String::from("# Written by `cargo xtask models`: files hashed and found matching. Safe to delete.\n");
     for (rel, stamp) in entries {
         let placed = stamp.placed.map_or_else(String::new, |p| format!(" placed={}", p.as_str()));
-        out.push_str(&format!("{}\t{}{placed}\t{rel}\n", stamp.sha256, stamp.fingerprint.encode()));
+        // A path with a tab or a line break cannot be a field here: such a stamp goes
+        // without its link record (a relinked file is then hashed again, no more).
+        let linked = stamp
+            .linked
+            .as_ref()
+            .filter(|p| !p.as_str().contains(['\t', '\n', '\r']))
+            .map_or_else(String::new, |p| format!(" linked={p}"));
+        out.push_str(&format!("{}\t{}{placed}{linked}\t{rel}\n", stamp.sha256, stamp.fingerprint.encode()));
     }
     out
 }
@@ -193,19 +222,29 @@ mod tests {
         assert_eq!(Fingerprint::decode("1 2 3 4 5 6 7"), None);
         assert_eq!(Fingerprint::decode("1 2 3 4 5").map(|f| f.links), Some(0), "older state files");
         assert_eq!(Fingerprint::decode("a b c d e"), None);
-        assert_eq!(f.without_ctime().ctime_ns, 0);
     }
 
     #[test]
-    fn ctime_may_move_only_with_the_link_count() {
-        let stamped = Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5, links: 2 };
-        let relinked = Fingerprint { ctime_ns: 9, links: 3, ..stamped };
-        assert!(stamped.matches(&relinked), "another checkout linked the same entry");
-        let edited = Fingerprint { ctime_ns: 9, ..stamped };
-        assert!(!stamped.matches(&edited), "an in-place edit that restored the mtime");
-        let legacy = Fingerprint { links: 0, ..stamped };
-        assert!(!legacy.matches(&relinked), "no link count recorded: ctime decides");
-        assert!(!stamped.matches(&Fingerprint { mtime_ns: 7, links: 3, ..stamped }));
+    fn only_a_link_the_tool_recorded_excuses_a_moved_ctime() {
+        let temp = tempfile::tempdir().unwrap();
+        let record = Utf8PathBuf::try_from(temp.path().join("entry-stamp")).unwrap();
+        let fingerprint = Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5, links: 2 };
+        let stamp = Stamp {
+            sha256: "ab".into(),
+            fingerprint,
+            placed: Some(Placed::HardLink),
+            linked: Some(record.clone()),
+        };
+        assert!(stamp.vouches_for(&fingerprint), "unchanged");
+        let relinked = Fingerprint { ctime_ns: 9, links: 3, ..fingerprint };
+        assert!(!stamp.vouches_for(&relinked), "a link nobody recorded (`ln`, `cp -al`)");
+        std::fs::write(&record, relinked.encode()).unwrap();
+        assert!(stamp.vouches_for(&relinked), "another checkout's link, which the tool recorded");
+        let edited = Fingerprint { ctime_ns: 11, links: 3, ..fingerprint };
+        assert!(!stamp.vouches_for(&edited), "an edit after that link, mtime restored");
+        assert!(!fingerprint.matches(&Fingerprint { ctime_ns: 9, ..fingerprint }), "an edit alone");
+        let legacy = Fingerprint { links: 0, ..fingerprint };
+        assert!(legacy.matches(&fingerprint), "an older stamp without a link count");
     }
 
     #[test]
@@ -214,10 +253,16 @@ mod tests {
             sha256: "ab".repeat(32),
             fingerprint: Fingerprint { len: 1, mtime_ns: 2, ctime_ns: 3, inode: 4, device: 5, links: 1 },
             placed: None,
+            linked: None,
         };
         let mut entries = BTreeMap::new();
         entries.insert("dir/with space.bin".to_owned(), stamp.clone());
         entries.insert("cloned.bin".to_owned(), Stamp { placed: Some(Placed::Clone), ..stamp.clone() });
+        let linked = Some(Utf8PathBuf::from("/cache dir/stamps/ab"));
+        entries.insert(
+            "linked.bin".to_owned(),
+            Stamp { placed: Some(Placed::HardLink), linked, ..stamp.clone() },
+        );
         let text = format!("{}garbage line\n\tonly tabs\t\n", render(&entries));
         assert_eq!(parse(&text), entries);
     }
@@ -231,7 +276,7 @@ mod tests {
             for i in 0..8 {
                 let dir = &dir;
                 scope.spawn(move || {
-                    let stamp = Stamp { sha256: format!("{i}"), fingerprint, placed: None };
+                    let stamp = Stamp { sha256: format!("{i}"), fingerprint, placed: None, linked: None };
                     Stamps::record(dir, vec![(format!("file-{i}"), stamp)]).unwrap();
                 });
             }
