@@ -6,6 +6,7 @@
 //! so a developer's `HTTPS_PROXY` cannot capture loopback traffic.
 
 pub mod daemons;
+pub mod dns;
 pub mod server;
 pub mod tls;
 
@@ -245,6 +246,17 @@ impl Sandbox {
         full.push(self.checkpoints.display().to_string());
         full.extend(args[split..].iter().map(|a| (*a).to_owned()));
         full
+    }
+
+    /// `models <args>` in a private mount namespace whose `/etc/resolv.conf` is
+    /// `resolv_conf` (see [`crate::dns`]): only this run resolves through it.
+    pub fn models_resolving_with(&self, resolv_conf: &Path, args: &[&str]) -> Run {
+        let script = "mount --bind \"$1\" /etc/resolv.conf && shift && exec \"$@\"";
+        let mut full: Vec<String> = ["--mount", "--", "sh", "-c", script, "sh"].map(String::from).to_vec();
+        full.push(resolv_conf.display().to_string());
+        full.push(self.tool.display().to_string());
+        full.extend(self.models_args(args));
+        run_tool(Path::new("unshare"), &full, &self.cwd(), &self.env)
     }
 
     /// Starts `models <args>` in the background (for kills and races).

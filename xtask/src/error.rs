@@ -42,8 +42,11 @@ pub enum Class {
     /// Refused or reset connections, proxies.
     Connection,
     /// The host name does not resolve: offline, a typo, or DNS that needs a proxy. Not
-    /// retried: a resolver that fails now fails the same way a second later.
+    /// retried: a definite "no such host" is the same a second later.
     HostNotFound,
+    /// The name server could not answer for now (SERVFAIL, `EAI_AGAIN`: "temporary
+    /// failure in name resolution"): retried, as a second later it often can.
+    DnsTemporary,
     /// Certificate or handshake failures.
     Tls,
     /// The body ended before the promised length.
@@ -155,6 +158,7 @@ impl Class {
             Class::Timeout => "timeout",
             Class::Connection => "connection",
             Class::HostNotFound => "host-not-found",
+            Class::DnsTemporary => "dns-temporary",
             Class::Tls => "tls",
             Class::Truncated => "truncated",
             Class::HtmlPage => "html-page",
@@ -199,7 +203,7 @@ impl Class {
             Class::RateLimited | Class::ServerBusy => policy(Retry, true, false, false),
             Class::Timeout | Class::Truncated | Class::StalePartial => policy(Retry, false, false, false),
             // Nothing answered: the host is down or unreachable for this whole run.
-            Class::Connection => policy(Retry, false, true, false),
+            Class::Connection | Class::DnsTemporary => policy(Retry, false, true, false),
             // A definite "no such host" does not heal a second later.
             Class::HostNotFound => policy(NextSource, false, true, false),
             Class::Forbidden | Class::ProxyRefused => policy(NextSource, true, false, false),
@@ -262,6 +266,9 @@ impl Class {
             }
             Class::HostNotFound => {
                 "the host name does not resolve: check the network connection and DNS; where only a proxy reaches the internet, set HTTPS_PROXY"
+            }
+            Class::DnsTemporary => {
+                "the name server could not answer for now: it was asked again; if this persists, check the DNS server (or the VPN) this machine uses"
             }
             Class::Tls => {
                 "the secure connection failed: check the system clock; behind a TLS-inspecting proxy, set SSL_CERT_FILE (or SSL_CERT_DIR) to your organisation's CA certificates"

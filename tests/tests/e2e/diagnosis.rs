@@ -186,3 +186,30 @@ fn s3_locations_with_dot_segments_or_empty_names_are_refused_never_resolved() {
         run.expect(2);
     }
 }
+
+#[test]
+fn a_name_server_that_fails_for_now_is_asked_again_and_a_rerun_resolves() {
+    // One SERVFAIL (EAI_AGAIN) used to count as "does not resolve": not retried, the
+    // breaker tripped, and every model of that host failed.
+    let Some(dns) = tests::dns::FlakyDns::start("dns") else { return };
+    let sb = sandbox();
+    let server = tests::Server::start();
+    let data = payload(1000, 560);
+    server.script("/m", vec![Reply::Body(data.clone())]);
+    let url = server.url("/m").replace("127.0.0.1", "flaky.test");
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[url])]);
+    let resolv = dns.resolv_conf(&sb.dir);
+    let log = sb.dir.join("attempts.log");
+    let mut args = vec!["fetch", "--no-cache", "--retries", "2", "--log-file", log.to_str().unwrap()];
+    args.extend(FAST);
+    let run = sb.models_resolving_with(&resolv, &args);
+    run.expect(1);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let attempts: Vec<&str> = log_text.lines().filter(|l| l.contains(" attempt=")).collect();
+    assert_eq!(attempts.len(), 3, "asked again, twice:\n{log_text}");
+    assert!(attempts.iter().all(|l| l.contains("class=dns-temporary")), "{log_text}");
+    assert!(!run.stderr.contains("does not resolve"), "not a missing host: {}", run.stderr);
+    dns.answer();
+    sb.models_resolving_with(&resolv, &args).expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+}

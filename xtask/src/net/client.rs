@@ -495,6 +495,10 @@ fn io_fault(e: &std::io::Error) -> Fault {
     if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls") {
         return Fault::new(Class::Tls, format!("TLS failed: {text}"));
     }
+    // A resolver that failed for now (SERVFAIL, EAI_AGAIN) is not a missing host.
+    if lower.contains("temporary failure in name resolution") {
+        return Fault::new(Class::DnsTemporary, format!("the name server could not answer for now: {text}"));
+    }
     if lower.contains("lookup address")
         || lower.contains("name or service not known")
         || lower.contains("no such host")
@@ -567,6 +571,17 @@ pub(crate) fn status_fault(status: u16) -> Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resolver_that_fails_for_now_is_retried_and_a_missing_host_is_not() {
+        let io = |text: &str| io_fault(&std::io::Error::other(text.to_owned()));
+        let temporary = io("failed to lookup address information: Temporary failure in name resolution");
+        assert_eq!(temporary.class, Class::DnsTemporary);
+        assert!(temporary.class.is_transient());
+        let missing = io("failed to lookup address information: Name or service not known");
+        assert_eq!(missing.class, Class::HostNotFound);
+        assert!(!missing.class.is_transient());
+    }
 
     #[test]
     fn statuses_map_to_their_classes() {
