@@ -40,6 +40,9 @@ pub enum Reply {
     /// `GarbledRanges` at the pace of `Slow`: a kill can land while its garbled pieces are
     /// on disk.
     SlowGarbled { body: Arc<Vec<u8>>, chunk: usize, pause: Duration },
+    /// Like `Body`, but a closed range starting at byte `at` comes in `chunk`-byte steps
+    /// with `pause` after each: one steadily slow connection among fast ones.
+    SlowAt { body: Arc<Vec<u8>>, at: usize, chunk: usize, pause: Duration },
     /// Answers any range with 206 and a Content-Range that starts at 0.
     WrongRange(Arc<Vec<u8>>),
     /// Like `Body`, but a closed range (`bytes=N-M`) comes with one byte flipped: a
@@ -483,6 +486,21 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
                 out.inner.flush()?;
                 if !pause.is_zero() {
                     thread::sleep(pause);
+                }
+            }
+        }
+        Reply::SlowAt { body, at, chunk, pause } => {
+            let closed = request.range.as_deref().is_some_and(|r| !r.ends_with('-'));
+            let slow = closed && range_of(request, &body).is_some_and(|(start, _)| start == at);
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                if slow {
+                    for piece in body[start..end].chunks(chunk.max(1)) {
+                        out.body(piece)?;
+                        out.inner.flush()?;
+                        thread::sleep(pause);
+                    }
+                } else {
+                    out.body(&body[start..end])?;
                 }
             }
         }

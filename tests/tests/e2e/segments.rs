@@ -476,3 +476,25 @@ fn after_a_kill_mid_blend_the_bytes_kept_are_never_credited_to_the_first_source(
     assert!(!run.stderr.contains("/good sends bytes"), "the good source is not blamed: {}", run.stderr);
     assert!(!run.stderr.contains("/good sent bytes"), "{}", run.stderr);
 }
+
+#[test]
+fn a_steadily_slow_connection_gives_up_what_it_has_left_to_a_faster_one() {
+    // One connection at ~160 KB/s among fast ones used to hold the file to its pace for
+    // its last few MiB (halves are split off only while both are worth a request).
+    let sc = scenario();
+    let data = payload(BIG, 817);
+    let slow_at = BIG / 2;
+    let reply =
+        Reply::SlowAt { body: data.clone(), at: slow_at, chunk: 16 << 10, pause: Duration::from_millis(100) };
+    sc.serve("/big", vec![reply]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    fetch(&sc, &["--connections", "4"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    wait_until(Duration::from_secs(30), "the slow request to end", || sc.server.active() == 0);
+    let requests = sc.server.requests();
+    let slow = requests
+        .iter()
+        .find(|r| r.range.as_deref().is_some_and(|r| r.starts_with(&format!("bytes={slow_at}-"))))
+        .expect("the slow piece was asked for");
+    assert!(slow.body_bytes < 1 << 20, "it gave up its work early: it sent {} bytes", slow.body_bytes);
+}

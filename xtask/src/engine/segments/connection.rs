@@ -7,9 +7,10 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::engine::retry::backoff;
-use crate::engine::segments::pieces::{Span, claim};
+use crate::engine::segments::pieces::{Pace, Span, claim};
 use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer};
 use crate::engine::slots::Slot;
 use crate::error::{Class, Fault, Then};
@@ -17,6 +18,9 @@ use crate::net::client::{Method, parse_content_range, read_fault, status_fault};
 use crate::net::headers::{header, if_range_validator, is_html_type, refused_encoding};
 
 /// One connection's thread: the transfer it serves and the source it fetches from.
+/// How often a connection with nothing to take looks again at the others' pace.
+const WAIT_FOR_WORK: Duration = Duration::from_millis(250);
+
 pub(super) struct Connection<'c, 't> {
     pub t: &'c Transfer<'t>,
     pub file: &'c File,
@@ -33,19 +37,36 @@ impl Connection<'_, '_> {
     pub(super) fn work(mut self, mut body: Option<Box<dyn Read + Send>>) {
         let (t, board) = (self.t, self.board);
         let mut failures = 0u32;
+        // How fast this connection went on its last piece: what a slower one is judged by.
+        let mut pace: Pace = None;
         'claims: loop {
             let claimed = {
                 let mut state = board.lock();
-                if state.fault.is_some() {
-                    return;
-                }
-                match body {
-                    // The open body fills the piece from byte 0, set aside for this worker.
-                    Some(_) => state.pieces.iter().position(|p| p.start == 0 && p.owner == Some(self.worker)),
-                    None => claim(&mut state.pieces, self.worker),
+                loop {
+                    if state.fault.is_some() {
+                        return;
+                    }
+                    let claimed = match body {
+                        // The open body fills the piece from byte 0, set aside for this worker.
+                        Some(_) => {
+                            state.pieces.iter().position(|p| p.start == 0 && p.owner == Some(self.worker))
+                        }
+                        None => claim(&mut state.pieces, self.worker, Instant::now(), pace),
+                    };
+                    // Nothing to take now, but another connection is still at work: stay by
+                    // while it may turn out far behind (then take over what it has left).
+                    let others_at_work = state.pieces.iter().any(|p| p.left() > 0 && p.owner.is_some());
+                    if claimed.is_some() || body.is_some() || pace.is_none() || !others_at_work {
+                        break claimed;
+                    }
+                    state = board
+                        .changed
+                        .wait_timeout(state, WAIT_FOR_WORK)
+                        .map_or_else(|e| e.into_inner().0, |r| r.0);
                 }
             };
             let Some(i) = claimed else { return };
+            let (claimed_at, claimed_from) = (Instant::now(), board.lock().pieces[i].next);
             loop {
                 let (next, end) = {
                     let state = board.lock();
@@ -124,7 +145,14 @@ impl Connection<'_, '_> {
                     }
                 }
             }
-            board.lock().pieces[i].owner = None;
+            let mut state = board.lock();
+            state.pieces[i].owner = None;
+            let moved = state.pieces[i].next.saturating_sub(claimed_from);
+            let seconds = claimed_at.elapsed().as_secs_f64();
+            if moved > 0 && seconds > 0.0 {
+                pace = Some(moved as f64 / seconds);
+            }
+            board.changed.notify_all();
         }
     }
 

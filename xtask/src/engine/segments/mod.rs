@@ -189,6 +189,7 @@ pub(crate) fn run(
         // other, whichever worker thread happens to start first.
         if let Some(piece) = pieces.iter_mut().find(|p| p.start == 0) {
             piece.owner = Some(0);
+            piece.since = Some((Instant::now(), piece.next));
         }
     }
     let sources: Vec<Peer<'_>> = t

@@ -1,7 +1,15 @@
 //! The pieces of a split file: which bytes are done, which connection owns which piece,
 //! how a finished connection takes work from the slowest, and which source wrote what.
 
+use std::time::{Duration, Instant};
+
 use crate::engine::segments::MIN_SPLIT;
+
+/// A connection is judged slow only after it has been on its piece this long.
+const PACE_WINDOW: Duration = Duration::from_secs(1);
+/// A connection this many times slower than one that is free is far behind: the free one
+/// takes over what it has left (as aria2's lowest-speed limit, but against its peers).
+const FAR_BEHIND: f64 = 4.0;
 
 /// One piece of the file: `[start, end)`, done up to `next`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,11 +20,13 @@ pub(crate) struct Piece {
     pub(super) owner: Option<usize>,
     /// The source whose bytes are on disk here, to be compared with what comes (an audit).
     pub(super) audit: Option<usize>,
+    /// When its owner took it, and where it stood then: its owner's pace.
+    pub(super) since: Option<(Instant, u64)>,
 }
 
 impl Piece {
     pub(super) fn new(start: u64, end: u64) -> Piece {
-        Piece { start, next: start, end, owner: None, audit: None }
+        Piece { start, next: start, end, owner: None, audit: None, since: None }
     }
 
     /// `[start, end)` done already.
@@ -57,24 +67,48 @@ pub(crate) fn frontier(pieces: &[Piece]) -> u64 {
     frontier
 }
 
+/// How fast a connection that asks for work went on its last piece (bytes per second),
+/// when it knows.
+pub(super) type Pace = Option<f64>;
+
 /// Gives `worker` something to fetch: an unowned piece with work left, else the second
-/// half of the owned piece with the most left (when both halves are worth a request).
-pub(super) fn claim(pieces: &mut Vec<Piece>, worker: usize) -> Option<usize> {
+/// half of the owned piece with the most left (when both halves are worth a request),
+/// else, when that piece's owner is far behind `pace`, all it has left: the slow
+/// connection stops at the next byte it would write. `None`: nothing to take now.
+pub(super) fn claim(pieces: &mut Vec<Piece>, worker: usize, now: Instant, pace: Pace) -> Option<usize> {
     if let Some(i) = pieces.iter().position(|p| p.owner.is_none() && p.left() > 0) {
         pieces[i].owner = Some(worker);
+        pieces[i].since = Some((now, pieces[i].next));
         return Some(i);
     }
-    let (i, victim) =
-        pieces.iter().enumerate().filter(|(_, p)| p.owner.is_some()).max_by_key(|(_, p)| p.left())?;
-    if victim.left() < 2 * MIN_SPLIT {
+    let (i, victim) = pieces
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.owner.is_some_and(|o| o != worker) && p.left() > 0)
+        .max_by_key(|(_, p)| p.left())?;
+    let from = if victim.left() >= 2 * MIN_SPLIT {
+        victim.next + victim.left() / 2
+    } else if far_behind(victim, now, pace) {
+        victim.next
+    } else {
         return None;
-    }
-    let mid = victim.next + victim.left() / 2;
-    let end = victim.end;
-    let audit = victim.audit;
-    pieces[i].end = mid;
-    pieces.push(Piece { start: mid, next: mid, end, owner: Some(worker), audit });
+    };
+    let (end, audit) = (victim.end, victim.audit);
+    pieces[i].end = from;
+    pieces.push(Piece { start: from, next: from, end, owner: Some(worker), audit, since: Some((now, from)) });
     Some(pieces.len() - 1)
+}
+
+/// Whether `piece`'s owner, measured over at least [`PACE_WINDOW`], goes [`FAR_BEHIND`]
+/// times slower than `pace`.
+fn far_behind(piece: &Piece, now: Instant, pace: Pace) -> bool {
+    let (Some(pace), Some((since, from))) = (pace, piece.since) else { return false };
+    let elapsed = now.saturating_duration_since(since);
+    if elapsed < PACE_WINDOW {
+        return false;
+    }
+    let its_pace = piece.next.saturating_sub(from) as f64 / elapsed.as_secs_f64();
+    its_pace * FAR_BEHIND < pace
 }
 
 /// Bytes `[start, end)` of the file, written from source `source` (an index into
@@ -135,24 +169,57 @@ mod tests {
     #[test]
     fn a_finished_worker_takes_half_of_the_slowest_piece() {
         let mut pieces = split(64 << 20, 2);
-        assert_eq!(claim(&mut pieces, 0), Some(0));
-        assert_eq!(claim(&mut pieces, 1), Some(1));
+        assert_eq!(claim(&mut pieces, 0, Instant::now(), None), Some(0));
+        assert_eq!(claim(&mut pieces, 1, Instant::now(), None), Some(1));
         pieces[1].next = pieces[1].end;
         pieces[1].owner = None;
-        let stolen = claim(&mut pieces, 1).unwrap();
+        let stolen = claim(&mut pieces, 1, Instant::now(), None).unwrap();
         assert_eq!(stolen, 2);
         assert_eq!(pieces[0].end, 16 << 20, "the slow piece keeps its first half");
         assert_eq!((pieces[2].start, pieces[2].end), (16 << 20, 32 << 20));
         pieces[0].next = pieces[0].end - MIN_SPLIT;
         pieces[2].next = pieces[2].end;
-        assert_eq!(claim(&mut pieces, 1), None, "too little left to split");
+        assert_eq!(claim(&mut pieces, 1, Instant::now(), None), None, "too little left to split");
+    }
+
+    #[test]
+    fn a_connection_far_behind_gives_up_what_it_has_left_to_a_free_one() {
+        let t0 = Instant::now();
+        let mut pieces = split(8 << 20, 2);
+        assert_eq!(claim(&mut pieces, 0, t0, None), Some(0));
+        assert_eq!(claim(&mut pieces, 1, t0, None), Some(1));
+        // Worker 1 finished its half; worker 0 moved 100 KB in 2 s, 3.9 MiB left.
+        pieces[1].next = pieces[1].end;
+        pieces[1].owner = None;
+        pieces[0].next = 100_000;
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(claim(&mut pieces, 1, later, None), None, "no pace known: no judgement");
+        assert_eq!(
+            claim(&mut pieces, 1, t0 + Duration::from_millis(500), Some(50e6)),
+            None,
+            "too soon to judge"
+        );
+        let taken = claim(&mut pieces, 1, later, Some(50e6)).expect("far behind: taken over");
+        assert_eq!((pieces[taken].start, pieces[taken].end), (100_000, 4 << 20));
+        assert_eq!(pieces[0].end, 100_000, "the slow one stops where it is");
+        let mut even = split(8 << 20, 2);
+        claim(&mut even, 0, t0, None);
+        claim(&mut even, 1, t0, None);
+        even[1].next = even[1].end;
+        even[1].owner = None;
+        even[0].next = 3 << 20;
+        assert_eq!(claim(&mut even, 1, later, Some(2e6)), None, "keeping pace: left alone");
     }
 
     #[test]
     fn the_open_first_body_goes_to_the_piece_at_byte_zero_whoever_claims_first() {
         let mut pieces = split(64 << 20, 4);
         pieces[0].owner = Some(0);
-        assert_eq!(claim(&mut pieces, 3), Some(1), "another worker never takes the first piece");
+        assert_eq!(
+            claim(&mut pieces, 3, Instant::now(), None),
+            Some(1),
+            "another worker never takes the first piece"
+        );
     }
 
     #[test]
