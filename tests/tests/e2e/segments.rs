@@ -321,6 +321,11 @@ fn when_the_first_source_sends_wrong_bytes_the_error_names_it_and_the_other_serv
         run.stderr
     );
     assert!(!run.stderr.contains("/good sent"), "the good one is not blamed: {}", run.stderr);
+    // Named bad, it is asked nothing more in this run: no whole-file retry on one stream.
+    let gets = sc.server.gets();
+    assert!(gets.iter().filter(|r| r.path == "/bad").all(|r| r.range.is_some()), "{gets:?}");
+    let bad_bytes: u64 = gets.iter().filter(|r| r.path == "/bad").map(|r| r.body_bytes).sum();
+    assert!(bad_bytes < 2 * BIG as u64, "the bad source sent less than the file twice: {bad_bytes}");
 }
 
 /// The length of a closed range `bytes=a-b`; an open one counts as nothing here.

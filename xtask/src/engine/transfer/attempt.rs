@@ -30,6 +30,9 @@ pub(super) struct Stats {
     pub segmented: bool,
     /// Its pieces came from more than one source.
     pub blended: bool,
+    /// The audit of a blend found this attempt's own source sending other bytes than the
+    /// rest: it is not asked again in this run, not even as one stream.
+    pub source_bad: bool,
 }
 
 /// An attempt's stats, and the checked temp file or the fault that ended it.
@@ -300,6 +303,7 @@ impl Wire {
                 // With the first source's bytes in place of the others' the file is still
                 // wrong, and they differ: the first source is the one sending wrong bytes.
                 resume::discard(&job.partial);
+                stats.source_bad = true;
                 let hash = Facts::Hash { computed: audited.sha256, pinned: sha256.to_owned() };
                 let mut fault = Fault::of(Class::HashMismatch, hash);
                 fault.detail =

@@ -224,9 +224,11 @@ impl Downloader {
             // Pieces that hashed wrong, or came encoded or as pages: the server garbles
             // ranges, so the file comes again as one stream, checked as a whole.
             let garbled = matches!(fault.class, Class::HashMismatch | Class::Encoded | Class::HtmlPage);
-            let garbled_pieces = stats.segmented && garbled && split;
+            // A source the audit found sending wrong bytes is not asked again in this run,
+            // not even as one stream, and nothing is blended with it again.
+            let garbled_pieces = stats.segmented && garbled && split && !stats.source_bad;
             split &= !garbled_pieces;
-            blend_failed |= garbled_pieces && stats.blended;
+            blend_failed |= (garbled_pieces && stats.blended) || stats.source_bad;
             let decision = decide(fault.class, garbled_pieces, budget);
             attempted.status = fault.status.or(attempted.status);
             attempted.fault = Some(&fault);
