@@ -73,7 +73,7 @@ fn published_models_are_fetched_from_the_bucket_when_their_own_urls_are_dead() {
     let again = publish(&sc, "team");
     again.expect(0);
     assert_eq!(
-        again.stdout.matches("already there with the right size; skipped").count(),
+        again.stdout.matches("already there with the right size and sha256; skipped").count(),
         2,
         "{}",
         again.stdout
@@ -381,4 +381,39 @@ fn put_with_curl(curl: &Path, weed: &Seaweed, key: &str, file: &Path) {
         .status()
         .unwrap();
     assert!(status.success(), "curl put the object");
+}
+
+#[test]
+fn an_object_of_the_right_size_but_other_bytes_is_published_over_never_skipped() {
+    // "Already there with the right size" used to be proof enough: a corrupt object of
+    // the pinned size was skipped by every later publish. Now only an object that carries
+    // the pin's sha256 (written by a publish) is skipped.
+    let test = "an_object_of_the_right_size_but_other_bytes_is_published_over_never_skipped";
+    let Some((mut sc, weed, small, _)) = setup(test) else { return };
+    let Some(curl) = tests::daemons::require("curl", test) else { return };
+    use_store(&mut sc, &weed);
+    sc.models(&["fetch", "--no-cache"]).expect(0);
+    let key = format!("team/sha256/{}", sha256_hex(&small));
+    let wrong = sc.dir.join("wrong.bin");
+    std::fs::write(&wrong, vec![7u8; small.len()]).unwrap();
+    put_with_curl(&curl, &weed, &key, &wrong);
+    let run = sc.models(&["mirror", "s3://models/team", "--model", "small"]);
+    run.expect(0);
+    assert!(run.stdout.contains(" uploaded\n"), "published over the unproven object: {}", run.stdout);
+    let stored = sc.dir.join("stored.bin");
+    let got = std::process::Command::new(&curl)
+        .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "-u"])
+        .arg(format!("{}:{}", weed.access_key, weed.secret_key))
+        .arg("-o")
+        .arg(&stored)
+        .arg(format!("{}/{}/{key}", weed.endpoint(), Seaweed::BUCKET))
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .status()
+        .unwrap();
+    assert!(got.success());
+    assert_eq!(std::fs::read(&stored).unwrap(), small, "the store now holds the pinned bytes");
+    let again = sc.models(&["mirror", "s3://models/team", "--model", "small"]);
+    again.expect(0);
+    assert!(again.stdout.contains("already there with the right size and sha256"), "{}", again.stdout);
 }

@@ -102,10 +102,10 @@ fn upload(
     model: &Model,
 ) -> bool {
     let url = prefix.mirror_entry(&model.sha256);
-    match publisher.publish(source, &url, model.size) {
+    match publisher.publish(source, &url, model.size, &model.sha256) {
         Ok(published) => {
             let how = match published {
-                Published::Present => "already there with the right size; skipped".to_owned(),
+                Published::Present => "already there with the right size and sha256; skipped".to_owned(),
                 Published::Whole => "uploaded".to_owned(),
                 Published::Parts { parts, start: Start::Fresh } => format!("uploaded in {parts} parts"),
                 Published::Parts { parts, start: Start::Continued { had } } => {

@@ -59,12 +59,20 @@ pub(crate) struct Publisher<'a> {
 /// What happened to one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Published {
-    /// The object was there with the right size.
+    /// The object was there with the right size and its sha256 recorded as the pin's.
     Present,
     /// Uploaded in one request.
     Whole,
     /// Uploaded in `parts` parts.
     Parts { parts: u16, start: Start },
+}
+
+/// An object in the store, as a publish sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Object {
+    pub size: u64,
+    /// The sha256 recorded with it by a publish (`x-amz-meta-sha256`), when any.
+    pub sha256: Option<String>,
 }
 
 /// How a multipart upload began.
@@ -101,32 +109,46 @@ impl<'a> Publisher<'a> {
         Ok(format!("{} (credentials: {})", store.endpoint(), store.found))
     }
 
-    /// Publishes `path` (`size` bytes) as the object `url` (`s3://BUCKET/KEY`).
-    pub(crate) fn publish(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<Published, Fault> {
-        if !self.force && self.size_of(url)? == Some(size) {
+    /// Publishes `path` (`size` bytes, `sha256`) as the object `url` (`s3://BUCKET/KEY`),
+    /// with its sha256 recorded in the object's metadata. An object already there is
+    /// skipped only when it has the size and the recorded sha256: one of the same size
+    /// without it (an older publish, someone else's upload) is no proof, and goes up again.
+    pub(crate) fn publish(
+        &self,
+        path: &Utf8Path,
+        url: &Source,
+        size: u64,
+        sha256: &str,
+    ) -> Result<Published, Fault> {
+        if !self.force
+            && let Some(object) = self.object_of(url)?
+            && object.size == size
+            && object.sha256.as_deref() == Some(sha256)
+        {
             return Ok(Published::Present);
         }
         let published = if size < MULTIPART_THRESHOLD {
-            self.retried(|| self.put_whole(path, url, size))?;
+            self.retried(|| self.put_whole(path, url, size, sha256))?;
             Published::Whole
         } else {
-            self.multipart(path, url, size)?
+            self.multipart(path, url, size, sha256)?
         };
-        match self.size_of(url)? {
-            Some(found) if found == size => Ok(published),
+        match self.object_of(url)? {
+            Some(object) if object.size == size => Ok(published),
             found => Err(Fault::new(
                 Class::SizeMismatch,
                 format!(
                     "after the upload the store reports {} instead of {size} bytes",
-                    found.map_or_else(|| "no object".to_owned(), |n| format!("{n} bytes"))
+                    found.map_or_else(|| "no object".to_owned(), |o| format!("{} bytes", o.size))
                 ),
             )),
         }
     }
 
-    /// The object's size, or `None` when there is no such object. A one-byte range read,
-    /// not a HEAD: errors then come with the XML body that says what is wrong.
-    pub(crate) fn size_of(&self, url: &Source) -> Result<Option<u64>, Fault> {
+    /// The object's size and recorded sha256, or `None` when there is no such object. A
+    /// one-byte range read, not a HEAD: errors then come with the XML body that says what
+    /// is wrong.
+    pub(crate) fn object_of(&self, url: &Source) -> Result<Option<Object>, Fault> {
         let headers = [("Range", "bytes=0-0".to_owned())];
         let answer = match self.net.request(Method::Get, url, &headers, &[], &|_| Ok(())) {
             Ok(answer) => answer,
@@ -144,10 +166,14 @@ impl<'a> Publisher<'a> {
             416 => Some(0),
             _ => None,
         };
+        let sha256 = header(s3::SHA256_META)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
         let _ = std::io::copy(&mut response.into_body().into_reader().take(64), &mut std::io::sink());
-        size.map(Some).ok_or_else(|| {
+        let size = size.ok_or_else(|| {
             Fault::new(Class::BadResponse, format!("the store did not say how large {url} is"))
-        })
+        })?;
+        Ok(Some(Object { size, sha256 }))
     }
 
     /// Sends one signed request, turning an error answer into its S3 fault.
@@ -159,9 +185,10 @@ impl<'a> Publisher<'a> {
     ) -> Result<ureq::http::Response<ureq::Body>, Fault> {
         let store = self.net.store()?;
         let signed = store.sign(url, op)?;
+        let headers: Vec<(&str, String)> = signed.headers.iter().map(|(n, v)| (*n, v.clone())).collect();
         let response = match &signed.body {
-            Some(text) => self.net.exchange(signed.method, &signed.url, &[], Payload::Text(text))?,
-            None => self.net.exchange(signed.method, &signed.url, &[], body)?,
+            Some(text) => self.net.exchange(signed.method, &signed.url, &headers, Payload::Text(text))?,
+            None => self.net.exchange(signed.method, &signed.url, &headers, body)?,
         };
         if response.status().is_success() {
             return Ok(response);
@@ -182,10 +209,10 @@ impl<'a> Publisher<'a> {
         Ok(text)
     }
 
-    fn put_whole(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<(), Fault> {
+    fn put_whole(&self, path: &Utf8Path, url: &Source, size: u64, sha256: &str) -> Result<(), Fault> {
         let file = File::open(path).map_err(|e| Fault::local(path, &e))?;
         let reader = &mut Paced { inner: file.take(size), limiter: self.limiter.as_ref() };
-        self.send(url, Op::Put, Payload::Reader { reader, len: size }).map(drop)
+        self.send(url, Op::Put { sha256 }, Payload::Reader { reader, len: size }).map(drop)
     }
 
     /// `f` again after a transient fault, with backoff, up to [`TRIES`] times.
@@ -202,7 +229,7 @@ impl<'a> Publisher<'a> {
         }
     }
 
-    fn multipart(&self, path: &Utf8Path, url: &Source, size: u64) -> Result<Published, Fault> {
+    fn multipart(&self, path: &Utf8Path, url: &Source, size: u64, sha256: &str) -> Result<Published, Fault> {
         let part_size = part_size(size);
         let count = u16::try_from(size.div_ceil(part_size))
             .map_err(|_| Fault::new(Class::LocalIo, "the file needs more parts than S3 allows"))?;
@@ -215,11 +242,11 @@ impl<'a> Publisher<'a> {
                     (upload_id, parts, Start::Continued { had })
                 }
                 Err(fault) if fault.class == Class::NotFound => {
-                    (self.create(url)?, Vec::new(), Start::Restarted)
+                    (self.create(url, sha256)?, Vec::new(), Start::Restarted)
                 }
                 Err(fault) => return Err(fault),
             },
-            None => (self.create(url)?, Vec::new(), Start::Fresh),
+            None => (self.create(url, sha256)?, Vec::new(), Start::Fresh),
         };
         write_record(&record, url, size, part_size, &upload_id);
         let mut etags: Vec<Option<String>> = vec![None; usize::from(count)];
@@ -253,8 +280,8 @@ impl<'a> Publisher<'a> {
         Ok(Published::Parts { parts: count, start })
     }
 
-    fn create(&self, url: &Source) -> Result<String, Fault> {
-        let text = self.retried(|| self.send_for_text(url, Op::Create))?;
+    fn create(&self, url: &Source, sha256: &str) -> Result<String, Fault> {
+        let text = self.retried(|| self.send_for_text(url, Op::Create { sha256 }))?;
         s3::upload_id(&text)
     }
 

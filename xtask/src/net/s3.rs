@@ -35,10 +35,10 @@ pub(crate) enum Op<'a> {
     Get,
     /// Its size and validators, without the body.
     Head,
-    /// Write the object in one request.
-    Put,
-    /// Start a multipart upload; the answer names the upload.
-    Create,
+    /// Write the object in one request, recording its sha256 with it.
+    Put { sha256: &'a str },
+    /// Start a multipart upload (of an object with this sha256); the answer names it.
+    Create { sha256: &'a str },
     /// Upload part `number` (from 1) of an upload.
     UploadPart { upload_id: &'a str, number: u16 },
     /// Finish an upload from its parts' ETags, in order.
@@ -55,7 +55,13 @@ pub(crate) struct Signed {
     /// Presigned: its query is the signature, and `Source` keeps it out of messages.
     pub url: Source,
     pub body: Option<String>,
+    /// Headers the signature covers: they must be sent exactly so.
+    pub headers: Vec<(&'static str, String)>,
 }
+
+/// The user metadata a published object carries its sha256 in, so a later publish can
+/// tell a right object from a wrong one of the same size (`x-amz-meta-sha256`).
+pub(crate) const SHA256_META: &str = "x-amz-meta-sha256";
 
 /// A URL from the settings as it may be shown (a gateway's `user:password@` hidden).
 fn shown(text: &str) -> String {
@@ -195,12 +201,21 @@ impl Store {
             .ok_or_else(|| Fault::new(Class::BadUrl, format!("{url} is not an s3://BUCKET/KEY URL")))?;
         let bucket = self.bucket(bucket)?;
         let credentials = self.credentials.as_ref();
+        let mut headers = Vec::new();
         let (method, url, body) = match op {
             Op::Get => ("GET", GetObject::new(&bucket, credentials, key).sign(SIGNED_FOR), None),
             Op::Head => ("HEAD", HeadObject::new(&bucket, credentials, key).sign(SIGNED_FOR), None),
-            Op::Put => ("PUT", PutObject::new(&bucket, credentials, key).sign(SIGNED_FOR), None),
-            Op::Create => {
-                ("POST", CreateMultipartUpload::new(&bucket, credentials, key).sign(SIGNED_FOR), None)
+            Op::Put { sha256 } => {
+                let mut action = PutObject::new(&bucket, credentials, key);
+                action.headers_mut().insert(SHA256_META, sha256.to_owned());
+                headers.push((SHA256_META, sha256.to_owned()));
+                ("PUT", action.sign(SIGNED_FOR), None)
+            }
+            Op::Create { sha256 } => {
+                let mut action = CreateMultipartUpload::new(&bucket, credentials, key);
+                action.headers_mut().insert(SHA256_META, sha256.to_owned());
+                headers.push((SHA256_META, sha256.to_owned()));
+                ("POST", action.sign(SIGNED_FOR), None)
             }
             Op::UploadPart { upload_id, number } => {
                 ("PUT", UploadPart::new(&bucket, credentials, key, number, upload_id).sign(SIGNED_FOR), None)
@@ -231,7 +246,7 @@ impl Store {
         };
         let url = Source::parse(url.as_str())
             .map_err(|e| Fault::new(Class::S3Config, format!("the signed {e}")))?;
-        Ok(Signed { method, url, body })
+        Ok(Signed { method, url, body, headers })
     }
 }
 
