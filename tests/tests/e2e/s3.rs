@@ -417,3 +417,27 @@ fn an_object_of_the_right_size_but_other_bytes_is_published_over_never_skipped()
     again.expect(0);
     assert!(again.stdout.contains("already there with the right size and sha256"), "{}", again.stdout);
 }
+
+#[test]
+fn an_http_store_behind_stock_squid_is_sent_in_absolute_form_for_publish_and_fetch() {
+    // An on-prem store on plain http used to go through CONNECT, which a stock squid
+    // refuses for any port but 443: publish and fetch failed as proxy-refused.
+    let test = "an_http_store_behind_stock_squid_is_sent_in_absolute_form_for_publish_and_fetch";
+    let Some((mut sc, weed, small, big)) = setup(test) else { return };
+    let Some(proxy) = tests::daemons::squid(&sc.dir.join("squid"), 443, None, test) else { return };
+    use_store(&mut sc, &weed);
+    sc.models(&["fetch", "--no-cache"]).expect(0);
+    sc.set_env("http_proxy", &proxy.url(false));
+    let run = publish(&sc, "proxied");
+    run.expect(0);
+    assert!(!run.stderr.contains("proxy-refused"), "{}", run.stderr);
+    let mut fresh = fresh_checkout(&sc, &weed);
+    fresh.set_env("http_proxy", &proxy.url(false));
+    fresh.models(&["fetch", "--no-cache", "--mirror", "s3://models/proxied"]).expect(0);
+    assert_eq!(std::fs::read(fresh.file("small.bin")).unwrap(), small);
+    assert_eq!(std::fs::read(fresh.file("big.bin")).unwrap(), big);
+    let log = std::fs::read_to_string(sc.dir.join("squid/access.log")).unwrap_or_default();
+    assert!(log.contains("PUT http://127.0.0.1:"), "uploads went through squid in absolute form:\n{log}");
+    assert!(log.contains("GET http://127.0.0.1:"), "reads too:\n{log}");
+    assert!(!log.contains("CONNECT"), "no tunnel:\n{log}");
+}

@@ -203,6 +203,15 @@ impl Net {
     ) -> Result<Response<Body>, Fault> {
         let (scheme, host) = scheme_and_host(url)?;
         let proxy = self.proxies.proxy_for(&scheme, &host);
+        // Only the S3 side sends through here: a fault is the endpoint's, not the bucket's.
+        let endpoint = url.host().unwrap_or_default();
+        if let Some(p) = proxy.as_ref().filter(|p| scheme == "http" && p.is_plain_http()) {
+            // Plain http goes to an http proxy in absolute form, body and all, as every
+            // other plain-http request does: a stock proxy refuses CONNECT but to 443.
+            return self
+                .forward_with_body(method, url, p, headers, body)
+                .map_err(|f| f.at(endpoint, Some("the S3 endpoint")));
+        }
         let agent = self.agent(proxy.as_ref(), scheme == "https")?;
         let mut request = ureq::http::Request::builder().method(method).uri(url.expose());
         for (name, value) in headers {
@@ -223,9 +232,46 @@ impl Net {
                 agent.run(request.body(ureq::SendBody::from_reader(reader)).map_err(bad)?)
             }
         };
-        // Only the S3 side sends through here: a fault is the endpoint's, not the bucket's.
-        let host = url.host().unwrap_or_default();
-        sent.map_err(|e| with_proxy_hint(call_fault(&e), proxy.as_ref()).at(host, Some("the S3 endpoint")))
+        sent.map_err(|e| {
+            with_proxy_hint(call_fault(&e), proxy.as_ref()).at(endpoint, Some("the S3 endpoint"))
+        })
+    }
+
+    /// [`Net::exchange`] through a plain-http proxy, in absolute form.
+    fn forward_with_body(
+        &self,
+        method: &str,
+        url: &Source,
+        proxy: &ProxyUrl,
+        headers: &[(&str, String)],
+        body: Payload<'_>,
+    ) -> Result<Response<Body>, Fault> {
+        let mut all: Vec<(String, String)> =
+            headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect();
+        all.push(("User-Agent".into(), USER_AGENT.into()));
+        all.push(("Accept-Encoding".into(), "identity".into()));
+        let mut text: &[u8] = match &body {
+            Payload::Text(t) => t.as_bytes(),
+            Payload::Empty | Payload::Reader { .. } => b"",
+        };
+        let body: Option<&mut dyn Read> = match body {
+            Payload::Empty => {
+                if !matches!(method, "GET" | "HEAD") {
+                    all.push(("Content-Length".into(), "0".into()));
+                }
+                None
+            }
+            Payload::Text(_) => {
+                all.push(("Content-Length".into(), text.len().to_string()));
+                Some(&mut text)
+            }
+            Payload::Reader { reader, len } => {
+                all.push(("Content-Length".into(), len.to_string()));
+                Some(reader)
+            }
+        };
+        let outgoing = Outgoing { method, url, headers: &all, timeout: self.timeout, body };
+        forward::send(&Proxy::parse(proxy)?, outgoing).map_err(|f| with_proxy_hint(f, Some(proxy)))
     }
 
     /// A GET or HEAD of `s3://BUCKET/KEY`: signed just now, sent once. An error answer's
@@ -388,8 +434,9 @@ impl Net {
             let mut all = headers.to_vec();
             all.push(("User-Agent".into(), USER_AGENT.into()));
             all.push(("Accept-Encoding".into(), "identity".into()));
-            let outgoing = Outgoing { method: method.as_str(), url, headers: &all, timeout: self.timeout };
-            return forward::send(&Proxy::parse(p)?, &outgoing).map_err(|f| with_proxy_hint(f, Some(p)));
+            let outgoing =
+                Outgoing { method: method.as_str(), url, headers: &all, timeout: self.timeout, body: None };
+            return forward::send(&Proxy::parse(p)?, outgoing).map_err(|f| with_proxy_hint(f, Some(p)));
         }
         let agent = self.agent(proxy, url.scheme() == "https")?;
         let mut request = match method {

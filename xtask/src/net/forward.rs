@@ -76,16 +76,21 @@ pub(crate) struct Outgoing<'a> {
     pub url: &'a Source,
     pub headers: &'a [(String, String)],
     pub timeout: Duration,
+    /// The request body, its length already in `headers` (`Content-Length`).
+    pub body: Option<&'a mut dyn Read>,
 }
 
 /// Sends one request through `proxy` and returns its answer, the body still unread.
-pub(crate) fn send(proxy: &Proxy, request: &Outgoing<'_>) -> Result<Response<Body>, Fault> {
+pub(crate) fn send(proxy: &Proxy, request: Outgoing<'_>) -> Result<Response<Body>, Fault> {
     let stream = connect(proxy, request.timeout)?;
     let io = |e: io::Error| proxy_io_fault(proxy, &e);
     stream.set_read_timeout(Some(request.timeout)).map_err(io)?;
     stream.set_write_timeout(Some(request.timeout)).map_err(io)?;
-    let head = request_head(proxy, request)?;
+    let head = request_head(proxy, &request)?;
     (&stream).write_all(head.as_bytes()).map_err(io)?;
+    if let Some(body) = request.body {
+        io::copy(body, &mut &stream).map_err(io)?;
+    }
     let mut reader = BufReader::new(stream);
     let head = read_head(&mut reader).map_err(io)?;
     let (status, headers) = parse_head(&head)?;
