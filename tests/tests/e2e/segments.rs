@@ -316,11 +316,20 @@ fn when_the_first_source_sends_wrong_bytes_the_error_names_it_and_the_other_serv
     run.expect(0);
     assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
     assert!(
-        run.stderr.lines().any(|l| l.contains("/bad sends bytes that differ")),
-        "the bad source is named: {}",
+        run.stderr
+            .lines()
+            .any(|l| l.contains("/bad sent bytes that differ") && l.contains("again from http")),
+        "the bad source is named, and the one its bytes came from again: {}",
         run.stderr
     );
     assert!(!run.stderr.contains("/good sent"), "the good one is not blamed: {}", run.stderr);
+    // What the good source sent in the blend is kept: it is asked only for pieces (the bad
+    // source's spans), never for the whole file again.
+    let good: Vec<_> = sc.server.gets().into_iter().filter(|r| r.path == "/good").collect();
+    assert!(good.iter().all(|r| r.range.as_deref().is_some_and(|r| !r.ends_with('-'))), "{good:?}");
+    let asked: u64 = good.iter().map(|r| r.range.as_deref().map_or(0, range_len)).sum();
+    assert!(asked <= 3 * BIG as u64 / 2, "about the file once from the good source: {asked}");
+    assert!(sc.partials().is_empty(), "no side file left: {:?}", sc.partials());
     // Named bad, it is asked nothing more in this run: no whole-file retry on one stream.
     let gets = sc.server.gets();
     assert!(gets.iter().filter(|r| r.path == "/bad").all(|r| r.range.is_some()), "{gets:?}");

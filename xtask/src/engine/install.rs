@@ -30,7 +30,7 @@ pub(crate) fn is_partial_name(name: &str) -> bool {
             .strip_suffix(".tmp")
             .and_then(|stem| stem.rsplit_once('.'))
             .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-    let ours = [PARTIAL_SUFFIX, ".part-validator", ".part-ranges"];
+    let ours = [PARTIAL_SUFFIX, ".part-validator", ".part-ranges", ".part-audit"];
     ours.iter().any(|ending| name.ends_with(ending)) || half_written
 }
 

@@ -12,7 +12,7 @@ pub(super) const MAX_FILE_NAME: usize = 255 - 24;
 /// folder, the stamps file, and the endings of partial downloads and temp files.
 const RESERVED_DIR: &str = ".locks";
 const RESERVED_FILE: &str = ".models-state";
-const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".part-ranges", ".tmp"];
+const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".part-ranges", ".part-audit", ".tmp"];
 
 /// Why a manifest path could escape or clash with the checkpoints directory, if it could.
 pub(crate) fn path_problem(path: &str) -> Option<&'static str> {

@@ -16,6 +16,7 @@ use crate::engine::slots::Slot;
 use crate::error::{Class, Fault, Then};
 use crate::net::client::{Method, parse_content_range, read_fault, status_fault};
 use crate::net::headers::{header, if_range_validator, is_html_type, refused_encoding};
+use crate::store::fs::{read_exact_at, write_all_at};
 
 /// One connection's thread: the transfer it serves and the source it fetches from.
 /// How often a connection with nothing to take looks again at the others' pace.
@@ -285,19 +286,32 @@ impl Connection<'_, '_> {
                 (piece.next, (n as u64).min(piece.end.saturating_sub(piece.next)) as usize, piece.audit)
             };
             if take > 0 {
+                let mut differs = false;
                 if let Some(suspect) = audit {
                     before.resize(take, 0);
                     read_exact_at(file, &mut before, at)
                         .map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
                     if let Some(k) = before.iter().zip(&buf[..take]).position(|(a, b)| a != b) {
+                        differs = true;
                         let mut state = board.lock();
                         if !state.differed.iter().any(|(s, _)| *s == suspect) {
                             state.differed.push((suspect, at + k as u64));
                         }
                     }
                 }
-                write_all_at(file, &buf[..take], at).map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
+                let local = |e: io::Error| Step::Fatal(Fault::local(t.partial, &e));
+                match (t.side, audit) {
+                    // An audit that keeps what is there: what differs goes to the side.
+                    (Some(side), Some(_)) if differs => {
+                        write_all_at(side, &buf[..take], at).map_err(local)?
+                    }
+                    (Some(_), Some(_)) => {}
+                    _ => write_all_at(file, &buf[..take], at).map_err(local)?,
+                }
                 let mut state = board.lock();
+                if differs && t.side.is_some() {
+                    state.substituted.push((at, at + take as u64));
+                }
                 state.pieces[i].next = at + take as u64;
                 board.changed.notify_all();
                 drop(state);
@@ -350,37 +364,4 @@ fn as_last(fault: Fault) -> Step {
         Then::Retry => Step::Transient(fault),
         Then::NextSource | Then::StopModel => Step::Fatal(fault),
     }
-}
-
-#[cfg(unix)]
-pub(super) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
-}
-
-#[cfg(unix)]
-pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(not(unix))]
-pub(super) fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
-        buf = &buf[n..];
-        offset += n as u64;
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub(super) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_read(file, buf, offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf = &mut buf[n..];
-        offset += n as u64;
-    }
-    Ok(())
 }

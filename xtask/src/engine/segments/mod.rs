@@ -49,8 +49,9 @@ use crate::net::client::Net;
 use crate::source::Source;
 use crate::store::hash::{HASH_BUFFER, hex};
 
-use connection::{Connection, read_exact_at};
-pub(crate) use pieces::{KEPT, Piece, Span, audit_pieces, frontier, split};
+use crate::store::fs::read_exact_at;
+use connection::Connection;
+pub(crate) use pieces::{KEPT, Piece, Span, audit_pieces, audit_pieces_of, frontier, split};
 pub(crate) use sidecar::{load_sidecar, sidecar_path, write_sidecar};
 
 /// Files smaller than this go over one connection: splitting costs a request per piece,
@@ -82,6 +83,8 @@ struct State {
     spans: Vec<Span>,
     /// Sources whose bytes differed from the audit's, with the first such byte.
     differed: Vec<(usize, u64)>,
+    /// Ranges whose bytes are in the side file (an audit that does not overwrite).
+    substituted: Vec<(u64, u64)>,
 }
 
 /// One source of the file, as the connections share it.
@@ -120,6 +123,7 @@ impl Board<'_> {
 }
 
 /// What a segmented transfer needs from its caller.
+#[derive(Clone, Copy)]
 pub(crate) struct Transfer<'a> {
     pub net: &'a Net,
     /// Where pieces come from. The first is the URL the file was probed at, whose
@@ -129,8 +133,16 @@ pub(crate) struct Transfer<'a> {
     pub url_key: &'a str,
     pub partial: &'a Utf8Path,
     pub size: u64,
-    /// ETag or Last-Modified of the file, sent as `If-Range` by every piece.
-    pub validator: &'a str,
+    /// ETag or Last-Modified of the file, sent as `If-Range` by every piece; `None`: the
+    /// first source's is learnt from its first answer (an audit against another source).
+    pub validator: Option<&'a str>,
+    /// Whether the sidecar records this run's pieces (not an audit's: the file's own
+    /// pieces are all done by then).
+    pub record: bool,
+    /// An audit that must not overwrite what is there: where the incoming bytes differ,
+    /// they go to this file at the same offsets instead, and the digest is of the file
+    /// with them in place ([`Done::substituted`]).
+    pub side: Option<&'a File>,
     pub connections: usize,
     pub retries: u32,
     pub backoff: Duration,
@@ -147,6 +159,8 @@ pub(crate) struct Done {
     pub sha256: String,
     pub spans: Vec<Span>,
     pub differed: Vec<(usize, u64)>,
+    /// With a side file: the ranges `[start, end)` whose bytes there replace the file's.
+    pub substituted: Vec<(u64, u64)>,
 }
 
 /// Messages from the workers to the caller's thread, which owns the event listener.
@@ -199,7 +213,7 @@ pub(crate) fn run(
         .map(|(i, url)| Peer {
             url,
             host: url.host().unwrap_or_default(),
-            validator: Mutex::new((i == 0).then(|| t.validator.to_owned())),
+            validator: Mutex::new(t.validator.filter(|_| i == 0).map(str::to_owned)),
         })
         .collect();
     let board = Board {
@@ -211,6 +225,7 @@ pub(crate) fn run(
             serving_first: 0,
             spans: Vec::new(),
             differed: Vec::new(),
+            substituted: Vec::new(),
         }),
         changed: Condvar::new(),
         sources,
@@ -218,7 +233,7 @@ pub(crate) fn run(
     let count = board.sources.len().max(1);
     let (tx, rx) = mpsc::channel::<Note>();
     let digest = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| follow_frontier(&board, file, t.size));
+        let hasher = scope.spawn(|| follow_frontier(&board, file, t.side, t.size));
         let mut first = first;
         for worker in 0..t.connections.max(1) {
             // Connections take turns over the sources; the first is the probe's, always
@@ -268,7 +283,9 @@ pub(crate) fn run(
             if last_sidecar.elapsed() >= SIDECAR_EVERY {
                 last_sidecar = Instant::now();
                 let pieces = board.lock().pieces.clone();
-                write_sidecar(t.partial, t.url_key, t.size, t.validator, &pieces);
+                if let (true, Some(validator)) = (t.record, t.validator) {
+                    write_sidecar(t.partial, t.url_key, t.size, validator, &pieces);
+                }
             }
         }
         // Every worker is done: the hasher ends at the full size or at the fault.
@@ -287,11 +304,13 @@ pub(crate) fn run(
         } else {
             // Anything else (an outage, a full disk) keeps every completed piece, as a
             // kill does: the next attempt, or run, fetches only what is missing.
-            write_sidecar(t.partial, t.url_key, t.size, t.validator, &state.pieces);
+            if let (true, Some(validator)) = (t.record, t.validator) {
+                write_sidecar(t.partial, t.url_key, t.size, validator, &state.pieces);
+            }
         }
         return Err(fault);
     }
-    Ok(Done { sha256: digest?, spans: state.spans, differed: state.differed })
+    Ok(Done { sha256: digest?, spans: state.spans, differed: state.differed, substituted: state.substituted })
 }
 
 impl Board<'_> {
@@ -300,13 +319,14 @@ impl Board<'_> {
     }
 }
 
-/// The hashing thread: waits for the frontier to move, hashes up to it from the file.
-fn follow_frontier(board: &Board<'_>, file: &File, size: u64) -> Result<String, Fault> {
+/// The hashing thread: waits for the frontier to move, hashes up to it from the file (with
+/// the side file's bytes in the ranges an audit put there).
+fn follow_frontier(board: &Board<'_>, file: &File, side: Option<&File>, size: u64) -> Result<String, Fault> {
     let mut hasher = Sha256::new();
     let mut hashed = 0u64;
     let mut buf = vec![0u8; HASH_BUFFER];
     while hashed < size {
-        let until = {
+        let (until, substituted) = {
             let mut state = board.lock();
             loop {
                 if state.fault.is_some() {
@@ -314,7 +334,8 @@ fn follow_frontier(board: &Board<'_>, file: &File, size: u64) -> Result<String, 
                 }
                 let frontier = frontier(&state.pieces);
                 if frontier > hashed {
-                    break frontier;
+                    // Every range below the frontier is recorded before it moves past it.
+                    break (frontier, state.substituted.clone());
                 }
                 if state.workers == 0 && frontier < size {
                     return Err(Fault::new(Class::Truncated, "the pieces ended early"));
@@ -327,8 +348,20 @@ fn follow_frontier(board: &Board<'_>, file: &File, size: u64) -> Result<String, 
         };
         while hashed < until {
             let want = (until - hashed).min(HASH_BUFFER as u64) as usize;
-            read_exact_at(file, &mut buf[..want], hashed)
-                .map_err(|e| Fault::new(Class::LocalIo, format!("reading back the partial download: {e}")))?;
+            let read_back = |e: std::io::Error| {
+                Fault::new(Class::LocalIo, format!("reading back the partial download: {e}"))
+            };
+            read_exact_at(file, &mut buf[..want], hashed).map_err(read_back)?;
+            if let Some(side) = side {
+                let end = hashed + want as u64;
+                for &(start, stop) in
+                    substituted.iter().filter(|(start, stop)| *start < end && hashed < *stop)
+                {
+                    let (from, to) = (start.max(hashed), stop.min(end));
+                    let slice = &mut buf[(from - hashed) as usize..(to - hashed) as usize];
+                    read_exact_at(side, slice, from).map_err(read_back)?;
+                }
+            }
             hasher.update(&buf[..want]);
             hashed += want as u64;
         }

@@ -128,7 +128,13 @@ pub(crate) const KEPT: usize = usize::MAX;
 /// other sources' and the bytes kept from an interrupted run ([`KEPT`]); the rest (source
 /// 0's spans in this run) is done.
 pub(crate) fn audit_pieces(spans: &[Span], size: u64) -> Vec<Piece> {
-    let mut others: Vec<&Span> = spans.iter().filter(|s| s.source != 0 && s.end > s.start).collect();
+    audit_pieces_of(spans, size, |source| source != 0)
+}
+
+/// The pieces that fetch again, with an audit, every span whose source `pick` picks; the
+/// rest is done.
+pub(crate) fn audit_pieces_of(spans: &[Span], size: u64, pick: impl Fn(usize) -> bool) -> Vec<Piece> {
+    let mut others: Vec<&Span> = spans.iter().filter(|s| pick(s.source) && s.end > s.start).collect();
     others.sort_by_key(|s| s.start);
     let mut pieces = Vec::new();
     let mut at = 0;

@@ -12,7 +12,8 @@ use crate::engine::install;
 use crate::engine::retry::Limiter;
 use crate::engine::segments::{self, Piece};
 use crate::engine::slots::HostSlots;
-use crate::engine::transfer::job::{Expect, Job, Listener, Settings, WrongSource};
+use crate::engine::transfer::audit::Audit;
+use crate::engine::transfer::job::{Expect, Job, Listener, Settings};
 use crate::engine::transfer::open::{self, Opened};
 use crate::engine::transfer::resume::{self, read_validator, rehash_prefix, write_validator};
 use crate::engine::transfer::sink::{Checked, Sink};
@@ -235,13 +236,15 @@ impl Wire {
         stats.segmented = true;
         events(Event::Started { origin, position: pieces.iter().map(|p| p.next - p.start).sum() });
         let key = urls[0].disk_key();
-        let mut transfer = segments::Transfer {
+        let transfer = segments::Transfer {
             net: &self.net,
             urls: &urls,
             url_key: &key,
             partial: &job.partial,
             size,
-            validator: &validator,
+            validator: Some(&validator),
+            record: true,
+            side: None,
             connections: self.settings.connections,
             retries: self.settings.retries,
             backoff: self.settings.backoff,
@@ -280,36 +283,19 @@ impl Wire {
         stats.blended = done.spans.iter().any(|span| span.source != 0 && span.source != segments::KEPT);
         let kept_any = done.spans.iter().any(|span| span.source == segments::KEPT);
         if stats.blended || kept_any {
-            // Fetch the other sources' bytes again from the first, comparing as they come:
-            // whichever sent different bytes is named, and the file may yet be right.
-            transfer.urls = &urls[..1];
-            let pieces = segments::audit_pieces(&done.spans, size);
-            let audited = segments::run(&transfer, file, pieces, None, &mut notes);
+            let audit = Audit { partial: &job.partial, origins: &origins, urls: &urls, size, sha256, file };
+            let audited = audit.run(&transfer, &done.spans, &mut notes);
             stats.received = received.get();
-            let audited = audited?;
-            if audited.sha256 == sha256 {
-                let mut wrong_sources = Vec::new();
-                for &(source, at) in &audited.differed {
-                    let Some(&sent) = origins.get(source) else {
-                        events(Event::KeptDiffered { at, first: origin });
-                        continue;
-                    };
-                    events(Event::Differed { origin: sent, at, first: origin });
-                    wrong_sources.push(WrongSource { origin: sent.clone(), first_wrong_byte: at });
+            stats.source_bad = audited.first_source_bad;
+            for (origin, at) in &audited.named {
+                match origin {
+                    Some(sent) => {
+                        events(Event::Differed { origin: sent, at: *at, first: audited.fixed_from })
+                    }
+                    None => events(Event::KeptDiffered { at: *at, first: audited.fixed_from }),
                 }
-                return Ok(Checked { file: handle()?, sha256: audited.sha256, size, wrong_sources });
             }
-            if audited.differed.iter().any(|&(source, _)| source != segments::KEPT) {
-                // With the first source's bytes in place of the others' the file is still
-                // wrong, and they differ: the first source is the one sending wrong bytes.
-                resume::discard(&job.partial);
-                stats.source_bad = true;
-                let hash = Facts::Hash { computed: audited.sha256, pinned: sha256.to_owned() };
-                let mut fault = Fault::of(Class::HashMismatch, hash);
-                fault.detail =
-                    format!("{}; {} sends bytes that differ from the other sources'", fault.detail, urls[0]);
-                return Err(fault);
-            }
+            return audited.result;
         }
         resume::discard(&job.partial);
         Err(Fault::of(Class::HashMismatch, Facts::Hash { computed: done.sha256, pinned: sha256.to_owned() }))

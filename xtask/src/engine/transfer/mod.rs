@@ -19,6 +19,7 @@
 //! real progress, and a hard cap on attempts keeps a trickling server bounded.
 
 mod attempt;
+mod audit;
 mod job;
 mod open;
 mod resume;
