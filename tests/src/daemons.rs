@@ -169,6 +169,54 @@ impl Drop for Daemon {
     }
 }
 
+/// Apache httpd serving a folder, configured by the test (the Debian binary, run in the
+/// foreground with the test's own config: no service, no /etc/apache2).
+pub struct Apache {
+    pub daemon: Daemon,
+}
+
+impl Apache {
+    /// Serves `root` on a fresh loopback port with the directives in `extra` (`FileETag
+    /// None`, a rate limit); `None` (after the skip line) when apache2 is not installed.
+    /// Its access log records each request's `Range` and `If-Range`.
+    pub fn start(root: &Path, dir: &Path, extra: &str, test: &str) -> Option<Apache> {
+        let program = require("apache2", test)?;
+        std::fs::create_dir_all(dir).expect("create the apache folder");
+        // It serves as `nobody`: the files must be readable by everyone.
+        let _ = Command::new("chmod").arg("-R").arg("a+rX").arg(root).status();
+        let daemon = Daemon::spawn(dir, "apache", |port| {
+            let d = dir.display();
+            let conf = format!(
+                "ServerRoot /usr/lib/apache2\n\
+                 LoadModule mpm_event_module modules/mod_mpm_event.so\n\
+                 LoadModule authz_core_module modules/mod_authz_core.so\n\
+                 LoadModule env_module modules/mod_env.so\n\
+                 LoadModule ratelimit_module modules/mod_ratelimit.so\n\
+                 ServerName localhost\nListen 127.0.0.1:{port}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\n\
+                 LogFormat \"%r %>s %{{Range}}i|%{{If-Range}}i %B\" probe\nCustomLog {d}/access.log probe\n\
+                 User nobody\nGroup nogroup\nDocumentRoot {root}\n\
+                 <Directory {root}>\n  Require all granted\n</Directory>\n{extra}\n",
+                root = root.display()
+            );
+            let conf_path = dir.join("httpd.conf");
+            std::fs::write(&conf_path, conf).expect("write httpd.conf");
+            let mut command = Command::new(&program);
+            command.arg("-X").arg("-f").arg(&conf_path);
+            command
+        });
+        Some(Apache { daemon })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.daemon.port)
+    }
+
+    /// The access log so far: one line per request.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.daemon.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
 /// nginx serving a folder, configured by the test.
 pub struct Nginx {
     pub daemon: Daemon,

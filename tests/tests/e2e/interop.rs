@@ -195,3 +195,79 @@ fn squid_with_its_stock_rules_carries_http_and_https_with_and_without_authentica
 fn tinyproxy_with_its_stock_rules_carries_http_and_https_with_and_without_authentication() {
     proxy_matrix(tinyproxy, "tinyproxy.log", "tinyproxy interop");
 }
+
+#[test]
+fn apache_with_file_etag_none_resumes_a_killed_split_download_piece_by_piece() {
+    // `FileETag None`, a common hardening line: only Last-Modified. The sidecar used to
+    // keep the date's first word, so every piece after a kill came back whole (200).
+    let test = "apache_with_file_etag_none_resumes_a_killed_split_download_piece_by_piece";
+    let sb = sandbox();
+    let data = payload(40 << 20, 870);
+    let root = served(&sb, &[("big.bin", &data)]);
+    // An hour old: a Last-Modified within the last second is one Apache itself treats as
+    // weak (and answers a dated If-Range with the whole file), not the case here.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(root.join("big.bin"))
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    // 2 MiB/s a connection: the fetch cannot end before the kill, whatever the machine.
+    let extra =
+        "FileETag None\n<Location />\n  SetOutputFilter RATE_LIMIT\n  SetEnv rate-limit 2048\n</Location>";
+    let Some(apache) = tests::daemons::Apache::start(&root, &sb.dir.join("apache"), extra, test) else {
+        return;
+    };
+    sb.write_manifest(&[Pin::new("big", "big.bin", &data, &[apache.url("/big.bin")])]);
+    let sidecar = sb.file(&format!("big.bin.{}.part-ranges", &sha256_hex(&data)[..12]));
+    let mut child = sb.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
+    wait_until(Duration::from_secs(120), "4 MiB recorded in the sidecar", || {
+        std::fs::read_to_string(&sidecar).is_ok_and(|t| tests::pieces_done(&t) >= 4 << 20)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = apache.access_log().lines().count();
+    let run = fetch(&sb, &["--no-cache"]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data);
+    assert!(!run.stderr.contains("changed on the server"), "{}", run.stderr);
+    let log = apache.access_log();
+    let again: Vec<&str> = log.lines().skip(before).collect();
+    assert!(!again.is_empty(), "{log}");
+    assert!(
+        again.iter().all(|l| l.contains(" 206 ")),
+        "every piece answered as a piece:\n{}",
+        again.join("\n")
+    );
+    // (The killed run's own requests may end, and be logged, after the kill: its probe
+    // asked `bytes=0-` with no If-Range.)
+    let pieces: Vec<&&str> = again.iter().filter(|l| !l.contains("bytes=0-|-")).collect();
+    assert!(!pieces.is_empty());
+    assert!(
+        pieces.iter().all(|l| l.contains(" GMT ")),
+        "with the whole date as If-Range:\n{}",
+        again.join("\n")
+    );
+}
+
+#[test]
+fn apache_with_a_weak_etag_gets_one_stream_and_nothing_is_thrown_away() {
+    // Apache gives a weak ETag for a file modified within the last second (here: dated
+    // in the future), and rightly answers a dated If-Range with the whole file. Splitting
+    // used to end in "the file changed on the server" and a second download.
+    let test = "apache_with_a_weak_etag_gets_one_stream_and_nothing_is_thrown_away";
+    let sb = sandbox();
+    let data = payload(40 << 20, 871);
+    let root = served(&sb, &[("big.bin", &data)]);
+    let tomorrow = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    std::fs::File::options().write(true).open(root.join("big.bin")).unwrap().set_modified(tomorrow).unwrap();
+    let Some(apache) = tests::daemons::Apache::start(&root, &sb.dir.join("apache"), "", test) else { return };
+    sb.write_manifest(&[Pin::new("big", "big.bin", &data, &[apache.url("/big.bin")])]);
+    let run = fetch(&sb, &["--no-cache"]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data);
+    assert!(!run.stderr.contains("changed on the server"), "{}", run.stderr);
+    let log = apache.access_log();
+    assert_eq!(log.lines().count(), 1, "one request, one stream:\n{log}");
+}
