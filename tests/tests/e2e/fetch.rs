@@ -95,7 +95,11 @@ fn selection_defaults_skip_optional_models_and_groups_select() {
 
     let run = sc.models(&["fetch", "--model", "nope"]);
     run.expect(2);
-    assert!(run.stderr.contains("known models: core, extra, old"), "{}", run.stderr);
+    assert!(run.stderr.contains("no model named \"nope\""), "{}", run.stderr);
+    let run = sc.models(&["fetch", "--model", "cor"]);
+    run.expect(2);
+    assert!(run.stderr.contains("did you mean `core` (core.bin)?"), "the closest, not all: {}", run.stderr);
+    assert!(!run.stderr.contains("old"), "{}", run.stderr);
     let run = sc.models(&["fetch", "--all", "--model", "core"]);
     run.expect(2);
 }

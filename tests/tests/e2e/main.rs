@@ -10,6 +10,7 @@ mod doctor;
 mod edges;
 mod faults;
 mod fetch;
+mod habits;
 mod hosts;
 mod interop;
 mod links;

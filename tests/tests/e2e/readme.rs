@@ -107,3 +107,25 @@ fn the_readme_shows_what_a_fetch_without_network_prints() {
         run.output()
     );
 }
+
+#[test]
+fn every_command_of_the_old_scripts_table_is_one_the_tool_takes() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let table = readme.split("<!-- table: old-scripts -->").nth(1).expect("the table is in the README");
+    let lines = table.lines().skip_while(|l| !l.starts_with('|'));
+    // Past the header and its rule.
+    let rows: Vec<&str> = lines.skip(2).take_while(|l| l.starts_with('|')).collect();
+    assert!(rows.len() >= 10, "{rows:?}");
+    let sb = sandbox();
+    for row in rows {
+        let here = row.split('|').nth(2).unwrap();
+        let command = here.split('`').nth(1).unwrap_or_else(|| panic!("a command in {row}"));
+        let words: Vec<&str> = command.strip_prefix("cargo xtask ").expect(command).split(' ').collect();
+        // `--help` before any `--`, which hands the rest to another program.
+        let split = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+        let mut args: Vec<String> = words[..split].iter().map(|w| (*w).to_owned()).collect();
+        args.push("--help".into());
+        let run = sb.run_raw(&args);
+        assert_eq!(run.code, 0, "`{command}` is a command the tool takes: {}", run.stderr);
+    }
+}

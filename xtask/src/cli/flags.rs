@@ -40,6 +40,22 @@ pub(super) struct Fetch {
     json: bool,
     #[command(flatten)]
     common: CommonArgs,
+    // Last: its help heading then holds these two alone.
+    #[command(flatten)]
+    old: OldScriptArgs,
+}
+
+/// Flags of `download_correct_models.py`, understood so its users' habits still work.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "For users of download_correct_models.py")]
+struct OldScriptArgs {
+    /// Check the models without downloading anything: this is `cargo xtask models verify`,
+    /// which runs instead (with --skip-checks: presence only).
+    #[arg(long)]
+    validate_only: bool,
+    /// Accepted and ignored: this tool has no runtime dependencies to install.
+    #[arg(long)]
+    no_deps: bool,
 }
 
 #[derive(Args, Debug)]
@@ -361,6 +377,19 @@ impl From<SelectArgs> for Selection {
 impl Fetch {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
         let cx = Context::open(defaults, &self.common.location(self.json))?;
+        if self.old.no_deps {
+            cx.reporter
+                .note("note: --no-deps: this tool has no runtime dependencies to install; nothing to skip");
+        }
+        if self.old.validate_only {
+            let presence = self.skip_checks;
+            cx.reporter.note(&format!(
+                "note: --validate-only is `cargo xtask models verify{}`: checking, downloading nothing",
+                if presence { " --skip-checks" } else { "" }
+            ));
+            let trust = if presence { Trust::Presence } else { Trust::Stamps };
+            return Ok(verify::run(&cx, &self.select.into(), trust, self.jobs.jobs.into())?.exit_code());
+        }
         let options =
             fetch_options(&cx, self.transfer.settings(), self.skip_checks, &self.jobs, self.sources)?;
         Ok(fetch::run(&cx, &self.select.into(), options)?.exit_code())

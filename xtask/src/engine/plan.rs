@@ -7,7 +7,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::check::{self, LocalState};
-use crate::engine::manifest::{Manifest, Model};
+use crate::engine::manifest::{Manifest, Model, edit_distance};
 use crate::engine::workers;
 use crate::error::{Error, Origin};
 use crate::source::{BadSource, Kind, Source};
@@ -24,38 +24,107 @@ pub(crate) struct Selection {
 }
 
 /// Picks models in manifest order. Without names or groups: every non-optional model,
-/// or every model with `all`. Names and groups select exactly what they name.
+/// or every model with `all`. Names and groups select exactly what they name; a model
+/// may also be named by its file name or its path (`GFPGANv1.4.pth`,
+/// `gfpgan/weights/GFPGANv1.4.pth`), as the scripts this tool replaces took it.
 pub(crate) fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Result<Vec<&'m Model>, Error> {
-    for name in &selection.models {
-        if manifest.find(name).is_none() {
-            let known: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
-            return Err(Error::Usage(format!(
-                "no model named {name:?} in the manifest; known models: {}",
-                known.join(", ")
-            )));
-        }
+    let mut named = Vec::with_capacity(selection.models.len());
+    for asked in &selection.models {
+        named.push(resolve_model(manifest, asked)?.name.as_str());
     }
     for group in &selection.groups {
         if !manifest.models.iter().any(|m| m.group.as_deref() == Some(group)) {
             let mut known: Vec<&str> = manifest.models.iter().filter_map(|m| m.group.as_deref()).collect();
             known.sort_unstable();
             known.dedup();
-            return Err(Error::Usage(format!(
-                "no group named {group:?} in the manifest; known groups: {}",
-                known.join(", ")
-            )));
+            let close = closest(group, known.iter().map(|g| (*g, *g)));
+            let hint = match close.as_slice() {
+                [] => format!("known groups: {}", known.join(", ")),
+                close => format!(
+                    "did you mean {}?",
+                    close.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(" or ")
+                ),
+            };
+            return Err(Error::Usage(format!("no group named {group:?} in the manifest; {hint}")));
         }
     }
     let explicit = !selection.models.is_empty() || !selection.groups.is_empty();
     let picked = manifest.models.iter().filter(|m| {
         if explicit {
-            selection.models.contains(&m.name)
-                || m.group.as_ref().is_some_and(|g| selection.groups.contains(g))
+            named.contains(&m.name.as_str()) || m.group.as_ref().is_some_and(|g| selection.groups.contains(g))
         } else {
             selection.all || !m.optional
         }
     });
     Ok(picked.collect())
+}
+
+/// The model `asked` names: by name, by path (a leading `./` or `checkpoints/` aside), or
+/// by the file name of exactly one model.
+fn resolve_model<'m>(manifest: &'m Manifest, asked: &str) -> Result<&'m Model, Error> {
+    if let Some(model) = manifest.find(asked) {
+        return Ok(model);
+    }
+    let path = asked.replace('\\', "/");
+    let path = path.trim_start_matches("./");
+    let path = path.strip_prefix("checkpoints/").unwrap_or(path);
+    if let Some(model) = manifest.models.iter().find(|m| m.path.as_str() == path) {
+        return Ok(model);
+    }
+    let by_file: Vec<&Model> = manifest.models.iter().filter(|m| m.path.file_name() == Some(path)).collect();
+    match by_file.as_slice() {
+        [model] => return Ok(model),
+        [] => {}
+        several => {
+            let which: Vec<String> = several.iter().map(|m| format!("{} ({})", m.name, m.path)).collect();
+            return Err(Error::Usage(format!(
+                "{asked:?} is the file name of {} models: {}; name one of them with --model NAME",
+                several.len(),
+                which.join(", ")
+            )));
+        }
+    }
+    let candidates = manifest.models.iter().flat_map(|m| {
+        [(m.name.as_str(), m.name.as_str()), (m.path.file_name().unwrap_or(""), m.name.as_str())]
+    });
+    let close = closest(asked, candidates);
+    let hint = match close.as_slice() {
+        [] => "`cargo xtask models status --all` lists every model".to_owned(),
+        close => {
+            let which: Vec<String> = close
+                .iter()
+                .filter_map(|name| manifest.find(name))
+                .map(|m| format!("`{}` ({})", m.name, m.path))
+                .collect();
+            format!("did you mean {}?", which.join(" or "))
+        }
+    };
+    Err(Error::Usage(format!("no model named {asked:?} in the manifest, nor a model with that file; {hint}")))
+}
+
+/// The (up to three) values whose keys are closest to `asked`, when close enough to be
+/// what was meant: case aside, a few edits, or one containing the other.
+fn closest<'k>(asked: &str, candidates: impl Iterator<Item = (&'k str, &'k str)>) -> Vec<&'k str> {
+    let asked = asked.to_ascii_lowercase();
+    let mut scored: Vec<(usize, &str)> = candidates
+        .filter(|(key, _)| !key.is_empty())
+        .filter_map(|(key, value)| {
+            let key = key.to_ascii_lowercase();
+            let distance = edit_distance(&asked, &key);
+            let shorter = asked.len().min(key.len());
+            let contains = shorter >= 3 && (key.contains(&asked) || asked.contains(&key));
+            let close = contains || distance * 3 <= asked.len().max(key.len());
+            close.then_some((if contains { 0 } else { distance }, value))
+        })
+        .collect();
+    scored.sort();
+    let mut out: Vec<&str> = Vec::new();
+    for (_, value) in scored {
+        if !out.contains(&value) && out.len() < 3 {
+            out.push(value);
+        }
+    }
+    out
 }
 
 /// One selected model, where it goes, and what is there now.
@@ -208,12 +277,35 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_list_the_known_ones() {
+    fn unknown_names_suggest_the_closest_and_groups_list_the_known_ones() {
         let m = manifest();
         let err = select(&m, &Selection { models: vec!["zz".into()], ..Selection::default() }).unwrap_err();
-        assert!(err.to_string().contains("known models: a, b, c, d"), "{err}");
+        assert!(err.to_string().contains("models status --all"), "nothing close: {err}");
+        let err = select(&m, &Selection { models: vec!["a.bn".into()], ..Selection::default() }).unwrap_err();
+        assert!(err.to_string().contains("did you mean `a` (a.bin)?"), "{err}");
         let err = select(&m, &Selection { groups: vec!["zz".into()], ..Selection::default() }).unwrap_err();
         assert!(err.to_string().contains("known groups: core, legacy"), "{err}");
+        let err = select(&m, &Selection { groups: vec!["cor".into()], ..Selection::default() }).unwrap_err();
+        assert!(err.to_string().contains("did you mean `core`?"), "{err}");
+    }
+
+    #[test]
+    fn a_model_is_named_by_its_file_name_or_path_when_exactly_one_has_it() {
+        let mut m = manifest();
+        m.models[1].path = "sub/b.bin".into();
+        let by = |asked: &str| names_in(&m, Selection { models: vec![asked.into()], ..Selection::default() });
+        assert_eq!(by("b.bin"), ["b"]);
+        assert_eq!(by("sub/b.bin"), ["b"]);
+        assert_eq!(by("./checkpoints/sub/b.bin"), ["b"]);
+        m.models[2].path = "other/b.bin".into();
+        let err =
+            select(&m, &Selection { models: vec!["b.bin".into()], ..Selection::default() }).unwrap_err();
+        assert!(err.to_string().contains("file name of 2 models: b (sub/b.bin), c (other/b.bin)"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    fn names_in(m: &Manifest, selection: Selection) -> Vec<String> {
+        select(m, &selection).unwrap().iter().map(|m| m.name.clone()).collect()
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::source::Source;
 mod rules;
 
 use rules::unknown_key_help;
-pub(crate) use rules::{line_column, model_url, path_problem};
+pub(crate) use rules::{edit_distance, line_column, model_url, path_problem};
 
 /// The largest `size` a pin may have: 1 PiB is past any checkpoint, and keeps every sum
 /// of sizes far from overflowing.

@@ -91,7 +91,7 @@ pub(super) fn unknown_key_help(key: &str, known: &[&str]) -> String {
 }
 
 /// Levenshtein distance; keys are short, so the quadratic table is fine.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
