@@ -121,3 +121,33 @@ fn the_shipped_manifest_is_valid_and_pins_the_sadtalker_files() {
     assert!(m.models.iter().filter(|m| m.optional).all(|m| m.group.as_deref() == Some("legacy")));
     assert!(m.models.iter().all(|m| m.urls.iter().all(|u| u.expose().starts_with("https://"))));
 }
+
+#[test]
+fn a_manifest_windows_users_could_not_fetch_is_refused_on_every_platform() {
+    // Checked here, on Linux, so it is never committed: the pre-commit hook runs
+    // `verify --manifest-only`, and so does every command.
+    for (path, says) in [
+        ("aux.bin", "reserved device name"),
+        ("gfpgan/CON/x.pth", "reserved device name"),
+        ("weights./x.pth", "ends in a dot or a space"),
+        ("what?.pth", "does not allow"),
+    ] {
+        let sb = sandbox();
+        let pin = Pin::new("m", path, &payload(10, 1), &["https://example.invalid/m.bin".to_owned()]);
+        sb.write_manifest(&[pin]);
+        let run = sb.models(&["verify", "--manifest-only"]);
+        run.expect(2);
+        let line = run.stderr.lines().next().unwrap_or_default();
+        assert!(line.contains(&format!("{}:", sb.manifest.display())), "file:line:col: {line}");
+        assert!(line.contains(says) && line.contains("Windows"), "{path}: {}", run.stderr);
+    }
+    let sb = sandbox();
+    let url = ["https://example.invalid/m.bin".to_owned()];
+    sb.write_manifest(&[
+        Pin::new("a", "Model.bin", &payload(10, 1), &url),
+        Pin::new("b", "model.bin", &payload(10, 2), &url),
+    ]);
+    let run = sb.models(&["verify", "--manifest-only"]);
+    run.expect(2);
+    assert!(run.stderr.contains("only in case"), "{}", run.stderr);
+}

@@ -18,8 +18,8 @@ use crate::source::Source;
 
 mod rules;
 
-use rules::unknown_key_help;
 pub(crate) use rules::{edit_distance, line_column, model_url, path_problem};
+use rules::{unknown_key_help, windows_problem};
 
 /// The largest `size` a pin may have: 1 PiB is past any checkpoint, and keeps every sum
 /// of sizes far from overflowing.
@@ -227,6 +227,14 @@ impl<'t> Checker<'t> {
     }
 
     fn path(&mut self, path: String, span: Range<usize>) -> Option<Utf8PathBuf> {
+        if let (None, Some(why)) = (path_problem(&path), windows_problem(&path)) {
+            self.report(
+                span,
+                format!("path {path:?} {why}: Windows users of this manifest could not fetch it"),
+                "rename it to a name every platform can hold",
+            );
+            return None;
+        }
         match path_problem(&path) {
             None => Some(Utf8PathBuf::from(path)),
             Some(why) => {
@@ -371,6 +379,26 @@ impl<'t> Checker<'t> {
                 }
             }
         }
+        // Two paths that differ only in case are one file on Windows and on macOS's
+        // default disk: the second would overwrite the first there.
+        let mut folded: HashMap<String, (&str, usize)> = HashMap::new();
+        for value in entries.iter().filter_map(|e| e.get_ref().as_table()?.get("path")) {
+            let Some(text) = value.get_ref().as_str() else { continue };
+            let (line, _) = line_column(self.text, value.span().start);
+            match folded.get(&text.to_lowercase()) {
+                Some((first, first_line)) if *first != text => self.report(
+                    value.span(),
+                    format!(
+                        "path {text:?} differs from {first:?} (line {first_line}) only in case: on Windows and on macOS's default disk they are one file"
+                    ),
+                    "give the two models paths that differ in more than case",
+                ),
+                Some(_) => {}
+                None => {
+                    folded.insert(text.to_lowercase(), (text, line));
+                }
+            }
+        }
         for outer in &manifest.models {
             for inner in &manifest.models {
                 let rest = inner.path.as_str().strip_prefix(outer.path.as_str());
@@ -495,6 +523,16 @@ optional = true
             let p = problems(&replace_in_good("b.bin", bad));
             assert!(p.iter().any(|p| p.message.starts_with("path")), "{bad}: {p:?}");
         }
+    }
+
+    #[test]
+    fn paths_windows_cannot_hold_are_errors_with_their_position() {
+        let p = problems(&replace_in_good("path = \"b.bin\"", "path = \"aux.bin\""));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 12);
+        assert!(p[0].message.contains("reserved device name") && p[0].message.contains("Windows"), "{p:?}");
+        let p = problems(&replace_in_good("path = \"b.bin\"", "path = \"DIR/A.BIN\""));
+        assert!(p.iter().any(|p| p.message.contains("only in case")), "{p:?}");
     }
 
     #[test]

@@ -67,6 +67,31 @@ pub(crate) fn path_problem(path: &str) -> Option<&'static str> {
     None
 }
 
+/// Why a manifest path could not exist on Windows, if it could not, checked on every
+/// platform so a manifest committed on Linux still works for Windows users: a reserved
+/// device name with any extension (`CON`, `aux.bin`, `COM1`…`COM9`, `LPT1`…`LPT9`), a
+/// component ending in a dot or a space, or a character Windows does not allow in a name.
+pub(crate) fn windows_problem(path: &str) -> Option<String> {
+    const DEVICES: &[&str] = &["CON", "PRN", "AUX", "NUL"];
+    for part in path.split('/') {
+        let stem = part.split('.').next().unwrap_or(part).trim_end().to_ascii_uppercase();
+        let numbered = |prefix: &str| {
+            stem.strip_prefix(prefix)
+                .is_some_and(|n| n.len() == 1 && n.bytes().all(|b| (b'1'..=b'9').contains(&b)))
+        };
+        if DEVICES.contains(&stem.as_str()) || numbered("COM") || numbered("LPT") {
+            return Some(format!("has {part:?}, a reserved device name on Windows (whatever its extension)"));
+        }
+        if part.ends_with('.') || part.ends_with(' ') {
+            return Some(format!("has {part:?}, which ends in a dot or a space: Windows drops them"));
+        }
+        if let Some(c) = part.chars().find(|c| "<>:\"|?*".contains(*c)) {
+            return Some(format!("has {c:?} in {part:?}, a character Windows does not allow in a name"));
+        }
+    }
+    None
+}
+
 /// A model's URL: http(s) or `file://` (an S3 object is a mirror's, never a pin's).
 pub(crate) fn model_url(text: &str) -> Result<Source, BadSource> {
     let source = Source::parse(text)?;
@@ -119,6 +144,30 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_windows_cannot_hold_are_named() {
+        for bad in [
+            "aux.bin",
+            "gfpgan/CON",
+            "nul.tar.gz",
+            "COM1.pth",
+            "lpt9",
+            "dir./a.bin",
+            "a.bin ",
+            "a:b.bin",
+            "what?.pth",
+            "x|y",
+            "a<b",
+        ] {
+            assert!(windows_problem(bad).is_some(), "{bad}");
+        }
+        for good in
+            ["auxiliary.bin", "COM10.bin", "console/a.bin", "gfpgan/weights/GFPGANv1.4.pth", "a.b.c", "LPT0"]
+        {
+            assert_eq!(windows_problem(good), None, "{good}");
+        }
+    }
 
     #[test]
     fn edit_distance_matches_hand_counts() {
