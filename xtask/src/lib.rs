@@ -35,6 +35,7 @@ mod commands;
 mod engine;
 pub mod error;
 mod net;
+mod places;
 pub mod source;
 mod store;
 mod text;

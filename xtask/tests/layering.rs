@@ -21,7 +21,7 @@ fn rank(folder: &str) -> Option<u8> {
         "engine" => 4,
         "net" | "store" => 3,
         "error.rs" => 2,
-        "source.rs" => 1,
+        "source.rs" | "places.rs" => 1,
         "text.rs" => 0,
         _ => return None,
     })

@@ -65,7 +65,7 @@ pub(super) fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<
     let root = dir.or_else(Cache::default_root);
     if root.is_none() {
         reporter.warn(
-            "no cache directory (neither HOME nor XDG_CACHE_HOME is set); downloading without the cache",
+            "no cache directory (none of XDG_CACHE_HOME, HOME, or on Windows LOCALAPPDATA and USERPROFILE, is set); downloading without the cache",
         );
     }
     let root = absolute(&root?).ok()?;

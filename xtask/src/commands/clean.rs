@@ -22,6 +22,7 @@ use crate::engine::install::is_partial_name;
 use crate::engine::manifest::Manifest;
 use crate::engine::publish::UPLOADS_DIR;
 use crate::error::{Error, IoContext, Result};
+use crate::places;
 use crate::store::cache::Cache;
 use crate::store::fs::files_below;
 use crate::store::lock::{self, LOCK_DIR, Mode};
@@ -191,7 +192,7 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
 
 /// A mistyped `--checkpoints-dir` must not turn `clean` into `rm -r` of a project or home.
 fn refuse_unsafe_root(root: &Utf8Path) -> Result<()> {
-    let home = std::env::var("HOME").ok().map(Utf8PathBuf::from);
+    let home = places::home(&places::process_env, places::WINDOWS);
     let canonical = root.canonicalize_utf8().unwrap_or_else(|_| root.to_owned());
     let is_home = home.as_deref().is_some_and(|h| h.canonicalize_utf8().ok().as_deref() == Some(&canonical));
     let why = if canonical.parent().is_none() {

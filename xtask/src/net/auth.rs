@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 
+use crate::places;
+
 /// Hosts that get the Hugging Face token: exactly these, not their CDN subdomains.
 const HF_HOSTS: &[&str] = &["huggingface.co", "hf.co"];
 
@@ -32,16 +34,13 @@ struct NetrcEntry {
 impl Credentials {
     /// Reads the netrc file and the Hugging Face token from their usual places.
     pub(crate) fn from_environment() -> Credentials {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let home = var("HOME");
-        let netrc_path = var("NETRC").or_else(|| home.as_ref().map(|h| format!("{h}/.netrc")));
-        let netrc = netrc_path
-            .and_then(|p| std::fs::read_to_string(p).ok())
+        let var = places::process_env;
+        let netrc = places::netrc_candidates(&var, places::WINDOWS)
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
             .map(|t| parse_netrc(&t))
             .unwrap_or_default();
-        let token_file = var("HF_TOKEN_PATH")
-            .or_else(|| var("HF_HOME").map(|h| format!("{h}/token")))
-            .or_else(|| home.map(|h| format!("{h}/.cache/huggingface/token")));
+        let token_file = places::hf_token_file(&var, places::WINDOWS);
         let hf_token = var("HF_TOKEN")
             .or_else(|| token_file.and_then(|p| std::fs::read_to_string(p).ok()))
             .map(|t| t.trim().to_owned())

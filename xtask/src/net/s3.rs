@@ -20,6 +20,7 @@ use rusty_s3::actions::{
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::error::{Class, Fault};
+use crate::places;
 use crate::source::Source;
 use crate::text::server_text;
 
@@ -103,12 +104,10 @@ impl Store {
     /// bucket in the path), AWS virtual-host style, unless the profile's
     /// `s3 = addressing_style` says otherwise.
     pub(crate) fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<Store, Fault> {
-        let home = env("HOME").unwrap_or_default();
         let named = env("AWS_PROFILE");
         let profile = named.clone().unwrap_or_else(|| "default".to_owned());
-        let credentials_file =
-            env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| format!("{home}/.aws/credentials"));
-        let config_file = env("AWS_CONFIG_FILE").unwrap_or_else(|| format!("{home}/.aws/config"));
+        let (credentials_file, config_file) = places::aws_files(env, places::WINDOWS);
+        let (credentials_file, config_file) = (credentials_file.to_string(), config_file.to_string());
         let from_credentials = read_profile(&credentials_file, &profile, false)?;
         let from_config = read_profile(&config_file, &profile, true)?;
         if let Some(name) = &named

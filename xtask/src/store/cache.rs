@@ -12,6 +12,7 @@ use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::places;
 use crate::store::fs::{PARTIAL_SUFFIX, write_atomically};
 use crate::store::hash::hash_file;
 use crate::store::lock::LOCK_DIR;
@@ -19,7 +20,6 @@ use crate::store::stamp::Fingerprint;
 
 /// Overrides the default cache folder; `--cache-dir` overrides this.
 pub(crate) const CACHE_ENV: &str = "XTASK_MODELS_CACHE_DIR";
-const TOOL_DIR: &str = "xtask-models";
 
 #[derive(Clone, Debug)]
 pub(crate) struct Cache {
@@ -47,14 +47,10 @@ impl Cache {
     /// `$XTASK_MODELS_CACHE_DIR`, else `$XDG_CACHE_HOME/xtask-models`, else
     /// `~/.cache/xtask-models`.
     pub(crate) fn default_root() -> Option<Utf8PathBuf> {
-        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Utf8PathBuf::from);
-        if let Some(dir) = var(CACHE_ENV) {
-            return Some(dir);
+        if let Some(dir) = places::process_env(CACHE_ENV) {
+            return Some(Utf8PathBuf::from(dir));
         }
-        if let Some(dir) = var("XDG_CACHE_HOME") {
-            return Some(dir.join(TOOL_DIR));
-        }
-        var("HOME").map(|home| home.join(".cache").join(TOOL_DIR))
+        places::cache_root(&places::process_env, places::WINDOWS)
     }
 
     pub(crate) fn entry(&self, sha256: &str) -> Utf8PathBuf {
