@@ -42,8 +42,24 @@ pub(crate) fn server_text(text: &str, max: usize) -> String {
     cut
 }
 
-/// `text` as one POSIX shell word: unchanged when it is plain, else single-quoted.
+/// `text` as one word of the shell a user on this platform pastes into: POSIX `sh` off
+/// Windows; on Windows both cmd.exe and PowerShell ([`windows_quote`]).
 pub(crate) fn shell_quote(text: &str) -> String {
+    if cfg!(windows) { windows_quote(text) } else { posix_quote(text) }
+}
+
+/// One word for cmd.exe and PowerShell alike: unchanged when it is plain, else in double
+/// quotes (both know them; neither knows single quotes the same way), a `"` doubled.
+pub(crate) fn windows_quote(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "\\/._-+=:,@".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    }
+}
+
+/// `text` as one POSIX shell word: unchanged when it is plain, else single-quoted.
+pub(crate) fn posix_quote(text: &str) -> String {
     if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
         text.to_owned()
     } else {
@@ -84,8 +100,12 @@ mod tests {
 
     #[test]
     fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_quote("/a/b.toml"), "/a/b.toml");
-        assert_eq!(shell_quote("m'$(touch x)'.toml"), r"'m'\''$(touch x)'\''.toml'");
-        assert_eq!(shell_quote(""), "''");
+        assert_eq!(posix_quote("/a/b.toml"), "/a/b.toml");
+        assert_eq!(posix_quote("m'$(touch x)'.toml"), r"'m'\''$(touch x)'\''.toml'");
+        assert_eq!(posix_quote(""), "''");
+        assert_eq!(windows_quote(r"C:\ck"), r"C:\ck", "plain: as it is");
+        assert_eq!(windows_quote(r"Z:\tmp\my models.toml"), r#""Z:\tmp\my models.toml""#);
+        assert_eq!(windows_quote(r#"a"b"#), r#""a""b""#);
+        assert_eq!(windows_quote(""), r#""""#);
     }
 }

@@ -98,8 +98,11 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
 
     let verb = if options.dry_run { "would remove" } else { "removed" };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
-    for (rel, size) in &found {
+    for (walked, size) in &found {
         let size = *size;
+        // Stamps and the manifest record `/`; a walk on Windows yields `\`.
+        let portable = portable(walked);
+        let rel = &portable;
         if rel.starts_with(LOCK_DIR) || rel.starts_with(UPLOADS_DIR) || rel == STATE_FILE {
             continue;
         }
@@ -117,10 +120,10 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
         } else if options.unknown {
             Reason::Unknown
         } else {
-            unknown.push(rel);
+            unknown.push(walked);
             continue;
         };
-        let path = root.join(rel);
+        let path = root.join(walked);
         if !options.dry_run {
             if let Err(e) = fs::remove_file(&path) {
                 cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
@@ -131,7 +134,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
         }
         count += 1;
         bytes += size;
-        cx.say(&format!("{verb} {rel} ({}, {})", human_bytes(size), reason.describe()));
+        cx.say(&format!("{verb} {walked} ({}, {})", human_bytes(size), reason.describe()));
     }
     for rel in skipped {
         cx.reporter.note(&format!("left alone {rel} (not a regular file, or a symlink)"));
@@ -188,6 +191,12 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
     }
     cx.say(&format!("{verb} {count} cache file(s), {}", human_bytes(bytes)));
     Ok(failures)
+}
+
+/// `rel` with `/` separators, as the manifest and the stamps write paths. Off Windows a
+/// backslash is part of a name (the manifest refuses it in paths), and is kept.
+fn portable(rel: &Utf8Path) -> Utf8PathBuf {
+    if places::WINDOWS { Utf8PathBuf::from(rel.as_str().replace('\\', "/")) } else { rel.to_owned() }
 }
 
 /// A mistyped `--checkpoints-dir` must not turn `clean` into `rm -r` of a project or home.

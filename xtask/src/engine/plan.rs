@@ -146,7 +146,11 @@ pub(crate) enum Trust {
 }
 
 pub(crate) fn destination(checkpoints: &Utf8Path, model: &Model) -> Utf8PathBuf {
-    checkpoints.join(&model.path)
+    // Component by component: the manifest's `/` becomes the platform's separator, so a
+    // path is printed, logged and written to JSON as the platform writes it.
+    let mut dest = checkpoints.to_owned();
+    dest.extend(model.path.as_str().split('/'));
+    dest
 }
 
 /// Inspects every selected model's destination, hashing on up to `jobs` threads what

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::engine::retry::backoff;
-use crate::engine::segments::pieces::{Pace, Span, claim};
+use crate::engine::segments::pieces::{CHUNK, Pace, Span, claim};
 use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer};
 use crate::engine::slots::Slot;
 use crate::error::{Class, Fault, Then};
@@ -256,7 +256,7 @@ impl Connection<'_, '_> {
     fn pump(&self, i: usize, reader: &mut dyn Read) -> Result<u64, Step> {
         let (t, board, file) = (self.t, self.board, self.file);
         // Small per connection: sixteen of them must stay within the memory goal.
-        let mut buf = vec![0u8; 64 << 10];
+        let mut buf = vec![0u8; CHUNK as usize];
         let mut before = Vec::new();
         let mut moved = 0u64;
         loop {
@@ -312,7 +312,9 @@ impl Connection<'_, '_> {
                 if differs && t.side.is_some() {
                     state.substituted.push((at, at + take as u64));
                 }
-                state.pieces[i].next = at + take as u64;
+                // Never past the end: another connection may have taken the rest meanwhile.
+                let piece = &mut state.pieces[i];
+                piece.next = (at + take as u64).min(piece.end).max(piece.next);
                 board.changed.notify_all();
                 drop(state);
                 moved += take as u64;

@@ -5,6 +5,10 @@ use std::time::{Duration, Instant};
 
 use crate::engine::segments::MIN_SPLIT;
 
+/// What a connection reads and writes at once: the most it can have in flight past its
+/// piece's `next` while it does not hold the lock.
+pub(crate) const CHUNK: u64 = 64 << 10;
+
 /// A connection is judged slow only after it has been on its piece this long.
 const PACE_WINDOW: Duration = Duration::from_secs(1);
 /// A connection this many times slower than one that is free is far behind: the free one
@@ -88,8 +92,9 @@ pub(super) fn claim(pieces: &mut Vec<Piece>, worker: usize, now: Instant, pace: 
         .max_by_key(|(_, p)| p.left())?;
     let from = if victim.left() >= 2 * MIN_SPLIT {
         victim.next + victim.left() / 2
-    } else if far_behind(victim, now, pace) {
-        victim.next
+    } else if far_behind(victim, now, pace) && victim.left() > CHUNK {
+        // Past the chunk the slow one may be writing right now: no byte is written twice.
+        victim.next + CHUNK
     } else {
         return None;
     };
@@ -206,8 +211,8 @@ mod tests {
             "too soon to judge"
         );
         let taken = claim(&mut pieces, 1, later, Some(50e6)).expect("far behind: taken over");
-        assert_eq!((pieces[taken].start, pieces[taken].end), (100_000, 4 << 20));
-        assert_eq!(pieces[0].end, 100_000, "the slow one stops where it is");
+        assert_eq!((pieces[taken].start, pieces[taken].end), (100_000 + CHUNK, 4 << 20));
+        assert_eq!(pieces[0].end, 100_000 + CHUNK, "the slow one ends with the chunk it may be writing");
         let mut even = split(8 << 20, 2);
         claim(&mut even, 0, t0, None);
         claim(&mut even, 1, t0, None);
