@@ -8,14 +8,15 @@
 //! variant carries what the user needs (the path and the operation of a local fault,
 //! the positions of manifest problems) and decides the exit code.
 //!
-//! This module sits below every layer but `source` (an origin holds one) and `text`.
+//! This module sits below every layer but `source` (where an [`Origin`] is defined, beside
+//! the `Source` it holds) and `text`.
 
 use std::fmt;
 use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::source::Source;
+pub use crate::source::Origin;
 
 /// Exit code when every selected model is in place.
 pub const EXIT_OK: u8 = 0;
@@ -434,53 +435,6 @@ impl fmt::Display for Fault {
 }
 
 impl std::error::Error for Fault {}
-
-/// Where a model's bytes were looked for: what `tried[]` records instead of pseudo-URLs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// One of the model's own URLs in the manifest.
-    Url(Source),
-    /// A mirror's copy (`<mirror>/sha256/<hex>`).
-    Mirror(Source),
-    /// The shared cache entry at this path.
-    Cache(Utf8PathBuf),
-    /// The local disk, before any source was tried (no free space, an unwritable folder).
-    Disk(Utf8PathBuf),
-    /// A lock file that could not be taken.
-    Lock(Utf8PathBuf),
-    /// `--offline` left no source to try.
-    Offline,
-}
-
-impl Origin {
-    /// The source behind this origin, when it is one (its `Display` is redacted).
-    pub fn url(&self) -> Option<&Source> {
-        match self {
-            Origin::Url(url) | Origin::Mirror(url) => Some(url),
-            _ => None,
-        }
-    }
-
-    /// The kind, in `--json` output: `url`, `mirror`, `cache`, `disk`, `lock`, `offline`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Origin::Url(_) => "url",
-            Origin::Mirror(_) => "mirror",
-            Origin::Cache(_) => "cache",
-            Origin::Disk(_) => "disk",
-            Origin::Lock(_) => "lock",
-            Origin::Offline => "offline",
-        }
-    }
-
-    /// The local path behind this origin, when it is one.
-    pub fn path(&self) -> Option<&Utf8Path> {
-        match self {
-            Origin::Cache(p) | Origin::Disk(p) | Origin::Lock(p) => Some(p),
-            _ => None,
-        }
-    }
-}
 
 /// One origin tried for a model, and how it failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -223,6 +223,53 @@ fn is_bucket_name(name: &str) -> bool {
         && !name.contains("..")
 }
 
+/// Where a model's bytes were looked for: what `tried[]` records instead of pseudo-URLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// One of the model's own URLs in the manifest.
+    Url(Source),
+    /// A mirror's copy (`<mirror>/sha256/<hex>`).
+    Mirror(Source),
+    /// The shared cache entry at this path.
+    Cache(Utf8PathBuf),
+    /// The local disk, before any source was tried (no free space, an unwritable folder).
+    Disk(Utf8PathBuf),
+    /// A lock file that could not be taken.
+    Lock(Utf8PathBuf),
+    /// `--offline` left no source to try.
+    Offline,
+}
+
+impl Origin {
+    /// The source behind this origin, when it is one (its `Display` is redacted).
+    pub fn url(&self) -> Option<&Source> {
+        match self {
+            Origin::Url(url) | Origin::Mirror(url) => Some(url),
+            _ => None,
+        }
+    }
+
+    /// The kind, in `--json` output: `url`, `mirror`, `cache`, `disk`, `lock`, `offline`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Url(_) => "url",
+            Origin::Mirror(_) => "mirror",
+            Origin::Cache(_) => "cache",
+            Origin::Disk(_) => "disk",
+            Origin::Lock(_) => "lock",
+            Origin::Offline => "offline",
+        }
+    }
+
+    /// The local path behind this origin, when it is one.
+    pub fn path(&self) -> Option<&Utf8Path> {
+        match self {
+            Origin::Cache(p) | Origin::Disk(p) | Origin::Lock(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 /// A `file://` URL's absolute local path, with strict percent-decoding (a malformed
 /// escape or bytes that are not UTF-8 refuse the URL).
 fn local_path(url: &Url, rest: &str) -> Option<Utf8PathBuf> {

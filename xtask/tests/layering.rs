@@ -65,6 +65,20 @@ fn no_folder_imports_one_above_it_and_no_files_import_each_other_in_a_circle() {
 }
 
 #[test]
+fn no_source_file_is_over_600_lines() {
+    // A file that grows past this holds more than one idea: give the next one a room.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let long: Vec<String> = rust_files(&src)
+        .iter()
+        .filter_map(|file| {
+            let lines = std::fs::read_to_string(file).unwrap().lines().count();
+            (lines > 600).then(|| format!("{} ({lines} lines)", rel_name(&src, file)))
+        })
+        .collect();
+    assert!(long.is_empty(), "over 600 lines: {}", long.join(", "));
+}
+
+#[test]
 fn the_checker_sees_a_violation_and_a_cycle() {
     // The rule's own parts, on made-up input: a test that cannot fail guards nothing.
     let paths =

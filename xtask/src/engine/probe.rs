@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::error::{Class, Fault};
 use crate::net::auth::Credentials;
-use crate::net::client::{Method, Net, parse_content_range};
+use crate::net::client::{Method, Net};
+use crate::net::faults::parse_content_range;
 use crate::net::headers::is_html_type;
 use crate::net::proxy::ProxyEnv;
 use crate::net::{client, hosts};
@@ -88,7 +89,7 @@ impl Prober {
             _ if matches!(head_status, Some(404 | 410)) => {
                 let status = head_status.unwrap_or(404);
                 return Probed {
-                    verdict: Verdict::Dead(client::status_fault(status)),
+                    verdict: Verdict::Dead(crate::net::faults::status_fault(status)),
                     status: Some(status),
                     size: None,
                 };
@@ -110,7 +111,7 @@ impl Prober {
             200 | 203 => header("content-length").and_then(|v| v.trim().parse().ok()),
             _ => {
                 return Probed {
-                    verdict: Verdict::Dead(client::status_fault(status)),
+                    verdict: Verdict::Dead(crate::net::faults::status_fault(status)),
                     status: Some(status),
                     size: None,
                 };

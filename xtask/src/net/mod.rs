@@ -7,6 +7,7 @@
 pub(crate) mod auth;
 pub(crate) mod client;
 pub(crate) mod cookie;
+pub(crate) mod faults;
 pub(crate) mod forward;
 pub(crate) mod headers;
 pub(crate) mod hosts;

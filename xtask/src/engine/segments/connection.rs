@@ -14,7 +14,8 @@ use crate::engine::segments::pieces::{CHUNK, Pace, Span, claim};
 use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer};
 use crate::engine::slots::Slot;
 use crate::error::{Class, Fault, Then};
-use crate::net::client::{Method, parse_content_range, read_fault, status_fault};
+use crate::net::client::Method;
+use crate::net::faults::{parse_content_range, read_fault, status_fault};
 use crate::net::headers::{header, if_range_validator, is_html_type, refused_encoding};
 use crate::store::fs::{read_exact_at, write_all_at};
 

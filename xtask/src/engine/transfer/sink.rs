@@ -14,7 +14,7 @@ use crate::engine::retry::Limiter;
 use crate::engine::transfer::job::{Expect, Job, Listener, WrongSource};
 use crate::engine::transfer::resume;
 use crate::error::{Class, Facts, Fault};
-use crate::net::client::read_fault;
+use crate::net::faults::read_fault;
 use crate::net::headers::is_html_type;
 
 /// How long bytes may sit in a buffer before they go to disk and to the progress report:
