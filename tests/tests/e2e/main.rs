@@ -26,6 +26,7 @@ mod secrets;
 mod segments;
 mod share;
 mod verify;
+mod windows;
 
 use tests::{Sandbox, Scenario};
 

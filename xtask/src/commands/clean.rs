@@ -24,7 +24,7 @@ use crate::engine::publish::UPLOADS_DIR;
 use crate::error::{Error, IoContext, Result};
 use crate::places;
 use crate::store::cache::Cache;
-use crate::store::fs::files_below;
+use crate::store::fs::{files_below, remove_file};
 use crate::store::lock::{self, LOCK_DIR, Mode};
 use crate::store::stamp::{STATE_FILE, Stamps};
 use crate::text::human_bytes;
@@ -125,7 +125,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
         };
         let path = root.join(walked);
         if !options.dry_run {
-            if let Err(e) = fs::remove_file(&path) {
+            if let Err(e) = remove_file(&path) {
                 cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
                 failures += 1;
                 continue;
@@ -180,7 +180,7 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
     }
     let partial_dir = cache.root.join("partial");
     for (path, size) in cache.partials().at("read the cache folder", &partial_dir)? {
-        if !dry_run && let Err(e) = fs::remove_file(&path) {
+        if !dry_run && let Err(e) = remove_file(&path) {
             cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
             failures += 1;
             continue;

@@ -11,7 +11,7 @@ use std::io;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::manifest::Model;
-use crate::store::fs::{PARTIAL_SUFFIX, prepare_destination, sync_parent};
+use crate::store::fs::{PARTIAL_SUFFIX, clear_read_only, prepare_destination, sync_parent};
 
 /// Where a model's bytes collect while they download. The pin's hash is part of the name
 /// so that bytes for an old pin are never taken for bytes of the new one.
@@ -59,6 +59,10 @@ pub(crate) fn discard_partial(partial: &Utf8Path) {
 pub(crate) fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
     file.sync_all()?;
     prepare_destination(dest)?;
+    // A file placed from the cache is read-only: Windows will not rename over it so.
+    if dest.is_file() {
+        clear_read_only(dest)?;
+    }
     fs::rename(partial, dest)?;
     sync_parent(dest);
     Ok(())

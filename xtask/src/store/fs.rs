@@ -110,7 +110,10 @@ pub(crate) fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> i
             })
         }
     };
-    let placed = placed.and_then(|placed| fs::rename(&temp, dest).map(|()| placed));
+    // Over a read-only file (a hard link to an entry) Windows renames nothing.
+    let replaceable = if dest.is_file() { clear_read_only(dest) } else { Ok(()) };
+    let placed =
+        placed.and_then(|placed| replaceable.and_then(|()| fs::rename(&temp, dest)).map(|()| placed));
     if placed.is_err() {
         // Nothing half-copied stays behind (a full disk is the usual cause).
         let _ = fs::remove_file(&temp);
@@ -284,6 +287,36 @@ fn walk(
         } else {
             skipped.push(rel);
         }
+    }
+    Ok(())
+}
+
+/// Removes the file at `path`. On Windows a read-only file (every file placed from the
+/// cache is one: the cache's entries are read-only) cannot be removed or replaced as it
+/// is: its read-only attribute is cleared first. Elsewhere a directory's permissions
+/// decide, and the file's mode is left alone.
+pub(crate) fn remove_file(path: &Utf8Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if cfg!(windows) && e.kind() == io::ErrorKind::PermissionDenied => {
+            clear_read_only(path)?;
+            fs::remove_file(path)
+        }
+        result => result,
+    }
+}
+
+/// Clears a Windows read-only attribute so the file can be replaced or removed (a no-op
+/// off Windows, where the mode does not stop either).
+pub(crate) fn clear_read_only(path: &Utf8Path) -> io::Result<()> {
+    if !cfg!(windows) {
+        return Ok(());
+    }
+    let mut permissions = fs::metadata(path)?.permissions();
+    if permissions.readonly() {
+        // Only the read-only attribute: nothing else of the file changes.
+        #[allow(clippy::permissions_set_readonly_false)]
+        permissions.set_readonly(false);
+        fs::set_permissions(path, permissions)?;
     }
     Ok(())
 }
