@@ -195,3 +195,22 @@ fn netrc_is_read_from_the_windows_profile() {
     let sent = server.requests()[0].authorization.clone().unwrap_or_default();
     assert!(sent.starts_with("Basic "), "the profile's _netrc was used: {sent:?}");
 }
+
+#[test]
+fn the_github_workflow_runs_the_unit_tests_on_windows_and_macos_and_the_suite_on_linux() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/ci.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = &yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML")[0];
+    let jobs = &doc["jobs"];
+    assert_eq!(jobs["linux"]["runs-on"].as_str(), Some("ubuntu-latest"));
+    let oses: Vec<&str> = jobs["unit"]["strategy"]["matrix"]["os"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.as_str())
+        .collect();
+    assert_eq!(oses, ["windows-latest", "macos-latest"]);
+    assert!(
+        text.contains("cargo test -p xtask --locked") && text.contains("cargo test --workspace --locked")
+    );
+}
