@@ -38,14 +38,21 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 /// same port. Someone else may still take it before the server binds it: [`Daemon::spawn`]
 /// starts the server again on another port when it cannot listen on this one.
 pub fn server_port() -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("its address").port();
-        if HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+        if hand_out(port) {
             return port;
         }
     }
+}
+
+/// Ports handed to servers in this run, the gRPC twins of SeaweedFS's included.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// Marks `port` as a server's from now on; false when it was already.
+fn hand_out(port: u16) -> bool {
+    HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port)
 }
 
 /// A loopback port that refuses every connection for as long as this value lives: a TCP
@@ -547,7 +554,10 @@ pub fn find_weed() -> Option<PathBuf> {
 fn paired_port() -> u16 {
     loop {
         let port = server_port();
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        // The twin is handed out too: another server of this run taking it (a squid, an
+        // nginx) once broke SeaweedFS's own traffic between its parts.
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() && hand_out(port + 10_000)
+        {
             return port;
         }
     }

@@ -88,11 +88,15 @@ pub(crate) fn send(proxy: &Proxy, request: Outgoing<'_>) -> Result<Response<Body
     stream.set_write_timeout(Some(request.timeout)).map_err(io)?;
     let head = request_head(proxy, &request)?;
     (&stream).write_all(head.as_bytes()).map_err(io)?;
-    if let Some(body) = request.body {
-        io::copy(body, &mut &stream).map_err(io)?;
-    }
+    // A proxy that stops reading a body early may have answered why: read that answer
+    // before reporting the broken write.
+    let sent = request.body.map_or(Ok(0), |body| io::copy(body, &mut &stream));
     let mut reader = BufReader::new(stream);
-    let head = read_head(&mut reader).map_err(io)?;
+    let head = match (read_head(&mut reader), sent) {
+        (Ok(head), _) if !head.is_empty() => head,
+        (_, Err(e)) | (Err(e), Ok(_)) => return Err(io(e)),
+        (Ok(head), Ok(_)) => head,
+    };
     let (status, headers) = parse_head(&head)?;
     let body = body_reader(reader, request.method, status, &headers)?;
     let mut builder = Response::builder().status(status);
