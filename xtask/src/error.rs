@@ -78,6 +78,8 @@ pub enum Class {
     LocalIo,
     /// The disk is full.
     NoSpace,
+    /// Windows refused to replace or remove a file another program holds open.
+    InUse,
     /// The answer is not valid HTTP (a broken head, a bad chunk, a bad length).
     BadResponse,
     /// A forward proxy refused the request (407, 403, 401 from the proxy).
@@ -175,6 +177,7 @@ impl Class {
             Class::BadUrl => "bad-url",
             Class::LocalIo => "local-io",
             Class::NoSpace => "no-space",
+            Class::InUse => "in-use",
             Class::BadResponse => "bad-response",
             Class::ProxyRefused => "proxy-refused",
             Class::Encoded => "content-encoding",
@@ -233,7 +236,7 @@ impl Class {
             | Class::S3NoSuchBucket
             | Class::S3Config => policy(NextSource, false, false, false),
             // Every source would fail alike on this machine's disk.
-            Class::LocalIo | Class::NoSpace => policy(StopModel, false, false, false),
+            Class::LocalIo | Class::NoSpace | Class::InUse => policy(StopModel, false, false, false),
         }
     }
 
@@ -304,6 +307,9 @@ impl Class {
                 "check that the checkpoints directory is writable and that nothing else occupies the destination path"
             }
             Class::NoSpace => "free some space on the disk named above (the checkpoints folder or the cache)",
+            Class::InUse => {
+                "another program has the file open (SadTalker running, an editor, a virus scan): close it and run the command again; the checked download is kept beside the file and installed then without downloading again"
+            }
             Class::BadResponse => {
                 "the server (or a proxy or middlebox between) answered with something that is not valid HTTP: try again later or another URL"
             }
@@ -417,7 +423,11 @@ impl Fault {
 
     /// A local I/O error at `path`; a full disk gets its own class so the hint fits.
     pub fn local(path: &Utf8Path, err: &io::Error) -> Fault {
-        let class = if is_no_space(err) { Class::NoSpace } else { Class::LocalIo };
+        let class = match err {
+            _ if is_no_space(err) => Class::NoSpace,
+            _ if is_in_use(err) => Class::InUse,
+            _ => Class::LocalIo,
+        };
         Fault::new(class, format!("{path}: {err}"))
     }
 
@@ -538,10 +548,24 @@ fn is_no_space(err: &io::Error) -> bool {
     matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge)
 }
 
+/// Whether Windows refused a rename or removal because another program has the file
+/// open without sharing deletion: `ERROR_SHARING_VIOLATION` (32), `ERROR_LOCK_VIOLATION`
+/// (33), or `ERROR_ACCESS_DENIED` (5), which is what a rename over an open file gets (the
+/// read-only attribute, the other cause, is cleared before). Elsewhere an open file can be
+/// replaced and removed, so nothing is in use.
+pub(crate) fn is_in_use(err: &io::Error) -> bool {
+    cfg!(windows) && matches!(err.raw_os_error(), Some(5 | 32 | 33))
+}
+
 /// What to do about a failed local operation, naming the place it failed at.
 fn local_hint(err: &io::Error, path: &Utf8Path) -> String {
     match err.kind() {
         _ if is_no_space(err) => format!("the disk holding {path} is full: free some space there"),
+        _ if is_in_use(err) => {
+            format!(
+                "another program has {path} open: close it (or wait for it to finish) and run the command again"
+            )
+        }
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
             format!("{path} is not writable by this user: fix its permissions or choose another folder")
         }

@@ -15,6 +15,8 @@ struct Wine {
     loader: PathBuf,
     prefix: PathBuf,
     exe: PathBuf,
+    /// `.ci/windows/hold.c`, built by the lane: holds a file open as a running program does.
+    hold: PathBuf,
 }
 
 impl Wine {
@@ -26,8 +28,12 @@ impl Wine {
         let prefix = std::env::var_os("XTASK_WINEPREFIX")
             .map(PathBuf::from)
             .unwrap_or_else(|| target.join("wineprefix"));
+        let hold = std::env::var_os("XTASK_WINDOWS_HOLD")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.join("shim/hold.exe"));
         let loader = PathBuf::from("/usr/lib/wine/wine64");
         let ready = exe.is_file()
+            && hold.is_file()
             && loader.is_file()
             && prefix.join("drive_c/windows/system32/bcryptprimitives.dll").is_file();
         if !ready {
@@ -36,7 +42,7 @@ impl Wine {
             eprintln!("SKIPPED {test}: no Windows build under wine (`.ci/run` makes one) ********");
             return None;
         }
-        Some(Wine { loader, prefix, exe })
+        Some(Wine { loader, prefix, exe, hold })
     }
 
     /// The Windows user's profile folder, as a Linux path.
@@ -77,6 +83,42 @@ impl Wine {
             std::time::Duration::from_secs(300),
             "xtask.exe",
         )
+    }
+}
+
+/// A Windows program holding a file open (read and write shared, deletion not) until it
+/// is dropped; it has said `held`, so the file is open when `hold` returns.
+struct Held(std::process::Child);
+
+impl Wine {
+    fn hold(&self, path: &Path) -> Held {
+        let mut command = Command::new(&self.loader);
+        command.arg(&self.hold).arg(windows_path(path));
+        command.env("WINEPREFIX", &self.prefix).env("WINEDEBUG", "-all");
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start hold.exe under wine");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let held = Held(child);
+        assert_eq!(line.trim(), "held", "hold.exe opened {}", path.display());
+        held
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Closing its input lets it go; the kill is for a test that failed midway.
+        drop(self.0.stdin.take());
+        let started = std::time::Instant::now();
+        while self.0.try_wait().ok().flatten().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
@@ -194,6 +236,50 @@ fn netrc_is_read_from_the_windows_profile() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let sent = server.requests()[0].authorization.clone().unwrap_or_default();
     assert!(sent.starts_with("Basic "), "the profile's _netrc was used: {sent:?}");
+}
+
+#[test]
+fn a_file_held_open_by_another_program_fails_its_model_keeps_the_download_and_clean_goes_on() {
+    let test = "windows_file_in_use";
+    let Some(wine) = Wine::find(test) else { return };
+    let server = Server::start();
+    let (old, new, other) = (payload(200_000, 704), payload(200_000, 705), payload(1000, 706));
+    for (path, data) in [("/old", &old), ("/new", &new), ("/o", &other)] {
+        server.script(path, vec![tests::Reply::Body(data.clone())]);
+    }
+    let (_dir, manifest, checkpoints) = checkout("in-use");
+    let location = ["--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)]
+        .map(str::to_owned);
+    let at = |args: &[&str]| -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).chain(location.iter().cloned()).collect()
+    };
+    let o = Pin::new("o", "sub/o.bin", &other, &[server.url("/o")]);
+    write(&manifest, &[Pin::new("m", "sub/m.bin", &old, &[server.url("/old")]), o.clone()]);
+    wine.models(&refs(&at(&["fetch"])), &[]).expect(0);
+    let installed = checkpoints.join("sub/m.bin");
+
+    // The pin moves on while SadTalker has the old file open.
+    write(&manifest, &[Pin::new("m", "sub/m.bin", &new, &[server.url("/new")]), o]);
+    let held = wine.hold(&installed);
+    let run = wine.models(&refs(&at(&["fetch"])), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("(in-use)") && run.stderr.contains("close it"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&installed).unwrap(), *old, "the file in use is untouched");
+    drop(held);
+    let run = wine.models(&refs(&at(&["fetch"])), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read(&installed).unwrap(), *new);
+    assert_eq!(server.hits("/new"), 1, "the checked download was kept and installed, not fetched again");
+
+    // Neither model is listed any more; clean removes what it can and names what it cannot.
+    write(&manifest, &[Pin::new("z", "z.bin", &payload(10, 707), &[server.url("/z")])]);
+    let held = wine.hold(&installed);
+    let run = wine.models(&refs(&at(&["clean"])), &[]);
+    drop(held);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("cannot remove") && run.stderr.contains("close it"), "{}", run.stderr);
+    assert!(installed.exists());
+    assert!(!checkpoints.join("sub/o.bin").exists(), "clean went on: {}", run.stdout);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::engine::plan;
 use crate::engine::transfer::{Downloader, Expect, Job, Settings};
 use crate::error::{Error, IoContext, Origin, Result};
 use crate::source::Source;
-use crate::store::fs::{PARTIAL_SUFFIX, check_inside, write_atomically};
+use crate::store::fs::{PARTIAL_SUFFIX, check_inside, rename_when_free, write_atomically};
 use crate::store::stamp::Stamps;
 
 /// `--max-size` when not given: larger than any checkpoint, small enough that an endless
@@ -122,7 +122,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
         let _ = fs::remove_file(&staged);
         return Err(e);
     }
-    let installed = File::open(&staged).and_then(|file| fs::rename(&staged, &dest).map(|()| file));
+    let installed = File::open(&staged).and_then(|file| rename_when_free(&staged, &dest).map(|()| file));
     let installed = installed.at("install the file at", &dest)?;
     // The stamp comes from the file just renamed, open: it cannot describe another one.
     let stamp = check::stamp_of(&model.sha256, &installed).map(|s| (model.path.to_string(), s));

@@ -21,7 +21,7 @@ use crate::commands::{Context, Report};
 use crate::engine::install::is_partial_name;
 use crate::engine::manifest::Manifest;
 use crate::engine::publish::UPLOADS_DIR;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, is_in_use};
 use crate::places;
 use crate::store::cache::Cache;
 use crate::store::fs::{files_below, remove_file};
@@ -126,7 +126,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
         let path = root.join(walked);
         if !options.dry_run {
             if let Err(e) = remove_file(&path) {
-                cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
+                cx.reporter.error(&cannot_remove(&path, &e));
                 failures += 1;
                 continue;
             }
@@ -181,7 +181,7 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
     let partial_dir = cache.root.join("partial");
     for (path, size) in cache.partials().at("read the cache folder", &partial_dir)? {
         if !dry_run && let Err(e) = remove_file(&path) {
-            cx.reporter.error(&format!("error: cannot remove {path}: {e}"));
+            cx.reporter.error(&cannot_remove(&path, &e));
             failures += 1;
             continue;
         }
@@ -191,6 +191,16 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
     }
     cx.say(&format!("{verb} {count} cache file(s), {}", human_bytes(bytes)));
     Ok(failures)
+}
+
+/// The line for a file `clean` could not remove; the rest is cleaned all the same.
+fn cannot_remove(path: &Utf8Path, err: &std::io::Error) -> String {
+    let hint = if is_in_use(err) {
+        "; another program has it open (SadTalker running, an editor): close it and run clean again"
+    } else {
+        ""
+    };
+    format!("error: cannot remove {path}: {err}{hint}")
 }
 
 /// `rel` with `/` separators, as the manifest and the stamps write paths. Off Windows a

@@ -11,7 +11,7 @@ use std::io;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::manifest::Model;
-use crate::store::fs::{PARTIAL_SUFFIX, clear_read_only, prepare_destination, sync_parent};
+use crate::store::fs::{PARTIAL_SUFFIX, clear_read_only, prepare_destination, rename_when_free, sync_parent};
 
 /// Where a model's bytes collect while they download. The pin's hash is part of the name
 /// so that bytes for an old pin are never taken for bytes of the new one.
@@ -63,7 +63,9 @@ pub(crate) fn install(file: &File, partial: &Utf8Path, dest: &Utf8Path) -> io::R
     if dest.is_file() {
         clear_read_only(dest)?;
     }
-    fs::rename(partial, dest)?;
+    // Windows refuses while another program has the old file open: a short wait, then a
+    // fault that says so; the checked partial stays and the next run installs it as is.
+    rename_when_free(partial, dest)?;
     sync_parent(dest);
     Ok(())
 }

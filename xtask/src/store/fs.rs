@@ -7,10 +7,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Result, is_in_use};
 
 /// Every temp file of a download ends with this, so `clean` can tell one from a stray file.
 pub(crate) const PARTIAL_SUFFIX: &str = ".part";
@@ -113,7 +114,7 @@ pub(crate) fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> i
     // Over a read-only file (a hard link to an entry) Windows renames nothing.
     let replaceable = if dest.is_file() { clear_read_only(dest) } else { Ok(()) };
     let placed =
-        placed.and_then(|placed| replaceable.and_then(|()| fs::rename(&temp, dest)).map(|()| placed));
+        placed.and_then(|placed| replaceable.and_then(|()| rename_when_free(&temp, dest)).map(|()| placed));
     if placed.is_err() {
         // Nothing half-copied stays behind (a full disk is the usual cause).
         let _ = fs::remove_file(&temp);
@@ -228,7 +229,7 @@ pub(crate) fn write_atomically(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> 
         file.write_all(bytes)?;
         file.sync_all()
     });
-    if let Err(e) = written.and_then(|()| fs::rename(&temp, path)) {
+    if let Err(e) = written.and_then(|()| rename_when_free(&temp, path)) {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
@@ -296,12 +297,53 @@ fn walk(
 /// is: its read-only attribute is cleared first. Elsewhere a directory's permissions
 /// decide, and the file's mode is left alone.
 pub(crate) fn remove_file(path: &Utf8Path) -> io::Result<()> {
-    match fs::remove_file(path) {
+    let remove = || match fs::remove_file(path) {
         Err(e) if cfg!(windows) && e.kind() == io::ErrorKind::PermissionDenied => {
             clear_read_only(path)?;
             fs::remove_file(path)
         }
         result => result,
+    };
+    while_in_use(remove, is_in_use, IN_USE_WAITS, std::thread::sleep)
+}
+
+/// How long a replace or removal waits for another program to let go of a file: a virus
+/// scan or an indexer holds it for a moment; a program using it (SadTalker running) holds
+/// it for as long as it runs, so the wait is short and the error then says what to close.
+const IN_USE_WAITS: &[Duration] = &[
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1500),
+    Duration::from_millis(2000),
+];
+
+/// Renames `from` over `to`, waiting a little while Windows says another program has
+/// `to` open (see [`is_in_use`]); anywhere else this is one `rename`.
+pub(crate) fn rename_when_free(from: &Utf8Path, to: &Utf8Path) -> io::Result<()> {
+    while_in_use(|| fs::rename(from, to), is_in_use, IN_USE_WAITS, std::thread::sleep)
+}
+
+/// Runs `op`, and again after each of `waits` while its error is one `busy` knows; the
+/// last error is returned. The predicate and the sleep are parameters so the schedule is
+/// tested on every platform.
+fn while_in_use<T>(
+    mut op: impl FnMut() -> io::Result<T>,
+    busy: impl Fn(&io::Error) -> bool,
+    waits: &[Duration],
+    mut sleep: impl FnMut(Duration),
+) -> io::Result<T> {
+    let mut waits = waits.iter();
+    loop {
+        match op() {
+            Err(e) if busy(&e) => match waits.next() {
+                Some(&wait) => sleep(wait),
+                None => return Err(e),
+            },
+            result => return result,
+        }
     }
 }
 
@@ -383,6 +425,47 @@ mod tests {
         fs::create_dir_all(dir.join("a-dir")).unwrap();
         let err = link_or_copy(&src, &dir.join("a-dir"), LinkMode::Auto).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
+    }
+
+    #[test]
+    fn a_file_in_use_is_tried_again_after_each_wait_and_then_its_error_returned() {
+        let busy = |e: &io::Error| e.raw_os_error() == Some(32);
+        let waits = [Duration::from_millis(1), Duration::from_millis(2), Duration::from_millis(3)];
+        let (mut calls, mut slept) = (0, Vec::new());
+        let freed = while_in_use(
+            || {
+                calls += 1;
+                if calls < 3 { Err(io::Error::from_raw_os_error(32)) } else { Ok(calls) }
+            },
+            busy,
+            &waits,
+            |wait| slept.push(wait),
+        );
+        assert_eq!(freed.unwrap(), 3, "the third try found the file free");
+        assert_eq!(slept, waits[..2], "one wait before each try again");
+        let (mut calls, mut slept) = (0, Vec::new());
+        let held: io::Result<()> = while_in_use(
+            || {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(32))
+            },
+            busy,
+            &waits,
+            |wait| slept.push(wait),
+        );
+        assert_eq!(held.unwrap_err().raw_os_error(), Some(32));
+        assert_eq!((calls, slept.len()), (4, 3), "bounded: every wait once, then the error");
+        let mut calls = 0;
+        let other: io::Result<()> = while_in_use(
+            || {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(2))
+            },
+            busy,
+            &waits,
+            |_| panic!("no wait for an error that is not a file in use"),
+        );
+        assert_eq!((other.unwrap_err().raw_os_error(), calls), (Some(2), 1));
     }
 
     #[test]
