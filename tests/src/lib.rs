@@ -281,16 +281,14 @@ impl Sandbox {
         let (out, err) = (self.dir.join(format!("run-{n}.out")), self.dir.join(format!("run-{n}.err")));
         let mut command = Command::new(&self.tool);
         command.args(self.models_args(args));
-        command.current_dir(self.cwd()).stdin(Stdio::null());
-        command.stdout(std::fs::File::create(&out).expect("create the log"));
-        command.stderr(std::fs::File::create(&err).expect("create the log"));
+        command.current_dir(self.cwd());
         for var in HOST_VARS {
             command.env_remove(var);
         }
         for (name, value) in &self.env {
             command.env(name, value);
         }
-        Logged { child: command.spawn().expect("start the tool"), out, err }
+        Logged::spawn(command, out, err)
     }
 
     /// Where a download of `sha256` into this sandbox's cache collects its bytes.
@@ -363,6 +361,14 @@ pub struct Logged {
 }
 
 impl Logged {
+    /// Starts `command` with no input and its output going to the files `out` and `err`.
+    pub fn spawn(mut command: Command, out: PathBuf, err: PathBuf) -> Logged {
+        command.stdin(Stdio::null());
+        command.stdout(std::fs::File::create(&out).expect("create the log"));
+        command.stderr(std::fs::File::create(&err).expect("create the log"));
+        Logged { child: command.spawn().expect("start the tool"), out, err }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -52,6 +52,22 @@ impl Wine {
 
     /// `xtask.exe models ARGS` as a Windows user runs it.
     fn models(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args, env);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        tests::finish_within(
+            command.spawn().expect("start wine"),
+            std::time::Duration::from_secs(300),
+            "xtask.exe",
+        )
+    }
+
+    /// `xtask.exe models ARGS` in the background, its output in `log.out` and `log.err`.
+    fn spawn_logged(&self, args: &[&str], env: &[(&str, &str)], log: &Path) -> tests::Logged {
+        let command = self.command(args, env);
+        tests::Logged::spawn(command, log.with_extension("out"), log.with_extension("err"))
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(&self.loader);
         command.arg(&self.exe).arg("models").args(args);
         command.env("WINEPREFIX", &self.prefix).env("WINEDEBUG", "-all");
@@ -77,12 +93,7 @@ impl Wine {
         for (name, value) in env {
             command.env(name, value);
         }
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        tests::finish_within(
-            command.spawn().expect("start wine"),
-            std::time::Duration::from_secs(300),
-            "xtask.exe",
-        )
+        command
     }
 }
 
@@ -247,7 +258,9 @@ fn a_file_held_open_by_another_program_fails_its_model_keeps_the_download_and_cl
     for (path, data) in [("/old", &old), ("/new", &new), ("/o", &other)] {
         server.script(path, vec![tests::Reply::Body(data.clone())]);
     }
-    let (_dir, manifest, checkpoints) = checkout("in-use");
+    let (dir, manifest, checkpoints) = checkout("in-use");
+    let cache = windows_path(&dir.path().join("cache"));
+    let env = [("XTASK_MODELS_CACHE_DIR", cache.as_str())];
     let location = ["--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)]
         .map(str::to_owned);
     let at = |args: &[&str]| -> Vec<String> {
@@ -255,18 +268,18 @@ fn a_file_held_open_by_another_program_fails_its_model_keeps_the_download_and_cl
     };
     let o = Pin::new("o", "sub/o.bin", &other, &[server.url("/o")]);
     write(&manifest, &[Pin::new("m", "sub/m.bin", &old, &[server.url("/old")]), o.clone()]);
-    wine.models(&refs(&at(&["fetch"])), &[]).expect(0);
+    wine.models(&refs(&at(&["fetch"])), &env).expect(0);
     let installed = checkpoints.join("sub/m.bin");
 
     // The pin moves on while SadTalker has the old file open.
     write(&manifest, &[Pin::new("m", "sub/m.bin", &new, &[server.url("/new")]), o]);
     let held = wine.hold(&installed);
-    let run = wine.models(&refs(&at(&["fetch"])), &[]);
+    let run = wine.models(&refs(&at(&["fetch"])), &env);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("(in-use)") && run.stderr.contains("close it"), "{}", run.stderr);
     assert_eq!(std::fs::read(&installed).unwrap(), *old, "the file in use is untouched");
     drop(held);
-    let run = wine.models(&refs(&at(&["fetch"])), &[]);
+    let run = wine.models(&refs(&at(&["fetch"])), &env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(std::fs::read(&installed).unwrap(), *new);
     assert_eq!(server.hits("/new"), 1, "the checked download was kept and installed, not fetched again");
@@ -274,12 +287,55 @@ fn a_file_held_open_by_another_program_fails_its_model_keeps_the_download_and_cl
     // Neither model is listed any more; clean removes what it can and names what it cannot.
     write(&manifest, &[Pin::new("z", "z.bin", &payload(10, 707), &[server.url("/z")])]);
     let held = wine.hold(&installed);
-    let run = wine.models(&refs(&at(&["clean"])), &[]);
+    let run = wine.models(&refs(&at(&["clean"])), &env);
     drop(held);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("cannot remove") && run.stderr.contains("close it"), "{}", run.stderr);
     assert!(installed.exists());
     assert!(!checkpoints.join("sub/o.bin").exists(), "clean went on: {}", run.stdout);
+}
+
+#[test]
+fn two_fetches_of_one_model_on_windows_download_it_once_and_a_second_checkout_takes_it_from_the_cache() {
+    let test = "windows_two_processes";
+    let Some(wine) = Wine::find(test) else { return };
+    let server = Server::start();
+    let data = payload(300_000, 708);
+    server.script("/m", vec![tests::Reply::Body(data.clone())]);
+    let (dir, manifest, checkpoints) = checkout("two");
+    write(&manifest, &[Pin::new("m", "sub/m.bin", &data, &[server.url("/m")])]);
+    let args =
+        ["fetch", "--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)];
+    // A cache of this test's own: the prefix's %LOCALAPPDATA% outlives test runs.
+    let cache = windows_path(&dir.path().join("cache"));
+    let env = [("XTASK_MODELS_CACHE_DIR", cache.as_str())];
+    // The server holds its answer until the second fetch says it waits for the first.
+    server.close_gate();
+    let first = wine.spawn_logged(&args, &env, &dir.path().join("first"));
+    tests::wait_until(std::time::Duration::from_secs(120), "the first fetch asked", || {
+        server.hits("/m") == 1
+    });
+    let second = wine.spawn_logged(&args, &env, &dir.path().join("second"));
+    tests::wait_until(std::time::Duration::from_secs(120), "the second fetch waiting", || {
+        second.stderr().contains("waiting for another fetch of m")
+    });
+    server.open();
+    let (first, second) = (first.finish(), second.finish());
+    first.expect(0);
+    second.expect(0);
+    assert_eq!(server.hits("/m"), 1, "the bytes came once");
+    assert_eq!(std::fs::read(checkpoints.join("sub/m.bin")).unwrap(), *data);
+
+    // Another clone of the project: the file comes from the shared cache.
+    let (_other, manifest, checkpoints) = checkout("two-again");
+    write(&manifest, &[Pin::new("m", "sub/m.bin", &data, &[server.url("/m")])]);
+    let args =
+        ["fetch", "--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)];
+    let run = wine.models(&args, &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("from cache 1"), "{}{}", run.stdout, run.stderr);
+    assert_eq!(server.hits("/m"), 1, "no download for the second checkout");
+    assert_eq!(std::fs::read(checkpoints.join("sub/m.bin")).unwrap(), *data);
 }
 
 #[test]
