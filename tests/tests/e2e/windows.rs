@@ -15,8 +15,9 @@ struct Wine {
     loader: PathBuf,
     prefix: PathBuf,
     exe: PathBuf,
-    /// `.ci/windows/hold.c`, built by the lane: holds a file open as a running program does.
-    hold: PathBuf,
+    /// The lane's helpers, built from `.ci/windows`: `hold.exe` holds a file open as a
+    /// running program does; `console.exe` presses Ctrl-C in a console.
+    helpers: PathBuf,
 }
 
 impl Wine {
@@ -28,12 +29,13 @@ impl Wine {
         let prefix = std::env::var_os("XTASK_WINEPREFIX")
             .map(PathBuf::from)
             .unwrap_or_else(|| target.join("wineprefix"));
-        let hold = std::env::var_os("XTASK_WINDOWS_HOLD")
+        let helpers = std::env::var_os("XTASK_WINDOWS_HELPERS")
             .map(PathBuf::from)
-            .unwrap_or_else(|| target.join("shim/hold.exe"));
+            .unwrap_or_else(|| target.join("shim"));
         let loader = PathBuf::from("/usr/lib/wine/wine64");
         let ready = exe.is_file()
-            && hold.is_file()
+            && helpers.join("hold.exe").is_file()
+            && helpers.join("console.exe").is_file()
             && loader.is_file()
             && prefix.join("drive_c/windows/system32/bcryptprimitives.dll").is_file();
         if !ready {
@@ -42,7 +44,7 @@ impl Wine {
             eprintln!("SKIPPED {test}: no Windows build under wine (`.ci/run` makes one) ********");
             return None;
         }
-        Some(Wine { loader, prefix, exe, hold })
+        Some(Wine { loader, prefix, exe, helpers })
     }
 
     /// The Windows user's profile folder, as a Linux path.
@@ -68,8 +70,15 @@ impl Wine {
     }
 
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = self.program(&self.exe, &["models"], env);
+        command.args(args);
+        command
+    }
+
+    /// A Windows `program ARGS` under wine, with the environment a Windows machine has.
+    fn program(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(&self.loader);
-        command.arg(&self.exe).arg("models").args(args);
+        command.arg(program).args(args);
         command.env("WINEPREFIX", &self.prefix).env("WINEDEBUG", "-all");
         for var in [
             "HOME",
@@ -103,9 +112,7 @@ struct Held(std::process::Child);
 
 impl Wine {
     fn hold(&self, path: &Path) -> Held {
-        let mut command = Command::new(&self.loader);
-        command.arg(&self.hold).arg(windows_path(path));
-        command.env("WINEPREFIX", &self.prefix).env("WINEDEBUG", "-all");
+        let mut command = self.program(&self.helpers.join("hold.exe"), &[&windows_path(path)], &[]);
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start hold.exe under wine");
         let mut line = String::new();
@@ -336,6 +343,35 @@ fn two_fetches_of_one_model_on_windows_download_it_once_and_a_second_checkout_ta
     assert!(run.stdout.contains("from cache 1"), "{}{}", run.stdout, run.stderr);
     assert_eq!(server.hits("/m"), 1, "no download for the second checkout");
     assert_eq!(std::fs::read(checkpoints.join("sub/m.bin")).unwrap(), *data);
+}
+
+#[test]
+fn ctrl_c_in_a_windows_console_reaches_the_command_and_run_outlives_it_to_pass_its_exit_code_on() {
+    let test = "windows_run_ctrl_c";
+    let Some(wine) = Wine::find(test) else { return };
+    let server = Server::start();
+    let (_dir, manifest, checkpoints) = checkout("ctrl-c");
+    let data = payload(1000, 709);
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    std::fs::write(checkpoints.join("m.bin"), &*data).unwrap();
+    write(&manifest, &[Pin::new("m", "m.bin", &data, &[server.url("/m")])]);
+    // console.exe starts `xtask.exe models run -- console.exe command` in a console,
+    // presses Ctrl-C once the command has started, and reports the tool's exit code. The
+    // command winds up for a second after its Ctrl-C and exits 7.
+    let helper = windows_path(&wine.helpers.join("console.exe"));
+    let cmdline = format!(
+        "\"{}\" models run --manifest \"{}\" --checkpoints-dir \"{}\" -- \"{helper}\" command",
+        windows_path(&wine.exe),
+        windows_path(&manifest),
+        windows_path(&checkpoints)
+    );
+    let mut command = wine.program(&wine.helpers.join("console.exe"), &["parent", &cmdline], &[]);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let spawned = command.spawn().expect("start console.exe under wine");
+    let run = tests::finish_within(spawned, std::time::Duration::from_secs(300), "console.exe");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "exit 7", "the command's own exit code, after it wound up: {}", run.stderr);
+    assert_eq!(server.hits("/m"), 0, "the model was present");
 }
 
 #[test]

@@ -66,7 +66,28 @@ fn catch_signals() {
     }
 }
 
-#[cfg(not(unix))]
+/// From now on Ctrl-C and Ctrl-Break do not end this process: in a console they reach
+/// every process attached to it, so the command gets its own and decides; this process
+/// waits for it and passes its exit code on, rather than die first and orphan it.
+#[cfg(windows)]
+fn catch_signals() {
+    type Handler = unsafe extern "system" fn(u32) -> i32;
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn SetConsoleCtrlHandler(handler: Option<Handler>, add: i32) -> i32;
+    }
+    /// CTRL_C_EVENT (0) and CTRL_BREAK_EVENT (1) are handled, by doing nothing; closing
+    /// the console, logging off and shutting down end the process as they always do.
+    unsafe extern "system" fn outlive(event: u32) -> i32 {
+        i32::from(event <= 1)
+    }
+    // A handler, not `SetConsoleCtrlHandler(NULL, TRUE)`: that flag is inherited, and
+    // the command would not hear Ctrl-C either.
+    // SAFETY: `outlive` touches nothing and is a function that lives as long as the process.
+    unsafe { SetConsoleCtrlHandler(Some(outlive), 1) };
+}
+
+#[cfg(not(any(unix, windows)))]
 fn catch_signals() {}
 
 /// Waits for the child, passing on SIGTERM, SIGINT and SIGHUP sent to this process, as a
