@@ -308,7 +308,7 @@ impl Class {
             }
             Class::NoSpace => "free some space on the disk named above (the checkpoints folder or the cache)",
             Class::InUse => {
-                "another program has the file open (SadTalker running, an editor, a virus scan): close it and run the command again; the checked download is kept beside the file and installed then without downloading again"
+                "another program has the file open (SadTalker running, an editor, a virus scan): close it and run the command again; the checked download is kept beside the file and installed then without downloading again (if nothing has it open, check that the folder is writable)"
             }
             Class::BadResponse => {
                 "the server (or a proxy or middlebox between) answered with something that is not valid HTTP: try again later or another URL"
@@ -563,7 +563,7 @@ fn local_hint(err: &io::Error, path: &Utf8Path) -> String {
         _ if is_no_space(err) => format!("the disk holding {path} is full: free some space there"),
         _ if is_in_use(err) => {
             format!(
-                "another program has {path} open: close it (or wait for it to finish) and run the command again"
+                "another program has {path} open: close it (or wait for it to finish) and run the command again; if nothing has it open, check its permissions"
             )
         }
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {

@@ -196,7 +196,7 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
 /// The line for a file `clean` could not remove; the rest is cleaned all the same.
 fn cannot_remove(path: &Utf8Path, err: &std::io::Error) -> String {
     let hint = if is_in_use(err) {
-        "; another program has it open (SadTalker running, an editor): close it and run clean again"
+        "; another program has it open (SadTalker running, an editor): close it and run clean again (if nothing has it open, check its permissions)"
     } else {
         ""
     };
