@@ -308,7 +308,7 @@ impl Class {
             }
             Class::NoSpace => "free some space on the disk named above (the checkpoints folder or the cache)",
             Class::InUse => {
-                "another program has the file open (SadTalker running, an editor, a virus scan): close it and run the command again; the checked download is kept beside the file and installed then without downloading again (if nothing has it open, check that the folder is writable)"
+                "another program has the file open (SadTalker running, an editor, a virus scan): close it and run the command again; the checked download is kept (beside the file, or in the cache) and installed then without downloading again (if nothing has it open, check that the folder is writable)"
             }
             Class::BadResponse => {
                 "the server (or a proxy or middlebox between) answered with something that is not valid HTTP: try again later or another URL"
