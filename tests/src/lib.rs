@@ -451,7 +451,7 @@ pub fn finish_within(mut child: std::process::Child, limit: Duration, what: &str
             let _ = child.wait();
             panic!("{what} did not finish within {limit:?}; killed it");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     };
     Run {
         code: status.code().unwrap_or(-1),
@@ -482,26 +482,8 @@ pub fn run_tool(tool: &Path, args: &[String], cwd: &Path, env: &[(String, String
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().expect("start the tool");
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the tool") {
-            break status;
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the tool ran longer than {RUN_LIMIT:?}: {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+    let child = command.spawn().expect("start the tool");
+    finish_within(child, RUN_LIMIT, &format!("the tool ({args:?})"))
 }
 
 /// A test's world in a few lines: a loopback [`Server`], a [`Sandbox`], and the models

@@ -361,19 +361,8 @@ fn range_of_any(request: &Request, body: &[u8]) -> Option<(usize, usize)> {
 /// The range to send, `[start, end)`, when the request has a usable one: `bytes=N-` or
 /// `bytes=N-M` (M inclusive, as RFC 9110 says).
 fn range_of(request: &Request, body: &[u8]) -> Option<(usize, usize)> {
-    let (first, last) = request.range.as_deref()?.strip_prefix("bytes=")?.split_once('-')?;
-    let start: usize = first.parse().ok()?;
-    let end = if last.is_empty() {
-        body.len()
-    } else {
-        last.parse::<usize>().ok()?.saturating_add(1).min(body.len())
-    };
-    if let Some(if_range) = &request.if_range
-        && *if_range != etag_of(body)
-    {
-        return None;
-    }
-    Some((start, end.max(start)))
+    let stale = request.if_range.as_ref().is_some_and(|if_range| *if_range != etag_of(body));
+    if stale { None } else { range_of_any(request, body) }
 }
 
 fn head(code: u16, headers: &[(&str, String)]) -> Vec<u8> {

@@ -17,6 +17,19 @@ fn fetch(sc: &tests::Scenario, extra: &[&str]) -> tests::Run {
     sc.models(&args)
 }
 
+/// Starts a split fetch of `big.bin` (pinned to `data`), kills it (-9) once its sidecar
+/// records `bytes` done, and returns the sidecar's path.
+fn kill_once_recorded(sc: &tests::Scenario, data: &[u8], bytes: u64) -> std::path::PathBuf {
+    let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(data)[..12]));
+    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
+    wait_until(Duration::from_secs(60), &format!("{bytes} bytes recorded in the sidecar"), || {
+        std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= bytes)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sidecar
+}
+
 #[test]
 fn a_large_file_arrives_in_pieces_over_several_connections_each_in_its_place() {
     let sc = scenario();
@@ -156,13 +169,7 @@ fn a_killed_split_fetch_resumes_only_the_missing_pieces() {
     let slow = Reply::Slow { body: data.clone(), chunk: 64 << 10, pause: Duration::from_millis(40) };
     sc.serve("/big", vec![slow]);
     sc.pin("big", "big.bin", &data, &["/big"]);
-    let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(&data)[..12]));
-    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
-    wait_until(Duration::from_secs(60), "8 MiB recorded in the sidecar", || {
-        std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= 8 << 20)
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let sidecar = kill_once_recorded(&sc, &data, 8 << 20);
     let recorded = pieces_done(&std::fs::read_to_string(&sidecar).unwrap());
     assert!(recorded >= 8 << 20);
     // Every byte the sidecar vouches for is the file's: pieces land in their places.
@@ -399,13 +406,7 @@ fn a_killed_split_fetch_from_a_server_with_only_last_modified_resumes_its_pieces
     let slow = Reply::Dated { body: data.clone(), chunk: 64 << 10, pause: Duration::from_millis(40) };
     sc.serve("/big", vec![slow]);
     sc.pin("big", "big.bin", &data, &["/big"]);
-    let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(&data)[..12]));
-    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
-    wait_until(Duration::from_secs(60), "8 MiB recorded in the sidecar", || {
-        std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= 8 << 20)
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let sidecar = kill_once_recorded(&sc, &data, 8 << 20);
     let record = std::fs::read_to_string(&sidecar).unwrap();
     assert!(record.lines().next().unwrap().ends_with(tests::server::DATED), "the date whole: {record}");
     wait_until(Duration::from_secs(30), "the killed requests to end", || sc.server.active() == 0);
@@ -473,13 +474,7 @@ fn after_a_kill_mid_blend_the_bytes_kept_are_never_credited_to_the_first_source(
     sc.serve("/good", vec![pace(false)]);
     sc.serve("/bad", vec![pace(true)]);
     sc.pin("big", "big.bin", &data, &["/good", "/bad"]);
-    let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(&data)[..12]));
-    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
-    wait_until(Duration::from_secs(60), "8 MiB recorded in the sidecar", || {
-        std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= 8 << 20)
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_once_recorded(&sc, &data, 8 << 20);
     assert!(sc.server.gets().iter().any(|r| r.path == "/bad"), "the kill came mid-blend");
     wait_until(Duration::from_secs(30), "the killed requests to end", || sc.server.active() == 0);
     sc.serve("/good", vec![Reply::Body(data.clone())]);

@@ -145,6 +145,13 @@ fn windows_path(path: &Path) -> String {
     format!("Z:{}", path.display()).replace('/', "\\")
 }
 
+/// `args`, then `--manifest` and `--checkpoints-dir` as the `.exe` sees them.
+fn located(args: &[&str], manifest: &Path, checkpoints: &Path) -> Vec<String> {
+    let location = ["--manifest", &windows_path(manifest), "--checkpoints-dir", &windows_path(checkpoints)]
+        .map(str::to_owned);
+    args.iter().map(|a| (*a).to_owned()).chain(location).collect()
+}
+
 fn refs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
@@ -176,11 +183,7 @@ fn fetch_verify_status_and_clean_work_on_windows_with_native_paths_and_the_cache
         Pin::new("o", "sub/o.bin", &other, &[server.url("/o")]),
     ];
     write(&manifest, &pins);
-    let location = ["--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)]
-        .map(str::to_owned);
-    let at = |args: &[&str]| -> Vec<String> {
-        args.iter().map(|a| (*a).to_owned()).chain(location.iter().cloned()).collect()
-    };
+    let at = |args: &[&str]| located(args, &manifest, &checkpoints);
     let run = wine.models(&refs(&at(&["fetch", "--json"])), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(std::fs::read(checkpoints.join("sub/m.bin")).unwrap(), *data);
@@ -268,11 +271,7 @@ fn a_file_held_open_by_another_program_fails_its_model_keeps_the_download_and_cl
     let (dir, manifest, checkpoints) = checkout("in-use");
     let cache = windows_path(&dir.path().join("cache"));
     let env = [("XTASK_MODELS_CACHE_DIR", cache.as_str())];
-    let location = ["--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)]
-        .map(str::to_owned);
-    let at = |args: &[&str]| -> Vec<String> {
-        args.iter().map(|a| (*a).to_owned()).chain(location.iter().cloned()).collect()
-    };
+    let at = |args: &[&str]| located(args, &manifest, &checkpoints);
     let o = Pin::new("o", "sub/o.bin", &other, &[server.url("/o")]);
     write(&manifest, &[Pin::new("m", "sub/m.bin", &old, &[server.url("/old")]), o.clone()]);
     wine.models(&refs(&at(&["fetch"])), &env).expect(0);
@@ -311,8 +310,8 @@ fn two_fetches_of_one_model_on_windows_download_it_once_and_a_second_checkout_ta
     server.script("/m", vec![tests::Reply::Body(data.clone())]);
     let (dir, manifest, checkpoints) = checkout("two");
     write(&manifest, &[Pin::new("m", "sub/m.bin", &data, &[server.url("/m")])]);
-    let args =
-        ["fetch", "--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)];
+    let args = located(&["fetch"], &manifest, &checkpoints);
+    let args = refs(&args);
     // A cache of this test's own: the prefix's %LOCALAPPDATA% outlives test runs.
     let cache = windows_path(&dir.path().join("cache"));
     let env = [("XTASK_MODELS_CACHE_DIR", cache.as_str())];
@@ -336,8 +335,8 @@ fn two_fetches_of_one_model_on_windows_download_it_once_and_a_second_checkout_ta
     // Another clone of the project: the file comes from the shared cache.
     let (_other, manifest, checkpoints) = checkout("two-again");
     write(&manifest, &[Pin::new("m", "sub/m.bin", &data, &[server.url("/m")])]);
-    let args =
-        ["fetch", "--manifest", &windows_path(&manifest), "--checkpoints-dir", &windows_path(&checkpoints)];
+    let args = located(&["fetch"], &manifest, &checkpoints);
+    let args = refs(&args);
     let run = wine.models(&args, &env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("from cache 1"), "{}{}", run.stdout, run.stderr);

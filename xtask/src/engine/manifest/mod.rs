@@ -150,13 +150,14 @@ impl<'t> Checker<'t> {
                 self.report(key.span(), format!("unknown key `{}` in [[model]]", key.get_ref()), help);
             }
         }
-        let name = self.string(table, "name", &header, true).and_then(|(v, span)| self.name(v, span));
+        let name =
+            self.string(table, "name", &header, true).and_then(|(v, span)| self.name("model", v, span));
         let path = self.string(table, "path", &header, true).and_then(|(v, span)| self.path(v, span));
         let size = self.size(table, &header);
         let sha256 = self.string(table, "sha256", &header, true).and_then(|(v, span)| self.sha256(v, span));
         let urls = self.urls(table, &header);
         let group = match self.string(table, "group", &header, false) {
-            Some((v, span)) => Some(self.group(v, span)?),
+            Some((v, span)) => Some(self.name("group", v, span)?),
             None => None,
         };
         let optional = self.optional(table);
@@ -202,28 +203,17 @@ impl<'t> Checker<'t> {
         }
     }
 
-    fn name(&mut self, name: String, span: Range<usize>) -> Option<String> {
+    /// A model's or a group's name (`what`), if it uses only the allowed characters.
+    fn name(&mut self, what: &str, name: String, span: Range<usize>) -> Option<String> {
         if name.is_empty() || !name.chars().all(is_name_char) {
             self.report(
                 span,
-                format!("model name {name:?} is not allowed"),
+                format!("{what} name {name:?} is not allowed"),
                 "use only letters, digits, '.', '_' and '-'",
             );
             return None;
         }
         Some(name)
-    }
-
-    fn group(&mut self, group: String, span: Range<usize>) -> Option<String> {
-        if group.is_empty() || !group.chars().all(is_name_char) {
-            self.report(
-                span,
-                format!("group name {group:?} is not allowed"),
-                "use only letters, digits, '.', '_' and '-'",
-            );
-            return None;
-        }
-        Some(group)
     }
 
     fn path(&mut self, path: String, span: Range<usize>) -> Option<Utf8PathBuf> {
