@@ -374,6 +374,24 @@ fn ctrl_c_in_a_windows_console_reaches_the_command_and_run_outlives_it_to_pass_i
 }
 
 #[test]
+fn the_windows_build_refuses_a_manifest_with_a_reserved_device_name_naming_file_line_and_column() {
+    let test = "windows_reserved_names";
+    let Some(wine) = Wine::find(test) else { return };
+    let (_dir, manifest, checkpoints) = checkout("reserved");
+    write(
+        &manifest,
+        &[Pin::new("m", "sub/aux.bin", &payload(10, 710), &["https://example.invalid/m".to_owned()])],
+    );
+    let run = wine.models(&refs(&located(&["verify", "--manifest-only"], &manifest, &checkpoints)), &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let line = run.stderr.lines().next().unwrap_or_default();
+    let place = line.strip_prefix(&format!("error: {}:", windows_path(&manifest))).unwrap_or_default();
+    let mut numbers = place.splitn(3, ':').take(2);
+    assert!(numbers.all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())), "file:line:col: {line}");
+    assert!(line.contains("reserved device name on Windows"), "{}", run.stderr);
+}
+
+#[test]
 fn the_github_workflow_runs_the_unit_tests_on_windows_and_macos_and_the_suite_on_linux() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/ci.yml");
     let text = std::fs::read_to_string(path).unwrap();
