@@ -275,7 +275,7 @@ impl Class {
                 "the name server could not answer for now: it was asked again; if this persists, check the DNS server (or the VPN) this machine uses"
             }
             Class::Tls => {
-                "the secure connection failed: check the system clock; behind a TLS-inspecting proxy, set SSL_CERT_FILE (or SSL_CERT_DIR) to your organisation's CA certificates"
+                "the secure connection failed: check the system clock; behind a TLS-inspecting proxy, set SSL_CERT_FILE (or SSL_CERT_DIR) to your organisation's CA certificates (`cargo xtask models doctor` lists what is trusted)"
             }
             Class::Truncated => "the connection dropped mid-file: run the command again",
             Class::HtmlPage => {

@@ -291,7 +291,8 @@ fn keys(value: &Value) -> Vec<&str> {
 fn assert_record(record: &Value, own: &[&str]) {
     assert!(record["name"].is_string() && record["path"].is_string() && record["sha256"].is_string());
     assert!(record["size"].is_u64() && (record["group"].is_string() || record["group"].is_null()));
-    let mut expected = vec!["name", "path", "group", "size", "sha256", "state"];
+    assert!(record["file"].as_str().is_some_and(|f| f.ends_with(record["path"].as_str().unwrap())));
+    let mut expected = vec!["name", "path", "file", "group", "size", "sha256", "state"];
     expected.extend_from_slice(own);
     expected.sort_unstable();
     assert_eq!(keys(record), expected, "{record}");

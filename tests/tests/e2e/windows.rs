@@ -16,7 +16,8 @@ struct Wine {
     prefix: PathBuf,
     exe: PathBuf,
     /// The lane's helpers, built from `.ci/windows`: `hold.exe` holds a file open as a
-    /// running program does; `console.exe` presses Ctrl-C in a console.
+    /// running program does; `console.exe` presses Ctrl-C in a console; `trust.exe`
+    /// puts a CA into the certificate store.
     helpers: PathBuf,
 }
 
@@ -36,6 +37,7 @@ impl Wine {
         let ready = exe.is_file()
             && helpers.join("hold.exe").is_file()
             && helpers.join("console.exe").is_file()
+            && helpers.join("trust.exe").is_file()
             && loader.is_file()
             && prefix.join("drive_c/windows/system32/bcryptprimitives.dll").is_file();
         if !ready {
@@ -95,6 +97,7 @@ impl Wine {
             "XTASK_MODELS_CACHE_DIR",
             "SSL_CERT_FILE",
             "SSL_CERT_DIR",
+            "AWS_CA_BUNDLE",
             "HF_TOKEN",
         ] {
             command.env_remove(var);
@@ -189,12 +192,20 @@ fn fetch_verify_status_and_clean_work_on_windows_with_native_paths_and_the_cache
     assert_eq!(std::fs::read(checkpoints.join("sub/m.bin")).unwrap(), *data);
     let shown = format!("{}\\sub\\m.bin", windows_path(&checkpoints));
     assert!(run.stderr.contains(&shown), "native separators in output: {}", run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    let record = doc["models"].as_array().unwrap().iter().find(|m| m["name"] == "m").unwrap();
+    assert_eq!(record["file"], shown.as_str(), "native separators in JSON");
+    assert_eq!(record["path"], "sub/m.bin", "the manifest's own path, portable");
     assert!(!run.stderr.contains("no cache directory"), "a cache without HOME: {}", run.stderr);
     let cache = wine.profile().join("AppData/Local/xtask-models/cache/sha256").join(sha256_hex(&data));
     assert!(cache.is_file(), "the cache lives in %LOCALAPPDATA%: {}", cache.display());
     let run = wine.models(&refs(&at(&["verify"])), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("ok (stamp)"), "{}", run.stdout);
+    let run = wine.models(&refs(&at(&["status"])), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let row = run.stdout.lines().find(|l| l.starts_with("m ")).unwrap_or_default();
+    assert!(row.ends_with(" sub\\m.bin"), "the PATH column in native separators: {}", run.stdout);
     // A model dropped from the manifest, in a subfolder: clean knows it as its own.
     write(&manifest, &pins[..1]);
     let run = wine.models(&refs(&at(&["clean"])), &[]);
@@ -257,6 +268,85 @@ fn netrc_is_read_from_the_windows_profile() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let sent = server.requests()[0].authorization.clone().unwrap_or_default();
     assert!(sent.starts_with("Basic "), "the profile's _netrc was used: {sent:?}");
+}
+
+/// A CA in the Windows certificate store (the machine's ROOT store, as group policy or a
+/// TLS-inspecting proxy's installer puts it there) until dropped.
+struct Trusted<'a> {
+    wine: &'a Wine,
+    der: PathBuf,
+}
+
+impl Wine {
+    fn trust(&self, ca_pem: &Path) -> Trusted<'_> {
+        let der = ca_pem.with_extension("der");
+        let converted = Command::new("openssl")
+            .args(["x509", "-in"])
+            .arg(ca_pem)
+            .args(["-outform", "der", "-out"])
+            .arg(&der)
+            .status()
+            .expect("the openssl program runs");
+        assert!(converted.success());
+        let added = self.trust_exe("add", &der);
+        assert_eq!(added, "added");
+        Trusted { wine: self, der }
+    }
+
+    fn trust_exe(&self, what: &str, der: &Path) -> String {
+        let mut command = self.program(&self.helpers.join("trust.exe"), &[what, &windows_path(der)], &[]);
+        let out = command.stdin(Stdio::null()).output().expect("start trust.exe under wine");
+        assert!(out.status.success(), "trust.exe {what}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Trusted<'_> {
+    fn drop(&mut self) {
+        self.wine.trust_exe("remove", &self.der);
+    }
+}
+
+fn hello(_path: &str) -> Vec<u8> {
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_vec()
+}
+
+#[test]
+fn a_ca_in_the_windows_certificate_store_is_trusted_and_ssl_cert_file_adds_to_it() {
+    let test = "windows_certificate_store";
+    let Some(wine) = Wine::find(test) else { return };
+    let (dir, manifest, checkpoints) = checkout("trust");
+    let company = tests::tls::Pki::create(&dir.path().join("company"));
+    let server = tests::tls::TlsServer::start(&company, hello);
+    let url = format!("https://127.0.0.1:{}/m.bin", server.port);
+    write(&manifest, &[Pin::new("m", "m.bin", b"hello", &[url])]);
+    let fetch = located(&["fetch", "--no-cache", "--retries", "0"], &manifest, &checkpoints);
+
+    // Before the store holds the company's CA, its server is refused.
+    let run = wine.models(&refs(&fetch), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("(tls)"), "{}", run.stderr);
+    assert!(server.paths().is_empty(), "no request over a refused handshake");
+
+    // With it there, and SSL_CERT_FILE naming another bundle (as conda sets it), the
+    // store is still trusted: the variable adds, it does not replace.
+    let other = tests::tls::Pki::create(&dir.path().join("other"));
+    let trusted = wine.trust(&company.ca_pem);
+    let bundle = [("SSL_CERT_FILE", windows_path(&other.ca_pem))];
+    let bundle: Vec<(&str, &str)> = bundle.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = wine.models(&refs(&fetch), &bundle);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read(checkpoints.join("m.bin")).unwrap(), b"hello");
+
+    // And doctor says what is trusted, as it is.
+    let run = wine.models(&refs(&located(&["doctor"], &manifest, &checkpoints)), &bundle);
+    drop(trusted);
+    let lines: Vec<&str> = run.stdout.lines().filter(|l| l.contains(" certificates ")).collect();
+    assert!(lines.iter().any(|l| l.starts_with("ok   certificates Windows certificate store")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("ok   certificates Mozilla's roots")), "{lines:?}");
+    let named = format!("ok   certificates SSL_CERT_FILE={}: 1 certificate", windows_path(&other.ca_pem));
+    assert!(lines.contains(&named.as_str()), "{lines:?}");
+    assert!(!run.stdout.contains("/etc/ssl"), "no Linux bundle claimed on Windows: {}", run.stdout);
 }
 
 #[test]

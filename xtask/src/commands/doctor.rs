@@ -142,12 +142,11 @@ fn proxies(models: &[&Model], mirrors: &[Source], findings: &mut Vec<Finding>) {
 }
 
 fn certificates(findings: &mut Vec<Finding>) {
-    for (source, readable) in probe::ca_sources() {
-        let (ok, detail) = match readable {
-            Ok(()) => (true, source),
-            Err(e) => {
-                (false, format!("{source} cannot be read ({e}): point it at CA certificates, or unset it"))
-            }
+    for (source, found) in probe::ca_sources() {
+        let (ok, detail) = match found {
+            Ok(1) => (true, format!("{source}: 1 certificate")),
+            Ok(n) => (true, format!("{source}: {n} certificates")),
+            Err(why) => (false, format!("{source} {why}")),
         };
         findings.push(Finding { topic: "certificates", ok, detail });
     }

@@ -117,9 +117,11 @@ fn json_report<'a>(
 ) -> Document<'a, FetchState, FetchSummary> {
     let mut models: Vec<Record<'a, FetchState>> = present
         .iter()
-        .map(|step| Record::new(step.model, FetchState::Present { checked: Some(step.state.label()) }))
+        .map(|step| {
+            Record::new(step.model, &step.dest, FetchState::Present { checked: Some(step.state.label()) })
+        })
         .collect();
-    for Provided { model, outcome, .. } in provided {
+    for Provided { model, dest, outcome, .. } in provided {
         let state = match outcome {
             Outcome::Downloaded(f) => FetchState::Fetched {
                 url: f.origin.url().map(ToString::to_string),
@@ -143,7 +145,7 @@ fn json_report<'a>(
                 tried: tried.iter().map(TriedRecord::from).collect(),
             },
         };
-        models.push(Record::new(model, state));
+        models.push(Record::new(model, dest, state));
     }
     let summary = FetchSummary {
         fetched: totals.fetched,
@@ -411,7 +413,7 @@ fn print_summary(cx: &Context, t: &Totals, skip_checks: bool) {
 
 /// Everything a user needs to put the file in place without this tool.
 fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[Tried]) -> String {
-    let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.path);
+    let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.shown_path());
     for (i, Tried { origin, fault }) in tried.iter().enumerate() {
         out.push_str(&format!(
             "    {}. {}\n       {fault}\n       hint: {}\n",

@@ -70,7 +70,7 @@ pub(crate) fn run(cx: &Context, selection: &Selection, cache: Option<&Cache>) ->
         })
         .collect();
     if cx.json {
-        out::json(&json_report(&rows, ok, present, needed));
+        out::json(&json_report(&rows, &cx.checkpoints, ok, present, needed));
     } else {
         print_table(cx, &rows, ok, present, needed);
     }
@@ -132,7 +132,7 @@ fn print_table(cx: &Context, rows: &[(&Model, State, Option<&str>)], ok: usize, 
             human_bytes(model.size),
             describe(model, state),
             placed.unwrap_or("-"),
-            model.path
+            model.shown_path()
         ));
     }
     cx.say(&format!(
@@ -145,6 +145,7 @@ fn print_table(cx: &Context, rows: &[(&Model, State, Option<&str>)], ok: usize, 
 
 fn json_report<'a>(
     rows: &[(&'a Model, State, Option<&'static str>)],
+    checkpoints: &Utf8Path,
     ok: usize,
     present: u64,
     needed: u64,
@@ -159,7 +160,7 @@ fn json_report<'a>(
                 State::WrongSize { actual } => record.actual_size = Some(*actual),
                 _ => {}
             }
-            Record::new(model, record)
+            Record::new(model, &plan::destination(checkpoints, model), record)
         })
         .collect();
     let summary = StatusSummary { models: rows.len(), ok, bytes_present: present, bytes_needed: needed };

@@ -64,7 +64,10 @@ pub(crate) fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize
 }
 
 fn json_report<'a>(steps: &'a [Step<'_>], bad: usize) -> Document<'a, VerifyState, VerifySummary> {
-    let models = steps.iter().map(|step| Record::new(step.model, VerifyState::from(&step.state))).collect();
+    let models = steps
+        .iter()
+        .map(|step| Record::new(step.model, &step.dest, VerifyState::from(&step.state)))
+        .collect();
     let summary = VerifySummary { verified: steps.len(), ok: steps.len() - bad, failed: bad };
     Document { command: "verify", models, summary }
 }

@@ -14,7 +14,7 @@ use crate::net::client::{Method, Net};
 use crate::net::faults::parse_content_range;
 use crate::net::headers::is_html_type;
 use crate::net::proxy::ProxyEnv;
-use crate::net::{client, hosts};
+use crate::net::{hosts, trust};
 use crate::source::{Kind, Source};
 
 /// What a URL turned out to be.
@@ -173,8 +173,9 @@ pub(crate) fn proxies_for<'u>(urls: impl Iterator<Item = &'u Source>) -> Vec<(St
     seen
 }
 
-/// The CA certificates trusted for https: the platform bundle and each variable that
-/// adds to it, with whether it can be read.
-pub(crate) fn ca_sources() -> Vec<(String, Result<(), String>)> {
-    client::ca_sources()
+/// Where the CA certificates trusted for https come from, each with how many it gave
+/// or why it gave none: exactly what an https agent is built with.
+pub(crate) fn ca_sources() -> Vec<(String, Result<usize, String>)> {
+    let trust = trust::Trust::gather();
+    trust.parts.iter().map(|p| (p.what.clone(), p.count().map_err(str::to_owned))).collect()
 }

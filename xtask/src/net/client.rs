@@ -2,9 +2,7 @@
 //!
 //! Proxies are chosen per request ([`super::proxy`]): https goes through a CONNECT tunnel
 //! (ureq), plain http in absolute form ([`super::forward`]). Certificates: the
-//! platform's CA bundle plus `SSL_CERT_FILE`, `SSL_CERT_DIR` and `AWS_CA_BUNDLE`, so a corporate
-//! TLS-inspecting CA works, and a named bundle that cannot be read is an error, not a
-//! silent fallback. Redirects are followed here, not inside the HTTP library, so each hop
+//! platform's plus those the user names ([`super::trust`]). Redirects are followed here, not inside the HTTP library, so each hop
 //! gets its own decision: at most 10 hops, a loop is reported as a loop, only http and
 //! https are followed and https never falls back to plain http (the same rule
 //! [`check_follow`] applies to interstitial pages), credentials are chosen per host
@@ -18,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use ureq::http::{HeaderMap, Response};
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::{RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
 use crate::error::{Class, Fault};
@@ -28,6 +26,7 @@ use crate::net::faults::{call_fault, proxy_refused, status_fault, with_proxy_hin
 use crate::net::forward::{self, Outgoing, Proxy};
 use crate::net::proxy::{ProxyEnv, ProxyUrl};
 use crate::net::s3::{Op, Store, error_fault};
+use crate::net::trust::Trust;
 use crate::source::{Kind, Source};
 
 /// Redirects followed at most, as browsers and curl do.
@@ -36,79 +35,6 @@ pub(crate) const MAX_REDIRECTS: usize = 10;
 const DRAIN_LIMIT: u64 = 64 << 10;
 
 const USER_AGENT: &str = concat!("xtask-models/", env!("CARGO_PKG_VERSION"));
-
-/// The platform bundle in use and each variable that adds CA certificates, each with
-/// whether it can be read: what `models doctor` shows.
-pub(crate) fn ca_sources() -> Vec<(String, Result<(), String>)> {
-    let mut sources = Vec::new();
-    match PLATFORM_BUNDLES.iter().find(|p| std::path::Path::new(p).is_file()) {
-        Some(bundle) => sources.push((format!("platform bundle {bundle}"), Ok(()))),
-        None => sources.push(("no platform bundle: the Mozilla roots built in".to_owned(), Ok(()))),
-    }
-    for name in ["SSL_CERT_FILE", "AWS_CA_BUNDLE", "SSL_CERT_DIR"] {
-        let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else { continue };
-        let shown = format!("{name}={}", std::path::Path::new(&value).display());
-        let readable = if name == "SSL_CERT_DIR" {
-            std::env::split_paths(&value).try_for_each(|dir| std::fs::read_dir(&dir).map(drop))
-        } else {
-            std::fs::read(&value).map(drop)
-        };
-        sources.push((shown, readable.map_err(|e| e.to_string())));
-    }
-    sources
-}
-
-/// Where distributions keep their CA bundle; the first that exists is used.
-const PLATFORM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
-/// Every CA certificate this machine trusts, plus `SSL_CERT_FILE` / `SSL_CERT_DIR`;
-/// `Ok(None)` when there is nothing beyond the bundled Mozilla roots. A file or folder
-/// the user named that cannot be read is an error: silently trusting less than asked
-/// would end in a confusing certificate failure later.
-fn platform_roots() -> Result<Option<Vec<Certificate<'static>>>, Fault> {
-    let unreadable = |what: &str, path: &std::path::Path, e: std::io::Error| {
-        Fault::new(
-            Class::Tls,
-            format!(
-                "{what}={} cannot be read ({e}); point it at a PEM file of CA certificates, or unset it",
-                path.display()
-            ),
-        )
-    };
-    let mut pems: Vec<Vec<u8>> = Vec::new();
-    if let Some(bundle) = PLATFORM_BUNDLES.iter().map(std::path::Path::new).find(|p| p.is_file()) {
-        pems.extend(std::fs::read(bundle).ok());
-    }
-    // AWS_CA_BUNDLE is what the AWS CLI reads for an S3 endpoint behind a private CA.
-    for name in ["SSL_CERT_FILE", "AWS_CA_BUNDLE"] {
-        if let Some(file) = std::env::var_os(name).filter(|v| !v.is_empty()) {
-            let path = std::path::PathBuf::from(file);
-            pems.push(std::fs::read(&path).map_err(|e| unreadable(name, &path, e))?);
-        }
-    }
-    if let Some(dirs) = std::env::var_os("SSL_CERT_DIR").filter(|v| !v.is_empty()) {
-        for dir in std::env::split_paths(&dirs) {
-            let entries = std::fs::read_dir(&dir).map_err(|e| unreadable("SSL_CERT_DIR", &dir, e))?;
-            let files = entries.flatten().map(|e| e.path()).filter(|p| p.is_file());
-            pems.extend(files.filter_map(|p| std::fs::read(p).ok()));
-        }
-    }
-    let mut certs = Vec::new();
-    for pem in &pems {
-        for item in ureq::tls::parse_pem(pem).flatten() {
-            if let PemItem::Certificate(cert) = item {
-                certs.push(cert.to_owned());
-            }
-        }
-    }
-    Ok((!certs.is_empty()).then_some(certs))
-}
 
 /// One answer, after redirects: the response, the URL that gave it, and the cookies the
 /// hops set (for a follow-up request such as Drive's confirmation).
@@ -314,12 +240,7 @@ impl Net {
             None => None,
         };
         let tls_config = if tls {
-            let roots = self
-                .roots
-                .get_or_init(|| {
-                    platform_roots().map(|found| found.map_or(RootCerts::WebPki, RootCerts::from))
-                })
-                .clone()?;
+            let roots = self.roots.get_or_init(|| Trust::gather().roots()).clone()?;
             TlsConfig::builder().root_certs(roots).build()
         } else {
             TlsConfig::default()

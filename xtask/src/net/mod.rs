@@ -1,4 +1,5 @@
-//! Talking to servers the way curl does: [`client`] (requests, redirects, certificates),
+//! Talking to servers the way curl does: [`client`] (requests, redirects), [`trust`]
+//! (which certificate authorities),
 //! [`proxy`], [`cookie`], [`auth`] (netrc and tokens), [`hosts`] (what real model hosts
 //! do: Drive interstitials, `X-Linked-*` pins), [`s3`] (object stores: settings, SigV4
 //! signing, error bodies). URLs arrive parsed, as [`crate::source::Source`]. Nothing here
@@ -13,3 +14,4 @@ pub(crate) mod headers;
 pub(crate) mod hosts;
 pub(crate) mod proxy;
 pub(crate) mod s3;
+pub(crate) mod trust;

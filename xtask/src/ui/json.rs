@@ -2,11 +2,12 @@
 //!
 //! The README's schema is the contract: every command's document is `{"command",
 //! "models": [...], "summary": {...}}`, every model record starts with `name`, `path`,
-//! `group`, `size`, `sha256` and `state`, and the state decides the other fields. A test
+//! `file`, `group`, `size`, `sha256` and `state`, and the state decides the other fields. A test
 //! parses each command's output into that shape.
 
 use std::time::Duration;
 
+use camino::Utf8Path;
 use serde::Serialize;
 
 use crate::engine::check::LocalState;
@@ -25,7 +26,10 @@ pub(crate) struct Document<'a, S: Serialize, M: Serialize> {
 #[derive(Serialize)]
 pub(crate) struct Record<'a, S: Serialize> {
     pub name: &'a str,
+    /// As the manifest writes it, with `/`: the same on every platform.
     pub path: &'a str,
+    /// Where it is on this machine, with the platform's separators.
+    pub file: String,
     pub group: Option<&'a str>,
     pub size: u64,
     pub sha256: &'a str,
@@ -34,10 +38,11 @@ pub(crate) struct Record<'a, S: Serialize> {
 }
 
 impl<'a, S: Serialize> Record<'a, S> {
-    pub(crate) fn new(model: &'a Model, state: S) -> Record<'a, S> {
+    pub(crate) fn new(model: &'a Model, file: &Utf8Path, state: S) -> Record<'a, S> {
         Record {
             name: &model.name,
             path: model.path.as_str(),
+            file: file.to_string(),
             group: model.group.as_deref(),
             size: model.size,
             sha256: &model.sha256,

@@ -42,6 +42,14 @@ pub struct Model {
     pub optional: bool,
 }
 
+impl Model {
+    /// The path as this platform writes it (`sub\m.pth` on Windows), for what is shown;
+    /// `path` itself stays as the manifest and the records write it.
+    pub(crate) fn shown_path(&self) -> String {
+        self.path.as_str().replace('/', std::path::MAIN_SEPARATOR_STR)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Manifest {
     pub models: Vec<Model>,
