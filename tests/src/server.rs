@@ -68,6 +68,9 @@ pub enum Reply {
     /// The whole body (range-aware), in `chunk`-byte steps with a pause after each: a
     /// slow link, so a test can interrupt a transfer anywhere.
     Slow { body: Arc<Vec<u8>>, chunk: usize, pause: Duration },
+    /// Like `Slow`, but the pace is shared by every connection this reply answers: a link
+    /// capped in total, where more connections only split the same rate.
+    Shared { body: Arc<Vec<u8>>, chunk: usize, pause: Duration, pacer: Arc<Mutex<Instant>> },
     /// These exact bytes, head and all, then close: for hostile or broken answers.
     Raw(Vec<u8>),
     /// A file on disk (range-aware), copied by the kernel (sendfile) so the server is
@@ -599,6 +602,22 @@ fn answer(out: &mut Counting<'_>, request: &Request, reply: Reply, stop: &Atomic
                     out.body(piece)?;
                     out.inner.flush()?;
                     thread::sleep(pause);
+                }
+            }
+        }
+        Reply::Shared { body, chunk, pause, pacer } => {
+            if let Some((start, end)) = file_head(out, request, &body)? {
+                for piece in body[start..end].chunks(chunk.max(1)) {
+                    // Each chunk takes the next free slot of the one shared clock.
+                    let slot = {
+                        let mut next = pacer.lock().unwrap();
+                        let slot = (*next).max(Instant::now());
+                        *next = slot + pause;
+                        slot
+                    };
+                    thread::sleep(slot.saturating_duration_since(Instant::now()));
+                    out.body(piece)?;
+                    out.inner.flush()?;
                 }
             }
         }

@@ -16,6 +16,7 @@ mod interop;
 mod links;
 mod manifest;
 mod pins;
+mod ramp;
 mod readme;
 mod resume;
 mod robustness;

@@ -323,8 +323,9 @@ fn every_commands_json_has_the_documented_shape() {
     assert_record(&by_state("present").unwrap(), &["checked"]);
     assert_record(&by_state("from-cache").unwrap(), &["placed_by"]);
     let fetched = by_state("fetched").unwrap();
-    assert_record(&fetched, &["url", "attempts", "bytes", "seconds"]);
+    assert_record(&fetched, &["url", "attempts", "connections", "bytes", "seconds"]);
     assert!(fetched["url"].is_string() && fetched["attempts"].is_u64() && fetched["seconds"].is_f64());
+    assert_eq!(fetched["connections"], 1, "a small file is one stream");
     let failed = by_state("failed").unwrap();
     assert_record(&failed, &["error", "tried"]);
     assert_eq!(keys(&failed["error"]), ["class", "hint", "message", "status"]);

@@ -10,9 +10,15 @@ use crate::{FAST, STALL_TIMEOUT, scenario};
 /// Over the size at which a file is split.
 const BIG: usize = 40 << 20;
 
+/// A fetch with eight connections from the start unless `extra` says otherwise: these
+/// tests are about what a split transfer does, not how many connections `auto` picks
+/// (`ramp.rs` has those).
 fn fetch(sc: &tests::Scenario, extra: &[&str]) -> tests::Run {
     let mut args = vec!["fetch", "--no-cache"];
     args.extend_from_slice(FAST);
+    if !extra.contains(&"--connections") {
+        args.extend_from_slice(&["--connections", "8"]);
+    }
     args.extend_from_slice(extra);
     sc.models(&args)
 }
@@ -21,7 +27,7 @@ fn fetch(sc: &tests::Scenario, extra: &[&str]) -> tests::Run {
 /// records `bytes` done, and returns the sidecar's path.
 fn kill_once_recorded(sc: &tests::Scenario, data: &[u8], bytes: u64) -> std::path::PathBuf {
     let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(data)[..12]));
-    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1"]);
+    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1", "--connections", "8"]);
     wait_until(Duration::from_secs(60), &format!("{bytes} bytes recorded in the sidecar"), || {
         std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= bytes)
     });

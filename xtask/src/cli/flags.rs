@@ -7,16 +7,15 @@ use camino::Utf8PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::cli::parse::{
-    LINK_MODE_ENV, OFFLINE_ENV, cache_at, mirrors, parse_link_mode, parse_seconds, parse_secs, parse_switch,
+    ConnectionCount, LINK_MODE_ENV, OFFLINE_ENV, cache_at, mirrors, parse_connections, parse_link_mode,
+    parse_seconds, parse_secs, parse_switch,
 };
 use crate::commands::{
     Context, Defaults, Location, absolute, add, clean, doctor, fetch, hook, mirror, run as run_command,
     status, verify,
 };
 use crate::engine::plan::{self, Selection, Trust};
-use crate::engine::transfer::{
-    DEFAULT_BACKOFF_MS, DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Settings,
-};
+use crate::engine::transfer::{DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Settings};
 use crate::engine::workers::DEFAULT_JOBS;
 use crate::error::{Error, Result};
 use crate::source::Kind;
@@ -248,11 +247,12 @@ struct TransferArgs {
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_BACKOFF_MS, hide = true)]
     backoff_ms: u64,
     /// Connections one large file (32 MiB or more, from a server that takes ranges) is
-    /// fetched over. Raise it where each connection is capped (CDNs, university
-    /// mirrors); 1 turns splitting off. One host gets 16 connections at most, over all
-    /// `--jobs`.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
-    connections: u16,
+    /// fetched over. `auto`: one stream, and more while they add speed (where each
+    /// connection is capped: CDNs, university mirrors), up to the host's ceiling. A
+    /// number fixes the count (1 turns splitting off). One host gets 16 connections at
+    /// most, over all `--jobs`.
+    #[arg(long, value_name = "N|auto", default_value = "auto", value_parser = parse_connections)]
+    connections: ConnectionCount,
     /// Cap the total download rate, over all files and connections: 500K, 10M, 1.5M
     /// (bytes per second; K = 1024). Be polite on a shared link.
     #[arg(long, value_name = "RATE", value_parser = crate::engine::retry::parse_rate)]
@@ -265,7 +265,7 @@ impl TransferArgs {
             timeout: Duration::from_secs_f64(self.timeout),
             retries: self.retries,
             backoff: Duration::from_millis(self.backoff_ms),
-            connections: self.connections.into(),
+            connections: self.connections.0,
             limit_rate: self.limit_rate,
             ..Settings::default()
         }

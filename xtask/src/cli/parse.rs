@@ -11,6 +11,20 @@ use crate::store::cache::Cache;
 use crate::store::fs::LinkMode;
 use crate::ui::progress::Reporter;
 
+/// `--connections`: `auto` (`None`) or a count from 1 to 64.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ConnectionCount(pub(super) Option<usize>);
+
+pub(super) fn parse_connections(text: &str) -> Result<ConnectionCount, String> {
+    if text == "auto" {
+        return Ok(ConnectionCount(None));
+    }
+    match text.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(ConnectionCount(Some(n))),
+        _ => Err("expected `auto` or a number from 1 to 64".to_owned()),
+    }
+}
+
 pub(super) fn parse_secs(text: &str) -> Result<f64, String> {
     let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {

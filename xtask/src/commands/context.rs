@@ -186,6 +186,14 @@ impl Context {
                     log.record_range(name, origin, ranged);
                 }
             }
+            Event::Connections { story } => {
+                if let Some(log) = &self.log {
+                    log.record_connections(name, story);
+                }
+                if self.verbose {
+                    self.reporter.note(&format!("{name}: {story}"));
+                }
+            }
             Event::Differed { origin, at, first } => {
                 let message = format!(
                     "{name}: {} sent bytes that differ from the pinned file (first at byte {at}); \

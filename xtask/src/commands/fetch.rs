@@ -126,6 +126,7 @@ fn json_report<'a>(
             Outcome::Downloaded(f) => FetchState::Fetched {
                 url: f.origin.url().map(ToString::to_string),
                 attempts: f.attempts,
+                connections: f.connections,
                 bytes: f.bytes,
                 seconds: json::seconds(f.elapsed),
                 wrong_sources: f

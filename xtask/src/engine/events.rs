@@ -23,6 +23,9 @@ pub(crate) enum Event<'a> {
     GaveUp { origin: &'a Origin, fault: &'a Fault },
     /// One request for a range of a file split over several connections ended.
     Range { origin: &'a Origin, ranged: &'a Ranged },
+    /// A split transfer ended: how many connections it used and why (`connections
+    /// 1→2→8 (rate 16→32→121 MiB/s): held at 8, …`).
+    Connections { story: &'a str },
     /// `origin` sent bytes that differ from those `first` sent for the same range,
     /// first at byte `at`, and the file then hashed right: `origin` is the bad source.
     Differed { origin: &'a Origin, at: u64, first: &'a Origin },

@@ -60,6 +60,11 @@ impl AttemptLog {
         ));
     }
 
+    /// Appends how many connections a split file used and why.
+    pub(crate) fn record_connections(&self, model: &str, story: &str) {
+        self.append(format!("{} model={model} {story}\n", utc_timestamp(SystemTime::now())));
+    }
+
     /// Appends one line naming a source that sent bytes other than the pinned file's.
     pub(crate) fn record_differed(&self, model: &str, origin: &Origin, at: u64) {
         self.append(format!(

@@ -140,6 +140,8 @@ pub(crate) enum FetchState {
     Fetched {
         url: Option<String>,
         attempts: u32,
+        /// The most connections open at once (1: one stream).
+        connections: usize,
         bytes: u64,
         seconds: f64,
         /// Sources that sent other bytes than the pinned file's (the audit's verdict):

@@ -4,6 +4,7 @@
 //! business ([`crate::engine::slots`]): a connection beyond the file's first holds a
 //! [`Slot`] for its source's host, given back when it moves or ends.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::mpsc;
@@ -32,11 +33,19 @@ pub(super) struct Connection<'c, 't> {
     /// The host slot of an extra connection; the first needs none (the probe's).
     pub slot: Option<Slot<'c>>,
     pub tx: &'c mpsc::Sender<Note>,
+    /// Whether bytes have flowed on this connection (it counts as receiving).
+    pub streamed: Cell<bool>,
 }
 
 impl Connection<'_, '_> {
-    /// Fetches pieces until none is left to claim, or this connection is shed.
-    pub(super) fn work(mut self, mut body: Option<Box<dyn Read + Send>>) {
+    /// Fetches pieces until none is left to claim, or this connection is shed or
+    /// retired. Says whether bytes ever flowed on it.
+    pub(super) fn work(mut self, body: Option<Box<dyn Read + Send>>) -> bool {
+        self.claim_and_fetch(body);
+        self.streamed.get()
+    }
+
+    fn claim_and_fetch(&mut self, mut body: Option<Box<dyn Read + Send>>) {
         let (t, board) = (self.t, self.board);
         let mut failures = 0u32;
         // How fast this connection went on its last piece: what a slower one is judged by.
@@ -89,7 +98,7 @@ impl Connection<'_, '_> {
                     Err(Step::Transient(fault)) if self.source != 0 => Err(Step::Refused(fault)),
                     Err(Step::Shed(fault)) if self.source != 0 => Err(Step::Refused(fault)),
                     // The last connection is not shed: it acts on the fault as one stream would.
-                    Err(Step::Shed(fault)) if self.shed() => Err(Step::Refused(fault)),
+                    Err(Step::Shed(fault)) if self.shed(fault.status) => Err(Step::Refused(fault)),
                     Err(Step::Shed(fault)) => Err(as_last(fault)),
                     Err(Step::Refused(fault)) if self.source == 0 => {
                         let mut state = board.lock();
@@ -104,7 +113,7 @@ impl Connection<'_, '_> {
                     board.lock().spans.push(span);
                 }
                 let fault = match &outcome {
-                    Ok(_) => None,
+                    Ok(_) | Err(Step::Retired) => None,
                     Err(Step::Transient(f) | Step::Shed(f) | Step::Refused(f) | Step::Fatal(f)) => {
                         Some(f.clone())
                     }
@@ -114,6 +123,16 @@ impl Connection<'_, '_> {
                 match outcome {
                     Ok(moved) if moved >= MIN_SPLIT => failures = 0,
                     Ok(_) => {}
+                    Err(Step::Retired) => {
+                        // It added no speed: its piece goes to the others.
+                        let mut state = board.lock();
+                        state.pieces[i].owner = None;
+                        if self.source == 0 {
+                            state.serving_first = state.serving_first.saturating_sub(1);
+                        }
+                        board.changed.notify_all();
+                        return;
+                    }
                     // (A shed was turned into a refusal above; both leave the same way.)
                     Err(Step::Refused(fault) | Step::Shed(fault)) => {
                         // This connection is not welcome here: leave the piece to the
@@ -175,12 +194,17 @@ impl Connection<'_, '_> {
 
     /// Gives this connection up for good, unless it is the last one on the first source:
     /// the count drops, never to zero.
-    fn shed(&self) -> bool {
+    fn shed(&self, status: Option<u16>) -> bool {
         let mut state = self.board.lock();
         if state.serving_first <= 1 {
             return false;
         }
         state.serving_first -= 1;
+        state.refused = true;
+        state.refusals += 1;
+        state.refused_with = status;
+        // The host said how many of us it takes: no more than that for the rest of the run.
+        self.t.slots.lower(&self.board.sources[self.source].host);
         true
     }
 
@@ -313,6 +337,12 @@ impl Connection<'_, '_> {
                 if differs && t.side.is_some() {
                     state.substituted.push((at, at + take as u64));
                 }
+                if !self.streamed.replace(true) {
+                    state.receiving += 1;
+                }
+                // Asked to close: this read's bytes are written; the rest is the others'.
+                let retiring = state.retire > 0 && self.slot.is_some();
+                state.retire -= usize::from(retiring);
                 // Never past the end: another connection may have taken the rest meanwhile.
                 let piece = &mut state.pieces[i];
                 piece.next = (at + take as u64).min(piece.end).max(piece.next);
@@ -322,6 +352,9 @@ impl Connection<'_, '_> {
                 let _ = self.tx.send(Note::Bytes(take as u64));
                 if let Some(limiter) = t.limiter {
                     limiter.take(take as u64);
+                }
+                if retiring {
+                    return Err(Step::Retired);
                 }
             }
             let piece_done = {
@@ -348,6 +381,8 @@ pub(super) enum Step {
     Refused(Fault),
     /// The whole transfer stops (a changed file, a full disk).
     Fatal(Fault),
+    /// The ramp closed this connection: it added no speed.
+    Retired,
 }
 
 /// Which faults end only this connection, retry it, or end everything: the class's

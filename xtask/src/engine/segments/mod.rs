@@ -27,10 +27,12 @@
 
 //!
 //! Rooms: [`pieces`] (the work and who owns it), [`connection`] (one connection's loop),
-//! [`sidecar`] (the record a kill leaves). This file runs them and the hashing thread.
+//! [`ramp`] (how many connections, when the user did not say), [`sidecar`] (the record a
+//! kill leaves). This file runs them and the hashing thread.
 
 mod connection;
 mod pieces;
+mod ramp;
 mod sidecar;
 
 use std::fs::File;
@@ -52,6 +54,7 @@ use crate::store::hash::{HASH_BUFFER, hex};
 use crate::store::fs::read_exact_at;
 use connection::Connection;
 pub(crate) use pieces::{KEPT, Piece, Span, audit_pieces, audit_pieces_of, frontier, split};
+use ramp::{Ask, Ramp};
 pub(crate) use sidecar::{load_sidecar, sidecar_path, write_sidecar};
 
 /// Files smaller than this go over one connection: splitting costs a request per piece,
@@ -61,6 +64,28 @@ pub(crate) const SEGMENT_THRESHOLD: u64 = 32 << 20;
 const MIN_SPLIT: u64 = 2 << 20;
 /// How often the sidecar is rewritten while bytes flow.
 const SIDECAR_EVERY: Duration = Duration::from_millis(250);
+/// How often the caller's thread looks at the transfer (the ramp, the workers).
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// How many connections a split file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Connections {
+    /// As many as add speed ([`ramp`]), from `start` (where the host settled for an
+    /// earlier file; 1 for the first), up to `ceiling`.
+    Auto { start: usize, ceiling: usize },
+    /// Exactly this many from the start (`--connections N`).
+    Fixed(usize),
+}
+
+impl Connections {
+    /// How many to open at once.
+    fn initial(self) -> usize {
+        match self {
+            Connections::Auto { start, .. } => start.max(1),
+            Connections::Fixed(n) => n.max(1),
+        }
+    }
+}
 
 /// What the workers, the hashing thread and the caller share: the state under one lock,
 /// and each source with what is known of it.
@@ -77,6 +102,18 @@ struct State {
     /// The last reason a worker gave up its connection (when all do, it is the fault).
     last_refusal: Option<Fault>,
     workers: usize,
+    /// The most workers at once.
+    most: usize,
+    /// Workers whose bytes flow (they have written since they started).
+    receiving: usize,
+    /// Connections asked to close (the ramp found they added nothing): the next extra
+    /// connections to finish a read leave their pieces to the others and end.
+    retire: usize,
+    /// A connection was shed because the host refused it (429, 503, 403), since the
+    /// caller last looked; and how many were in all, with the last refusal's status.
+    refused: bool,
+    refusals: usize,
+    refused_with: Option<u16>,
     /// Connections on the first source: a refusal never sheds the last of them.
     serving_first: usize,
     /// Which source wrote which bytes.
@@ -143,7 +180,7 @@ pub(crate) struct Transfer<'a> {
     /// they go to this file at the same offsets instead, and the digest is of the file
     /// with them in place ([`Done::substituted`]).
     pub side: Option<&'a File>,
-    pub connections: usize,
+    pub connections: Connections,
     pub retries: u32,
     pub backoff: Duration,
     /// The per-host ceiling a connection beyond the first takes a slot under.
@@ -174,6 +211,11 @@ pub(crate) enum Note {
     },
     /// One request for a range ended, well or not (for the attempt log).
     Range(Ranged),
+    /// How many connections the file used and why, when the transfer ends.
+    Connections {
+        most: usize,
+        story: String,
+    },
 }
 
 /// One request for `[start, end)` of the file from a source, as the log records it.
@@ -222,6 +264,12 @@ pub(crate) fn run(
             fault: None,
             last_refusal: None,
             workers: 0,
+            most: 0,
+            receiving: 0,
+            retire: 0,
+            refused: false,
+            refusals: 0,
+            refused_with: None,
             serving_first: 0,
             spans: Vec::new(),
             differed: Vec::new(),
@@ -230,55 +278,100 @@ pub(crate) fn run(
         changed: Condvar::new(),
         sources,
     };
-    let count = board.sources.len().max(1);
     let (tx, rx) = mpsc::channel::<Note>();
+    let mut ramp = match t.connections {
+        Connections::Auto { start, ceiling } => Some(Ramp::new(start, ceiling)),
+        Connections::Fixed(_) => None,
+    };
     let digest = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| follow_frontier(&board, file, t.side, t.size));
         let mut first = first;
-        for worker in 0..t.connections.max(1) {
-            // Connections take turns over the sources; the first is the probe's, always
-            // allowed, and every other one needs room under its host's ceiling.
-            let source = worker % count;
-            let slot = match worker {
-                0 => None,
-                _ => match t.slots.take(&board.sources[source].host) {
-                    Some(slot) => Some(slot),
-                    None => continue,
-                },
-            };
-            {
-                let mut state = board.lock();
-                state.workers += 1;
-                state.serving_first += usize::from(source == 0);
-            }
-            let tx = tx.clone();
-            let body = first.take();
-            let board = &board;
-            scope.spawn(move || {
-                // The connection's slot goes back when it is dropped, on every way out.
-                Connection { t, file, board, worker, source, slot, tx: &tx }.work(body);
-                let mut state = board.lock();
-                state.workers -= 1;
-                if state.workers == 0 && state.fault.is_none() && frontier(&state.pieces) < t.size {
-                    // Every connection was refused before the file was done.
-                    let refusal = state.last_refusal.take().unwrap_or_else(|| {
-                        Fault::new(
-                            Class::HttpStatus,
-                            "every connection was refused before the file was complete",
-                        )
-                    });
-                    state.fault = Some(refusal);
+        let mut next_worker = 0;
+        // Opens connections until `want` are at work; returns how many are.
+        let mut open_up_to = |want: usize| {
+            let count = board.sources.len().max(1);
+            while board.lock().workers < want {
+                let worker = next_worker;
+                next_worker += 1;
+                // Connections take turns over the sources; the first is the probe's,
+                // always allowed, and every other one needs room under its host's ceiling.
+                let source = worker % count;
+                let slot = match worker {
+                    0 => None,
+                    _ => match t.slots.take(&board.sources[source].host) {
+                        Some(slot) => Some(slot),
+                        None => break,
+                    },
+                };
+                {
+                    let mut state = board.lock();
+                    state.workers += 1;
+                    state.most = state.most.max(state.workers);
+                    state.serving_first += usize::from(source == 0);
                 }
-                board.changed.notify_all();
-            });
+                let tx = tx.clone();
+                let body = first.take();
+                let board = &board;
+                scope.spawn(move || {
+                    // The connection's slot goes back when it is dropped, on every way out.
+                    let connection =
+                        Connection { t, file, board, worker, source, slot, tx: &tx, streamed: false.into() };
+                    let streamed = connection.work(body);
+                    let mut state = board.lock();
+                    state.workers -= 1;
+                    state.receiving -= usize::from(streamed);
+                    if state.workers == 0 && state.fault.is_none() && frontier(&state.pieces) < t.size {
+                        // Every connection was refused before the file was done.
+                        let refusal = state.last_refusal.take().unwrap_or_else(|| {
+                            Fault::new(
+                                Class::HttpStatus,
+                                "every connection was refused before the file was complete",
+                            )
+                        });
+                        state.fault = Some(refusal);
+                    }
+                    board.changed.notify_all();
+                });
+            }
+            board.lock().workers
+        };
+        let opened = open_up_to(t.connections.initial());
+        if let Some(ramp) = ramp.as_mut() {
+            ramp.opened(opened);
         }
-        drop(tx);
-        let mut last_sidecar = Instant::now();
+        let (mut last_sidecar, mut moved) = (Instant::now(), 0u64);
         loop {
-            match rx.recv_timeout(SIDECAR_EVERY) {
-                Ok(note) => notes(note),
+            match rx.recv_timeout(LOOK_EVERY) {
+                Ok(note) => {
+                    if let Note::Bytes(n) = note {
+                        moved += n;
+                    }
+                    notes(note);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let (workers, receiving, left, refused) = {
+                let mut state = board.lock();
+                let left = state.pieces.iter().map(Piece::left).sum::<u64>();
+                (state.workers, state.receiving, left, std::mem::take(&mut state.refused))
+            };
+            if workers == 0 {
+                // Every worker is done; what they said before ending is in the channel.
+                while let Ok(note) = rx.try_recv() {
+                    notes(note);
+                }
+                break;
+            }
+            if let Some(ramp) = ramp.as_mut() {
+                if refused {
+                    ramp.refused(workers + 1);
+                }
+                match ramp.look(Instant::now(), moved, receiving, left) {
+                    Ask::Keep => {}
+                    Ask::Grow(n) => ramp.opened(open_up_to(n)),
+                    Ask::Shrink(n) => board.lock().retire = workers.saturating_sub(n),
+                }
             }
             if last_sidecar.elapsed() >= SIDECAR_EVERY {
                 last_sidecar = Instant::now();
@@ -294,6 +387,24 @@ pub(crate) fn run(
             .join()
             .unwrap_or_else(|_| Err(Fault::new(Class::LocalIo, "the hashing thread stopped unexpectedly")))
     });
+    let (most, refusals, refused_with) = {
+        let state = board.lock();
+        (state.most, state.refusals, state.refused_with)
+    };
+    let mut story = match &ramp {
+        Some(ramp) => {
+            if let Some(settled) = ramp.settled() {
+                t.slots.settle(&board.sources[0].host, settled);
+            }
+            ramp.story()
+        }
+        None => format!("connections {most} (--connections)"),
+    };
+    if refusals > 0 {
+        let status = refused_with.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+        story.push_str(&format!("; {refusals} refused by the host{status}, closed"));
+    }
+    notes(Note::Connections { most, story });
     let state = board.into_inner_state();
     if let Some(fault) = state.fault {
         if fault.class == Class::StalePartial {

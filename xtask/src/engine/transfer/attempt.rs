@@ -31,6 +31,8 @@ pub(super) struct Stats {
     pub segmented: bool,
     /// Its pieces came from more than one source.
     pub blended: bool,
+    /// The most connections open at once (0 when it did not split).
+    pub connections: usize,
     /// The audit of a blend found this attempt's own source sending other bytes than the
     /// rest: it is not asked again in this run, not even as one stream.
     pub source_bad: bool,
@@ -171,7 +173,9 @@ impl Wire {
         {
             // Ranges work and the file is large: split it over several connections.
             write_validator(&job.partial, url, Some(validator));
-            let pieces = segments::split(pin.size, self.settings.connections);
+            // `auto` starts as one piece: each connection the ramp adds takes half of
+            // the piece with the most left.
+            let pieces = segments::split(pin.size, self.settings.connections.unwrap_or(1));
             // The sidecar exists before the file has holes: a kill at any moment leaves
             // a partial that a rerun reads piece by piece, never as one long prefix.
             segments::write_sidecar(&job.partial, &url.disk_key(), pin.size, validator, &pieces);
@@ -207,11 +211,25 @@ impl Wire {
         sink.finish_or_discard(have)
     }
 
+    /// How many connections a split file from `url` uses: `--connections N`, or the ramp
+    /// from where its host settled for an earlier file, under its ceiling.
+    fn connections(&self, url: &Source) -> segments::Connections {
+        let host = url.host().unwrap_or_default();
+        match self.settings.connections {
+            Some(n) => segments::Connections::Fixed(n),
+            None => segments::Connections::Auto {
+                start: self.slots.start(&host),
+                ceiling: self.slots.file_ceiling(&host),
+            },
+        }
+    }
+
     /// The pin, when `job` from `url` may be split over several connections: a large
     /// pinned file from an http(s) server or S3, with more than one connection allowed.
     fn splittable<'j>(&self, job: &Job<'j>, url: &Source) -> Option<Pin<'j>> {
         let (size, sha256) = job.expect.pinned()?;
-        let worth = url.is_remote() && size >= segments::SEGMENT_THRESHOLD && self.settings.connections > 1;
+        let worth =
+            url.is_remote() && size >= segments::SEGMENT_THRESHOLD && self.settings.connections != Some(1);
         worth.then_some(Pin { size, sha256 })
     }
 
@@ -245,7 +263,7 @@ impl Wire {
             validator: Some(&validator),
             record: true,
             side: None,
-            connections: self.settings.connections,
+            connections: self.connections(urls[0]),
             retries: self.settings.retries,
             backoff: self.settings.backoff,
             slots: &self.slots,
@@ -253,6 +271,7 @@ impl Wire {
         };
         // Counted as they come, so an attempt that fails still tells what it moved.
         let received = std::cell::Cell::new(0u64);
+        let connections = std::cell::Cell::new(0usize);
         let mut notes = |note| match note {
             segments::Note::Bytes(n) => {
                 received.set(received.get() + n);
@@ -264,6 +283,10 @@ impl Wire {
             segments::Note::Range(ranged) => {
                 events(Event::Range { origin: origins[ranged.source], ranged: &ranged })
             }
+            segments::Note::Connections { most, story } => {
+                connections.set(connections.get().max(most));
+                events(Event::Connections { story: &story })
+            }
         };
         // Bytes already done come from an earlier run whose sources are not known: they
         // are never credited to the first source, so an audit fetches them again too.
@@ -274,6 +297,7 @@ impl Wire {
             .collect();
         let done = segments::run(&transfer, file, pieces, first, &mut notes);
         stats.received = received.get();
+        stats.connections = connections.get();
         let mut done = done?;
         done.spans.extend(kept);
         let handle = || file.try_clone().map_err(|e| Fault::local(&job.partial, &e));

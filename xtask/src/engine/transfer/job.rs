@@ -10,8 +10,6 @@ use crate::engine::manifest::Model;
 use crate::error::{Fault, Origin, Tried};
 use crate::store::stamp::Fingerprint;
 
-/// Connections per large file when `--connections` is not given.
-pub(crate) const DEFAULT_CONNECTIONS: usize = 8;
 /// Connections to one host at most, whatever `--jobs` × `--connections` asks for.
 pub(super) const DEFAULT_HOST_CEILING: usize = 16;
 /// Seconds allowed for connecting and for any stall between reads.
@@ -31,8 +29,9 @@ pub(crate) struct Settings {
     pub backoff: Duration,
     /// Read `HTTPS_PROXY` and friends; tests turn this off so loopback stays direct.
     pub proxy_from_env: bool,
-    /// Connections one large file may use at once (1: one stream).
-    pub connections: usize,
+    /// Connections one large file uses at once (1: one stream); `None` (`auto`, the
+    /// default): as many as add speed ([`crate::engine::segments::Connections::Auto`]).
+    pub connections: Option<usize>,
     /// Connections open to one host at most, over all files fetched at once.
     pub host_ceiling: usize,
     /// `--limit-rate`: bytes per second over everything downloaded at once.
@@ -46,7 +45,7 @@ impl Default for Settings {
             retries: DEFAULT_RETRIES,
             backoff: Duration::from_millis(DEFAULT_BACKOFF_MS),
             proxy_from_env: true,
-            connections: DEFAULT_CONNECTIONS,
+            connections: None,
             host_ceiling: DEFAULT_HOST_CEILING,
             limit_rate: None,
         }
@@ -125,6 +124,8 @@ pub(crate) struct Fetched {
     /// Bytes received over all attempts (a resumed prefix is not counted again).
     pub bytes: u64,
     pub attempts: u32,
+    /// The most connections the file had open at once (1: one stream).
+    pub connections: usize,
     pub elapsed: Duration,
     /// The sources tried before the one that served the file, with their last fault.
     pub passed: Vec<Tried>,

@@ -41,8 +41,8 @@ use crate::store::stamp::Fingerprint;
 
 use attempt::Wire;
 pub(crate) use job::{
-    DEFAULT_BACKOFF_MS, DEFAULT_CONNECTIONS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Expect, Failed, Fetched,
-    Job, Listener, Settings, WrongSource,
+    DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Expect, Failed, Fetched, Job, Listener,
+    Settings, WrongSource,
 };
 use sink::Checked;
 
@@ -72,6 +72,8 @@ struct FromSource {
 /// The source served the file: in this many attempts, installed.
 struct Served {
     attempts: u32,
+    /// The most connections the last attempt had open at once (1: one stream).
+    connections: usize,
     installed: Installed,
 }
 
@@ -116,7 +118,8 @@ impl Downloader {
     /// A downloader for up to `jobs` files at once (the connection pool is sized to it).
     pub(crate) fn new(settings: Settings, jobs: usize) -> Downloader {
         let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
-        let pool = jobs.saturating_mul(settings.connections.max(1)).min(settings.host_ceiling.max(jobs));
+        let per_file = settings.connections.unwrap_or(settings.host_ceiling).max(1);
+        let pool = jobs.saturating_mul(per_file).min(settings.host_ceiling.max(jobs));
         let net = Net::new(settings.timeout, proxies, Credentials::from_environment(), pool);
         let limiter = settings.limit_rate.map(Limiter::new);
         let slots = HostSlots::new(settings.host_ceiling);
@@ -135,7 +138,7 @@ impl Downloader {
             received += from.received;
             blend &= !from.blend_failed;
             match from.result {
-                Ok(Served { attempts, installed }) => {
+                Ok(Served { attempts, connections, installed }) => {
                     resume::forget(&job.partial);
                     events(Event::Finished);
                     return Ok(Fetched {
@@ -145,6 +148,7 @@ impl Downloader {
                         fingerprint: installed.fingerprint,
                         bytes: received,
                         attempts,
+                        connections,
                         elapsed: started.elapsed(),
                         passed: tried,
                         wrong_sources: installed.wrong_sources,
@@ -216,7 +220,8 @@ impl Downloader {
             let fault = match result {
                 Ok(installed) => {
                     events(Event::Attempted(&attempted));
-                    let result = Ok(Served { attempts: budget.attempt, installed });
+                    let connections = stats.connections.max(1);
+                    let result = Ok(Served { attempts: budget.attempt, connections, installed });
                     return FromSource { received, blend_failed, result };
                 }
                 Err(fault) => fault,
