@@ -48,7 +48,7 @@ struct Options {
     #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
     out: Utf8PathBuf,
     /// Run only these cases (repeatable): cold (1, 2), https (9), verify (3, 4, 8),
-    /// resume (5), many (6), startup (7), capped (10), s3 (11).
+    /// resume (5), many (6), startup (7), capped (10), s3 (11), defaults (12).
     #[arg(long, value_name = "CASE")]
     only: Vec<String>,
 }
@@ -150,6 +150,9 @@ fn run(options: &Options) -> anyhow::Result<()> {
     }
     if wanted("s3") {
         bench.s3()?;
+    }
+    if wanted("defaults") {
+        bench.defaults()?;
     }
     let table = bench.report.render(options.quick, &bench.sh);
     println!("{table}");
@@ -601,6 +604,133 @@ impl Bench {
         Ok(())
     }
 
+    /// Case 12: the default (`--connections auto`) where no flag is passed, against the
+    /// best fixed count and the peers, on three links: each connection capped (nginx
+    /// `limit_rate 16m`), uncapped (nginx on loopback), and capped in total (our server
+    /// pacing all connections together at 64 MiB/s). Each row says the connections the
+    /// default used, from its `--log-file`.
+    fn defaults(&mut self) -> anyhow::Result<()> {
+        let Bench { work, server, tool, sh, sizes, runs, report, .. } = self;
+        let runs = *runs;
+        let root = work.path.join("srv");
+        let capped = work.add_file(server, "d-capped.bin", sizes.capped, 12)?;
+        let big = work.add_file(server, "d-big.bin", sizes.big, 13)?;
+        let total_size = sizes.capped / 2;
+        let total = work.add_file(server, "d-total.bin", total_size, 14)?;
+        let body = std::sync::Arc::new(std::fs::read(work.served("d-total.bin"))?);
+        // 1 MiB every 15.625 ms over every connection together: 64 MiB/s in all.
+        let pacer = std::sync::Arc::new(std::sync::Mutex::new(Instant::now()));
+        let (chunk, pause) = (MIB as usize, Duration::from_micros(15_625));
+        server.script("/d-total.bin", vec![tests::Reply::Shared { body, chunk, pause, pacer }]);
+        let limited = NginxConfig { limit_rate: Some("16m"), ..NginxConfig::default() };
+        let dir = |name: &str| work.path.join(name);
+        let nginx_capped = Nginx::start(root.as_std_path(), dir("nginx-d1").as_std_path(), &limited, "bench");
+        let nginx =
+            Nginx::start(root.as_std_path(), dir("nginx-d2").as_std_path(), &NginxConfig::default(), "bench");
+        let (Some(nginx_capped), Some(nginx)) = (nginx_capped, nginx) else {
+            report.note("nginx is not installed: the defaults case (12) was skipped");
+            return Ok(());
+        };
+        let log = work.path.join("defaults.log");
+        // One fetch of `file` from `url` with `extra`; (seconds, CPU, connections story).
+        let fetch = |file: &ServedFile, url: String, extra: &[&str]| -> anyhow::Result<(f64, f64, String)> {
+            let served = ServedFile { url, ..file.clone() };
+            let manifest = work.manifest("defaults", &[(&served, "d.bin")])?;
+            let ck = work.fresh("ck");
+            let _ = std::fs::remove_file(&log);
+            let mut args = vec!["--no-cache", "--log-file", log.as_str()];
+            args.extend_from_slice(extra);
+            let out = tool.run(&models_args("fetch", &manifest, &ck, &args))?;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let story = text.lines().find_map(|l| l.find("connections ").map(|i| l[i..].to_owned()));
+            Ok((out.seconds, out.cpu, story.unwrap_or_else(|| "one stream".to_owned())))
+        };
+        let have = |p: &str| has_program(sh, p);
+        let firsts = |v: &[(f64, f64, String)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+        let cpus = |v: &[(f64, f64, String)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
+        let told = |v: &[(f64, f64, String)]| v.last().map(|x| x.2.clone()).unwrap_or_default();
+
+        let section = format!(
+            "12a. the default, each connection capped at 16 MiB/s (nginx limit_rate), {}",
+            human_bytes(capped.size)
+        );
+        let url = nginx_capped.url("/d-capped.bin");
+        let (mut auto, mut sixteen, mut aria) = (vec![], vec![], vec![]);
+        for _ in 0..runs {
+            auto.push(fetch(&capped, url.clone(), &[])?);
+            sixteen.push(fetch(&capped, url.clone(), &["--connections", "16"])?);
+            if have("aria2c") {
+                let out = work.fresh("aria");
+                let checksum = format!("--checksum=sha-256={}", capped.sha256);
+                aria.push(time(|| {
+                    cmd!(sh, "aria2c -q -x16 -s16 -k1M --file-allocation=none --allow-overwrite=true {checksum} -d {out} -o d.bin {url}").quiet().run()
+                })?);
+            }
+        }
+        report.row(&section, "models fetch (default: auto)", Stat::seconds(&firsts(&auto)), "", "");
+        report.note(&format!("12a: the default's {}", told(&auto)));
+        report.row(&section, "models fetch --connections 16", Stat::seconds(&firsts(&sixteen)), "", "");
+        if aria.is_empty() {
+            report.note("aria2c is not installed: 12a has no peer");
+        } else {
+            report.row(&section, "aria2c -x16 -s16 -k1M --checksum=sha-256", Stat::seconds(&aria), "", "");
+            let ratio = pairwise(&firsts(&auto), &aria, |a, b| a / b);
+            report.goal(&section, "default ÷ aria2c", ratio, "≤ 1.0×", |x| x <= 1.0);
+        }
+
+        let section = format!("12b. the default, uncapped (nginx on loopback), {}", human_bytes(big.size));
+        let url = nginx.url("/d-big.bin");
+        let (mut auto, mut one, mut curl) = (vec![], vec![], vec![]);
+        for _ in 0..runs {
+            auto.push(fetch(&big, url.clone(), &[])?);
+            one.push(fetch(&big, url.clone(), &["--connections", "1"])?);
+            if have("curl") {
+                let target = work.fresh_file("curl.bin");
+                curl.push(peer_time("curl", || cmd!(sh, "curl -sS -o {target} {url}").quiet().run()));
+            }
+        }
+        report.row(&section, "models fetch (default: auto)", Stat::seconds(&firsts(&auto)), "", "");
+        report.row(&section, "CPU of that fetch", Stat::seconds(&cpus(&auto)), "", "");
+        report.note(&format!("12b: the default's {}", told(&auto)));
+        report.row(&section, "models fetch --connections 1", Stat::seconds(&firsts(&one)), "", "");
+        report.row(&section, "CPU of that fetch", Stat::seconds(&cpus(&one)), "", "");
+        let ratio = pairwise(&firsts(&auto), &firsts(&one), |a, b| a / b);
+        report.goal(&section, "default ÷ --connections 1", ratio, "≤ 1.05×", |x| x <= 1.05);
+        if !curl.is_empty() {
+            report.row(&section, "curl -o (no checksum)", Stat::seconds(&curl), "", "");
+            let ratio = pairwise(&firsts(&auto), &curl, |a, b| a / b);
+            report.goal(&section, "default ÷ curl -o", ratio, "≤ 1.0×", |x| x <= 1.0);
+        }
+
+        let section = format!(
+            "12c. the default, a link capped in total at 64 MiB/s (our server), {}",
+            human_bytes(total_size)
+        );
+        let (mut auto, mut one) = (vec![], vec![]);
+        for _ in 0..runs {
+            auto.push(fetch(&total, total.url.clone(), &[])?);
+            one.push(fetch(&total, total.url.clone(), &["--connections", "1"])?);
+        }
+        report.row(&section, "models fetch (default: auto)", Stat::seconds(&firsts(&auto)), "", "");
+        report.row(&section, "models fetch --connections 1", Stat::seconds(&firsts(&one)), "", "");
+        let ratio = pairwise(&firsts(&auto), &firsts(&one), |a, b| a / b);
+        report.goal(&section, "default ÷ one stream", ratio, "≤ 1.05×", |x| x <= 1.05);
+        let most = auto.iter().map(|x| most_connections(&x.2)).max().unwrap_or(1);
+        report.row(
+            &section,
+            "connections the default opened at once, most over the rounds",
+            Stat::count(most),
+            "≤ 2",
+            verdict(most <= 2),
+        );
+        report.note(&format!("12c: the default's {}", told(&auto)));
+        drop((nginx, nginx_capped));
+        for name in ["d-capped.bin", "d-big.bin", "d-total.bin"] {
+            work.remove_file(name);
+        }
+        Ok(())
+    }
+
     /// Case 11: an S3 store (SeaweedFS on loopback) as the mirror: publishing one big file
     /// against one signed `curl -T` PUT, fetching it against `curl --aws-sigv4`.
     fn s3(&mut self) -> anyhow::Result<()> {
@@ -761,6 +891,13 @@ impl Bench {
     }
 }
 
+/// The most connections a story (`connections 1→2→1 (rate …): held at 1, …`) went
+/// through.
+fn most_connections(story: &str) -> u64 {
+    let counts = story.trim_start_matches("connections ").split([' ', ':']).next().unwrap_or("1");
+    counts.split('→').filter_map(|n| n.parse().ok()).max().unwrap_or(1)
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
@@ -803,6 +940,7 @@ enum Unit {
     Ratio,
     Mib,
     Percent,
+    Count,
 }
 
 #[derive(Clone, Debug)]
@@ -847,6 +985,10 @@ impl Stat {
         Stat::of(&[share * 100.0], Unit::Percent)
     }
 
+    fn count(n: u64) -> Stat {
+        Stat::of(&[n as f64], Unit::Count)
+    }
+
     fn show(&self, x: f64) -> String {
         match self.unit {
             Unit::Seconds if x < 1.0 => format!("{:.1} ms", x * 1000.0),
@@ -854,6 +996,7 @@ impl Stat {
             Unit::Ratio => format!("{x:.2}×"),
             Unit::Mib => format!("{x:.1} MiB"),
             Unit::Percent => format!("{x:.1}%"),
+            Unit::Count => format!("{x:.0}"),
         }
     }
 }

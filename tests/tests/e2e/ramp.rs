@@ -53,8 +53,8 @@ fn auto_adds_connections_while_each_adds_speed_on_a_server_that_caps_each_one() 
     run.expect(0);
     assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
     let told = story(&log, "big");
-    // One stream, then two (twice the rate: near-linear), then eight.
-    assert!(told.starts_with("connections 1→2→8"), "{told}");
+    // One stream, then two (about twice the rate: each connection is capped), then more.
+    assert!(told.starts_with("connections 1→2→"), "{told}");
     let used = connections(&run)[0].1;
     assert!(used >= 8, "JSON says {used}: {told}");
     assert!(sc.server.most_concurrent() >= 8, "{told}");
