@@ -26,8 +26,19 @@ fn fetch(sc: &tests::Scenario, extra: &[&str]) -> tests::Run {
 /// Starts a split fetch of `big.bin` (pinned to `data`), kills it (-9) once its sidecar
 /// records `bytes` done, and returns the sidecar's path.
 fn kill_once_recorded(sc: &tests::Scenario, data: &[u8], bytes: u64) -> std::path::PathBuf {
+    kill_once_recorded_with(sc, data, bytes, "8")
+}
+
+/// [`kill_once_recorded`] with `--connections` set to `connections` (`auto`, or a count).
+fn kill_once_recorded_with(
+    sc: &tests::Scenario,
+    data: &[u8],
+    bytes: u64,
+    connections: &str,
+) -> std::path::PathBuf {
     let sidecar = sc.file(&format!("big.bin.{}.part-ranges", &sha256_hex(data)[..12]));
-    let mut child = sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1", "--connections", "8"]);
+    let mut child =
+        sc.spawn_models(&["fetch", "--no-cache", "--backoff-ms", "1", "--connections", connections]);
     wait_until(Duration::from_secs(60), &format!("{bytes} bytes recorded in the sidecar"), || {
         std::fs::read_to_string(&sidecar).is_ok_and(|t| pieces_done(&t) >= bytes)
     });
@@ -203,6 +214,41 @@ fn a_killed_split_fetch_resumes_only_the_missing_pieces() {
     // how much that is depends on the machine's load.)
     for request in again {
         let range = request.range.as_deref().unwrap().trim_start_matches("bytes=");
+        let (first, last) = range.split_once('-').unwrap();
+        let (first, end): (u64, u64) = (first.parse().unwrap(), last.parse::<u64>().unwrap() + 1);
+        let overlap = done.iter().find(|(start, next)| first < *next && *start < end);
+        assert!(overlap.is_none(), "{range} asks again for recorded bytes {overlap:?}");
+    }
+}
+
+#[test]
+fn a_split_fetch_killed_while_the_default_ramps_resumes_only_the_missing_pieces() {
+    let sc = scenario();
+    let data = payload(96 << 20, 830);
+    // Each connection capped (64 KiB every 5 ms): `auto` grows past one stream.
+    let capped = Reply::Slow { body: data.clone(), chunk: 64 << 10, pause: Duration::from_millis(5) };
+    sc.serve("/big", vec![capped]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let sidecar = kill_once_recorded_with(&sc, &data, 24 << 20, "auto");
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    assert!(text.lines().count() > 2, "the ramp had split the file when it was killed:\n{text}");
+    let done: Vec<(u64, u64)> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let n: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+            (n[0], n[1])
+        })
+        .collect();
+    wait_until(Duration::from_secs(30), "the killed requests to end", || sc.server.active() == 0);
+    let before = sc.server.requests().len();
+    sc.serve("/big", vec![Reply::Body(data.clone())]);
+    let mut args = vec!["fetch", "--no-cache"];
+    args.extend_from_slice(FAST);
+    sc.models(&args).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    for request in &sc.server.requests()[before..] {
+        let range = request.range.as_deref().expect("only pieces").trim_start_matches("bytes=");
         let (first, last) = range.split_once('-').unwrap();
         let (first, end): (u64, u64) = (first.parse().unwrap(), last.parse::<u64>().unwrap() + 1);
         let overlap = done.iter().find(|(start, next)| first < *next && *start < end);

@@ -287,20 +287,24 @@ pub(crate) fn run(
         let hasher = scope.spawn(|| follow_frontier(&board, file, t.side, t.size));
         let mut first = first;
         let mut next_worker = 0;
-        // Opens connections until `want` are at work; returns how many are.
+        // Opens connections until `want` are at work (or every source's host is full);
+        // returns how many are.
         let mut open_up_to = |want: usize| {
             let count = board.sources.len().max(1);
-            while board.lock().workers < want {
+            let mut tries = 0;
+            while board.lock().workers < want && tries < want.saturating_mul(count) {
+                tries += 1;
                 let worker = next_worker;
                 next_worker += 1;
                 // Connections take turns over the sources; the first is the probe's,
-                // always allowed, and every other one needs room under its host's ceiling.
+                // always allowed, and every other one needs room under its host's
+                // ceiling (a full host's turn goes to the next source).
                 let source = worker % count;
                 let slot = match worker {
                     0 => None,
                     _ => match t.slots.take(&board.sources[source].host) {
                         Some(slot) => Some(slot),
-                        None => break,
+                        None => continue,
                     },
                 };
                 {
