@@ -47,6 +47,29 @@ fn kill_once_recorded_with(
     sidecar
 }
 
+/// `(start, next)` of each piece a sidecar records.
+fn recorded(sidecar: &str) -> Vec<(u64, u64)> {
+    sidecar
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let n: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+            (n[0], n[1])
+        })
+        .collect()
+}
+
+/// No request of `again` asks for a byte of `done` (pieces as `(start, next)`).
+fn assert_none_asked_again(again: &[tests::Request], done: &[(u64, u64)]) {
+    for request in again {
+        let range = request.range.as_deref().expect("only pieces").trim_start_matches("bytes=");
+        let (first, last) = range.split_once('-').unwrap();
+        let (first, end): (u64, u64) = (first.parse().unwrap(), last.parse::<u64>().unwrap() + 1);
+        let overlap = done.iter().find(|(start, next)| first < *next && *start < end);
+        assert!(overlap.is_none(), "{range} asks again for recorded bytes {overlap:?}");
+    }
+}
+
 #[test]
 fn a_large_file_arrives_in_pieces_over_several_connections_each_in_its_place() {
     let sc = scenario();
@@ -212,13 +235,7 @@ fn a_killed_split_fetch_resumes_only_the_missing_pieces() {
     // No byte the sidecar recorded is asked for again. (What the server wrote is no
     // measure: a piece split by a faster connection drops what was already in flight, and
     // how much that is depends on the machine's load.)
-    for request in again {
-        let range = request.range.as_deref().unwrap().trim_start_matches("bytes=");
-        let (first, last) = range.split_once('-').unwrap();
-        let (first, end): (u64, u64) = (first.parse().unwrap(), last.parse::<u64>().unwrap() + 1);
-        let overlap = done.iter().find(|(start, next)| first < *next && *start < end);
-        assert!(overlap.is_none(), "{range} asks again for recorded bytes {overlap:?}");
-    }
+    assert_none_asked_again(again, &done);
 }
 
 #[test]
@@ -232,14 +249,7 @@ fn a_split_fetch_killed_while_the_default_ramps_resumes_only_the_missing_pieces(
     let sidecar = kill_once_recorded_with(&sc, &data, 24 << 20, "auto");
     let text = std::fs::read_to_string(&sidecar).unwrap();
     assert!(text.lines().count() > 2, "the ramp had split the file when it was killed:\n{text}");
-    let done: Vec<(u64, u64)> = text
-        .lines()
-        .skip(1)
-        .map(|line| {
-            let n: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
-            (n[0], n[1])
-        })
-        .collect();
+    let done = recorded(&text);
     wait_until(Duration::from_secs(30), "the killed requests to end", || sc.server.active() == 0);
     let before = sc.server.requests().len();
     sc.serve("/big", vec![Reply::Body(data.clone())]);
@@ -247,13 +257,7 @@ fn a_split_fetch_killed_while_the_default_ramps_resumes_only_the_missing_pieces(
     args.extend_from_slice(FAST);
     sc.models(&args).expect(0);
     assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
-    for request in &sc.server.requests()[before..] {
-        let range = request.range.as_deref().expect("only pieces").trim_start_matches("bytes=");
-        let (first, last) = range.split_once('-').unwrap();
-        let (first, end): (u64, u64) = (first.parse().unwrap(), last.parse::<u64>().unwrap() + 1);
-        let overlap = done.iter().find(|(start, next)| first < *next && *start < end);
-        assert!(overlap.is_none(), "{range} asks again for recorded bytes {overlap:?}");
-    }
+    assert_none_asked_again(&sc.server.requests()[before..], &done);
 }
 
 #[test]
@@ -487,14 +491,7 @@ fn a_fault_that_ends_a_split_transfer_keeps_every_completed_piece() {
     fetch(&sc, &["--connections", "4", "--retries", "0"]).expect(1);
     let sidecar = std::fs::read_to_string(sc.file(&format!("big.bin.{pin}.part-ranges")))
         .expect("the record of the pieces is kept");
-    let done: Vec<(u64, u64)> = sidecar
-        .lines()
-        .skip(1)
-        .map(|line| {
-            let n: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
-            (n[0], n[1])
-        })
-        .collect();
+    let done = recorded(&sidecar);
     let recorded: u64 = done.iter().map(|(start, next)| next - start).sum();
     assert!(recorded >= (BIG / 2) as u64, "the pieces that came are kept: {sidecar}");
     let partial = std::fs::read(sc.file(&format!("big.bin.{pin}.part"))).unwrap();
