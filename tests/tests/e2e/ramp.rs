@@ -134,3 +134,20 @@ fn files_fetched_at_once_share_the_hosts_ceiling_and_each_gets_more_than_one() {
     // slack per file for a request the server has not yet seen closed.
     assert!(sc.server.most_concurrent() <= 16 + 2 + 2, "{}", sc.server.most_concurrent());
 }
+
+#[test]
+fn a_later_file_from_the_same_host_starts_where_the_first_settled() {
+    let sc = scenario();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let data = payload(64 * MIB, 910 + i as u64);
+        sc.serve(&format!("/{name}"), vec![capped_per_connection(&data)]);
+        sc.pin(name, &format!("{name}.bin"), &data, &[&format!("/{name}")]);
+    }
+    let (run, log) = fetch_logged(&sc, &["--jobs", "1"]);
+    run.expect(0);
+    let first = story(&log, "a");
+    let settled = first.rsplit_once("held at ").and_then(|(_, rest)| rest.split(',').next()).unwrap();
+    assert!(settled.parse::<u64>().unwrap() > 1, "the first file grew: {first}");
+    let second = story(&log, "b");
+    assert!(second.starts_with(&format!("connections {settled}")), "{second} after {first}");
+}

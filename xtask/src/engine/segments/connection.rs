@@ -200,7 +200,6 @@ impl Connection<'_, '_> {
             return false;
         }
         state.serving_first -= 1;
-        state.refused = true;
         state.refusals += 1;
         state.refused_with = status;
         // The host said how many of us it takes: no more than that for the rest of the run.

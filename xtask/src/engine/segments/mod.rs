@@ -109,9 +109,8 @@ struct State {
     /// Connections asked to close (the ramp found they added nothing): the next extra
     /// connections to finish a read leave their pieces to the others and end.
     retire: usize,
-    /// A connection was shed because the host refused it (429, 503, 403), since the
-    /// caller last looked; and how many were in all, with the last refusal's status.
-    refused: bool,
+    /// Connections shed because the host refused them (429, 503, 403), with the last
+    /// refusal's status.
     refusals: usize,
     refused_with: Option<u16>,
     /// Connections on the first source: a refusal never sheds the last of them.
@@ -267,7 +266,6 @@ pub(crate) fn run(
             most: 0,
             receiving: 0,
             retire: 0,
-            refused: false,
             refusals: 0,
             refused_with: None,
             serving_first: 0,
@@ -343,7 +341,8 @@ pub(crate) fn run(
         if let Some(ramp) = ramp.as_mut() {
             ramp.opened(opened);
         }
-        let (mut last_sidecar, mut moved) = (Instant::now(), 0u64);
+        let (mut last_look, mut last_sidecar) = (Instant::now(), Instant::now());
+        let (mut moved, mut refusals_seen) = (0u64, 0usize);
         loop {
             match rx.recv_timeout(LOOK_EVERY) {
                 Ok(note) => {
@@ -355,10 +354,16 @@ pub(crate) fn run(
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            let (workers, receiving, left, refused) = {
-                let mut state = board.lock();
+            // Notes come every 64 KiB a connection writes: the board is looked at on a
+            // clock, not per note, to keep its lock for the connections.
+            if last_look.elapsed() < LOOK_EVERY {
+                continue;
+            }
+            last_look = Instant::now();
+            let (workers, receiving, left, refusals) = {
+                let state = board.lock();
                 let left = state.pieces.iter().map(Piece::left).sum::<u64>();
-                (state.workers, state.receiving, left, std::mem::take(&mut state.refused))
+                (state.workers, state.receiving, left, state.refusals)
             };
             if workers == 0 {
                 // Every worker is done; what they said before ending is in the channel.
@@ -368,7 +373,8 @@ pub(crate) fn run(
                 break;
             }
             if let Some(ramp) = ramp.as_mut() {
-                if refused {
+                if refusals > refusals_seen {
+                    refusals_seen = refusals;
                     ramp.refused(workers + 1);
                 }
                 match ramp.look(Instant::now(), moved, receiving, left) {
@@ -377,12 +383,12 @@ pub(crate) fn run(
                     Ask::Shrink(n) => board.lock().retire = workers.saturating_sub(n),
                 }
             }
-            if last_sidecar.elapsed() >= SIDECAR_EVERY {
+            if let (true, Some(validator)) = (t.record, t.validator)
+                && last_sidecar.elapsed() >= SIDECAR_EVERY
+            {
                 last_sidecar = Instant::now();
                 let pieces = board.lock().pieces.clone();
-                if let (true, Some(validator)) = (t.record, t.validator) {
-                    write_sidecar(t.partial, t.url_key, t.size, validator, &pieces);
-                }
+                write_sidecar(t.partial, t.url_key, t.size, validator, &pieces);
             }
         }
         // Every worker is done: the hasher ends at the full size or at the fault.

@@ -96,9 +96,11 @@ impl Ramp {
         self.target
     }
 
-    /// Whether the count is settled: what a later file from the same host starts with.
+    /// What a later file from the same host starts with: where the count held, or, when
+    /// the file ended while ramping, the count its last measured step led to (each step
+    /// is taken only after the one before gained). `None` when nothing was measured.
     pub(super) fn settled(&self) -> Option<usize> {
-        (self.held != Held::Ramping).then_some(self.target)
+        (self.held != Held::Ramping || !self.steps.is_empty()).then_some(self.target)
     }
 
     /// A look at the transfer: `moved` bytes so far in all, `receiving` connections with
@@ -317,6 +319,15 @@ mod tests {
         // pieces' worth.
         let ask = ramp.look(t0 + Duration::from_secs(2), 64 * MIB + 128 * MIB, 4, 16 * MIB);
         assert_eq!(ask, Ask::Grow(8));
+    }
+
+    #[test]
+    fn a_file_that_ends_while_ramping_leaves_its_count_to_the_next_and_one_never_measured_leaves_none() {
+        let mut ramp = Ramp::new(1, 16);
+        assert_eq!(ramp.settled(), None, "nothing measured yet");
+        let asks = drive(&mut ramp, |n| 16.0 * n as f64, 0.35);
+        assert_eq!(asks, [Ask::Grow(2)]);
+        assert_eq!(ramp.settled(), Some(2));
     }
 
     #[test]
