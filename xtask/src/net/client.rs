@@ -11,9 +11,9 @@
 //! to the pool instead of being dropped.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http::{HeaderMap, Response};
 use ureq::tls::{RootCerts, TlsConfig};
@@ -33,6 +33,10 @@ use crate::source::{Kind, Source};
 pub(crate) const MAX_REDIRECTS: usize = 10;
 /// A redirect body longer than this is not worth reading to keep the connection.
 const DRAIN_LIMIT: u64 = 64 << 10;
+
+/// How long bytes may sit in a buffer before they go to disk and to the progress report:
+/// on a slow link a large buffer could take minutes to fill, and a kill would lose it.
+const FILL_BUDGET: Duration = Duration::from_millis(100);
 
 const USER_AGENT: &str = concat!("xtask-models/", env!("CARGO_PKG_VERSION"));
 
@@ -394,6 +398,27 @@ fn scheme_and_host(url: &Source) -> Result<(String, String), Fault> {
     let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
     let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?.to_owned();
     Ok((scheme, host))
+}
+
+/// Reads `body` until `buf` is full, [`FILL_BUDGET`] has passed with some bytes in, the
+/// body ends, or a read fails (the count so far and the error: bytes that came before a
+/// fault are the caller's to keep). Big hand-offs on fast links keep the cost per byte of
+/// what follows each read (a write, a lock, the hashing thread's turn) negligible.
+pub(crate) fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let started = Instant::now();
+    let mut n = 0;
+    while n < buf.len() {
+        match body.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(read) => n += read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+        if started.elapsed() >= FILL_BUDGET {
+            break;
+        }
+    }
+    (n, None)
 }
 
 #[cfg(test)]

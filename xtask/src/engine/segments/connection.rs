@@ -11,11 +11,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::engine::retry::backoff;
+use std::sync::atomic::Ordering;
+
 use crate::engine::segments::pieces::{CHUNK, Pace, Span, claim};
-use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer};
+use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer, hashing};
 use crate::engine::slots::Slot;
 use crate::error::{Class, Fault, Then};
-use crate::net::client::Method;
+use crate::net::client::{Method, fill};
 use crate::net::faults::{parse_content_range, read_fault, status_fault};
 use crate::net::headers::{header, if_range_validator, is_html_type, refused_encoding};
 use crate::store::fs::{read_exact_at, write_all_at};
@@ -274,55 +276,43 @@ impl Connection<'_, '_> {
         Ok(Box::new(response.into_body().into_reader()))
     }
 
-    /// Copies the body into the piece's place until the piece's (possibly shrinking) end.
-    /// A piece under audit is compared with the bytes already there before they are
-    /// overwritten; the first difference names the source that wrote them.
+    /// Copies the body into the piece's place until the piece's (possibly shrinking) end,
+    /// [`CHUNK`] at a time. A piece under audit is compared with the bytes already there
+    /// before they are overwritten; the first difference names the source that wrote them.
+    /// Bytes written at the frontier go to the hashing thread as they are.
     fn pump(&self, i: usize, reader: &mut dyn Read) -> Result<u64, Step> {
         let (t, board, file) = (self.t, self.board, self.file);
         // Small per connection: sixteen of them must stay within the memory goal.
         let mut buf = vec![0u8; CHUNK as usize];
         let mut before = Vec::new();
         let mut moved = 0u64;
+        let mut left = board.lock().pieces[i].left();
         loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => {
-                    let state = board.lock();
-                    let piece = state.pieces[i];
-                    return if piece.next >= piece.end {
-                        Ok(moved)
-                    } else {
-                        Err(Step::Transient(Fault::new(
-                            Class::Truncated,
-                            format!("a piece ended at byte {} of {}", piece.next, piece.end),
-                        )))
-                    };
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let piece = board.lock().pieces[i];
-                    return Err(Step::Transient(read_fault(&e, piece.next - piece.start)));
-                }
-            };
+            // Never more than the piece has left: what is read past it would be dropped.
+            let want = left.min(CHUNK) as usize;
+            let (n, error) = fill(reader, &mut buf[..want]);
+            if n == 0 {
+                let piece = board.lock().pieces[i];
+                return match error {
+                    Some(e) => Err(Step::Transient(read_fault(&e, piece.next - piece.start))),
+                    None if piece.next >= piece.end => Ok(moved),
+                    None => Err(Step::Transient(Fault::new(
+                        Class::Truncated,
+                        format!("a piece ended at byte {} of {}", piece.next, piece.end),
+                    ))),
+                };
+            }
             let (at, take, audit) = {
                 let state = board.lock();
                 let piece = state.pieces[i];
                 (piece.next, (n as u64).min(piece.end.saturating_sub(piece.next)) as usize, piece.audit)
             };
+            let mut retiring = false;
             if take > 0 {
-                let mut differs = false;
-                if let Some(suspect) = audit {
-                    before.resize(take, 0);
-                    read_exact_at(file, &mut before, at)
-                        .map_err(|e| Step::Fatal(Fault::local(t.partial, &e)))?;
-                    if let Some(k) = before.iter().zip(&buf[..take]).position(|(a, b)| a != b) {
-                        differs = true;
-                        let mut state = board.lock();
-                        if !state.differed.iter().any(|(s, _)| *s == suspect) {
-                            state.differed.push((suspect, at + k as u64));
-                        }
-                    }
-                }
+                let differs = match audit {
+                    Some(suspect) => self.compare(&mut before, &buf[..take], at, suspect)?,
+                    None => false,
+                };
                 let local = |e: io::Error| Step::Fatal(Fault::local(t.partial, &e));
                 match (t.side, audit) {
                     // An audit that keeps what is there: what differs goes to the side.
@@ -340,31 +330,61 @@ impl Connection<'_, '_> {
                     state.receiving += 1;
                 }
                 // Asked to close: this read's bytes are written; the rest is the others'.
-                let retiring = state.retire > 0 && self.slot.is_some();
+                retiring = state.retire > 0 && self.slot.is_some();
                 state.retire -= usize::from(retiring);
                 // Never past the end: another connection may have taken the rest meanwhile.
                 let piece = &mut state.pieces[i];
                 piece.next = (at + take as u64).min(piece.end).max(piece.next);
-                board.changed.notify_all();
+                left = piece.left();
+                // What comes in at the frontier is hashed from this buffer, not read back
+                // (whichever bytes the digest wants, incoming ones: an audit's side file
+                // holds exactly those where they differ).
+                let woken = match state.hashing.offer(at, &mut buf, take) {
+                    hashing::Offer::Taken { wake } => wake,
+                    hashing::Offer::Declined => false,
+                };
+                // The others wait for a piece's end, not for each write.
+                if woken || left == 0 {
+                    board.changed.notify_all();
+                }
                 drop(state);
+                if buf.is_empty() {
+                    // The buffer went to the hashing thread and no spare was back yet.
+                    buf = vec![0u8; CHUNK as usize];
+                }
                 moved += take as u64;
-                let _ = self.tx.send(Note::Bytes(take as u64));
+                board.moved.fetch_add(take as u64, Ordering::Relaxed);
                 if let Some(limiter) = t.limiter {
                     limiter.take(take as u64);
                 }
-                if retiring {
-                    return Err(Step::Retired);
-                }
             }
-            let piece_done = {
-                let state = board.lock();
-                state.pieces[i].next >= state.pieces[i].end
-            };
-            if take < n || piece_done {
+            if retiring {
+                return Err(Step::Retired);
+            }
+            if let Some(e) = error {
+                let piece = board.lock().pieces[i];
+                return Err(Step::Transient(read_fault(&e, piece.next - piece.start)));
+            }
+            if take < n || left == 0 {
                 // The piece is done (or was split and its first half is): drop the rest.
                 return Ok(moved);
             }
         }
+    }
+
+    /// Compares `incoming`, for `at`, with what source `suspect` left there; records the
+    /// first difference against it. Says whether they differ.
+    fn compare(&self, before: &mut Vec<u8>, incoming: &[u8], at: u64, suspect: usize) -> Result<bool, Step> {
+        before.resize(incoming.len(), 0);
+        read_exact_at(self.file, before, at).map_err(|e| Step::Fatal(Fault::local(self.t.partial, &e)))?;
+        let Some(k) = before.iter().zip(incoming).position(|(a, b)| a != b) else {
+            return Ok(false);
+        };
+        let mut state = self.board.lock();
+        if !state.differed.iter().any(|(s, _)| *s == suspect) {
+            state.differed.push((suspect, at + k as u64));
+        }
+        Ok(true)
     }
 }
 

@@ -5,8 +5,9 @@
 //! file). A connection that finishes its piece takes the unowned work, or splits the
 //! piece with the most left and takes its second half, so no slow piece holds up the end.
 //! sha256 is sequential: a hashing thread follows the write frontier (the contiguous
-//! prefix done so far), reading back from the page cache what was just written, so the
-//! digest is nearly done when the last byte lands and the file is never read twice.
+//! prefix done so far), taking the frontier's bytes from memory as they are written and
+//! reading back from the page cache only what landed ahead of it, so the digest is nearly
+//! done when the last byte lands and the file is never read twice.
 //!
 //! What each piece completed is kept in a small sidecar beside the partial (rewritten
 //! atomically a few times a second), so a run killed with `kill -9` resumes only what is
@@ -27,31 +28,30 @@
 
 //!
 //! Rooms: [`pieces`] (the work and who owns it), [`connection`] (one connection's loop),
-//! [`ramp`] (how many connections, when the user did not say), [`sidecar`] (the record a
-//! kill leaves). This file runs them and the hashing thread.
+//! [`ramp`] (how many connections, when the user did not say), [`hashing`] (the digest
+//! that follows the frontier), [`sidecar`] (the record a kill leaves). This file runs them.
 
 mod connection;
+mod hashing;
 mod pieces;
 mod ramp;
 mod sidecar;
 
 use std::fs::File;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
-use sha2::{Digest, Sha256};
 
 use crate::engine::retry::Limiter;
 use crate::engine::slots::HostSlots;
 use crate::error::{Class, Fault};
 use crate::net::client::Net;
 use crate::source::Source;
-use crate::store::hash::{HASH_BUFFER, hex};
-
-use crate::store::fs::read_exact_at;
+use crate::text::human_bytes;
 use connection::Connection;
 pub(crate) use pieces::{KEPT, Piece, Span, audit_pieces, audit_pieces_of, frontier, split};
 use ramp::{Ask, Ramp};
@@ -96,6 +96,9 @@ struct Board<'s> {
     state: Mutex<State>,
     changed: Condvar,
     sources: Vec<Peer<'s>>,
+    /// Bytes written by every connection: the caller reads it on its clock (a note per
+    /// write would wake it thousands of times a second).
+    moved: AtomicU64,
 }
 
 struct State {
@@ -124,6 +127,8 @@ struct State {
     differed: Vec<(usize, u64)>,
     /// Ranges whose bytes are in the side file (an audit that does not overwrite).
     substituted: Vec<(u64, u64)>,
+    /// The frontier's bytes on their way to the hashing thread.
+    hashing: hashing::Frontier,
 }
 
 /// One source of the file, as the connections share it.
@@ -260,32 +265,14 @@ pub(crate) fn run(
             validator: Mutex::new(t.validator.filter(|_| i == 0).map(str::to_owned)),
         })
         .collect();
-    let board = Board {
-        state: Mutex::new(State {
-            pieces,
-            fault: None,
-            last_refusal: None,
-            workers: 0,
-            most: 0,
-            receiving: 0,
-            retire: 0,
-            refusals: 0,
-            refused_with: None,
-            serving_first: 0,
-            spans: Vec::new(),
-            differed: Vec::new(),
-            substituted: Vec::new(),
-        }),
-        changed: Condvar::new(),
-        sources,
-    };
+    let board = Board::new(pieces, sources);
     let (tx, rx) = mpsc::channel::<Note>();
     let mut ramp = match t.connections {
         Connections::Auto { start, ceiling } => Some(Ramp::new(start, ceiling)),
         Connections::Fixed(_) => None,
     };
     let digest = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| follow_frontier(&board, file, t.side, t.size));
+        let hasher = scope.spawn(|| hashing::follow_frontier(&board, file, t.side, t.size));
         let mut first = first;
         let mut next_worker = 0;
         // Opens connections until `want` are at work (or every source's host is full);
@@ -345,24 +332,33 @@ pub(crate) fn run(
             ramp.opened(opened);
         }
         let (mut last_look, mut last_sidecar) = (Instant::now(), Instant::now());
-        let (mut moved, mut refusals_seen) = (0u64, 0usize);
+        let (mut told, mut refusals_seen) = (0u64, 0usize);
+        // The bytes written since the last look go out before any note that followed
+        // them (a range's end after its bytes).
+        let mut tell_moved = |notes: &mut dyn FnMut(Note)| {
+            let moved = board.moved.load(Ordering::Relaxed);
+            if moved > told {
+                notes(Note::Bytes(moved - told));
+                told = moved;
+            }
+            moved
+        };
         loop {
             match rx.recv_timeout(LOOK_EVERY) {
                 Ok(note) => {
-                    if let Note::Bytes(n) = note {
-                        moved += n;
-                    }
+                    tell_moved(notes);
                     notes(note);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            // Notes come every 64 KiB a connection writes: the board is looked at on a
-            // clock, not per note, to keep its lock for the connections.
+            // The board is looked at on a clock, not per note, to keep its lock for the
+            // connections.
             if last_look.elapsed() < LOOK_EVERY {
                 continue;
             }
             last_look = Instant::now();
+            let moved = tell_moved(notes);
             let (workers, receiving, left, refusals) = {
                 let state = board.lock();
                 let left = state.pieces.iter().map(Piece::left).sum::<u64>();
@@ -371,6 +367,7 @@ pub(crate) fn run(
             if workers == 0 {
                 // Every worker is done; what they said before ending is in the channel.
                 while let Ok(note) = rx.try_recv() {
+                    tell_moved(notes);
                     notes(note);
                 }
                 break;
@@ -394,6 +391,7 @@ pub(crate) fn run(
                 write_sidecar(t.partial, t.url_key, t.size, validator, &pieces);
             }
         }
+        tell_moved(notes);
         // Every worker is done: the hasher ends at the full size or at the fault.
         board.changed.notify_all();
         hasher
@@ -417,6 +415,12 @@ pub(crate) fn run(
         let status = refused_with.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
         story.push_str(&format!("; {refusals} refused by the host{status}, closed"));
     }
+    if let Ok(hashed) = &digest
+        && hashed.read_back > 0
+    {
+        // Bytes that landed ahead of the frontier: what splitting cost the hasher.
+        story.push_str(&format!("; {} read back to hash", human_bytes(hashed.read_back)));
+    }
     notes(Note::Connections { most, story });
     let state = board.into_inner_state();
     if let Some(fault) = state.fault {
@@ -434,61 +438,36 @@ pub(crate) fn run(
         }
         return Err(fault);
     }
-    Ok(Done { sha256: digest?, spans: state.spans, differed: state.differed, substituted: state.substituted })
+    Ok(Done {
+        sha256: digest?.sha256,
+        spans: state.spans,
+        differed: state.differed,
+        substituted: state.substituted,
+    })
 }
 
-impl Board<'_> {
+impl<'s> Board<'s> {
+    fn new(pieces: Vec<Piece>, sources: Vec<Peer<'s>>) -> Board<'s> {
+        let state = State {
+            pieces,
+            fault: None,
+            last_refusal: None,
+            workers: 0,
+            most: 0,
+            receiving: 0,
+            retire: 0,
+            refusals: 0,
+            refused_with: None,
+            serving_first: 0,
+            spans: Vec::new(),
+            differed: Vec::new(),
+            substituted: Vec::new(),
+            hashing: hashing::Frontier::default(),
+        };
+        Board { state: Mutex::new(state), changed: Condvar::new(), sources, moved: AtomicU64::new(0) }
+    }
+
     fn into_inner_state(self) -> State {
         self.state.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// The hashing thread: waits for the frontier to move, hashes up to it from the file (with
-/// the side file's bytes in the ranges an audit put there).
-fn follow_frontier(board: &Board<'_>, file: &File, side: Option<&File>, size: u64) -> Result<String, Fault> {
-    let mut hasher = Sha256::new();
-    let mut hashed = 0u64;
-    let mut buf = vec![0u8; HASH_BUFFER];
-    while hashed < size {
-        let (until, substituted) = {
-            let mut state = board.lock();
-            loop {
-                if state.fault.is_some() {
-                    return Err(Fault::new(Class::Truncated, "stopped"));
-                }
-                let frontier = frontier(&state.pieces);
-                if frontier > hashed {
-                    // Every range below the frontier is recorded before it moves past it.
-                    break (frontier, state.substituted.clone());
-                }
-                if state.workers == 0 && frontier < size {
-                    return Err(Fault::new(Class::Truncated, "the pieces ended early"));
-                }
-                state = board
-                    .changed
-                    .wait_timeout(state, Duration::from_millis(200))
-                    .map_or_else(|e| e.into_inner().0, |r| r.0);
-            }
-        };
-        while hashed < until {
-            let want = (until - hashed).min(HASH_BUFFER as u64) as usize;
-            let read_back = |e: std::io::Error| {
-                Fault::new(Class::LocalIo, format!("reading back the partial download: {e}"))
-            };
-            read_exact_at(file, &mut buf[..want], hashed).map_err(read_back)?;
-            if let Some(side) = side {
-                let end = hashed + want as u64;
-                for &(start, stop) in
-                    substituted.iter().filter(|(start, stop)| *start < end && hashed < *stop)
-                {
-                    let (from, to) = (start.max(hashed), stop.min(end));
-                    let slice = &mut buf[(from - hashed) as usize..(to - hashed) as usize];
-                    read_exact_at(side, slice, from).map_err(read_back)?;
-                }
-            }
-            hasher.update(&buf[..want]);
-            hashed += want as u64;
-        }
-    }
-    Ok(hex(&hasher.finalize()))
 }

@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
 
 use crate::engine::check::page_fault;
 use crate::engine::check::{self, BackgroundHasher, SNIFF_LEN};
@@ -14,12 +13,9 @@ use crate::engine::retry::Limiter;
 use crate::engine::transfer::job::{Expect, Job, Listener, WrongSource};
 use crate::engine::transfer::resume;
 use crate::error::{Class, Facts, Fault};
+use crate::net::client::fill;
 use crate::net::faults::read_fault;
 use crate::net::headers::is_html_type;
-
-/// How long bytes may sit in a buffer before they go to disk and to the progress report:
-/// on a slow link a 1 MiB buffer could take minutes to fill, and a kill would lose it.
-const FILL_BUDGET: Duration = Duration::from_millis(100);
 
 /// A temp file whose bytes matched what they must be: ready to install.
 pub(super) struct Checked {
@@ -236,24 +232,4 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
         }
         Err(Fault::of(Class::HashMismatch, Facts::Hash { computed: actual, pinned: sha256.to_owned() }))
     }
-}
-
-/// Reads until `buf` is full, [`FILL_BUDGET`] has passed with some bytes in, the body
-/// ends, or a read fails (the count so far and the error). Big hand-offs on fast links
-/// keep the hashing thread's overhead negligible.
-fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
-    let started = Instant::now();
-    let mut n = 0;
-    while n < buf.len() {
-        match body.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(read) => n += read,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (n, Some(e)),
-        }
-        if started.elapsed() >= FILL_BUDGET {
-            break;
-        }
-    }
-    (n, None)
 }
