@@ -120,6 +120,34 @@ fn connections_to_nginx_are_reused_across_files_and_redirect_hops() {
     assert!(requests_on_it > 1, "the hop after the 302 went over a kept connection, not a new one:\n{log}");
 }
 
+#[test]
+fn a_split_download_asks_for_its_next_pieces_over_the_connections_it_has() {
+    // The first request (`bytes=0-`) crawls at 64 KiB/s; every other piece is unthrottled.
+    // With four connections the three fast ones end their pieces while the slow one has
+    // megabytes left, and take halves of it: each of those requests must go over the
+    // connection that just finished a piece, not a new one (a TCP and TLS handshake each,
+    // on a CDN).
+    let sb = sandbox();
+    let data = payload(40 << 20, 731);
+    let root = served(&sb, &[("big.bin", &data)]);
+    let slow_start = NginxConfig {
+        extra: "if ($http_range = \"bytes=0-\") { set $limit_rate 64k; }",
+        ..NginxConfig::default()
+    };
+    let Some(server) = nginx(&sb, &root, &slow_start, "nginx keep-alive across pieces") else { return };
+    sb.write_manifest(&[Pin::new("big", "big.bin", &data, &[server.url("/big.bin")])]);
+    fetch(&sb, &["--no-cache", "--connections", "4"]).expect(0);
+    assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data);
+    let log = server.access_log();
+    let gets: Vec<&str> = log.lines().filter(|l| l.contains(" GET /big.bin 206 ")).collect();
+    let connections: std::collections::BTreeSet<&str> =
+        gets.iter().filter_map(|l| l.split(' ').next()).collect();
+    assert!(gets.len() > 4, "the fast connections took more pieces:\n{log}");
+    assert!(connections.len() <= 4, "{} connections for {} pieces:\n{log}", connections.len(), gets.len());
+    let reused = gets.iter().filter(|l| l.split(' ').nth(1) != Some("1")).count();
+    assert_eq!(reused, gets.len() - connections.len(), "every later piece on a kept connection:\n{log}");
+}
+
 /// A proxy matrix: http and https URLs, through `proxy`, to nginx on loopback.
 fn through(proxy: &ForwardProxy, sb: &mut Sandbox, http: &Nginx, https: &Nginx, data: &[u8], ca: &Path) {
     sb.set_env("SSL_CERT_FILE", ca.to_str().unwrap());

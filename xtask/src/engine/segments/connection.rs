@@ -91,11 +91,12 @@ impl Connection<'_, '_> {
                 if next >= end {
                     break;
                 }
-                let reader = match body.take() {
-                    Some(reader) => Ok(reader),
-                    None => self.open_piece(next, end),
+                // Where the request's body ends: the first one asked for the whole file.
+                let (reader, asked_end) = match body.take() {
+                    Some(reader) => (Ok(reader), t.size),
+                    None => (self.open_piece(next, end), end),
                 };
-                let outcome = match reader.and_then(|mut reader| self.pump(i, &mut *reader)) {
+                let outcome = match reader.and_then(|mut reader| self.pump(i, &mut *reader, asked_end)) {
                     // Another source gets no second chance: the first one takes over.
                     Err(Step::Transient(fault)) if self.source != 0 => Err(Step::Refused(fault)),
                     Err(Step::Shed(fault)) if self.source != 0 => Err(Step::Refused(fault)),
@@ -280,7 +281,7 @@ impl Connection<'_, '_> {
     /// [`CHUNK`] at a time. A piece under audit is compared with the bytes already there
     /// before they are overwritten; the first difference names the source that wrote them.
     /// Bytes written at the frontier go to the hashing thread as they are.
-    fn pump(&self, i: usize, reader: &mut dyn Read) -> Result<u64, Step> {
+    fn pump(&self, i: usize, reader: &mut dyn Read, asked_end: u64) -> Result<u64, Step> {
         let (t, board, file) = (self.t, self.board, self.file);
         // Small per connection: sixteen of them must stay within the memory goal.
         let mut buf = vec![0u8; CHUNK as usize];
@@ -303,9 +304,12 @@ impl Connection<'_, '_> {
                 };
             }
             let (at, take, audit) = {
-                let state = board.lock();
-                let piece = state.pieces[i];
-                (piece.next, (n as u64).min(piece.end.saturating_sub(piece.next)) as usize, piece.audit)
+                let mut state = board.lock();
+                let piece = &mut state.pieces[i];
+                let take = (n as u64).min(piece.end.saturating_sub(piece.next));
+                // A takeover leaves these bytes to this connection ([`Piece::writing`]).
+                piece.writing = piece.next + take;
+                (piece.next, take as usize, piece.audit)
             };
             let mut retiring = false;
             if take > 0 {
@@ -335,6 +339,7 @@ impl Connection<'_, '_> {
                 // Never past the end: another connection may have taken the rest meanwhile.
                 let piece = &mut state.pieces[i];
                 piece.next = (at + take as u64).min(piece.end).max(piece.next);
+                piece.writing = 0;
                 left = piece.left();
                 // What comes in at the frontier is hashed from this buffer, not read back
                 // (whichever bytes the digest wants, incoming ones: an audit's side file
@@ -366,6 +371,11 @@ impl Connection<'_, '_> {
                 return Err(Step::Transient(read_fault(&e, piece.next - piece.start)));
             }
             if take < n || left == 0 {
+                if take == n && at + take as u64 == asked_end {
+                    // The body is all read: one more read sees its end, so the connection
+                    // goes back to the pool for this host's next piece (no new handshake).
+                    let _ = reader.read(&mut [0u8; 1]);
+                }
                 // The piece is done (or was split and its first half is): drop the rest.
                 return Ok(moved);
             }

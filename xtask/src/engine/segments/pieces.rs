@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::engine::segments::MIN_SPLIT;
 
-/// What a connection reads and writes at once: the most it can have in flight past its
-/// piece's `next` while it does not hold the lock. 256 KiB: at 64 KiB the locks, the
-/// writes and the wake-ups per byte doubled the system time of a split 1 GiB.
+/// What a connection reads and writes at once. 256 KiB: at 64 KiB the locks, writes and
+/// wake-ups per byte doubled the system time of a split 1 GiB. A takeover of a slow
+/// connection waits for none of it ([`Piece::writing`]).
 pub(crate) const CHUNK: u64 = 256 << 10;
 
 /// A connection is judged slow only after it has been on its piece this long.
@@ -27,11 +27,15 @@ pub(crate) struct Piece {
     pub(super) audit: Option<usize>,
     /// When its owner took it, and where it stood then: its owner's pace.
     pub(super) since: Option<(Instant, u64)>,
+    /// Where the write its owner is making now ends (0: none). A takeover starts past it,
+    /// so no byte is written twice, and no earlier: what the owner has only read, not
+    /// written, is dropped when it finds its piece ended.
+    pub(super) writing: u64,
 }
 
 impl Piece {
     pub(super) fn new(start: u64, end: u64) -> Piece {
-        Piece { start, next: start, end, owner: None, audit: None, since: None }
+        Piece { start, next: start, end, owner: None, audit: None, since: None, writing: 0 }
     }
 
     /// `[start, end)` done already.
@@ -91,17 +95,19 @@ pub(super) fn claim(pieces: &mut Vec<Piece>, worker: usize, now: Instant, pace: 
         .enumerate()
         .filter(|(_, p)| p.owner.is_some_and(|o| o != worker) && p.left() > 0)
         .max_by_key(|(_, p)| p.left())?;
+    // Past the bytes the owner is writing right now: no byte is written twice.
+    let busy = victim.next.max(victim.writing);
     let from = if victim.left() >= 2 * MIN_SPLIT {
-        victim.next + victim.left() / 2
-    } else if far_behind(victim, now, pace) && victim.left() > CHUNK {
-        // Past the chunk the slow one may be writing right now: no byte is written twice.
-        victim.next + CHUNK
+        (victim.next + victim.left() / 2).max(busy)
+    } else if far_behind(victim, now, pace) && victim.end > busy {
+        busy
     } else {
         return None;
     };
     let (end, audit) = (victim.end, victim.audit);
     pieces[i].end = from;
-    pieces.push(Piece { start: from, next: from, end, owner: Some(worker), audit, since: Some((now, from)) });
+    let since = Some((now, from));
+    pieces.push(Piece { start: from, next: from, end, owner: Some(worker), audit, since, writing: 0 });
     Some(pieces.len() - 1)
 }
 
@@ -211,9 +217,19 @@ mod tests {
             None,
             "too soon to judge"
         );
+        pieces[0].writing = 100_000 + 5000;
         let taken = claim(&mut pieces, 1, later, Some(50e6)).expect("far behind: taken over");
-        assert_eq!((pieces[taken].start, pieces[taken].end), (100_000 + CHUNK, 4 << 20));
-        assert_eq!(pieces[0].end, 100_000 + CHUNK, "the slow one ends with the chunk it may be writing");
+        assert_eq!((pieces[taken].start, pieces[taken].end), (105_000, 4 << 20));
+        assert_eq!(pieces[0].end, 105_000, "the slow one ends with the write it is making");
+        let mut idle = split(8 << 20, 2);
+        claim(&mut idle, 0, t0, None);
+        claim(&mut idle, 1, t0, None);
+        idle[1].next = idle[1].end;
+        idle[1].owner = None;
+        idle[0].next = 100_000;
+        let taken = claim(&mut idle, 1, later, Some(50e6)).expect("far behind: taken over");
+        assert_eq!(idle[taken].start, 100_000, "nothing being written: all it has left");
+        assert_eq!(idle[0].end, idle[0].next, "the slow one is done: what it reads next is dropped");
         let mut even = split(8 << 20, 2);
         claim(&mut even, 0, t0, None);
         claim(&mut even, 1, t0, None);
