@@ -259,6 +259,9 @@ impl Net {
             .timeout_send_request(t)
             .timeout_recv_response(t)
             .timeout_per_read(t)
+            // An upload stalls when the store stops reading (a full disk): the same
+            // allowance as a stalled download, or a part would wait forever.
+            .timeout_per_write(t)
             // Redirects are followed in `request`, one decision per hop.
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -424,6 +427,31 @@ pub(crate) fn fill(body: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upload_the_peer_stops_reading_ends_in_a_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Source::parse(&format!("http://{}/bucket/key", listener.local_addr().unwrap())).unwrap();
+        // The peer takes the connection and reads nothing: the socket buffers fill.
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let stream = listener.accept().map(|(s, _)| s);
+            let _ = release.recv();
+            drop(stream);
+        });
+        let net = Net::new(Duration::from_millis(200), ProxyEnv::default(), Credentials::default(), 1);
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut zeros = std::io::repeat(0).take(256 << 20);
+            let sent = net.exchange("PUT", &url, &[], Payload::Reader { reader: &mut zeros, len: 256 << 20 });
+            let _ = done.send(sent.map(|_| ()).map_err(|f| f.class));
+        });
+        // (A generous guard, so a regression fails here instead of hanging the suite.)
+        let outcome = outcome.recv_timeout(Duration::from_secs(60)).expect("the upload never gave up");
+        assert_eq!(outcome, Err(Class::Timeout));
+        let _ = held.send(());
+        peer.join().unwrap();
+    }
 
     #[test]
     fn follow_ups_stay_on_http_or_https_and_never_go_down_to_plain_http() {
