@@ -39,6 +39,13 @@ pub(crate) const MULTIPART_THRESHOLD: u64 = 64 << 20;
 /// The smallest part used (S3 allows 5 MiB); larger for files over 160 GiB, which would
 /// need more than S3's 10,000 parts.
 const MIN_PART: u64 = 16 << 20;
+/// S3's largest part.
+const MAX_PART: u64 = 5 << 30;
+/// How many parts a large file is cut into: each part is a request and an object the
+/// store assembles at the end, and on SeaweedFS 16 MiB parts of 1 GiB (64 of them) ran
+/// at 0.82× one PUT's speed, 64 MiB parts (16) at 0.96× (`cargo xtask bench --only s3`,
+/// three rounds side by side).
+const PARTS: u64 = 16;
 const MAX_PARTS: u64 = 10_000;
 /// Tries per request on a transient fault (a reset, a 503 SlowDown).
 const TRIES: u32 = 4;
@@ -389,9 +396,11 @@ impl<R: Read> Read for Paced<'_, R> {
     }
 }
 
-/// Parts of at least [`MIN_PART`], and no more than S3's 10,000 of them.
+/// About [`PARTS`] parts, of at least [`MIN_PART`] and at most [`MAX_PART`], and no
+/// more than S3's 10,000 of them; whole MiB.
 fn part_size(size: u64) -> u64 {
-    MIN_PART.max(size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20))
+    let wanted = size.div_ceil(PARTS).clamp(MIN_PART, MAX_PART);
+    wanted.max(size.div_ceil(MAX_PARTS)).next_multiple_of(1 << 20)
 }
 
 /// The length of part `number` (from 1).
@@ -434,10 +443,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_are_at_least_16_mib_and_at_most_ten_thousand() {
-        assert_eq!(part_size(1 << 30), MIN_PART);
+    fn parts_are_about_sixteen_of_at_least_16_mib_and_at_most_ten_thousand() {
+        assert_eq!(part_size(100 << 20), MIN_PART, "a small file: the smallest parts");
+        assert_eq!(part_size(1 << 30), 64 << 20, "1 GiB: 16 parts");
+        assert_eq!(part_size(725_066_984) % (1 << 20), 0, "whole MiB");
+        assert_eq!((725_066_984u64).div_ceil(part_size(725_066_984)), 16);
         let huge = 400u64 << 30;
         assert!(huge.div_ceil(part_size(huge)) <= MAX_PARTS);
+        assert!(part_size(huge) <= MAX_PART);
+        assert!((60_000u64 << 30).div_ceil(part_size(60_000 << 30)) <= MAX_PARTS, "past 5 GiB × 16");
         assert_eq!(part_len(40 << 20, MIN_PART, 3), 8 << 20, "the last part is the rest");
         assert_eq!(part_len(40 << 20, MIN_PART, 1), MIN_PART);
     }
