@@ -394,6 +394,18 @@ fn open_folder(dir: &Path) {
 /// `allow localhost`), no cache, and `ssl_port` counted among the SSL ports as an admin
 /// would add an internal https host; with `auth`, basic authentication for that user.
 pub fn squid(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) -> Option<ForwardProxy> {
+    squid_with(dir, ssl_port, auth, "", test)
+}
+
+/// [`squid`] with `extra` lines ahead of its `cache deny all` (so `cache allow all` there
+/// turns caching on): what an admin adds for big downloads, say.
+pub fn squid_with(
+    dir: &Path,
+    ssl_port: u16,
+    auth: Option<(&str, &str)>,
+    extra: &str,
+    test: &str,
+) -> Option<ForwardProxy> {
     let program = require("squid", test)?;
     open_folder(dir);
     let d = dir.display();
@@ -419,6 +431,7 @@ pub fn squid(dir: &Path, ssl_port: u16, auth: Option<(&str, &str)>, test: &str) 
              {auth_lines}\
              http_access allow localhost\n\
              http_access deny all\n\
+             {extra}\n\
              cache deny all\n\
              pid_filename {d}/squid.pid\n\
              access_log stdio:{d}/access.log\n\

@@ -148,6 +148,61 @@ fn a_split_download_asks_for_its_next_pieces_over_the_connections_it_has() {
     assert_eq!(reused, gets.len() - connections.len(), "every later piece on a kept connection:\n{log}");
 }
 
+#[test]
+fn through_a_proxy_the_default_is_one_stream_and_a_squid_set_for_big_files_caches_a_split_one() {
+    // squid with `range_offset_limit -1` (common for caching big downloads) and the file
+    // over what it may cache fetches the whole file from the origin for every range asked
+    // of it: the default must not split there. The origin caps each connection, which
+    // without a proxy makes the default split.
+    let test = "through_a_proxy_the_default_is_one_stream_and_a_squid_set_for_big_files_caches_a_split_one";
+    let mut sb = sandbox();
+    let data = payload(40 << 20, 741);
+    let root = served(&sb, &[("big.bin", &data)]);
+    let capped = NginxConfig { limit_rate: Some("16m"), ..NginxConfig::default() };
+    let Some(origin) = nginx(&sb, &root, &capped, test) else { return };
+    let Some(plain) =
+        tests::daemons::squid_with(&sb.dir.join("squid"), 443, None, "range_offset_limit -1", test)
+    else {
+        return;
+    };
+    sb.write_manifest(&[Pin::new("big", "big.bin", &data, &[origin.url("/big.bin")])]);
+    sb.set_env("NO_PROXY", "");
+    sb.set_env("http_proxy", &plain.url(false));
+    let log = sb.dir.join("attempts.log");
+    fetch(&sb, &["--no-cache", "--log-file", log.to_str().unwrap()]).expect(0);
+    assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data);
+    let told = std::fs::read_to_string(&log).unwrap();
+    assert!(told.contains("connections 1: through a proxy (--connections N splits there too)"), "{told}");
+    let sent = |log: &str| -> (usize, u64) {
+        let gets: Vec<&str> = log.lines().filter(|l| l.contains(" GET /big.bin ")).collect();
+        (gets.len(), gets.iter().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum())
+    };
+    assert_eq!(sent(&origin.access_log()), (1, data.len() as u64), "one stream, once from the origin");
+
+    // Set as the README says (an object size limit above the file, caching on), a split
+    // download asked for by the user is fetched from the origin about once, then cached.
+    let big_files = "range_offset_limit -1\nmaximum_object_size 1 GB\ncache_mem 256 MB\nmaximum_object_size_in_memory 1 GB\ncache allow all";
+    let Some(caching) = tests::daemons::squid_with(&sb.dir.join("squid-big"), 443, None, big_files, test)
+    else {
+        return;
+    };
+    sb.set_env("http_proxy", &caching.url(false));
+    let before = origin.access_log();
+    for round in 0..2 {
+        std::fs::remove_dir_all(&sb.checkpoints).ok();
+        fetch(&sb, &["--no-cache", "--connections", "4"]).expect(0);
+        assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data, "round {round}");
+    }
+    let after = origin.access_log();
+    let (_, from_origin) = sent(&after[before.len()..]);
+    assert!(
+        from_origin <= data.len() as u64 * 3 / 2,
+        "{from_origin} bytes from the origin for two split fetches of {}:\n{}",
+        data.len(),
+        &after[before.len()..]
+    );
+}
+
 /// A proxy matrix: http and https URLs, through `proxy`, to nginx on loopback.
 fn through(proxy: &ForwardProxy, sb: &mut Sandbox, http: &Nginx, https: &Nginx, data: &[u8], ca: &Path) {
     sb.set_env("SSL_CERT_FILE", ca.to_str().unwrap());

@@ -248,9 +248,9 @@ struct TransferArgs {
     backoff_ms: u64,
     /// Connections one large file (32 MiB or more, from a server that takes ranges) is
     /// fetched over. `auto`: one stream, and more while they add speed (where each
-    /// connection is capped: CDNs, university mirrors), up to the host's ceiling. A
-    /// number fixes the count (1 turns splitting off). One host gets 16 connections at
-    /// most, over all `--jobs`.
+    /// connection is capped: CDNs, university mirrors), up to the host's ceiling; one
+    /// stream through a proxy (see the README for squid). A number fixes the count (1
+    /// turns splitting off). One host gets 16 connections at most, over all `--jobs`.
     #[arg(long, value_name = "N|auto", default_value = "auto", value_parser = parse_connections)]
     connections: ConnectionCount,
     /// Cap the total download rate, over all files and connections: 500K, 10M, 1.5M

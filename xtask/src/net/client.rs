@@ -207,6 +207,19 @@ impl Net {
     /// A GET or HEAD of `s3://BUCKET/KEY`: signed just now, sent once. An error answer's
     /// XML body is read for its S3 code (a wrong secret, an unknown key, a missing
     /// bucket, a skewed clock each have their own class).
+    /// Whether requests for `url` go through a proxy (an s3:// URL's, to its endpoint).
+    pub(crate) fn proxied(&self, url: &Source) -> bool {
+        let target = match url.kind() {
+            Kind::S3 => match self.store().and_then(|store| store.sign(url, Op::Head)) {
+                Ok(signed) => signed.url,
+                Err(_) => return false,
+            },
+            Kind::Http => url.clone(),
+            Kind::File => return false,
+        };
+        scheme_and_host(&target).is_ok_and(|(scheme, host)| self.proxies.proxy_for(&scheme, &host).is_some())
+    }
+
     fn s3_request(
         &self,
         method: Method,

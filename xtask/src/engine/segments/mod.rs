@@ -78,6 +78,8 @@ pub(crate) enum Connections {
     Auto { start: usize, ceiling: usize },
     /// Exactly this many from the start (`--connections N`).
     Fixed(usize),
+    /// One, whatever the link does, for this reason (told in the story).
+    One(&'static str),
 }
 
 impl Connections {
@@ -86,6 +88,7 @@ impl Connections {
         match self {
             Connections::Auto { start, .. } => start.max(1),
             Connections::Fixed(n) => n.max(1),
+            Connections::One(_) => 1,
         }
     }
 }
@@ -269,7 +272,7 @@ pub(crate) fn run(
     let (tx, rx) = mpsc::channel::<Note>();
     let mut ramp = match t.connections {
         Connections::Auto { start, ceiling } => Some(Ramp::new(start, ceiling)),
-        Connections::Fixed(_) => None,
+        Connections::Fixed(_) | Connections::One(_) => None,
     };
     let digest = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| hashing::follow_frontier(&board, file, t.side, t.size));
@@ -409,7 +412,10 @@ pub(crate) fn run(
             }
             ramp.story()
         }
-        None => format!("connections {most} (--connections)"),
+        None => match t.connections {
+            Connections::One(why) => format!("connections 1: {why}"),
+            _ => format!("connections {most} (--connections)"),
+        },
     };
     if refusals > 0 {
         let status = refused_with.map(|s| format!(" (HTTP {s})")).unwrap_or_default();

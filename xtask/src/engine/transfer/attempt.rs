@@ -217,6 +217,13 @@ impl Wire {
         let host = url.host().unwrap_or_default();
         match self.settings.connections {
             Some(n) => segments::Connections::Fixed(n),
+            // A caching proxy may fetch the whole file from the origin for every range
+            // asked of it (squid with `range_offset_limit -1` and the file over its
+            // object size limit: 20 GB for a 256 MiB file, measured): splitting through a
+            // proxy is for the user to ask for, knowing how theirs is set.
+            None if self.net.proxied(url) => {
+                segments::Connections::One("through a proxy (--connections N splits there too)")
+            }
             None => segments::Connections::Auto {
                 start: self.slots.start(&host),
                 ceiling: self.slots.file_ceiling(&host),
