@@ -23,7 +23,7 @@ use crate::store::hash::{HASH_BUFFER, hex};
 /// Buffers handed over and not hashed yet, at most: with 256 KiB chunks, 2 MiB. A hasher
 /// slower than the link (no SHA-NI) makes the frontier's writer fall back to read-back
 /// instead of growing memory.
-const QUEUED: usize = 16;
+const QUEUED: usize = 8;
 
 /// The hashing thread's side of the board.
 #[derive(Default)]
