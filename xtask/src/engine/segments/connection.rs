@@ -7,12 +7,11 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::engine::retry::backoff;
-use std::sync::atomic::Ordering;
-
 use crate::engine::segments::pieces::{CHUNK, Pace, Span, claim};
 use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer, hashing};
 use crate::engine::slots::Slot;
