@@ -123,7 +123,7 @@ fn faults_are_classed_by_what_they_are() {
 
     // One file name that is not UTF-8 does not stop `clean`.
     let sb = sandbox();
-    sb.write_manifest(&[]);
+    sb.write_manifest(&[Pin::new("w", "w.bin", b"x", &["http://127.0.0.1:9/w".to_owned()])]);
     std::fs::create_dir_all(&sb.checkpoints).unwrap();
     use std::os::unix::ffi::OsStrExt;
     std::fs::write(sb.checkpoints.join(std::ffi::OsStr::from_bytes(b"bad-\xff.bin")), b"x").unwrap();

@@ -293,3 +293,31 @@ fn a_host_that_cannot_be_reached_is_not_tried_again_for_every_model() {
         run.stderr
     );
 }
+
+#[test]
+fn a_folder_in_the_way_of_the_destination_is_the_disks_fault_with_the_cache_on_or_off() {
+    // Promise: a fault at placing a file that came whole is booked on the disk, never on
+    // the server that sent it; with or without the cache, the same record.
+    for cache in [false, true] {
+        let sc = scenario();
+        sc.serve("/f", vec![Reply::Body(payload(SIZE, 7))]);
+        sc.pin("m", "sub/m.bin", &payload(SIZE, 7), &["/f"]);
+        // A folder, not empty, where the file goes: no rename can replace it.
+        std::fs::create_dir_all(sc.file("sub/m.bin/kept")).unwrap();
+        let mut args = vec!["fetch", "--json"];
+        args.extend_from_slice(FAST);
+        if !cache {
+            args.push("--no-cache");
+        }
+        let run = sc.models(&args);
+        run.expect(1);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let tried = &doc["models"][0]["tried"];
+        assert_eq!(tried.as_array().map(Vec::len), Some(1), "cache {cache}: {doc}");
+        assert_eq!(tried[0]["origin"], "disk", "cache {cache}: the disk's fault, not the server's: {doc}");
+        assert!(tried[0]["path"].as_str().is_some_and(|p| p.ends_with("m.bin")), "cache {cache}: {doc}");
+        assert_eq!(tried[0]["error"]["class"], "local-io", "cache {cache}: {doc}");
+        assert_eq!(sc.server.hits("/f"), 1, "cache {cache}: the file came once, and was not asked again");
+        assert!(sc.file("sub/m.bin/kept").is_dir(), "cache {cache}: the folder stays");
+    }
+}

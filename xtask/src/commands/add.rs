@@ -6,18 +6,20 @@
 //! so every existing comment, blank line and ordering stays byte for byte. Mistakes
 //! (a duplicate name or path, a bad path or URL) are refused before any download.
 
-use std::fs::{self, File};
+use std::fs;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commands::{Context, Report, describe};
 use crate::engine::check;
+use crate::engine::install::{self, From};
 use crate::engine::manifest::{self, Manifest, Model};
 use crate::engine::plan;
 use crate::engine::transfer::{Downloader, Expect, Job, Settings};
 use crate::error::{Error, IoContext, Origin, Result};
 use crate::source::Source;
-use crate::store::fs::{PARTIAL_SUFFIX, check_inside, rename_when_free, write_atomically};
+use crate::store::fs::{check_inside, write_atomically};
+use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
 
 /// `--max-size` when not given: larger than any checkpoint, small enough that an endless
@@ -64,18 +66,15 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
     };
     let work_dir =
         scratch.as_ref().map_or_else(|| dest.parent().unwrap_or(&cx.checkpoints).to_owned(), |s| s.0.clone());
-    // Bytes collect in a partial, are renamed to a staged file once complete, and reach
-    // `dest` only when pinned: nothing a user had is touched, whatever happens.
+    // Bytes collect in a partial and reach `dest` only once pinned: nothing a user had
+    // is touched, whatever happens.
     let file_name = entry.path.file_name().unwrap_or("model");
-    let partial = work_dir.join(format!("{file_name}.add{PARTIAL_SUFFIX}"));
-    let staged = work_dir.join(format!("{file_name}.added{PARTIAL_SUFFIX}"));
     // However large the file, it must fit where it is written.
     let free = fs4::available_space(plan::nearest_existing(&work_dir).as_std_path()).unwrap_or(u64::MAX);
     let job = Job {
         expect: Expect::Unknown { max_size: request.max_size.min(free) },
         sources: entry.urls.iter().cloned().map(Origin::Url).collect(),
-        partial,
-        target: staged.clone(),
+        partial: Partial::for_add(&work_dir, file_name),
     };
     let downloader = Downloader::new(settings, 1);
     let mut progress = cx.reporter.transfer(&entry.name, 0);
@@ -97,7 +96,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
     if let Some(expected) = &request.sha256
         && fetched.sha256 != expected.to_ascii_lowercase()
     {
-        let _ = fs::remove_file(&staged);
+        job.partial.discard();
         cx.reporter.error(&format!(
             "error: the download's sha256 is {}, not the {expected} given with --sha256; nothing was pinned",
             fetched.sha256
@@ -108,7 +107,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
         name: entry.name,
         path: entry.path,
         size: fetched.size,
-        sha256: fetched.sha256,
+        sha256: fetched.sha256.clone(),
         urls: entry.urls,
         group: entry.group,
         optional: entry.optional,
@@ -119,11 +118,11 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
         return Ok(Report { ok: 1, failed: 0 });
     }
     if let Err(e) = append_entry(&cx.manifest_path, &text) {
-        let _ = fs::remove_file(&staged);
+        job.partial.discard();
         return Err(e);
     }
-    let installed = File::open(&staged).and_then(|file| rename_when_free(&staged, &dest).map(|()| file));
-    let installed = installed.at("install the file at", &dest)?;
+    let checked = From::Checked { file: &fetched.file, partial: &job.partial };
+    let (_, installed) = install::place(checked, &dest).at("install the file at", &dest)?;
     // The stamp comes from the file just renamed, open: it cannot describe another one.
     let stamp = check::stamp_of(&model.sha256, &installed).map(|s| (model.path.to_string(), s));
     let _ = Stamps::record(&cx.checkpoints, stamp.into_iter().collect());

@@ -18,7 +18,6 @@ use std::fs;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commands::{Context, Report};
-use crate::engine::install::is_partial_name;
 use crate::engine::manifest::Manifest;
 use crate::engine::publish::UPLOADS_DIR;
 use crate::error::{Error, IoContext, Result, is_in_use};
@@ -26,6 +25,7 @@ use crate::places;
 use crate::store::cache::Cache;
 use crate::store::fs::{files_below, remove_file};
 use crate::store::lock::{self, LOCK_DIR, Mode};
+use crate::store::partial::Partial;
 use crate::store::stamp::{STATE_FILE, Stamps};
 use crate::text::human_bytes;
 
@@ -106,7 +106,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
         if rel.starts_with(LOCK_DIR) || rel.starts_with(UPLOADS_DIR) || rel == STATE_FILE {
             continue;
         }
-        let reason = if is_partial_name(rel.as_str()) {
+        let reason = if is_ours_beside(rel, &listed, &stamps) {
             Reason::Partial
         } else if listed.contains(rel.as_str()) {
             if !options.all {
@@ -240,4 +240,15 @@ fn remove_empty_parents(root: &Utf8Path, path: &Utf8Path) {
         }
         dir = d.parent();
     }
+}
+
+/// Whether `rel` is a name the tool makes beside a file it knows: a model the manifest
+/// lists, a file it installed (stamped), or its own state file. A `.part` any other
+/// program left (a browser's download in progress) is the user's.
+fn is_ours_beside(rel: &Utf8Path, listed: &HashSet<&str>, stamps: &Stamps) -> bool {
+    let Some(owner) = Partial::owner(rel.file_name().unwrap_or_default()) else {
+        return false;
+    };
+    let beside = rel.with_file_name(owner);
+    listed.contains(beside.as_str()) || stamps.get(beside.as_str()).is_some() || beside == STATE_FILE
 }

@@ -15,7 +15,6 @@ use serde::Serialize;
 
 use crate::commands::{Context, Report, hook};
 use crate::engine::check::{Glance, glance};
-use crate::engine::install::is_partial_name;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection};
 use crate::engine::probe::{self, Probed, Prober};
@@ -25,6 +24,7 @@ use crate::source::Source;
 use crate::store::cache::Cache;
 use crate::store::fs::files_below;
 use crate::store::lock::{self, LOCK_DIR};
+use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
 use crate::text::human_bytes;
 use crate::ui::json::FaultRecord;
@@ -210,7 +210,7 @@ fn leftovers(cx: &Context, cache: Option<&Cache>, findings: &mut Vec<Finding>) {
         let path = cx.checkpoints.join(&rel);
         if rel.components().any(|c| c.as_str() == LOCK_DIR) {
             locks.push(path);
-        } else if is_partial_name(rel.file_name().unwrap_or_default()) {
+        } else if Partial::owner(rel.file_name().unwrap_or_default()).is_some() {
             partials.push((path, size));
         }
     }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 
 use crate::commands::{Context, Report, describe};
-use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Step, Trust};
 pub(crate) use crate::engine::provide::Options;
@@ -21,6 +20,7 @@ use crate::engine::workers;
 use crate::error::{Class, Fault, Origin, Result, Tried};
 use crate::store::fs::{Placed, same_filesystem};
 use crate::store::lock;
+use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
 use crate::text::{human_bytes, rate};
 use crate::ui::json::{
@@ -171,13 +171,14 @@ fn space_needed(cx: &Context, options: &Options, missing: &[Step<'_>]) -> Vec<pl
     };
     let Some(cache) = &options.cache else {
         let bytes = missing.iter().fold(0u64, |sum, s| {
-            sum.saturating_add(remaining(s.model.size, &install::partial_path(&s.dest, s.model)))
+            sum.saturating_add(remaining(s.model.size, Partial::beside(&s.dest, &s.model.sha256).path()))
         });
         return vec![plan::SpaceNeed { dir: cx.checkpoints.clone(), flag: "--checkpoints-dir", bytes }];
     };
     let to_download = missing.iter().filter(|s| !cache.entry(&s.model.sha256).exists());
-    let bytes = to_download
-        .fold(0u64, |sum, s| sum.saturating_add(remaining(s.model.size, &cache.partial(&s.model.sha256))));
+    let bytes = to_download.fold(0u64, |sum, s| {
+        sum.saturating_add(remaining(s.model.size, cache.partial(&s.model.sha256).path()))
+    });
     let mut needs = vec![plan::SpaceNeed { dir: cache.root.clone(), flag: "--cache-dir", bytes }];
     if !same_filesystem(&cache.root, &cx.checkpoints) {
         let copies = missing.iter().fold(0u64, |sum, s| sum.saturating_add(s.model.size));

@@ -9,12 +9,12 @@ use camino::Utf8Path;
 
 use crate::commands::{Context, Report};
 use crate::engine::check::{Glance, glance};
-use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection};
 use crate::error::Result;
 use crate::store::cache::Cache;
 use crate::store::fs::Placed;
+use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
 use crate::text::human_bytes;
 use crate::ui::json::{Document, Record, StatusState, StatusSummary};
@@ -95,8 +95,8 @@ fn state_of(cx: &Context, model: &Model, stamps: &Stamps, cache: Option<&Cache>)
 
 /// Bytes already downloaded towards a missing model, beside it or in the cache.
 fn partial_bytes(model: &Model, dest: &Utf8Path, cache: Option<&Cache>) -> Option<u64> {
-    let beside = install::partial_path(dest, model);
-    let in_cache = cache.map(|c| c.partial(&model.sha256));
+    let beside = Partial::beside(dest, &model.sha256).path().to_owned();
+    let in_cache = cache.map(|c| c.partial(&model.sha256).path().to_owned());
     [Some(beside), in_cache]
         .into_iter()
         .flatten()

@@ -11,15 +11,16 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::check::{self, LocalState};
-use crate::engine::install;
+use crate::engine::install::{self, From};
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Step};
 use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Listener, Settings};
 use crate::error::{Class, Fault, Origin, Tried};
 use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
-use crate::store::fs::{LinkMode, Placed, check_inside, link_or_copy};
+use crate::store::fs::{LinkMode, Placed, check_inside};
 use crate::store::lock::{self, Mode};
+use crate::store::partial::Partial;
 use crate::store::stamp::Stamp;
 
 /// How models are provided.
@@ -130,18 +131,7 @@ impl Provider<'_> {
         };
         let result = match &self.options.cache {
             Some(cache) => self.through_cache(cache, step),
-            None => {
-                let job = self.job(model, install::partial_path(&step.dest, model), step.dest.clone());
-                self.download(model, &job).map(|fetched| {
-                    let stamp = fetched.fingerprint.map(|fingerprint| Stamp {
-                        sha256: fetched.sha256.clone(),
-                        fingerprint,
-                        placed: None,
-                        linked: None,
-                    });
-                    (Outcome::Downloaded(Box::new(fetched)), stamp)
-                })
-            }
+            None => self.beside(step),
         };
         result.unwrap_or_else(|failed| (Outcome::Failed(failed.tried), None))
     }
@@ -166,16 +156,18 @@ impl Provider<'_> {
                 if let Entry::Removed { reason } = &found {
                     self.watch.notice(model, Notice::CorruptEntryRemoved { entry: &entry, reason });
                 }
-                let job = self.job(model, cache.partial(&model.sha256), entry.clone());
+                let job = self.job(model, cache.partial(&model.sha256));
                 let fetched = self.download(model, &job)?;
-                cache
-                    .seal(&model.sha256)
+                let checked = From::Checked { file: &fetched.file, partial: &job.partial };
+                install::place(checked, &entry)
+                    .and_then(|_| cache.seal(&model.sha256))
                     .map_err(|e| Failed::at(Origin::Cache(entry.clone()), Fault::local(&entry, &e)))?;
                 Some(fetched)
             }
         };
-        let (placed, file) = link_or_copy(&entry, &step.dest, self.options.link_mode)
-            .map_err(|e| Failed::at(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e)))?;
+        let sealed = From::Sealed { path: &entry, mode: self.options.link_mode };
+        let (placed, file) = install::place(sealed, &step.dest).map_err(|e| on_disk(&step.dest, &e))?;
+        let placed = placed.unwrap_or(Placed::Copy);
         // A hard link moved the shared inode's ctime and link count: record the state it
         // left, under the entry's lock, so every checkout linked to it (and the cache
         // itself) knows this change was the tool's, and no other.
@@ -192,14 +184,24 @@ impl Provider<'_> {
         Ok((outcome, stamp))
     }
 
+    /// Without the cache: downloaded into a partial beside the destination, and renamed.
+    fn beside(&self, step: &Step<'_>) -> Result<(Outcome, Option<Stamp>), Failed> {
+        let job = self.job(step.model, Partial::beside(&step.dest, &step.model.sha256));
+        let fetched = self.download(step.model, &job)?;
+        let checked = From::Checked { file: &fetched.file, partial: &job.partial };
+        let (_, file) = install::place(checked, &step.dest).map_err(|e| on_disk(&step.dest, &e))?;
+        // The open file is the placed one: its metadata cannot be another file's.
+        let stamp = check::stamp_of(&fetched.sha256, &file);
+        Ok((Outcome::Downloaded(Box::new(fetched)), stamp))
+    }
+
     /// A download of `model` from its sources (mirrors first), collecting in `partial`.
-    fn job<'m>(&self, model: &'m Model, partial: Utf8PathBuf, target: Utf8PathBuf) -> Job<'m> {
+    fn job<'m>(&self, model: &'m Model, partial: Partial) -> Job<'m> {
         let options = self.options;
         Job {
             expect: Expect::of(model, options.skip_checks),
             sources: plan::sources(model, &options.mirrors, options.offline),
             partial,
-            target,
         }
     }
 
@@ -214,4 +216,9 @@ impl Provider<'_> {
         let size = job.expect.size().unwrap_or(0);
         self.watch.download(model, size, &mut |listener| self.downloader.fetch(job, listener))
     }
+}
+
+/// A fault at placing a file that came whole: the disk's, whatever the cache setting.
+fn on_disk(dest: &Utf8Path, err: &std::io::Error) -> Failed {
+    Failed::at(Origin::Disk(dest.to_owned()), Fault::local(dest, err))
 }

@@ -13,9 +13,10 @@ use std::io;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::places;
-use crate::store::fs::{PARTIAL_SUFFIX, write_atomically};
+use crate::store::fs::write_atomically;
 use crate::store::hash::hash_file;
 use crate::store::lock::LOCK_DIR;
+use crate::store::partial::Partial;
 use crate::store::stamp::Fingerprint;
 
 /// Overrides the default cache folder; `--cache-dir` overrides this.
@@ -58,8 +59,8 @@ impl Cache {
     }
 
     /// Where a download into the cache collects its bytes.
-    pub(crate) fn partial(&self, sha256: &str) -> Utf8PathBuf {
-        self.root.join("partial").join(format!("{sha256}{PARTIAL_SUFFIX}"))
+    pub(crate) fn partial(&self, sha256: &str) -> Partial {
+        Partial::in_cache(&self.root.join("partial"), sha256)
     }
 
     pub(crate) fn lock(&self, sha256: &str) -> Utf8PathBuf {

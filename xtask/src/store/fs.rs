@@ -12,9 +12,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::{IoContext, Result, is_in_use};
-
-/// Every temp file of a download ends with this, so `clean` can tell one from a stray file.
-pub(crate) const PARTIAL_SUFFIX: &str = ".part";
+use crate::store::partial::Partial;
 
 /// How a file got to its destination from elsewhere on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +83,7 @@ pub(crate) fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
 /// that of exactly the file put there, whatever happens at the path afterwards.
 pub(crate) fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> io::Result<(Placed, File)> {
     prepare_destination(dest)?;
-    let file_name = dest.file_name().unwrap_or("file");
-    let temp = dest.with_file_name(format!("{file_name}.{}.link{PARTIAL_SUFFIX}", std::process::id()));
+    let temp = Partial::link_temp(dest);
     let _ = fs::remove_file(&temp);
     let cloned = match mode {
         LinkMode::Auto | LinkMode::Clone => clone_file(src, &temp).ok().map(|file| (Placed::Clone, file)),
@@ -223,8 +220,7 @@ pub(crate) fn write_atomically(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> 
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let file_name = path.file_name().unwrap_or("file");
-    let temp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let temp = Partial::state_temp(path);
     let written = File::create(&temp).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()

@@ -6,4 +6,5 @@ pub(crate) mod cache;
 pub(crate) mod fs;
 pub(crate) mod hash;
 pub(crate) mod lock;
+pub(crate) mod partial;
 pub(crate) mod stamp;

@@ -3,6 +3,7 @@
 //! spelling help for a key that is not known.
 
 use crate::source::{BadSource, Kind, Source};
+use crate::store::partial::RESERVED_ENDINGS;
 
 /// The longest file name a path may end in, in bytes: filesystems allow 255, and the
 /// tool's temp files add a suffix of up to 24 (`.<pin>.part`, `.<pid>.link.part`).
@@ -12,7 +13,6 @@ pub(super) const MAX_FILE_NAME: usize = 255 - 24;
 /// folder, the stamps file, and the endings of partial downloads and temp files.
 const RESERVED_DIR: &str = ".locks";
 const RESERVED_FILE: &str = ".models-state";
-const RESERVED_ENDINGS: &[&str] = &[".part", ".part-validator", ".part-ranges", ".part-audit", ".tmp"];
 
 /// Why a manifest path could escape or clash with the checkpoints directory, if it could.
 pub(crate) fn path_problem(path: &str) -> Option<&'static str> {

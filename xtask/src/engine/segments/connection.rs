@@ -316,7 +316,7 @@ impl Connection<'_, '_> {
                     Some(suspect) => self.compare(&mut before, &buf[..take], at, suspect)?,
                     None => false,
                 };
-                let local = |e: io::Error| Step::Fatal(Fault::local(t.partial, &e));
+                let local = |e: io::Error| Step::Fatal(Fault::local(t.partial.path(), &e));
                 match (t.side, audit) {
                     // An audit that keeps what is there: what differs goes to the side.
                     (Some(side), Some(_)) if differs => {
@@ -385,7 +385,8 @@ impl Connection<'_, '_> {
     /// first difference against it. Says whether they differ.
     fn compare(&self, before: &mut Vec<u8>, incoming: &[u8], at: u64, suspect: usize) -> Result<bool, Step> {
         before.resize(incoming.len(), 0);
-        read_exact_at(self.file, before, at).map_err(|e| Step::Fatal(Fault::local(self.t.partial, &e)))?;
+        read_exact_at(self.file, before, at)
+            .map_err(|e| Step::Fatal(Fault::local(self.t.partial.path(), &e)))?;
         let Some(k) = before.iter().zip(incoming).position(|(a, b)| a != b) else {
             return Ok(false);
         };

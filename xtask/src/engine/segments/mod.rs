@@ -44,18 +44,18 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use camino::Utf8Path;
 
 use crate::engine::retry::Limiter;
 use crate::engine::slots::HostSlots;
 use crate::error::{Class, Fault};
 use crate::net::client::Net;
 use crate::source::Source;
+use crate::store::partial::Partial;
 use crate::text::human_bytes;
 use connection::Connection;
 pub(crate) use pieces::{KEPT, Piece, Span, audit_pieces, audit_pieces_of, frontier, split};
 use ramp::{Ask, Ramp};
-pub(crate) use sidecar::{load_sidecar, sidecar_path, write_sidecar};
+pub(crate) use sidecar::{load_sidecar, write_sidecar};
 
 /// Files smaller than this go over one connection: splitting costs a request per piece,
 /// and below this size one loopback or LAN connection already ends in well under a second.
@@ -178,7 +178,7 @@ pub(crate) struct Transfer<'a> {
     pub urls: &'a [&'a Source],
     /// The first URL's key in the sidecar (a hash: a signed URL's token stays off disk).
     pub url_key: &'a str,
-    pub partial: &'a Utf8Path,
+    pub partial: &'a Partial,
     pub size: u64,
     /// ETag or Last-Modified of the file, sent as `If-Range` by every piece; `None`: the
     /// first source's is learnt from its first answer (an audit against another source).
@@ -434,7 +434,7 @@ pub(crate) fn run(
             // The file changed on the server: its pieces are of two versions. Keep the
             // prefix for the next attempt's `If-Range`, which will start it over.
             let _ = file.set_len(frontier(&state.pieces));
-            let _ = std::fs::remove_file(sidecar_path(t.partial));
+            let _ = std::fs::remove_file(t.partial.ranges());
         } else {
             // Anything else (an outage, a full disk) keeps every completed piece, as a
             // kill does: the next attempt, or run, fetches only what is missing.

@@ -4,19 +4,14 @@
 //! sidecar that does not fit the partial beside it is worthless and is never trusted
 //! without the final hash.
 
-use camino::{Utf8Path, Utf8PathBuf};
+use crate::store::partial::Partial;
 
 use crate::engine::segments::pieces::Piece;
 use crate::store::fs::write_atomically;
 
-/// Where the pieces are recorded for a resume after a kill.
-pub(crate) fn sidecar_path(partial: &Utf8Path) -> Utf8PathBuf {
-    partial.with_extension("part-ranges")
-}
-
 /// The pieces a killed run left, if the sidecar is for this URL, validator and size.
-pub(crate) fn load_sidecar(partial: &Utf8Path, url_key: &str, size: u64) -> Option<(String, Vec<Piece>)> {
-    let text = std::fs::read_to_string(sidecar_path(partial)).ok()?;
+pub(crate) fn load_sidecar(partial: &Partial, url_key: &str, size: u64) -> Option<(String, Vec<Piece>)> {
+    let text = std::fs::read_to_string(partial.ranges()).ok()?;
     let mut lines = text.lines();
     // The validator is the rest of the line: a date is several words.
     let mut head = lines.next()?.splitn(4, ' ');
@@ -51,13 +46,13 @@ pub(crate) fn load_sidecar(partial: &Utf8Path, url_key: &str, size: u64) -> Opti
 }
 
 /// Records the pieces for a resume after a kill (atomically: old or new, never a mix).
-pub(crate) fn write_sidecar(partial: &Utf8Path, url_key: &str, size: u64, validator: &str, pieces: &[Piece]) {
+pub(crate) fn write_sidecar(partial: &Partial, url_key: &str, size: u64, validator: &str, pieces: &[Piece]) {
     let mut text = format!("xtask-ranges-1 {url_key} {size} {validator}\n");
     for p in pieces {
         text.push_str(&format!("{} {} {}\n", p.start, p.next, p.end));
     }
     // Only an aid to resuming after a kill: failing to keep it costs a re-download.
-    let _ = write_atomically(&sidecar_path(partial), text.as_bytes());
+    let _ = write_atomically(&partial.ranges(), text.as_bytes());
 }
 
 #[cfg(test)]
@@ -68,7 +63,8 @@ mod tests {
     #[test]
     fn a_sidecar_is_trusted_only_for_its_url_size_and_a_tiling() {
         let dir = tempfile::tempdir().unwrap();
-        let partial = Utf8PathBuf::try_from(dir.path().join("f.part")).unwrap();
+        let dir = camino::Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
+        let partial = Partial::beside(&dir.join("f"), "0123456789ab");
         let mut pieces = split(10 << 20, 3);
         pieces[1].next += 1000;
         write_sidecar(&partial, "key", 10 << 20, "\"etag\"", &pieces);
@@ -80,7 +76,7 @@ mod tests {
         let date = "Tue, 15 Nov 1994 08:12:31 GMT";
         write_sidecar(&partial, "key", 10 << 20, date, &pieces);
         assert_eq!(load_sidecar(&partial, "key", 10 << 20).unwrap().0, date, "a date is kept whole");
-        std::fs::write(sidecar_path(&partial), "xtask-ranges-1 key 10485760 v\n0 0 5\n").unwrap();
+        std::fs::write(partial.ranges(), "xtask-ranges-1 key 10485760 v\n0 0 5\n").unwrap();
         assert!(load_sidecar(&partial, "key", 10 << 20).is_none(), "pieces that do not tile");
     }
 }

@@ -8,14 +8,13 @@ use std::io::{self, Seek, SeekFrom};
 
 use crate::engine::check::BackgroundHasher;
 use crate::engine::events::Event;
-use crate::engine::install;
 use crate::engine::retry::Limiter;
 use crate::engine::segments::{self, Piece};
 use crate::engine::slots::HostSlots;
 use crate::engine::transfer::audit::Audit;
 use crate::engine::transfer::job::{Expect, Job, Listener, Settings};
 use crate::engine::transfer::open::{self, Opened};
-use crate::engine::transfer::resume::{self, read_validator, rehash_prefix, write_validator};
+use crate::engine::transfer::resume::{read_validator, rehash_prefix, write_validator};
 use crate::engine::transfer::sink::{Checked, Sink};
 use crate::error::{Class, Facts, Fault, Origin};
 use crate::net::client::Net;
@@ -97,11 +96,11 @@ impl Wire {
         extras: &[&Origin],
     ) -> Result<Checked, Fault> {
         let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
-        let local = |e: io::Error| Fault::local(&job.partial, &e);
+        let local = |e: io::Error| Fault::local(job.partial.path(), &e);
         // Nothing is made in the folder before a source has answered with the file (a 404
         // leaves no litter); a partial that is there already is opened to resume it.
         let mut file = match job.partial.exists() {
-            true => Some(install::open_partial(&job.partial).map_err(local)?),
+            true => Some(job.partial.open().map_err(local)?),
             false => None,
         };
         let mut have = match &file {
@@ -119,7 +118,7 @@ impl Wire {
             have = 0;
         }
         let pin = self.splittable(job, url).filter(|_| split);
-        if segments::sidecar_path(&job.partial).exists() {
+        if job.partial.ranges().exists() {
             // A partial with pieces: resumed piece by piece, or (for another URL, size or
             // an unreadable record) worthless, since it has holes.
             let resumed = pin.and_then(|pin| {
@@ -131,7 +130,7 @@ impl Wire {
                 Some((pin, _)) if have != pin.size => {
                     events(Event::RecordDropped { why: "the partial beside it is not the size it recorded" });
                     empty(&file)?;
-                    let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
+                    let _ = std::fs::remove_file(job.partial.ranges());
                     have = 0;
                 }
                 Some((pin, (validator, pieces))) => {
@@ -143,7 +142,7 @@ impl Wire {
                 }
                 None => {
                     empty(&file)?;
-                    let _ = std::fs::remove_file(segments::sidecar_path(&job.partial));
+                    let _ = std::fs::remove_file(job.partial.ranges());
                     have = 0;
                 }
             }
@@ -165,7 +164,7 @@ impl Wire {
         stats.status = opened.status;
         let mut file = match file {
             Some(file) => file,
-            None => install::open_partial(&job.partial).map_err(local)?,
+            None => job.partial.open().map_err(local)?,
         };
         if let (Some(pin), Some(206), Some(validator)) =
             (pin.filter(|_| probe), opened.status, &opened.validator)
@@ -204,7 +203,7 @@ impl Wire {
         stats.received = sink.written - have;
         if let Err(fault) = pumped {
             if matches!(fault.class, Class::Oversize | Class::HtmlPage | Class::LfsPointer) {
-                resume::discard(&job.partial);
+                job.partial.discard();
             }
             return Err(fault);
         }
@@ -307,7 +306,7 @@ impl Wire {
         stats.connections = connections.get();
         let mut done = done?;
         done.spans.extend(kept);
-        let handle = || file.try_clone().map_err(|e| Fault::local(&job.partial, &e));
+        let handle = || file.try_clone().map_err(|e| Fault::local(job.partial.path(), &e));
         if done.sha256 == sha256 {
             return Ok(Checked { file: handle()?, sha256: done.sha256, size, wrong_sources: Vec::new() });
         }
@@ -328,7 +327,7 @@ impl Wire {
             }
             return audited.result;
         }
-        resume::discard(&job.partial);
+        job.partial.discard();
         Err(Fault::of(Class::HashMismatch, Facts::Hash { computed: done.sha256, pinned: sha256.to_owned() }))
     }
 }

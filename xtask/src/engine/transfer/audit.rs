@@ -13,20 +13,20 @@
 
 use std::fs::{File, OpenOptions};
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 
 use crate::engine::segments::{self, KEPT, Note};
 use crate::engine::transfer::job::WrongSource;
-use crate::engine::transfer::resume;
 use crate::engine::transfer::sink::Checked;
 use crate::error::{Class, Facts, Fault, Origin};
 use crate::source::Source;
 use crate::store::fs::{read_exact_at, write_all_at};
 use crate::store::hash::HASH_BUFFER;
+use crate::store::partial::Partial;
 
 /// What the audit has to work with.
 pub(super) struct Audit<'a> {
-    pub partial: &'a Utf8Path,
+    pub partial: &'a Partial,
     /// The sources of the blend, the first first, as the spans number them.
     pub origins: &'a [&'a Origin],
     pub urls: &'a [&'a Source],
@@ -105,7 +105,7 @@ impl<'a> Audit<'a> {
         drop(side);
         let others_differ = checked.differed.iter().any(|&(source, _)| source != KEPT);
         if !others_differ || self.urls.len() < 2 {
-            resume::discard(self.partial);
+            self.partial.discard();
             audited.first_source_bad = others_differ;
             audited.result = Err(self.wrong(Some(&checked.sha256).filter(|_| others_differ)));
             return audited;
@@ -125,7 +125,7 @@ impl<'a> Audit<'a> {
                 audited.result = self.checked(wrong.collect());
             }
             Ok(again) => {
-                resume::discard(self.partial);
+                self.partial.discard();
                 audited.result = Err(self.wrong(Some(&again.sha256)));
             }
             Err(fault) => audited.result = Err(fault),
@@ -135,7 +135,7 @@ impl<'a> Audit<'a> {
 
     /// A sparse file the size of the partial, beside it.
     fn side(&self) -> Result<Side, Fault> {
-        let path = self.partial.with_extension("part-audit");
+        let path = self.partial.audit();
         let local = |e: std::io::Error| Fault::local(&path, &e);
         let file = OpenOptions::new()
             .read(true)
@@ -150,7 +150,7 @@ impl<'a> Audit<'a> {
 
     /// Copies the side file's ranges into the partial, and makes them durable with it.
     fn move_in(&self, side: &Side, ranges: &[(u64, u64)]) -> Result<(), Fault> {
-        let local = |e: std::io::Error| Fault::local(self.partial, &e);
+        let local = |e: std::io::Error| Fault::local(self.partial.path(), &e);
         let mut buf = vec![0u8; HASH_BUFFER];
         for &(start, end) in ranges {
             let mut at = start;
@@ -166,7 +166,7 @@ impl<'a> Audit<'a> {
 
     /// The partial, checked, with the sources found sending wrong bytes.
     fn checked(&self, wrong_sources: Vec<WrongSource>) -> Result<Checked, Fault> {
-        let file = self.file.try_clone().map_err(|e| Fault::local(self.partial, &e))?;
+        let file = self.file.try_clone().map_err(|e| Fault::local(self.partial.path(), &e))?;
         Ok(Checked { file, sha256: self.sha256.to_owned(), size: self.size, wrong_sources })
     }
 

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use camino::Utf8PathBuf;
-
 use crate::engine::events::Event;
 use crate::engine::manifest::Model;
 use crate::error::{Fault, Origin, Tried};
-use crate::store::stamp::Fingerprint;
+use crate::store::partial::Partial;
 
 /// Connections to one host at most, whatever `--jobs` × `--connections` asks for.
 pub(super) const DEFAULT_HOST_CEILING: usize = 16;
@@ -99,28 +97,25 @@ impl<'m> Expect<'m> {
     }
 }
 
-/// One download: the sources to try, where bytes collect, and where the checked file is
-/// renamed to (the destination, or a cache entry).
+/// One download: the sources to try, and where bytes collect.
 #[derive(Clone, Debug)]
 pub(crate) struct Job<'m> {
     pub expect: Expect<'m>,
     /// Mirrors and URLs, in the order to try.
     pub sources: Vec<Origin>,
-    pub partial: Utf8PathBuf,
-    pub target: Utf8PathBuf,
+    pub partial: Partial,
 }
 
-/// A model that arrived, matched its pin and was installed.
+/// A model that arrived and matched its pin: the checked partial, open, for the caller
+/// to place ([`crate::engine::install`]).
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub origin: Origin,
-    /// The sha256 of what was installed (the pin's, unless checks were skipped).
+    /// The partial whose bytes were checked, open: what is placed is what was hashed.
+    pub file: std::fs::File,
+    /// The sha256 of the bytes (the pin's, unless checks were skipped).
     pub sha256: String,
-    /// The size of what was installed.
     pub size: u64,
-    /// The installed file's fingerprint, read from the very file that was hashed and
-    /// renamed into place (not from whatever is at the path later).
-    pub fingerprint: Option<Fingerprint>,
     /// Bytes received over all attempts (a resumed prefix is not counted again).
     pub bytes: u64,
     pub attempts: u32,

@@ -30,21 +30,19 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::engine::events::{Attempted, Event};
-use crate::engine::install;
 use crate::engine::retry::{Limiter, backoff};
 use crate::engine::slots::HostSlots;
 use crate::error::{Class, Decision, Fault, Origin, Then, Tried};
 use crate::net::auth::Credentials;
 use crate::net::client::Net;
 use crate::net::proxy::ProxyEnv;
-use crate::store::stamp::Fingerprint;
 
 use attempt::Wire;
 pub(crate) use job::{
     DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Expect, Failed, Fetched, Job, Listener,
-    Settings, WrongSource,
+    Settings,
 };
-use sink::Checked;
+pub(crate) use sink::Checked;
 
 /// An attempt that moved at least this many bytes restores the retry budget.
 pub(crate) const REAL_PROGRESS: u64 = 1 << 20;
@@ -69,26 +67,18 @@ struct FromSource {
     result: Result<Served, Left>,
 }
 
-/// The source served the file: in this many attempts, installed.
+/// The source served the file: in this many attempts, checked.
 struct Served {
     attempts: u32,
     /// The most connections the last attempt had open at once (1: one stream).
     connections: usize,
-    installed: Installed,
+    checked: Checked,
 }
 
 /// The source was left: its last fault, and whether the model goes on to the next.
 struct Left {
     fault: Fault,
     decision: Decision,
-}
-
-/// A file put in place by one source.
-struct Installed {
-    sha256: String,
-    size: u64,
-    fingerprint: Option<Fingerprint>,
-    wrong_sources: Vec<WrongSource>,
 }
 
 /// Where an attempt stands in its source's retry budget.
@@ -126,7 +116,8 @@ impl Downloader {
         Downloader { wire: Wire { net, settings, slots, limiter }, unreachable: Mutex::default() }
     }
 
-    /// Downloads `job` into `job.target`, trying each source in turn, reporting to `events`.
+    /// Downloads `job` into its partial and checks it, trying each source in turn,
+    /// reporting to `events`. The checked file is the caller's to place.
     pub(crate) fn fetch(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
         let started = Instant::now();
         let mut tried = Vec::new();
@@ -138,20 +129,19 @@ impl Downloader {
             received += from.received;
             blend &= !from.blend_failed;
             match from.result {
-                Ok(Served { attempts, connections, installed }) => {
-                    resume::forget(&job.partial);
+                Ok(Served { attempts, connections, checked }) => {
                     events(Event::Finished);
                     return Ok(Fetched {
                         origin: origin.clone(),
-                        sha256: installed.sha256,
-                        size: installed.size,
-                        fingerprint: installed.fingerprint,
+                        file: checked.file,
+                        sha256: checked.sha256,
+                        size: checked.size,
                         bytes: received,
                         attempts,
                         connections,
                         elapsed: started.elapsed(),
                         passed: tried,
-                        wrong_sources: installed.wrong_sources,
+                        wrong_sources: checked.wrong_sources,
                     });
                 }
                 Err(Left { fault, decision }) => {
@@ -195,14 +185,6 @@ impl Downloader {
             let extras =
                 if blend && !blend_failed && split { self.other_sources(job, origin) } else { Vec::new() };
             let attempt::Outcome { stats, result } = self.wire.attempt(job, origin, events, split, &extras);
-            let result = result.and_then(|checked| {
-                install::install(&checked.file, &job.partial, &job.target)
-                    .map_err(|e| Fault::local(&job.target, &e))?;
-                // The open file is the installed one: its metadata cannot be another file's.
-                let fingerprint = checked.file.metadata().ok().map(|m| Fingerprint::of(&m));
-                let Checked { sha256, size, wrong_sources, .. } = checked;
-                Ok(Installed { sha256, size, fingerprint, wrong_sources })
-            });
             received += stats.received;
             if stats.received >= REAL_PROGRESS {
                 budget.failures = 0;
@@ -218,10 +200,10 @@ impl Downloader {
                 decision: None,
             };
             let fault = match result {
-                Ok(installed) => {
+                Ok(checked) => {
                     events(Event::Attempted(&attempted));
                     let connections = stats.connections.max(1);
-                    let result = Ok(Served { attempts: budget.attempt, connections, installed });
+                    let result = Ok(Served { attempts: budget.attempt, connections, checked });
                     return FromSource { received, blend_failed, result };
                 }
                 Err(fault) => fault,

@@ -8,25 +8,22 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use camino::Utf8Path;
-
 use crate::engine::check::BackgroundHasher;
-use crate::engine::install;
-use crate::engine::segments;
 use crate::source::Source;
 use crate::store::fs::write_atomically;
 use crate::store::hash::HASH_BUFFER;
+use crate::store::partial::Partial;
 
 /// The validator kept for `source`'s partial download, if it is for that source.
-pub(super) fn read_validator(partial: &Utf8Path, source: &Source) -> Option<String> {
-    let text = std::fs::read_to_string(install::validator_path(partial)).ok()?;
+pub(super) fn read_validator(partial: &Partial, source: &Source) -> Option<String> {
+    let text = std::fs::read_to_string(partial.validator()).ok()?;
     let (for_source, validator) = text.split_once('\n')?;
     (for_source == source.disk_key()).then(|| validator.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// Keeps (or, with `None`, forgets) the validator of `source`'s partial download.
-pub(super) fn write_validator(partial: &Utf8Path, source: &Source, validator: Option<&str>) {
-    let path = install::validator_path(partial);
+pub(super) fn write_validator(partial: &Partial, source: &Source, validator: Option<&str>) {
+    let path = partial.validator();
     match validator {
         Some(v) => {
             let _ = write_atomically(&path, format!("{}\n{v}\n", source.disk_key()).as_bytes());
@@ -35,19 +32,6 @@ pub(super) fn write_validator(partial: &Utf8Path, source: &Source, validator: Op
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// Removes a partial download and every record beside it: its bytes are known to be bad
-/// (or worthless, as a file with holes no record describes).
-pub(super) fn discard(partial: &Utf8Path) {
-    install::discard_partial(partial);
-    let _ = std::fs::remove_file(segments::sidecar_path(partial));
-}
-
-/// Forgets the records of a download that was installed (the partial itself was renamed).
-pub(super) fn forget(partial: &Utf8Path) {
-    let _ = std::fs::remove_file(install::validator_path(partial));
-    let _ = std::fs::remove_file(segments::sidecar_path(partial));
 }
 
 /// Feeds the bytes already on disk through the hasher, so a resume checks the whole file.

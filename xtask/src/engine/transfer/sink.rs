@@ -11,14 +11,13 @@ use crate::engine::check::{self, BackgroundHasher, SNIFF_LEN};
 use crate::engine::events::Event;
 use crate::engine::retry::Limiter;
 use crate::engine::transfer::job::{Expect, Job, Listener, WrongSource};
-use crate::engine::transfer::resume;
 use crate::error::{Class, Facts, Fault};
 use crate::net::client::fill;
 use crate::net::faults::read_fault;
 use crate::net::headers::is_html_type;
 
 /// A temp file whose bytes matched what they must be: ready to install.
-pub(super) struct Checked {
+pub(crate) struct Checked {
     pub file: File,
     pub sha256: String,
     pub size: u64,
@@ -141,7 +140,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
 
     /// A failed write; a full disk says how far the download got and that it is kept.
     fn write_fault(&self, e: &io::Error) -> Fault {
-        let partial = &self.job.partial;
+        let partial = self.job.partial.path();
         let mut fault = Fault::local(partial, e);
         if fault.class == Class::NoSpace {
             let of = self.job.expect.size().map_or_else(String::new, |size| format!(" of {size}"));
@@ -223,7 +222,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
         if actual == sha256 {
             return Ok(Checked { file: self.file, sha256: actual, size: written, wrong_sources: Vec::new() });
         }
-        resume::discard(&self.job.partial);
+        self.job.partial.discard();
         if resumed_from > 0 {
             return Err(Fault::new(
                 Class::StalePartial,
