@@ -120,7 +120,8 @@ pub struct Policy {
     pub blames_manifest: bool,
 }
 
-/// What an attempt on one source does after a fault.
+/// What follows a fault: what a class asks for ([`Policy::then`]), and what the retry
+/// state decided within its budget ([`crate::engine::retry::RetryState`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Then {
     /// Try the same source again, after a backoff (within the retry budget).
@@ -128,23 +129,16 @@ pub enum Then {
     /// Give this source up and try the next one.
     NextSource,
     /// Give the model up: every source would fail the same way.
-    StopModel,
-}
-
-/// What to do after a fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Retry,
-    NextUrl,
     GiveUp,
 }
 
-impl Decision {
+impl Then {
+    /// Stable name, used in the attempt log and `--json`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Decision::Retry => "retry",
-            Decision::NextUrl => "next-url",
-            Decision::GiveUp => "give-up",
+            Then::Retry => "retry",
+            Then::NextSource => "next-url",
+            Then::GiveUp => "give-up",
         }
     }
 }
@@ -195,7 +189,7 @@ impl Class {
     /// What the tool does about this class of fault: the one place that decides it.
     /// No wildcard arm: a new class must say how it is handled.
     pub fn policy(self) -> Policy {
-        use Then::{NextSource, Retry, StopModel};
+        use Then::{GiveUp, NextSource, Retry};
         let policy = |then, sheds_connection, trips_breaker, blames_manifest| Policy {
             then,
             sheds_connection,
@@ -236,7 +230,7 @@ impl Class {
             | Class::S3NoSuchBucket
             | Class::S3Config => policy(NextSource, false, false, false),
             // Every source would fail alike on this machine's disk.
-            Class::LocalIo | Class::NoSpace | Class::InUse => policy(StopModel, false, false, false),
+            Class::LocalIo | Class::NoSpace | Class::InUse => policy(GiveUp, false, false, false),
         }
     }
 
@@ -247,7 +241,7 @@ impl Class {
 
     /// Local faults would fail the same way for every URL, so the model is given up.
     pub fn is_local(self) -> bool {
-        self.policy().then == Then::StopModel
+        self.policy().then == Then::GiveUp
     }
 
     /// What the user can do about it.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 pub(crate) use crate::engine::segments::Ranged;
-use crate::error::{Decision, Fault, Origin};
+use crate::error::{Fault, Origin, Then};
 
 /// One thing that happened to one model's download.
 #[derive(Debug)]
@@ -54,5 +54,5 @@ pub(crate) struct Attempted<'a> {
     /// `None` when the attempt succeeded.
     pub fault: Option<&'a Fault>,
     /// What comes next; `None` when the attempt succeeded.
-    pub decision: Option<Decision>,
+    pub decision: Option<Then>,
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::engine::retry::{Limiter, backoff};
+use crate::engine::retry::{Limiter, Next, RetryState};
 use crate::error::{Class, Fault};
 use crate::net::auth::Credentials;
 use crate::net::client::{Method, Net, Payload, s3_error};
@@ -225,14 +225,16 @@ impl<'a> Publisher<'a> {
 
     /// `f` again after a transient fault, with backoff, up to [`TRIES`] times.
     fn retried<T>(&self, mut f: impl FnMut() -> Result<T, Fault>) -> Result<T, Fault> {
-        let mut failures = 0;
+        let mut retry = RetryState::new(self.backoff, TRIES - 1);
         loop {
-            match f() {
-                Err(fault) if fault.class.is_transient() && failures + 1 < TRIES => {
-                    failures += 1;
-                    std::thread::sleep(fault.retry_after.unwrap_or_else(|| backoff(self.backoff, failures)));
-                }
-                result => return result,
+            retry.attempt();
+            let fault = match f() {
+                Err(fault) => fault,
+                done => return done,
+            };
+            match retry.next(&fault) {
+                Next::Retry(wait) => std::thread::sleep(wait),
+                Next::NextSource | Next::GiveUp => return Err(fault),
             }
         }
     }

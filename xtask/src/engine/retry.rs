@@ -1,10 +1,107 @@
-//! When to try again, and how long to wait first.
+//! When to try again, and how long to wait first: one [`RetryState`] for every loop
+//! that retries (a source's attempts, a split download's connections, publishing).
 //!
-//! Backoff doubles from a base with jitter, so many clients that failed together do not
-//! come back together; a server's `Retry-After` (seconds or an HTTP date) wins when it
-//! is given. Both are capped, so no answer can make the tool wait unreasonably.
+//! What a fault asks for is its class's [`policy`](crate::error::Class::policy); the
+//! state grants a retry within its budget and says how long to wait. Backoff doubles
+//! from a base with jitter, so many clients that failed together do not come back
+//! together; a server's `Retry-After` (seconds or an HTTP date) wins when it is given.
+//! Both are capped, so no answer can make the tool wait unreasonably.
 
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::{Fault, Then};
+
+/// An attempt that moved at least this many bytes restores the retry budget.
+pub(crate) const REAL_PROGRESS: u64 = 1 << 20;
+/// However much progress attempts make, one budget allows at most this many times the
+/// normal number of attempts, so a server that stalls every few megabytes still ends.
+const ATTEMPT_CAP_FACTOR: u32 = 5;
+
+/// What follows a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The same source again, after this wait.
+    Retry(Duration),
+    /// This source is done: the next one.
+    NextSource,
+    /// The model is done: every source would fail alike.
+    GiveUp,
+}
+
+impl Next {
+    /// The choice without its wait, as the log and `--json` name it.
+    pub(crate) fn then(self) -> Then {
+        match self {
+            Next::Retry(_) => Then::Retry,
+            Next::NextSource => Then::NextSource,
+            Next::GiveUp => Then::GiveUp,
+        }
+    }
+}
+
+/// One loop's retry budget: `retries` further attempts after transient faults, restored
+/// whenever an attempt makes real progress, under a hard cap on attempts.
+#[derive(Clone, Debug)]
+pub(crate) struct RetryState {
+    base: Duration,
+    retries: u32,
+    /// Attempts started, from 1.
+    attempts: u32,
+    /// Failures since the last attempt that made real progress.
+    failures: u32,
+}
+
+impl RetryState {
+    pub(crate) fn new(base: Duration, retries: u32) -> RetryState {
+        RetryState { base, retries, attempts: 0, failures: 0 }
+    }
+
+    /// Starts an attempt; returns its number, from 1.
+    pub(crate) fn attempt(&mut self) -> u32 {
+        self.attempts += 1;
+        self.attempts
+    }
+
+    /// An attempt that moved `bytes` restores the budget when they are real progress.
+    pub(crate) fn moved(&mut self, bytes: u64) {
+        if bytes >= REAL_PROGRESS {
+            self.failures = 0;
+        }
+    }
+
+    /// Starts the budget over (a connection that moved to another source).
+    pub(crate) fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// What follows `fault`: its class's policy, within the budget.
+    pub(crate) fn next(&mut self, fault: &Fault) -> Next {
+        self.failures += 1;
+        let cap = self.retries.saturating_add(1).saturating_mul(ATTEMPT_CAP_FACTOR);
+        match fault.class.policy().then {
+            Then::GiveUp => Next::GiveUp,
+            Then::Retry if self.failures <= self.retries && self.attempts < cap => {
+                Next::Retry(self.wait(fault))
+            }
+            Then::Retry | Then::NextSource => Next::NextSource,
+        }
+    }
+
+    /// One more attempt whatever the budget, unless the fault gives the model up: pieces
+    /// that hashed wrong are fetched again on one stream from the same source.
+    pub(crate) fn once_more(&mut self, fault: &Fault) -> Next {
+        self.failures += 1;
+        match fault.class.policy().then {
+            Then::GiveUp => Next::GiveUp,
+            Then::Retry | Then::NextSource => Next::Retry(self.wait(fault)),
+        }
+    }
+
+    /// The server's `Retry-After`, or the backoff for this many failures.
+    fn wait(&self, fault: &Fault) -> Duration {
+        fault.retry_after.unwrap_or_else(|| backoff(self.base, self.failures))
+    }
+}
 
 /// Backoff never waits longer than this between attempts...
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -13,7 +110,7 @@ pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The delay before attempt `attempt + 1`: doubling from `base`, capped, with jitter so
 /// that many clients do not come back in lock step.
-pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
+fn backoff(base: Duration, attempt: u32) -> Duration {
     let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let capped = doubled.min(MAX_BACKOFF);
     // Somewhere in [50 %, 100 %] of the capped delay.
@@ -143,6 +240,50 @@ pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::error::Class;
+
+    fn after(state: &mut RetryState, class: Class) -> Then {
+        state.attempt();
+        state.next(&Fault::new(class, "x")).then()
+    }
+
+    #[test]
+    fn a_transient_fault_is_retried_within_the_budget_then_the_next_source_is_tried() {
+        let mut state = RetryState::new(Duration::ZERO, 3);
+        let thens: Vec<Then> = (0..4).map(|_| after(&mut state, Class::Timeout)).collect();
+        assert_eq!(thens, [Then::Retry, Then::Retry, Then::Retry, Then::NextSource], "retries spent");
+        // Progress restores the budget, up to the hard cap of 20 attempts.
+        let mut state = RetryState::new(Duration::ZERO, 3);
+        for _ in 0..19 {
+            assert_eq!(after(&mut state, Class::ServerBusy), Then::Retry);
+            state.moved(REAL_PROGRESS);
+        }
+        assert_eq!(after(&mut state, Class::ServerBusy), Then::NextSource, "the hard cap");
+    }
+
+    #[test]
+    fn a_permanent_fault_moves_on_and_a_local_one_gives_the_model_up() {
+        let mut state = RetryState::new(Duration::ZERO, 3);
+        assert_eq!(after(&mut state, Class::NotFound), Then::NextSource);
+        assert_eq!(after(&mut state, Class::HostNotFound), Then::NextSource);
+        assert_eq!(after(&mut state, Class::NoSpace), Then::GiveUp);
+        assert_eq!(
+            state.once_more(&Fault::new(Class::LocalIo, "x")),
+            Next::GiveUp,
+            "even for garbled pieces"
+        );
+    }
+
+    #[test]
+    fn garbled_pieces_get_one_more_attempt_whatever_the_budget_and_retry_after_wins() {
+        let mut state = RetryState::new(Duration::from_secs(1), 0);
+        state.attempt();
+        let fault =
+            Fault { retry_after: Some(Duration::from_secs(7)), ..Fault::new(Class::HashMismatch, "x") };
+        assert_eq!(state.once_more(&fault), Next::Retry(Duration::from_secs(7)));
+        assert_eq!(state.next(&fault), Next::NextSource);
+    }
 
     #[test]
     fn limit_rate_banks_at_most_a_second_of_idle_time() {

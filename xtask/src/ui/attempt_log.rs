@@ -161,7 +161,7 @@ mod tests {
                     resumed_from: 0,
                     duration: Duration::from_millis(1500),
                     fault: Some(&fault),
-                    decision: Some(crate::error::Decision::Retry),
+                    decision: Some(crate::error::Then::Retry),
                 },
             );
         }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::engine::retry::backoff;
+use crate::engine::retry::{Next, RetryState};
 use crate::engine::segments::pieces::{CHUNK, Pace, Span, claim};
 use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer, hashing};
 use crate::engine::slots::Slot;
@@ -48,7 +48,7 @@ impl Connection<'_, '_> {
 
     fn claim_and_fetch(&mut self, mut body: Option<Box<dyn Read + Send>>) {
         let (t, board) = (self.t, self.board);
-        let mut failures = 0u32;
+        let mut retry = RetryState::new(t.backoff, t.retries);
         // How fast this connection went on its last piece: what a slower one is judged by.
         let mut pace: Pace = None;
         'claims: loop {
@@ -123,7 +123,7 @@ impl Connection<'_, '_> {
                 let ranged = Ranged { source: self.source, start: next, end, bytes: written, fault };
                 let _ = self.tx.send(Note::Range(ranged));
                 match outcome {
-                    Ok(moved) if moved >= MIN_SPLIT => failures = 0,
+                    Ok(moved) if moved >= MIN_SPLIT => retry.reset(),
                     Ok(_) => {}
                     Err(Step::Retired) => {
                         // It added no speed: its piece goes to the others.
@@ -147,7 +147,7 @@ impl Connection<'_, '_> {
                         if self.source == 0 || !self.move_to_first_source() {
                             return;
                         }
-                        failures = 0;
+                        retry.reset();
                         // The piece is no longer this connection's (another may hold it
                         // already): claim afresh, from the first source.
                         continue 'claims;
@@ -157,12 +157,10 @@ impl Connection<'_, '_> {
                         return;
                     }
                     Err(Step::Transient(fault)) => {
-                        failures += 1;
-                        if failures > t.retries {
+                        let Next::Retry(wait) = retry.next(&fault) else {
                             board.fail(fault);
                             return;
-                        }
-                        let wait = fault.retry_after.unwrap_or_else(|| backoff(t.backoff, failures));
+                        };
                         let _ = self.tx.send(Note::Retrying { source: self.source, fault, wait });
                         std::thread::sleep(wait);
                     }
@@ -421,7 +419,7 @@ fn classify(fault: Fault) -> Step {
     match policy.then {
         _ if policy.sheds_connection => Step::Shed(fault),
         Then::Retry => Step::Transient(fault),
-        Then::NextSource | Then::StopModel => Step::Fatal(fault),
+        Then::NextSource | Then::GiveUp => Step::Fatal(fault),
     }
 }
 
@@ -429,6 +427,6 @@ fn classify(fault: Fault) -> Step {
 fn as_last(fault: Fault) -> Step {
     match fault.class.policy().then {
         Then::Retry => Step::Transient(fault),
-        Then::NextSource | Then::StopModel => Step::Fatal(fault),
+        Then::NextSource | Then::GiveUp => Step::Fatal(fault),
     }
 }

@@ -44,7 +44,6 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-
 use crate::engine::retry::Limiter;
 use crate::engine::slots::HostSlots;
 use crate::error::{Class, Fault};

@@ -1,9 +1,11 @@
-//! Stage 3: move one model's bytes from its sources to where they are checked.
+//! Move one model's bytes from its sources into its partial, and check them: the
+//! result is a checked file, which [`crate::engine::install`] places.
 //!
 //! Each source is tried in order. What a fault leads to is its class's
-//! [`policy`](crate::error::Class::policy): a transient one earns the same source another
-//! attempt after an exponential, jittered backoff or the server's `Retry-After`
-//! ([`decide`]); a permanent one moves on to the next source at once; a local one (disk
+//! [`policy`](crate::error::Class::policy), within one
+//! [`RetryState`](crate::engine::retry::RetryState): a transient one earns the same
+//! source another attempt after an exponential, jittered backoff or the server's
+//! `Retry-After`; a permanent one moves on to the next source at once; a local one (disk
 //! full, permissions) gives the model up, since every source would fail alike.
 //!
 //! The rooms: this file holds the attempt loop over sources; [`attempt`] is one attempt
@@ -30,9 +32,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::engine::events::{Attempted, Event};
-use crate::engine::retry::{Limiter, backoff};
+use crate::engine::retry::{Limiter, Next, RetryState};
 use crate::engine::slots::HostSlots;
-use crate::error::{Class, Decision, Fault, Origin, Then, Tried};
+use crate::error::{Class, Fault, Origin, Then, Tried};
 use crate::net::auth::Credentials;
 use crate::net::client::Net;
 use crate::net::proxy::ProxyEnv;
@@ -43,12 +45,6 @@ pub(crate) use job::{
     Settings,
 };
 pub(crate) use sink::Checked;
-
-/// An attempt that moved at least this many bytes restores the retry budget.
-pub(crate) const REAL_PROGRESS: u64 = 1 << 20;
-/// However much progress attempts make, one source gets at most this many times the
-/// normal number of attempts, so a server that stalls every few megabytes still ends.
-const ATTEMPT_CAP_FACTOR: u32 = 5;
 
 pub(crate) struct Downloader {
     /// What every attempt sends and receives through.
@@ -78,30 +74,7 @@ struct Served {
 /// The source was left: its last fault, and whether the model goes on to the next.
 struct Left {
     fault: Fault,
-    decision: Decision,
-}
-
-/// Where an attempt stands in its source's retry budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Budget {
-    /// This attempt's number, from 1.
-    pub attempt: u32,
-    /// Failures since the last attempt that made real progress, this one included.
-    pub failures: u32,
-    /// `--retries`.
-    pub retries: u32,
-}
-
-/// What follows a failed attempt: the fault's policy, within the budget. Pieces that
-/// hashed wrong (`garbled_pieces`) are fetched again on one stream from the same source.
-pub(crate) fn decide(class: Class, garbled_pieces: bool, budget: Budget) -> Decision {
-    let cap = budget.retries.saturating_add(1).saturating_mul(ATTEMPT_CAP_FACTOR);
-    match class.policy().then {
-        Then::StopModel => Decision::GiveUp,
-        _ if garbled_pieces => Decision::Retry,
-        Then::Retry if budget.failures <= budget.retries && budget.attempt < cap => Decision::Retry,
-        Then::Retry | Then::NextSource => Decision::NextUrl,
-    }
+    then: Then,
 }
 
 impl Downloader {
@@ -144,10 +117,10 @@ impl Downloader {
                         wrong_sources: checked.wrong_sources,
                     });
                 }
-                Err(Left { fault, decision }) => {
+                Err(Left { fault, then }) => {
                     events(Event::GaveUp { origin, fault: &fault });
                     tried.push(Tried { origin: origin.clone(), fault });
-                    if decision == Decision::GiveUp {
+                    if then == Then::GiveUp {
                         break;
                     }
                 }
@@ -172,26 +145,25 @@ impl Downloader {
             return FromSource {
                 received,
                 blend_failed,
-                result: Err(Left { fault, decision: Decision::NextUrl }),
+                result: Err(Left { fault, then: Then::NextSource }),
             };
         }
-        let mut budget = Budget { attempt: 0, failures: 0, retries: self.wire.settings.retries };
+        let settings = &self.wire.settings;
+        let mut retry = RetryState::new(settings.backoff, settings.retries);
         // Split over several connections until pieces once hash wrong: then the file is
         // fetched again on one stream, so a server that garbles ranges still serves it.
         let mut split = true;
         loop {
-            budget.attempt += 1;
+            let attempt = retry.attempt();
             let started = Instant::now();
             let extras =
                 if blend && !blend_failed && split { self.other_sources(job, origin) } else { Vec::new() };
             let attempt::Outcome { stats, result } = self.wire.attempt(job, origin, events, split, &extras);
             received += stats.received;
-            if stats.received >= REAL_PROGRESS {
-                budget.failures = 0;
-            }
+            retry.moved(stats.received);
             let mut attempted = Attempted {
                 origin,
-                attempt: budget.attempt,
+                attempt,
                 status: stats.status,
                 bytes: stats.received,
                 resumed_from: stats.resumed_from,
@@ -203,12 +175,11 @@ impl Downloader {
                 Ok(checked) => {
                     events(Event::Attempted(&attempted));
                     let connections = stats.connections.max(1);
-                    let result = Ok(Served { attempts: budget.attempt, connections, checked });
+                    let result = Ok(Served { attempts: attempt, connections, checked });
                     return FromSource { received, blend_failed, result };
                 }
                 Err(fault) => fault,
             };
-            budget.failures += 1;
             // Pieces that hashed wrong, or came encoded or as pages: the server garbles
             // ranges, so the file comes again as one stream, checked as a whole.
             let garbled = matches!(fault.class, Class::HashMismatch | Class::Encoded | Class::HtmlPage);
@@ -217,12 +188,12 @@ impl Downloader {
             let garbled_pieces = stats.segmented && garbled && split && !stats.source_bad;
             split &= !garbled_pieces;
             blend_failed |= (garbled_pieces && stats.blended) || stats.source_bad;
-            let decision = decide(fault.class, garbled_pieces, budget);
+            let next = if garbled_pieces { retry.once_more(&fault) } else { retry.next(&fault) };
             attempted.status = fault.status.or(attempted.status);
             attempted.fault = Some(&fault);
-            attempted.decision = Some(decision);
+            attempted.decision = Some(next.then());
             events(Event::Attempted(&attempted));
-            if decision != Decision::Retry {
+            let Next::Retry(wait) = next else {
                 let unreached = fault.class.policy().trips_breaker && received == 0 && fault.status.is_none();
                 // The breaker books the host that failed: a redirect's dead target must not
                 // stop the next model on its healthy origin.
@@ -232,10 +203,8 @@ impl Downloader {
                         .unwrap_or_else(PoisonError::into_inner)
                         .insert(failed, fault.clone());
                 }
-                return FromSource { received, blend_failed, result: Err(Left { fault, decision }) };
-            }
-            let wait =
-                fault.retry_after.unwrap_or_else(|| backoff(self.wire.settings.backoff, budget.failures));
+                return FromSource { received, blend_failed, result: Err(Left { fault, then: next.then() }) };
+            };
             events(Event::Retrying { origin, fault: &fault, wait });
             std::thread::sleep(wait);
         }
@@ -262,37 +231,5 @@ impl Downloader {
             .iter()
             .filter(|o| *o != origin && o.kind() == origin.kind() && remote(o) && reached(o))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn budget(attempt: u32, failures: u32) -> Budget {
-        Budget { attempt, failures, retries: 3 }
-    }
-
-    #[test]
-    fn a_transient_fault_is_retried_within_the_budget_then_the_next_source_is_tried() {
-        assert_eq!(decide(Class::Timeout, false, budget(1, 1)), Decision::Retry);
-        assert_eq!(decide(Class::Timeout, false, budget(3, 3)), Decision::Retry);
-        assert_eq!(decide(Class::Timeout, false, budget(4, 4)), Decision::NextUrl, "retries spent");
-        assert_eq!(decide(Class::ServerBusy, false, budget(20, 1)), Decision::NextUrl, "the hard cap");
-        assert_eq!(decide(Class::ServerBusy, false, budget(19, 1)), Decision::Retry);
-    }
-
-    #[test]
-    fn a_permanent_fault_moves_on_and_a_local_one_stops_the_model() {
-        assert_eq!(decide(Class::NotFound, false, budget(1, 1)), Decision::NextUrl);
-        assert_eq!(decide(Class::HostNotFound, false, budget(1, 1)), Decision::NextUrl);
-        assert_eq!(decide(Class::NoSpace, false, budget(1, 1)), Decision::GiveUp);
-        assert_eq!(decide(Class::LocalIo, true, budget(1, 1)), Decision::GiveUp, "even for garbled pieces");
-    }
-
-    #[test]
-    fn garbled_pieces_get_one_more_attempt_on_one_stream_whatever_the_budget() {
-        assert_eq!(decide(Class::HashMismatch, true, budget(9, 9)), Decision::Retry);
-        assert_eq!(decide(Class::HashMismatch, false, budget(1, 1)), Decision::NextUrl);
     }
 }
