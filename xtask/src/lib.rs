@@ -36,6 +36,8 @@ mod engine;
 pub mod error;
 mod net;
 mod places;
+mod probe;
+mod publish;
 pub mod source;
 mod store;
 mod text;

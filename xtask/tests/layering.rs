@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 /// How high each folder sits; a file may only name what sits lower (or its own folder).
 fn rank(folder: &str) -> Option<u8> {
     Some(match folder {
-        "cli" => 7,
-        "commands" => 6,
-        "ui" => 5,
+        "cli" => 8,
+        "commands" => 7,
+        "ui" => 6,
+        // Beside the fetch pipeline, not in it: `mirror`'s uploads and `doctor`'s probes.
+        "publish.rs" | "probe.rs" => 5,
         "engine" => 4,
         "net" | "store" => 3,
         "error.rs" => 2,

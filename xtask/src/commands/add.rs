@@ -14,11 +14,10 @@ use crate::commands::{Context, Report, describe};
 use crate::engine::check;
 use crate::engine::install::{self, From};
 use crate::engine::manifest::{self, Manifest, Model};
-use crate::engine::plan;
 use crate::engine::transfer::{Downloader, Expect, Job, Settings};
-use crate::error::{Error, IoContext, Origin, Result};
+use crate::error::{Class, Error, IoContext, Origin, Result};
 use crate::source::Source;
-use crate::store::fs::{check_inside, write_atomically};
+use crate::store::fs::{check_inside, free_space, write_atomically};
 use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
 
@@ -70,7 +69,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
     // is touched, whatever happens.
     let file_name = entry.path.file_name().unwrap_or("model");
     // However large the file, it must fit where it is written.
-    let free = fs4::available_space(plan::nearest_existing(&work_dir).as_std_path()).unwrap_or(u64::MAX);
+    let free = free_space(&work_dir).unwrap_or(u64::MAX);
     let job = Job {
         expect: Expect::Unknown { max_size: request.max_size.min(free) },
         sources: entry.urls.iter().cloned().map(Origin::Url).collect(),
@@ -82,11 +81,17 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
         Ok(fetched) => fetched,
         Err(failed) => {
             for tried in &failed.tried {
+                // Without a pin, too large is add's own ceiling, which the user may raise.
+                let hint = match tried.fault.class {
+                    Class::Oversize => {
+                        "the file is larger than `--max-size` (or the free space) allows: raise `--max-size` if it is meant to be this large"
+                    }
+                    class => class.hint(),
+                };
                 cx.reporter.error(&format!(
-                    "error: {}: {}\n  hint: {}",
+                    "error: {}: {}\n  hint: {hint}",
                     describe(&tried.origin),
-                    tried.fault,
-                    tried.fault.class.hint()
+                    tried.fault
                 ));
             }
             return Ok(Report { ok: 0, failed: 1 });

@@ -19,9 +19,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commands::{Context, Report};
 use crate::engine::manifest::Manifest;
-use crate::engine::publish::UPLOADS_DIR;
 use crate::error::{Error, IoContext, Result, is_in_use};
 use crate::places;
+use crate::publish::UPLOADS_DIR;
 use crate::store::cache::Cache;
 use crate::store::fs::{files_below, remove_file};
 use crate::store::lock::{self, LOCK_DIR, Mode};

@@ -4,7 +4,8 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::events::Event;
-use crate::engine::manifest::Manifest;
+use crate::engine::manifest::{Manifest, Model};
+use crate::engine::plan::{self, Selection};
 use crate::error::{EXIT_MODEL_FAILED, EXIT_OK, Error, IoContext, Origin, Result};
 use crate::store::lock::{self, Held};
 use crate::text::shell_quote;
@@ -86,7 +87,13 @@ impl Context {
     pub(crate) fn open(defaults: &Defaults, location: &Location) -> Result<Context> {
         let manifest_path = absolute(location.manifest.as_deref().unwrap_or(&defaults.manifest))?;
         let checkpoints = absolute(location.checkpoints.as_deref().unwrap_or(&defaults.checkpoints))?;
-        let manifest = Manifest::load(&manifest_path)?;
+        let manifest = Manifest::load(&manifest_path).map_err(|mut e| {
+            // Only an unreadable file comes without help: say how to name another.
+            for problem in e.problems.iter_mut().filter(|p| p.help.is_empty()) {
+                problem.help = "pass the right file with `--manifest PATH`".to_owned();
+            }
+            e
+        })?;
         let log = match &location.log_file {
             Some(path) => Some(AttemptLog::open(path).map_err(|e| {
                 Error::usage(format!("cannot open the log file {path}: {e}; choose another `--log-file`"))
@@ -130,6 +137,17 @@ impl Context {
     }
 
     /// The command that runs `subcommand` on one model of this same manifest and folder.
+    /// The models `selection` names in this manifest; an unknown name is told with the
+    /// command that lists them.
+    pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<&Model>> {
+        plan::select(&self.manifest, selection).map_err(|e| match e {
+            Error::Usage(m) if m.ends_with(plan::NO_SUCH_MODEL) => {
+                Error::Usage(format!("{m}; `cargo xtask models status --all` lists every model"))
+            }
+            e => e,
+        })
+    }
+
     pub(crate) fn command_for(&self, subcommand: &str, model: &str) -> String {
         format!("cargo xtask models {subcommand} --model {model}{}", self.location_args)
     }
@@ -186,7 +204,9 @@ impl Context {
                     log.record_range(name, origin, ranged);
                 }
             }
-            Event::Connections { story } => {
+            Event::Connections { story, proxied } => {
+                let hint = if proxied { " (--connections N splits there too)" } else { "" };
+                let story = &format!("{story}{hint}");
                 if let Some(log) = &self.log {
                     log.record_connections(name, story);
                 }

@@ -17,12 +17,12 @@ use crate::commands::{Context, Report, hook};
 use crate::engine::check::{Glance, glance};
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection};
-use crate::engine::probe::{self, Probed, Prober};
 use crate::engine::workers;
 use crate::error::Result;
+use crate::probe::{self, Probed, Prober};
 use crate::source::Source;
 use crate::store::cache::Cache;
-use crate::store::fs::files_below;
+use crate::store::fs::{self, files_below};
 use crate::store::lock::{self, LOCK_DIR};
 use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
@@ -72,7 +72,7 @@ struct DoctorDocument<'a> {
 }
 
 pub(crate) fn run(cx: &Context, selection: &Selection, options: &Options) -> Result<Report> {
-    let models = plan::select(&cx.manifest, selection)?;
+    let models = cx.select(selection)?;
     let mut findings = Vec::new();
     proxies(&models, &options.mirrors, &mut findings);
     certificates(&mut findings);
@@ -182,8 +182,7 @@ fn space(cx: &Context, models: &[&Model], cache: Option<&Cache>, findings: &mut 
 }
 
 fn free_space(topic: &'static str, dir: &Utf8Path, need: u64, count: usize) -> Finding {
-    let probe = plan::nearest_existing(dir);
-    let Ok(free) = fs4::available_space(probe.as_std_path()) else {
+    let Some(free) = fs::free_space(dir) else {
         return Finding {
             topic,
             ok: true,

@@ -34,7 +34,7 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
             "warning: --skip-checks: sizes and sha256 are NOT checked; files may be incomplete or wrong",
         );
     }
-    let models = plan::select(&cx.manifest, selection)?;
+    let models = cx.select(selection)?;
     let _folder = cx.share_checkpoints()?;
     let _cache_folder = match &options.cache {
         Some(cache) => {
@@ -71,9 +71,10 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
             cx.reporter.finish_total();
             provided
         }
-        Err((dir, message)) => {
+        Err(short) => {
+            let message = shortfall(cx, &short);
             cx.reporter.error(&format!("error: {message}"));
-            let tried = Tried { origin: Origin::Disk(dir), fault: Fault::new(Class::NoSpace, message) };
+            let tried = Tried { origin: Origin::Disk(short.dir), fault: Fault::new(Class::NoSpace, message) };
             let failed = || Outcome::Failed(vec![tried.clone()]);
             let provided = missing.iter().map(|step| Provided {
                 model: step.model,
@@ -173,18 +174,31 @@ fn space_needed(cx: &Context, options: &Options, missing: &[Step<'_>]) -> Vec<pl
         let bytes = missing.iter().fold(0u64, |sum, s| {
             sum.saturating_add(remaining(s.model.size, Partial::beside(&s.dest, &s.model.sha256).path()))
         });
-        return vec![plan::SpaceNeed { dir: cx.checkpoints.clone(), flag: "--checkpoints-dir", bytes }];
+        return vec![plan::SpaceNeed { dir: cx.checkpoints.clone(), bytes }];
     };
     let to_download = missing.iter().filter(|s| !cache.entry(&s.model.sha256).exists());
     let bytes = to_download.fold(0u64, |sum, s| {
         sum.saturating_add(remaining(s.model.size, cache.partial(&s.model.sha256).path()))
     });
-    let mut needs = vec![plan::SpaceNeed { dir: cache.root.clone(), flag: "--cache-dir", bytes }];
+    let mut needs = vec![plan::SpaceNeed { dir: cache.root.clone(), bytes }];
     if !same_filesystem(&cache.root, &cx.checkpoints) {
         let copies = missing.iter().fold(0u64, |sum, s| sum.saturating_add(s.model.size));
-        needs.push(plan::SpaceNeed { dir: cx.checkpoints.clone(), flag: "--checkpoints-dir", bytes: copies });
+        needs.push(plan::SpaceNeed { dir: cx.checkpoints.clone(), bytes: copies });
     }
     needs
+}
+
+/// What a folder short of space means, and the option that moves that folder.
+fn shortfall(cx: &Context, short: &plan::Shortfall) -> String {
+    let plan::Shortfall { dir, needed, available } = short;
+    let flag = if *dir == cx.checkpoints { "--checkpoints-dir" } else { "--cache-dir" };
+    format!(
+        "not enough free space for the download in {dir}: needed {} ({needed} bytes), available {} ({available} bytes)\n  \
+         hint: free {} on that disk, or choose another disk with `{flag} DIR`, or fetch fewer models with `--model NAME`",
+        human_bytes(*needed),
+        human_bytes(*available),
+        human_bytes(needed - available),
+    )
 }
 
 fn report_success(cx: &Context, model: &Model, dest: &Utf8Path, outcome: &Outcome) {
@@ -253,10 +267,6 @@ impl Watch for Context {
     ) -> Result<Fetched, Failed> {
         let mut progress = self.reporter.transfer(&model.name, size);
         fetch(&mut self.listener(&model.name, &mut progress))
-    }
-
-    fn fetch_command(&self, model: &Model) -> String {
-        self.command_for("fetch", &model.name)
     }
 }
 

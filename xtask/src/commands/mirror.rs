@@ -4,7 +4,7 @@
 //! The layout is `DIR/sha256/<hex>`, the same one `--mirror` reads, so a CI job can warm
 //! a shared directory (or a web server's root, or a bucket) that every later job fetches
 //! from, with no dependence on the original hosts. Files are hard-linked where possible;
-//! to a bucket they are uploaded (see `engine::publish`).
+//! to a bucket they are uploaded (see `publish`).
 
 use camino::Utf8Path;
 
@@ -13,8 +13,8 @@ use crate::engine::check::LocalState;
 use crate::engine::install::{self, From};
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Trust};
-use crate::engine::publish::{Published, Publisher, Start, UPLOADS_DIR};
 use crate::error::{Error, Result};
+use crate::publish::{Published, Publisher, Start, UPLOADS_DIR};
 use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
 use crate::store::fs::{LinkMode, Placed};
@@ -32,7 +32,7 @@ pub(crate) fn run(
     cache: Option<&Cache>,
     jobs: usize,
 ) -> Result<Report> {
-    let models = plan::select(&cx.manifest, selection)?;
+    let models = cx.select(selection)?;
     let _folder = cx.share_checkpoints()?;
     let steps = plan::survey(&models, &cx.checkpoints, Trust::Stamps, jobs);
     let records = cx.checkpoints.join(UPLOADS_DIR);

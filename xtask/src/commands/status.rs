@@ -47,7 +47,7 @@ impl State {
 }
 
 pub(crate) fn run(cx: &Context, selection: &Selection, cache: Option<&Cache>) -> Result<Report> {
-    let models = plan::select(&cx.manifest, selection)?;
+    let models = cx.select(selection)?;
     let stamps = Stamps::load(&cx.checkpoints);
     let rows: Vec<(&Model, State)> = models.iter().map(|&m| (m, state_of(cx, m, &stamps, cache))).collect();
     // How each verified file reached the checkout, from its stamp (a clone cannot be

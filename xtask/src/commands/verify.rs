@@ -17,7 +17,7 @@ pub(crate) fn run(cx: &Context, selection: &Selection, trust: Trust, jobs: usize
     if trust == Trust::Presence {
         cx.reporter.error("warning: --skip-checks: only presence is checked, not sizes or sha256");
     }
-    let models = plan::select(&cx.manifest, selection)?;
+    let models = cx.select(selection)?;
     let _folder = cx.share_checkpoints()?;
     let steps = plan::survey(&models, &cx.checkpoints, trust, jobs);
     let width = steps.iter().map(|s| s.model.name.len()).max().unwrap_or(0);

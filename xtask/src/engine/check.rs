@@ -1,4 +1,4 @@
-//! Stage 4: is this the file the pin describes?
+//! Is this the file the pin describes?
 //!
 //! Two questions live here. For bytes on disk: does the file have the pinned size and
 //! sha256 ([`inspect`])? For bytes arriving over the network: do the first bytes look

@@ -25,7 +25,7 @@ pub(crate) enum Event<'a> {
     Range { origin: &'a Origin, ranged: &'a Ranged },
     /// A split transfer ended: how many connections it used and why (`connections
     /// 1→2→8 (rate 16→32→121 MiB/s): held at 8, …`).
-    Connections { story: &'a str },
+    Connections { story: &'a str, proxied: bool },
     /// `origin` sent bytes that differ from those `first` sent for the same range,
     /// first at byte `at`, and the file then hashed right: `origin` is the bad source.
     Differed { origin: &'a Origin, at: u64, first: &'a Origin },

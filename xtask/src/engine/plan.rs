@@ -1,4 +1,4 @@
-//! Stage 2: which models, where they go, and what each one needs.
+//! Which models, where they go, and what each one needs.
 //!
 //! A plan is the selected models with their destinations and what is on disk there now.
 //! Building it touches no network; fetch then downloads exactly the models whose state
@@ -11,8 +11,8 @@ use crate::engine::manifest::{Manifest, Model, edit_distance};
 use crate::engine::workers;
 use crate::error::{Error, Origin};
 use crate::source::{BadSource, Kind, Source};
+use crate::store::fs::free_space;
 use crate::store::stamp::Stamps;
-use crate::text::human_bytes;
 
 /// What the user asked for on the command line.
 #[derive(Clone, Debug, Default)]
@@ -78,7 +78,7 @@ fn resolve_model<'m>(manifest: &'m Manifest, asked: &str) -> Result<&'m Model, E
         several => {
             let which: Vec<String> = several.iter().map(|m| format!("{} ({})", m.name, m.path)).collect();
             return Err(Error::Usage(format!(
-                "{asked:?} is the file name of {} models: {}; name one of them with --model NAME",
+                "{asked:?} is the file name of {} models: {}; name one of them",
                 several.len(),
                 which.join(", ")
             )));
@@ -89,7 +89,7 @@ fn resolve_model<'m>(manifest: &'m Manifest, asked: &str) -> Result<&'m Model, E
     });
     let close = closest(asked, candidates);
     let hint = match close.as_slice() {
-        [] => "`cargo xtask models status --all` lists every model".to_owned(),
+        [] => return Err(Error::Usage(format!("no model named {asked:?} in the manifest{NO_SUCH_MODEL}"))),
         close => {
             let which: Vec<String> = close
                 .iter()
@@ -99,8 +99,12 @@ fn resolve_model<'m>(manifest: &'m Manifest, asked: &str) -> Result<&'m Model, E
             format!("did you mean {}?", which.join(" or "))
         }
     };
-    Err(Error::Usage(format!("no model named {asked:?} in the manifest, nor a model with that file; {hint}")))
+    Err(Error::Usage(format!("no model named {asked:?} in the manifest{NO_SUCH_MODEL}; {hint}")))
 }
+
+/// How the error for a model nothing resembles ends: the command layer adds the
+/// command that lists them.
+pub(crate) const NO_SUCH_MODEL: &str = ", nor a model with that file";
 
 /// The (up to three) values whose keys are closest to `asked`, when close enough to be
 /// what was meant: case aside, a few edits, or one containing the other.
@@ -196,47 +200,32 @@ pub(crate) fn parse_mirror(mirror: &str) -> Result<Source, Error> {
     Source::mirror(mirror).map_err(unsupported)
 }
 
-/// Bytes that must still fit in one folder's filesystem, and the option that moves it.
+/// Bytes that must still fit in one folder's filesystem.
 #[derive(Clone, Debug)]
 pub(crate) struct SpaceNeed {
     pub dir: Utf8PathBuf,
-    /// `--checkpoints-dir` or `--cache-dir`.
-    pub flag: &'static str,
     pub bytes: u64,
 }
 
+/// A folder whose filesystem cannot hold what is still to come there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Shortfall {
+    pub dir: Utf8PathBuf,
+    pub needed: u64,
+    pub available: u64,
+}
+
 /// Refuses a download that cannot fit, before a byte is written: each folder's
-/// filesystem against the bytes still to come there. The error names the folder.
-pub(crate) fn check_free_space(needs: &[SpaceNeed]) -> Result<(), (Utf8PathBuf, String)> {
-    needs.iter().try_for_each(|need| check_one(need).map_err(|message| (need.dir.clone(), message)))
-}
-
-fn check_one(need: &SpaceNeed) -> Result<(), String> {
-    let SpaceNeed { dir, flag, bytes: needed } = need;
-    let needed = *needed;
-    if needed == 0 {
-        return Ok(());
+/// filesystem against the bytes still to come there. A filesystem that cannot say is
+/// taken at its word: the download itself will report a full disk.
+pub(crate) fn check_free_space(needs: &[SpaceNeed]) -> Result<(), Shortfall> {
+    for SpaceNeed { dir, bytes: needed } in needs {
+        let available = free_space(dir).unwrap_or(u64::MAX);
+        if *needed > available {
+            return Err(Shortfall { dir: dir.clone(), needed: *needed, available });
+        }
     }
-    let probe = nearest_existing(dir);
-    let Ok(available) = fs4::available_space(probe.as_std_path()) else {
-        // Some filesystems cannot say; the download itself will report a full disk.
-        return Ok(());
-    };
-    if needed <= available {
-        return Ok(());
-    }
-    Err(format!(
-        "not enough free space for the download in {dir}: needed {} ({needed} bytes), available {} ({available} bytes)\n  \
-         hint: free {} on that disk, or choose another disk with `{flag} DIR`, or fetch fewer models with `--model NAME`",
-        human_bytes(needed),
-        human_bytes(available),
-        human_bytes(needed - available),
-    ))
-}
-
-/// The folder itself, or its closest ancestor that exists yet.
-pub(crate) fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
-    path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -284,7 +273,7 @@ mod tests {
     fn unknown_names_suggest_the_closest_and_groups_list_the_known_ones() {
         let m = manifest();
         let err = select(&m, &Selection { models: vec!["zz".into()], ..Selection::default() }).unwrap_err();
-        assert!(err.to_string().contains("models status --all"), "nothing close: {err}");
+        assert!(err.to_string().ends_with(NO_SUCH_MODEL), "nothing close: {err}");
         let err = select(&m, &Selection { models: vec!["a.bn".into()], ..Selection::default() }).unwrap_err();
         assert!(err.to_string().contains("did you mean `a` (a.bin)?"), "{err}");
         let err = select(&m, &Selection { groups: vec!["zz".into()], ..Selection::default() }).unwrap_err();
@@ -344,12 +333,10 @@ mod tests {
     #[test]
     fn free_space_is_refused_with_both_numbers() {
         let dir = Utf8PathBuf::try_from(std::env::temp_dir()).unwrap().join("no/such/dir/yet");
-        let need = |bytes| [SpaceNeed { dir: dir.clone(), flag: "--cache-dir", bytes }];
+        let need = |bytes| [SpaceNeed { dir: dir.clone(), bytes }];
         assert!(check_free_space(&need(1)).is_ok());
-        let (at, err) = check_free_space(&need(u64::MAX)).unwrap_err();
-        assert_eq!(at, dir);
-        assert!(err.contains("needed") && err.contains("available"), "{err}");
-        assert!(err.contains("`--cache-dir DIR`"), "the hint names the folder's own option: {err}");
-        assert!(err.contains(&u64::MAX.to_string()));
+        let short = check_free_space(&need(u64::MAX)).unwrap_err();
+        assert_eq!((short.dir, short.needed), (dir, u64::MAX));
+        assert!(short.available < u64::MAX);
     }
 }

@@ -1,4 +1,4 @@
-//! Stage 4: provide one model. Under the lock of its destination (so concurrent
+//! Provide one model. Under the lock of its destination (so concurrent
 //! processes take turns and the second finds the file present), from the shared cache
 //! or by downloading it: with the cache, bytes go into a content-addressed entry (locked
 //! too, so several checkouts download each file once) and the checkout gets a clone, a
@@ -85,8 +85,6 @@ pub(crate) trait Watch: Sync {
         size: u64,
         fetch: &mut dyn FnMut(&mut Listener<'_>) -> Result<Fetched, Failed>,
     ) -> Result<Fetched, Failed>;
-    /// The command that fetches `model` alone, for a message.
-    fn fetch_command(&self, model: &Model) -> String;
 }
 
 /// Provides models into one checkpoints folder.
@@ -207,10 +205,7 @@ impl Provider<'_> {
 
     fn download(&self, model: &Model, job: &Job<'_>) -> Result<Fetched, Failed> {
         if job.sources.is_empty() && self.options.offline {
-            let fetch = self.watch.fetch_command(model);
-            let detail = format!(
-                "offline, and no local source (cache, file:// URL or directory mirror) has it; `{fetch}` without --offline fetches it"
-            );
+            let detail = "offline, and no local source (cache, file:// URL or directory mirror) has it";
             return Err(Failed::at(Origin::Offline, Fault::new(Class::Offline, detail)));
         }
         let size = job.expect.size().unwrap_or(0);

@@ -232,6 +232,14 @@ pub(crate) fn write_atomically(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> 
     Ok(())
 }
 
+/// The bytes free for this user on the filesystem that holds `path` (or, when it does
+/// not exist yet, its closest ancestor that does); `None` where the filesystem cannot
+/// say. The one probe of free space: fetch's check, add's ceiling and doctor use it.
+pub(crate) fn free_space(path: &Utf8Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(Utf8Path::new("."));
+    fs4::available_space(existing.as_std_path()).ok()
+}
+
 /// Persists a rename on filesystems that need the directory itself synced. Some
 /// filesystems refuse fsync on a directory; the rename is done either way.
 pub(crate) fn sync_parent(path: &Utf8Path) {

@@ -1,4 +1,4 @@
-//! Stage 1: read `models.toml` into checked [`Model`]s.
+//! Read `models.toml` into checked [`Model`]s.
 //!
 //! The manifest is walked by hand over toml's spanned tree rather than through serde, so
 //! every problem can name the file, the line, the column and the fix, and all problems
@@ -66,7 +66,8 @@ impl Manifest {
                 1,
                 1,
                 format!("cannot read the manifest: {err}"),
-                "pass the right file with `--manifest PATH`",
+                // The command layer says how to name another manifest.
+                "",
             )
         })?;
         let text = match String::from_utf8(bytes) {

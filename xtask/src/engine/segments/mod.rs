@@ -77,8 +77,9 @@ pub(crate) enum Connections {
     Auto { start: usize, ceiling: usize },
     /// Exactly this many from the start (`--connections N`).
     Fixed(usize),
-    /// One, whatever the link does, for this reason (told in the story).
-    One(&'static str),
+    /// One, whatever the link does: the host is reached through a proxy, which may
+    /// fetch the whole file from the origin for every range asked of it.
+    ThroughProxy,
 }
 
 impl Connections {
@@ -87,7 +88,7 @@ impl Connections {
         match self {
             Connections::Auto { start, .. } => start.max(1),
             Connections::Fixed(n) => n.max(1),
-            Connections::One(_) => 1,
+            Connections::ThroughProxy => 1,
         }
     }
 }
@@ -224,6 +225,7 @@ pub(crate) enum Note {
     Connections {
         most: usize,
         story: String,
+        chosen: Connections,
     },
 }
 
@@ -271,7 +273,7 @@ pub(crate) fn run(
     let (tx, rx) = mpsc::channel::<Note>();
     let mut ramp = match t.connections {
         Connections::Auto { start, ceiling } => Some(Ramp::new(start, ceiling)),
-        Connections::Fixed(_) | Connections::One(_) => None,
+        Connections::Fixed(_) | Connections::ThroughProxy => None,
     };
     let digest = std::thread::scope(|scope| {
         let hasher = scope.spawn(|| hashing::follow_frontier(&board, file, t.side, t.size));
@@ -412,8 +414,8 @@ pub(crate) fn run(
             ramp.story()
         }
         None => match t.connections {
-            Connections::One(why) => format!("connections 1: {why}"),
-            _ => format!("connections {most} (--connections)"),
+            Connections::ThroughProxy => "connections 1: through a proxy".to_owned(),
+            _ => format!("connections {most} (as asked)"),
         },
     };
     if refusals > 0 {
@@ -426,7 +428,7 @@ pub(crate) fn run(
         // Bytes that landed ahead of the frontier: what splitting cost the hasher.
         story.push_str(&format!("; {} read back to hash", human_bytes(hashed.read_back)));
     }
-    notes(Note::Connections { most, story });
+    notes(Note::Connections { most, story, chosen: t.connections });
     let state = board.into_inner_state();
     if let Some(fault) = state.fault {
         if fault.class == Class::StalePartial {

@@ -220,9 +220,7 @@ impl Wire {
             // asked of it (squid with `range_offset_limit -1` and the file over its
             // object size limit: 20 GB for a 256 MiB file, measured): splitting through a
             // proxy is for the user to ask for, knowing how theirs is set.
-            None if self.net.proxied(url) => {
-                segments::Connections::One("through a proxy (--connections N splits there too)")
-            }
+            None if self.net.proxied(url) => segments::Connections::ThroughProxy,
             None => segments::Connections::Auto {
                 start: self.slots.start(&host),
                 ceiling: self.slots.file_ceiling(&host),
@@ -289,9 +287,10 @@ impl Wire {
             segments::Note::Range(ranged) => {
                 events(Event::Range { origin: origins[ranged.source], ranged: &ranged })
             }
-            segments::Note::Connections { most, story } => {
+            segments::Note::Connections { most, story, chosen } => {
                 connections.set(connections.get().max(most));
-                events(Event::Connections { story: &story })
+                let proxied = chosen == segments::Connections::ThroughProxy;
+                events(Event::Connections { story: &story, proxied })
             }
         };
         // Bytes already done come from an earlier run whose sources are not known: they

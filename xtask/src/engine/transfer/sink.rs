@@ -190,7 +190,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
             },
             Expect::Unknown { max_size } if offered > max_size => Err(Fault::new(
                 Class::Oversize,
-                format!("the server offers {offered} bytes, more than the allowed {max_size} (`--max-size`)"),
+                format!("the server offers {offered} bytes, more than the allowed {max_size}"),
             )),
             _ => Ok(()),
         }
