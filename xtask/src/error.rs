@@ -323,7 +323,7 @@ impl Class {
                 "the store does not know this access key: check AWS_ACCESS_KEY_ID or AWS_PROFILE, and that the key was made for this endpoint (AWS_ENDPOINT_URL)"
             }
             Class::S3Denied => {
-                "the credentials may not do this: reading needs s3:GetObject on the prefix; publishing needs s3:PutObject, the multipart actions and s3:ListBucket (see the README's CI recipe)"
+                "the credentials may not do this: reading needs s3:GetObject on the prefix; publishing needs s3:PutObject, the multipart actions and s3:ListBucket (see docs/mirrors.md)"
             }
             Class::S3NoSuchBucket => {
                 "the bucket does not exist at this endpoint: check the name in s3://BUCKET/…, AWS_REGION and AWS_ENDPOINT_URL"

@@ -1,19 +1,7 @@
 //! The engine behind `cargo xtask models`: provisions pinned model checkpoints.
 //!
-//! Layers live in folders and import one way only (a test reads every `use crate::`
-//! line and fails on an import that points up):
-//!
-//! ```text
-//! cli       clap types, dispatch, exit codes            → commands
-//! commands  Context, one file per command               → engine, store, ui
-//! engine    manifest → plan → transfer → check → install → net, store
-//! ui        progress, --json records, the attempt log   → engine (types only)
-//! net       HTTP client, proxies, cookies, credentials, URLs
-//! store     the cache, stamps, locks, atomic file writes
-//! error     faults, origins and the one Error type      → source
-//! source    where bytes come from: a typed, redacted URL → text
-//! text      byte counts and rates for messages          (used by all, uses none)
-//! ```
+//! Layers live in folders and import one way only; `ARCHITECTURE.md` at the repository's
+//! root maps every file, states the invariants and follows one fetch through the code.
 //!
 //! Dependencies are kept few on purpose: each one is compiled by every fresh `cargo
 //! xtask`. A crate earns its place only by doing a job better than code we would write.

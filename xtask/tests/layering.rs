@@ -1,13 +1,9 @@
-//! The layering rule, kept by a test so it survives the next contributor:
-//!
-//! ```text
-//! cli → commands → ui → engine → net, store → error → source → text
-//! ```
-//!
-//! A file may name (with `use crate::…` or an inline `crate::…` path) files in its own
-//! folder and in folders below its own, never above; `net` and `store` never name each
-//! other; `error.rs` names only `source.rs`, and `source.rs` and `text.rs` name nothing.
-//! And no two files name each other, even through others: the import graph has no cycle.
+//! The layering rule and the code map, kept by tests so they survive the next
+//! contributor. The ranks below are the layering diagram of `ARCHITECTURE.md` (the only
+//! one) as code: a file may name (with `use crate::…` or an inline `crate::…` path) files
+//! in its own folder and in folders below its own, never above; `net` and `store` never
+//! name each other. And no two files name each other, even through others: the import
+//! graph has no cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -81,7 +77,66 @@ fn no_source_file_is_over_600_lines() {
 }
 
 #[test]
+fn every_source_file_is_in_the_code_map_and_every_file_it_maps_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("../ARCHITECTURE.md")).unwrap();
+    let src = root.join("src");
+    let files: BTreeSet<String> = rust_files(&src).iter().map(|f| rel_name(&src, f)).collect();
+    let mapped = mapped_files(&map);
+    let missing: Vec<&String> = files.difference(&mapped).collect();
+    assert!(missing.is_empty(), "files missing from ARCHITECTURE.md's code map: {missing:?}");
+    let gone: Vec<&String> = mapped.difference(&files).collect();
+    assert!(gone.is_empty(), "ARCHITECTURE.md maps files that do not exist: {gone:?}");
+}
+
+#[test]
+fn the_engine_names_no_flag_and_only_the_retry_state_calls_backoff() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for file in rust_files(&src) {
+        let rel = rel_name(&src, &file);
+        let code = code_of(&std::fs::read_to_string(&file).unwrap());
+        if rel.starts_with("engine/")
+            && let Some(flag) = spelled_flag(&code)
+        {
+            found.push(format!("{rel} spells {flag}"));
+        }
+        if rel != "engine/retry.rs" && code.contains("backoff(") {
+            found.push(format!("{rel} calls backoff("));
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The files a code map names: each list item's first `` `path.rs` ``.
+fn mapped_files(map: &str) -> BTreeSet<String> {
+    let section = map.split("## Code map").nth(1).unwrap_or("");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("- `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|path| path.ends_with(".rs"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The first `--flag` spelled in a string of `code`, if any (comments are already gone).
+fn spelled_flag(code: &str) -> Option<String> {
+    code.split('"').skip(1).step_by(2).find_map(|text| {
+        let at = text.find("--")?;
+        let name: String =
+            text[at + 2..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '-').collect();
+        (name.len() > 1).then(|| format!("--{name}"))
+    })
+}
+
+#[test]
 fn the_checker_sees_a_violation_and_a_cycle() {
+    assert_eq!(spelled_flag("let a = \"x\"; f(\"use --max-size N\")").as_deref(), Some("--max-size"));
+    assert_eq!(spelled_flag("let a = 1 -- 2; \"a -- b\""), None);
+    let map = "## Code map\n- `a/b.rs`: x\n- `c.rs`: y\n## Life\n- `d.rs`: z\n";
+    assert_eq!(mapped_files(map), BTreeSet::from(["a/b.rs".to_owned(), "c.rs".to_owned()]));
     // The rule's own parts, on made-up input: a test that cannot fail guards nothing.
     let paths =
         crate_paths("use crate::engine::{plan::{self, Step}, check};\nlet x = crate::ui::json::print(1);");

@@ -34,7 +34,7 @@ pub(super) struct Fetch {
     jobs: JobsArgs,
     #[command(flatten)]
     sources: SourceArgs,
-    /// Print one JSON document on stdout (schema in the README).
+    /// Print one JSON document on stdout (schema in docs/json.md).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -72,7 +72,7 @@ pub(super) struct Verify {
     manifest_only: bool,
     #[command(flatten)]
     jobs: JobsArgs,
-    /// Print one JSON document on stdout (schema in the README).
+    /// Print one JSON document on stdout (schema in docs/json.md).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -86,7 +86,7 @@ pub(super) struct Status {
     /// Also look for partial downloads in this cache [default: as for fetch].
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<Utf8PathBuf>,
-    /// Print one JSON document on stdout (schema in the README).
+    /// Print one JSON document on stdout (schema in docs/json.md).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -113,7 +113,7 @@ pub(super) struct Doctor {
     /// Give up on a URL that does not answer within this many seconds.
     #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_seconds)]
     timeout: Duration,
-    /// Print one JSON document on stdout (schema in the README).
+    /// Print one JSON document on stdout (schema in docs/json.md).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -249,7 +249,7 @@ struct TransferArgs {
     /// Connections one large file (32 MiB or more, from a server that takes ranges) is
     /// fetched over. `auto`: one stream, and more while they add speed (where each
     /// connection is capped: CDNs, university mirrors), up to the host's ceiling; one
-    /// stream through a proxy (see the README for squid). A number fixes the count (1
+    /// stream through a proxy (see docs/fetch.md for squid). A number fixes the count (1
     /// turns splitting off). One host gets 16 connections at most, over all `--jobs`.
     #[arg(long, value_name = "N|auto", default_value = "auto", value_parser = parse_connections)]
     connections: ConnectionCount,

@@ -1,6 +1,6 @@
 //! `--json` output: one document on stdout, typed records written by serde_json.
 //!
-//! The README's schema is the contract: every command's document is `{"command",
+//! docs/json.md's schema is the contract: every command's document is `{"command",
 //! "models": [...], "summary": {...}}`, every model record starts with `name`, `path`,
 //! `file`, `group`, `size`, `sha256` and `state`, and the state decides the other fields. A test
 //! parses each command's output into that shape.

@@ -116,7 +116,7 @@ impl<'t> Checker<'t> {
             Err(err) => {
                 let span = err.span().unwrap_or(0..0);
                 let message = format!("not valid TOML: {}", err.message().trim_end());
-                self.report(span, message, "fix the syntax; see the example at the top of the README");
+                self.report(span, message, "fix the syntax; see the example in docs/manifest.md");
                 return Manifest::default();
             }
         };
