@@ -234,7 +234,7 @@ impl<'a> Publisher<'a> {
             };
             match retry.next(&fault) {
                 Next::Retry(wait) => std::thread::sleep(wait),
-                Next::NextSource | Next::GiveUp => return Err(fault),
+                Next::Source | Next::GiveUp => return Err(fault),
             }
         }
     }

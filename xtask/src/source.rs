@@ -270,6 +270,19 @@ impl Origin {
     }
 }
 
+/// The URL, redacted; a local origin by its kind and path (`disk /c/m.bin`), or, in the
+/// alternate form the attempt log uses, with no space (`disk:/c/m.bin`).
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sep = if f.alternate() { ":" } else { " " };
+        match (self.url(), self.path()) {
+            (Some(url), _) => write!(f, "{url}"),
+            (None, Some(path)) => write!(f, "{}{sep}{path}", self.kind()),
+            (None, None) => f.write_str(self.kind()),
+        }
+    }
+}
+
 /// A `file://` URL's absolute local path, with strict percent-decoding (a malformed
 /// escape or bytes that are not UTF-8 refuse the URL).
 fn local_path(url: &Url, rest: &str) -> Option<Utf8PathBuf> {

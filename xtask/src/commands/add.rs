@@ -10,7 +10,7 @@ use std::fs;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::commands::{Context, Report, describe};
+use crate::commands::{Context, Report};
 use crate::engine::check;
 use crate::engine::install::{self, From};
 use crate::engine::manifest::{self, Manifest, Model};
@@ -88,11 +88,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
                     }
                     class => class.hint(),
                 };
-                cx.reporter.error(&format!(
-                    "error: {}: {}\n  hint: {hint}",
-                    describe(&tried.origin),
-                    tried.fault
-                ));
+                cx.reporter.error(&format!("error: {}: {}\n  hint: {hint}", &tried.origin, tried.fault));
             }
             return Ok(Report { ok: 0, failed: 1 });
         }

@@ -6,7 +6,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::engine::events::Event;
 use crate::engine::manifest::{Manifest, Model};
 use crate::engine::plan::{self, Selection};
-use crate::error::{EXIT_MODEL_FAILED, EXIT_OK, Error, IoContext, Origin, Result};
+use crate::error::{EXIT_MODEL_FAILED, EXIT_OK, Error, IoContext, Result};
 use crate::store::lock::{self, Held};
 use crate::text::shell_quote;
 use crate::ui::attempt_log::AttemptLog;
@@ -179,7 +179,7 @@ impl Context {
         progress: &'a mut Transfer<'r>,
     ) -> impl FnMut(Event<'_>) + 'a {
         move |event| match event {
-            Event::Started { origin, position } => progress.restart(position, &describe(origin)),
+            Event::Started { origin, position } => progress.restart(position, &origin.to_string()),
             Event::Bytes(n) => progress.advance(n),
             Event::Attempted(attempted) => {
                 if let Some(log) = &self.log {
@@ -188,7 +188,7 @@ impl Context {
             }
             Event::Retrying { origin, fault, wait } => self.reporter.warn(&format!(
                 "{name}: {fault} from {}; retrying in {:.1}s",
-                describe(origin),
+                origin,
                 wait.as_secs_f64()
             )),
             // Said as it happens only with --verbose: otherwise a failed model's sources
@@ -196,7 +196,7 @@ impl Context {
             // source gets one warning about the earlier one's permanent fault.
             Event::GaveUp { origin, fault } => {
                 if self.verbose {
-                    self.reporter.note(&format!("{name}: gave up on {}: {fault}", describe(origin)))
+                    self.reporter.note(&format!("{name}: gave up on {}: {fault}", origin))
                 }
             }
             Event::Range { origin, ranged } => {
@@ -218,8 +218,7 @@ impl Context {
                 let message = format!(
                     "{name}: {} sent bytes that differ from the pinned file (first at byte {at}); \
                      they were fetched again from {}. Check that source, or drop it from the manifest",
-                    describe(origin),
-                    describe(first)
+                    origin, first
                 );
                 if let Some(log) = &self.log {
                     log.record_differed(name, origin, at);
@@ -229,7 +228,7 @@ impl Context {
             Event::KeptDiffered { at, first } => self.reporter.warn(&format!(
                 "{name}: bytes kept from an earlier, interrupted run differed from the pinned file \
                  (first at byte {at}); they were fetched again from {}",
-                describe(first)
+                first
             )),
             Event::RecordDropped { why } => self.reporter.note(&format!(
                 "note: {name}: the record of an earlier partial download was dropped ({why}); starting over"
@@ -240,14 +239,6 @@ impl Context {
 }
 
 /// An origin as a user reads it: the redacted URL, or the local place.
-pub(crate) fn describe(origin: &Origin) -> String {
-    match (origin.url(), origin.path()) {
-        (Some(url), _) => url.to_string(),
-        (None, Some(path)) => format!("{} {path}", origin.kind()),
-        (None, None) => origin.kind().to_owned(),
-    }
-}
-
 /// How a command over several models ended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Report {

@@ -13,5 +13,5 @@ pub(crate) mod run;
 pub(crate) mod status;
 pub(crate) mod verify;
 
-pub(crate) use context::{Context, Location, absolute, describe};
+pub(crate) use context::{Context, Location, absolute};
 pub use context::{Defaults, Report};

@@ -23,7 +23,7 @@ pub(crate) enum Next {
     /// The same source again, after this wait.
     Retry(Duration),
     /// This source is done: the next one.
-    NextSource,
+    Source,
     /// The model is done: every source would fail alike.
     GiveUp,
 }
@@ -33,7 +33,7 @@ impl Next {
     pub(crate) fn then(self) -> Then {
         match self {
             Next::Retry(_) => Then::Retry,
-            Next::NextSource => Then::NextSource,
+            Next::Source => Then::NextSource,
             Next::GiveUp => Then::GiveUp,
         }
     }
@@ -83,7 +83,7 @@ impl RetryState {
             Then::Retry if self.failures <= self.retries && self.attempts < cap => {
                 Next::Retry(self.wait(fault))
             }
-            Then::Retry | Then::NextSource => Next::NextSource,
+            Then::Retry | Then::NextSource => Next::Source,
         }
     }
 
@@ -282,7 +282,7 @@ mod tests {
         let fault =
             Fault { retry_after: Some(Duration::from_secs(7)), ..Fault::new(Class::HashMismatch, "x") };
         assert_eq!(state.once_more(&fault), Next::Retry(Duration::from_secs(7)));
-        assert_eq!(state.next(&fault), Next::NextSource);
+        assert_eq!(state.next(&fault), Next::Source);
     }
 
     #[test]

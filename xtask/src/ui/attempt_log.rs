@@ -31,9 +31,9 @@ impl AttemptLog {
     pub(crate) fn record(&self, model: &str, a: &Attempted<'_>) {
         let status = a.status.map_or_else(|| "-".to_owned(), |s| s.to_string());
         let line = format!(
-            "{} model={model} url={} attempt={} status={status} resumed_from={} bytes={} duration={:.3}s class={} decision={}\n",
+            "{} model={model} url={:#} attempt={} status={status} resumed_from={} bytes={} duration={:.3}s class={} decision={}\n",
             utc_timestamp(SystemTime::now()),
-            origin_text(a.origin),
+            a.origin,
             a.attempt,
             a.resumed_from,
             a.bytes,
@@ -50,9 +50,9 @@ impl AttemptLog {
         let status = r.fault.as_ref().map_or(Some(206), |f| f.status);
         let status = status.map_or_else(|| "-".to_owned(), |s| s.to_string());
         self.append(format!(
-            "{} model={model} url={} range={}-{} status={status} bytes={} class={}\n",
+            "{} model={model} url={:#} range={}-{} status={status} bytes={} class={}\n",
             utc_timestamp(SystemTime::now()),
-            origin_text(origin),
+            origin,
             r.start,
             r.end,
             r.bytes,
@@ -68,9 +68,9 @@ impl AttemptLog {
     /// Appends one line naming a source that sent bytes other than the pinned file's.
     pub(crate) fn record_differed(&self, model: &str, origin: &Origin, at: u64) {
         self.append(format!(
-            "{} model={model} url={} class=wrong-bytes first_wrong_byte={at}\n",
+            "{} model={model} url={:#} class=wrong-bytes first_wrong_byte={at}\n",
             utc_timestamp(SystemTime::now()),
-            origin_text(origin),
+            origin,
         ));
     }
 
@@ -90,15 +90,6 @@ impl AttemptLog {
         if let Ok(mut file) = self.file.lock() {
             let _ = file.write_all(line.as_bytes());
         }
-    }
-}
-
-/// The URL of an origin, redacted; a local origin by its kind and path.
-fn origin_text(origin: &Origin) -> String {
-    match (origin.url(), origin.path()) {
-        (Some(url), _) => url.to_string(),
-        (None, Some(path)) => format!("{}:{path}", origin.kind()),
-        (None, None) => origin.kind().to_owned(),
     }
 }
 

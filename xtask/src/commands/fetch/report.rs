@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use camino::Utf8Path;
 
-use crate::commands::{Context, describe};
+use crate::commands::Context;
 use crate::engine::manifest::Model;
 use crate::engine::plan::Step;
 use crate::engine::provide::{Outcome, Provided};
@@ -126,10 +126,7 @@ pub(super) fn report_fallbacks(cx: &Context, provided: &[Provided<'_>]) {
         for Tried { origin, fault } in fetched.passed.iter().filter(|t| is_permanent(t.fault.class)) {
             cx.reporter.warn(&format!(
                 "{}: came from {}, because {} failed: {fault}; fix or drop that URL in {}",
-                model.name,
-                describe(&fetched.origin),
-                describe(origin),
-                cx.manifest_path
+                model.name, &fetched.origin, origin, cx.manifest_path
             ));
         }
     }
@@ -269,7 +266,7 @@ fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[
             }
             class => class.hint().to_owned(),
         };
-        out.push_str(&format!("    {}. {}\n       {fault}\n       hint: {hint}\n", i + 1, describe(origin)));
+        out.push_str(&format!("    {}. {}\n       {fault}\n       hint: {hint}\n", i + 1, origin));
     }
     if tried.last().is_some_and(|t| t.fault.class.is_local()) {
         out.push_str("    (the remaining URLs were not tried: the fault above is local)\n");
