@@ -94,3 +94,31 @@ fn clean_refuses_a_project_directory() {
     assert!(run.stderr.contains("refusing to clean"), "{}", run.stderr);
     assert!(sb.file("stray/dir/old.pth").exists());
 }
+
+#[test]
+fn a_part_file_another_program_saved_beside_a_model_is_the_users() {
+    // Promise: clean takes only the names the tool makes, beside models it knows; a
+    // browser's download in progress in the same folder is left alone.
+    let sb = sandbox();
+    let data = payload(100, 2);
+    let pin =
+        Pin::new("gfpgan", "gfpgan/weights/GFPGANv1.4.pth", &data, &["http://127.0.0.1:9/g".to_owned()]);
+    sb.write_manifest(&[pin.clone()]);
+    std::fs::create_dir_all(sb.file("gfpgan/weights")).unwrap();
+    let ours = format!("gfpgan/weights/GFPGANv1.4.pth.{}.part", &pin.sha256[..12]);
+    let files = [
+        ours.clone(),
+        format!("{ours}-validator"),
+        "gfpgan/weights/GFPGANv1.4.pth.part".to_owned(),
+        "gfpgan/weights/other.pth.0123456789ab.part".to_owned(),
+    ];
+    for file in &files {
+        std::fs::write(sb.file(file), b"bytes").unwrap();
+    }
+    let run = sb.models(&["clean"]);
+    run.expect(0);
+    assert!(!sb.file(&files[0]).exists() && !sb.file(&files[1]).exists(), "the tool's own: {}", run.stdout);
+    assert!(sb.file(&files[2]).exists(), "a browser's .part is the user's: {}", run.stdout);
+    assert!(sb.file(&files[3]).exists(), "beside no model the tool knows: {}", run.stdout);
+    assert!(run.stdout.contains("removed 2 file(s)"), "{}", run.stdout);
+}
