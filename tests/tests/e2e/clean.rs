@@ -103,7 +103,7 @@ fn a_part_file_another_program_saved_beside_a_model_is_the_users() {
     let data = payload(100, 2);
     let pin =
         Pin::new("gfpgan", "gfpgan/weights/GFPGANv1.4.pth", &data, &["http://127.0.0.1:9/g".to_owned()]);
-    sb.write_manifest(&[pin.clone()]);
+    sb.write_manifest(std::slice::from_ref(&pin));
     std::fs::create_dir_all(sb.file("gfpgan/weights")).unwrap();
     let ours = format!("gfpgan/weights/GFPGANv1.4.pth.{}.part", &pin.sha256[..12]);
     let files = [

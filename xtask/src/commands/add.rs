@@ -12,7 +12,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::commands::{Context, Report};
 use crate::engine::check;
-use crate::engine::install::{self, From};
+use crate::engine::install;
 use crate::engine::manifest::{self, Manifest, Model};
 use crate::engine::transfer::{Downloader, Expect, Job, Settings};
 use crate::error::{Class, Error, IoContext, Origin, Result};
@@ -122,10 +122,9 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
         job.partial.discard();
         return Err(e);
     }
-    let checked = From::Checked { file: &fetched.file, partial: &job.partial };
-    let (_, installed) = install::place(checked, &dest).at("install the file at", &dest)?;
+    install::checked(&fetched.file, &job.partial, &dest).at("install the file at", &dest)?;
     // The stamp comes from the file just renamed, open: it cannot describe another one.
-    let stamp = check::stamp_of(&model.sha256, &installed).map(|s| (model.path.to_string(), s));
+    let stamp = check::stamp_of(&model.sha256, &fetched.file).map(|s| (model.path.to_string(), s));
     let _ = Stamps::record(&cx.checkpoints, stamp.into_iter().collect());
     cx.say(&format!(
         "pinned {} ({} bytes, sha256 {}) in {} and installed it at {dest}",

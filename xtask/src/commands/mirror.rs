@@ -10,14 +10,14 @@ use camino::Utf8Path;
 
 use crate::commands::{Context, Report};
 use crate::engine::check::LocalState;
-use crate::engine::install::{self, From};
+use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Trust};
 use crate::error::{Error, Result};
 use crate::publish::{Published, Publisher, Start, UPLOADS_DIR};
 use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
-use crate::store::fs::{LinkMode, Placed};
+use crate::store::fs::LinkMode;
 
 /// Where the files go: a folder, or a bucket and prefix (with how to upload).
 pub(crate) enum Target<'a> {
@@ -75,9 +75,9 @@ pub(crate) fn run(
             (Target::Bucket { .. }, None) => continue,
         };
         let target = dir.join("sha256").join(&model.sha256);
-        match install::place(From::Sealed { path: &source, mode: LinkMode::Auto }, &target) {
+        match install::sealed(&source, &target, LinkMode::Auto) {
             Ok((placed, _)) => {
-                let how = placed.map_or("renamed", Placed::as_str);
+                let how = placed.as_str();
                 cx.say(&format!("exported {} to {target} ({how})", model.name));
             }
             Err(e) => {

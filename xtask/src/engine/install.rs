@@ -1,6 +1,6 @@
 //! The one place a file is put at its destination, atomically: a checked download
 //! renamed from its partial, or a sealed file (a cache entry) cloned, linked or copied.
-//! `fetch`, `add` and `mirror` all go through [`place`].
+//! `fetch`, `add` and `mirror` all go through [`checked`] or [`sealed`].
 //!
 //! Bytes are written beside the destination (same folder, so the same filesystem) and
 //! only a checked file is fsynced and renamed over it. A crash at any moment leaves the
@@ -18,28 +18,19 @@ use crate::store::fs::{
 };
 use crate::store::partial::Partial;
 
-/// What is placed.
-pub(crate) enum From<'a> {
-    /// A download whose bytes were checked: its partial, and the file open on it.
-    Checked { file: &'a File, partial: &'a Partial },
-    /// A file the tool sealed (a cache entry), placed as `mode` allows.
-    Sealed { path: &'a Utf8Path, mode: LinkMode },
+/// Makes a checked download (`file`, open on `partial`) the file at `dest`; its records
+/// are forgotten. `file` is then the placed file: its metadata is that of exactly the
+/// file put there, whatever happens at the path afterwards.
+pub(crate) fn checked(file: &File, partial: &Partial, dest: &Utf8Path) -> io::Result<()> {
+    rename_into_place(file, partial.path(), dest)?;
+    partial.forget();
+    Ok(())
 }
 
-/// Puts `from` at `dest`. Returns how a sealed file was placed (`None` for a rename)
-/// and the placed file, open: its metadata is that of exactly the file put there,
-/// whatever happens at the path afterwards.
-pub(crate) fn place(from: From<'_>, dest: &Utf8Path) -> io::Result<(Option<Placed>, File)> {
-    match from {
-        From::Checked { file, partial } => {
-            rename_into_place(file, partial.path(), dest)?;
-            partial.forget();
-            Ok((None, file.try_clone()?))
-        }
-        From::Sealed { path, mode } => {
-            link_or_copy(path, dest, mode).map(|(placed, file)| (Some(placed), file))
-        }
-    }
+/// Puts a file the tool sealed (a cache entry, a verified checkpoint) at `dest` as `mode`
+/// allows. Returns how, and the placed file, open.
+pub(crate) fn sealed(path: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> io::Result<(Placed, File)> {
+    link_or_copy(path, dest, mode)
 }
 
 /// fsync, rename over, fsync the folder.
@@ -73,8 +64,7 @@ mod tests {
         std::fs::write(partial.path(), b"new").unwrap();
         std::fs::write(partial.validator(), b"v").unwrap();
         std::fs::write(&dest, b"old").unwrap();
-        let (placed, _) = place(From::Checked { file: &file, partial: &partial }, &dest).unwrap();
-        assert_eq!(placed, None);
+        checked(&file, &partial, &dest).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
         assert!(!partial.exists() && !partial.validator().exists());
     }
@@ -87,7 +77,7 @@ mod tests {
         std::fs::create_dir_all(dest.join("kept")).unwrap();
         let partial = Partial::beside(&dest, &"0123456789abcdef".repeat(4));
         let file = partial.open().unwrap();
-        assert!(place(From::Checked { file: &file, partial: &partial }, &dest).is_err());
+        assert!(checked(&file, &partial, &dest).is_err());
         assert!(partial.exists() && dest.join("kept").is_dir());
     }
 }

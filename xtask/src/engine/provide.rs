@@ -11,7 +11,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::check::{self, LocalState};
-use crate::engine::install::{self, From};
+use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Step};
 use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Listener, Settings};
@@ -156,16 +156,14 @@ impl Provider<'_> {
                 }
                 let job = self.job(model, cache.partial(&model.sha256));
                 let fetched = self.download(model, &job)?;
-                let checked = From::Checked { file: &fetched.file, partial: &job.partial };
-                install::place(checked, &entry)
-                    .and_then(|_| cache.seal(&model.sha256))
+                install::checked(&fetched.file, &job.partial, &entry)
+                    .and_then(|()| cache.seal(&model.sha256))
                     .map_err(|e| Failed::at(Origin::Cache(entry.clone()), Fault::local(&entry, &e)))?;
                 Some(fetched)
             }
         };
-        let sealed = From::Sealed { path: &entry, mode: self.options.link_mode };
-        let (placed, file) = install::place(sealed, &step.dest).map_err(|e| on_disk(&step.dest, &e))?;
-        let placed = placed.unwrap_or(Placed::Copy);
+        let (placed, file) = install::sealed(&entry, &step.dest, self.options.link_mode)
+            .map_err(|e| on_disk(&step.dest, &e))?;
         // A hard link moved the shared inode's ctime and link count: record the state it
         // left, under the entry's lock, so every checkout linked to it (and the cache
         // itself) knows this change was the tool's, and no other.
@@ -186,10 +184,9 @@ impl Provider<'_> {
     fn beside(&self, step: &Step<'_>) -> Result<(Outcome, Option<Stamp>), Failed> {
         let job = self.job(step.model, Partial::beside(&step.dest, &step.model.sha256));
         let fetched = self.download(step.model, &job)?;
-        let checked = From::Checked { file: &fetched.file, partial: &job.partial };
-        let (_, file) = install::place(checked, &step.dest).map_err(|e| on_disk(&step.dest, &e))?;
+        install::checked(&fetched.file, &job.partial, &step.dest).map_err(|e| on_disk(&step.dest, &e))?;
         // The open file is the placed one: its metadata cannot be another file's.
-        let stamp = check::stamp_of(&fetched.sha256, &file);
+        let stamp = check::stamp_of(&fetched.sha256, &fetched.file);
         Ok((Outcome::Downloaded(Box::new(fetched)), stamp))
     }
 

@@ -44,7 +44,7 @@ pub(crate) use job::{
     DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Expect, Failed, Fetched, Job, Listener,
     Settings,
 };
-pub(crate) use sink::Checked;
+use sink::Checked;
 
 pub(crate) struct Downloader {
     /// What every attempt sends and receives through.

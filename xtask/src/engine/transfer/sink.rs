@@ -17,7 +17,7 @@ use crate::net::faults::read_fault;
 use crate::net::headers::is_html_type;
 
 /// A temp file whose bytes matched what they must be: ready to install.
-pub(crate) struct Checked {
+pub(super) struct Checked {
     pub file: File,
     pub sha256: String,
     pub size: u64,
