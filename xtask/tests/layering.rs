@@ -82,11 +82,25 @@ fn every_source_file_is_in_the_code_map_and_every_file_it_maps_exists() {
     let map = std::fs::read_to_string(root.join("../ARCHITECTURE.md")).unwrap();
     let src = root.join("src");
     let files: BTreeSet<String> = rust_files(&src).iter().map(|f| rel_name(&src, f)).collect();
-    let mapped = mapped_files(&map);
+    let mapped = mapped_files(&map, "## Code map");
     let missing: Vec<&String> = files.difference(&mapped).collect();
     assert!(missing.is_empty(), "files missing from ARCHITECTURE.md's code map: {missing:?}");
     let gone: Vec<&String> = mapped.difference(&files).collect();
     assert!(gone.is_empty(), "ARCHITECTURE.md maps files that do not exist: {gone:?}");
+}
+
+#[test]
+fn every_end_to_end_module_is_in_the_test_map() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("../ARCHITECTURE.md")).unwrap();
+    let e2e = root.join("../tests/tests/e2e");
+    let files: BTreeSet<String> = rust_files(&e2e)
+        .iter()
+        .map(|f| format!("e2e/{}", rel_name(&e2e, f)))
+        .filter(|name| name != "e2e/main.rs")
+        .collect();
+    let mapped = mapped_files(&map, "## Tests");
+    assert_eq!(files, mapped, "ARCHITECTURE.md's test map and tests/tests/e2e differ");
 }
 
 #[test]
@@ -108,9 +122,9 @@ fn the_engine_names_no_flag_and_only_the_retry_state_calls_backoff() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
-/// The files a code map names: each list item's first `` `path.rs` ``.
-fn mapped_files(map: &str) -> BTreeSet<String> {
-    let section = map.split("## Code map").nth(1).unwrap_or("");
+/// The files a section of the map names: each list item's first `` `path.rs` ``.
+fn mapped_files(map: &str, heading: &str) -> BTreeSet<String> {
+    let section = map.split(heading).nth(1).unwrap_or("");
     let section = section.split("\n## ").next().unwrap_or(section);
     section
         .lines()
@@ -136,7 +150,7 @@ fn the_checker_sees_a_violation_and_a_cycle() {
     assert_eq!(spelled_flag("let a = \"x\"; f(\"use --max-size N\")").as_deref(), Some("--max-size"));
     assert_eq!(spelled_flag("let a = 1 -- 2; \"a -- b\""), None);
     let map = "## Code map\n- `a/b.rs`: x\n- `c.rs`: y\n## Life\n- `d.rs`: z\n";
-    assert_eq!(mapped_files(map), BTreeSet::from(["a/b.rs".to_owned(), "c.rs".to_owned()]));
+    assert_eq!(mapped_files(map, "## Code map"), BTreeSet::from(["a/b.rs".to_owned(), "c.rs".to_owned()]));
     // The rule's own parts, on made-up input: a test that cannot fail guards nothing.
     let paths =
         crate_paths("use crate::engine::{plan::{self, Step}, check};\nlet x = crate::ui::json::print(1);");

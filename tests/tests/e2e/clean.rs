@@ -3,7 +3,8 @@
 
 use tests::{Pin, payload};
 
-use crate::sandbox;
+use crate::three_models;
+use crate::{sandbox, scenario};
 
 /// A checkpoints folder with a listed model, a partial download, a model the tool
 /// verified (so stamped) that the manifest has since dropped, and a file it never made.
@@ -121,4 +122,54 @@ fn a_part_file_another_program_saved_beside_a_model_is_the_users() {
     assert!(sb.file(&files[2]).exists(), "a browser's .part is the user's: {}", run.stdout);
     assert!(sb.file(&files[3]).exists(), "beside no model the tool knows: {}", run.stdout);
     assert!(run.stdout.contains("removed 2 file(s)"), "{}", run.stdout);
+}
+
+#[test]
+fn clean_in_a_mistyped_folder_removes_nothing_and_unknown_refuses_a_tree_holding_git() {
+    let sb = sandbox();
+    sb.write_manifest(&[]);
+    let src = sb.dir.join("src");
+    for (file, text) in
+        [("main.rs", "fn main() {}"), ("vendor/lib/.git/HEAD", "ref"), ("lib/data.bin", "data")]
+    {
+        std::fs::create_dir_all(src.join(file).parent().unwrap()).unwrap();
+        std::fs::write(src.join(file), text).unwrap();
+    }
+    let base = [
+        "models",
+        "clean",
+        "--manifest",
+        sb.manifest.to_str().unwrap(),
+        "--checkpoints-dir",
+        src.to_str().unwrap(),
+    ];
+    let base: Vec<String> = base.iter().map(|a| a.to_string()).collect();
+    let run = sb.run_raw(&base);
+    run.expect(0);
+    assert!(run.stdout.contains("left alone main.rs"), "{}", run.stdout);
+    assert!(run.stdout.contains("removed 0 file(s)"), "{}", run.stdout);
+    let mut unknown = base.clone();
+    unknown.push("--unknown".into());
+    let run = sb.run_raw(&unknown);
+    run.expect(2);
+    assert!(run.stderr.contains("refusing `--unknown`") && run.stderr.contains(".git"), "{}", run.stderr);
+    for file in ["main.rs", "vendor/lib/.git/HEAD", "lib/data.bin"] {
+        assert!(src.join(file).exists(), "{file} is still there");
+    }
+}
+
+#[test]
+fn clean_cache_prunes_entries_the_manifest_no_longer_pins() {
+    let sc = scenario();
+    let pins = three_models(&sc.server);
+    sc.write_manifest(&pins);
+    sc.models(&["fetch"]).expect(0);
+    sc.write_manifest(&pins[..2]);
+    let run = sc.models(&["clean", "--cache", "--dry-run"]);
+    run.expect(0);
+    assert!(run.stdout.contains(&format!("would remove cache entry {}", pins[2].sha256)), "{}", run.stdout);
+    assert!(!run.stdout.contains(&pins[0].sha256), "{}", run.stdout);
+    sc.models(&["clean", "--cache"]).expect(0);
+    assert!(!sc.cache.join("sha256").join(&pins[2].sha256).exists());
+    assert!(sc.cache.join("sha256").join(&pins[0].sha256).exists());
 }

@@ -3,11 +3,10 @@
 //! and in `--json`; and a warning when a model only arrived because a later URL stood in
 //! for a dead one.
 
+use tests::daemons::DeadPort;
 use tests::{Pin, Reply, payload};
 
 use crate::{FAST, sandbox, scenario};
-
-use tests::daemons::DeadPort;
 
 #[test]
 fn several_failures_say_their_cause_once_then_one_line_per_model() {

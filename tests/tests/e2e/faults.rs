@@ -1,10 +1,12 @@
-//! Each fault class: what the tool does about it and what the user is told.
+//! Each fault class: what the tool does about it and what the user is told, from a
+//! compressed body or a header flood to a full disk.
 
-use std::time::Duration;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
 
-use tests::{Pin, Reply, Scenario, payload};
+use tests::{Pin, Reply, Scenario, Server, finish, payload, sha256_hex};
 
-use crate::{FAST, STALL_TIMEOUT, sandbox, scenario};
+use crate::{FAST, STALL_TIMEOUT, args_with, sandbox, scenario};
 
 const SIZE: usize = 300_000;
 
@@ -320,4 +322,227 @@ fn a_folder_in_the_way_of_the_destination_is_the_disks_fault_with_the_cache_on_o
         assert_eq!(sc.server.hits("/f"), 1, "cache {cache}: the file came once, and was not asked again");
         assert!(sc.file("sub/m.bin/kept").is_dir(), "cache {cache}: the folder stays");
     }
+}
+
+#[test]
+fn a_compressed_body_names_its_encoding() {
+    let sc = scenario();
+    let data = payload(1000, 541);
+    let gzip = Reply::Status {
+        code: 200,
+        headers: vec![("Content-Encoding".into(), "gzip".into())],
+        body: "\u{1f}compressed".into(),
+    };
+    sc.serve("/m", vec![gzip]);
+    sc.pin("m", "m.bin", &data, &["/m"]);
+    let run = sc.models(&args_with(&["fetch"], FAST));
+    run.expect(1);
+    assert!(
+        run.stderr.contains("Content-Encoding: gzip") && run.stderr.contains("(content-encoding)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("corrupted"), "{}", run.stderr);
+}
+
+#[test]
+fn faults_are_classed_by_what_they_are() {
+    // A redirect to a file: URL is the server's doing, not the manifest's.
+    let sc = scenario();
+    sc.serve("/to-file", vec![Reply::Redirect("file:///etc/passwd".into())]);
+    sc.pin("m", "m.bin", b"x", &["/to-file"]);
+    let run = sc.models(&args_with(&["fetch"], FAST));
+    run.expect(1);
+    assert!(run.stderr.contains("only http and https are followed"), "{}", run.stderr);
+    assert!(!run.stderr.contains("fix it in models.toml"), "{}", run.stderr);
+
+    // A file: URL naming a folder.
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", b"x", &[format!("file://{}", sb.dir.display())])]);
+    let run = sb.models(&["fetch"]);
+    run.expect(1);
+    assert!(run.stderr.contains("is a folder, not a file"), "{}", run.stderr);
+
+    // Invalid UTF-8 in the manifest, at its place.
+    let sb = sandbox();
+    std::fs::write(&sb.manifest, b"# fine\n# also fine \xff here\n").unwrap();
+    let run = sb.models(&["verify", "--manifest-only"]);
+    run.expect(2);
+    assert!(run.stderr.contains("models.toml:2:13:") && run.stderr.contains("UTF-8"), "{}", run.stderr);
+
+    // One file name that is not UTF-8 does not stop `clean`.
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("w", "w.bin", b"x", &["http://127.0.0.1:9/w".to_owned()])]);
+    std::fs::create_dir_all(&sb.checkpoints).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(sb.checkpoints.join(std::ffi::OsStr::from_bytes(b"bad-\xff.bin")), b"x").unwrap();
+    std::fs::write(sb.checkpoints.join("w.bin.0123456789ab.part"), b"x").unwrap();
+    let run = sb.models(&["clean"]);
+    run.expect(0);
+    assert!(run.stdout.contains("removed 1 file(s)"), "{}", run.stdout);
+}
+
+#[test]
+fn an_absurd_retry_after_date_is_ignored_and_never_panics() {
+    let sc = scenario();
+    let data = payload(2000, 512);
+    let far = Reply::status_with(429, "Retry-After", "Sun, 06 Nov 400000000000 08:49:37 GMT");
+    sc.serve("/m", vec![far, Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/m"]);
+    let log = sc.dir.join("log");
+    let run = sc.models(&args_with(&["fetch", "--log-file", log.to_str().unwrap()], FAST));
+    run.expect(0);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_keeps_the_partial_and_a_later_run_completes() {
+    // Promise: running out of space names the numbers, installs nothing, loses nothing.
+    let sc = scenario();
+    let data = payload(600_000, 220);
+    sc.serve("/big", vec![Reply::Body(data.clone())]);
+    sc.pin("big", "big.bin", &data, &["/big"]);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask-under-test"));
+    command
+        .args(["models", "fetch", "--manifest"])
+        .arg(&sc.manifest)
+        .arg("--checkpoints-dir")
+        .arg(&sc.checkpoints)
+        .env("XTASK_MODELS_CACHE_DIR", &sc.cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls (setrlimit, signal) run between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 200_000, rlim_max: 200_000 };
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = finish(command.spawn().unwrap());
+    run.expect(1);
+    assert!(run.stderr.contains("no space to write"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("after 196608 of 600000 bytes") || run.stderr.contains("of 600000 bytes"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("free some space on the disk"), "{}", run.stderr);
+    assert!(!sc.file("big.bin").exists(), "nothing installed");
+    let partial = sc.cache_partial(&sha256_hex(&data));
+    assert!(std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0), "the partial is kept");
+
+    sc.models(&["fetch"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    let requests = sc.server.requests();
+    assert!(requests.last().unwrap().range.is_some(), "the later run resumed");
+}
+
+#[test]
+fn an_unwritable_checkpoints_dir_is_a_clear_error_and_loses_nothing() {
+    // Promise: a folder the tool cannot write gets a local-I/O error and exit 1.
+    let server = Server::start();
+    let data = payload(10_000, 230);
+    server.script("/f", vec![Reply::Body(data.clone())]);
+    let sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "sub/m.bin", &data, &[server.url("/f")])]);
+    // A file where the folder should be: unwritable for everyone, root included.
+    std::fs::create_dir_all(&sb.checkpoints).unwrap();
+    std::fs::write(sb.file("sub"), b"a file the user keeps").unwrap();
+    let run = sb.models(&["fetch", "--no-cache"]);
+    run.expect(1);
+    assert!(run.stderr.contains("local-io") || run.stderr.contains("Not a directory"), "{}", run.stderr);
+    assert!(run.stderr.contains("writable"), "the hint says what to check: {}", run.stderr);
+    assert_eq!(std::fs::read(sb.file("sub")).unwrap(), b"a file the user keeps");
+
+    // With real permissions, where they apply (not as root).
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let sb = sandbox();
+        sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/f")])]);
+        std::fs::create_dir_all(&sb.checkpoints).unwrap();
+        std::fs::set_permissions(&sb.checkpoints, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let run = sb.models(&["fetch", "--no-cache"]);
+        run.expect(1);
+        assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
+    }
+}
+
+/// Fetches one 1000-byte model whose only URL answers `reply`; returns the run and its time.
+fn fetch_against(reply: Reply, extra: &[&str]) -> (tests::Run, Duration) {
+    let server = Server::start();
+    server.script("/h", vec![reply]);
+    let sb = sandbox();
+    let data = payload(1000, 240);
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[server.url("/h")])]);
+    let mut args = vec!["fetch", "--timeout", "2", "--backoff-ms", "1"];
+    args.extend_from_slice(extra);
+    let started = Instant::now();
+    let run = sb.models(&args);
+    let took = started.elapsed();
+    assert!(!sb.file("m.bin").exists(), "nothing installed");
+    (run, took)
+}
+
+#[test]
+fn hostile_http_answers_end_quickly_with_clear_errors() {
+    // Promise: absurd headers cost bounded time and get a classified error.
+    let cases: Vec<(&str, Reply, &str)> = vec![
+        (
+            "huge Content-Length",
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\nConnection: close\r\n\r\nabc".to_vec()),
+            "",
+        ),
+        (
+            "Content-Length past the pin",
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\nConnection: close\r\n\r\nabc".to_vec()),
+            "offers 18446744073709551615 bytes",
+        ),
+        (
+            "negative Content-Range on a 200",
+            Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Range: bytes -5--1/-3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc".to_vec()),
+            "offers 3 bytes",
+        ),
+        ("Retry-After of a year", Reply::status_with(429, "Retry-After", "31536000"), "rate-limited"),
+        ("garbage status line", Reply::Raw(b"HTTP/9 ??? nonsense\r\n\r\n".to_vec()), "(bad-response)"),
+    ];
+    for (what, reply, needle) in cases {
+        let (run, took) = fetch_against(reply, &["--retries", "0"]);
+        run.expect(1);
+        assert!(took < Duration::from_secs(20), "{what}: took {took:?}");
+        assert!(run.stderr.contains(needle), "{what}: {}", run.stderr);
+        assert!(run.stderr.contains("hint:"), "{what}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_header_flood_is_cut_off() {
+    // Promise: a server sending endless headers cannot hold the tool or its memory.
+    let mut flood = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..20_000 {
+        flood.extend_from_slice(format!("X-Flood-{i}: {}\r\n", "y".repeat(40)).as_bytes());
+    }
+    flood.extend_from_slice(b"Content-Length: 3\r\n\r\nabc");
+    let (run, took) = fetch_against(Reply::Raw(flood), &["--retries", "0"]);
+    run.expect(1);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+}
+
+#[test]
+fn a_range_answer_with_an_absurd_content_range_is_not_spliced() {
+    // Promise: a 206 whose Content-Range makes no sense restarts cleanly.
+    let sc = scenario();
+    let data = payload(50_000, 250);
+    let absurd = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 99999999999-1/7\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+    sc.serve("/f", vec![Reply::Raw(absurd.to_vec()), Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/f"]);
+    let partial = sc.cache_partial(&sha256_hex(&data));
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, &data[..1000]).unwrap();
+    sc.models(&["fetch", "--backoff-ms", "1"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
 }

@@ -1,7 +1,11 @@
-//! `models fetch` as a whole: selection, idempotence, the manual block, logs, output.
+//! `models fetch` as a whole: selection, idempotence, jobs, the manual block, logs,
+//! output, and sources or folders that are not what they seem.
 
-use tests::{Pin, Reply, payload, sha256_hex};
+use std::time::{Duration, Instant};
 
+use tests::{Pin, Reply, Server, payload, sha256_hex};
+
+use crate::three_models;
 use crate::{FAST, sandbox, scenario};
 
 #[test]
@@ -268,4 +272,122 @@ fn a_terminal_gets_a_live_bar_per_file_and_a_total() {
     assert!(screen.contains("total"), "a total bar: {screen:?}");
     assert!(screen.contains("MiB/s"), "the rate: {screen:?}");
     assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
+}
+
+#[test]
+fn a_fifo_as_a_source_is_refused_at_once_instead_of_hanging() {
+    let sb = sandbox();
+    let fifo = sb.dir.join("pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let data = payload(100, 530);
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &[format!("file://{}", fifo.display())])]);
+    let started = Instant::now();
+    let run = sb.models(&["fetch", "--timeout", "2"]);
+    run.expect(1);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    // A directory mirror whose entry is a FIFO: the same.
+    let mirror = sb.dir.join("mirror");
+    std::fs::create_dir_all(mirror.join("sha256")).unwrap();
+    let entry = mirror.join("sha256").join(sha256_hex(&data));
+    assert!(std::process::Command::new("mkfifo").arg(&entry).status().unwrap().success());
+    let run = sb.models(&["fetch", "--timeout", "2", "--mirror", mirror.to_str().unwrap()]);
+    run.expect(1);
+    assert!(run.stderr.matches("not a regular file").count() >= 2, "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn nothing_is_written_through_a_symlinked_subfolder_and_the_link_is_named() {
+    let sc = scenario();
+    let data = sc.model("a", "sub/a.bin", payload(4000, 505));
+    let elsewhere = sc.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&sc.checkpoints).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, sc.file("sub")).unwrap();
+    let run = sc.models(&["fetch", "--no-cache"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains(&format!("{} is a symbolic link", sc.file("sub").display())),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "no byte left the checkpoints folder");
+    assert_eq!(sc.server.hits("/a"), 0, "refused before any request");
+
+    // A checkpoints folder that is itself a link stays supported.
+    let real = sc.dir.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let linked = sc.dir.join("linked");
+    std::os::unix::fs::symlink(&real, &linked).unwrap();
+    let args = ["models", "fetch", "--manifest", sc.manifest.to_str().unwrap()];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.extend(["--checkpoints-dir".into(), linked.display().to_string()]);
+    sc.run_raw(&args).expect(0);
+    assert_eq!(std::fs::read(real.join("sub/a.bin")).unwrap(), *data);
+}
+
+#[test]
+fn a_model_is_selected_by_its_file_name_or_path_and_two_with_that_file_name_are_listed() {
+    let sc = scenario();
+    let data = payload(1000, 600);
+    sc.serve("/g", vec![Reply::Body(data.clone())]);
+    sc.pin("gfpgan-1.4", "gfpgan/weights/GFPGANv1.4.pth", &data, &["/g"]);
+    sc.model("other", "other.bin", payload(1000, 601));
+    let mut args = vec!["fetch", "--model", "GFPGANv1.4.pth"];
+    args.extend(FAST);
+    sc.models(&args).expect(0);
+    assert_eq!(std::fs::read(sc.file("gfpgan/weights/GFPGANv1.4.pth")).unwrap(), *data);
+    assert!(!sc.file("other.bin").exists(), "only the model named by its file");
+    sc.models(&["verify", "--model", "gfpgan/weights/GFPGANv1.4.pth"]).expect(0);
+    sc.pin("gfpgan-copy", "elsewhere/GFPGANv1.4.pth", &data, &["/g"]);
+    let run = sc.models(&["verify", "--model", "GFPGANv1.4.pth"]);
+    run.expect(2);
+    assert!(run.stderr.contains("gfpgan-1.4 (gfpgan/weights/GFPGANv1.4.pth)"), "{}", run.stderr);
+    assert!(run.stderr.contains("gfpgan-copy (elsewhere/GFPGANv1.4.pth)"), "{}", run.stderr);
+    let run = sc.models(&["verify", "--model", "GFPGANv1.3.pth"]);
+    run.expect(2);
+    assert!(run.stderr.contains("did you mean `gfpgan-1.4`"), "the closest, with its file: {}", run.stderr);
+    assert!(!run.stderr.contains("`other`"), "not every name: {}", run.stderr);
+}
+
+#[test]
+fn an_existing_checkpoints_folder_is_adopted_and_only_its_corrupt_file_is_fetched() {
+    let sc = scenario();
+    let (good, bad) = (payload(200_000, 603), payload(200_000, 604));
+    sc.model("good", "good.bin", good.clone());
+    sc.model("bad", "sub/bad.bin", bad.clone());
+    // What the old script left: one right file, one with other bytes of the same size.
+    std::fs::create_dir_all(sc.file("sub")).unwrap();
+    std::fs::write(sc.file("good.bin"), &*good).unwrap();
+    std::fs::write(sc.file("sub/bad.bin"), vec![0u8; bad.len()]).unwrap();
+    let mut args = vec!["fetch", "--no-cache"];
+    args.extend(FAST);
+    let run = sc.models(&args);
+    run.expect(0);
+    let asked: Vec<String> = sc.server.gets().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(asked, ["/bad"], "only the corrupt file is fetched: {asked:?}");
+    assert_eq!(std::fs::read(sc.file("sub/bad.bin")).unwrap(), *bad);
+    assert_eq!(std::fs::read(sc.file("good.bin")).unwrap(), *good);
+    let run = sc.models(&["verify", "--json"]);
+    run.expect(0);
+    assert!(run.stdout.contains("ok-stamped"), "hashed once, then stamped: {}", run.stdout);
+}
+
+#[test]
+fn jobs_download_files_concurrently_and_one_job_does_not() {
+    let server = Server::start();
+    server.set_latency(Duration::from_millis(150));
+    let pins = three_models(&server);
+    let sb = sandbox();
+    sb.write_manifest(&pins);
+    sb.models(&["fetch", "--jobs", "1", "--no-cache"]).expect(0);
+    assert_eq!(server.most_concurrent(), 1);
+
+    let server = Server::start();
+    server.set_latency(Duration::from_millis(150));
+    let pins = three_models(&server);
+    let sb = sandbox();
+    sb.write_manifest(&pins);
+    sb.models(&["fetch", "--jobs", "3"]).expect(0);
+    assert!(server.most_concurrent() >= 2, "{}", server.most_concurrent());
 }

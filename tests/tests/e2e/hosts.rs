@@ -1,18 +1,11 @@
 //! Real-host behaviour on loopback: Drive interstitials, X-Linked pins, credentials,
-//! redirects, proxies, certificates, the `run` wrapper and the CI workflow.
-
-use std::path::Path;
+//! redirects, proxies and certificates.
 
 use tests::tls::{Pki, TlsServer};
 use tests::{Pin, Reply, Server, payload, sha256_hex};
 
-use crate::{FAST, sandbox, scenario};
-
-fn one_model(url: String, data: &[u8]) -> tests::Sandbox {
-    let sb = sandbox();
-    sb.write_manifest(&[Pin::new("m", "m.bin", data, &[url])]);
-    sb
-}
+use crate::one_model;
+use crate::{FAST, args_with, sandbox, scenario};
 
 fn fetch(sb: &tests::Sandbox, extra: &[&str]) -> tests::Run {
     let mut args = vec!["fetch"];
@@ -251,71 +244,51 @@ fn an_https_to_http_redirect_is_refused() {
 }
 
 #[test]
-fn run_starts_the_command_with_the_checkpoints_dir_and_passes_its_exit_code() {
-    let sc = scenario();
-    let server = &sc.server;
-    let data = payload(1000, 309);
-    server.script("/m.bin", vec![Reply::Body(data.clone())]);
-    sc.pin("m", "m.bin", &data, &[&server.url("/m.bin")]);
-    let script = "test -f \"$MODELS_CHECKPOINTS_DIR/m.bin\" && echo \"args:$1,$2\" && exit 7";
-    let run = sc.models(&["run", "--", "sh", "-c", script, "sh", "one", "two words"]);
-    run.expect(7);
-    assert!(run.stdout.contains("args:one,two words"), "{}", run.stdout);
+fn no_proxy_takes_cidr_blocks_as_curl_does() {
+    let mut sc = scenario();
+    let data = sc.model("m", "m.bin", payload(500, 540));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    sc.set_env("http_proxy", &format!("http://127.0.0.1:{dead}"));
+    sc.set_env("NO_PROXY", "10.0.0.0/8,127.0.0.0/8");
+    sc.models(&["fetch"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
+}
 
-    let missing = one_model(server.url("/gone.bin"), &payload(10, 310));
-    let marker = missing.dir.join("started");
-    let touch = format!("touch {}", marker.display());
-    let run = missing.models(&["run", "--backoff-ms", "1", "--", "sh", "-c", &touch]);
+#[test]
+fn a_proxy_that_refuses_is_named_and_407_asks_for_its_credentials() {
+    let proxy = Server::start();
+    proxy.script(
+        "http://models.invalid/m.bin",
+        vec![Reply::status_with(407, "Proxy-Authenticate", "Basic realm=\"p\"")],
+    );
+    let mut sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", b"x", &["http://models.invalid/m.bin".into()])]);
+    sb.set_env("http_proxy", &proxy.url(""));
+    let run = sb.models(&args_with(&["fetch"], FAST));
     run.expect(1);
-    assert!(!marker.exists(), "the command did not start");
-    assert!(run.stderr.contains("could not fetch m"), "the manual block is shown: {}", run.stderr);
-    assert!(run.stderr.contains("not starting `sh`"), "{}", run.stderr);
+    assert!(run.stderr.contains("(proxy-refused)") && run.stderr.contains("credentials"), "{}", run.stderr);
+    assert!(!run.stderr.contains("DNS"), "not a network hint: {}", run.stderr);
 }
 
 #[test]
-fn the_ci_workflow_is_yaml_that_caches_on_the_manifest_and_fetches() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/models-cache.yml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
-    let doc = &docs[0];
-    assert!(!doc["on"].is_badvalue());
-    let steps = doc["jobs"]["fetch-models"]["steps"].as_vec().expect("steps");
-    let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
-    assert!(uses.iter().any(|u| u.starts_with("actions/cache/restore@")), "{uses:?}");
-    assert!(uses.iter().any(|u| u.starts_with("actions/cache/save@")), "{uses:?}");
-    let keys: Vec<&str> = steps.iter().filter_map(|s| s["with"]["key"].as_str()).collect();
-    assert!(keys.iter().all(|k| k.contains("hashFiles('models.toml')")) && keys.len() == 3, "{keys:?}");
-    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
-    assert!(runs.iter().any(|r| r.starts_with("cargo xtask models fetch")), "{runs:?}");
+fn a_ca_file_that_cannot_be_read_is_itself_the_error() {
+    let mut sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", b"x", &["https://127.0.0.1:9/m".into()])]);
+    sb.set_env("SSL_CERT_FILE", "/nonexistent/ca.pem");
+    let run = sb.models(&args_with(&["fetch"], FAST));
+    run.expect(1);
+    assert!(run.stderr.contains("SSL_CERT_FILE=/nonexistent/ca.pem cannot be read"), "{}", run.stderr);
 }
 
 #[test]
-fn the_ci_cache_cannot_freeze_half_filled() {
-    // The exact key is saved once per manifest: only a successful run may write it; a
-    // failed run's progress goes under a per-run key that the next run restores from.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/models-cache.yml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
-    let steps = docs[0]["jobs"]["fetch-models"]["steps"].as_vec().expect("steps");
-    let saves: Vec<_> = steps
-        .iter()
-        .filter(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache/save@")))
-        .collect();
-    let exact = "models-${{ hashFiles('models.toml') }}";
-    for save in &saves {
-        let (key, condition) = (save["with"]["key"].as_str().unwrap(), save["if"].as_str().unwrap_or(""));
-        assert!(!condition.contains("always()"), "{key} is saved even when the fetch failed: {condition}");
-        if key == exact {
-            assert!(
-                condition.contains("success()"),
-                "the exact key only after a complete fetch: {condition}"
-            );
-        } else {
-            assert!(key.contains("github.run_id") && condition.contains("failure()"), "{key}: {condition}");
-        }
-    }
-    assert_eq!(saves.len(), 2, "one save for success, one for failure");
-    let restore = steps.iter().find(|s| s["id"].as_str() == Some("restore")).expect("the restore step");
-    let fallbacks = restore["with"]["restore-keys"].as_str().unwrap_or("");
-    assert!(fallbacks.lines().next().is_some_and(|l| l.trim() == format!("{exact}-partial-")), "{fallbacks}");
+fn a_relative_redirect_whose_query_holds_a_url_stays_on_its_server() {
+    let sc = scenario();
+    let data = payload(1000, 543);
+    sc.serve("/start", vec![Reply::Redirect("/dl?to=https://cdn.invalid/x".into())]);
+    sc.serve("/dl?to=https://cdn.invalid/x", vec![Reply::Body(data.clone())]);
+    sc.serve("/a/b/c", vec![Reply::Redirect("../../final.bin".into())]);
+    sc.serve("/final.bin", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/start"]);
+    sc.pin("n", "n.bin", &data, &["/a/b/c"]);
+    sc.models(&args_with(&["fetch"], FAST)).expect(0);
 }

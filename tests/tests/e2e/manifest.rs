@@ -1,7 +1,9 @@
-//! Manifest errors reach the user with file, line, column and fix, and exit code 2.
+//! Manifest and command-line errors reach the user with file, line, column and fix, and
+//! exit code 2, never a panic, for thousands of malformed manifests too.
 
 use tests::{Pin, payload};
 
+use crate::Rng;
 use crate::sandbox;
 
 fn good_pin() -> Pin {
@@ -150,4 +152,173 @@ fn a_manifest_windows_users_could_not_fetch_is_refused_on_every_platform() {
     let run = sb.models(&["verify", "--manifest-only"]);
     run.expect(2);
     assert!(run.stderr.contains("only in case"), "{}", run.stderr);
+}
+
+#[test]
+fn a_huge_retries_count_is_a_usage_error_not_a_panic() {
+    let sb = sandbox();
+    sb.write_manifest(&[]);
+    let run = sb.models(&["fetch", "--retries", "4294967295"]);
+    run.expect(2);
+    assert!(run.stderr.contains("--retries"), "{}", run.stderr);
+}
+
+#[test]
+fn sizes_that_would_overflow_are_refused_by_the_manifest_check_never_a_panic() {
+    let sb = sandbox();
+    let mut a = Pin::new("a", "a.bin", b"x", &["https://example.invalid/a".into()]);
+    a.size = u64::MAX;
+    let mut b = Pin::new("b", "b.bin", b"x", &["https://example.invalid/b".into()]);
+    b.size = u64::MAX;
+    sb.write_manifest(&[a, b]);
+    for command in [&["verify", "--manifest-only"][..], &["status"], &["fetch"]] {
+        let run = sb.models(command);
+        run.expect(2);
+        assert!(run.stderr.contains("more than any checkpoint"), "{command:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn manifest_paths_that_collide_with_the_tools_own_files_are_refused_with_their_position() {
+    for (path, why) in [
+        (".models-state", "the file where the tool keeps its stamps"),
+        ("weights.part", "the tool's temp files"),
+        ("a/w.part-validator", "the tool's temp files"),
+        (".locks/x.bin", "lock files"),
+    ] {
+        let sb = sandbox();
+        let pin = Pin::new("m", path, b"x", &["https://example.invalid/m".into()]);
+        sb.write_manifest(&[pin]);
+        let run = sb.models(&["verify", "--manifest-only"]);
+        run.expect(2);
+        assert!(run.stderr.contains("models.toml:3:8:"), "{path}: {}", run.stderr);
+        assert!(run.stderr.contains(why), "{path}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_file_name_the_filesystem_cannot_hold_with_its_temp_suffix_is_refused_by_the_manifest_check() {
+    for (name, why) in [("a".repeat(240), "longer than 231"), ("b".repeat(300), "longer than 255")] {
+        let sb = sandbox();
+        sb.write_manifest(&[Pin::new(
+            "m",
+            &format!("dir/{name}"),
+            b"x",
+            &["https://example.invalid/m".into()],
+        )]);
+        let run = sb.models(&["verify", "--manifest-only"]);
+        run.expect(2);
+        assert!(run.stderr.contains("models.toml:3:8:") && run.stderr.contains(why), "{}", run.stderr);
+    }
+}
+
+/// A valid manifest to mutate.
+fn seed_manifest() -> String {
+    let pin = Pin::new(
+        "m",
+        "dir/m.bin",
+        b"abc",
+        &["https://example.invalid/m".to_owned(), "file:///tmp/m".to_owned()],
+    );
+    let mut text = pin.to_toml();
+    text.push_str("group = \"g\"\n");
+    text
+}
+
+const TRICKS: &[&str] = &[
+    "a/../../x",
+    "C:\\x",
+    "\\\\?\\x",
+    "\0",
+    "~",
+    "~/x",
+    "/etc/passwd",
+    "..",
+    ".",
+    "",
+    " ",
+    "\u{202e}",
+    "é",
+    "💥",
+    "99999999999999999999999",
+    "-1",
+    "1e309",
+    "nan",
+    "0x10",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    "\"",
+    "'''",
+    "\\u0000",
+    "[[model]]",
+    "=",
+    "\n",
+    "\r\n",
+    "\t",
+    "#",
+    "true",
+    "inf",
+];
+
+#[test]
+fn thousands_of_malformed_manifests_never_panic_and_always_explain() {
+    // Promise: whatever bytes models.toml holds, loading it returns models or problems.
+    let seed = seed_manifest();
+    let mut rng = Rng(0xbad5eed);
+    let file = camino::Utf8Path::new("models.toml");
+    for case in 0..4000 {
+        let text = match case % 4 {
+            0 => {
+                let mut bytes = seed.clone().into_bytes();
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(bytes.len() as u64) as usize;
+                    bytes[at] = rng.below(256) as u8;
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            1 => {
+                let at = seed
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .nth(rng.below(seed.chars().count() as u64) as usize)
+                    .unwrap_or(0);
+                let trick = TRICKS[rng.below(TRICKS.len() as u64) as usize];
+                format!("{}{trick}{}", &seed[..at], &seed[at..])
+            }
+            2 => {
+                let trick = TRICKS[rng.below(TRICKS.len() as u64) as usize];
+                seed.replace("dir/m.bin", trick)
+            }
+            _ => {
+                (0..rng.below(200)).map(|_| char::from_u32(rng.below(0x3000) as u32).unwrap_or('x')).collect()
+            }
+        };
+        let result = std::panic::catch_unwind(|| xtask::Manifest::parse(&text, file));
+        let Ok(result) = result else { panic!("the loader panicked on case {case}:\n{text:?}") };
+        if let Err(err) = result {
+            assert!(!err.problems.is_empty(), "case {case}: an error without a problem");
+            for p in &err.problems {
+                assert!(p.line >= 1 && p.column >= 1 && !p.message.is_empty(), "case {case}: {p:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_and_huge_numbers_are_refused_not_crashed_on() {
+    // Promise: pathological manifests end in exit 2 with a message, never a crash.
+    let sb = sandbox();
+    for text in [
+        format!("x = {}{}\n", "[".repeat(5000), "]".repeat(5000)),
+        format!("x = {}1{}\n", "{a=".repeat(3000), "}".repeat(3000)),
+        "[[model]]\nname = \"m\"\npath = \"m\"\nsize = 99999999999999999999999999\nsha256 = \"00\"\nurls = []\n".to_owned(),
+        "[[model]]\nname = \"m\"\npath = \"a/../../x\"\nsize = 1\nsha256 = \"00\"\nurls = [\"https://x/\"]\n".to_owned(),
+    ] {
+        std::fs::write(&sb.manifest, &text).unwrap();
+        let run = sb.models(&["verify", "--manifest-only"]);
+        run.expect(2);
+        assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    }
 }

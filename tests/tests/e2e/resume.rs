@@ -1,12 +1,14 @@
-//! Resuming: across runs (even after kill -9), within a run, and every answer a server
-//! can give to a range request.
+//! Resuming: across runs (even after kill -9 at random moments), within a run, on a
+//! nearly full disk, and every answer a server can give to a range request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tests::daemons::Mount;
 use tests::server::etag_of;
 use tests::{Pin, Reply, Server, payload, sha256_hex, wait_until};
 
-use crate::{FAST, sandbox, scenario};
+use crate::Rng;
+use crate::{FAST, args_with, sandbox, scenario};
 
 const MIB: usize = 1 << 20;
 
@@ -176,4 +178,105 @@ fn a_server_that_trickles_still_ends_in_bounded_attempts() {
     run.expect(1);
     assert_eq!(sc.server.hits("/f"), 3, "a trickle is not real progress");
     assert!(run.stderr.contains("(truncated)"), "{}", run.stderr);
+}
+
+#[test]
+fn the_attempt_log_records_the_status_a_resumed_body_came_with() {
+    let sc = scenario();
+    let data = payload(300_000, 542);
+    sc.serve("/m", vec![Reply::Truncate { body: data.clone(), after: 100_000 }, Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/m"]);
+    let log = sc.dir.join("log");
+    sc.models(&args_with(&["fetch", "--log-file", log.to_str().unwrap()], FAST)).expect(0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(last.contains("status=206 resumed_from=100000") && last.contains("decision=done"), "{text}");
+}
+
+#[test]
+fn a_resume_needs_only_the_rest_to_fit_and_a_full_target_disk_leaves_nothing_behind() {
+    let sc = scenario();
+    let Some(_small) = Mount::tmpfs(&sc.checkpoints, "3m", "resume on a small disk") else { return };
+    let data = sc.model("big", "big.bin", payload(3_040_870, 507));
+    let partial = sc.file(&format!("big.bin.{}.part", &sha256_hex(&data)[..12]));
+    std::fs::write(&partial, &data[..2_000_000]).unwrap();
+    let run = sc.models(&["fetch", "--no-cache"]);
+    run.expect(0);
+    assert_eq!(std::fs::read(sc.file("big.bin")).unwrap(), *data);
+    assert_eq!(sc.server.gets()[0].range.as_deref(), Some("bytes=2000000-"));
+    std::fs::remove_file(sc.file("big.bin")).unwrap();
+
+    // The cache (on the big disk) could take a 4 MiB file; the 3 MiB checkpoints disk,
+    // which gets a copy, cannot: refused up front, naming it, with nothing left behind.
+    let other = sc.sibling();
+    let huge = payload(4 << 20, 508);
+    sc.serve("/huge", vec![Reply::Body(huge.clone())]);
+    let pin = Pin::new("huge", "huge.bin", &huge, &[sc.url("/huge")]);
+    other.write_manifest(&[pin]);
+    let args: Vec<String> =
+        ["models", "fetch", "--manifest", other.manifest.to_str().unwrap(), "--checkpoints-dir"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([sc.checkpoints.display().to_string()])
+            .collect();
+    let run = other.run_raw(&args);
+    run.expect(1);
+    assert!(
+        run.stderr
+            .contains(&format!("not enough free space for the download in {}", sc.checkpoints.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("`--checkpoints-dir DIR`"), "{}", run.stderr);
+    assert_eq!(sc.server.hits("/huge"), 0, "refused before any request");
+    let left: Vec<_> = std::fs::read_dir(&sc.checkpoints).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(
+        left.iter().all(|n| n.to_string_lossy().starts_with('.')),
+        "only the tool's own folder: {left:?}"
+    );
+}
+
+#[test]
+fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
+    // Promise: whenever the tool dies, every destination holds the pinned bytes or nothing,
+    // and the next run continues partial transfers instead of starting over.
+    let sc = scenario();
+    let mut pins = Vec::new();
+    for i in 0..3u64 {
+        let data = payload(2 << 20, 200 + i);
+        let path = format!("/f{i}");
+        // 64 steps of 40 ms: no run can finish a file in less than 2.5 s, ten times the
+        // longest wait before a kill, however fast or loaded the machine is.
+        let slow = Reply::Slow { body: data.clone(), chunk: 32 << 10, pause: Duration::from_millis(40) };
+        sc.serve(&path, vec![slow]);
+        pins.push((Pin::new(&format!("f{i}"), &format!("f{i}.bin"), &data, &[sc.server.url(&path)]), data));
+    }
+    sc.write_manifest(&pins.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    let mut rng = Rng(0x5eed);
+    let partials: Vec<_> = pins.iter().map(|(p, _)| sc.cache_partial(&p.sha256)).collect();
+    for _ in 0..20 {
+        let mut child = sc.spawn_models(&["fetch", "--jobs", "3", "--quiet"]);
+        // Kill once some bytes are on disk (or the run ended), at a random moment after.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10)
+            && !partials.iter().any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+            && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(250)));
+        let _ = child.kill();
+        let _ = child.wait();
+        for (pin, data) in &pins {
+            if let Ok(bytes) = std::fs::read(sc.file(&pin.path)) {
+                assert!(bytes == **data, "{} holds wrong bytes after a kill", pin.path);
+            }
+        }
+    }
+    sc.models(&["fetch"]).expect(0);
+    sc.models(&["verify", "--full"]).expect(0);
+    let resumed = sc.server.requests().iter().filter(|r| r.range.is_some()).count();
+    let log: Vec<_> =
+        sc.server.requests().iter().map(|r| (r.path.clone(), r.range.clone(), r.body_bytes)).collect();
+    assert!(resumed > 0, "partial transfers resumed rather than restarted: {log:?}");
 }

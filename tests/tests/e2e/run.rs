@@ -1,12 +1,13 @@
-//! `models run`: stdout is the command's, exit codes and signals pass through. Found by hostile rounds: each test is named for
-//! the promise it keeps, and each failed before its fix.
+//! `models run`: the checkpoints folder handed to the command, stdout the command's,
+//! exit codes and signals passing through.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use tests::wait_until;
+use tests::{Reply, payload, wait_until};
 
+use crate::one_model;
 use crate::{sandbox, scenario};
 
 #[test]
@@ -55,4 +56,26 @@ fn a_signal_to_run_reaches_its_command_and_nothing_is_orphaned() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "term");
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the command is gone");
+}
+
+#[test]
+fn run_starts_the_command_with_the_checkpoints_dir_and_passes_its_exit_code() {
+    let sc = scenario();
+    let server = &sc.server;
+    let data = payload(1000, 309);
+    server.script("/m.bin", vec![Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &[&server.url("/m.bin")]);
+    let script = "test -f \"$MODELS_CHECKPOINTS_DIR/m.bin\" && echo \"args:$1,$2\" && exit 7";
+    let run = sc.models(&["run", "--", "sh", "-c", script, "sh", "one", "two words"]);
+    run.expect(7);
+    assert!(run.stdout.contains("args:one,two words"), "{}", run.stdout);
+
+    let missing = one_model(server.url("/gone.bin"), &payload(10, 310));
+    let marker = missing.dir.join("started");
+    let touch = format!("touch {}", marker.display());
+    let run = missing.models(&["run", "--backoff-ms", "1", "--", "sh", "-c", &touch]);
+    run.expect(1);
+    assert!(!marker.exists(), "the command did not start");
+    assert!(run.stderr.contains("could not fetch m"), "the manual block is shown: {}", run.stderr);
+    assert!(run.stderr.contains("not starting `sh`"), "{}", run.stderr);
 }

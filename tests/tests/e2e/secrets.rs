@@ -5,13 +5,7 @@
 use tests::tls::{Pki, TlsServer};
 use tests::{Pin, Reply, payload};
 
-use crate::{FAST, sandbox, scenario};
-
-fn args_with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut all = base.to_vec();
-    all.extend_from_slice(extra);
-    all
-}
+use crate::{FAST, args_with, sandbox, scenario};
 
 /// A query key for each mark the tool redacts by (its own list, so a new mark is tested
 /// the day it is added), and the spellings real hosts use.

@@ -1,15 +1,174 @@
-//! How a verified file reaches a checkout from the shared cache: a clone where the
-//! filesystem can (its own file), else a hard link (the cache's own inode), else a copy;
-//! `status` says which, and stamps stay valid when another checkout links the same entry.
+//! The shared cache: concurrent processes transfer each file once; a checkout gets a
+//! verified entry as a clone where the filesystem can (its own file), else a hard link,
+//! else a copy, and `status` says which; an edit through a link, a corrupt entry or a
+//! mistyped pin never wins; offline mode uses only local sources.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 use tests::daemons::Mount;
-use tests::{Pin, Sandbox, Scenario, payload};
+use tests::{Pin, Reply, Sandbox, Scenario, Server, finish, payload, sha256_hex, wait_until};
 
-use crate::scenario;
+use crate::three_models;
+use crate::{sandbox, scenario};
+
+#[test]
+fn a_size_typo_in_a_pin_is_a_pin_error_and_keeps_the_good_cache_entry() {
+    let sc = scenario();
+    let data = sc.model("m", "m.bin", payload(6000, 506));
+    sc.models(&["fetch"]).expect(0);
+    let other = sc.sibling();
+    let mut typo = Pin::new("m", "m.bin", &data, &[sc.url("/m")]);
+    typo.size += 1;
+    other.write_manifest(&[typo]);
+    let run = other.models(&["fetch"]);
+    run.expect(1);
+    assert!(run.stderr.contains("(bad-pin)") && run.stderr.contains("fix `size`"), "{}", run.stderr);
+    let entry = sc.cache.join("sha256").join(sha256_hex(&data));
+    assert_eq!(std::fs::read(entry).unwrap(), *data, "the entry is kept");
+}
+
+#[test]
+fn concurrent_fetches_a_clean_and_a_verify_do_not_corrupt_anything() {
+    // Promise: any mix of processes on one folder is safe; each file is transferred once.
+    let sc = scenario();
+    sc.server.set_latency(Duration::from_millis(30));
+    let mut pins = Vec::new();
+    for i in 0..3u64 {
+        let data = payload(300_000, 210 + i);
+        let path = format!("/r{i}");
+        sc.serve(&path, vec![Reply::Body(data.clone())]);
+        pins.push(Pin::new(&format!("r{i}"), &format!("r{i}.bin"), &data, &[sc.server.url(&path)]));
+    }
+    sc.write_manifest(&pins);
+    let mut children: Vec<_> = (0..4).map(|_| sc.spawn_models(&["fetch", "--jobs", "2"])).collect();
+    children.push(sc.spawn_models(&["clean"]));
+    children.push(sc.spawn_models(&["verify"]));
+    let runs: Vec<_> = children.into_iter().map(finish).collect();
+    for run in &runs[..5] {
+        run.expect(0);
+    }
+    let verify = &runs[5];
+    let all_ok = verify.stdout.contains("failed 0");
+    assert_eq!(verify.code, if all_ok { 0 } else { 1 }, "verify's exit code matches its report");
+    for i in 0..3 {
+        assert_eq!(sc.server.hits(&format!("/r{i}")), 1, "r{i} transferred once");
+    }
+    sc.models(&["verify", "--full"]).expect(0);
+}
+
+/// Starts four fetches of the three models while the server holds every answer, waits
+/// until each model has a holder downloading it and `waiters` lock waits have been
+/// announced, then lets the answers go. An explicit signal, not a sleep, makes the race.
+fn four_racing_fetches(
+    sc: &tests::Scenario,
+    args: &[&str],
+    held: &[&str],
+    waiters: usize,
+) -> Vec<tests::Run> {
+    sc.server.close_gate();
+    let children: Vec<_> = (0..4).map(|_| sc.spawn_logged(args)).collect();
+    wait_until(Duration::from_secs(60), "every model held and every other fetch waiting", || {
+        let requested = held.iter().all(|p| sc.server.hits(p) >= 1);
+        let waiting: usize =
+            children.iter().map(|c| c.stderr().matches("waiting for another fetch of").count()).sum();
+        requested && waiting >= waiters
+    });
+    sc.server.open();
+    children.into_iter().map(|c| c.finish()).collect()
+}
+
+#[test]
+fn four_concurrent_fetches_transfer_each_file_once() {
+    let sc = scenario();
+    sc.write_manifest(&three_models(&sc.server));
+    // With two jobs each, every fetch starts on m0 and m1: one holds each, three wait.
+    let runs = four_racing_fetches(&sc, &["fetch", "--jobs", "2"], &["/m0", "/m1"], 6);
+    for run in &runs {
+        run.expect(0);
+    }
+    for i in 0..3 {
+        assert_eq!(sc.server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
+    }
+    sc.models(&["verify"]).expect(0);
+}
+
+#[test]
+fn concurrent_fetches_without_the_cache_also_download_once() {
+    let sc = scenario();
+    sc.write_manifest(&three_models(&sc.server));
+    // Four jobs each: every fetch tries all three models at once; one holds each.
+    let runs = four_racing_fetches(&sc, &["fetch", "--no-cache"], &["/m0", "/m1", "/m2"], 9);
+    for run in &runs {
+        run.expect(0);
+    }
+    for i in 0..3 {
+        assert_eq!(sc.server.hits(&format!("/m{i}")), 1, "m{i} was downloaded once");
+    }
+    assert!(runs.iter().any(|r| r.stderr.contains("present (another process fetched it)")));
+}
+
+#[test]
+fn a_second_checkout_gets_its_files_from_the_cache_with_no_request() {
+    let server = Server::start();
+    let pins = three_models(&server);
+    let first = sandbox();
+    first.write_manifest(&pins);
+    first.models(&["fetch"]).expect(0);
+    let second = first.sibling();
+    second.write_manifest(&pins);
+    let run = second.models(&["fetch"]);
+    run.expect(0);
+    assert!(run.stdout.contains("fetched 0") && run.stdout.contains("from cache 3"), "{}", run.stdout);
+    assert_eq!(server.requests().len(), 3, "the second checkout made no request");
+    assert!(run.stderr.contains("linked from the cache"), "{}", run.stderr);
+    second.models(&["verify"]).expect(0);
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_removed_and_fetched_again() {
+    let server = Server::start();
+    let pins = three_models(&server);
+    let first = sandbox();
+    first.write_manifest(&pins[..1]);
+    first.models(&["fetch"]).expect(0);
+    let entry = first.cache.join("sha256").join(&pins[0].sha256);
+    std::fs::write(&entry, payload(pins[0].size as usize, 77).as_slice()).unwrap();
+
+    let second = first.sibling();
+    second.write_manifest(&pins[..1]);
+    let run = second.models(&["fetch"]);
+    run.expect(0);
+    assert!(run.stderr.contains("was corrupt"), "{}", run.stderr);
+    assert_eq!(server.hits("/m0"), 2);
+    second.models(&["verify"]).expect(0);
+}
+
+#[test]
+fn offline_mode_uses_only_local_sources() {
+    let server = Server::start();
+    let pins = three_models(&server);
+    let first = sandbox();
+    first.write_manifest(&pins);
+    first.models(&["fetch"]).expect(0);
+
+    let mut second = first.sibling();
+    second.write_manifest(&pins);
+    second.set_env("XTASK_MODELS_OFFLINE", "1");
+    second.models(&["fetch"]).expect(0);
+    assert_eq!(server.requests().len(), 3, "offline made no request");
+
+    let fresh = sandbox();
+    fresh.write_manifest(&pins);
+    let run = fresh.models(&["fetch", "--offline"]);
+    run.expect(1);
+    assert!(run.stderr.contains("run without --offline"), "{}", run.stderr);
+    let run = fresh.models(&["fetch", "--offline", "--verbose"]);
+    assert!(run.stderr.contains("`cargo xtask models fetch --model m0 --manifest"), "{}", run.stderr);
+    assert_eq!(server.requests().len(), 3, "offline made no request");
+}
 
 /// A scenario with two models served, fetched once through the shared cache.
 fn two_models(sc: &Scenario) -> (Vec<u8>, Vec<u8>) {

@@ -1,0 +1,101 @@
+//! The git pre-commit hook, the pre-commit framework's hook file, and the CI workflow's
+//! cache of checkpoints.
+
+use std::path::Path;
+
+use tests::git;
+
+use crate::stamped;
+
+#[test]
+fn the_pre_commit_hook_refuses_a_corrupt_model_and_uninstalls_cleanly() {
+    let (sb, data) = stamped();
+    assert!(git(&sb.dir, &["init", "-q"]).status.success());
+    let hooks = sb.dir.join(".git/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(hooks.join("pre-commit"), "#!/bin/sh\necho their-check\n").unwrap();
+    let tool = env!("CARGO_BIN_EXE_xtask-under-test");
+    sb.models(&["hook", "install", "--command", tool]).expect(0);
+    sb.models(&["hook", "install", "--command", tool]).expect(0);
+    let hook = std::fs::read_to_string(hooks.join("pre-commit")).unwrap();
+    assert_eq!(hook.matches(">>> cargo xtask models hook").count(), 1, "installing twice: {hook}");
+    assert!(hook.starts_with("#!/bin/sh\necho their-check\n"), "{hook}");
+
+    std::fs::write(sb.dir.join("README"), "x").unwrap();
+    git(&sb.dir, &["add", "README", "models.toml"]);
+    let ok = git(&sb.dir, &["commit", "-q", "-m", "valid"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    let mut corrupt = data.clone();
+    corrupt[1] ^= 1;
+    std::fs::remove_file(sb.file("m.bin")).unwrap();
+    std::fs::write(sb.file("m.bin"), &corrupt).unwrap();
+    std::fs::write(sb.dir.join("README"), "y").unwrap();
+    git(&sb.dir, &["add", "README"]);
+    let refused = git(&sb.dir, &["commit", "-q", "-m", "corrupt"]);
+    assert!(!refused.status.success(), "a corrupt model blocks the commit");
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    assert!(said.contains("wrong hash"), "{said}");
+
+    sb.models(&["hook", "uninstall"]).expect(0);
+    let hook = std::fs::read_to_string(hooks.join("pre-commit")).unwrap();
+    assert_eq!(hook, "#!/bin/sh\necho their-check\n", "only our lines went");
+}
+
+#[test]
+fn the_pre_commit_framework_file_names_both_hooks() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.pre-commit-hooks.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains("- id: models-verify") && text.contains("- id: models-manifest"));
+    assert!(text.contains("entry: cargo xtask models verify --quiet"));
+    assert!(text.contains("entry: cargo xtask models verify --manifest-only --quiet"));
+}
+
+#[test]
+fn the_ci_workflow_is_yaml_that_caches_on_the_manifest_and_fetches() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/models-cache.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let doc = &docs[0];
+    assert!(!doc["on"].is_badvalue());
+    let steps = doc["jobs"]["fetch-models"]["steps"].as_vec().expect("steps");
+    let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
+    assert!(uses.iter().any(|u| u.starts_with("actions/cache/restore@")), "{uses:?}");
+    assert!(uses.iter().any(|u| u.starts_with("actions/cache/save@")), "{uses:?}");
+    let keys: Vec<&str> = steps.iter().filter_map(|s| s["with"]["key"].as_str()).collect();
+    assert!(keys.iter().all(|k| k.contains("hashFiles('models.toml')")) && keys.len() == 3, "{keys:?}");
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(runs.iter().any(|r| r.starts_with("cargo xtask models fetch")), "{runs:?}");
+}
+
+#[test]
+fn the_ci_cache_cannot_freeze_half_filled() {
+    // The exact key is saved once per manifest: only a successful run may write it; a
+    // failed run's progress goes under a per-run key that the next run restores from.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/models-cache.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let steps = docs[0]["jobs"]["fetch-models"]["steps"].as_vec().expect("steps");
+    let saves: Vec<_> = steps
+        .iter()
+        .filter(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache/save@")))
+        .collect();
+    let exact = "models-${{ hashFiles('models.toml') }}";
+    for save in &saves {
+        let (key, condition) = (save["with"]["key"].as_str().unwrap(), save["if"].as_str().unwrap_or(""));
+        assert!(!condition.contains("always()"), "{key} is saved even when the fetch failed: {condition}");
+        if key == exact {
+            assert!(
+                condition.contains("success()"),
+                "the exact key only after a complete fetch: {condition}"
+            );
+        } else {
+            assert!(key.contains("github.run_id") && condition.contains("failure()"), "{key}: {condition}");
+        }
+    }
+    assert_eq!(saves.len(), 2, "one save for success, one for failure");
+    let restore = steps.iter().find(|s| s["id"].as_str() == Some("restore")).expect("the restore step");
+    let fallbacks = restore["with"]["restore-keys"].as_str().unwrap_or("");
+    assert!(fallbacks.lines().next().is_some_and(|l| l.trim() == format!("{exact}-partial-")), "{fallbacks}");
+}
