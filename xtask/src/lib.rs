@@ -32,7 +32,9 @@ mod text;
 mod ui;
 
 pub use cli::{Defaults, main, run, run_models};
-pub use commands::api::{FetchOptions, Report, fetch, verify};
+pub use commands::api::{
+    Attempted, Ended, Event, FetchOptions, ModelResult, Ranged, Report, Wait, fetch, verify,
+};
 pub use engine::manifest::{Manifest, Model};
 pub use error::{Error, Result};
 pub use store::hash::{hash_file, hex};

@@ -348,6 +348,7 @@ impl CommonArgs {
             verbose: self.verbose,
             json,
             stdout_taken: false,
+            silent: false,
         }
     }
 }

@@ -76,8 +76,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
         partial: Partial::for_add(&work_dir, file_name),
     };
     let downloader = Downloader::new(settings, 1);
-    let mut progress = cx.reporter.transfer(&entry.name, 0);
-    let fetched = match downloader.fetch(&job, &mut cx.listener(&entry.name, &mut progress)) {
+    let fetched = match downloader.fetch(&job, &mut cx.listener(&entry.name)) {
         Ok(fetched) => fetched,
         Err(failed) => {
             for tried in &failed.tried {
@@ -93,7 +92,6 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
             return Ok(Report { ok: 0, failed: 1 });
         }
     };
-    drop(progress);
     if let Some(expected) = &request.sha256
         && fetched.sha256 != expected.to_ascii_lowercase()
     {

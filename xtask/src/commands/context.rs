@@ -3,7 +3,7 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::engine::events::Event;
+use crate::engine::events::{Event, Wait};
 use crate::engine::manifest::{Manifest, Model};
 use crate::engine::plan::{self, Selection};
 use crate::error::{EXIT_MODEL_FAILED, EXIT_OK, Error, IoContext, Result};
@@ -11,7 +11,7 @@ use crate::store::lock::{self, Held};
 use crate::text::shell_quote;
 use crate::ui::attempt_log::AttemptLog;
 use crate::ui::out;
-use crate::ui::progress::{Reporter, Transfer};
+use crate::ui::progress::{Mode, Reporter, Transfer};
 
 /// Where a workspace keeps its pins and files, and how its users run the tool.
 #[derive(Clone, Debug)]
@@ -66,6 +66,9 @@ pub(crate) struct Location {
     /// Stdout belongs to someone else (the command `models run` starts): the tool's own
     /// lines all go to stderr.
     pub stdout_taken: bool,
+    /// Print nothing at all, results included: a library call, whose caller gets events
+    /// and values instead.
+    pub silent: bool,
 }
 
 /// What every subcommand works with.
@@ -111,7 +114,10 @@ impl Context {
             manifest,
             manifest_path,
             checkpoints,
-            reporter: Reporter::for_stderr(location.quiet),
+            reporter: match location.silent {
+                true => Reporter::new(Mode::Silent),
+                false => Reporter::for_stderr(location.quiet),
+            },
             log,
             json: location.json,
             verbose: location.verbose,
@@ -124,6 +130,9 @@ impl Context {
     /// the command `models run` starts. A reader that went away (`| head`) is no reason
     /// to fail.
     pub(crate) fn say(&self, line: &str) {
+        if self.reporter.is_silent() {
+            return;
+        }
         if self.json || self.stdout_taken {
             self.reporter.error(line);
         } else {
@@ -171,16 +180,33 @@ impl Context {
         move || self.reporter.note(message)
     }
 
-    /// The listener that shows one model's download: its progress, its retries, and
-    /// each attempt in the `--log-file`.
-    pub(crate) fn listener<'a, 'r>(
-        &'a self,
-        name: &'a str,
-        progress: &'a mut Transfer<'r>,
-    ) -> impl FnMut(Event<'_>) + 'a {
+    /// The listener that shows what happens to one model: its waits, its download's
+    /// progress (a bar from the moment it starts), its retries, and each attempt in the
+    /// `--log-file`.
+    pub(crate) fn listener<'a>(&'a self, name: &'a str) -> impl FnMut(Event<'_>) + 'a {
+        let mut progress: Option<Transfer<'a>> = None;
         move |event| match event {
-            Event::Started { origin, position } => progress.restart(position, &origin.to_string()),
-            Event::Bytes(n) => progress.advance(n),
+            Event::Waiting(Wait::Model) => {
+                self.reporter.note(&format!("{name}: waiting for another fetch of {name}"))
+            }
+            Event::Waiting(Wait::Cache) => self
+                .reporter
+                .note(&format!("{name}: waiting for another process downloading it into the cache")),
+            Event::PresentAfterWait => {
+                self.reporter.note(&format!("{name}: present (another process fetched it)"))
+            }
+            Event::EntryRemoved { entry, reason } => self.reporter.warn(&format!(
+                "{name}: the cache entry {entry} was corrupt ({reason}); removed it, fetching again"
+            )),
+            Event::Downloading { size } => progress = Some(self.reporter.transfer(name, size)),
+            Event::Started { origin, position } => progress
+                .get_or_insert_with(|| self.reporter.transfer(name, 0))
+                .restart(position, &origin.to_string()),
+            Event::Bytes(n) => {
+                if let Some(progress) = progress.as_mut() {
+                    progress.advance(n)
+                }
+            }
             Event::Attempted(attempted) => {
                 if let Some(log) = &self.log {
                     log.record(name, attempted);
@@ -201,10 +227,10 @@ impl Context {
             }
             Event::Range { origin, ranged } => {
                 if let Some(log) = &self.log {
-                    log.record_range(name, origin, ranged);
+                    log.record_range(name, origin, &ranged);
                 }
             }
-            Event::Connections { story, proxied } => {
+            Event::Connections { story, proxied, .. } => {
                 let hint = if proxied { " (--connections N splits there too)" } else { "" };
                 let story = &format!("{story}{hint}");
                 if let Some(log) = &self.log {
@@ -233,7 +259,8 @@ impl Context {
             Event::RecordDropped { why } => self.reporter.note(&format!(
                 "note: {name}: the record of an earlier partial download was dropped ({why}); starting over"
             )),
-            Event::Finished => {}
+            // The bar goes as the download ends; the model's line follows.
+            Event::Finished => progress = None,
         }
     }
 }

@@ -6,16 +6,17 @@
 //! that cannot be provided gets a manual-download block with everything needed to place
 //! the file by hand, and the others still proceed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 
 use crate::commands::{Context, Report};
+use crate::engine::events::Listener;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Step, Trust};
 pub(crate) use crate::engine::provide::Options;
-use crate::engine::provide::{Notice, Outcome, Provided, Provider, Watch};
-use crate::engine::transfer::{Downloader, Failed, Fetched, Listener};
+use crate::engine::provide::{Outcome, Provided, Provider};
+use crate::engine::transfer::Downloader;
 use crate::engine::workers;
 use crate::error::{Class, Fault, Origin, Result, Tried};
 use crate::store::fs::same_filesystem;
@@ -35,6 +36,55 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
         );
     }
     let models = cx.select(selection)?;
+    let Provision { present, provided, elapsed } = provision(cx, &models, &options, cx)?;
+    let mut totals = Totals { present: present.len(), elapsed, ..Totals::default() };
+    for Provided { outcome, .. } in &provided {
+        match outcome {
+            Outcome::Downloaded(fetched) => {
+                totals.fetched += 1;
+                totals.bytes += fetched.bytes;
+            }
+            Outcome::FromCache(_) => totals.from_cache += 1,
+            Outcome::Present => totals.present += 1,
+            Outcome::Failed(_) => totals.failed += 1,
+        }
+    }
+    report_fallbacks(cx, &provided);
+    report_failures(cx, &provided);
+    print_summary(cx, &totals, options.skip_checks);
+    if cx.json {
+        out::json(&json_report(&present, &provided, &totals));
+    }
+    Ok(Report { ok: totals.fetched + totals.from_cache + totals.present, failed: totals.failed })
+}
+
+/// Who hears a fetch while it runs: the command line (bars, lines, the log) or a library
+/// caller's callback. Either way the engine's [`Event`](crate::engine::events::Event)s.
+pub(crate) trait Watch: Sync {
+    /// The listener for one model's events, on the worker that provides it.
+    fn listener<'w>(&'w self, model: &'w Model) -> Box<Listener<'w>>;
+    /// `provided` has ended, on the worker that provided it.
+    fn ended(&self, provided: &Provided<'_>);
+}
+
+/// What a fetch of several models found and did.
+pub(crate) struct Provision<'m> {
+    /// Present and stamped before anything was done.
+    pub(crate) present: Vec<Step<'m>>,
+    /// One for each model that was not, in the order given.
+    pub(crate) provided: Vec<Provided<'m>>,
+    pub(crate) elapsed: Duration,
+}
+
+/// Provides every model of `models` not yet present, on `options.jobs` threads, and
+/// records the stamps of what it placed. `cx` holds the folder and the words for what
+/// only the command line sees (locks waited on, a shortfall of space).
+pub(crate) fn provision<'m>(
+    cx: &Context,
+    models: &[&'m Model],
+    options: &Options,
+    watch: &dyn Watch,
+) -> Result<Provision<'m>> {
     let _folder = cx.share_checkpoints()?;
     let _cache_folder = match &options.cache {
         Some(cache) => {
@@ -44,28 +94,23 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
         None => None,
     };
     let trust = if options.skip_checks { Trust::Presence } else { Trust::Stamps };
-    let steps = plan::survey(&models, &cx.checkpoints, trust, options.jobs);
+    let steps = plan::survey(models, &cx.checkpoints, trust, options.jobs);
     let (present, missing): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.state.is_present());
     for step in &present {
         cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
     }
-    let needs = space_needed(cx, &options, &missing);
+    let needs = space_needed(cx, options, &missing);
     let needed = needs.first().map_or(0, |need| need.bytes);
     let space = if options.offline { Ok(()) } else { plan::check_free_space(&needs) };
     let started = Instant::now();
     let provided: Vec<Provided<'_>> = match space {
         Ok(()) => {
             let downloader = Downloader::new(options.settings.clone(), options.jobs);
-            let provider = Provider {
-                checkpoints: &cx.checkpoints,
-                options: &options,
-                downloader: &downloader,
-                watch: cx,
-            };
+            let provider = Provider { checkpoints: &cx.checkpoints, options, downloader: &downloader };
             cx.reporter.start_total(needed);
             let provided = workers::map(&missing, options.jobs, |step| {
-                let provided = provider.provide(step);
-                report_one(cx, &provided);
+                let provided = provider.provide(step, &mut *watch.listener(step.model));
+                watch.ended(&provided);
                 provided
             });
             cx.reporter.finish_total();
@@ -85,29 +130,11 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
             provided.collect()
         }
     };
-    let mut totals = Totals { present: present.len(), elapsed: started.elapsed(), ..Totals::default() };
-    for Provided { outcome, .. } in &provided {
-        match outcome {
-            Outcome::Downloaded(fetched) => {
-                totals.fetched += 1;
-                totals.bytes += fetched.bytes;
-            }
-            Outcome::FromCache(_) => totals.from_cache += 1,
-            Outcome::Present => totals.present += 1,
-            Outcome::Failed(_) => totals.failed += 1,
-        }
-    }
     // Each stamp was taken under the model's lock from the very file installed; writing
     // them only makes the next run faster, so failing to is no error.
     let fresh = provided.iter().filter_map(|p| Some((p.model.path.to_string(), p.stamp.clone()?)));
     let _ = Stamps::record(&cx.checkpoints, fresh.collect());
-    report_fallbacks(cx, &provided);
-    report_failures(cx, &provided);
-    print_summary(cx, &totals, options.skip_checks);
-    if cx.json {
-        out::json(&json_report(&present, &provided, &totals));
-    }
-    Ok(Report { ok: totals.fetched + totals.from_cache + totals.present, failed: totals.failed })
+    Ok(Provision { present, provided, elapsed: started.elapsed() })
 }
 
 /// The bytes each filesystem must still take: everything that comes over the network
@@ -151,33 +178,14 @@ fn shortfall(cx: &Context, short: &plan::Shortfall) -> String {
     )
 }
 
-/// The provide stage's word, shown as this command shows everything.
+/// The command line hears a fetch as bars, lines and the log, and says each model's end
+/// as it comes.
 impl Watch for Context {
-    fn notice(&self, model: &Model, notice: Notice<'_>) {
-        let name = &model.name;
-        match notice {
-            Notice::WaitingForModel => {
-                self.reporter.note(&format!("{name}: waiting for another fetch of {name}"))
-            }
-            Notice::WaitingForCache => self
-                .reporter
-                .note(&format!("{name}: waiting for another process downloading it into the cache")),
-            Notice::PresentAfterWait => {
-                self.reporter.note(&format!("{name}: present (another process fetched it)"))
-            }
-            Notice::CorruptEntryRemoved { entry, reason } => self.reporter.warn(&format!(
-                "{name}: the cache entry {entry} was corrupt ({reason}); removed it, fetching again"
-            )),
-        }
+    fn listener<'w>(&'w self, model: &'w Model) -> Box<Listener<'w>> {
+        Box::new(Context::listener(self, &model.name))
     }
 
-    fn download(
-        &self,
-        model: &Model,
-        size: u64,
-        fetch: &mut dyn FnMut(&mut Listener<'_>) -> Result<Fetched, Failed>,
-    ) -> Result<Fetched, Failed> {
-        let mut progress = self.reporter.transfer(&model.name, size);
-        fetch(&mut self.listener(&model.name, &mut progress))
+    fn ended(&self, provided: &Provided<'_>) {
+        report_one(self, provided);
     }
 }

@@ -5,16 +5,17 @@
 //! hard link or a copy; without it, into a temp file beside the destination. The stamp of
 //! what was installed is taken under the lock, from the very file that was put there.
 //!
-//! The stage knows no UI: what it has to say while it works goes to a [`Watch`], and
-//! what it did comes back as a [`Provided`] that carries its model.
+//! The stage knows no UI: what happens while it works goes to the model's listener as
+//! [`Event`]s, and what it did comes back as a [`Provided`] that carries its model.
 
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::check::{self, LocalState};
+use crate::engine::events::{Event, Listener, Wait};
 use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Step};
-use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Listener, Settings};
+use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings};
 use crate::error::{Class, Fault, Origin, Tried};
 use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
@@ -63,55 +64,31 @@ pub(crate) struct Provided<'m> {
     pub(crate) stamp: Option<Stamp>,
 }
 
-/// What the stage says while it works; the command layer shows it.
-pub(crate) enum Notice<'a> {
-    /// Another process holds this model's lock: waiting for it.
-    WaitingForModel,
-    /// Another process is downloading this model into the cache: waiting for it.
-    WaitingForCache,
-    /// Another process provided the model while this one waited.
-    PresentAfterWait,
-    /// The cache entry was corrupt and was removed; it is fetched again.
-    CorruptEntryRemoved { entry: &'a Utf8Path, reason: &'a str },
-}
-
-/// The caller's side of the stage: word while it works, and a listener per download.
-pub(crate) trait Watch: Sync {
-    fn notice(&self, model: &Model, notice: Notice<'_>);
-    /// Runs `fetch` with a listener that shows the download of `model` (`size` bytes).
-    fn download(
-        &self,
-        model: &Model,
-        size: u64,
-        fetch: &mut dyn FnMut(&mut Listener<'_>) -> Result<Fetched, Failed>,
-    ) -> Result<Fetched, Failed>;
-}
-
 /// Provides models into one checkpoints folder.
 pub(crate) struct Provider<'a> {
     pub(crate) checkpoints: &'a Utf8Path,
     pub(crate) options: &'a Options,
     pub(crate) downloader: &'a Downloader,
-    pub(crate) watch: &'a dyn Watch,
 }
 
 impl Provider<'_> {
-    /// Provides `step`'s model under the lock of its destination.
-    pub(crate) fn provide<'m>(&self, step: &Step<'m>) -> Provided<'m> {
-        let (outcome, stamp) = self.provide_locked(step);
+    /// Provides `step`'s model under the lock of its destination, telling `events`.
+    pub(crate) fn provide<'m>(&self, step: &Step<'m>, events: &mut Listener<'_>) -> Provided<'m> {
+        let (outcome, stamp) = self.provide_locked(step, events);
         let stamp = stamp.filter(|_| !self.options.skip_checks && !matches!(outcome, Outcome::Failed(_)));
         Provided { model: step.model, dest: step.dest.clone(), outcome, stamp }
     }
 
-    fn provide_locked(&self, step: &Step<'_>) -> (Outcome, Option<Stamp>) {
+    fn provide_locked(&self, step: &Step<'_>, events: &mut Listener<'_>) -> (Outcome, Option<Stamp>) {
         let model = step.model;
         let failed = |origin: Origin, fault: Fault| (Outcome::Failed(vec![Tried { origin, fault }]), None);
         if let Err(e) = check_inside(self.checkpoints, &step.dest) {
             return failed(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e));
         }
         let lock_path = lock::path_lock(self.checkpoints, &model.path);
-        let waiting = || self.watch.notice(model, Notice::WaitingForModel);
-        let _path_lock = match lock::acquire(&lock_path, Mode::Exclusive, waiting) {
+        let _path_lock = match lock::acquire(&lock_path, Mode::Exclusive, || {
+            events(Event::Waiting(Wait::Model))
+        }) {
             Ok((held, waited)) => {
                 // The survey is stale if another process held the lock, or created the file
                 // since: look again before downloading anything.
@@ -119,7 +96,7 @@ impl Provider<'_> {
                 if changed {
                     let (state, stamp) = check::inspect(model, &step.dest, self.options.skip_checks, None);
                     if state.is_present() {
-                        self.watch.notice(model, Notice::PresentAfterWait);
+                        events(Event::PresentAfterWait);
                         return (Outcome::Present, stamp);
                     }
                 }
@@ -128,18 +105,23 @@ impl Provider<'_> {
             Err(e) => return failed(Origin::Lock(lock_path), Fault::from_error(&e)),
         };
         let result = match &self.options.cache {
-            Some(cache) => self.through_cache(cache, step),
-            None => self.beside(step),
+            Some(cache) => self.through_cache(cache, step, events),
+            None => self.beside(step, events),
         };
         result.unwrap_or_else(|failed| (Outcome::Failed(failed.tried), None))
     }
 
-    fn through_cache(&self, cache: &Cache, step: &Step<'_>) -> Result<(Outcome, Option<Stamp>), Failed> {
+    fn through_cache(
+        &self,
+        cache: &Cache,
+        step: &Step<'_>,
+        events: &mut Listener<'_>,
+    ) -> Result<(Outcome, Option<Stamp>), Failed> {
         let model = step.model;
         let lock_path = cache.lock(&model.sha256);
-        let waiting = || self.watch.notice(model, Notice::WaitingForCache);
-        let (_entry_lock, _) = lock::acquire(&lock_path, Mode::Exclusive, waiting)
-            .map_err(|e| Failed::at(Origin::Lock(lock_path.clone()), Fault::from_error(&e)))?;
+        let (_entry_lock, _) =
+            lock::acquire(&lock_path, Mode::Exclusive, || events(Event::Waiting(Wait::Cache)))
+                .map_err(|e| Failed::at(Origin::Lock(lock_path.clone()), Fault::from_error(&e)))?;
         let entry = cache.entry(&model.sha256);
         let downloaded = match cache.check(model.size, &model.sha256) {
             Entry::Good => None,
@@ -152,10 +134,10 @@ impl Provider<'_> {
             }
             found => {
                 if let Entry::Removed { reason } = &found {
-                    self.watch.notice(model, Notice::CorruptEntryRemoved { entry: &entry, reason });
+                    events(Event::EntryRemoved { entry: &entry, reason });
                 }
                 let job = self.job(model, cache.partial(&model.sha256));
-                let fetched = self.download(model, &job)?;
+                let fetched = self.download(&job, events)?;
                 install::checked(&fetched.file, &job.partial, &entry)
                     .and_then(|()| cache.seal(&model.sha256))
                     .map_err(|e| Failed::at(Origin::Cache(entry.clone()), Fault::local(&entry, &e)))?;
@@ -181,9 +163,9 @@ impl Provider<'_> {
     }
 
     /// Without the cache: downloaded into a partial beside the destination, and renamed.
-    fn beside(&self, step: &Step<'_>) -> Result<(Outcome, Option<Stamp>), Failed> {
+    fn beside(&self, step: &Step<'_>, events: &mut Listener<'_>) -> Result<(Outcome, Option<Stamp>), Failed> {
         let job = self.job(step.model, Partial::beside(&step.dest, &step.model.sha256));
-        let fetched = self.download(step.model, &job)?;
+        let fetched = self.download(&job, events)?;
         install::checked(&fetched.file, &job.partial, &step.dest).map_err(|e| on_disk(&step.dest, &e))?;
         // The open file is the placed one: its metadata cannot be another file's.
         let stamp = check::stamp_of(&fetched.sha256, &fetched.file);
@@ -200,13 +182,12 @@ impl Provider<'_> {
         }
     }
 
-    fn download(&self, model: &Model, job: &Job<'_>) -> Result<Fetched, Failed> {
+    fn download(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
         if job.sources.is_empty() && self.options.offline {
             let detail = "offline, and no local source (cache, file:// URL or directory mirror) has it";
             return Err(Failed::at(Origin::Offline, Fault::new(Class::Offline, detail)));
         }
-        let size = job.expect.size().unwrap_or(0);
-        self.watch.download(model, size, &mut |listener| self.downloader.fetch(job, listener))
+        self.downloader.fetch(job, events)
     }
 }
 

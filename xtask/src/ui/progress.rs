@@ -21,6 +21,9 @@ pub(crate) enum Mode {
     Bars,
     Lines,
     Quiet,
+    /// Nothing at all, errors included: the library's calls, whose caller gets events
+    /// and results instead.
+    Silent,
 }
 
 pub(crate) struct Reporter {
@@ -63,26 +66,33 @@ impl Reporter {
     }
 
     pub(crate) fn is_quiet(&self) -> bool {
-        self.mode == Mode::Quiet
+        matches!(self.mode, Mode::Quiet | Mode::Silent)
+    }
+
+    /// Whether nothing at all is shown (the library's calls).
+    pub(crate) fn is_silent(&self) -> bool {
+        self.mode == Mode::Silent
     }
 
     /// Routine news (a model already present, a file installed); hidden by `--quiet`.
     pub(crate) fn note(&self, message: &str) {
-        if self.mode != Mode::Quiet {
+        if !self.is_quiet() {
             self.println(message);
         }
     }
 
     /// Something went wrong but work goes on (a retry); hidden by `--quiet`.
     pub(crate) fn warn(&self, message: &str) {
-        if self.mode != Mode::Quiet {
+        if !self.is_quiet() {
             self.println(&format!("warning: {message}"));
         }
     }
 
-    /// Always shown.
+    /// Shown unless silent.
     pub(crate) fn error(&self, message: &str) {
-        self.println(message);
+        if !self.is_silent() {
+            self.println(message);
+        }
     }
 
     fn println(&self, message: &str) {

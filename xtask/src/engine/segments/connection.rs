@@ -11,9 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::engine::events::{Event, Ranged};
 use crate::engine::retry::{Next, RetryState};
 use crate::engine::segments::pieces::{CHUNK, Pace, Span, claim};
-use crate::engine::segments::{Board, MIN_SPLIT, Note, Ranged, Transfer, hashing};
+use crate::engine::segments::{Board, MIN_SPLIT, Transfer, hashing};
 use crate::engine::slots::Slot;
 use crate::error::{Class, Fault, Then};
 use crate::net::client::{Method, fill};
@@ -33,7 +34,7 @@ pub(super) struct Connection<'c, 't> {
     pub source: usize,
     /// The host slot of an extra connection; the first needs none (the probe's).
     pub slot: Option<Slot<'c>>,
-    pub tx: &'c mpsc::Sender<Note>,
+    pub tx: &'c mpsc::Sender<Event<'t>>,
     /// Whether bytes have flowed on this connection (it counts as receiving).
     pub streamed: Cell<bool>,
 }
@@ -120,8 +121,8 @@ impl Connection<'_, '_> {
                         Some(f.clone())
                     }
                 };
-                let ranged = Ranged { source: self.source, start: next, end, bytes: written, fault };
-                let _ = self.tx.send(Note::Range(ranged));
+                let ranged = Ranged { start: next, end, bytes: written, fault };
+                let _ = self.tx.send(Event::Range { origin: t.origins[self.source], ranged });
                 match outcome {
                     Ok(moved) if moved >= MIN_SPLIT => retry.reset(),
                     Ok(_) => {}
@@ -161,7 +162,7 @@ impl Connection<'_, '_> {
                             board.fail(fault);
                             return;
                         };
-                        let _ = self.tx.send(Note::Retrying { source: self.source, fault, wait });
+                        let _ = self.tx.send(Event::Retrying { origin: t.origins[self.source], fault, wait });
                         std::thread::sleep(wait);
                     }
                 }

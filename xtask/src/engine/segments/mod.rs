@@ -44,9 +44,10 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::engine::events::{Event, Listener};
 use crate::engine::retry::Limiter;
 use crate::engine::slots::HostSlots;
-use crate::error::{Class, Fault};
+use crate::error::{Class, Fault, Origin};
 use crate::net::client::Net;
 use crate::source::Source;
 use crate::store::partial::Partial;
@@ -176,6 +177,8 @@ pub(crate) struct Transfer<'a> {
     /// Where pieces come from. The first is the URL the file was probed at, whose
     /// validator is known; the others serve the same pinned bytes, maybe.
     pub urls: &'a [&'a Source],
+    /// The same sources as origins, as events name them (`origins[i]` is `urls[i]`'s).
+    pub origins: &'a [&'a Origin],
     /// The first URL's key in the sidecar (a hash: a signed URL's token stays off disk).
     pub url_key: &'a str,
     pub partial: &'a Partial,
@@ -201,7 +204,7 @@ pub(crate) struct Transfer<'a> {
 
 /// What the transfer did: the file's digest, which source wrote which bytes, and the
 /// sources an audit found wrong (with the first byte). The bytes that came over the
-/// network are counted by the caller from the notes, so a failed transfer has them too.
+/// network are counted by the caller from the events, so a failed transfer has them too.
 pub(crate) struct Done {
     pub sha256: String,
     pub spans: Vec<Span>,
@@ -210,45 +213,16 @@ pub(crate) struct Done {
     pub substituted: Vec<(u64, u64)>,
 }
 
-/// Messages from the workers to the caller's thread, which owns the event listener.
-pub(crate) enum Note {
-    Bytes(u64),
-    /// A piece's request failed; the worker retries, or leaves the piece to others.
-    Retrying {
-        source: usize,
-        fault: Fault,
-        wait: Duration,
-    },
-    /// One request for a range ended, well or not (for the attempt log).
-    Range(Ranged),
-    /// How many connections the file used and why, when the transfer ends.
-    Connections {
-        most: usize,
-        story: String,
-        chosen: Connections,
-    },
-}
-
-/// One request for `[start, end)` of the file from a source, as the log records it.
-#[derive(Debug)]
-pub(crate) struct Ranged {
-    pub source: usize,
-    pub start: u64,
-    pub end: u64,
-    /// Bytes written from this request.
-    pub bytes: u64,
-    pub fault: Option<Fault>,
-}
-
 /// Fetches the pieces of `file` (the pre-sized temp file) that are not done yet, the
-/// first one's body already open in `first` when this is a fresh start. `notes` is
-/// called on the caller's thread with progress. Returns the digest of the whole file.
+/// first one's body already open in `first` when this is a fresh start. `events` is
+/// called on the caller's thread with what the connections report. Returns the digest of
+/// the whole file.
 pub(crate) fn run(
     t: &Transfer<'_>,
     file: &File,
     pieces: Vec<Piece>,
     first: Option<Box<dyn Read + Send>>,
-    notes: &mut dyn FnMut(Note),
+    events: &mut Listener<'_>,
 ) -> Result<Done, Fault> {
     let mut pieces = pieces;
     if first.is_some() {
@@ -270,7 +244,7 @@ pub(crate) fn run(
         })
         .collect();
     let board = Board::new(pieces, sources);
-    let (tx, rx) = mpsc::channel::<Note>();
+    let (tx, rx) = mpsc::channel::<Event<'_>>();
     let mut ramp = match t.connections {
         Connections::Auto { start, ceiling } => Some(Ramp::new(start, ceiling)),
         Connections::Fixed(_) | Connections::ThroughProxy => None,
@@ -339,19 +313,19 @@ pub(crate) fn run(
         let (mut told, mut refusals_seen) = (0u64, 0usize);
         // The bytes written since the last look go out before any note that followed
         // them (a range's end after its bytes).
-        let mut tell_moved = |notes: &mut dyn FnMut(Note)| {
+        let mut tell_moved = |events: &mut Listener<'_>| {
             let moved = board.moved.load(Ordering::Relaxed);
             if moved > told {
-                notes(Note::Bytes(moved - told));
+                events(Event::Bytes(moved - told));
                 told = moved;
             }
             moved
         };
         loop {
             match rx.recv_timeout(LOOK_EVERY) {
-                Ok(note) => {
-                    tell_moved(notes);
-                    notes(note);
+                Ok(event) => {
+                    tell_moved(events);
+                    events(event);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -362,7 +336,7 @@ pub(crate) fn run(
                 continue;
             }
             last_look = Instant::now();
-            let moved = tell_moved(notes);
+            let moved = tell_moved(events);
             let (workers, receiving, left, refusals) = {
                 let state = board.lock();
                 let left = state.pieces.iter().map(Piece::left).sum::<u64>();
@@ -370,9 +344,9 @@ pub(crate) fn run(
             };
             if workers == 0 {
                 // Every worker is done; what they said before ending is in the channel.
-                while let Ok(note) = rx.try_recv() {
-                    tell_moved(notes);
-                    notes(note);
+                while let Ok(event) = rx.try_recv() {
+                    tell_moved(events);
+                    events(event);
                 }
                 break;
             }
@@ -395,7 +369,7 @@ pub(crate) fn run(
                 write_sidecar(t.partial, t.url_key, t.size, validator, &pieces);
             }
         }
-        tell_moved(notes);
+        tell_moved(events);
         // Every worker is done: the hasher ends at the full size or at the fault.
         board.changed.notify_all();
         hasher
@@ -428,7 +402,7 @@ pub(crate) fn run(
         // Bytes that landed ahead of the frontier: what splitting cost the hasher.
         story.push_str(&format!("; {} read back to hash", human_bytes(hashed.read_back)));
     }
-    notes(Note::Connections { most, story, chosen: t.connections });
+    events(Event::Connections { most, story, proxied: t.connections == Connections::ThroughProxy });
     let state = board.into_inner_state();
     if let Some(fault) = state.fault {
         if fault.class == Class::StalePartial {

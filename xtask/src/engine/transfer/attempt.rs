@@ -251,7 +251,9 @@ impl Wire {
     ) -> Result<Checked, Fault> {
         let Start { validator, pieces, first, extras } = start;
         let Pin { size, sha256 } = pin;
-        let origins: Vec<&Origin> = std::iter::once(origin).chain(extras.iter().copied()).collect();
+        // Only origins with a URL take part, so `urls[i]` and `origins[i]` stay one source.
+        let origins: Vec<&Origin> =
+            std::iter::once(origin).chain(extras.iter().copied()).filter(|o| o.url().is_some()).collect();
         let urls: Vec<&Source> = origins.iter().filter_map(|o| o.url()).collect();
         stats.resumed_from = segments::frontier(&pieces);
         stats.status = Some(206);
@@ -261,6 +263,7 @@ impl Wire {
         let transfer = segments::Transfer {
             net: &self.net,
             urls: &urls,
+            origins: &origins,
             url_key: &key,
             partial: &job.partial,
             size,
@@ -276,22 +279,13 @@ impl Wire {
         // Counted as they come, so an attempt that fails still tells what it moved.
         let received = std::cell::Cell::new(0u64);
         let connections = std::cell::Cell::new(0usize);
-        let mut notes = |note| match note {
-            segments::Note::Bytes(n) => {
-                received.set(received.get() + n);
-                events(Event::Bytes(n))
+        let mut counted = |event: Event<'_>| {
+            match &event {
+                Event::Bytes(n) => received.set(received.get() + n),
+                Event::Connections { most, .. } => connections.set(connections.get().max(*most)),
+                _ => {}
             }
-            segments::Note::Retrying { source, fault, wait } => {
-                events(Event::Retrying { origin: origins[source], fault: &fault, wait })
-            }
-            segments::Note::Range(ranged) => {
-                events(Event::Range { origin: origins[ranged.source], ranged: &ranged })
-            }
-            segments::Note::Connections { most, story, chosen } => {
-                connections.set(connections.get().max(most));
-                let proxied = chosen == segments::Connections::ThroughProxy;
-                events(Event::Connections { story: &story, proxied })
-            }
+            events(event)
         };
         // Bytes already done come from an earlier run whose sources are not known: they
         // are never credited to the first source, so an audit fetches them again too.
@@ -300,7 +294,7 @@ impl Wire {
             .filter(|p| p.next > p.start)
             .map(|p| segments::Span { start: p.start, end: p.next, source: segments::KEPT })
             .collect();
-        let done = segments::run(&transfer, file, pieces, first, &mut notes);
+        let done = segments::run(&transfer, file, pieces, first, &mut counted);
         stats.received = received.get();
         stats.connections = connections.get();
         let mut done = done?;
@@ -313,7 +307,7 @@ impl Wire {
         let kept_any = done.spans.iter().any(|span| span.source == segments::KEPT);
         if stats.blended || kept_any {
             let audit = Audit { partial: &job.partial, origins: &origins, urls: &urls, size, sha256, file };
-            let audited = audit.run(&transfer, &done.spans, &mut notes);
+            let audited = audit.run(&transfer, &done.spans, &mut counted);
             stats.received = received.get();
             stats.source_bad = audited.first_source_bad;
             for (origin, at) in &audited.named {

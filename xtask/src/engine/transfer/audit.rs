@@ -15,7 +15,8 @@ use std::fs::{File, OpenOptions};
 
 use camino::Utf8PathBuf;
 
-use crate::engine::segments::{self, KEPT, Note};
+use crate::engine::events::Listener;
+use crate::engine::segments::{self, KEPT};
 use crate::engine::transfer::job::WrongSource;
 use crate::engine::transfer::sink::Checked;
 use crate::error::{Class, Facts, Fault, Origin};
@@ -64,7 +65,7 @@ impl<'a> Audit<'a> {
         &self,
         transfer: &segments::Transfer<'_>,
         spans: &[segments::Span],
-        notes: &mut dyn FnMut(Note),
+        events: &mut Listener<'_>,
     ) -> Audited<'a> {
         let first = self.origins[0];
         let mut audited = Audited {
@@ -80,10 +81,15 @@ impl<'a> Audit<'a> {
                 return audited;
             }
         };
-        let first_only =
-            segments::Transfer { urls: &self.urls[..1], record: false, side: Some(&side.file), ..*transfer };
+        let first_only = segments::Transfer {
+            urls: &self.urls[..1],
+            origins: &self.origins[..1],
+            record: false,
+            side: Some(&side.file),
+            ..*transfer
+        };
         let pieces = segments::audit_pieces(spans, self.size);
-        let checked = match segments::run(&first_only, self.file, pieces, None, notes) {
+        let checked = match segments::run(&first_only, self.file, pieces, None, events) {
             Ok(checked) => checked,
             Err(fault) => {
                 audited.result = Err(fault);
@@ -113,10 +119,15 @@ impl<'a> Audit<'a> {
         // The first source sends wrong bytes. What the others sent is still in the file:
         // fetch only the first source's spans (and kept bytes) again, from the next one.
         audited.first_source_bad = true;
-        let others =
-            segments::Transfer { urls: &self.urls[1..], validator: None, record: false, ..*transfer };
+        let others = segments::Transfer {
+            urls: &self.urls[1..],
+            origins: &self.origins[1..],
+            validator: None,
+            record: false,
+            ..*transfer
+        };
         let pieces = segments::audit_pieces_of(spans, self.size, |source| source == 0 || source == KEPT);
-        match segments::run(&others, self.file, pieces, None, notes) {
+        match segments::run(&others, self.file, pieces, None, events) {
             Ok(again) if again.sha256 == self.sha256 => {
                 audited.fixed_from = self.origins[1];
                 audited.named = self.name(&again.differed, |source| (source == 0).then_some(first));

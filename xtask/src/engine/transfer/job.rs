@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::engine::events::Event;
+pub(crate) use crate::engine::events::Listener;
 use crate::engine::manifest::Model;
 use crate::error::{Fault, Origin, Tried};
 use crate::store::partial::Partial;
@@ -147,6 +147,3 @@ impl Failed {
         Failed { tried: vec![Tried { origin, fault }] }
     }
 }
-
-/// The listener a download reports to.
-pub(crate) type Listener<'l> = dyn FnMut(Event<'_>) + 'l;

@@ -92,6 +92,7 @@ impl Downloader {
     /// Downloads `job` into its partial and checks it, trying each source in turn,
     /// reporting to `events`. The checked file is the caller's to place.
     pub(crate) fn fetch(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
+        events(Event::Downloading { size: job.expect.size().unwrap_or(0) });
         let started = Instant::now();
         let mut tried = Vec::new();
         let mut received = 0;
@@ -205,7 +206,7 @@ impl Downloader {
                 }
                 return FromSource { received, blend_failed, result: Err(Left { fault, then: next.then() }) };
             };
-            events(Event::Retrying { origin, fault: &fault, wait });
+            events(Event::Retrying { origin, fault: fault.clone(), wait });
             std::thread::sleep(wait);
         }
     }
