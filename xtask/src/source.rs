@@ -223,63 +223,38 @@ fn is_bucket_name(name: &str) -> bool {
         && !name.contains("..")
 }
 
-/// Where a model's bytes were looked for: what `tried[]` records instead of pseudo-URLs.
+/// Where a model's bytes are sought: one of its own URLs, or a mirror's copy. (Where a
+/// fault happened, which may also be the disk, a lock or the cache, is
+/// [`crate::error::Site`].)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// One of the model's own URLs in the manifest.
     Url(Source),
     /// A mirror's copy (`<mirror>/sha256/<hex>`).
     Mirror(Source),
-    /// The shared cache entry at this path.
-    Cache(Utf8PathBuf),
-    /// The local disk, before any source was tried (no free space, an unwritable folder).
-    Disk(Utf8PathBuf),
-    /// A lock file that could not be taken.
-    Lock(Utf8PathBuf),
-    /// `--offline` left no source to try.
-    Offline,
 }
 
 impl Origin {
-    /// The source behind this origin, when it is one (its `Display` is redacted).
-    pub fn url(&self) -> Option<&Source> {
+    /// The source behind this origin (its `Display` is redacted).
+    pub fn url(&self) -> &Source {
         match self {
-            Origin::Url(url) | Origin::Mirror(url) => Some(url),
-            _ => None,
+            Origin::Url(url) | Origin::Mirror(url) => url,
         }
     }
 
-    /// The kind, in `--json` output: `url`, `mirror`, `cache`, `disk`, `lock`, `offline`.
+    /// The kind, in `--json` output: `url` or `mirror`.
     pub fn kind(&self) -> &'static str {
         match self {
             Origin::Url(_) => "url",
             Origin::Mirror(_) => "mirror",
-            Origin::Cache(_) => "cache",
-            Origin::Disk(_) => "disk",
-            Origin::Lock(_) => "lock",
-            Origin::Offline => "offline",
-        }
-    }
-
-    /// The local path behind this origin, when it is one.
-    pub fn path(&self) -> Option<&Utf8Path> {
-        match self {
-            Origin::Cache(p) | Origin::Disk(p) | Origin::Lock(p) => Some(p),
-            _ => None,
         }
     }
 }
 
-/// The URL, redacted; a local origin by its kind and path (`disk /c/m.bin`), or, in the
-/// alternate form the attempt log uses, with no space (`disk:/c/m.bin`).
+/// The URL, redacted.
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sep = if f.alternate() { ":" } else { " " };
-        match (self.url(), self.path()) {
-            (Some(url), _) => write!(f, "{url}"),
-            (None, Some(path)) => write!(f, "{}{sep}{path}", self.kind()),
-            (None, None) => f.write_str(self.kind()),
-        }
+        write!(f, "{}", self.url())
     }
 }
 

@@ -18,7 +18,7 @@ fn rank(folder: &str) -> Option<u8> {
         "publish.rs" | "probe.rs" => 5,
         "engine" => 4,
         "net" | "store" => 3,
-        "error.rs" => 2,
+        "error" => 2,
         "source.rs" | "places.rs" => 1,
         "text.rs" => 0,
         _ => return None,

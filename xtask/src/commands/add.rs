@@ -87,7 +87,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
                     }
                     class => class.hint(),
                 };
-                cx.reporter.error(&format!("error: {}: {}\n  hint: {hint}", &tried.origin, tried.fault));
+                cx.reporter.error(&format!("error: {}: {}\n  hint: {hint}", &tried.site, tried.fault));
             }
             return Ok(Report { ok: 0, failed: 1 });
         }

@@ -245,7 +245,7 @@ fn probe_urls<'m>(models: &[&'m Model], options: &Options) -> Vec<UrlRecord<'m>>
         .iter()
         .flat_map(|&m| {
             let sources = plan::sources(m, &options.mirrors, false);
-            sources.into_iter().filter_map(move |o| o.url().map(|u| (m, u.clone())))
+            sources.into_iter().map(move |o| (m, o.url().clone()))
         })
         .collect();
     // Each record carries its model and URL: nothing is matched up by position later.

@@ -18,7 +18,7 @@ pub(crate) use crate::engine::provide::Options;
 use crate::engine::provide::{Outcome, Provided, Provider};
 use crate::engine::transfer::Downloader;
 use crate::engine::workers;
-use crate::error::{Class, Fault, Origin, Result, Tried};
+use crate::error::{Class, Fault, Result, Site, Tried};
 use crate::store::fs::same_filesystem;
 use crate::store::lock;
 use crate::store::partial::Partial;
@@ -119,7 +119,7 @@ pub(crate) fn provision<'m>(
         Err(short) => {
             let message = shortfall(cx, &short);
             cx.reporter.error(&format!("error: {message}"));
-            let tried = Tried { origin: Origin::Disk(short.dir), fault: Fault::new(Class::NoSpace, message) };
+            let tried = Tried { site: Site::Disk(short.dir), fault: Fault::new(Class::NoSpace, message) };
             let failed = || Outcome::Failed(vec![tried.clone()]);
             let provided = missing.iter().map(|step| Provided {
                 model: step.model,

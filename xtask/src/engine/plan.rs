@@ -184,7 +184,7 @@ pub(crate) fn sources(model: &Model, mirrors: &[Source], offline: bool) -> Vec<O
     let mirrored = mirrors.iter().map(|mirror| Origin::Mirror(mirror.mirror_entry(&model.sha256)));
     mirrored
         .chain(model.urls.iter().cloned().map(Origin::Url))
-        .filter(|origin| !offline || origin.url().is_some_and(|url| url.kind() == Kind::File))
+        .filter(|origin| !offline || origin.url().kind() == Kind::File)
         .collect()
 }
 
@@ -309,8 +309,7 @@ mod tests {
         let mirrors: Vec<Source> =
             ["http://m1/", "/var/mirror", "file:///nfs/m"].iter().map(|t| parse_mirror(t).unwrap()).collect();
         let hex = "0".repeat(64);
-        let shown: Vec<String> =
-            sources(&m, &mirrors, false).iter().map(|o| o.url().unwrap().to_string()).collect();
+        let shown: Vec<String> = sources(&m, &mirrors, false).iter().map(|o| o.url().to_string()).collect();
         let mut expected = vec![format!("http://m1/sha256/{hex}")];
         #[cfg(unix)]
         expected.push(format!("file:///var/mirror/sha256/{hex}"));

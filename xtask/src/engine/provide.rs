@@ -16,7 +16,7 @@ use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Step};
 use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings};
-use crate::error::{Class, Fault, Origin, Tried};
+use crate::error::{Class, Fault, Site, Tried};
 use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
 use crate::store::fs::{LinkMode, Placed, check_inside};
@@ -81,9 +81,9 @@ impl Provider<'_> {
 
     fn provide_locked(&self, step: &Step<'_>, events: &mut Listener<'_>) -> (Outcome, Option<Stamp>) {
         let model = step.model;
-        let failed = |origin: Origin, fault: Fault| (Outcome::Failed(vec![Tried { origin, fault }]), None);
+        let failed = |site: Site, fault: Fault| (Outcome::Failed(vec![Tried { site, fault }]), None);
         if let Err(e) = check_inside(self.checkpoints, &step.dest) {
-            return failed(Origin::Disk(step.dest.clone()), Fault::local(&step.dest, &e));
+            return failed(Site::Disk(step.dest.clone()), Fault::local(&step.dest, &e));
         }
         let lock_path = lock::path_lock(self.checkpoints, &model.path);
         let _path_lock = match lock::acquire(&lock_path, Mode::Exclusive, || {
@@ -102,7 +102,7 @@ impl Provider<'_> {
                 }
                 held
             }
-            Err(e) => return failed(Origin::Lock(lock_path), Fault::from_error(&e)),
+            Err(e) => return failed(Site::Lock(lock_path), Fault::from_error(&e)),
         };
         let result = match &self.options.cache {
             Some(cache) => self.through_cache(cache, step, events),
@@ -121,7 +121,7 @@ impl Provider<'_> {
         let lock_path = cache.lock(&model.sha256);
         let (_entry_lock, _) =
             lock::acquire(&lock_path, Mode::Exclusive, || events(Event::Waiting(Wait::Cache)))
-                .map_err(|e| Failed::at(Origin::Lock(lock_path.clone()), Fault::from_error(&e)))?;
+                .map_err(|e| Failed::at(Site::Lock(lock_path.clone()), Fault::from_error(&e)))?;
         let entry = cache.entry(&model.sha256);
         let downloaded = match cache.check(model.size, &model.sha256) {
             Entry::Good => None,
@@ -130,7 +130,7 @@ impl Provider<'_> {
                     "the cache entry {entry} has this sha256 but {actual} bytes, and the pin says {}; the entry is kept",
                     model.size
                 );
-                return Err(Failed::at(Origin::Cache(entry.clone()), Fault::new(Class::BadPin, detail)));
+                return Err(Failed::at(Site::Cache(entry.clone()), Fault::new(Class::BadPin, detail)));
             }
             found => {
                 if let Entry::Removed { reason } = &found {
@@ -140,7 +140,7 @@ impl Provider<'_> {
                 let fetched = self.download(&job, events)?;
                 install::checked(&fetched.file, &job.partial, &entry)
                     .and_then(|()| cache.seal(&model.sha256))
-                    .map_err(|e| Failed::at(Origin::Cache(entry.clone()), Fault::local(&entry, &e)))?;
+                    .map_err(|e| Failed::at(Site::Cache(entry.clone()), Fault::local(&entry, &e)))?;
                 Some(fetched)
             }
         };
@@ -185,7 +185,7 @@ impl Provider<'_> {
     fn download(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
         if job.sources.is_empty() && self.options.offline {
             let detail = "offline, and no local source (cache, file:// URL or directory mirror) has it";
-            return Err(Failed::at(Origin::Offline, Fault::new(Class::Offline, detail)));
+            return Err(Failed::at(Site::Offline, Fault::new(Class::Offline, detail)));
         }
         self.downloader.fetch(job, events)
     }
@@ -193,5 +193,5 @@ impl Provider<'_> {
 
 /// A fault at placing a file that came whole: the disk's, whatever the cache setting.
 fn on_disk(dest: &Utf8Path, err: &std::io::Error) -> Failed {
-    Failed::at(Origin::Disk(dest.to_owned()), Fault::local(dest, err))
+    Failed::at(Site::Disk(dest.to_owned()), Fault::local(dest, err))
 }

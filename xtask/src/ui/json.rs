@@ -115,9 +115,9 @@ pub(crate) struct TriedRecord {
 impl From<&Tried> for TriedRecord {
     fn from(tried: &Tried) -> TriedRecord {
         TriedRecord {
-            url: tried.origin.url().map(ToString::to_string),
-            origin: tried.origin.kind(),
-            path: tried.origin.path().map(ToString::to_string),
+            url: tried.site.origin().map(|origin| origin.url().to_string()),
+            origin: tried.site.kind(),
+            path: tried.site.path().map(ToString::to_string),
             error: FaultRecord::from(&tried.fault),
         }
     }

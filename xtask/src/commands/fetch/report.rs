@@ -10,7 +10,7 @@ use crate::commands::Context;
 use crate::engine::manifest::Model;
 use crate::engine::plan::Step;
 use crate::engine::provide::{Outcome, Provided};
-use crate::error::{Class, Tried};
+use crate::error::{Class, Origin, Tried};
 use crate::store::fs::Placed;
 use crate::text::{human_bytes, rate};
 use crate::ui::json::{
@@ -32,7 +32,7 @@ pub(super) fn json_report<'a>(
     for Provided { model, dest, outcome, .. } in provided {
         let state = match outcome {
             Outcome::Downloaded(f) => FetchState::Fetched {
-                url: f.origin.url().map(ToString::to_string),
+                url: Some(f.origin.url().to_string()),
                 attempts: f.attempts,
                 connections: f.connections,
                 bytes: f.bytes,
@@ -41,7 +41,7 @@ pub(super) fn json_report<'a>(
                     .wrong_sources
                     .iter()
                     .map(|w| WrongSourceRecord {
-                        url: w.origin.url().map(ToString::to_string),
+                        url: Some(w.origin.url().to_string()),
                         origin: w.origin.kind(),
                         first_wrong_byte: w.first_wrong_byte,
                     })
@@ -123,10 +123,10 @@ fn is_permanent(class: Class) -> bool {
 pub(super) fn report_fallbacks(cx: &Context, provided: &[Provided<'_>]) {
     for Provided { model, outcome, .. } in provided {
         let Outcome::Downloaded(fetched) = outcome else { continue };
-        for Tried { origin, fault } in fetched.passed.iter().filter(|t| is_permanent(t.fault.class)) {
+        for Tried { site, fault } in fetched.passed.iter().filter(|t| is_permanent(t.fault.class)) {
             cx.reporter.warn(&format!(
                 "{}: came from {}, because {} failed: {fault}; fix or drop that URL in {}",
-                model.name, &fetched.origin, origin, cx.manifest_path
+                model.name, &fetched.origin, site, cx.manifest_path
             ));
         }
     }
@@ -183,13 +183,13 @@ pub(super) fn report_failures(cx: &Context, provided: &[Provided<'_>]) {
 /// to do, in the order they first happened.
 fn causes<'t>(tried: impl Iterator<Item = &'t Tried>) -> Vec<String> {
     let mut groups: Vec<(Class, Vec<String>, usize)> = Vec::new();
-    for Tried { origin, fault } in tried {
-        let place = match (&fault.host, origin.url(), origin.path()) {
+    for Tried { site, fault } in tried {
+        let place = match (&fault.host, site.origin().map(Origin::url), site.path()) {
             // Where it happened: a redirect's or a form's target, an S3 endpoint.
             (Some(host), _, _) => host.clone(),
             (None, Some(url), _) => url.host().unwrap_or_else(|| url.to_string()),
             (None, None, Some(path)) => path.to_string(),
-            (None, None, None) => origin.kind().to_owned(),
+            (None, None, None) => site.kind().to_owned(),
         };
         match groups.iter_mut().find(|(class, ..)| *class == fault.class) {
             Some((_, places, count)) => {
@@ -258,7 +258,7 @@ pub(super) fn print_summary(cx: &Context, t: &Totals, skip_checks: bool) {
 /// Everything a user needs to put the file in place without this tool.
 fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[Tried]) -> String {
     let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.shown_path());
-    for (i, Tried { origin, fault }) in tried.iter().enumerate() {
+    for (i, Tried { site, fault }) in tried.iter().enumerate() {
         let hint = match fault.class {
             // The command that fetches this one model, as it was run here.
             Class::Offline => {
@@ -266,7 +266,7 @@ fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[
             }
             class => class.hint().to_owned(),
         };
-        out.push_str(&format!("    {}. {}\n       {fault}\n       hint: {hint}\n", i + 1, origin));
+        out.push_str(&format!("    {}. {}\n       {fault}\n       hint: {hint}\n", i + 1, site));
     }
     if tried.last().is_some_and(|t| t.fault.class.is_local()) {
         out.push_str("    (the remaining URLs were not tried: the fault above is local)\n");
@@ -289,13 +289,13 @@ fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{Fault, Origin};
+    use crate::error::{Fault, Site};
     use crate::source::Source;
 
     #[test]
     fn an_offline_machine_is_told_once_which_hosts_do_not_resolve() {
         let dns = |url: &str| Tried {
-            origin: Origin::Url(Source::parse(url).unwrap()),
+            site: Site::Source(Origin::Url(Source::parse(url).unwrap())),
             fault: Fault::new(Class::HostNotFound, "could not resolve the host name"),
         };
         let tried = [
@@ -303,7 +303,7 @@ mod tests {
             dns("https://huggingface.co/b"),
             dns("https://github.com/c"),
             Tried {
-                origin: Origin::Url(Source::parse("https://x.org/d").unwrap()),
+                site: Site::Source(Origin::Url(Source::parse("https://x.org/d").unwrap())),
                 fault: Fault::new(Class::NotFound, "HTTP 404"),
             },
         ];

@@ -95,7 +95,7 @@ impl Wire {
         split: bool,
         extras: &[&Origin],
     ) -> Result<Checked, Fault> {
-        let url = origin.url().ok_or_else(|| Fault::new(Class::BadUrl, "this origin has no URL"))?;
+        let url = origin.url();
         let local = |e: io::Error| Fault::local(job.partial.path(), &e);
         // Nothing is made in the folder before a source has answered with the file (a 404
         // leaves no litter); a partial that is there already is opened to resume it.
@@ -251,10 +251,8 @@ impl Wire {
     ) -> Result<Checked, Fault> {
         let Start { validator, pieces, first, extras } = start;
         let Pin { size, sha256 } = pin;
-        // Only origins with a URL take part, so `urls[i]` and `origins[i]` stay one source.
-        let origins: Vec<&Origin> =
-            std::iter::once(origin).chain(extras.iter().copied()).filter(|o| o.url().is_some()).collect();
-        let urls: Vec<&Source> = origins.iter().filter_map(|o| o.url()).collect();
+        let origins: Vec<&Origin> = std::iter::once(origin).chain(extras.iter().copied()).collect();
+        let urls: Vec<&Source> = origins.iter().map(|o| o.url()).collect();
         stats.resumed_from = segments::frontier(&pieces);
         stats.status = Some(206);
         stats.segmented = true;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 pub(crate) use crate::engine::events::Listener;
 use crate::engine::manifest::Model;
-use crate::error::{Fault, Origin, Tried};
+use crate::error::{Fault, Origin, Site, Tried};
 use crate::store::partial::Partial;
 
 /// Connections to one host at most, whatever `--jobs` × `--connections` asks for.
@@ -143,7 +143,7 @@ pub(crate) struct Failed {
 }
 
 impl Failed {
-    pub(crate) fn at(origin: Origin, fault: Fault) -> Failed {
-        Failed { tried: vec![Tried { origin, fault }] }
+    pub(crate) fn at(site: Site, fault: Fault) -> Failed {
+        Failed { tried: vec![Tried { site, fault }] }
     }
 }

@@ -34,7 +34,7 @@ use std::time::Instant;
 use crate::engine::events::{Attempted, Event};
 use crate::engine::retry::{Limiter, Next, RetryState};
 use crate::engine::slots::HostSlots;
-use crate::error::{Class, Fault, Origin, Then, Tried};
+use crate::error::{Class, Fault, Origin, Site, Then, Tried};
 use crate::net::auth::Credentials;
 use crate::net::client::Net;
 use crate::net::proxy::ProxyEnv;
@@ -120,7 +120,7 @@ impl Downloader {
                 }
                 Err(Left { fault, then }) => {
                     events(Event::GaveUp { origin, fault: &fault });
-                    tried.push(Tried { origin: origin.clone(), fault });
+                    tried.push(Tried { site: Site::Source(origin.clone()), fault });
                     if then == Then::GiveUp {
                         break;
                     }
@@ -141,7 +141,7 @@ impl Downloader {
         blend: bool,
     ) -> FromSource {
         let (mut received, mut blend_failed) = (0, false);
-        let host = origin.url().and_then(|url| url.host());
+        let host = origin.url().host();
         if let Some(fault) = host.as_ref().and_then(|h| self.unreachable_fault(h)) {
             return FromSource {
                 received,
@@ -224,10 +224,8 @@ impl Downloader {
     /// the other mirrors of a mirror, the other URLs of a URL (a mirror is there to spare
     /// the models' own hosts), each over http(s) or S3 on a host reached so far in this run.
     fn other_sources<'j>(&self, job: &'j Job<'_>, origin: &Origin) -> Vec<&'j Origin> {
-        let remote = |o: &Origin| o.url().is_some_and(|url| url.is_remote());
-        let reached = |o: &Origin| {
-            o.url().and_then(|url| url.host()).is_none_or(|h| self.unreachable_fault(&h).is_none())
-        };
+        let remote = |o: &Origin| o.url().is_remote();
+        let reached = |o: &Origin| o.url().host().is_none_or(|h| self.unreachable_fault(&h).is_none());
         job.sources
             .iter()
             .filter(|o| *o != origin && o.kind() == origin.kind() && remote(o) && reached(o))
