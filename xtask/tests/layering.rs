@@ -104,6 +104,18 @@ fn every_end_to_end_module_is_in_the_test_map() {
 }
 
 #[test]
+fn the_life_of_one_fetch_counts_the_types_it_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("../ARCHITECTURE.md")).unwrap();
+    let life = map.split("## The life of one fetch").nth(1).unwrap_or("");
+    let life = life.split("\n## ").next().unwrap_or(life);
+    let named: BTreeSet<&str> =
+        life.split("**`").skip(1).filter_map(|rest| rest.split("`**").next()).collect();
+    let stated = format!("That is {} types", named.len());
+    assert!(life.contains(&stated), "the life of one fetch names {} types: {named:?}", named.len());
+}
+
+#[test]
 fn the_engine_names_no_flag_and_only_the_retry_state_calls_backoff() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();

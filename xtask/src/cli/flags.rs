@@ -15,7 +15,7 @@ use crate::commands::{
     status, verify,
 };
 use crate::engine::plan::{self, Selection, Trust};
-use crate::engine::transfer::{DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Settings};
+use crate::engine::settings::{DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Settings};
 use crate::engine::workers::DEFAULT_JOBS;
 use crate::error::{Error, Result};
 use crate::source::Kind;
@@ -353,20 +353,20 @@ impl CommonArgs {
     }
 }
 
-/// Fetch options from the command line and the environment.
-fn fetch_options(
+/// The settings of a fetch from the command line and the environment.
+fn fetch_settings(
     cx: &Context,
     settings: Settings,
     skip_checks: bool,
     jobs: &JobsArgs,
     sources: SourceArgs,
-) -> Result<fetch::Options> {
+) -> Result<Settings> {
     let mirrors = mirrors(sources.mirror)?;
     // Unchecked bytes must never enter a store named by their pinned hash.
     let cache =
         if sources.no_cache || skip_checks { None } else { cache_at(sources.cache_dir, &cx.reporter) };
     let (offline, link_mode) = (sources.offline, sources.link_mode);
-    Ok(fetch::Options { settings, skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline, link_mode })
+    Ok(Settings { skip_checks, jobs: jobs.jobs.into(), cache, mirrors, offline, link_mode, ..settings })
 }
 
 impl From<SelectArgs> for Selection {
@@ -391,9 +391,9 @@ impl Fetch {
             let trust = if presence { Trust::Presence } else { Trust::Stamps };
             return Ok(verify::run(&cx, &self.select.into(), trust, self.jobs.jobs.into())?.exit_code());
         }
-        let options =
-            fetch_options(&cx, self.transfer.settings(), self.skip_checks, &self.jobs, self.sources)?;
-        Ok(fetch::run(&cx, &self.select.into(), options)?.exit_code())
+        let settings =
+            fetch_settings(&cx, self.transfer.settings(), self.skip_checks, &self.jobs, self.sources)?;
+        Ok(fetch::run(&cx, &self.select.into(), &settings)?.exit_code())
     }
 }
 
@@ -402,8 +402,8 @@ impl Run {
         // The command's output is the run's output: the tool's own goes to stderr.
         let location = Location { stdout_taken: true, ..self.common.location(false) };
         let cx = Context::open(defaults, &location)?;
-        let options = fetch_options(&cx, self.transfer.settings(), false, &self.jobs, self.sources)?;
-        run_command::run(&cx, &self.select.into(), options, &self.command)
+        let settings = fetch_settings(&cx, self.transfer.settings(), false, &self.jobs, self.sources)?;
+        run_command::run(&cx, &self.select.into(), &settings, &self.command)
     }
 }
 
@@ -497,7 +497,7 @@ impl Add {
             dry_run: self.dry_run,
             max_size: self.max_size,
         };
-        Ok(add::run(&cx, request, self.transfer.settings())?.exit_code())
+        Ok(add::run(&cx, request, &Settings { jobs: 1, ..self.transfer.settings() })?.exit_code())
     }
 }
 

@@ -14,7 +14,8 @@ use crate::commands::{Context, Report};
 use crate::engine::check;
 use crate::engine::install;
 use crate::engine::manifest::{self, Manifest, Model};
-use crate::engine::transfer::{Downloader, Expect, Job, Settings};
+use crate::engine::settings::Settings;
+use crate::engine::transfer::{Downloader, Expect, Job};
 use crate::error::{Class, Error, IoContext, Origin, Result};
 use crate::source::Source;
 use crate::store::fs::{check_inside, free_space, write_atomically};
@@ -47,7 +48,7 @@ struct Entry {
     optional: bool,
 }
 
-pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<Report> {
+pub(crate) fn run(cx: &Context, request: Request, settings: &Settings) -> Result<Report> {
     let entry = plan_entry(cx, &request)?;
     let dest = cx.checkpoints.join(&entry.path);
     if fs::symlink_metadata(&dest).is_ok() {
@@ -75,7 +76,7 @@ pub(crate) fn run(cx: &Context, request: Request, settings: Settings) -> Result<
         sources: entry.urls.iter().cloned().map(Origin::Url).collect(),
         partial: Partial::for_add(&work_dir, file_name),
     };
-    let downloader = Downloader::new(settings, 1);
+    let downloader = Downloader::new(settings);
     let fetched = match downloader.fetch(&job, &mut cx.listener(&entry.name)) {
         Ok(fetched) => fetched,
         Err(failed) => {

@@ -15,7 +15,7 @@ pub use crate::engine::events::{Attempted, Event, Ranged, Wait};
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Trust};
 use crate::engine::provide::{Outcome, Provided};
-use crate::engine::transfer::Settings;
+use crate::engine::settings::Settings;
 use crate::error::Result;
 use crate::error::{Origin, Tried};
 use crate::store::cache::Cache;
@@ -41,7 +41,7 @@ impl Default for FetchOptions {
     fn default() -> FetchOptions {
         let settings = Settings::default();
         FetchOptions {
-            jobs: crate::engine::workers::DEFAULT_JOBS,
+            jobs: settings.jobs,
             cache_dir: Cache::default_root(),
             mirrors: Vec::new(),
             offline: false,
@@ -96,20 +96,18 @@ pub fn fetch(
     on_event: &(dyn Fn(&Model, &Event<'_>) + Sync),
 ) -> Result<Vec<ModelResult>> {
     let cx = context(manifest, checkpoints)?;
-    let settings = Settings { timeout: options.timeout, retries: options.retries, ..Settings::default() };
-    let mirrors = options.mirrors.iter().map(|m| plan::parse_mirror(m)).collect::<Result<Vec<_>>>()?;
-    let fetch_options = fetch_command::Options {
-        settings,
-        skip_checks: false,
+    let settings = Settings {
+        timeout: options.timeout,
+        retries: options.retries,
         jobs: options.jobs.max(1),
         cache: options.cache_dir.clone().map(|root| Cache { root }),
-        mirrors,
+        mirrors: options.mirrors.iter().map(|m| plan::parse_mirror(m)).collect::<Result<Vec<_>>>()?,
         offline: options.offline,
-        link_mode: crate::store::fs::LinkMode::Auto,
+        ..Settings::default()
     };
     let models = cx.select(&Selection::default())?;
     let Provision { present, provided, .. } =
-        fetch_command::provision(&cx, &models, &fetch_options, &Callback(on_event))?;
+        fetch_command::provision(&cx, &models, &settings, &Callback(on_event))?;
     let mut results: Vec<ModelResult> = present
         .iter()
         .map(|step| ModelResult {

@@ -14,8 +14,8 @@ use crate::commands::{Context, Report};
 use crate::engine::events::Listener;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection, Step, Trust};
-pub(crate) use crate::engine::provide::Options;
 use crate::engine::provide::{Outcome, Provided, Provider};
+use crate::engine::settings::Settings;
 use crate::engine::transfer::Downloader;
 use crate::engine::workers;
 use crate::error::{Class, Fault, Result, Site, Tried};
@@ -29,14 +29,14 @@ use crate::ui::out;
 mod report;
 use report::{Totals, json_report, print_summary, report_failures, report_fallbacks, report_one};
 
-pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Result<Report> {
-    if options.skip_checks {
+pub(crate) fn run(cx: &Context, selection: &Selection, settings: &Settings) -> Result<Report> {
+    if settings.skip_checks {
         cx.reporter.error(
             "warning: --skip-checks: sizes and sha256 are NOT checked; files may be incomplete or wrong",
         );
     }
     let models = cx.select(selection)?;
-    let Provision { present, provided, elapsed } = provision(cx, &models, &options, cx)?;
+    let Provision { present, provided, elapsed } = provision(cx, &models, settings, cx)?;
     let mut totals = Totals { present: present.len(), elapsed, ..Totals::default() };
     for Provided { outcome, .. } in &provided {
         match outcome {
@@ -51,7 +51,7 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: Options) -> Resu
     }
     report_fallbacks(cx, &provided);
     report_failures(cx, &provided);
-    print_summary(cx, &totals, options.skip_checks);
+    print_summary(cx, &totals, settings.skip_checks);
     if cx.json {
         out::json(&json_report(&present, &provided, &totals));
     }
@@ -76,39 +76,39 @@ pub(crate) struct Provision<'m> {
     pub(crate) elapsed: Duration,
 }
 
-/// Provides every model of `models` not yet present, on `options.jobs` threads, and
+/// Provides every model of `models` not yet present, on `settings.jobs` threads, and
 /// records the stamps of what it placed. `cx` holds the folder and the words for what
 /// only the command line sees (locks waited on, a shortfall of space).
 pub(crate) fn provision<'m>(
     cx: &Context,
     models: &[&'m Model],
-    options: &Options,
+    settings: &Settings,
     watch: &dyn Watch,
 ) -> Result<Provision<'m>> {
     let _folder = cx.share_checkpoints()?;
-    let _cache_folder = match &options.cache {
+    let _cache_folder = match &settings.cache {
         Some(cache) => {
             let waiting = format!("waiting for `clean` to finish with {}", cache.root);
             Some(lock::share_folder(&cache.root, cx.on_wait(&waiting))?)
         }
         None => None,
     };
-    let trust = if options.skip_checks { Trust::Presence } else { Trust::Stamps };
-    let steps = plan::survey(models, &cx.checkpoints, trust, options.jobs);
+    let trust = if settings.skip_checks { Trust::Presence } else { Trust::Stamps };
+    let steps = plan::survey(models, &cx.checkpoints, trust, settings.jobs);
     let (present, missing): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.state.is_present());
     for step in &present {
         cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
     }
-    let needs = space_needed(cx, options, &missing);
+    let needs = space_needed(cx, settings, &missing);
     let needed = needs.first().map_or(0, |need| need.bytes);
-    let space = if options.offline { Ok(()) } else { plan::check_free_space(&needs) };
+    let space = if settings.offline { Ok(()) } else { plan::check_free_space(&needs) };
     let started = Instant::now();
     let provided: Vec<Provided<'_>> = match space {
         Ok(()) => {
-            let downloader = Downloader::new(options.settings.clone(), options.jobs);
-            let provider = Provider { checkpoints: &cx.checkpoints, options, downloader: &downloader };
+            let downloader = Downloader::new(settings);
+            let provider = Provider { checkpoints: &cx.checkpoints, settings, downloader: &downloader };
             cx.reporter.start_total(needed);
-            let provided = workers::map(&missing, options.jobs, |step| {
+            let provided = workers::map(&missing, settings.jobs, |step| {
                 let provided = provider.provide(step, &mut *watch.listener(step.model));
                 watch.ended(&provided);
                 provided
@@ -142,12 +142,12 @@ pub(crate) fn provision<'m>(
 /// what partial downloads already hold; a cache on another filesystem than the
 /// checkpoints also means a copy of each file there, since a hard link cannot cross.
 /// The download folder comes first.
-fn space_needed(cx: &Context, options: &Options, missing: &[Step<'_>]) -> Vec<plan::SpaceNeed> {
+fn space_needed(cx: &Context, settings: &Settings, missing: &[Step<'_>]) -> Vec<plan::SpaceNeed> {
     let remaining = |size: u64, partial: &Utf8Path| {
         let have = std::fs::metadata(partial).map_or(0, |m| m.len());
         if have <= size { size - have } else { size }
     };
-    let Some(cache) = &options.cache else {
+    let Some(cache) = &settings.cache else {
         let bytes = missing.iter().fold(0u64, |sum, s| {
             sum.saturating_add(remaining(s.model.size, Partial::beside(&s.dest, &s.model.sha256).path()))
         });

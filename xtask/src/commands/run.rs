@@ -11,6 +11,7 @@ use std::process::Command;
 
 use crate::commands::{Context, fetch};
 use crate::engine::plan::Selection;
+use crate::engine::settings::Settings;
 use crate::error::{EXIT_MODEL_FAILED, Error, Result};
 
 /// The variable CMD finds the checkpoints directory in.
@@ -22,13 +23,13 @@ pub(crate) const CHECKPOINTS_ENV: &str = "MODELS_CHECKPOINTS_DIR";
 pub(crate) fn run(
     cx: &Context,
     selection: &Selection,
-    options: fetch::Options,
+    settings: &Settings,
     command: &[String],
 ) -> Result<u8> {
     let Some((program, args)) = command.split_first() else {
         return Err(Error::usage("give the command to run after `--`"));
     };
-    if fetch::run(cx, selection, options)?.failed > 0 {
+    if fetch::run(cx, selection, settings)?.failed > 0 {
         cx.reporter.error(&format!("error: not starting `{program}`: the models above are missing"));
         return Ok(EXIT_MODEL_FAILED);
     }

@@ -14,6 +14,7 @@ pub(crate) mod plan;
 pub(crate) mod provide;
 pub(crate) mod retry;
 pub(crate) mod segments;
+pub(crate) mod settings;
 pub(crate) mod slots;
 pub(crate) mod transfer;
 pub(crate) mod workers;

@@ -15,31 +15,14 @@ use crate::engine::events::{Event, Listener, Wait};
 use crate::engine::install;
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Step};
-use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job, Settings};
+use crate::engine::settings::Settings;
+use crate::engine::transfer::{Downloader, Expect, Failed, Fetched, Job};
 use crate::error::{Class, Fault, Site, Tried};
-use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
-use crate::store::fs::{LinkMode, Placed, check_inside};
+use crate::store::fs::{Placed, check_inside};
 use crate::store::lock::{self, Mode};
 use crate::store::partial::Partial;
 use crate::store::stamp::Stamp;
-
-/// How models are provided.
-#[derive(Clone, Debug)]
-pub(crate) struct Options {
-    pub(crate) settings: Settings,
-    /// Install without size and sha256 checks, and count any file present as present.
-    pub(crate) skip_checks: bool,
-    /// Models provided at once.
-    pub(crate) jobs: usize,
-    /// `None` with `--no-cache` (and always with `--skip-checks`, so unchecked bytes
-    /// never enter a store named by content).
-    pub(crate) cache: Option<Cache>,
-    pub(crate) mirrors: Vec<Source>,
-    pub(crate) offline: bool,
-    /// How files reach the checkout from the cache.
-    pub(crate) link_mode: LinkMode,
-}
 
 /// How one model ended up.
 #[derive(Debug)]
@@ -67,15 +50,15 @@ pub(crate) struct Provided<'m> {
 /// Provides models into one checkpoints folder.
 pub(crate) struct Provider<'a> {
     pub(crate) checkpoints: &'a Utf8Path,
-    pub(crate) options: &'a Options,
-    pub(crate) downloader: &'a Downloader,
+    pub(crate) settings: &'a Settings,
+    pub(crate) downloader: &'a Downloader<'a>,
 }
 
 impl Provider<'_> {
     /// Provides `step`'s model under the lock of its destination, telling `events`.
     pub(crate) fn provide<'m>(&self, step: &Step<'m>, events: &mut Listener<'_>) -> Provided<'m> {
         let (outcome, stamp) = self.provide_locked(step, events);
-        let stamp = stamp.filter(|_| !self.options.skip_checks && !matches!(outcome, Outcome::Failed(_)));
+        let stamp = stamp.filter(|_| !self.settings.skip_checks && !matches!(outcome, Outcome::Failed(_)));
         Provided { model: step.model, dest: step.dest.clone(), outcome, stamp }
     }
 
@@ -94,7 +77,7 @@ impl Provider<'_> {
                 // since: look again before downloading anything.
                 let changed = waited || (step.state == LocalState::Missing && step.dest.exists());
                 if changed {
-                    let (state, stamp) = check::inspect(model, &step.dest, self.options.skip_checks, None);
+                    let (state, stamp) = check::inspect(model, &step.dest, self.settings.skip_checks, None);
                     if state.is_present() {
                         events(Event::PresentAfterWait);
                         return (Outcome::Present, stamp);
@@ -104,7 +87,7 @@ impl Provider<'_> {
             }
             Err(e) => return failed(Site::Lock(lock_path), Fault::from_error(&e)),
         };
-        let result = match &self.options.cache {
+        let result = match &self.settings.cache {
             Some(cache) => self.through_cache(cache, step, events),
             None => self.beside(step, events),
         };
@@ -144,7 +127,7 @@ impl Provider<'_> {
                 Some(fetched)
             }
         };
-        let (placed, file) = install::sealed(&entry, &step.dest, self.options.link_mode)
+        let (placed, file) = install::sealed(&entry, &step.dest, self.settings.link_mode)
             .map_err(|e| on_disk(&step.dest, &e))?;
         // A hard link moved the shared inode's ctime and link count: record the state it
         // left, under the entry's lock, so every checkout linked to it (and the cache
@@ -174,16 +157,16 @@ impl Provider<'_> {
 
     /// A download of `model` from its sources (mirrors first), collecting in `partial`.
     fn job<'m>(&self, model: &'m Model, partial: Partial) -> Job<'m> {
-        let options = self.options;
+        let settings = self.settings;
         Job {
-            expect: Expect::of(model, options.skip_checks),
-            sources: plan::sources(model, &options.mirrors, options.offline),
+            expect: Expect::of(model, settings.skip_checks),
+            sources: plan::sources(model, &settings.mirrors, settings.offline),
             partial,
         }
     }
 
     fn download(&self, job: &Job<'_>, events: &mut Listener<'_>) -> Result<Fetched, Failed> {
-        if job.sources.is_empty() && self.options.offline {
+        if job.sources.is_empty() && self.settings.offline {
             let detail = "offline, and no local source (cache, file:// URL or directory mirror) has it";
             return Err(Failed::at(Site::Offline, Fault::new(Class::Offline, detail)));
         }

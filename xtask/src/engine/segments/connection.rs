@@ -49,7 +49,7 @@ impl Connection<'_, '_> {
 
     fn claim_and_fetch(&mut self, mut body: Option<Box<dyn Read + Send>>) {
         let (t, board) = (self.t, self.board);
-        let mut retry = RetryState::new(t.backoff, t.retries);
+        let mut retry = RetryState::new(t.settings.backoff, t.settings.retries);
         // How fast this connection went on its last piece: what a slower one is judged by.
         let mut pace: Pace = None;
         'claims: loop {

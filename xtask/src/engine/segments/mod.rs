@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::events::{Event, Listener};
 use crate::engine::retry::Limiter;
+use crate::engine::settings::Settings;
 use crate::engine::slots::HostSlots;
 use crate::error::{Class, Fault, Origin};
 use crate::net::client::Net;
@@ -194,8 +195,8 @@ pub(crate) struct Transfer<'a> {
     /// with them in place ([`Done::substituted`]).
     pub side: Option<&'a File>,
     pub connections: Connections,
-    pub retries: u32,
-    pub backoff: Duration,
+    /// The run's settings (the retry budget and its backoff).
+    pub settings: &'a Settings,
     /// The per-host ceiling a connection beyond the first takes a slot under.
     pub slots: &'a HostSlots,
     /// The shared `--limit-rate` cap, if any.

@@ -10,9 +10,10 @@ use crate::engine::check::BackgroundHasher;
 use crate::engine::events::Event;
 use crate::engine::retry::Limiter;
 use crate::engine::segments::{self, Piece};
+use crate::engine::settings::Settings;
 use crate::engine::slots::HostSlots;
 use crate::engine::transfer::audit::Audit;
-use crate::engine::transfer::job::{Expect, Job, Listener, Settings};
+use crate::engine::transfer::job::{Expect, Job, Listener};
 use crate::engine::transfer::open::{self, Opened};
 use crate::engine::transfer::resume::{read_validator, rehash_prefix, write_validator};
 use crate::engine::transfer::sink::{Checked, Sink};
@@ -62,16 +63,16 @@ struct Start<'x> {
 
 /// What every attempt sends and receives through: the client, the settings, the
 /// per-host ceiling and the shared rate cap.
-pub(super) struct Wire {
+pub(super) struct Wire<'s> {
     pub net: Net,
-    pub settings: Settings,
+    pub settings: &'s Settings,
     /// Extra connections open per host right now (beyond each file's first).
     pub slots: HostSlots,
     /// The shared cap of `--limit-rate`, when given.
     pub limiter: Option<Limiter>,
 }
 
-impl Wire {
+impl Wire<'_> {
     /// One attempt: continue the temp file from `origin`, then check it whole.
     pub(super) fn attempt(
         &self,
@@ -269,8 +270,7 @@ impl Wire {
             record: true,
             side: None,
             connections: self.connections(urls[0]),
-            retries: self.settings.retries,
-            backoff: self.settings.backoff,
+            settings: self.settings,
             slots: &self.slots,
             limiter: self.limiter.as_ref(),
         };

@@ -1,5 +1,5 @@
-//! What a download is asked to do (a [`Job`] with its [`Expect`]ation), with what
-//! [`Settings`], and what it comes to ([`Fetched`] or [`Failed`]).
+//! What a download is asked to do (a [`Job`] with its [`Expect`]ation), and what it
+//! comes to ([`Fetched`] or [`Failed`]).
 
 use std::time::Duration;
 
@@ -7,48 +7,6 @@ pub(crate) use crate::engine::events::Listener;
 use crate::engine::manifest::Model;
 use crate::error::{Fault, Origin, Site, Tried};
 use crate::store::partial::Partial;
-
-/// Connections to one host at most, whatever `--jobs` × `--connections` asks for.
-pub(super) const DEFAULT_HOST_CEILING: usize = 16;
-/// Seconds allowed for connecting and for any stall between reads.
-pub(crate) const DEFAULT_TIMEOUT_SECS: u64 = 60;
-/// Further attempts per source after a transient fault.
-pub(crate) const DEFAULT_RETRIES: u32 = 3;
-/// The first backoff, in milliseconds.
-pub(crate) const DEFAULT_BACKOFF_MS: u64 = 500;
-
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    /// Bounds connecting and any stall between reads, never a whole transfer.
-    pub timeout: Duration,
-    /// Further attempts per source after a transient fault.
-    pub retries: u32,
-    /// The first backoff; each later one doubles, up to [`crate::engine::retry::MAX_BACKOFF`].
-    pub backoff: Duration,
-    /// Read `HTTPS_PROXY` and friends; tests turn this off so loopback stays direct.
-    pub proxy_from_env: bool,
-    /// Connections one large file uses at once (1: one stream); `None` (`auto`, the
-    /// default): as many as add speed ([`crate::engine::segments::Connections::Auto`]).
-    pub connections: Option<usize>,
-    /// Connections open to one host at most, over all files fetched at once.
-    pub host_ceiling: usize,
-    /// `--limit-rate`: bytes per second over everything downloaded at once.
-    pub limit_rate: Option<u64>,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
-            retries: DEFAULT_RETRIES,
-            backoff: Duration::from_millis(DEFAULT_BACKOFF_MS),
-            proxy_from_env: true,
-            connections: None,
-            host_ceiling: DEFAULT_HOST_CEILING,
-            limit_rate: None,
-        }
-    }
-}
 
 /// What the bytes must turn out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

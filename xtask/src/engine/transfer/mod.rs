@@ -39,16 +39,14 @@ use crate::net::auth::Credentials;
 use crate::net::client::Net;
 use crate::net::proxy::ProxyEnv;
 
+use crate::engine::settings::Settings;
 use attempt::Wire;
-pub(crate) use job::{
-    DEFAULT_BACKOFF_MS, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECS, Expect, Failed, Fetched, Job, Listener,
-    Settings,
-};
+pub(crate) use job::{Expect, Failed, Fetched, Job, Listener};
 use sink::Checked;
 
-pub(crate) struct Downloader {
+pub(crate) struct Downloader<'s> {
     /// What every attempt sends and receives through.
-    wire: Wire,
+    wire: Wire<'s>,
     /// Hosts that could not be resolved or reached in this run, with the fault: a
     /// per-run breaker, so an offline run does not wait on them again for every model.
     unreachable: Mutex<HashMap<String, Fault>>,
@@ -77,9 +75,11 @@ struct Left {
     then: Then,
 }
 
-impl Downloader {
-    /// A downloader for up to `jobs` files at once (the connection pool is sized to it).
-    pub(crate) fn new(settings: Settings, jobs: usize) -> Downloader {
+impl<'s> Downloader<'s> {
+    /// A downloader for up to `settings.jobs` files at once (the connection pool is sized
+    /// to it).
+    pub(crate) fn new(settings: &'s Settings) -> Downloader<'s> {
+        let jobs = settings.jobs.max(1);
         let proxies = if settings.proxy_from_env { ProxyEnv::from_process() } else { ProxyEnv::default() };
         let per_file = settings.connections.unwrap_or(settings.host_ceiling).max(1);
         let pool = jobs.saturating_mul(per_file).min(settings.host_ceiling.max(jobs));
