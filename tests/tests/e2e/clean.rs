@@ -173,3 +173,32 @@ fn clean_cache_prunes_entries_the_manifest_no_longer_pins() {
     assert!(!sc.cache.join("sha256").join(&pins[2].sha256).exists());
     assert!(sc.cache.join("sha256").join(&pins[0].sha256).exists());
 }
+
+#[test]
+fn a_file_the_user_put_where_a_dropped_model_was_is_the_users() {
+    let sb = populated();
+    // The user replaces the dropped model's file with work of their own, same size.
+    let path = sb.file("stray/dir/old.pth");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"my model").unwrap();
+    let run = sb.models(&["clean"]);
+    run.expect(0);
+    assert_eq!(std::fs::read(&path).unwrap(), b"my model", "{}", run.stdout);
+    assert!(run.stdout.contains("left alone stray/dir/old.pth (not made by this tool"), "{}", run.stdout);
+    assert!(run.stdout.contains("removed 1 file(s)"), "only the partial: {}", run.stdout);
+}
+
+#[test]
+fn a_dropped_model_hard_linked_from_the_cache_still_goes_after_its_entry_is_pruned() {
+    let sc = scenario();
+    let pins = three_models(&sc.server);
+    sc.write_manifest(&pins);
+    sc.models(&["fetch"]).expect(0);
+    sc.write_manifest(&pins[..2]);
+    // Pruning the entry drops the checkout file's link count and moves its ctime: the
+    // file is still the one the tool placed.
+    let run = sc.models(&["clean", "--cache"]);
+    run.expect(0);
+    assert!(run.stdout.contains("removed dir/m2.bin"), "{}", run.stdout);
+    assert!(!sc.file("dir/m2.bin").exists() && sc.file("dir/m0.bin").exists());
+}

@@ -26,7 +26,7 @@ use crate::store::cache::Cache;
 use crate::store::fs::{files_below, remove_file};
 use crate::store::lock::{self, LOCK_DIR, Mode};
 use crate::store::partial::Partial;
-use crate::store::stamp::{STATE_FILE, Stamps};
+use crate::store::stamp::{Fingerprint, STATE_FILE, Stamp, Stamps};
 use crate::text::human_bytes;
 
 #[derive(Clone, Debug, Default)]
@@ -58,6 +58,12 @@ impl Reason {
             Reason::Unknown => "not made by this tool (--unknown)",
         }
     }
+}
+
+/// Whether `stamp` still describes the file at `path` (never followed: a symlink there is
+/// not the file the tool placed).
+fn describes(stamp: &Stamp, path: &Utf8Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file() && stamp.describes(&Fingerprint::of(&meta)))
 }
 
 pub(crate) fn run(cx: &Context, options: &Options) -> Result<Report> {
@@ -115,7 +121,7 @@ fn clean_checkpoints(cx: &Context, options: &Options) -> Result<usize> {
             Reason::Managed
         } else if rel.file_name() == Some(".gitignore") {
             continue;
-        } else if stamps.get(rel.as_str()).is_some() {
+        } else if stamps.get(rel.as_str()).is_some_and(|stamp| describes(stamp, &root.join(walked))) {
             Reason::Unlisted
         } else if options.unknown {
             Reason::Unknown

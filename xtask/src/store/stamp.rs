@@ -125,6 +125,22 @@ impl Stamp {
     }
 }
 
+impl Stamp {
+    /// Whether the file now at the stamped path (`now`) is still the one the tool placed
+    /// there, for `clean` to remove it: vouched for, or the same inode with the same size
+    /// and mtime, whose ctime and link count moved only as links to it came and went (a
+    /// cache entry pruned, another checkout linked). A file put there since (another
+    /// inode, other bytes, another mtime) is the user's.
+    pub(crate) fn describes(&self, now: &Fingerprint) -> bool {
+        let was = &self.fingerprint;
+        self.vouches_for(now)
+            || (was.inode == now.inode
+                && was.device == now.device
+                && was.len == now.len
+                && was.mtime_ns == now.mtime_ns)
+    }
+}
+
 /// The stamps of one checkpoints folder, keyed by manifest path.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stamps {
