@@ -133,3 +133,54 @@ fn add_checks_a_given_sha256_and_dry_run_writes_nothing() {
     assert!(run.stdout.contains("name = \"x\""), "{}", run.stdout);
     assert_eq!(std::fs::read_to_string(&sc.manifest).unwrap(), "");
 }
+
+#[test]
+fn add_never_overwrites_a_file_that_appeared_during_its_download() {
+    let sc = scenario();
+    sc.serve("/m.bin", vec![Reply::Body(payload(5000, 505))]);
+    std::fs::write(&sc.manifest, "").unwrap();
+    std::fs::create_dir_all(&sc.checkpoints).unwrap();
+    sc.server.close_gate();
+    let add = sc.spawn_logged(&["add", &sc.url("/m.bin")]);
+    wait_until(Duration::from_secs(30), "the add to ask for its file", || sc.server.hits("/m.bin") >= 1);
+    // While the file downloads, another program saves the user's own file there.
+    std::fs::write(sc.file("m.bin"), b"the user's file").unwrap();
+    sc.server.open();
+    let run = add.finish();
+    run.expect(2);
+    assert!(run.stderr.contains("appeared while the file was downloading"), "{}", run.stderr);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), b"the user's file");
+    assert_eq!(std::fs::read_to_string(&sc.manifest).unwrap(), "", "nothing was pinned");
+    assert!(sc.partials().is_empty(), "{:?}", sc.partials());
+}
+
+#[test]
+fn eight_adds_at_once_on_one_manifest_keep_all_eight_entries() {
+    let sc = scenario();
+    let files: Vec<_> = (0..8u64).map(|i| payload(3000 + i as usize, 510 + i)).collect();
+    for (i, data) in files.iter().enumerate() {
+        sc.serve(&format!("/m{i}.bin"), vec![Reply::Body(data.clone())]);
+    }
+    std::fs::write(&sc.manifest, "# models\n").unwrap();
+    std::fs::create_dir_all(&sc.checkpoints).unwrap();
+    // Every add is held at its download, then all are let go together.
+    sc.server.close_gate();
+    let urls: Vec<String> = (0..8).map(|i| sc.url(&format!("/m{i}.bin"))).collect();
+    let adds: Vec<_> = urls.iter().map(|url| sc.spawn_logged(&["add", url])).collect();
+    wait_until(Duration::from_secs(60), "every add to ask for its file", || {
+        (0..8).all(|i| sc.server.hits(&format!("/m{i}.bin")) >= 1)
+    });
+    sc.server.open();
+    for add in adds {
+        add.finish().expect(0);
+    }
+    let manifest = std::fs::read_to_string(&sc.manifest).unwrap();
+    assert!(manifest.starts_with("# models\n"), "{manifest}");
+    for (i, data) in files.iter().enumerate() {
+        assert!(manifest.contains(&format!("path = \"m{i}.bin\"")), "m{i} lost: {manifest}");
+        assert!(manifest.contains(&sha256_hex(data)), "{manifest}");
+        assert_eq!(std::fs::read(sc.file(&format!("m{i}.bin"))).unwrap(), **data);
+    }
+    assert_eq!(manifest.matches("[[model]]").count(), 8, "{manifest}");
+    sc.models(&["verify"]).expect(0);
+}

@@ -5,6 +5,12 @@
 //! it is installed, and a `[[model]]` entry is appended to models.toml as text,
 //! so every existing comment, blank line and ordering stays byte for byte. Mistakes
 //! (a duplicate name or path, a bad path or URL) are refused before any download.
+//!
+//! Several `add`s may run at once on one manifest: each holds its destination's lock
+//! for the whole run, and writes the manifest under the manifest's lock, to the text as
+//! it is then (read again inside), so no entry is lost. The file is placed only where
+//! nothing is: a file that appeared at the destination during the download is left as
+//! it is, and nothing is pinned.
 
 use std::fs;
 
@@ -19,6 +25,7 @@ use crate::engine::transfer::{Downloader, Expect, Job};
 use crate::error::{Class, Error, IoContext, Origin, Result};
 use crate::source::Source;
 use crate::store::fs::{check_inside, free_space, write_atomically};
+use crate::store::lock::{self, Mode};
 use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
 
@@ -63,6 +70,15 @@ pub(crate) fn run(cx: &Context, request: Request, settings: &Settings) -> Result
     let _folder = match &scratch {
         Some(_) => None,
         None => cx.share_checkpoints()?,
+    };
+    // Another `add` of the same path waits, then finds the path pinned.
+    let _path = match &scratch {
+        Some(_) => None,
+        None => {
+            let waiting = format!("waiting for another `add` of {}", entry.path);
+            let lock_path = lock::path_lock(&cx.checkpoints, &entry.path);
+            Some(lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting))?)
+        }
     };
     let work_dir =
         scratch.as_ref().map_or_else(|| dest.parent().unwrap_or(&cx.checkpoints).to_owned(), |s| s.0.clone());
@@ -117,11 +133,13 @@ pub(crate) fn run(cx: &Context, request: Request, settings: &Settings) -> Result
         cx.say(text.trim_end());
         return Ok(Report { ok: 1, failed: 0 });
     }
-    if let Err(e) = append_entry(&cx.manifest_path, &text) {
+    let pinned = pin_and_place(cx, &model, &text, || {
+        install::checked_new(&fetched.file, &job.partial, &dest).at("install the file at", &dest)
+    });
+    if let Err(e) = pinned {
         job.partial.discard();
         return Err(e);
     }
-    install::checked(&fetched.file, &job.partial, &dest).at("install the file at", &dest)?;
     // The stamp comes from the file just renamed, open: it cannot describe another one.
     let stamp = check::stamp_of(&model.sha256, &fetched.file).map(|s| (model.path.to_string(), s));
     let _ = Stamps::record(&cx.checkpoints, stamp.into_iter().collect());
@@ -180,18 +198,7 @@ fn plan_entry(cx: &Context, request: &Request) -> Result<Entry> {
     {
         return Err(Error::usage("--sha256 must be 64 hex digits"));
     }
-    if cx.manifest.find(&name).is_some() {
-        return Err(Error::usage(format!(
-            "{} already has a model named {name:?}; choose another --name",
-            cx.manifest_path
-        )));
-    }
-    if cx.manifest.models.iter().any(|m| m.path == path) {
-        return Err(Error::usage(format!(
-            "{} already pins the path {path:?}; choose another --path",
-            cx.manifest_path
-        )));
-    }
+    taken(cx, &cx.manifest, &name, &path)?;
     Ok(Entry {
         name,
         path: Utf8PathBuf::from(path),
@@ -243,9 +250,67 @@ fn entry_text(model: &Model) -> String {
 /// Appends the entry to the manifest after its last byte, so the existing text
 /// (comments, blank lines, order, a trailing comment) stays exactly as it was; the result
 /// is parsed again before it is written.
-fn append_entry(manifest: &Utf8Path, entry: &str) -> Result<()> {
-    let text = fs::read_to_string(manifest).at("read", manifest)?;
-    let separator = match text.as_str() {
+/// Appends `text` (the entry of `model`) to the manifest and places the file with
+/// `place`, under the manifest's lock: the manifest is read again inside it, so an entry
+/// another `add` wrote meanwhile stays, and a name or path it took first is refused.
+/// When the file cannot be placed (something appeared at its destination), the manifest
+/// goes back to what it was.
+fn pin_and_place(cx: &Context, model: &Model, text: &str, place: impl FnOnce() -> Result<()>) -> Result<()> {
+    let manifest = &cx.manifest_path;
+    let waiting = format!("waiting for another process writing {manifest}");
+    let lock_path = lock::manifest_lock(&cx.checkpoints, manifest);
+    let (_held, _) = lock::acquire(&lock_path, Mode::Exclusive, cx.on_wait(&waiting))?;
+    let before = fs::read_to_string(manifest).at("read", manifest)?;
+    if let Ok(current) = Manifest::parse(&before, manifest) {
+        taken(cx, &current, &model.name, model.path.as_str())?;
+    }
+    let dest = cx.checkpoints.join(&model.path);
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Err(appeared(&dest));
+    }
+    append_entry(manifest, &before, text)?;
+    match place() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // Only this process writes the manifest while it holds the lock.
+            write_atomically(manifest, before.as_bytes()).at("restore", manifest)?;
+            match e {
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(appeared(&dest))
+                }
+                e => Err(e),
+            }
+        }
+    }
+}
+
+/// A file appeared at `dest` while `add` downloaded.
+fn appeared(dest: &Utf8Path) -> Error {
+    Error::usage(format!(
+        "{dest} appeared while the file was downloading, and is not the tool's: it was left as it is, and nothing was pinned; move it away, or choose another --path"
+    ))
+}
+
+/// Refuses a name or a path `manifest` already has.
+fn taken(cx: &Context, manifest: &Manifest, name: &str, path: &str) -> Result<()> {
+    if manifest.find(name).is_some() {
+        return Err(Error::usage(format!(
+            "{} already has a model named {name:?}; choose another --name",
+            cx.manifest_path
+        )));
+    }
+    if manifest.models.iter().any(|m| m.path == path) {
+        return Err(Error::usage(format!(
+            "{} already pins the path {path:?}; choose another --path",
+            cx.manifest_path
+        )));
+    }
+    Ok(())
+}
+
+/// Appends `entry` to `text` (the manifest as read under its lock) and writes it whole.
+fn append_entry(manifest: &Utf8Path, text: &str, entry: &str) -> Result<()> {
+    let separator = match text {
         "" => "",
         t if t.ends_with("\n\n") => "",
         t if t.ends_with('\n') => "\n",
@@ -298,7 +363,7 @@ mod tests {
             group: Some("g".into()),
             optional: true,
         };
-        append_entry(&path, &entry_text(&model)).unwrap();
+        append_entry(&path, &original, &entry_text(&model)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let entry = format!(
             "[[model]]\nname = \"b\"\npath = \"b.bin\"\nsize = 2\nsha256 = \"{}\"\nurls = [\"https://h/b\"]\ngroup = \"g\"\noptional = true\n",

@@ -1,12 +1,12 @@
 //! The one place a file is put at its destination, atomically: a checked download
 //! renamed from its partial, or a sealed file (a cache entry) cloned, linked or copied.
-//! `fetch`, `add` and `mirror` all go through [`checked`] or [`sealed`].
+//! `fetch`, `add` and `mirror` all go through [`checked`], [`checked_new`] or [`sealed`].
 //!
 //! Bytes are written beside the destination (same folder, so the same filesystem) and
 //! only a checked file is fsynced and renamed over it. A crash at any moment leaves the
 //! old destination or the new one, never a mix; the folder is fsynced too so the rename
 //! itself survives a crash. A fault here is the disk's, never the source's: the caller
-//! books it on [`crate::error::Origin::Disk`].
+//! books it on [`crate::error::Site::Disk`].
 
 use std::fs::File;
 use std::io;
@@ -23,6 +23,32 @@ use crate::store::partial::Partial;
 /// file put there, whatever happens at the path afterwards.
 pub(crate) fn checked(file: &File, partial: &Partial, dest: &Utf8Path) -> io::Result<()> {
     rename_into_place(file, partial.path(), dest)?;
+    partial.forget();
+    Ok(())
+}
+
+/// Like [`checked`], for a destination that must not exist (`add`'s): the file is placed
+/// only where nothing is, atomically where the filesystem allows (a hard link, which
+/// fails on any name already there, then the partial's name goes). Anything at `dest`
+/// is left as it is, and the error is `AlreadyExists`.
+pub(crate) fn checked_new(file: &File, partial: &Partial, dest: &Utf8Path) -> io::Result<()> {
+    file.sync_all()?;
+    prepare_destination(dest)?;
+    match std::fs::hard_link(partial.path(), dest) {
+        Ok(()) => {
+            std::fs::remove_file(partial.path())?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+        // No hard links here (FAT, some network shares): look, then rename. Only another
+        // program writing that very name in the instant between could be overwritten.
+        Err(_) => {
+            if std::fs::symlink_metadata(dest).is_ok() {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{dest} exists")));
+            }
+            rename_when_free(partial.path(), dest)?;
+        }
+    }
+    sync_parent(dest);
     partial.forget();
     Ok(())
 }
@@ -67,6 +93,25 @@ mod tests {
         checked(&file, &partial, &dest).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
         assert!(!partial.exists() && !partial.validator().exists());
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_one_that_appeared_and_the_checked_partial_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
+        let dest = dir.join("m.bin");
+        let partial = Partial::for_add(&dir, "m.bin");
+        let file = partial.open().unwrap();
+        std::fs::write(partial.path(), b"downloaded").unwrap();
+        std::fs::write(&dest, b"the user's").unwrap();
+        let err = checked_new(&file, &partial, &dest).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"the user's");
+        assert!(partial.exists());
+        std::fs::remove_file(&dest).unwrap();
+        checked_new(&file, &partial, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"downloaded");
+        assert!(!partial.exists());
     }
 
     #[test]

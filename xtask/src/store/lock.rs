@@ -92,6 +92,15 @@ pub(crate) fn path_lock(root: &Utf8Path, rel: &Utf8Path) -> Utf8PathBuf {
     root.join(LOCK_DIR).join(format!("path-{}.lock", &key[..16]))
 }
 
+/// The lock of a manifest file, for the processes that write it (`add`): in the lock
+/// folder of `root` (the checkpoints folder), keyed by the manifest's absolute path. Not
+/// the manifest itself: on Windows a locked file cannot be read by others.
+pub(crate) fn manifest_lock(root: &Utf8Path, manifest: &Utf8Path) -> Utf8PathBuf {
+    use sha2::{Digest, Sha256};
+    let key = crate::store::hash::hex(&Sha256::digest(manifest.as_str().as_bytes()));
+    root.join(LOCK_DIR).join(format!("manifest-{}.lock", &key[..16]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
