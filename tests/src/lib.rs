@@ -378,6 +378,21 @@ impl Logged {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
+    /// Waits for it to end; after `limit` (generous: only a hang reaches it) it is
+    /// killed, and the test fails naming `what` hung.
+    pub fn finish_within(mut self, limit: Duration, what: &str) -> Run {
+        let started = std::time::Instant::now();
+        while self.child.try_wait().expect("wait for the tool").is_none() {
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{what} still running after {limit:?}: it hangs\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.finish()
+    }
+
     pub fn finish(mut self) -> Run {
         let status = self.child.wait().expect("wait for the tool");
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();

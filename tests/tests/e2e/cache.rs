@@ -3,7 +3,7 @@
 //! else a copy, and `status` says which; an edit through a link, a corrupt entry or a
 //! mistyped pin never wins; offline mode uses only local sources.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -362,4 +362,90 @@ fn a_link_made_by_hand_does_not_excuse_an_edit_that_restores_the_mtime() {
     std::fs::hard_link(other.file("a.bin"), other.dir.join("by-hand.bin")).unwrap();
     assert_eq!(states(&other), ["ok", "ok-stamped"]);
     assert_eq!(std::fs::read(other.file("a.bin")).unwrap(), b);
+}
+
+/// A sandbox whose cache entry for its one model is not a file but what `make` puts there.
+fn entry_that_is_not_a_file(make: impl FnOnce(&Path)) -> (Scenario, Vec<u8>, std::path::PathBuf) {
+    let sc = scenario();
+    let data = sc.model("m", "m.bin", payload(20_000, 540));
+    let entry = sc.cache.join("sha256").join(sha256_hex(&data));
+    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+    make(&entry);
+    (sc, data.to_vec(), entry)
+}
+
+/// What `<cache>/aside/` holds.
+fn aside(sc: &Scenario) -> Vec<std::fs::Metadata> {
+    let Ok(read) = std::fs::read_dir(sc.cache.join("aside")) else { return Vec::new() };
+    read.map(|e| std::fs::symlink_metadata(e.unwrap().path()).unwrap()).collect()
+}
+
+#[test]
+fn a_fifo_as_a_cache_entry_is_moved_aside_and_never_waited_on() {
+    let (sc, data, entry) = entry_that_is_not_a_file(|entry| {
+        assert!(std::process::Command::new("mkfifo").arg(entry).status().unwrap().success());
+    });
+    // Nothing ever writes to the FIFO: a fetch or doctor that opened it would hang.
+    let hang = Duration::from_secs(120);
+    let run = sc.spawn_logged(&["fetch"]).finish_within(hang, "fetch");
+    run.expect(0);
+    assert!(run.stderr.contains("is a FIFO, not a file the tool sealed; moved it aside"), "{}", run.stderr);
+    assert!(std::fs::symlink_metadata(&entry).unwrap().is_file(), "a sealed file took its place");
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), data);
+    let moved = aside(&sc);
+    assert!(moved.len() == 1 && moved[0].file_type().is_fifo(), "the FIFO is kept, aside");
+    std::fs::remove_file(&entry).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&entry).status().unwrap().success());
+    std::fs::remove_file(sc.file("m.bin")).unwrap();
+    let doctor = sc.spawn_logged(&["doctor"]).finish_within(hang, "doctor");
+    assert!(!doctor.stderr.contains("panicked"), "{}", doctor.stderr);
+}
+
+#[test]
+fn a_symlink_as_a_cache_entry_is_never_followed_or_linked_into_a_checkout() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("someone-elses.bin");
+    let (sc, data, entry) = entry_that_is_not_a_file(|entry| {
+        std::os::unix::fs::symlink(&target, entry).unwrap();
+    });
+    // The link points at the very bytes of the pin: still not a file the tool sealed.
+    std::fs::write(&target, &data).unwrap();
+    let run = sc.models(&["fetch"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("is a symbolic link, not a file the tool sealed; moved it aside"),
+        "{}",
+        run.stderr
+    );
+    let placed = std::fs::symlink_metadata(sc.file("m.bin")).unwrap();
+    assert!(placed.is_file(), "the checkout holds a file, not a link out of it");
+    assert_eq!(sc.server.hits("/m"), 1, "fetched again, not through the link");
+    assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
+    // Someone edits the old target and rewrites the cache's stamp file: nothing vouches.
+    std::fs::write(&target, payload(20_000, 541).as_slice()).unwrap();
+    sc.models(&["verify", "--full"]).expect(0);
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        payload(20_000, 541).as_slice(),
+        "the link's target untouched"
+    );
+}
+
+#[test]
+fn a_folder_as_a_cache_entry_is_moved_aside_and_the_next_run_is_quiet() {
+    let (sc, data, entry) = entry_that_is_not_a_file(|entry| {
+        std::fs::create_dir_all(entry.join("inside")).unwrap();
+    });
+    let run = sc.models(&["fetch"]);
+    run.expect(0);
+    assert!(run.stderr.contains("is a folder, not a file the tool sealed; moved it aside"), "{}", run.stderr);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), data);
+    assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
+    let moved = aside(&sc);
+    assert!(moved.len() == 1 && moved[0].is_dir(), "the folder is kept, aside");
+    std::fs::remove_file(sc.file("m.bin")).unwrap();
+    let again = sc.models(&["fetch"]);
+    again.expect(0);
+    assert!(!again.stderr.contains("aside") && !again.stderr.contains("corrupt"), "{}", again.stderr);
+    assert_eq!(sc.server.hits("/m"), 1, "the second checkout came from the cache");
 }

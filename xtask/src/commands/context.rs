@@ -185,7 +185,8 @@ impl Context {
     /// `--log-file`.
     pub(crate) fn listener<'a>(&'a self, name: &'a str) -> impl FnMut(Event<'_>) + 'a {
         let mut progress: Option<Transfer<'a>> = None;
-        move |event| match event {
+        move |event| {
+            match event {
             Event::Waiting(Wait::Model) => {
                 self.reporter.note(&format!("{name}: waiting for another fetch of {name}"))
             }
@@ -197,6 +198,9 @@ impl Context {
             }
             Event::EntryRemoved { entry, reason } => self.reporter.warn(&format!(
                 "{name}: the cache entry {entry} was corrupt ({reason}); removed it, fetching again"
+            )),
+            Event::EntryMovedAside { entry, kind, to } => self.reporter.warn(&format!(
+                "{name}: the cache entry {entry} is a {kind}, not a file the tool sealed; moved it aside to {to}, fetching again"
             )),
             Event::Downloading { size } => progress = Some(self.reporter.transfer(name, size)),
             Event::Started { origin, position } => progress
@@ -261,6 +265,7 @@ impl Context {
             )),
             // The bar goes as the download ends; the model's line follows.
             Event::Finished => progress = None,
+        }
         }
     }
 }

@@ -26,6 +26,10 @@ pub enum Event<'a> {
     /// The shared cache's entry for the model was corrupt and was removed; it is fetched
     /// again.
     EntryRemoved { entry: &'a Utf8Path, reason: &'a str },
+    /// The shared cache's entry for the model was not a regular file (`kind`: a symbolic
+    /// link, a folder, a FIFO, a device): never followed or read, it was moved aside to
+    /// `to`, and the file is fetched again.
+    EntryMovedAside { entry: &'a Utf8Path, kind: &'static str, to: &'a Utf8Path },
     /// A download of `size` bytes begins (0: the size is not known yet).
     Downloading { size: u64 },
     /// An attempt on `origin` starts receiving; `position` bytes are already on disk (0:

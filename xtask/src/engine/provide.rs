@@ -116,8 +116,12 @@ impl Provider<'_> {
                 return Err(Failed::at(Site::Cache(entry.clone()), Fault::new(Class::BadPin, detail)));
             }
             found => {
-                if let Entry::Removed { reason } = &found {
-                    events(Event::EntryRemoved { entry: &entry, reason });
+                match &found {
+                    Entry::Removed { reason } => events(Event::EntryRemoved { entry: &entry, reason }),
+                    Entry::MovedAside { kind, to } => {
+                        events(Event::EntryMovedAside { entry: &entry, kind, to })
+                    }
+                    _ => {}
                 }
                 let job = self.job(model, cache.partial(&model.sha256));
                 let fetched = self.download(&job, events)?;

@@ -6,6 +6,11 @@
 //! after hashing lets an untouched entry through without reading it again, and anything
 //! else is hashed in full. Entries are made read-only, since every checkout that links
 //! one shares its bytes.
+//!
+//! The cache trusts only regular files: an entry that is a symbolic link, a folder, a
+//! FIFO or a device (on a cache shared between users, anyone may have put it there) is
+//! never followed, hashed through or linked. It is moved aside, by name, into
+//! `<cache>/aside/`, and the file is fetched again.
 
 use std::fs;
 use std::io;
@@ -13,8 +18,9 @@ use std::io;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::places;
+use crate::store::fs::open_regular;
 use crate::store::fs::write_atomically;
-use crate::store::hash::hash_file;
+use crate::store::hash::hash_reader;
 use crate::store::lock::LOCK_DIR;
 use crate::store::partial::Partial;
 use crate::store::stamp::Fingerprint;
@@ -36,6 +42,11 @@ pub(crate) enum Entry {
     /// Present but wrong; it has been removed.
     Removed {
         reason: String,
+    },
+    /// Not a regular file (`kind`): moved aside, untouched, to `to`.
+    MovedAside {
+        kind: &'static str,
+        to: Utf8PathBuf,
     },
     /// Its bytes hash to the pin's sha256 but their count is not the pin's size: the pin
     /// is wrong, not the entry, which is kept.
@@ -75,9 +86,12 @@ impl Cache {
     /// vouches for it. A wrong entry is removed so it cannot be linked anywhere.
     pub(crate) fn check(&self, size: u64, sha256: &str) -> Entry {
         let path = self.entry(sha256);
-        let Ok(meta) = fs::metadata(&path) else {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             return Entry::Missing;
         };
+        if !meta.is_file() {
+            return self.move_aside(sha256, &meta);
+        }
         // All of it, ctime too: only the tool's own links move it without a rehash, and
         // each of those rewrites this stamp (`restamp`).
         let now = Fingerprint::of(&meta);
@@ -85,7 +99,9 @@ impl Cache {
         if stamped == Some(now) && now.len == size {
             return Entry::Good;
         }
-        let reason = match hash_file(&path) {
+        // Opened without blocking and checked again: what was a file a moment ago may
+        // have been swapped for a FIFO.
+        let reason = match open_regular(&path).and_then(hash_reader) {
             // The hash names the entry: a size that disagrees is a typo in the pin.
             Ok(actual) if actual == sha256 && meta.len() != size => {
                 return Entry::PinSizeWrong { actual: meta.len() };
@@ -99,6 +115,25 @@ impl Cache {
         };
         self.remove(sha256);
         Entry::Removed { reason }
+    }
+
+    /// Moves an entry that is not a regular file out of the way, into `<cache>/aside/`
+    /// under its own name and this moment; if even that fails, it is `Removed` in words
+    /// only for what it is, and the fetch fails at placing, naming it.
+    fn move_aside(&self, sha256: &str, meta: &fs::Metadata) -> Entry {
+        let kind = kind_of(meta);
+        let aside = self.root.join("aside");
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let to = aside.join(format!("{sha256}.{stamp}"));
+        let moved = fs::create_dir_all(&aside).and_then(|()| fs::rename(self.entry(sha256), &to));
+        let _ = fs::remove_file(self.stamp(sha256));
+        match moved {
+            Ok(()) => Entry::MovedAside { kind, to },
+            Err(e) => {
+                Entry::Removed { reason: format!("it is a {kind}, and it could not be moved aside: {e}") }
+            }
+        }
     }
 
     /// Marks a freshly verified entry: read-only, and stamped so the next use is free.
@@ -143,6 +178,25 @@ impl Cache {
     pub(crate) fn partials(&self) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
         regular_files(&self.root.join("partial"))
     }
+}
+
+/// What a file that is not a regular one is, in words.
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return "symbolic link";
+    }
+    if kind.is_dir() {
+        return "folder";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "FIFO";
+        }
+    }
+    "device or socket"
 }
 
 /// The regular files directly in `dir` (none if it does not exist), sorted, with sizes.
