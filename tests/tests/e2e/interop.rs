@@ -172,7 +172,9 @@ fn through_a_proxy_the_default_is_one_stream_and_a_squid_set_for_big_files_cache
     fetch(&sb, &["--no-cache", "--log-file", log.to_str().unwrap()]).expect(0);
     assert_eq!(std::fs::read(sb.file("big.bin")).unwrap(), *data);
     let told = std::fs::read_to_string(&log).unwrap();
-    assert!(told.contains("connections 1: through a proxy (--connections N splits there too)"), "{told}");
+    // (The line may also say how much the hasher read back, which depends on the load.)
+    let line = told.lines().find(|l| l.contains("connections 1: through a proxy")).unwrap_or_default();
+    assert!(line.ends_with("(--connections N splits there too)"), "{told}");
     let sent = |log: &str| -> (usize, u64) {
         let gets: Vec<&str> = log.lines().filter(|l| l.contains(" GET /big.bin ")).collect();
         (gets.len(), gets.iter().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum())

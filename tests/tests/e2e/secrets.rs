@@ -3,7 +3,7 @@
 //! the promise it keeps, and each failed before its fix.
 
 use tests::tls::{Pki, TlsServer};
-use tests::{Pin, Reply, payload};
+use tests::{Pin, Reply, Server, payload};
 
 use crate::{FAST, args_with, sandbox, scenario};
 
@@ -163,4 +163,23 @@ fn server_words_reach_the_terminal_and_the_log_cleaned_and_bounded() {
         assert!(!text.contains(&"X".repeat(300)), "bounded in {channel}");
     }
     assert!(run.stderr.contains("XXXX"), "yet shown: {}", run.stderr);
+}
+
+#[test]
+fn netrc_default_credentials_stay_off_the_same_host_on_another_port() {
+    let mut sc = scenario();
+    let data = payload(3000, 511);
+    // The same host name, another port: another origin (curl's CVE-2022-27776).
+    let other = Server::start();
+    other.script("/m.bin", vec![Reply::Body(data.clone())]);
+    sc.serve("/private/m.bin", vec![Reply::Redirect(other.url("/m.bin"))]);
+    sc.pin("m", "m.bin", &data, &["/private/m.bin"]);
+    let netrc = sc.dir.join("netrc-default");
+    std::fs::write(&netrc, "default login anon password guest\n").unwrap();
+    sc.set_env("NETRC", netrc.to_str().unwrap());
+    sc.models(&["fetch"]).expect(0);
+    assert_eq!(sc.server.gets()[0].authorization.as_deref(), Some("Basic YW5vbjpndWVzdA=="));
+    let there = other.gets();
+    assert_eq!(there.len(), 1);
+    assert_eq!(there[0].authorization, None, "not to {}", other.url("/"));
 }

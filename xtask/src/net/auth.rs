@@ -3,8 +3,9 @@
 //! Two sources, read once per run: a netrc file (`NETRC`, default `~/.netrc`, as curl and
 //! Bazel read it) for any host, and the Hugging Face token (`HF_TOKEN`, else the token
 //! file huggingface_hub writes) for huggingface.co itself. The decision is made for each
-//! request separately, so a credential only ever goes to the host it belongs to: a
-//! redirect to another host (a CDN) carries none of it. Nothing is sent over plain http
+//! request separately, so a credential only ever goes to the origin it belongs to: a
+//! redirect to another host (a CDN), or to the same host on another port or scheme
+//! (curl's CVE-2022-27776), carries none of it. Nothing is sent over plain http
 //! except to a loopback address, which browsers also treat as secure. Secrets never
 //! leave this module except as the header value handed to the request.
 
@@ -16,6 +17,24 @@ use crate::places;
 
 /// Hosts that get the Hugging Face token: exactly these, not their CDN subdomains.
 const HF_HOSTS: &[&str] = &["huggingface.co", "hf.co"];
+
+/// An origin in the web's sense: where a request goes (scheme, host, port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub scheme: String,
+    /// Lowercase.
+    pub host: String,
+    /// The URL's port, or the scheme's default.
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub(crate) fn new(scheme: &str, host: &str, port: Option<u16>) -> Endpoint {
+        let scheme = scheme.to_ascii_lowercase();
+        let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Endpoint { scheme, host: host.to_ascii_lowercase(), port }
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Credentials {
@@ -48,16 +67,19 @@ impl Credentials {
         Credentials { netrc, hf_token }
     }
 
-    /// The `Authorization` value for a request to `scheme://host`, if one may be sent.
-    /// `origin_host` is the host the manifest (or mirror) named: netrc's `default` entry
-    /// goes only there, never to a host a redirect leads to (a CDN); a host with its own
-    /// `machine` entry gets that entry wherever it comes up.
-    pub(crate) fn authorization(&self, scheme: &str, host: &str, origin_host: &str) -> Option<String> {
-        if !may_carry_secrets(scheme, host) {
+    /// The `Authorization` value for a request to `at`, if one may be sent. `origin` is
+    /// where the manifest (or mirror) pointed: netrc's `default` entry goes only there
+    /// (same scheme, host and port), never where a redirect leads; the Hugging Face token
+    /// only to the Hub itself over https on its port; a host with its own `machine` entry
+    /// gets that entry wherever it comes up, as netrc names hosts, not ports.
+    pub(crate) fn authorization(&self, at: &Endpoint, origin: &Endpoint) -> Option<String> {
+        if !may_carry_secrets(&at.scheme, &at.host) {
             return None;
         }
-        let host = host.to_ascii_lowercase();
-        if HF_HOSTS.contains(&host.as_str())
+        let host = at.host.as_str();
+        if HF_HOSTS.contains(&host)
+            && at.scheme == "https"
+            && at.port == 443
             && let Some(token) = &self.hf_token
         {
             return Some(format!("Bearer {token}"));
@@ -65,11 +87,8 @@ impl Credentials {
         let entry = self
             .netrc
             .iter()
-            .find(|e| e.machine.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&host)))
-            .or_else(|| {
-                let named_host = host.eq_ignore_ascii_case(origin_host);
-                self.netrc.iter().find(|e| e.machine.is_none()).filter(|_| named_host)
-            })?;
+            .find(|e| e.machine.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(host)))
+            .or_else(|| self.netrc.iter().find(|e| e.machine.is_none()).filter(|_| at == origin))?;
         let pair = format!("{}:{}", entry.login, entry.password);
         Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
     }
@@ -161,29 +180,45 @@ mod tests {
         assert_eq!(c.netrc[2].machine, None);
     }
 
+    fn at(scheme: &str, host: &str) -> Endpoint {
+        Endpoint::new(scheme, host, None)
+    }
+
     #[test]
     fn credentials_go_only_to_their_host_and_only_securely() {
         let c = creds();
-        let direct = |scheme: &str, host: &str| c.authorization(scheme, host, host);
+        let direct = |scheme: &str, host: &str| c.authorization(&at(scheme, host), &at(scheme, host));
         assert_eq!(direct("http", "127.0.0.1"), Some(format!("Basic {}", base64(b"alice:s3cret"))));
         assert_eq!(direct("https", "files.example.com"), Some(format!("Basic {}", base64(b"bob:pw"))));
         assert_eq!(direct("http", "files.example.com"), None, "never over plain http");
         assert_eq!(direct("https", "other.example"), Some(format!("Basic {}", base64(b"anon:guest"))));
         assert_eq!(direct("https", "huggingface.co"), Some("Bearer hf_abc".into()));
         let no_default = Credentials { netrc: parse_netrc("machine a login x password y"), hf_token: None };
-        assert_eq!(no_default.authorization("https", "b", "b"), None);
+        assert_eq!(no_default.authorization(&at("https", "b"), &at("https", "b")), None);
     }
 
     #[test]
     fn netrc_default_credentials_never_follow_a_redirect_to_another_host() {
         let c = creds();
         assert_eq!(
-            c.authorization("https", "cdn-lfs.huggingface.co", "huggingface.co"),
+            c.authorization(&at("https", "cdn-lfs.huggingface.co"), &at("https", "huggingface.co")),
             None,
             "neither the HF token nor netrc's default reach the CDN"
         );
+        let other_port = Endpoint::new("https", "other.example", Some(8443));
         assert_eq!(
-            c.authorization("https", "files.example.com", "other.example"),
+            c.authorization(&other_port, &at("https", "other.example")),
+            None,
+            "netrc's default stays on its origin's port"
+        );
+        let hub_elsewhere = Endpoint::new("https", "huggingface.co", Some(8443));
+        assert_ne!(
+            c.authorization(&hub_elsewhere, &hub_elsewhere),
+            Some("Bearer hf_abc".into()),
+            "the token goes to the Hub's port only"
+        );
+        assert_eq!(
+            c.authorization(&at("https", "files.example.com"), &at("https", "other.example")),
             Some(format!("Basic {}", base64(b"bob:pw"))),
             "a host with its own machine entry gets it wherever it comes up"
         );

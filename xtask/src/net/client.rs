@@ -20,7 +20,7 @@ use ureq::tls::{RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
 use crate::error::{Class, Fault};
-use crate::net::auth::Credentials;
+use crate::net::auth::{Credentials, Endpoint};
 use crate::net::cookie::Cookie;
 use crate::net::faults::{call_fault, proxy_refused, status_fault, with_proxy_hint};
 use crate::net::forward::{self, Outgoing, Proxy};
@@ -131,7 +131,7 @@ impl Net {
         headers: &[(&str, String)],
         body: Payload<'_>,
     ) -> Result<Response<Body>, Fault> {
-        let (scheme, host) = scheme_and_host(url)?;
+        let Endpoint { scheme, host, .. } = endpoint(url)?;
         let proxy = self.proxies.proxy_for(&scheme, &host);
         // Only the S3 side sends through here: a fault is the endpoint's, not the bucket's.
         let endpoint = url.host().unwrap_or_default();
@@ -217,7 +217,7 @@ impl Net {
             Kind::Http => url.clone(),
             Kind::File => return false,
         };
-        scheme_and_host(&target).is_ok_and(|(scheme, host)| self.proxies.proxy_for(&scheme, &host).is_some())
+        endpoint(&target).is_ok_and(|e| self.proxies.proxy_for(&e.scheme, &e.host).is_some())
     }
 
     fn s3_request(
@@ -307,15 +307,16 @@ impl Net {
             Kind::Http => {}
         }
         let mut url = url.clone();
-        let origin_host = scheme_and_host(&url)?.1;
+        let origin_endpoint = endpoint(&url)?;
         let origin = url.host().unwrap_or_default();
         let mut seen = vec![url.clone()];
         let mut cookies = cookies.to_vec();
         for _ in 0..=MAX_REDIRECTS {
-            let (scheme, host) = scheme_and_host(&url)?;
+            let here = endpoint(&url)?;
+            let (scheme, host) = (here.scheme.clone(), here.host.clone());
             let mut all: Vec<(String, String)> =
                 headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect();
-            if let Some(auth) = self.credentials.authorization(&scheme, &host, &origin_host) {
+            if let Some(auth) = self.credentials.authorization(&here, &origin_endpoint) {
                 all.push(("Authorization".into(), auth));
             }
             let sendable: Vec<&str> =
@@ -408,12 +409,11 @@ fn drain(response: Response<Body>) {
 }
 
 /// The scheme and the bare host (no port) of an http(s) URL: what proxies are chosen by.
-fn scheme_and_host(url: &Source) -> Result<(String, String), Fault> {
+fn endpoint(url: &Source) -> Result<Endpoint, Fault> {
     let uri: ureq::http::Uri =
         url.expose().parse().map_err(|e| Fault::new(Class::BadUrl, format!("bad URL {url}: {e}")))?;
-    let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-    let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?.to_owned();
-    Ok((scheme, host))
+    let host = uri.host().ok_or_else(|| Fault::new(Class::BadUrl, format!("no host in {url}")))?;
+    Ok(Endpoint::new(uri.scheme_str().unwrap_or("http"), host, uri.port_u16()))
 }
 
 /// Reads `body` until `buf` is full, [`FILL_BUDGET`] has passed with some bytes in, the
