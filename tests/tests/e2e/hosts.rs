@@ -292,3 +292,27 @@ fn a_relative_redirect_whose_query_holds_a_url_stays_on_its_server() {
     sc.pin("n", "n.bin", &data, &["/a/b/c"]);
     sc.models(&args_with(&["fetch"], FAST)).expect(0);
 }
+
+#[test]
+fn a_socks_proxy_is_refused_by_name_never_a_panic() {
+    // A listener the test holds: nothing is ever asked of it.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let data = payload(2000, 309);
+    for (variable, url) in
+        [("ALL_PROXY", "https://models.invalid/m.bin"), ("http_proxy", "http://models.invalid/m.bin")]
+    {
+        let mut sb = one_model(url.into(), &data);
+        sb.set_env(variable, &format!("socks5h://127.0.0.1:{port}"));
+        sb.set_env("NO_PROXY", "");
+        let run = fetch(&sb, &["--retries", "0"]);
+        run.expect(1);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("is a SOCKS proxy, which this tool does not speak"),
+            "{variable}: {}",
+            run.stderr
+        );
+    }
+    drop(held);
+}

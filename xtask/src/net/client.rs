@@ -250,6 +250,13 @@ impl Net {
             return Ok(agent.clone());
         }
         let proxy = match proxy {
+            // ureq speaks SOCKS only when built with it, and panics otherwise.
+            Some(p) if p.is_socks() => {
+                let detail = format!(
+                    "the proxy {p} (from ALL_PROXY, https_proxy or http_proxy) is a SOCKS proxy, which this tool does not speak: name an HTTP proxy (http://host:port) there, or list this host in NO_PROXY"
+                );
+                return Err(Fault::new(Class::ProxyRefused, detail));
+            }
             Some(p) => Some(
                 ureq::Proxy::new(p.expose())
                     .map_err(|e| Fault::new(Class::BadUrl, format!("proxy {p} is not usable: {e}")))?,

@@ -24,6 +24,11 @@ impl ProxyUrl {
         &self.0
     }
 
+    /// Whether it is a SOCKS proxy (`socks4://`, `socks5h://`, …).
+    pub(crate) fn is_socks(&self) -> bool {
+        self.0.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("socks"))
+    }
+
     /// Whether requests go to it in absolute form (`http://`), not through a tunnel.
     pub(crate) fn is_plain_http(&self) -> bool {
         self.0.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
