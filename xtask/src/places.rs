@@ -9,7 +9,11 @@
 //! | cache | `XDG_CACHE_HOME/xtask-models`, else `~/.cache/xtask-models` | `%LOCALAPPDATA%\xtask-models\cache` (as uv and pip) |
 //! | netrc | `NETRC`, else `~/.netrc` | `NETRC`, else `.netrc` then `_netrc` in `%HOME%`, then in `%USERPROFILE%` (as curl) |
 //! | AWS | `~/.aws/credentials`, `~/.aws/config` | `%USERPROFILE%\.aws\…` |
-//! | HF token | `HF_TOKEN_PATH`, `HF_HOME/token`, `~/.cache/huggingface/token` | the same, from the home above |
+//! | HF home | `HF_HOME`, else `XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` (as huggingface_hub) | the same, from the home above |
+//! | HF token | `HF_TOKEN_PATH`, else `<HF home>/token` | the same |
+//!
+//! The files a user keeps (netrc, a token) are read by [`read_small`]: bounded, and never
+//! waiting on a FIFO.
 //!
 //! A leaf: it names nothing else in the crate.
 
@@ -68,10 +72,39 @@ pub(crate) fn aws_files(env: Lookup<'_>, windows: bool) -> (Utf8PathBuf, Utf8Pat
 
 /// The Hugging Face token file, as huggingface_hub finds it.
 pub(crate) fn hf_token_file(env: Lookup<'_>, windows: bool) -> Option<Utf8PathBuf> {
-    env("HF_TOKEN_PATH")
+    env("HF_TOKEN_PATH").map(Utf8PathBuf::from).or_else(|| hf_home(env, windows).map(|h| h.join("token")))
+}
+
+/// huggingface_hub's own folder, decided as it decides (`constants.HF_HOME`).
+pub(crate) fn hf_home(env: Lookup<'_>, windows: bool) -> Option<Utf8PathBuf> {
+    env("HF_HOME")
         .map(Utf8PathBuf::from)
-        .or_else(|| env("HF_HOME").map(|h| Utf8PathBuf::from(h).join("token")))
-        .or_else(|| home(env, windows).map(|h| h.join(".cache").join("huggingface").join("token")))
+        .or_else(|| env("XDG_CACHE_HOME").map(|dir| Utf8PathBuf::from(dir).join("huggingface")))
+        .or_else(|| home(env, windows).map(|h| h.join(".cache").join("huggingface")))
+}
+
+/// The most a netrc or token file may hold; anything larger is not one (`/dev/zero`).
+pub(crate) const SMALL_FILE: u64 = 1 << 20;
+
+/// Reads a small file the user keeps (netrc, a token): `None` when it is absent,
+/// unreadable, not a regular file (opened without blocking, so a FIFO never waits for a
+/// writer) or larger than [`SMALL_FILE`].
+pub(crate) fn read_small(path: &camino::Utf8Path) -> Option<String> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(SMALL_FILE + 1).read_to_string(&mut text).ok()?;
+    (text.len() as u64 <= SMALL_FILE).then_some(text)
 }
 
 #[cfg(test)]
@@ -125,5 +158,37 @@ mod tests {
         assert!(hf_token_file(&windows, true).unwrap().as_str().starts_with(r"C:\Users\me"));
         let hf = env(&[("HF_HOME", "/hf"), ("HOME", "/home/me")]);
         assert_eq!(hf_token_file(&hf, false).unwrap(), "/hf/token");
+    }
+
+    #[test]
+    fn the_hf_token_is_found_where_huggingface_hub_looks() {
+        let xdg = env(&[("XDG_CACHE_HOME", "/xdg"), ("HOME", "/home/me")]);
+        assert_eq!(hf_token_file(&xdg, false).unwrap(), "/xdg/huggingface/token");
+        let home_only = env(&[("HOME", "/home/me")]);
+        assert_eq!(hf_token_file(&home_only, false).unwrap(), "/home/me/.cache/huggingface/token");
+        let path = env(&[("HF_TOKEN_PATH", "/t/tok"), ("HF_HOME", "/hf"), ("XDG_CACHE_HOME", "/xdg")]);
+        assert_eq!(hf_token_file(&path, false).unwrap(), "/t/tok");
+        let home_wins = env(&[("HF_HOME", "/hf"), ("XDG_CACHE_HOME", "/xdg")]);
+        assert_eq!(hf_token_file(&home_wins, false).unwrap(), "/hf/token");
+    }
+
+    #[test]
+    fn small_files_are_read_whole_and_anything_else_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(dir.join("netrc"), "machine h login a password b\n").unwrap();
+        assert_eq!(read_small(&dir.join("netrc")).as_deref(), Some("machine h login a password b\n"));
+        let big = dir.join("big");
+        std::fs::File::create(&big).unwrap().set_len(SMALL_FILE + 1).unwrap();
+        assert_eq!(read_small(&big), None, "larger than any netrc");
+        assert_eq!(read_small(dir), None, "a folder");
+        assert_eq!(read_small(&dir.join("absent")), None);
+        #[cfg(unix)]
+        {
+            assert_eq!(read_small(camino::Utf8Path::new("/dev/zero")), None, "a device");
+            let fifo = dir.join("fifo");
+            assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+            assert_eq!(read_small(&fifo), None, "a FIFO, without waiting for a writer");
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! file, and credentials go only to the host they are for. Found by hostile rounds: each test is named for
 //! the promise it keeps, and each failed before its fix.
 
+use std::time::Duration;
+
 use tests::tls::{Pki, TlsServer};
 use tests::{Pin, Reply, Server, payload};
 
@@ -182,4 +184,26 @@ fn netrc_default_credentials_stay_off_the_same_host_on_another_port() {
     let there = other.gets();
     assert_eq!(there.len(), 1);
     assert_eq!(there[0].authorization, None, "not to {}", other.url("/"));
+}
+
+#[test]
+fn a_netrc_or_token_that_is_a_device_or_a_fifo_is_ignored_without_waiting() {
+    for netrc in ["/dev/zero", "fifo"] {
+        let mut sc = scenario();
+        let data = payload(2000, 512);
+        sc.serve("/m.bin", vec![Reply::Body(data.clone())]);
+        sc.pin("m", "m.bin", &data, &["/m.bin"]);
+        let path = if netrc == "fifo" {
+            let path = sc.dir.join("netrc-fifo");
+            assert!(std::process::Command::new("mkfifo").arg(&path).status().unwrap().success());
+            path.display().to_string()
+        } else {
+            netrc.to_owned()
+        };
+        sc.set_env("NETRC", &path);
+        sc.set_env("HF_TOKEN_PATH", &path);
+        let run = sc.spawn_logged(&["fetch"]).finish_within(Duration::from_secs(120), "fetch");
+        run.expect(0);
+        assert_eq!(sc.server.gets()[0].authorization, None, "{netrc}");
+    }
 }

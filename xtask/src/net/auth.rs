@@ -56,12 +56,12 @@ impl Credentials {
         let var = places::process_env;
         let netrc = places::netrc_candidates(&var, places::WINDOWS)
             .iter()
-            .find_map(|p| std::fs::read_to_string(p).ok())
+            .find_map(|p| places::read_small(p))
             .map(|t| parse_netrc(&t))
             .unwrap_or_default();
         let token_file = places::hf_token_file(&var, places::WINDOWS);
         let hf_token = var("HF_TOKEN")
-            .or_else(|| token_file.and_then(|p| std::fs::read_to_string(p).ok()))
+            .or_else(|| token_file.and_then(|p| places::read_small(&p)))
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
         Credentials { netrc, hf_token }
