@@ -546,3 +546,30 @@ fn a_range_answer_with_an_absurd_content_range_is_not_spliced() {
     sc.models(&["fetch", "--backoff-ms", "1"]).expect(0);
     assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
 }
+
+#[test]
+fn an_early_hints_answer_before_the_file_is_skipped() {
+    // Promise: informational answers (103 Early Hints, as CDNs send) come before the real
+    // one and are not it.
+    let data = payload(1 << 20, 520);
+    let mut raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n".to_vec();
+    raw.extend_from_slice(b"HTTP/1.1 102 Processing\r\n\r\n");
+    raw.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", data.len()).as_bytes());
+    raw.extend_from_slice(&data);
+    let sc = scenario();
+    sc.serve("/m.bin", vec![Reply::Raw(raw.clone())]);
+    sc.pin("m", "m.bin", &data, &["/m.bin"]);
+    sc.models(&args_with(&["fetch", "--retries", "0"], FAST)).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
+    // The same through a forward proxy (plain http goes to it in absolute form): this
+    // server plays both.
+    let proxy = tests::Server::start();
+    proxy.script("http://models.invalid/m.bin", vec![Reply::Raw(raw)]);
+    let mut sb = sandbox();
+    sb.write_manifest(&[Pin::new("m", "m.bin", &data, &["http://models.invalid/m.bin".into()])]);
+    sb.set_env("http_proxy", &proxy.url(""));
+    sb.set_env("NO_PROXY", "");
+    let run = sb.models(&args_with(&["fetch", "--retries", "0"], FAST));
+    run.expect(0);
+    assert_eq!(std::fs::read(sb.file("m.bin")).unwrap(), *data);
+}

@@ -29,6 +29,8 @@ use crate::net::s3::{Op, Store, error_fault};
 use crate::net::trust::Trust;
 use crate::source::{Kind, Source};
 
+/// ureq's read buffer (its default), which also bounds a response's head.
+const INPUT_BUFFER: usize = 128 * 1024;
 /// Redirects followed at most, as browsers and curl do.
 pub(crate) const MAX_REDIRECTS: usize = 10;
 /// A redirect body longer than this is not worth reading to keep the connection.
@@ -272,6 +274,13 @@ impl Net {
         let t = Some(self.timeout);
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
+            // ureq 3.5 consumes a 1xx answer (103 Early Hints) but then measures the
+            // whole read buffer, body bytes included, against the header limit, and fails
+            // a good answer as "response header is too big". With the limit at the
+            // buffer's size that cannot happen; a head larger than the buffer (a header
+            // flood) still ends the request, as a read that makes no progress.
+            .input_buffer_size(INPUT_BUFFER)
+            .max_response_header_size(INPUT_BUFFER)
             .proxy(proxy)
             .tls_config(tls_config)
             .timeout_resolve(t)

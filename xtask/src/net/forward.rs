@@ -80,6 +80,9 @@ pub(crate) struct Outgoing<'a> {
     pub body: Option<&'a mut dyn Read>,
 }
 
+/// Informational answers skipped before one gives up on the real one.
+const MAX_INFORMATIONAL: usize = 16;
+
 /// Sends one request through `proxy` and returns its answer, the body still unread.
 pub(crate) fn send(proxy: &Proxy, request: Outgoing<'_>) -> Result<Response<Body>, Fault> {
     let stream = connect(proxy, request.timeout)?;
@@ -92,12 +95,26 @@ pub(crate) fn send(proxy: &Proxy, request: Outgoing<'_>) -> Result<Response<Body
     // before reporting the broken write.
     let sent = request.body.map_or(Ok(0), |body| io::copy(body, &mut &stream));
     let mut reader = BufReader::new(stream);
-    let head = match (read_head(&mut reader), sent) {
+    let mut head = match (read_head(&mut reader), sent) {
         (Ok(head), _) if !head.is_empty() => head,
         (_, Err(e)) | (Err(e), Ok(_)) => return Err(io(e)),
         (Ok(head), Ok(_)) => head,
     };
-    let (status, headers) = parse_head(&head)?;
+    let mut informational = 0;
+    let (status, headers) = loop {
+        let (status, headers) = parse_head(&head)?;
+        // 1xx answers (103 Early Hints, 102 Processing) come before the real one and are
+        // not it (RFC 9110 §15.2); 101 is never asked for. A few, not an endless stream.
+        if !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS {
+            break (status, headers);
+        }
+        informational += 1;
+        if informational > MAX_INFORMATIONAL {
+            let detail = format!("the proxy sent more than {MAX_INFORMATIONAL} informational (1xx) answers");
+            return Err(Fault::new(Class::BadResponse, detail));
+        }
+        head = read_head(&mut reader).map_err(io)?;
+    };
     let body = body_reader(reader, request.method, status, &headers)?;
     let mut builder = Response::builder().status(status);
     for (name, value) in headers {
