@@ -224,6 +224,38 @@ impl Apache {
     }
 }
 
+/// busybox httpd serving a folder: the web server of many NAS boxes, routers and small
+/// containers. It labels files it does not know `text/html` and ignores `If-Range`.
+pub struct Busybox {
+    pub daemon: Daemon,
+}
+
+impl Busybox {
+    /// Serves `root` on a fresh loopback port; `None` (after the skip line) when busybox
+    /// is not installed.
+    pub fn start(root: &Path, dir: &Path, test: &str) -> Option<Busybox> {
+        let program = require("busybox", test)?;
+        std::fs::create_dir_all(dir).expect("create the busybox folder");
+        let daemon = Daemon::spawn(dir, "busybox", |port| {
+            let mut command = Command::new(&program);
+            command
+                .arg("httpd")
+                .arg("-f")
+                .arg("-vv")
+                .arg("-p")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("-h")
+                .arg(root);
+            command
+        });
+        Some(Busybox { daemon })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.daemon.port)
+    }
+}
+
 /// nginx serving a folder, configured by the test.
 pub struct Nginx {
     pub daemon: Daemon,

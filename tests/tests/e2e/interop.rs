@@ -1,6 +1,6 @@
 //! The tool against real servers and proxies this test starts on loopback ports, with
 //! configs it writes: nginx (plain, TLS with a private CA, `limit_rate`, ETag resume,
-//! keep-alive), squid and tinyproxy with their stock access rules (http and https URLs
+//! keep-alive), Apache, busybox httpd (every piece labelled HTML), squid and tinyproxy with their stock access rules (http and https URLs
 //! through each, basic authentication, NO_PROXY forms). A server that is not installed
 //! fails the test under CI=true and prints a skip line elsewhere; each server is stopped
 //! by its PID when the test ends.
@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tests::daemons::{ForwardProxy, Nginx, NginxConfig, squid, tinyproxy};
+use tests::daemons::{Busybox, ForwardProxy, Nginx, NginxConfig, squid, tinyproxy};
 use tests::tls::Pki;
 use tests::{Pin, Sandbox, payload, sha256_hex, wait_until};
 
@@ -355,4 +355,40 @@ fn apache_with_a_weak_etag_gets_one_stream_and_nothing_is_thrown_away() {
     assert!(!run.stderr.contains("changed on the server"), "{}", run.stderr);
     let log = apache.access_log();
     assert_eq!(log.lines().count(), 1, "one request, one stream:\n{log}");
+}
+
+#[test]
+fn busybox_httpd_labelling_every_piece_html_serves_a_split_fetch_and_a_resume() {
+    // busybox httpd (NAS boxes, routers, small containers) answers a range with
+    // `Content-type: text/html` for a file type it does not know, and ignores If-Range:
+    // the bytes decide what an answer is, not its label.
+    let test = "busybox_httpd_labelling_every_piece_html_serves_a_split_fetch_and_a_resume";
+    let mut sb = sandbox();
+    let data = payload(40 << 20, 742);
+    let root = served(&sb, &[("m.pth", &data)]);
+    let Some(server) = Busybox::start(&root, &sb.dir.join("busybox"), test) else { return };
+    sb.write_manifest(&[Pin::new("m", "m.pth", &data, &[server.url("/m.pth")])]);
+    sb.set_env("XTASK_MODELS_CACHE_DIR", sb.dir.join("cache").to_str().unwrap());
+    let run = fetch(&sb, &["--connections", "4", "--json"]);
+    run.expect(0);
+    assert!(!run.stderr.contains("HTML"), "{}", run.stderr);
+    assert_eq!(std::fs::read(sb.file("m.pth")).unwrap(), *data);
+    let json: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(json["models"][0]["connections"], 4, "split in four: {}", run.stdout);
+
+    // A fetch killed half-way resumes from busybox's text/html 206.
+    std::fs::remove_file(sb.file("m.pth")).unwrap();
+    let cache = sb.dir.join("cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+    let partial = cache.join("partial").join(format!("{}.part", sha256_hex(&data)));
+    let mut child = sb.spawn_models(&["fetch", "--connections", "1", "--limit-rate", "4M"]);
+    wait_until(Duration::from_secs(60), "a megabyte on disk", || {
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 1 << 20)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = fetch(&sb, &["--connections", "1"]);
+    run.expect(0);
+    assert!(run.stderr.contains("resuming at"), "{}", run.stderr);
+    assert_eq!(std::fs::read(sb.file("m.pth")).unwrap(), *data);
 }

@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::manifest::Model;
 use crate::error::{Class, Fault};
-use crate::net::headers::is_html_type;
 use crate::store::hash::{HASH_BUFFER, hash_reader, hex};
 use crate::store::stamp::{Fingerprint, Stamp, Stamps};
 use crate::text::server_text;
@@ -237,8 +236,10 @@ pub(crate) const SNIFF_LEN: usize = 512;
 
 /// Recognises the two classic wrong answers from their first bytes: an HTML page (login,
 /// consent, quota or error page) and a Git LFS pointer. Model formats (pickle, zip,
-/// safetensors, MATLAB, numbers in text) never start like either.
-pub(crate) fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> {
+/// safetensors, MATLAB, numbers in text) never start like either. The bytes decide, not
+/// the `Content-Type`: busybox httpd labels every file it does not know `text/html`, and
+/// a tokenizer's vocabulary may well start with `<unk>`.
+pub(crate) fn sniff(prefix: &[u8]) -> Option<Class> {
     if prefix.starts_with(b"version https://git-lfs.github.com/spec/") {
         return Some(Class::LfsPointer);
     }
@@ -247,12 +248,25 @@ pub(crate) fn sniff(prefix: &[u8], content_type: Option<&str>) -> Option<Class> 
     if text.first() != Some(&b'<') {
         return None;
     }
-    let says_html = is_html_type(content_type);
     let lower: Vec<u8> = text.iter().take(64).map(u8::to_ascii_lowercase).collect();
-    const TAGS: &[&[u8]] =
-        &[b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<meta", b"<script", b"<!--"];
-    let looks_html = TAGS.iter().any(|tag| lower.starts_with(tag));
-    (looks_html || says_html).then_some(Class::HtmlPage)
+    const TAGS: &[&[u8]] = &[
+        b"<!doctype html",
+        b"<html",
+        b"<head",
+        b"<body",
+        b"<title",
+        b"<meta",
+        b"<script",
+        b"<!--",
+        b"<div",
+        b"<form",
+        b"<h1",
+        b"<h2",
+        b"<p>",
+        b"<center",
+        b"<table",
+    ];
+    TAGS.iter().any(|tag| lower.starts_with(tag)).then_some(Class::HtmlPage)
 }
 
 /// "received an HTML page titled …": the one wording for a page where bytes belong.
@@ -289,16 +303,16 @@ mod tests {
 
     #[test]
     fn sniff_finds_pages_and_pointers_but_not_models() {
-        assert_eq!(sniff(b"\n  <!DOCTYPE html><html>", None), Some(Class::HtmlPage));
-        assert_eq!(sniff(b"<HTML><body>quota", None), Some(Class::HtmlPage));
-        assert_eq!(sniff(b"<div>", Some("text/html; charset=utf-8")), Some(Class::HtmlPage));
-        assert_eq!(sniff(b"<div>", Some("application/octet-stream")), None);
+        assert_eq!(sniff(b"\n  <!DOCTYPE html><html>"), Some(Class::HtmlPage));
+        assert_eq!(sniff(b"<HTML><body>quota"), Some(Class::HtmlPage));
+        assert_eq!(sniff(b"<div>quota exceeded</div>"), Some(Class::HtmlPage));
+        assert_eq!(sniff(b"<unk>\t0\n<s>\t0\n"), None, "a tokenizer's vocabulary, however labelled");
         let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n";
-        assert_eq!(sniff(pointer, None), Some(Class::LfsPointer));
-        assert_eq!(sniff(b"PK\x03\x04zip", Some("text/html")), None);
-        assert_eq!(sniff(b"\x80\x02}q\x00pickle", None), None);
-        assert_eq!(sniff(b"MATLAB 5.0 MAT-file", None), None);
-        assert_eq!(sniff(b"", None), None);
+        assert_eq!(sniff(pointer), Some(Class::LfsPointer));
+        assert_eq!(sniff(b"PK\x03\x04zip"), None);
+        assert_eq!(sniff(b"\x80\x02}q\x00pickle"), None);
+        assert_eq!(sniff(b"MATLAB 5.0 MAT-file"), None);
+        assert_eq!(sniff(b""), None);
     }
 
     #[test]

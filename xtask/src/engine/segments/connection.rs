@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::engine::check::{self, SNIFF_LEN, page_fault};
 use crate::engine::events::{Event, Ranged};
 use crate::engine::retry::{Next, RetryState};
 use crate::engine::segments::pieces::{CHUNK, Pace, Span, claim};
@@ -263,16 +264,25 @@ impl Connection<'_, '_> {
                 format!("a piece came with Content-Encoding: {encoding}, though the tool asked for identity"),
             )));
         }
-        if is_html_type(header(response.headers(), "content-type").as_deref()) {
-            return Err(Step::Refused(Fault::new(
-                Class::HtmlPage,
-                "received an HTML page instead of a piece of the file",
-            )));
+        let labelled_html = is_html_type(header(response.headers(), "content-type").as_deref());
+        let mut body: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
+        if labelled_html {
+            // The bytes decide: busybox httpd labels every piece of a file it does not
+            // know `text/html`.
+            let mut head = Vec::with_capacity(SNIFF_LEN);
+            let read = (&mut body).take(SNIFF_LEN as u64).read_to_end(&mut head);
+            if check::sniff(&head) == Some(Class::HtmlPage) {
+                return Err(Step::Refused(page_fault(&head, "instead of a piece of the file")));
+            }
+            if let Err(e) = read {
+                return Err(Step::Transient(read_fault(&e, head.len() as u64)));
+            }
+            body = Box::new(std::io::Cursor::new(head).chain(body));
         }
         if validator.is_none() {
             peer.learn(validator_now);
         }
-        Ok(Box::new(response.into_body().into_reader()))
+        Ok(body)
     }
 
     /// Copies the body into the piece's place until the piece's (possibly shrinking) end,

@@ -179,7 +179,7 @@ fn through_interstitials(
         let mut body = response.into_body().into_reader();
         let mut page = Vec::new();
         let read = (&mut body).take(PAGE_LIMIT as u64).read_to_end(&mut page);
-        if check::sniff(&page, content_type.as_deref()).is_none() || read.is_err() && page.is_empty() {
+        if check::sniff(&page).is_none() || read.is_err() && page.is_empty() {
             let body: Box<dyn Read + Send> = Box::new(io::Cursor::new(page).chain(body));
             let opened = Opened {
                 body,

@@ -38,6 +38,8 @@ pub(super) struct Sink<'s, 'e, 'l> {
     /// The first bytes of the file, for sniffing; unused when resuming mid-file.
     prefix: Vec<u8>,
     sniffed: bool,
+    /// A resumed body labelled HTML: its first bytes decide whether it is a page.
+    suspect: bool,
     pub content_type: Option<String>,
     /// Bytes the body says it holds (from `start`).
     pub declared: Option<u64>,
@@ -62,6 +64,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
             start: written,
             prefix: Vec::with_capacity(SNIFF_LEN),
             sniffed: written > 0,
+            suspect: false,
             content_type: None,
             declared: None,
             events,
@@ -106,6 +109,13 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
     /// the hasher. Returns how much was taken: all of it, except past an unchecked
     /// download's pinned size.
     fn accept(&mut self, chunk: &[u8]) -> Result<usize, Fault> {
+        if self.suspect {
+            self.suspect = false;
+            let head = &chunk[..chunk.len().min(SNIFF_LEN)];
+            if check::sniff(head) == Some(Class::HtmlPage) {
+                return Err(page_fault(head, "instead of the rest of the file"));
+            }
+        }
         if !self.sniffed {
             let take = chunk.len().min(SNIFF_LEN - self.prefix.len());
             self.prefix.extend_from_slice(&chunk[..take]);
@@ -155,7 +165,7 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
     /// Called once, when the first bytes are in: is this the file at all?
     fn judge_prefix(&mut self) -> Result<(), Fault> {
         self.sniffed = true;
-        match check::sniff(&self.prefix, self.content_type.as_deref()) {
+        match check::sniff(&self.prefix) {
             Some(Class::LfsPointer) => {
                 Err(Fault::new(Class::LfsPointer, "received a Git LFS pointer instead of the file"))
             }
@@ -164,11 +174,11 @@ impl<'s, 'e, 'l> Sink<'s, 'e, 'l> {
         }
     }
 
-    /// A resumed body has no file header to sniff; its type and length still tell.
-    fn judge_resumed(&self) -> Result<(), Fault> {
-        if is_html_type(self.content_type.as_deref()) {
-            return Err(Fault::new(Class::HtmlPage, "received an HTML page instead of the rest of the file"));
-        }
+    /// A resumed body has no file header to sniff; its length still tells, and one
+    /// labelled HTML has its first bytes looked at ([`Sink::accept`]): busybox httpd
+    /// labels the rest of any file it does not know `text/html`.
+    fn judge_resumed(&mut self) -> Result<(), Fault> {
+        self.suspect = is_html_type(self.content_type.as_deref());
         self.judge_length()
     }
 
