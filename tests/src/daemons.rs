@@ -586,6 +586,60 @@ impl Seaweed {
     }
 }
 
+/// moto's S3 server (`moto_server`), the S3 many teams test with: it keeps everything in
+/// memory, checks no signature, and starts with no bucket (`start` makes [`Moto::BUCKET`]).
+pub struct Moto {
+    pub daemon: Daemon,
+}
+
+impl Moto {
+    pub const BUCKET: &str = "models";
+
+    /// Starts `moto_server`; `None` (after the skip line) when it is not installed.
+    pub fn start(dir: &Path, test: &str) -> Option<Moto> {
+        let program = find_in_venv("moto_server", "moto-venv").or_else(|| require("moto_server", test))?;
+        std::fs::create_dir_all(dir).expect("create the moto folder");
+        let daemon = Daemon::spawn(dir, "moto", |port| {
+            let mut command = Command::new(&program);
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            command
+        });
+        let moto = Moto { daemon };
+        let started = Instant::now();
+        // The bucket, made by a plain PUT (moto checks no signature): also the readiness probe.
+        while !raw_request(moto.daemon.port, "PUT", &format!("/{}", Moto::BUCKET)).starts_with("HTTP/1.1 200")
+        {
+            assert!(started.elapsed() < Duration::from_secs(90), "moto did not get ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(moto)
+    }
+
+    /// What moto answers to `GET path` (a listing of uploads, say), head and body.
+    pub fn get(&self, path: &str) -> String {
+        raw_request(self.daemon.port, "GET", path)
+    }
+
+    /// The environment that points the tool at this store.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.daemon.port)),
+            ("AWS_ACCESS_KEY_ID", "AKIDMOTOTEST".into()),
+            ("AWS_SECRET_ACCESS_KEY", "moto-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+}
+
+/// `program` in a virtualenv `.ci/run` makes under the target folder.
+fn find_in_venv(program: &str, venv: &str) -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join(venv).join("bin").join(program);
+    find_program(program).or_else(|| path.is_file().then_some(path))
+}
+
 /// `weed` on PATH, or where `.ci/run` installs it (a virtualenv under the target folder).
 pub fn find_weed() -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -610,10 +664,17 @@ fn paired_port() -> u16 {
 
 /// A plain GET on loopback, the whole answer as text (empty when nothing answered).
 fn raw_get(port: u16, path: &str) -> String {
+    raw_request(port, "GET", path)
+}
+
+/// A plain request with no body on loopback, the whole answer as text.
+fn raw_request(port: u16, method: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     if stream.write_all(request.as_bytes()).is_err() {
         return String::new();
     }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tests::daemons::Seaweed;
+use tests::daemons::{Moto, Seaweed};
 use tests::{Scenario, payload, sha256_hex, wait_until};
 
 use crate::{FAST, scenario};
@@ -444,4 +444,33 @@ fn an_http_store_behind_stock_squid_is_sent_in_absolute_form_for_publish_and_fet
     assert!(log.contains("PUT http://127.0.0.1:"), "uploads went through squid in absolute form:\n{log}");
     assert!(log.contains("GET http://127.0.0.1:"), "reads too:\n{log}");
     assert!(!log.contains("CONNECT"), "no tunnel:\n{log}");
+}
+
+#[test]
+fn moto_takes_a_multipart_upload_and_serves_the_fetch() {
+    // moto keeps uploads in memory and checks no signature; a multipart upload must
+    // start, go up in parts, complete and leave no upload open, and the fetch read it back.
+    let test = "moto_takes_a_multipart_upload_and_serves_the_fetch";
+    let mut sc = scenario();
+    let Some(moto) = Moto::start(&sc.dir.join("moto"), test) else { return };
+    let big = sc.model("big", "big.bin", payload(BIG, 903)).to_vec();
+    for (name, value) in moto.env() {
+        sc.set_env(name, &value);
+    }
+    sc.models(&["fetch", "--no-cache"]).expect(0);
+    let run = sc.models(&["mirror", &format!("s3://{}/team", Moto::BUCKET), "--all"]);
+    run.expect(0);
+    assert!(run.stdout.contains("uploaded in 5 parts"), "{}", run.stdout);
+    let uploads = moto.get(&format!("/{}?uploads", Moto::BUCKET));
+    assert!(!uploads.contains("<UploadId>"), "no upload left open: {uploads}");
+    // A checkout whose own URLs are dead gets the file from moto.
+    let mut other = scenario();
+    let dead = tests::daemons::DeadPort::hold();
+    let text = std::fs::read_to_string(&sc.manifest).unwrap().replace(&sc.server.url(""), &dead.url());
+    std::fs::write(&other.manifest, text).unwrap();
+    for (name, value) in moto.env() {
+        other.set_env(name, &value);
+    }
+    other.models(&["fetch", "--no-cache", "--mirror", &format!("s3://{}/team", Moto::BUCKET)]).expect(0);
+    assert_eq!(std::fs::read(other.file("big.bin")).unwrap(), big);
 }
