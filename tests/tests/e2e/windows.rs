@@ -501,3 +501,49 @@ fn the_github_workflow_runs_the_unit_tests_on_windows_and_macos_and_the_suite_on
         text.contains("cargo test -p xtask --locked") && text.contains("cargo test --workspace --locked")
     );
 }
+
+#[test]
+fn a_copy_on_windows_installs_by_link_mode_or_across_drives_and_leaves_no_temp() {
+    // Most Windows checkouts live on another drive than %LOCALAPPDATA% (SadTalker on D:):
+    // every file is copied from the cache, whose entries are read-only.
+    let test = "windows_copy";
+    let Some(wine) = Wine::find(test) else { return };
+    let server = Server::start();
+    let data = payload(200_000, 709);
+    server.script("/m", vec![tests::Reply::Body(data.clone())]);
+    let leftovers = |dir: &Path| -> Vec<String> {
+        let names = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        names.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".part")).collect()
+    };
+
+    // `--link-mode copy`, the cache on the same drive.
+    let (dir, manifest, checkpoints) = checkout("copy");
+    write(&manifest, &[Pin::new("m", "m.bin", &data, &[server.url("/m")])]);
+    let cache = windows_path(&dir.path().join("cache"));
+    let env = [("XTASK_MODELS_CACHE_DIR", cache.as_str())];
+    let args = located(&["fetch", "--link-mode", "copy"], &manifest, &checkpoints);
+    let run = wine.models(&refs(&args), &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read(checkpoints.join("m.bin")).unwrap(), *data);
+    assert_eq!(leftovers(&checkpoints), Vec::<String>::new());
+
+    // The checkpoints on drive D:, another filesystem than the cache's (a tmpfs): no
+    // hard link can cross, so `auto` copies.
+    let d_root = dir.path().join("d-drive");
+    std::fs::create_dir_all(&d_root).unwrap();
+    let Some(_mount) = tests::daemons::Mount::tmpfs(&d_root, "8m", test) else { return };
+    let drive = wine.prefix.join("dosdevices/d:");
+    let _ = std::fs::remove_file(&drive);
+    std::os::unix::fs::symlink(&d_root, &drive).unwrap();
+    std::fs::write(&manifest, Pin::new("m", "m.bin", &data, &[server.url("/m")]).to_toml()).unwrap();
+    let args =
+        ["fetch", "--manifest", &windows_path(&manifest), "--checkpoints-dir", r"D:\sadtalker\checkpoints"];
+    let run = wine.models(&args, &env);
+    let _ = std::fs::remove_file(&drive);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("from cache 1"), "{}{}", run.stdout, run.stderr);
+    let placed = d_root.join("sadtalker/checkpoints");
+    assert_eq!(std::fs::read(placed.join("m.bin")).unwrap(), *data);
+    assert_eq!(leftovers(&placed), Vec::<String>::new());
+    assert_eq!(server.hits("/m"), 1, "the second came from the cache");
+}

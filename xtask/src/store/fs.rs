@@ -84,7 +84,7 @@ pub(crate) fn prepare_destination(dest: &Utf8Path) -> io::Result<()> {
 pub(crate) fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> io::Result<(Placed, File)> {
     prepare_destination(dest)?;
     let temp = Partial::link_temp(dest);
-    let _ = fs::remove_file(&temp);
+    remove_own(&temp);
     let cloned = match mode {
         LinkMode::Auto | LinkMode::Clone => clone_file(src, &temp).ok().map(|file| (Placed::Clone, file)),
         LinkMode::HardLink | LinkMode::Copy => None,
@@ -100,12 +100,8 @@ pub(crate) fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> i
     let placed = match linked {
         Some(linked) => Ok(linked),
         None => {
-            let _ = fs::remove_file(&temp);
-            fs::copy(src, &temp).and_then(|_| {
-                let file = File::open(&temp)?;
-                file.sync_all()?;
-                Ok((Placed::Copy, file))
-            })
+            remove_own(&temp);
+            fs::copy(src, &temp).and_then(|_| synced_copy(&temp)).map(|file| (Placed::Copy, file))
         }
     };
     // Over a read-only file (a hard link to an entry) Windows renames nothing.
@@ -114,11 +110,40 @@ pub(crate) fn link_or_copy(src: &Utf8Path, dest: &Utf8Path, mode: LinkMode) -> i
         placed.and_then(|placed| replaceable.and_then(|()| rename_when_free(&temp, dest)).map(|()| placed));
     if placed.is_err() {
         // Nothing half-copied stays behind (a full disk is the usual cause).
-        let _ = fs::remove_file(&temp);
+        remove_own(&temp);
     }
     let placed = placed?;
     sync_parent(dest);
     Ok(placed)
+}
+
+/// The copy at `temp` (with the cache entry's read-only attribute, which `fs::copy`
+/// carries over), flushed to disk and open. Windows flushes a file only through a handle
+/// that may write (`FlushFileBuffers`), which a read-only file refuses: the attribute is
+/// cleared for the flush and set again. Elsewhere `fsync` needs no write access.
+fn synced_copy(temp: &Utf8Path) -> io::Result<File> {
+    if !cfg!(windows) {
+        let file = File::open(temp)?;
+        file.sync_all()?;
+        return Ok(file);
+    }
+    let read_only = fs::metadata(temp)?.permissions().readonly();
+    clear_read_only(temp)?;
+    let file = fs::OpenOptions::new().read(true).write(true).open(temp)?;
+    file.sync_all()?;
+    if read_only {
+        let mut permissions = file.metadata()?.permissions();
+        permissions.set_readonly(true);
+        fs::set_permissions(temp, permissions)?;
+    }
+    Ok(file)
+}
+
+/// Removes a temp file of the tool's, read-only or not (Windows deletes no read-only
+/// file); a failure leaves it for `clean`.
+fn remove_own(path: &Utf8Path) {
+    let _ = clear_read_only(path);
+    let _ = fs::remove_file(path);
 }
 
 /// A copy-on-write clone of `src` at `temp` (FICLONE: btrfs, XFS, bcachefs, overlayfs on
