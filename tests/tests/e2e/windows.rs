@@ -17,7 +17,8 @@ struct Wine {
     exe: PathBuf,
     /// The lane's helpers, built from `.ci/windows`: `hold.exe` holds a file open as a
     /// running program does; `console.exe` presses Ctrl-C in a console; `trust.exe`
-    /// puts a CA into the certificate store.
+    /// puts a CA into the certificate store; `git.exe` answers `hook install`'s two
+    /// questions (wine has no Git for Windows).
     helpers: PathBuf,
 }
 
@@ -38,6 +39,7 @@ impl Wine {
             && helpers.join("hold.exe").is_file()
             && helpers.join("console.exe").is_file()
             && helpers.join("trust.exe").is_file()
+            && helpers.join("git.exe").is_file()
             && loader.is_file()
             && prefix.join("drive_c/windows/system32/bcryptprimitives.dll").is_file();
         if !ready {
@@ -546,4 +548,32 @@ fn a_copy_on_windows_installs_by_link_mode_or_across_drives_and_leaves_no_temp()
     assert_eq!(std::fs::read(placed.join("m.bin")).unwrap(), *data);
     assert_eq!(leftovers(&placed), Vec::<String>::new());
     assert_eq!(server.hits("/m"), 1, "the second came from the cache");
+}
+
+#[test]
+fn a_hook_installed_on_windows_hands_sh_the_paths_whole() {
+    // Git for Windows runs hooks with sh: a path in cmd.exe quoting lost its backslashes
+    // there (`Z:\w\ck` became `Z:wck`) and every commit was refused.
+    let test = "windows_hook";
+    let Some(wine) = Wine::find(test) else { return };
+    let (dir, manifest, _) = checkout("hook");
+    std::fs::write(&manifest, "").unwrap();
+    let checkpoints = dir.path().join("my ck");
+    assert!(tests::git(dir.path(), &["init", "-q"]).status.success());
+    // The command the hook runs prints each word it gets, one per line.
+    let words = dir.path().join("words.sh");
+    std::fs::write(&words, "#!/bin/sh\nprintf '[%s]\\n' \"$@\"\n").unwrap();
+    assert!(Command::new("chmod").arg("+x").arg(&words).status().unwrap().success());
+    let helpers = windows_path(&wine.helpers);
+    let args =
+        located(&["hook", "install", "--command", &words.display().to_string()], &manifest, &checkpoints);
+    let run = wine.models(&refs(&args), &[("WINEPATH", helpers.as_str())]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let hook = dir.path().join(".git/hooks/pre-commit");
+    let ran =
+        Command::new("sh").arg(&hook).current_dir(dir.path()).env("PATH", "/usr/bin:/bin").output().unwrap();
+    let said = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success(), "{said}{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(said.contains(&format!("[{}]\n", windows_path(&checkpoints))), "{said}");
+    assert!(said.contains(&format!("[{}]\n", windows_path(&manifest))), "{said}");
 }

@@ -81,8 +81,9 @@ pub(crate) struct Context {
     pub json: bool,
     pub verbose: bool,
     stdout_taken: bool,
-    /// The options a follow-up command needs to act on the same files.
-    location_args: String,
+    /// The options a follow-up command needs to act on the same files, unquoted:
+    /// `--manifest` and `--checkpoints-dir` where they differ from the defaults.
+    location: Vec<(&'static str, Utf8PathBuf)>,
 }
 
 impl Context {
@@ -103,12 +104,12 @@ impl Context {
             })?),
             None => None,
         };
-        let mut location_args = String::new();
+        let mut moved = Vec::new();
         if manifest_path != defaults.manifest {
-            location_args.push_str(&format!(" --manifest {}", shell_quote(manifest_path.as_str())));
+            moved.push(("--manifest", manifest_path.clone()));
         }
         if checkpoints != defaults.checkpoints {
-            location_args.push_str(&format!(" --checkpoints-dir {}", shell_quote(checkpoints.as_str())));
+            moved.push(("--checkpoints-dir", checkpoints.clone()));
         }
         Ok(Context {
             manifest,
@@ -122,7 +123,7 @@ impl Context {
             json: location.json,
             verbose: location.verbose,
             stdout_taken: location.stdout_taken,
-            location_args,
+            location: moved,
         })
     }
 
@@ -141,8 +142,13 @@ impl Context {
     }
 
     /// ` --manifest X --checkpoints-dir Y` where these differ from the defaults.
-    pub(crate) fn location_args(&self) -> &str {
-        &self.location_args
+    pub(crate) fn location_args(&self) -> String {
+        self.location_args_quoted(shell_quote)
+    }
+
+    /// The same, each path quoted by `quote` (a `sh` script's words on Windows too).
+    pub(crate) fn location_args_quoted(&self, quote: fn(&str) -> String) -> String {
+        self.location.iter().map(|(flag, path)| format!(" {flag} {}", quote(path.as_str()))).collect()
     }
 
     /// The command that runs `subcommand` on one model of this same manifest and folder.
@@ -158,7 +164,7 @@ impl Context {
     }
 
     pub(crate) fn command_for(&self, subcommand: &str, model: &str) -> String {
-        format!("cargo xtask models {subcommand} --model {model}{}", self.location_args)
+        format!("cargo xtask models {subcommand} --model {model}{}", self.location_args())
     }
 
     /// Shares the checkpoints folder with other processes (see `lock::share_folder`); on

@@ -11,7 +11,7 @@ use xshell::{Shell, cmd};
 use crate::commands::{Context, Report};
 use crate::error::{Error, IoContext, Result};
 use crate::store::fs::write_atomically;
-use crate::text::shell_quote;
+use crate::text::posix_quote;
 
 const BEGIN: &str = "# >>> cargo xtask models hook >>>";
 const END: &str = "# <<< cargo xtask models hook <<<";
@@ -39,9 +39,10 @@ pub(crate) fn installed(cx: &Context) -> Option<bool> {
 
 /// The lines between the markers. `command` runs the tool (`cargo xtask` by default).
 fn block(cx: &Context, command: &str, manifest_in_repo: &str) -> String {
-    let args = cx.location_args();
-    // Every path reaches the shell as one quoted word: a file name is never code.
-    let manifest_in_repo = shell_quote(manifest_in_repo);
+    // git runs hooks with sh, Git for Windows too: every path reaches it as one POSIX
+    // word (a Windows path's backslashes kept), never as code.
+    let args = cx.location_args_quoted(posix_quote);
+    let manifest_in_repo = posix_quote(manifest_in_repo);
     format!(
         "{BEGIN}\n\
          # Added by `cargo xtask models hook install`; `cargo xtask models hook uninstall` removes it.\n\
