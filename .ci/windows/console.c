@@ -8,6 +8,9 @@
  *   console.exe command           the program `models run` starts: it says it started,
  *                                 waits for its Ctrl-C, takes a second to wind up (as a
  *                                 program saving its work does), and exits 7.
+ *   console.exe status "CMDLINE"  runs CMDLINE and prints `exit N`, its whole 32-bit exit
+ *                                 code (wine hands Linux only the low byte of its own).
+ *   console.exe exit N            exits with N (`256`, `3221225477` for 0xC0000005).
  *
  * A wrapper that dies at Ctrl-C ends with STATUS_CONTROL_C_EXIT (3221225786) before its
  * command is done; one that outlives its command passes 7 on. The command says it
@@ -77,9 +80,26 @@ static int parent(wchar_t *cmdline) {
     return 0;
 }
 
+static int status(wchar_t *cmdline) {
+    STARTUPINFOW si = {sizeof si};
+    PROCESS_INFORMATION pi;
+    if (!CreateProcessW(NULL, cmdline, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi)) {
+        fprintf(stderr, "console.exe: cannot start the command (error %lu)\n", GetLastError());
+        return 5;
+    }
+    WaitForSingleObject(pi.hProcess, 300000);
+    DWORD code = 0;
+    GetExitCodeProcess(pi.hProcess, &code);
+    printf("exit %lu\n", code);
+    fflush(stdout);
+    return 0;
+}
+
 int wmain(int argc, wchar_t **argv) {
     if (argc == 2 && wcscmp(argv[1], L"command") == 0) return command();
     if (argc == 3 && wcscmp(argv[1], L"parent") == 0) return parent(argv[2]);
-    fputs("usage: console.exe parent \"CMDLINE\" | console.exe command\n", stderr);
+    if (argc == 3 && wcscmp(argv[1], L"status") == 0) return status(argv[2]);
+    if (argc == 3 && wcscmp(argv[1], L"exit") == 0) ExitProcess((UINT)wcstoul(argv[2], NULL, 10));
+    fputs("usage: console.exe parent \"CMDLINE\" | command | status \"CMDLINE\" | exit N\n", stderr);
     return 2;
 }

@@ -577,3 +577,27 @@ fn a_hook_installed_on_windows_hands_sh_the_paths_whole() {
     assert!(said.contains(&format!("[{}]\n", windows_path(&checkpoints))), "{said}");
     assert!(said.contains(&format!("[{}]\n", windows_path(&manifest))), "{said}");
 }
+
+#[test]
+fn run_on_windows_passes_the_whole_exit_code_on() {
+    // Windows exit codes are 32 bits: `exit 256` must not read as success to `&&` and
+    // `if errorlevel 1`, nor an access violation (0xC0000005) as 5.
+    let test = "windows_run_exit_code";
+    let Some(wine) = Wine::find(test) else { return };
+    let (_dir, manifest, checkpoints) = checkout("exit-code");
+    std::fs::write(&manifest, "").unwrap();
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    let helper = windows_path(&wine.helpers.join("console.exe"));
+    for code in ["256", "3221225477", "3", "0"] {
+        let cmdline = format!(
+            "\"{}\" models run --manifest \"{}\" --checkpoints-dir \"{}\" -- \"{helper}\" exit {code}",
+            windows_path(&wine.exe),
+            windows_path(&manifest),
+            windows_path(&checkpoints)
+        );
+        let mut command = wine.program(&wine.helpers.join("console.exe"), &["status", &cmdline], &[]);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let run = tests::finish_within(command.spawn().unwrap(), std::time::Duration::from_secs(300), "run");
+        assert_eq!(run.stdout.trim(), format!("exit {code}"), "{}", run.stderr);
+    }
+}

@@ -49,6 +49,17 @@ pub(crate) fn run(
     Ok(exit_byte(status))
 }
 
+/// Ends this process with the command's whole exit code. On Windows a code is 32 bits
+/// (`exit 256`, an access violation's 0xC0000005) and `ExitCode` holds a byte: 256 would
+/// read as success to `&&` and `if errorlevel 1`. What was printed is flushed first;
+/// nothing else is left to do (the run is over, its locks went with `fetch`).
+fn exit_whole(code: i32) -> ! {
+    use std::io::Write;
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    std::process::exit(code)
+}
+
 /// A signal caught while the command runs, to be passed on (0: none).
 #[cfg(unix)]
 static PENDING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
@@ -118,6 +129,9 @@ fn supervise(child: &mut std::process::Child) -> io::Result<std::process::ExitSt
 /// The child's exit code; a child killed by a signal reports 128 + the signal, as shells do.
 fn exit_byte(status: std::process::ExitStatus) -> u8 {
     if let Some(code) = status.code() {
+        if cfg!(windows) && !(0..=255).contains(&code) {
+            exit_whole(code);
+        }
         return u8::try_from(code & 0xff).unwrap_or(1);
     }
     #[cfg(unix)]
