@@ -601,3 +601,31 @@ fn run_on_windows_passes_the_whole_exit_code_on() {
         assert_eq!(run.stdout.trim(), format!("exit {code}"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn a_path_whose_closing_quote_was_escaped_on_windows_is_explained_not_taken() {
+    // PowerShell 5.1 completes a folder as `"C:\my folder\"`: the `\"` escapes the quote,
+    // and the options after it become part of the path.
+    let test = "windows_escaped_quote";
+    let Some(wine) = Wine::find(test) else { return };
+    let (dir, manifest, _) = checkout("quote");
+    std::fs::write(&manifest, "").unwrap();
+    let folder = dir.path().join("my folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    let cmdline = format!(
+        "\"{}\" models verify --manifest \"{}\" --checkpoints-dir \"{}\\\" --json",
+        windows_path(&wine.exe),
+        windows_path(&manifest),
+        windows_path(&folder)
+    );
+    let mut command = wine.program(&wine.helpers.join("console.exe"), &["status", &cmdline], &[]);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let run = tests::finish_within(command.spawn().unwrap(), std::time::Duration::from_secs(300), "verify");
+    assert_eq!(run.stdout.lines().last(), Some("exit 2"), "a usage error: {}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("escapes the quote"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("(\"{}\")", windows_path(&folder))),
+        "how to type it: {}",
+        run.stderr
+    );
+}

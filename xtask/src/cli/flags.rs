@@ -84,7 +84,7 @@ pub(super) struct Status {
     #[command(flatten)]
     select: SelectArgs,
     /// Also look for partial downloads in this cache [default: as for fetch].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = path_arg)]
     cache_dir: Option<Utf8PathBuf>,
     /// Print one JSON document on stdout (schema in docs/json.md).
     #[arg(long)]
@@ -105,7 +105,7 @@ pub(super) struct Doctor {
     #[arg(long, value_name = "DIR|URL")]
     mirror: Vec<String>,
     /// The cache to look at [default: as for fetch].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = path_arg)]
     cache_dir: Option<Utf8PathBuf>,
     /// URLs asked at once.
     #[arg(long, short, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -135,7 +135,7 @@ pub(super) struct Clean {
     #[arg(long)]
     cache: bool,
     /// The cache to prune [default: $XTASK_MODELS_CACHE_DIR, else ~/.cache/xtask-models].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = path_arg)]
     cache_dir: Option<Utf8PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
@@ -144,6 +144,7 @@ pub(super) struct Clean {
 #[derive(Args, Debug)]
 pub(super) struct Mirror {
     /// The mirror to fill: a directory, or s3://BUCKET/PREFIX in an S3-compatible store.
+    #[arg(value_parser = path_arg)]
     dir: Utf8PathBuf,
     /// Upload to the bucket even what is there already with the right size.
     #[arg(long)]
@@ -156,7 +157,7 @@ pub(super) struct Mirror {
     #[command(flatten)]
     jobs: JobsArgs,
     /// Take files from this cache too [default: as for fetch].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = path_arg)]
     cache_dir: Option<Utf8PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
@@ -284,7 +285,7 @@ struct JobsArgs {
 struct SourceArgs {
     /// The shared download cache [default: $XTASK_MODELS_CACHE_DIR, else
     /// $XDG_CACHE_HOME/xtask-models, else ~/.cache/xtask-models].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = path_arg)]
     cache_dir: Option<Utf8PathBuf>,
     /// Download straight into the checkpoints directory, without the shared cache.
     #[arg(long, conflicts_with = "cache_dir")]
@@ -320,13 +321,13 @@ struct SelectArgs {
 #[derive(Args, Debug)]
 struct CommonArgs {
     /// The manifest [default: models.toml at the workspace root].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = path_arg)]
     manifest: Option<Utf8PathBuf>,
     /// Where model files live [default: checkpoints/ at the workspace root].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = path_arg)]
     checkpoints_dir: Option<Utf8PathBuf>,
     /// Append a timestamped record of every download attempt to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = path_arg)]
     log_file: Option<Utf8PathBuf>,
     /// Print only errors and the final summary.
     #[arg(long, short)]
@@ -351,6 +352,22 @@ impl CommonArgs {
             silent: false,
         }
     }
+}
+
+/// A path from the command line. Windows allows no `"` in a name: one there is the end of
+/// `"C:\my folder\"` (as PowerShell 5.1 completes a folder), whose `\"` the command line
+/// rules read as an escaped quote, so the quote and every option after it became part of
+/// the path. Said as it happened, with how to type it.
+fn path_arg(text: &str) -> Result<Utf8PathBuf, String> {
+    if cfg!(windows) && text.contains('"') {
+        let meant = text.split('"').next().unwrap_or(text).trim_end_matches('\\');
+        return Err(format!(
+            "the path holds a `\"`, so what followed it on the command line became part of the path: \
+             on Windows a `\\` right before a closing quote escapes the quote. Type the path without \
+             the trailing backslash (\"{meant}\") or with it doubled (\"{meant}\\\\\")"
+        ));
+    }
+    Ok(Utf8PathBuf::from(text))
 }
 
 /// The settings of a fetch from the command line and the environment.
