@@ -21,7 +21,7 @@ pub fn require(program: &str, test: &str) -> Option<PathBuf> {
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     assert!(!ci, "{program} is not installed, and CI=true: `.ci/run` installs it");
-    eprintln!("SKIPPED {test}: {program} is not installed (`.ci/run` installs it) ********");
+    crate::skipped(test, &format!("{program} is not installed (`.ci/run` installs it)"));
     None
 }
 
@@ -340,7 +340,7 @@ impl Mount {
         if !ok {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
             assert!(!ci, "cannot mount a tmpfs, and CI=true: CI runs as root");
-            eprintln!("SKIPPED {test}: mounting a tmpfs needs root ********");
+            crate::skipped(test, "mounting a tmpfs needs root");
             return None;
         }
         Some(Mount { dir: dir.to_owned() })
@@ -368,7 +368,7 @@ impl Mount {
         if !ok {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
             assert!(!ci, "cannot loop-mount an XFS image, and CI=true: CI runs as root");
-            eprintln!("SKIPPED {test}: loop-mounting a filesystem image needs root ********");
+            crate::skipped(test, "loop-mounting a filesystem image needs root");
             return None;
         }
         Some(Mount { dir: mnt })

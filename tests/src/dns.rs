@@ -32,7 +32,7 @@ impl FlakyDns {
         let root = unsafe { libc::geteuid() } == 0;
         if !root || crate::daemons::find_program("unshare").is_none() {
             assert!(!ci, "{test} needs root and unshare, and CI=true");
-            eprintln!("SKIPPED {test}: needs root and unshare (a private mount namespace) ********");
+            crate::skipped(test, "needs root and unshare (a private mount namespace)");
             return None;
         }
         let socket = UdpSocket::bind((ADDRESS, 53)).unwrap_or_else(|e| panic!("bind {ADDRESS}:53: {e}"));

@@ -129,3 +129,19 @@ fn every_command_of_the_old_scripts_table_is_one_the_tool_takes() {
         assert_eq!(run.code, 0, "`{command}` is a command the tool takes: {}", run.stderr);
     }
 }
+
+#[test]
+fn a_test_whose_part_is_missing_says_so_in_the_default_output() {
+    // The README promises one loud SKIPPED line where `cargo test` shows it, not only
+    // under `--nocapture`: the Windows tests, told their build is elsewhere, skip.
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["windows::run_on_windows_passes_the_whole_exit_code_on", "--exact"])
+        .env("XTASK_WINDOWS_EXE", "/nonexistent/xtask.exe")
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&child.stdout), String::from_utf8_lossy(&child.stderr));
+    assert!(child.status.success(), "{out}{err}");
+    assert!(out.contains("1 passed"), "{out}");
+    assert!(err.contains("SKIPPED windows_run_exit_code: no Windows build under wine"), "{out}{err}");
+}

@@ -45,7 +45,7 @@ impl Wine {
         if !ready {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
             assert!(!ci, "{test}: the Windows lane is not built, and CI=true: `.ci/run` builds it");
-            eprintln!("SKIPPED {test}: no Windows build under wine (`.ci/run` makes one) ********");
+            tests::skipped(test, "no Windows build under wine (`.ci/run` makes one)");
             return None;
         }
         Some(Wine { loader, prefix, exe, helpers })
