@@ -4,8 +4,8 @@
 use serde_json::Value;
 use tests::{Pin, Reply, payload, sha256_hex};
 
-use crate::scenario;
 use crate::stamped;
+use crate::{sandbox, scenario};
 
 #[test]
 fn json_documents_parse_and_match_the_human_output() {
@@ -137,4 +137,31 @@ fn every_commands_json_has_the_documented_shape() {
         assert_record(record, own);
     }
     assert_eq!(keys(&doc["summary"]), ["bytes_needed", "bytes_present", "models", "ok"]);
+}
+
+#[test]
+fn an_error_that_ends_a_json_command_early_is_one_json_document_too() {
+    let sb = sandbox();
+    std::fs::write(&sb.manifest, "[[model]]\nname = \"m\"\nsize = \"big\"\n").unwrap();
+    let run = sb.models(&["verify", "--json"]);
+    run.expect(2);
+    let doc: Value = serde_json::from_str(run.stdout.trim()).expect(&run.stdout);
+    assert_eq!(doc["error"]["kind"], "manifest", "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 2);
+    let problem = &doc["error"]["problems"][0];
+    assert!(
+        problem["line"].as_u64().unwrap() >= 1 && !problem["message"].as_str().unwrap().is_empty(),
+        "{doc}"
+    );
+
+    let run = sb.models(&["fetch", "--json", "--no-such-flag"]);
+    run.expect(2);
+    let doc: Value = serde_json::from_str(run.stdout.trim()).expect(&run.stdout);
+    assert_eq!(doc["error"]["kind"], "usage", "{doc}");
+    assert!(doc["error"]["message"].as_str().unwrap().contains("--no-such-flag"), "{doc}");
+
+    // Without --json, stdout stays empty.
+    let run = sb.models(&["verify"]);
+    run.expect(2);
+    assert_eq!(run.stdout, "");
 }

@@ -102,16 +102,35 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let json = wants_json(&args);
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { 0 });
+            if !err.use_stderr() {
+                return ExitCode::from(0);
+            }
+            if json {
+                let message = err.render().to_string();
+                out::json(&error_document(
+                    "usage",
+                    message.trim_start_matches("error: ").trim(),
+                    EXIT_USAGE,
+                    &[],
+                ));
+            }
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let code = match dispatch(cli, defaults) {
         Ok(code) => ExitCode::from(code),
-        Err(err) => report(&err),
+        Err(err) => {
+            if json {
+                out::json(&error_json(&err));
+            }
+            report(&err)
+        }
     };
     match out::take_failure() {
         Some(e) => {
@@ -171,6 +190,44 @@ fn bench(args: &[String]) -> Result<u8> {
         .status()
         .map_err(|e| Error::usage(format!("cannot run cargo for the bench: {e}")))?;
     Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+}
+
+/// Whether the command line asks for `--json` (before a `--`, after which the words are
+/// `run`'s command's): an error that ends it early is then one JSON document on stdout
+/// too, so a script reading stdout never finds it empty.
+fn wants_json(args: &[OsString]) -> bool {
+    args.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--json")
+}
+
+/// The document for an error that ended a `--json` command: `{"error": {"kind", "message",
+/// "exit_code", "problems"}}` (`problems`: each manifest problem with its position).
+fn error_json(err: &Error) -> serde_json::Value {
+    match err {
+        Error::Manifest(manifest) => {
+            let problems: Vec<serde_json::Value> = manifest
+                .problems
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "file": manifest.file.as_str(), "line": p.line, "column": p.column,
+                        "message": p.message, "help": p.help,
+                    })
+                })
+                .collect();
+            error_document("manifest", &format!("{} has errors", manifest.file), err.exit_code(), &problems)
+        }
+        Error::Usage(message) => error_document("usage", message, err.exit_code(), &[]),
+        other => error_document("io", &other.to_string(), other.exit_code(), &[]),
+    }
+}
+
+fn error_document(
+    kind: &str,
+    message: &str,
+    exit_code: u8,
+    problems: &[serde_json::Value],
+) -> serde_json::Value {
+    serde_json::json!({ "error": { "kind": kind, "message": message, "exit_code": exit_code, "problems": problems } })
 }
 
 /// Prints an error that ended the command; its variant picks the exit code.
