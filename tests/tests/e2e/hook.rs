@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tests::git;
 
-use crate::stamped;
+use crate::{sandbox, stamped};
 
 #[test]
 fn the_pre_commit_hook_refuses_a_corrupt_model_and_uninstalls_cleanly() {
@@ -98,4 +98,16 @@ fn the_ci_cache_cannot_freeze_half_filled() {
     let restore = steps.iter().find(|s| s["id"].as_str() == Some("restore")).expect("the restore step");
     let fallbacks = restore["with"]["restore-keys"].as_str().unwrap_or("");
     assert!(fallbacks.lines().next().is_some_and(|l| l.trim() == format!("{exact}-partial-")), "{fallbacks}");
+}
+
+#[test]
+fn outside_a_git_repository_doctor_and_hook_install_say_so_in_their_own_words() {
+    let sb = sandbox();
+    sb.write_manifest(&[]);
+    let doctor = sb.models(&["doctor"]);
+    assert!(!doctor.stderr.contains("fatal:"), "git's own words leaked: {}", doctor.stderr);
+    let install = sb.models(&["hook", "install"]);
+    install.expect(2);
+    assert!(install.stderr.contains("is not inside a git repository"), "{}", install.stderr);
+    assert!(!install.stderr.contains("fatal:"), "{}", install.stderr);
 }

@@ -22,8 +22,13 @@ fn hooks_dir(dir: &Utf8Path) -> Result<(Utf8PathBuf, Utf8PathBuf)> {
     let not_a_repo = || Error::usage(format!("{dir} is not inside a git repository; the hook is a git hook"));
     let sh = Shell::new().map_err(|_| not_a_repo())?;
     sh.change_dir(dir);
-    let top = cmd!(sh, "git rev-parse --show-toplevel").quiet().read().map_err(|_| not_a_repo())?;
-    let hooks = cmd!(sh, "git rev-parse --git-path hooks").quiet().read().map_err(|_| not_a_repo())?;
+    let top =
+        cmd!(sh, "git rev-parse --show-toplevel").quiet().ignore_stderr().read().map_err(|_| not_a_repo())?;
+    let hooks = cmd!(sh, "git rev-parse --git-path hooks")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map_err(|_| not_a_repo())?;
     let hooks = Utf8PathBuf::from(hooks);
     let hooks = if hooks.is_absolute() { hooks } else { dir.join(hooks) };
     Ok((hooks, Utf8PathBuf::from(top)))
