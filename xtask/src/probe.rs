@@ -26,24 +26,28 @@ pub(crate) enum Verdict {
     Unsized,
     /// It answers with another size, or its `X-Linked-*` headers contradict the pin.
     Stale(Fault),
-    /// It does not answer with the file: 404, 403, DNS, refused.
+    /// It answers, but not with the file: 404, 410, 403, a page.
     Dead(Fault),
+    /// It could not be asked from here: no name resolution, a refused or timed-out
+    /// connection, a proxy in the way. Said as such: offline, every URL is not `dead`.
+    Unreachable(Fault),
 }
 
 impl Verdict {
-    /// `serves`, `alive`, `stale` or `dead`.
+    /// `serves`, `alive`, `stale`, `dead` or `unreachable`.
     pub(crate) fn label(&self) -> &'static str {
         match self {
             Verdict::Serves => "serves",
             Verdict::Unsized => "alive",
             Verdict::Stale(_) => "stale",
             Verdict::Dead(_) => "dead",
+            Verdict::Unreachable(_) => "unreachable",
         }
     }
 
     pub(crate) fn fault(&self) -> Option<&Fault> {
         match self {
-            Verdict::Stale(fault) | Verdict::Dead(fault) => Some(fault),
+            Verdict::Stale(fault) | Verdict::Dead(fault) | Verdict::Unreachable(fault) => Some(fault),
             Verdict::Serves | Verdict::Unsized => None,
         }
     }
@@ -135,7 +139,15 @@ impl Prober {
 
 fn dead_or_stale(fault: Fault) -> Probed {
     let status = fault.status;
-    let verdict = if fault.class == Class::StalePin { Verdict::Stale(fault) } else { Verdict::Dead(fault) };
+    let verdict = match fault.class {
+        Class::StalePin => Verdict::Stale(fault),
+        // No answer came: the URL may be fine, this machine could not ask it. (A name
+        // that does not exist, NXDOMAIN, is an answer: that URL is dead.)
+        Class::Connection | Class::DnsTemporary | Class::Timeout if status.is_none() => {
+            Verdict::Unreachable(fault)
+        }
+        _ => Verdict::Dead(fault),
+    };
     Probed { verdict, status, size: None }
 }
 

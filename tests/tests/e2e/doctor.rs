@@ -104,3 +104,18 @@ fn doctor_urls_finds_dead_and_stale_links_without_downloading_a_file() {
     good.expect(0);
     assert!(good.stdout.ends_with("doctor: all well\n"), "{}", good.stdout);
 }
+
+#[test]
+fn doctor_urls_calls_a_host_it_cannot_reach_unreachable_not_dead() {
+    // Offline (or behind a wall), no URL answers: that says nothing about the URLs.
+    let sc = scenario();
+    let data = payload(1000, 705);
+    let closed = tests::daemons::DeadPort::hold();
+    sc.serve("/gone", vec![Reply::status(404)]);
+    sc.pin("m", "m.bin", &data, &[&format!("{}/m.bin", closed.url()), "/gone"]);
+    let run = sc.models(&["doctor", "--urls"]);
+    run.expect(1);
+    let line = |needle: &str| run.stdout.lines().find(|l| l.contains(needle)).unwrap_or_default().to_owned();
+    assert!(line(&closed.url()).starts_with("FAIL unreachable  m "), "{}", run.stdout);
+    assert!(line("/gone").starts_with("FAIL dead         m "), "{}", run.stdout);
+}
