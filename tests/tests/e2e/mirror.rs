@@ -1,10 +1,10 @@
 //! Mirrors: tried before a model's own URLs, and an exported mirror serves a checkout
 //! whose origin is down.
 
-use tests::{Reply, Server, payload};
+use tests::{Reply, Server, payload, sha256_hex};
 
-use crate::sandbox;
 use crate::three_models;
+use crate::{sandbox, scenario};
 
 #[test]
 fn mirrors_are_tried_before_the_models_own_urls() {
@@ -41,4 +41,24 @@ fn an_exported_mirror_serves_a_checkout_when_the_origin_is_down() {
     run.expect(0);
     assert!(run.stdout.contains("fetched 3"), "{}", run.stdout);
     other.models(&["verify"]).expect(0);
+}
+
+#[test]
+fn a_mirror_made_by_hard_links_leaves_the_stamps_valid() {
+    // A hard link moves the shared inode's ctime and link count; the tool's own links are
+    // recorded, so verify stays instant after `mirror DIR` on the same filesystem.
+    for fetch in [&["fetch"][..], &["fetch", "--no-cache"][..]] {
+        let sc = scenario();
+        let data = sc.model("m", "m.bin", payload(50_000, 530));
+        sc.models(fetch).expect(0);
+        let dir = sc.dir.join("mirror");
+        let run = sc.models(&["mirror", dir.to_str().unwrap()]);
+        run.expect(0);
+        assert!(run.stdout.contains("(hard-link)"), "{}", run.stdout);
+        let verify = sc.models(&["verify", "--json"]);
+        verify.expect(0);
+        let doc: serde_json::Value = serde_json::from_str(verify.stdout.trim()).unwrap();
+        assert_eq!(doc["models"][0]["state"], "ok-stamped", "{fetch:?}: {}", verify.stdout);
+        assert_eq!(std::fs::read(dir.join("sha256").join(sha256_hex(&data))).unwrap(), *data);
+    }
 }

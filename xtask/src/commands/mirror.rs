@@ -17,7 +17,11 @@ use crate::error::{Error, Result};
 use crate::publish::{Published, Publisher, Start, UPLOADS_DIR};
 use crate::source::Source;
 use crate::store::cache::{Cache, Entry};
-use crate::store::fs::LinkMode;
+use std::fs;
+
+use crate::store::fs::{LinkMode, Placed};
+use crate::store::lock::{self, Mode};
+use crate::store::stamp::{Fingerprint, Stamp, Stamps};
 
 /// Where the files go: a folder, or a bucket and prefix (with how to upload).
 pub(crate) enum Target<'a> {
@@ -77,6 +81,9 @@ pub(crate) fn run(
         let target = dir.join("sha256").join(&model.sha256);
         match install::sealed(&source, &target, LinkMode::Auto) {
             Ok((placed, _)) => {
+                if placed == Placed::HardLink {
+                    restamp_after_link(cx, cache, model, &step.dest);
+                }
                 let how = placed.as_str();
                 cx.say(&format!("exported {} to {target} ({how})", model.name));
             }
@@ -92,6 +99,39 @@ pub(crate) fn run(
     };
     cx.say(&format!("exported {} of {} to {place}", steps.len() - failed, steps.len()));
     Ok(Report { ok: steps.len() - failed, failed })
+}
+
+/// A hard link into the mirror moved the shared inode's ctime and link count. The records
+/// that vouched for it (the cache entry's stamp, the checkout's) are brought up to date,
+/// each under its lock and only where nothing else changed (the same inode, size and
+/// mtime): otherwise the next `verify` and `fetch` would hash the whole file again.
+fn restamp_after_link(cx: &Context, cache: Option<&Cache>, model: &Model, dest: &Utf8Path) {
+    let unchanged = |was: &Fingerprint, now: &Fingerprint| {
+        (was.inode, was.device, was.len, was.mtime_ns) == (now.inode, now.device, now.len, now.mtime_ns)
+    };
+    if let Some(cache) = cache
+        && let Ok((_held, _)) = lock::acquire(&cache.lock(&model.sha256), Mode::Exclusive, || {})
+        && let (Some(was), Ok(meta)) =
+            (cache.recorded(&model.sha256), fs::metadata(cache.entry(&model.sha256)))
+        && unchanged(&was, &Fingerprint::of(&meta))
+    {
+        cache.restamp(&model.sha256);
+    }
+    let rel = model.path.to_string();
+    let Ok((_held, _)) =
+        lock::acquire(&lock::path_lock(&cx.checkpoints, &model.path), Mode::Exclusive, || {})
+    else {
+        return;
+    };
+    let (Some(stamp), Ok(meta)) =
+        (Stamps::load(&cx.checkpoints).get(&rel).cloned(), fs::symlink_metadata(dest))
+    else {
+        return;
+    };
+    let now = Fingerprint::of(&meta);
+    if meta.is_file() && !stamp.vouches_for(&now) && unchanged(&stamp.fingerprint, &now) {
+        let _ = Stamps::record(&cx.checkpoints, vec![(rel, Stamp { fingerprint: now, ..stamp })]);
+    }
 }
 
 /// Publishes one model's verified file to the bucket; says how, or why not.

@@ -147,6 +147,11 @@ impl Cache {
         Ok(())
     }
 
+    /// The fingerprint the entry's stamp file records, if any.
+    pub(crate) fn recorded(&self, sha256: &str) -> Option<Fingerprint> {
+        fs::read_to_string(self.stamp(sha256)).ok().and_then(|t| Fingerprint::decode(&t))
+    }
+
     /// Records the entry's state after the tool linked it into a checkout (called under
     /// the entry's lock, right after a check found it good). Returns the stamp file, for
     /// the checkout's own stamp to point at; `None` when it cannot be written.
