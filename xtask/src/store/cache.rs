@@ -106,8 +106,12 @@ impl Cache {
             Ok(actual) if actual == sha256 && meta.len() != size => {
                 return Entry::PinSizeWrong { actual: meta.len() };
             }
+            // Sealed again: a kill between the rename and the seal left it writable and
+            // unstamped, and it is shared by every checkout that links it.
             Ok(actual) if actual == sha256 => {
-                self.write_stamp(sha256, &now);
+                if self.seal(sha256).is_err() {
+                    self.write_stamp(sha256, &now);
+                }
                 return Entry::Good;
             }
             Ok(actual) => format!("its sha256 is {actual}"),
@@ -222,3 +226,25 @@ fn regular_files(dir: &Utf8Path) -> io::Result<Vec<(Utf8PathBuf, u64)>> {
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_found_good_by_hashing_is_sealed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache { root: Utf8PathBuf::try_from(dir.path().to_owned()).unwrap() };
+        let data = b"a model".to_vec();
+        let sha256 = crate::store::hash::hash_reader(&data[..]).unwrap();
+        let entry = cache.entry(&sha256);
+        fs::create_dir_all(entry.parent().unwrap()).unwrap();
+        // As a kill between the rename and the seal leaves it: writable, no stamp.
+        fs::write(&entry, &data).unwrap();
+        assert_eq!(cache.check(data.len() as u64, &sha256), Entry::Good);
+        assert!(fs::metadata(&entry).unwrap().permissions().readonly(), "sealed");
+        assert!(cache.recorded(&sha256).is_some(), "stamped");
+        assert_eq!(cache.check(data.len() as u64, &sha256), Entry::Good, "and found good by its stamp");
+    }
+}
+
