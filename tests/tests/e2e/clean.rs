@@ -202,3 +202,27 @@ fn a_dropped_model_hard_linked_from_the_cache_still_goes_after_its_entry_is_prun
     assert!(run.stdout.contains("removed dir/m2.bin"), "{}", run.stdout);
     assert!(!sc.file("dir/m2.bin").exists() && sc.file("dir/m0.bin").exists());
 }
+
+#[test]
+fn clean_cache_keeps_an_entry_another_checkout_still_links() {
+    let server = tests::Server::start();
+    let pins = three_models(&server);
+    let first = sandbox();
+    first.write_manifest(&pins);
+    first.models(&["fetch"]).expect(0);
+    let second = first.sibling();
+    second.write_manifest(&pins[..1]);
+    second.models(&["fetch"]).expect(0);
+    // The first project drops m0, which the second still uses.
+    first.write_manifest(&pins[1..]);
+    let run = first.models(&["clean", "--cache"]);
+    run.expect(0);
+    let entry = first.cache.join("sha256").join(&pins[0].sha256);
+    assert!(run.stdout.contains(&format!("kept cache entry {}", pins[0].sha256)), "{}", run.stdout);
+    assert!(entry.exists(), "the second checkout's entry stays");
+    assert!(!first.file("dir/m0.bin").exists(), "the first checkout's own file goes");
+    // Once no checkout links it, it goes.
+    second.write_manifest(&pins[1..]);
+    second.models(&["clean", "--cache"]).expect(0);
+    assert!(!entry.exists());
+}

@@ -168,8 +168,22 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
     let verb = if dry_run { "would remove" } else { "removed" };
     let (mut count, mut bytes, mut failures) = (0usize, 0u64, 0usize);
     let sha256_dir = cache.root.join("sha256");
+    let ours = links_in(&cx.checkpoints);
     for (hex, size) in cache.entries().at("read the cache folder", &sha256_dir)? {
         if pinned.contains(hex.as_str()) {
+            continue;
+        }
+        // Hard links from elsewhere: another checkout (another project) still uses it.
+        let elsewhere = fs::symlink_metadata(cache.entry(&hex)).map_or(0, |meta| {
+            let at = Fingerprint::of(&meta);
+            let here = ours.get(&(at.device, at.inode)).copied().unwrap_or(0);
+            at.links.saturating_sub(1 + here)
+        });
+        if elsewhere > 0 {
+            cx.say(&format!(
+                "kept cache entry {hex} ({}): not pinned here, but {elsewhere} checkout file(s) elsewhere link it",
+                human_bytes(size)
+            ));
             continue;
         }
         if !dry_run {
@@ -197,6 +211,23 @@ fn prune_cache(cx: &Context, cache: &Cache, dry_run: bool) -> Result<usize> {
     }
     cx.say(&format!("{verb} {count} cache file(s), {}", human_bytes(bytes)));
     Ok(failures)
+}
+
+/// How many files under `root` share each inode (device, inode): the links this checkout
+/// holds to cache entries. Empty where the platform does not say (Windows), so there
+/// every entry not pinned here is pruned, as before.
+fn links_in(root: &Utf8Path) -> std::collections::HashMap<(u64, u64), u64> {
+    let mut links = std::collections::HashMap::new();
+    let (files, _) = files_below(root).unwrap_or_default();
+    for (rel, _) in files {
+        if let Ok(meta) = fs::symlink_metadata(root.join(&rel)) {
+            let at = Fingerprint::of(&meta);
+            if at.links > 1 {
+                *links.entry((at.device, at.inode)).or_insert(0) += 1;
+            }
+        }
+    }
+    links
 }
 
 /// The line for a file `clean` could not remove; the rest is cleaned all the same.

@@ -247,4 +247,3 @@ mod tests {
         assert_eq!(cache.check(data.len() as u64, &sha256), Entry::Good, "and found good by its stamp");
     }
 }
-
