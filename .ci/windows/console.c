@@ -33,6 +33,16 @@ static BOOL WINAPI note(DWORD type) {
  * not SetConsoleCtrlHandler(NULL, TRUE), which processes started later would inherit. */
 static BOOL WINAPI ignore(DWORD type) { return type == CTRL_C_EVENT; }
 
+/* Waits for `process` and prints `exit N`, its whole exit code. */
+static int report_exit(HANDLE process) {
+    WaitForSingleObject(process, 300000);
+    DWORD code = 0;
+    GetExitCodeProcess(process, &code);
+    printf("exit %lu\n", code);
+    fflush(stdout);
+    return 0;
+}
+
 static int command(void) {
     got_ctrl_c = CreateEventW(NULL, TRUE, FALSE, NULL);
     SetConsoleCtrlHandler(note, TRUE);
@@ -72,12 +82,7 @@ static int parent(wchar_t *cmdline) {
     } else if (!GenerateConsoleCtrlEvent(CTRL_C_EVENT, 0)) {
         fprintf(stderr, "console.exe: no Ctrl-C (error %lu)\n", GetLastError());
     }
-    WaitForSingleObject(pi.hProcess, 300000);
-    DWORD code = 0;
-    GetExitCodeProcess(pi.hProcess, &code);
-    printf("exit %lu\n", code);
-    fflush(stdout);
-    return 0;
+    return report_exit(pi.hProcess);
 }
 
 static int status(wchar_t *cmdline) {
@@ -87,12 +92,7 @@ static int status(wchar_t *cmdline) {
         fprintf(stderr, "console.exe: cannot start the command (error %lu)\n", GetLastError());
         return 5;
     }
-    WaitForSingleObject(pi.hProcess, 300000);
-    DWORD code = 0;
-    GetExitCodeProcess(pi.hProcess, &code);
-    printf("exit %lu\n", code);
-    fflush(stdout);
-    return 0;
+    return report_exit(pi.hProcess);
 }
 
 int wmain(int argc, wchar_t **argv) {

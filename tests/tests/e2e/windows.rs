@@ -111,6 +111,21 @@ impl Wine {
     }
 }
 
+impl Wine {
+    /// `console.exe status CMDLINE` (or `parent`, which also presses Ctrl-C): runs the
+    /// raw Windows command line and prints `exit N`, its whole 32-bit exit code, which
+    /// wine's own exit status (a byte) cannot carry.
+    fn console(&self, mode: &str, cmdline: &str) -> Run {
+        let mut command = self.program(&self.helpers.join("console.exe"), &[mode, cmdline], &[]);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        tests::finish_within(
+            command.spawn().expect("start console.exe under wine"),
+            std::time::Duration::from_secs(300),
+            "console.exe",
+        )
+    }
+}
+
 /// A Windows program holding a file open (read and write shared, deletion not) until it
 /// is dropped; it has said `held`, so the file is open when `hold` returns.
 struct Held(std::process::Child);
@@ -458,10 +473,7 @@ fn ctrl_c_in_a_windows_console_reaches_the_command_and_run_outlives_it_to_pass_i
         windows_path(&manifest),
         windows_path(&checkpoints)
     );
-    let mut command = wine.program(&wine.helpers.join("console.exe"), &["parent", &cmdline], &[]);
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let spawned = command.spawn().expect("start console.exe under wine");
-    let run = tests::finish_within(spawned, std::time::Duration::from_secs(300), "console.exe");
+    let run = wine.console("parent", &cmdline);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout.trim(), "exit 7", "the command's own exit code, after it wound up: {}", run.stderr);
     assert_eq!(server.hits("/m"), 0, "the model was present");
@@ -595,9 +607,7 @@ fn run_on_windows_passes_the_whole_exit_code_on() {
             windows_path(&manifest),
             windows_path(&checkpoints)
         );
-        let mut command = wine.program(&wine.helpers.join("console.exe"), &["status", &cmdline], &[]);
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let run = tests::finish_within(command.spawn().unwrap(), std::time::Duration::from_secs(300), "run");
+        let run = wine.console("status", &cmdline);
         assert_eq!(run.stdout.trim(), format!("exit {code}"), "{}", run.stderr);
     }
 }
@@ -618,9 +628,7 @@ fn a_path_whose_closing_quote_was_escaped_on_windows_is_explained_not_taken() {
         windows_path(&manifest),
         windows_path(&folder)
     );
-    let mut command = wine.program(&wine.helpers.join("console.exe"), &["status", &cmdline], &[]);
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let run = tests::finish_within(command.spawn().unwrap(), std::time::Duration::from_secs(300), "verify");
+    let run = wine.console("status", &cmdline);
     assert_eq!(run.stdout.lines().last(), Some("exit 2"), "a usage error: {}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("escapes the quote"), "{}", run.stderr);
     assert!(
