@@ -631,13 +631,14 @@ impl Moto {
     }
 }
 
-/// `program` in a virtualenv `.ci/run` makes under the target folder.
+/// `program` in the virtualenv `.ci/run` makes under the target folder (the pinned
+/// version), else on PATH.
 fn find_in_venv(program: &str, venv: &str) -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let path = target.join(venv).join("bin").join(program);
-    find_program(program).or_else(|| path.is_file().then_some(path))
+    path.is_file().then_some(path).or_else(|| find_program(program))
 }
 
 /// `weed` on PATH, or where `.ci/run` installs it (a virtualenv under the target folder).
