@@ -211,10 +211,8 @@ impl Store {
                 ("PUT", action.sign(SIGNED_FOR), None)
             }
             Op::Create { sha256 } => {
-                let mut action = CreateMultipartUpload::new(&bucket, credentials, key);
-                action.headers_mut().insert(SHA256_META, sha256.to_owned());
                 headers.push((SHA256_META, sha256.to_owned()));
-                ("POST", action.sign(SIGNED_FOR), None)
+                ("POST", create_multipart_url(&bucket, credentials, key, sha256)?, None)
             }
             Op::UploadPart { upload_id, number } => {
                 ("PUT", UploadPart::new(&bucket, credentials, key, number, upload_id).sign(SIGNED_FOR), None)
@@ -247,6 +245,38 @@ impl Store {
             .map_err(|e| Fault::new(Class::S3Config, format!("the signed {e}")))?;
         Ok(Signed { method, url, body, headers })
     }
+}
+
+/// The URL that starts a multipart upload, signed: `POST /KEY?uploads`, as S3 documents it.
+/// rusty-s3's `CreateMultipartUpload` sends `?uploads=1`, which moto cannot route (HTTP
+/// 500, after it made the upload: an orphan on every try); `uploads=` is what SDKs send.
+fn create_multipart_url(
+    bucket: &Bucket,
+    credentials: Option<&Credentials>,
+    key: &str,
+    sha256: &str,
+) -> Result<url::Url, Fault> {
+    let url = bucket
+        .object_url(key)
+        .map_err(|e| Fault::new(Class::BadUrl, format!("the object {key:?} cannot be addressed: {e}")))?;
+    let query = std::iter::once(("uploads", ""));
+    let Some(credentials) = credentials else {
+        let mut url = url;
+        url.query_pairs_mut().append_pair("uploads", "");
+        return Ok(url);
+    };
+    Ok(rusty_s3::signing::sign(
+        &jiff::Timestamp::now(),
+        rusty_s3::Method::Post,
+        url,
+        credentials.key(),
+        credentials.secret(),
+        credentials.token(),
+        bucket.region(),
+        SIGNED_FOR.as_secs(),
+        query,
+        std::iter::once((SHA256_META, sha256)),
+    ))
 }
 
 /// The settings of `[profile]` (`[profile NAME]` in the config file, but `[default]`),
