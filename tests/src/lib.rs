@@ -32,6 +32,7 @@ const HOST_VARS: &[&str] = &[
     "NETRC",
     "XTASK_MODELS_MIRRORS",
     "XTASK_MODELS_OFFLINE",
+    "XTASK_MODELS_MANIFEST",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "HF_TOKEN",

@@ -12,7 +12,7 @@ use tests::daemons::Mount;
 use tests::{Pin, Reply, Sandbox, Scenario, Server, finish, payload, sha256_hex, wait_until};
 
 use crate::three_models;
-use crate::{sandbox, scenario};
+use crate::{TOOL, sandbox, scenario};
 
 #[test]
 fn a_size_typo_in_a_pin_is_a_pin_error_and_keeps_the_good_cache_entry() {
@@ -166,7 +166,7 @@ fn offline_mode_uses_only_local_sources() {
     run.expect(1);
     assert!(run.stderr.contains("run without --offline"), "{}", run.stderr);
     let run = fresh.models(&["fetch", "--offline", "--verbose"]);
-    assert!(run.stderr.contains("`cargo xtask models fetch --model m0 --manifest"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("`{TOOL} models fetch --model m0` without")), "{}", run.stderr);
     assert_eq!(server.requests().len(), 3, "offline made no request");
 }
 

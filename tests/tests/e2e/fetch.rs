@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tests::{Pin, Reply, Server, payload, sha256_hex};
 
 use crate::three_models;
-use crate::{FAST, sandbox, scenario};
+use crate::{FAST, TOOL, sandbox, scenario};
 
 #[test]
 fn a_second_fetch_downloads_nothing() {
@@ -43,7 +43,7 @@ fn a_hash_mismatch_on_every_url_prints_the_manual_block_and_installs_nothing() {
     assert!(err.contains(&sc.file("w/m.bin").display().to_string()), "{err}");
     assert!(err.contains("expected size:   50000 bytes"), "{err}");
     assert!(err.contains(&format!("expected sha256: {}", sha256_hex(&data))), "{err}");
-    assert!(err.contains("cargo xtask models verify --model m --manifest"), "{err}");
+    assert!(err.contains(&format!("{TOOL} models verify --model m")), "{err}");
     assert!(!sc.file("w/m.bin").exists(), "nothing at the destination");
     assert_eq!(sc.partials(), Vec::<std::path::PathBuf>::new(), "bad bytes are not kept");
     assert!(run.stdout.contains("failed 1"), "{}", run.stdout);

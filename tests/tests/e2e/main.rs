@@ -9,6 +9,7 @@ mod cache;
 mod clean;
 mod diagnosis;
 mod doctor;
+mod elsewhere;
 mod faults;
 mod fetch;
 mod hook;
@@ -29,6 +30,9 @@ mod verify;
 mod windows;
 
 use tests::{Pin, Reply, Sandbox, Scenario, Server, payload};
+
+/// The tool as the tests run it: suggestions it prints start with this path, as typed.
+pub const TOOL: &str = env!("CARGO_BIN_EXE_xtask-under-test");
 
 pub fn sandbox() -> Sandbox {
     Sandbox::new(env!("CARGO_BIN_EXE_xtask-under-test"))

@@ -6,7 +6,7 @@ use tests::daemons::Mount;
 use tests::{Pin, payload, sha256_hex};
 
 use crate::stamped;
-use crate::{FAST, sandbox, scenario};
+use crate::{FAST, TOOL, sandbox, scenario};
 
 #[test]
 fn verify_reports_ok_missing_wrong_size_and_wrong_hash_with_repairs() {
@@ -35,7 +35,8 @@ fn verify_reports_ok_missing_wrong_size_and_wrong_hash_with_repairs() {
     assert!(out.contains("wrong hash flipped "), "{out}");
     assert!(out.contains(&format!("expected sha256 {}", sha256_hex(&d))), "{out}");
     assert!(out.contains(&format!("actual   sha256 {}", sha256_hex(&corrupt))), "{out}");
-    assert!(out.contains("repair: cargo xtask models fetch --model flipped --manifest"), "{out}");
+    // The repair is typed as the tool was run, and works from where it ran.
+    assert!(out.contains(&format!("repair: {TOOL} models fetch --model flipped\n")), "{out}");
     assert!(out.contains("verified 4: ok 1, failed 3"), "{out}");
 
     // The good file alone passes.
@@ -184,7 +185,7 @@ fn validate_only_is_verify_and_no_deps_is_a_note() {
     sc.model("m", "m.bin", payload(1000, 602));
     let run = sc.models(&["fetch", "--validate-only"]);
     run.expect(1);
-    assert!(run.stderr.contains("--validate-only is `cargo xtask models verify`"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("--validate-only is `{TOOL} models verify`")), "{}", run.stderr);
     assert_eq!(sc.server.requests().len(), 0, "nothing downloaded");
     assert!(!sc.file("m.bin").exists());
     let run = sc.models(&["fetch", "--skip-checks", "--validate-only"]);

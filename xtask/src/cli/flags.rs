@@ -223,9 +223,9 @@ pub(super) struct Hook {
 enum HookAction {
     /// Write the hook (keeping any lines of an existing pre-commit hook).
     Install {
-        /// How the hook runs this tool.
-        #[arg(long, default_value = "cargo xtask", hide = true)]
-        command: String,
+        /// How the hook runs this tool [default: as it was run now].
+        #[arg(long, hide = true)]
+        command: Option<String>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -401,9 +401,10 @@ impl Fetch {
         }
         if self.old.validate_only {
             let presence = self.skip_checks;
+            let verify = if presence { "verify --skip-checks" } else { "verify" };
             cx.reporter.note(&format!(
-                "note: --validate-only is `cargo xtask models verify{}`: checking, downloading nothing",
-                if presence { " --skip-checks" } else { "" }
+                "note: --validate-only is `{}`: checking, downloading nothing",
+                cx.command(verify)
             ));
             let trust = if presence { Trust::Presence } else { Trust::Stamps };
             return Ok(verify::run(&cx, &self.select.into(), trust, self.jobs.jobs.into())?.exit_code());
@@ -522,6 +523,7 @@ impl Hook {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
         match self.action {
             HookAction::Install { command, common } => {
+                let command = command.unwrap_or_else(|| crate::commands::program().to_owned());
                 Ok(hook::install(&Context::open(defaults, &common.location(false))?, &command)?.exit_code())
             }
             HookAction::Uninstall { common } => {

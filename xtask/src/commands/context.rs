@@ -22,10 +22,24 @@ pub struct Defaults {
     pub checkpoints: Utf8PathBuf,
 }
 
+/// Names the manifest for tools that run elsewhere (an IDE, a job runner, a hook in
+/// another folder); `checkpoints/` is then beside it. `--manifest` still wins.
+pub(crate) const MANIFEST_ENV: &str = "XTASK_MODELS_MANIFEST";
+
 impl Defaults {
-    /// `models.toml` and `checkpoints/` at the root of the workspace this runs in.
+    /// Where this run's pins are, as cargo finds `Cargo.toml`: `$XTASK_MODELS_MANIFEST`,
+    /// else the nearest `models.toml` from the current folder up, else the root of the
+    /// cargo workspace this runs in (where `add` creates one); `checkpoints/` beside it.
     pub fn from_workspace() -> Defaults {
-        Defaults::at(&workspace_root())
+        if let Some(manifest) = std::env::var(MANIFEST_ENV).ok().filter(|v| !v.is_empty()) {
+            let manifest = absolute(Utf8Path::new(&manifest)).unwrap_or_else(|_| Utf8PathBuf::from(manifest));
+            let root = manifest.parent().map(Utf8Path::to_owned).unwrap_or_default();
+            return Defaults { checkpoints: root.join("checkpoints"), manifest };
+        }
+        let here = std::env::current_dir().ok().and_then(|d| Utf8PathBuf::try_from(d).ok());
+        let found =
+            here.as_deref().and_then(|here| here.ancestors().find(|d| d.join("models.toml").is_file()));
+        Defaults::at(&found.map_or_else(workspace_root, Utf8Path::to_owned))
     }
 
     /// `models.toml` and `checkpoints/` in `root`.
@@ -50,6 +64,31 @@ pub(super) fn workspace_root() -> Utf8PathBuf {
             .is_ok_and(|text| text.lines().any(|line| line.trim() == "[workspace]"))
     };
     start.ancestors().find(|dir| is_workspace(dir)).unwrap_or(&start).to_owned()
+}
+
+/// How this process was run, for commands it suggests: `cargo xtask models` through
+/// cargo (the alias, or another workspace's xtask), else the program as it was typed
+/// (its name when PATH found it, its path otherwise), quoted for the shell in use.
+pub(crate) fn invocation() -> String {
+    format!("{} models", program())
+}
+
+/// The program part of [`invocation`]: `cargo xtask`, or this binary as it was typed.
+pub(crate) fn program() -> &'static str {
+    static PROGRAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+            return "cargo xtask".to_owned();
+        }
+        let typed = std::env::args().next().unwrap_or_else(|| "xtask".to_owned());
+        let program = if typed.contains(['/', '\\']) { typed } else { program_name(&typed) };
+        shell_quote(&program)
+    })
+}
+
+/// A program's name as PATH finds it: `xtask.exe` is typed `xtask`.
+fn program_name(typed: &str) -> String {
+    typed.strip_suffix(".exe").unwrap_or(typed).to_owned()
 }
 
 /// The options every command takes that say which files it works on.
@@ -90,7 +129,16 @@ impl Context {
     /// Reads and checks the manifest and opens the log, from `location` over `defaults`.
     pub(crate) fn open(defaults: &Defaults, location: &Location) -> Result<Context> {
         let manifest_path = absolute(location.manifest.as_deref().unwrap_or(&defaults.manifest))?;
-        let checkpoints = absolute(location.checkpoints.as_deref().unwrap_or(&defaults.checkpoints))?;
+        // A manifest named on the command line keeps its files beside it.
+        let beside = location.manifest.as_ref().map(|_| match manifest_path.parent() {
+            Some(dir) => dir.join("checkpoints"),
+            None => defaults.checkpoints.clone(),
+        });
+        let checkpoints = match (&location.checkpoints, beside) {
+            (Some(dir), _) => absolute(dir)?,
+            (None, Some(beside)) => beside,
+            (None, None) => absolute(&defaults.checkpoints)?,
+        };
         let manifest = Manifest::load(&manifest_path).map_err(|mut e| {
             // Only an unreadable file comes without help: say how to name another.
             for problem in e.problems.iter_mut().filter(|p| p.help.is_empty()) {
@@ -104,11 +152,14 @@ impl Context {
             })?),
             None => None,
         };
+        // What a suggested command needs to act on the same files from where this ran.
         let mut moved = Vec::new();
-        if manifest_path != defaults.manifest {
+        if manifest_path != absolute(&defaults.manifest)? {
             moved.push(("--manifest", manifest_path.clone()));
         }
-        if checkpoints != defaults.checkpoints {
+        let implied = manifest_path.parent().map(|dir| dir.join("checkpoints"));
+        let implied_by_manifest = !moved.is_empty() && implied.as_ref() == Some(&checkpoints);
+        if checkpoints != absolute(&defaults.checkpoints)? && !implied_by_manifest {
             moved.push(("--checkpoints-dir", checkpoints.clone()));
         }
         Ok(Context {
@@ -157,14 +208,20 @@ impl Context {
     pub(crate) fn select(&self, selection: &Selection) -> Result<Vec<&Model>> {
         plan::select(&self.manifest, selection).map_err(|e| match e {
             Error::Usage(m) if m.ends_with(plan::NO_SUCH_MODEL) => {
-                Error::Usage(format!("{m}; `cargo xtask models status --all` lists every model"))
+                Error::Usage(format!("{m}; `{}` lists every model", self.command("status --all")))
             }
             e => e,
         })
     }
 
     pub(crate) fn command_for(&self, subcommand: &str, model: &str) -> String {
-        format!("cargo xtask models {subcommand} --model {model}{}", self.location_args())
+        self.command(&format!("{subcommand} --model {model}"))
+    }
+
+    /// `words` as a command that works where this ran: the tool as it was invoked, the
+    /// subcommand, and the options that name these same files.
+    pub(crate) fn command(&self, words: &str) -> String {
+        format!("{} {words}{}", invocation(), self.location_args())
     }
 
     /// Shares the checkpoints folder with other processes (see `lock::share_folder`); on

@@ -85,7 +85,7 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: &Options) -> Res
         Some(false) => Finding {
             topic: "hook",
             ok: true,
-            detail: "no pre-commit hook; `cargo xtask models hook install` adds one".into(),
+            detail: format!("no pre-commit hook; `{}` adds one", cx.command("hook install")),
         },
         None => Finding { topic: "hook", ok: true, detail: "not in a git repository: no hook".into() },
     });
@@ -223,8 +223,9 @@ fn leftovers(cx: &Context, cache: Option<&Cache>, findings: &mut Vec<Finding>) {
     let detail = match partials.len() {
         0 => "none".to_owned(),
         n => format!(
-            "{n} partial download(s), {}: the next fetch resumes them; `cargo xtask models clean` removes them",
-            human_bytes(bytes)
+            "{n} partial download(s), {}: the next fetch resumes them; `{}` removes them",
+            human_bytes(bytes),
+            cx.command("clean")
         ),
     };
     findings.push(Finding { topic: "partials", ok: true, detail });

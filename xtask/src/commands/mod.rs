@@ -13,5 +13,5 @@ pub(crate) mod run;
 pub(crate) mod status;
 pub(crate) mod verify;
 
-pub(crate) use context::{Context, Location, absolute};
+pub(crate) use context::{Context, Location, absolute, program};
 pub use context::{Defaults, Report};

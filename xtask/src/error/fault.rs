@@ -256,7 +256,7 @@ impl Class {
                 "the name server could not answer for now: it was asked again; if this persists, check the DNS server (or the VPN) this machine uses"
             }
             Class::Tls => {
-                "the secure connection failed: check the system clock; behind a TLS-inspecting proxy, set SSL_CERT_FILE (or SSL_CERT_DIR) to your organisation's CA certificates (`cargo xtask models doctor` lists what is trusted)"
+                "the secure connection failed: check the system clock; behind a TLS-inspecting proxy, set SSL_CERT_FILE (or SSL_CERT_DIR) to your organisation's CA certificates (the `models doctor` command lists what is trusted)"
             }
             Class::Truncated => "the connection dropped mid-file: run the command again",
             Class::HtmlPage => {
@@ -278,7 +278,7 @@ impl Class {
                 "the server sent an https download to plain http, where it could be altered: use another URL or mirror"
             }
             Class::StalePin => {
-                "upstream has a different file now: if that is intended, update size and sha256 in models.toml (`cargo xtask models add` computes them)"
+                "upstream has a different file now: if that is intended, update size and sha256 in models.toml (the `models add` command computes them)"
             }
             Class::Redirect => "the server redirected too often (a loop?): try another URL",
             Class::BadUrl => {
