@@ -102,3 +102,48 @@ fn another_workspace_adopts_the_tool_with_the_readme_lines_and_a_moved_checkout_
     run.expect(0);
     assert!(run.stdout.contains(&format!("{}: ok", moved.join("models.toml").display())), "{}", run.stdout);
 }
+
+#[test]
+fn init_adopts_the_tool_into_a_python_project_touching_none_of_its_files() {
+    let temp = tempfile::tempdir().unwrap();
+    let project = temp.path().join("SadTalker");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    let theirs = [("inference.py", "print('hi')\n"), (".gitignore", "*.pyc\n"), ("src/app.py", "x = 1\n")];
+    for (name, text) in theirs {
+        std::fs::write(project.join(name), text).unwrap();
+    }
+    assert!(tests::git(&project, &["init", "-q"]).status.success());
+    let tool = env!("CARGO_BIN_EXE_xtask-under-test");
+    let repo_root = repo().display().to_string();
+    let args = ["models", "init", ".", "--tool-path", &repo_root].map(str::to_owned);
+    let run = tests::run_tool(Path::new(tool), &args, &project, &[]);
+    run.expect(0);
+    assert!(run.stdout.contains("next: in"), "{}", run.stdout);
+    for (name, text) in theirs {
+        assert_eq!(std::fs::read_to_string(project.join(name)).unwrap(), text, "{name} untouched");
+    }
+    // Again: everything it would write is there, so it refuses and changes nothing.
+    let again = tests::run_tool(Path::new(tool), &args, &project, &[]);
+    again.expect(2);
+    assert!(
+        again.stderr.contains("exists already") && again.stderr.contains("changed nothing"),
+        "{}",
+        again.stderr
+    );
+
+    // `cargo xtask models …` works there: a pin, a fetch, the file in checkpoints/.
+    let data = payload(2000, 560);
+    let model = temp.path().join("m.bin");
+    std::fs::write(&model, &*data).unwrap();
+    let url = format!("file://{}", model.display());
+    let run = cargo_xtask(&project, &["models", "add", &url, "--path", "gfpgan/weights/m.bin"]);
+    run.expect(0);
+    std::fs::remove_file(project.join("checkpoints/gfpgan/weights/m.bin")).unwrap();
+    cargo_xtask(&project, &["models", "fetch", "--no-cache"]).expect(0);
+    assert_eq!(std::fs::read(project.join("checkpoints/gfpgan/weights/m.bin")).unwrap(), *data);
+    // git sees the tool's files, and neither the models nor the build.
+    let status = tests::git(&project, &["status", "--porcelain", "--untracked-files=all"]);
+    let listed = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(listed.contains("models.toml") && listed.contains("xtask/src/main.rs"), "{listed}");
+    assert!(!listed.contains("checkpoints/") && !listed.contains("target/"), "{listed}");
+}

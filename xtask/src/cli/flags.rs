@@ -11,7 +11,7 @@ use crate::cli::parse::{
     parse_seconds, parse_secs, parse_switch,
 };
 use crate::commands::{
-    Context, Defaults, Location, absolute, add, clean, doctor, fetch, hook, mirror, run as run_command,
+    Context, Defaults, Location, absolute, add, clean, doctor, fetch, hook, init, mirror, run as run_command,
     status, verify,
 };
 use crate::engine::plan::{self, Selection, Trust};
@@ -214,6 +214,42 @@ pub(super) struct Run {
 }
 
 #[derive(Args, Debug)]
+pub(super) struct Init {
+    /// The repository to adopt the tool into [default: the current folder].
+    #[arg(value_parser = path_arg)]
+    dir: Option<Utf8PathBuf>,
+    /// A checkout of this tool to depend on [default: the one this program was built
+    /// from, when it is still there].
+    #[arg(long, value_name = "PATH", value_parser = path_arg, conflicts_with = "tool_git")]
+    tool_path: Option<Utf8PathBuf>,
+    /// This tool's git repository to depend on instead of a checkout.
+    #[arg(long, value_name = "URL")]
+    tool_git: Option<String>,
+}
+
+impl Init {
+    pub(super) fn run(self) -> Result<u8> {
+        let dir = absolute(self.dir.as_deref().unwrap_or(camino::Utf8Path::new(".")))?;
+        let tool = match (self.tool_path, self.tool_git) {
+            (Some(path), _) => init::ToolSource::Path(absolute(&path)?),
+            (None, Some(url)) => init::ToolSource::Git(url),
+            (None, None) => init::ToolSource::Path(built_from().ok_or_else(|| {
+                Error::usage("say where the adopted workspace gets this tool: --tool-path PATH (a checkout) or --tool-git URL")
+            })?),
+        };
+        let say = |line: &str| crate::ui::out::line(line);
+        Ok(init::run(&dir, &tool, &say)?.exit_code())
+    }
+}
+
+/// The checkout this program was built from, while it is still there.
+fn built_from() -> Option<Utf8PathBuf> {
+    let package = camino::Utf8Path::new(option_env!("CARGO_MANIFEST_DIR")?);
+    let root = package.parent()?;
+    root.join("xtask/Cargo.toml").is_file().then(|| root.to_owned())
+}
+
+#[derive(Args, Debug)]
 pub(super) struct Hook {
     #[command(subcommand)]
     action: HookAction,
@@ -320,10 +356,11 @@ struct SelectArgs {
 
 #[derive(Args, Debug)]
 struct CommonArgs {
-    /// The manifest [default: models.toml at the workspace root].
+    /// The manifest [default: $XTASK_MODELS_MANIFEST, else the nearest models.toml from
+    /// here up].
     #[arg(long, value_name = "PATH", value_parser = path_arg)]
     manifest: Option<Utf8PathBuf>,
-    /// Where model files live [default: checkpoints/ at the workspace root].
+    /// Where model files live [default: checkpoints/ beside the manifest].
     #[arg(long, value_name = "DIR", value_parser = path_arg)]
     checkpoints_dir: Option<Utf8PathBuf>,
     /// Append a timestamped record of every download attempt to FILE.

@@ -81,3 +81,10 @@ Examples:
   cargo xtask models fetch --mirror s3://models/team     # runners read it first
 
 Exit codes: 0 all exported, 1 some model was not present and verified, 2 usage error.";
+
+pub(super) const INIT_EXAMPLES: &str = "Examples:
+  cargo xtask models init ../SadTalker                            # from a checkout of this tool
+  xtask models init . --tool-git https://example.org/you/this-tool.git
+  xtask models init . --tool-path ~/src/this-tool
+
+Then, in that repository: `cargo xtask models add URL`, `cargo xtask models fetch`.";

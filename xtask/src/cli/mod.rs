@@ -19,10 +19,10 @@ mod flags;
 mod help;
 mod parse;
 
-use flags::{Add, Clean, Doctor, Fetch, Hook, Mirror, Run, Status, Verify};
+use flags::{Add, Clean, Doctor, Fetch, Hook, Init, Mirror, Run, Status, Verify};
 use help::{
-    ADD_EXAMPLES, CLEAN_EXAMPLES, DOCTOR_EXAMPLES, FETCH_EXAMPLES, HOOK_EXAMPLES, MIRROR_EXAMPLES,
-    RUN_EXAMPLES, STATUS_EXAMPLES, VERIFY_EXAMPLES,
+    ADD_EXAMPLES, CLEAN_EXAMPLES, DOCTOR_EXAMPLES, FETCH_EXAMPLES, HOOK_EXAMPLES, INIT_EXAMPLES,
+    MIRROR_EXAMPLES, RUN_EXAMPLES, STATUS_EXAMPLES, VERIFY_EXAMPLES,
 };
 
 #[derive(Parser, Debug)]
@@ -74,6 +74,11 @@ enum ModelsCommand {
     /// layout `--mirror` reads.
     #[command(after_help = MIRROR_EXAMPLES)]
     Mirror(Mirror),
+    /// Adopt the tool into another repository (a Python project, say): a Cargo workspace
+    /// of one xtask package, the `cargo xtask` alias, a commented models.toml and an
+    /// ignored checkpoints/, touching none of the repository's files.
+    #[command(after_help = INIT_EXAMPLES)]
+    Init(Init),
     /// Download a file, compute its size and sha256, and append its pin to models.toml.
     #[command(after_help = ADD_EXAMPLES)]
     Add(Add),
@@ -169,6 +174,7 @@ fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
         ModelsCommand::Clean(cmd) => cmd.run(defaults),
         ModelsCommand::Mirror(cmd) => cmd.run(defaults),
         ModelsCommand::Add(cmd) => cmd.run(defaults),
+        ModelsCommand::Init(cmd) => cmd.run(),
         ModelsCommand::Run(cmd) => cmd.run(defaults),
         ModelsCommand::Hook(cmd) => cmd.run(defaults),
     }

@@ -8,6 +8,7 @@ mod context;
 pub(crate) mod doctor;
 pub(crate) mod fetch;
 pub(crate) mod hook;
+pub(crate) mod init;
 pub(crate) mod mirror;
 pub(crate) mod run;
 pub(crate) mod status;
