@@ -145,3 +145,67 @@ fn a_test_whose_part_is_missing_says_so_in_the_default_output() {
     assert!(out.contains("1 passed"), "{out}");
     assert!(err.contains("SKIPPED windows_run_exit_code: no Windows build under wine"), "{out}{err}");
 }
+
+/// The stand-in for SadTalker's `inference.py`: it fails unless every file SadTalker's
+/// `init_path` takes from `--checkpoint_dir` is there, and the face enhancer's and
+/// facexlib's weights are under `gfpgan/weights/` of the working folder (from
+/// ../shared/reference/sadtalker-checkpoints.md).
+const INFERENCE_PY: &str = r#"import os, sys
+args = sys.argv[1:]
+d = args[args.index("--checkpoint_dir") + 1]
+needed = [os.path.join(d, "SadTalker_V0.0.2_256.safetensors"), os.path.join(d, "mapping_00229-model.pth.tar"),
+          os.path.join(d, "mapping_00109-model.pth.tar"), "gfpgan/weights/GFPGANv1.4.pth",
+          "gfpgan/weights/detection_Resnet50_Final.pth", "gfpgan/weights/parsing_parsenet.pth",
+          "gfpgan/weights/alignment_WFLW_4HG.pth"]
+missing = [p for p in needed if not os.path.isfile(p)]
+if missing:
+    sys.exit("missing: " + ", ".join(missing))
+if os.environ.get("MODELS_CHECKPOINTS_DIR") != os.path.abspath(d):
+    sys.exit("MODELS_CHECKPOINTS_DIR is " + str(os.environ.get("MODELS_CHECKPOINTS_DIR")))
+print("inference ran with every checkpoint in place")
+"#;
+
+#[test]
+fn the_readme_recipe_runs_sadtalker_from_its_checkout_as_written() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = "<!-- recipe: sadtalker-sh -->\n```sh\n";
+    let start = readme.find(marker).expect("the README's recipe") + marker.len();
+    let recipe = readme[start..].split("\n```").next().unwrap();
+    // THIS: a checkout of the tool whose manifest pins the shipped defaults at their
+    // paths, served on loopback (small files); its built binary is the one under test.
+    let dir = tempfile::tempdir().unwrap();
+    let this = dir.path().join("this");
+    let server = tests::Server::start();
+    let mut pins = Vec::new();
+    for (i, (name, path)) in shipped_defaults().into_iter().enumerate() {
+        let data = payload(1000 + i, 570 + i as u64);
+        server.script(&format!("/{name}"), vec![Reply::Body(data.clone())]);
+        pins.push(tests::Pin::new(&name, &path, &data, &[server.url(&format!("/{name}"))]).to_toml());
+    }
+    std::fs::create_dir_all(this.join("target/debug")).unwrap();
+    std::fs::write(this.join("models.toml"), pins.join("\n")).unwrap();
+    std::os::unix::fs::symlink(crate::TOOL, this.join("target/debug/xtask")).unwrap();
+    let sadtalker = dir.path().join("SadTalker");
+    std::fs::create_dir_all(&sadtalker).unwrap();
+    std::fs::write(sadtalker.join("inference.py"), INFERENCE_PY).unwrap();
+    // `python` as SadTalker's users have it.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(tests::daemons::find_program("python3").expect("python3"), bin.join("python"))
+        .unwrap();
+    let script = recipe
+        .replace("THIS=/path/to/this/repo", &format!("THIS='{}'", this.display()))
+        .replace("cd /path/to/SadTalker", &format!("cd '{}'", sadtalker.display()));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let ran = std::process::Command::new("sh")
+        .args(["-e", "-c", &script])
+        .env("PATH", path)
+        .env("XTASK_MODELS_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("XTASK_MODELS_MANIFEST")
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&ran.stdout), String::from_utf8_lossy(&ran.stderr));
+    assert!(ran.status.success(), "{out}{err}");
+    assert!(out.contains("inference ran with every checkpoint in place"), "{out}{err}");
+}
