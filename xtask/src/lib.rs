@@ -31,7 +31,7 @@ mod store;
 mod text;
 mod ui;
 
-pub use cli::{Defaults, main, run, run_models};
+pub use cli::{Defaults, main, run, run_models, run_pins};
 pub use commands::api::{
     Attempted, Ended, Event, FetchOptions, ModelResult, Ranged, Report, Wait, fetch, verify,
 };

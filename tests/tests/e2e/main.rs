@@ -14,6 +14,7 @@ mod faults;
 mod fetch;
 mod hook;
 mod hosts;
+mod install;
 mod interop;
 mod json;
 mod manifest;

@@ -32,6 +32,18 @@ struct Cli {
     task: Task,
 }
 
+/// `model-pins`: the same subcommands, at the top.
+#[derive(Parser, Debug)]
+#[command(
+    name = "model-pins",
+    version,
+    about = "Provision the pinned model checkpoints listed in models.toml."
+)]
+struct Pins {
+    #[command(subcommand)]
+    command: ModelsCommand,
+}
+
 // Parsed once per process: the size of the biggest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
@@ -100,6 +112,20 @@ where
     run_models(args, &Defaults::from_workspace())
 }
 
+/// Runs `model-pins ARGS`: the `models` subcommands at the top (`model-pins fetch`), with
+/// the manifest found as `cargo xtask models` finds it. Suggestions it prints are typed
+/// the same way.
+pub fn run_pins<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    crate::commands::set_standalone();
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let parsed = Pins::try_parse_from(&args).map(|pins| Task::Models { command: pins.command });
+    execute(parsed, wants_json(&args), &Defaults::from_workspace())
+}
+
 /// Runs the command line in `args` (the program name first) with `defaults` for the
 /// manifest and the checkpoints folder: what another workspace's xtask calls.
 pub fn run_models<I, T>(args: I, defaults: &Defaults) -> ExitCode
@@ -108,9 +134,15 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let json = wants_json(&args);
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
+    let parsed = Cli::try_parse_from(&args).map(|cli| cli.task);
+    execute(parsed, wants_json(&args), defaults)
+}
+
+/// Runs a parsed command line (or says why it could not be parsed), with the exit code
+/// the command's outcome stands for.
+fn execute(parsed: std::result::Result<Task, clap::Error>, json: bool, defaults: &Defaults) -> ExitCode {
+    let task = match parsed {
+        Ok(task) => task,
         Err(err) => {
             let _ = err.print();
             if !err.use_stderr() {
@@ -128,7 +160,7 @@ where
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let code = match dispatch(cli, defaults) {
+    let code = match dispatch(task, defaults) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             if json {
@@ -161,8 +193,8 @@ fn limit_malloc_arenas() {
     }
 }
 
-fn dispatch(cli: Cli, defaults: &Defaults) -> Result<u8> {
-    let command = match cli.task {
+fn dispatch(task: Task, defaults: &Defaults) -> Result<u8> {
+    let command = match task {
         Task::Models { command } => command,
         Task::Bench { args } => return bench(&args),
     };

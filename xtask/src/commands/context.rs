@@ -70,14 +70,22 @@ pub(super) fn workspace_root() -> Utf8PathBuf {
 /// cargo (the alias, or another workspace's xtask), else the program as it was typed
 /// (its name when PATH found it, its path otherwise), quoted for the shell in use.
 pub(crate) fn invocation() -> String {
-    format!("{} models", program())
+    if STANDALONE.get().is_some() { program().to_owned() } else { format!("{} models", program()) }
+}
+
+/// Set by `model-pins`, whose subcommands are at the top: `model-pins fetch`.
+static STANDALONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
+/// This process is `model-pins`: suggestions have no `models` word.
+pub(crate) fn set_standalone() {
+    let _ = STANDALONE.set(());
 }
 
 /// The program part of [`invocation`]: `cargo xtask`, or this binary as it was typed.
 pub(crate) fn program() -> &'static str {
     static PROGRAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PROGRAM.get_or_init(|| {
-        if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        if STANDALONE.get().is_none() && std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
             return "cargo xtask".to_owned();
         }
         let typed = std::env::args().next().unwrap_or_else(|| "xtask".to_owned());

@@ -1,0 +1,99 @@
+//! The tool where Python users are: installed by pip (`pip install .`, maturin builds the
+//! `model-pins` command) into a fresh virtualenv under the target folder, and run by the
+//! pre-commit framework from a repository that has no Cargo workspace. The real `pip`,
+//! `maturin` and `pre-commit`; a missing one fails under `CI=true` and skips elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tests::{Pin, Reply, Server, payload};
+
+/// This repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// Where builds for these tests go, kept between runs: a second install builds nothing.
+fn build_dir() -> PathBuf {
+    repo().join("target/pip-build")
+}
+
+/// A fresh virtualenv at `dir`, or `None` after the skip line.
+fn venv(dir: &Path, test: &str) -> Option<PathBuf> {
+    let python = tests::daemons::require("python3", test)?;
+    let made = Command::new(python).args(["-m", "venv"]).arg(dir).output().expect("python3 runs");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if !made.status.success() {
+        assert!(!ci, "python3 -m venv failed, and CI=true: {}", String::from_utf8_lossy(&made.stderr));
+        tests::skipped(test, "python3 cannot make a virtualenv (python3-venv is missing)");
+        return None;
+    }
+    Some(dir.join("bin"))
+}
+
+/// Runs `program ARGS` in `cwd`, with the build folder shared and the rest of the
+/// environment as a user's.
+fn run(program: &Path, args: &[&str], cwd: &Path, env: &[(&str, String)]) -> Output {
+    let mut command = Command::new(program);
+    command.args(args).current_dir(cwd).stdin(Stdio::null());
+    command.env("CARGO_TARGET_DIR", build_dir());
+    for var in
+        ["CARGO_MANIFEST_DIR", "XTASK_MODELS_MANIFEST", "XTASK_MODELS_CACHE_DIR", "VIRTUAL_ENV", "PIP_USER"]
+    {
+        command.env_remove(var);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("the program runs")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// A Python project with one pinned model served by `server`, not fetched yet.
+fn python_project(dir: &Path, server: &Server, data: &[u8]) -> PathBuf {
+    let project = dir.join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("inference.py"), "print('hi')\n").unwrap();
+    std::fs::write(
+        project.join("models.toml"),
+        Pin::new("m", "weights/m.bin", data, &[server.url("/m")]).to_toml(),
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn pip_installs_the_model_pins_command_and_it_fetches_with_no_rust_in_sight() {
+    let test = "pip_installs_the_model_pins_command";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(bin) = venv(&dir.path().join("venv"), test) else { return };
+    let installed = run(
+        &bin.join("pip"),
+        &["install", "-q", "--disable-pip-version-check", repo().to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
+    assert!(installed.status.success(), "pip install: {}", text(&installed));
+    let tool = bin.join("model-pins");
+    assert!(tool.is_file(), "pip put model-pins in the virtualenv");
+
+    let server = Server::start();
+    let data = payload(5000, 580);
+    server.script("/m", vec![Reply::Body(data.clone())]);
+    let project = python_project(dir.path(), &server, &data);
+    let cache = ("XTASK_MODELS_CACHE_DIR", dir.path().join("cache").display().to_string());
+    let path = ("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+    // From a subfolder, by its name: the nearest models.toml up; the repair spelled the same.
+    let missing =
+        run(Path::new("model-pins"), &["verify"], &project.join("src"), &[path.clone(), cache.clone()]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("repair: model-pins fetch --model m\n"), "{}", text(&missing));
+    let fetched = run(Path::new("model-pins"), &["fetch"], &project.join("src"), &[path.clone(), cache]);
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    assert_eq!(std::fs::read(project.join("checkpoints/weights/m.bin")).unwrap(), *data);
+    let help = run(Path::new("model-pins"), &["--help"], &project, &[path]);
+    assert!(text(&help).contains("Usage: model-pins <COMMAND>"), "{}", text(&help));
+}
