@@ -14,9 +14,9 @@ fn the_pre_commit_hook_refuses_a_corrupt_model_and_uninstalls_cleanly() {
     let hooks = sb.dir.join(".git/hooks");
     std::fs::create_dir_all(&hooks).unwrap();
     std::fs::write(hooks.join("pre-commit"), "#!/bin/sh\necho their-check\n").unwrap();
-    let tool = env!("CARGO_BIN_EXE_xtask-under-test");
-    sb.models(&["hook", "install", "--command", tool]).expect(0);
-    sb.models(&["hook", "install", "--command", tool]).expect(0);
+    // The hook runs the tool as it was run to install it (here: its path).
+    sb.models(&["hook", "install"]).expect(0);
+    sb.models(&["hook", "install"]).expect(0);
     let hook = std::fs::read_to_string(hooks.join("pre-commit")).unwrap();
     assert_eq!(hook.matches(">>> cargo xtask models hook").count(), 1, "installing twice: {hook}");
     assert!(hook.starts_with("#!/bin/sh\necho their-check\n"), "{hook}");
@@ -48,8 +48,9 @@ fn the_pre_commit_framework_file_names_both_hooks() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.pre-commit-hooks.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains("- id: models-verify") && text.contains("- id: models-manifest"));
-    assert!(text.contains("entry: cargo xtask models verify --quiet"));
-    assert!(text.contains("entry: cargo xtask models verify --manifest-only --quiet"));
+    assert!(text.contains("entry: model-pins verify --quiet"));
+    assert!(text.contains("entry: model-pins verify --manifest-only --quiet"));
+    assert_eq!(text.matches("language: python").count(), 2, "pip installs model-pins for each");
 }
 
 #[test]

@@ -97,3 +97,100 @@ fn pip_installs_the_model_pins_command_and_it_fetches_with_no_rust_in_sight() {
     let help = run(Path::new("model-pins"), &["--help"], &project, &[path]);
     assert!(text(&help).contains("Usage: model-pins <COMMAND>"), "{}", text(&help));
 }
+
+/// The pre-commit framework `.ci/run` installs (pinned), else one on PATH.
+fn pre_commit(test: &str) -> Option<PathBuf> {
+    let venv = repo().join("target/pre-commit-venv/bin/pre-commit");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    tests::daemons::require("pre-commit", test)
+}
+
+#[test]
+fn the_pre_commit_framework_runs_the_hooks_where_there_is_no_cargo_and_hook_install_steps_aside() {
+    let test = "pre_commit_framework";
+    let Some(pre_commit) = pre_commit(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    let data = payload(5000, 581);
+    server.script("/m", vec![Reply::Body(data.clone())]);
+    let project = python_project(dir.path(), &server, &data);
+    std::fs::write(project.join(".gitignore"), "checkpoints/\n").unwrap();
+    let tool = Path::new(crate::TOOL);
+    let cache = ("XTASK_MODELS_CACHE_DIR", dir.path().join("cache").display().to_string());
+    let fetched = run(tool, &["models", "fetch"], &project, &[cache.clone()]);
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    // This repository, at the commit under test, as the hooks' source.
+    let head = tests::git(&repo(), &["rev-parse", "HEAD"]);
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    let config = format!(
+        "repos:\n  - repo: {}\n    rev: {head}\n    hooks:\n      - id: models-manifest\n      - id: models-verify\n",
+        repo().display()
+    );
+    std::fs::write(project.join(".pre-commit-config.yaml"), config).unwrap();
+    assert!(tests::git(&project, &["init", "-q"]).status.success());
+    let home = ("PRE_COMMIT_HOME", dir.path().join("pre-commit-home").display().to_string());
+    let installed = run(&pre_commit, &["install"], &project, &[home.clone()]);
+    assert!(installed.status.success(), "{}", text(&installed));
+    let framework_hook = std::fs::read(project.join(".git/hooks/pre-commit")).unwrap();
+
+    let env = [home.clone(), cache.clone()];
+    assert!(tests::git(&project, &["add", "."]).status.success());
+    let good = commit(&project, "models in place", &env);
+    assert!(good.status.success(), "the hooks pass: {}", text(&good));
+    assert!(
+        text(&good).contains("verify model checkpoints") && text(&good).contains("Passed"),
+        "{}",
+        text(&good)
+    );
+    // A checkpoint edited: the commit is refused.
+    let file = project.join("checkpoints/weights/m.bin");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let bad = commit(&project, "a corrupt model", &env);
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(text(&bad).contains("Failed"), "{}", text(&bad));
+
+    // The tool's own `hook install` does not append after the framework's `exec`: it
+    // says what to add to the config, and leaves the hook as it was.
+    let ours = run(tool, &["models", "hook", "install"], &project, &[]);
+    assert_eq!(ours.status.code(), Some(2), "{}", text(&ours));
+    assert!(
+        text(&ours).contains("pre-commit framework's") && text(&ours).contains("- repo: local"),
+        "{}",
+        text(&ours)
+    );
+    assert_eq!(std::fs::read(project.join(".git/hooks/pre-commit")).unwrap(), framework_hook);
+    let doctor = run(tool, &["models", "doctor"], &project, &[cache]);
+    assert!(
+        text(&doctor).contains("the pre-commit framework's models-verify hook verifies the models"),
+        "{}",
+        text(&doctor)
+    );
+}
+
+/// `git commit` with the hooks running, as a user's commit runs them.
+fn commit(project: &Path, message: &str, env: &[(&str, String)]) -> Output {
+    let mut command = Command::new("git");
+    command
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            message,
+        ])
+        .current_dir(project)
+        .env("CARGO_TARGET_DIR", build_dir())
+        .env_remove("CARGO_MANIFEST_DIR");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}

@@ -259,7 +259,7 @@ pub(super) struct Hook {
 enum HookAction {
     /// Write the hook (keeping any lines of an existing pre-commit hook).
     Install {
-        /// How the hook runs this tool [default: as it was run now].
+        /// How the hook runs this tool's `models` commands [default: as it was run now].
         #[arg(long, hide = true)]
         command: Option<String>,
         #[command(flatten)]
@@ -560,7 +560,7 @@ impl Hook {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
         match self.action {
             HookAction::Install { command, common } => {
-                let command = command.unwrap_or_else(|| crate::commands::program().to_owned());
+                let command = command.unwrap_or_else(crate::commands::invocation);
                 Ok(hook::install(&Context::open(defaults, &common.location(false))?, &command)?.exit_code())
             }
             HookAction::Uninstall { common } => {

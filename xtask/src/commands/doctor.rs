@@ -13,7 +13,8 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use crate::commands::{Context, Report, hook};
+use crate::commands::hook::{self, Installed};
+use crate::commands::{Context, Report};
 use crate::engine::check::{Glance, glance};
 use crate::engine::manifest::Model;
 use crate::engine::plan::{self, Selection};
@@ -78,17 +79,15 @@ pub(crate) fn run(cx: &Context, selection: &Selection, options: &Options) -> Res
     certificates(&mut findings);
     space(cx, &models, options.cache.as_ref(), &mut findings);
     leftovers(cx, options.cache.as_ref(), &mut findings);
-    findings.push(match hook::installed(cx) {
-        Some(true) => {
-            Finding { topic: "hook", ok: true, detail: "the pre-commit hook verifies the models".into() }
+    let detail = match hook::installed(cx) {
+        Installed::Hook => "the pre-commit hook verifies the models".to_owned(),
+        Installed::Framework => {
+            "the pre-commit framework's models-verify hook verifies the models".to_owned()
         }
-        Some(false) => Finding {
-            topic: "hook",
-            ok: true,
-            detail: format!("no pre-commit hook; `{}` adds one", cx.command("hook install")),
-        },
-        None => Finding { topic: "hook", ok: true, detail: "not in a git repository: no hook".into() },
-    });
+        Installed::No { why } => format!("{why}; `{}` adds one", cx.command("hook install")),
+        Installed::NoRepository => "not in a git repository: no hook".to_owned(),
+    };
+    findings.push(Finding { topic: "hook", ok: true, detail });
     let urls = if options.urls { probe_urls(&models, options) } else { Vec::new() };
     let problems =
         findings.iter().filter(|f| !f.ok).count() + urls.iter().filter(|u| u.error.is_some()).count();

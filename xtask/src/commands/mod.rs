@@ -14,5 +14,5 @@ pub(crate) mod run;
 pub(crate) mod status;
 pub(crate) mod verify;
 
-pub(crate) use context::{Context, Location, absolute, program, set_standalone};
+pub(crate) use context::{Context, Location, absolute, invocation, set_standalone};
 pub use context::{Defaults, Report};
