@@ -119,7 +119,7 @@ fn the_pre_commit_framework_runs_the_hooks_where_there_is_no_cargo_and_hook_inst
     std::fs::write(project.join(".gitignore"), "checkpoints/\n").unwrap();
     let tool = Path::new(crate::TOOL);
     let cache = ("XTASK_MODELS_CACHE_DIR", dir.path().join("cache").display().to_string());
-    let fetched = run(tool, &["models", "fetch"], &project, &[cache.clone()]);
+    let fetched = run(tool, &["models", "fetch"], &project, std::slice::from_ref(&cache));
     assert!(fetched.status.success(), "{}", text(&fetched));
     // This repository, at the commit under test, as the hooks' source.
     let head = tests::git(&repo(), &["rev-parse", "HEAD"]);
