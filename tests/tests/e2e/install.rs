@@ -131,7 +131,7 @@ fn the_pre_commit_framework_runs_the_hooks_where_there_is_no_cargo_and_hook_inst
     std::fs::write(project.join(".pre-commit-config.yaml"), config).unwrap();
     assert!(tests::git(&project, &["init", "-q"]).status.success());
     let home = ("PRE_COMMIT_HOME", dir.path().join("pre-commit-home").display().to_string());
-    let installed = run(&pre_commit, &["install"], &project, &[home.clone()]);
+    let installed = run(&pre_commit, &["install"], &project, std::slice::from_ref(&home));
     assert!(installed.status.success(), "{}", text(&installed));
     let framework_hook = std::fs::read(project.join(".git/hooks/pre-commit")).unwrap();
 
