@@ -73,7 +73,8 @@ fn the_ci_workflow_is_yaml_that_caches_on_the_manifest_and_fetches() {
 #[test]
 fn the_ci_cache_cannot_freeze_half_filled() {
     // The exact key is saved once per manifest: only a successful run may write it; a
-    // failed run's progress goes under a per-run key that the next run restores from.
+    // failed fetch's progress is saved only when it grew, under a key holding its size,
+    // which the next run restores from.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/models-cache.yml");
     let text = std::fs::read_to_string(path).unwrap();
     let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
@@ -92,7 +93,17 @@ fn the_ci_cache_cannot_freeze_half_filled() {
                 "the exact key only after a complete fetch: {condition}"
             );
         } else {
-            assert!(key.contains("github.run_id") && condition.contains("failure()"), "{key}: {condition}");
+            // Progress only: after the fetch itself failed, and only when it grew.
+            assert!(key == format!("{exact}-partial-${{{{ steps.after.outputs.bytes }}}}"), "{key}");
+            assert!(
+                condition.contains("failure()") && condition.contains("steps.fetch.outcome == 'failure'"),
+                "{condition}"
+            );
+            assert!(
+                condition
+                    .contains("fromJSON(steps.after.outputs.bytes) > fromJSON(steps.before.outputs.bytes)"),
+                "{condition}"
+            );
         }
     }
     assert_eq!(saves.len(), 2, "one save for success, one for failure");
