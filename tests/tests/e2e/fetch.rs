@@ -391,3 +391,16 @@ fn jobs_download_files_concurrently_and_one_job_does_not() {
     sb.models(&["fetch", "--jobs", "3"]).expect(0);
     assert!(server.most_concurrent() >= 2, "{}", server.most_concurrent());
 }
+
+#[test]
+fn a_model_glob_selects_every_model_whose_name_it_matches() {
+    let sc = scenario();
+    sc.model("sadtalker-256", "a.bin", payload(100, 590));
+    sc.model("sadtalker-512", "b.bin", payload(100, 591));
+    sc.model("gfpgan-1.4", "c.bin", payload(100, 592));
+    sc.models(&["fetch", "--model", "sadtalker-*"]).expect(0);
+    assert!(sc.file("a.bin").exists() && sc.file("b.bin").exists() && !sc.file("c.bin").exists());
+    let none = sc.models(&["fetch", "--model", "wav2lip-*"]);
+    none.expect(2);
+    assert!(none.stderr.contains("no model name matches \"wav2lip-*\""), "{}", none.stderr);
+}

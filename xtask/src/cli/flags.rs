@@ -343,7 +343,8 @@ struct SourceArgs {
 
 #[derive(Args, Debug)]
 struct SelectArgs {
-    /// Select this model (repeatable). Without --model/--group: every non-optional model.
+    /// Select this model (repeatable): its name, its path, its file name, or a glob of
+    /// names (`'sadtalker-*'`). Without --model/--group: every non-optional model.
     #[arg(long = "model", value_name = "NAME")]
     models: Vec<String>,
     /// Select every model of this group (repeatable).

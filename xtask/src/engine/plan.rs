@@ -30,6 +30,20 @@ pub(crate) struct Selection {
 pub(crate) fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Result<Vec<&'m Model>, Error> {
     let mut named = Vec::with_capacity(selection.models.len());
     for asked in &selection.models {
+        // A glob (`'sadtalker-*'`) names every model whose name it matches, at least one.
+        if asked.contains(['*', '?']) {
+            let matched: Vec<&str> = manifest
+                .models
+                .iter()
+                .filter(|m| glob_matches(asked, &m.name))
+                .map(|m| m.name.as_str())
+                .collect();
+            if matched.is_empty() {
+                return Err(Error::Usage(format!("no model name matches {asked:?}{NO_SUCH_MODEL}")));
+            }
+            named.extend(matched);
+            continue;
+        }
         named.push(resolve_model(manifest, asked)?.name.as_str());
     }
     for group in &selection.groups {
@@ -57,6 +71,30 @@ pub(crate) fn select<'m>(manifest: &'m Manifest, selection: &Selection) -> Resul
         }
     });
     Ok(picked.collect())
+}
+
+/// Whether `name` matches the shell-style `pattern`: `*` any run of characters, `?` one.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // The classic two-pointer match with one backtrack point for the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(at) = star {
+            i = at + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
 }
 
 /// The model `asked` names: by name, by path (a leading `./` or `checkpoints/` aside), or
@@ -231,6 +269,18 @@ pub(crate) fn check_free_space(needs: &[SpaceNeed]) -> Result<(), Shortfall> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_names_as_a_shell_does() {
+        assert!(glob_matches("sadtalker-*", "sadtalker-256"));
+        assert!(glob_matches("*-1.4", "gfpgan-1.4"));
+        assert!(glob_matches("mapping-00?09", "mapping-00109"));
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("a*b*c", "a-b-b-c"));
+        assert!(!glob_matches("sadtalker-*", "gfpgan-1.4"));
+        assert!(!glob_matches("mapping-00?09", "mapping-00229"));
+        assert!(!glob_matches("a*b", "a-b-c"));
+    }
 
     fn manifest() -> Manifest {
         let model = |name: &str, group: Option<&str>, optional: bool| Model {
