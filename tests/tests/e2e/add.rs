@@ -184,3 +184,20 @@ fn eight_adds_at_once_on_one_manifest_keep_all_eight_entries() {
     assert_eq!(manifest.matches("[[model]]").count(), 8, "{manifest}");
     sc.models(&["verify"]).expect(0);
 }
+
+#[test]
+fn the_first_add_of_a_project_makes_its_manifest_and_a_failed_one_leaves_none() {
+    let sc = scenario();
+    let data = payload(3000, 595);
+    sc.serve("/m.bin", vec![Reply::Body(data.clone())]);
+    let _ = std::fs::remove_file(&sc.manifest);
+    // A dry run, then one that fails: neither leaves a manifest behind.
+    sc.models(&["add", &sc.url("/m.bin"), "--dry-run"]).expect(0);
+    assert!(!sc.manifest.exists(), "a dry run writes nothing");
+    sc.models(&args_with(&["add", &sc.url("/gone.bin"), "--retries", "0"], FAST)).expect(1);
+    assert!(!sc.manifest.exists(), "a failed add leaves no manifest");
+    sc.models(&["add", &sc.url("/m.bin")]).expect(0);
+    let text = std::fs::read_to_string(&sc.manifest).unwrap();
+    assert!(text.starts_with("# The model files") && text.contains("path = \"m.bin\""), "{text}");
+    sc.models(&["verify"]).expect(0);
+}

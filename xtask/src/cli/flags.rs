@@ -540,7 +540,26 @@ impl Mirror {
 
 impl Add {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
-        let cx = Context::open(defaults, &self.common.location(false))?;
+        let location = self.common.location(false);
+        // The first `add` of a project makes its manifest (only where none is; a dry run
+        // or a failure removes it again, when it is still just what was written here).
+        let manifest = absolute(location.manifest.as_deref().unwrap_or(&defaults.manifest))?;
+        let made = !manifest.exists();
+        let dry_run = self.dry_run;
+        if made {
+            crate::store::fs::write_atomically(&manifest, add::NEW_MANIFEST.as_bytes())
+                .map_err(|e| Error::io("create the manifest", &manifest, e))?;
+        }
+        let result = self.add(defaults, &location);
+        let pinned = matches!(result, Ok(0)) && !dry_run;
+        if made && !pinned && std::fs::read_to_string(&manifest).is_ok_and(|t| t == add::NEW_MANIFEST) {
+            let _ = std::fs::remove_file(&manifest);
+        }
+        result
+    }
+
+    fn add(self, defaults: &Defaults, location: &Location) -> Result<u8> {
+        let cx = Context::open(defaults, location)?;
         let mut urls = vec![self.url];
         urls.extend(self.more_urls);
         let request = add::Request {

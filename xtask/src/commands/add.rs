@@ -29,6 +29,10 @@ use crate::store::lock::{self, Mode};
 use crate::store::partial::Partial;
 use crate::store::stamp::Stamps;
 
+/// What the first `add` of a project writes before appending its entry.
+pub(crate) const NEW_MANIFEST: &str =
+    "# The model files this project needs, pinned. `add URL` appends one; `fetch` gets them all.\n";
+
 /// `--max-size` when not given: larger than any checkpoint, small enough that an endless
 /// body cannot fill a disk unnoticed.
 pub(crate) const DEFAULT_MAX_SIZE: u64 = 64 << 30;
