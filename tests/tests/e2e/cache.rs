@@ -168,6 +168,13 @@ fn offline_mode_uses_only_local_sources() {
     let run = fresh.models(&["fetch", "--offline", "--verbose"]);
     assert!(run.stderr.contains(&format!("`{TOOL} models fetch --model m0` without")), "{}", run.stderr);
     assert_eq!(server.requests().len(), 3, "offline made no request");
+    // Made offline by the variable, the hints name the variable, not a flag never typed.
+    let mut by_variable = sandbox();
+    by_variable.write_manifest(&pins);
+    by_variable.set_env("XTASK_MODELS_OFFLINE", "1");
+    let run = by_variable.models(&["fetch"]);
+    run.expect(1);
+    assert!(run.stderr.contains("XTASK_MODELS_OFFLINE turned --offline on: unset it"), "{}", run.stderr);
 }
 
 /// A scenario with two models served, fetched once through the shared cache.

@@ -61,8 +61,7 @@ pub(super) const LINK_MODE_ENV: &str = "XTASK_MODELS_LINK_MODE";
 
 /// Space- or comma-separated mirrors for every fetch on this machine.
 pub(super) const MIRRORS_ENV: &str = "XTASK_MODELS_MIRRORS";
-/// `1` (or `true`, `yes`) makes every fetch offline.
-pub(super) const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
+pub(super) use crate::commands::fetch::OFFLINE_ENV;
 
 /// The `--mirror` values, then the environment's, each parsed (a bad one stops the run).
 pub(super) fn mirrors(given: Vec<String>) -> Result<Vec<crate::source::Source>> {

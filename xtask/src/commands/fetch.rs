@@ -27,6 +27,9 @@ use crate::text::human_bytes;
 use crate::ui::out;
 
 mod report;
+
+/// `1` (or `true`, `yes`) makes every fetch offline, as `--offline` does.
+pub(crate) const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
 use report::{Totals, json_report, print_summary, report_failures, report_fallbacks, report_one};
 
 pub(crate) fn run(cx: &Context, selection: &Selection, settings: &Settings) -> Result<Report> {

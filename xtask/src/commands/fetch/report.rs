@@ -221,6 +221,9 @@ fn causes<'t>(tried: impl Iterator<Item = &'t Tried>) -> Vec<String> {
             };
             let hint = match class {
                 Class::HostNotFound => "check the network connection and DNS; behind a proxy, set HTTPS_PROXY; or fetch from a mirror (--mirror) or from local sources only (--offline)",
+                Class::Offline if offline_by_variable() => {
+                    "XTASK_MODELS_OFFLINE turned --offline on: unset it (or set it to 0) to download them"
+                }
                 other => other.hint(),
             };
             format!("{headline}\n    -> {hint}")
@@ -255,15 +258,32 @@ pub(super) fn print_summary(cx: &Context, t: &Totals, skip_checks: bool) {
     cx.say(&line);
 }
 
+/// How to fetch a model this offline run could not: without `--offline`, or, when the
+/// variable turned it on, without the variable (a flag the user never typed is no hint).
+fn offline_hint(cx: &Context, model: &str) -> String {
+    let command = cx.command_for("fetch", model);
+    match offline_by_variable() {
+        true => format!(
+            "{} turned --offline on: with it unset (or 0), `{command}` fetches it",
+            super::OFFLINE_ENV
+        ),
+        false => format!("`{command}` without --offline fetches it"),
+    }
+}
+
+/// Whether the variable, not the flag, made this run offline (the flag may be there too).
+fn offline_by_variable() -> bool {
+    std::env::var(super::OFFLINE_ENV)
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
 /// Everything a user needs to put the file in place without this tool.
 fn manual_download_block(cx: &Context, model: &Model, dest: &Utf8Path, tried: &[Tried]) -> String {
     let mut out = format!("error: could not fetch {} ({})\n  tried:\n", model.name, model.shown_path());
     for (i, Tried { site, fault }) in tried.iter().enumerate() {
         let hint = match fault.class {
             // The command that fetches this one model, as it was run here.
-            Class::Offline => {
-                format!("`{}` without --offline fetches it", cx.command_for("fetch", &model.name))
-            }
+            Class::Offline => offline_hint(cx, &model.name),
             class => class.hint().to_owned(),
         };
         out.push_str(&format!("    {}. {}\n       {fault}\n       hint: {hint}\n", i + 1, site));
