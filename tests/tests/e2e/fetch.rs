@@ -23,7 +23,13 @@ fn a_second_fetch_downloads_nothing() {
     let second = sc.models(&["fetch"]);
     second.expect(0);
     assert_eq!(sc.server.requests().len(), 2, "the second run made no request");
-    assert!(second.stdout.contains("fetched 0") && second.stdout.contains("present 2"), "{}", second.stdout);
+    // Nothing to do is said in one line.
+    assert_eq!(
+        second.stdout, "nothing to do: all selected models are present and verified (2 in all)\n",
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.stderr, "", "no line per present model");
 }
 
 #[test]

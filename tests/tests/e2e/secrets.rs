@@ -122,8 +122,7 @@ fn a_manifest_name_with_shell_syntax_is_one_quoted_word_in_the_hook() {
     assert!(git(&["init", "-q"]).status.success());
     let manifest = sb.dir.join("m'$(touch PWNED)'.toml");
     std::fs::write(&manifest, "# nothing pinned yet\n").unwrap();
-    let tool = env!("CARGO_BIN_EXE_xtask-under-test");
-    let install = ["models", "hook", "install", "--command", tool, "--manifest", manifest.to_str().unwrap()];
+    let install = ["models", "hook", "install", "--manifest", manifest.to_str().unwrap()];
     let install: Vec<String> = install.iter().map(|a| a.to_string()).collect();
     sb.run_raw(&install).expect(0);
     assert!(git(&["add", "-A"]).status.success());

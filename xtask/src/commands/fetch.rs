@@ -99,8 +99,11 @@ pub(crate) fn provision<'m>(
     let trust = if settings.skip_checks { Trust::Presence } else { Trust::Stamps };
     let steps = plan::survey(models, &cx.checkpoints, trust, settings.jobs);
     let (present, missing): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.state.is_present());
-    for step in &present {
-        cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
+    // A model already in place is news only when something else happens too, or asked.
+    if cx.verbose || present.len() < models.len() {
+        for step in &present {
+            cx.reporter.note(&format!("{}: present at {}", step.model.name, step.dest));
+        }
     }
     let needs = space_needed(cx, settings, &missing);
     let needed = needs.first().map_or(0, |need| need.bytes);

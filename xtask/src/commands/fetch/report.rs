@@ -242,6 +242,11 @@ pub(super) struct Totals {
 }
 
 pub(super) fn print_summary(cx: &Context, t: &Totals, skip_checks: bool) {
+    if t.fetched + t.from_cache + t.failed == 0 && !skip_checks {
+        let what = if t.present == 1 { "the 1 selected model is" } else { "all selected models are" };
+        cx.say(&format!("nothing to do: {what} present and verified ({} in all)", t.present));
+        return;
+    }
     let mut line = format!(
         "fetched {} ({} in {:.1}s, {}), from cache {}, present {}, failed {}",
         t.fetched,
