@@ -64,9 +64,12 @@ fn clean_removes_partials_and_unlisted_files_but_keeps_models_and_gitignore() {
 }
 
 #[test]
-fn clean_all_removes_the_models_too() {
+fn clean_all_removes_the_models_too_only_with_a_word_that_says_so() {
     let sb = populated();
-    sb.models(&["clean", "--all"]).expect(0);
+    let asked = sb.models(&["clean", "--all"]);
+    asked.expect(2);
+    assert!(asked.stderr.contains("add --yes") && sb.file("sub/kept.bin").exists(), "{}", asked.stderr);
+    sb.models(&["clean", "--all", "--yes"]).expect(0);
     assert!(!sb.file("sub/kept.bin").exists());
     assert!(sb.file(".gitignore").exists());
 }
@@ -79,7 +82,7 @@ fn clean_never_follows_a_symlink_out_of_the_checkpoints_dir() {
     std::fs::write(outside.join("precious.bin"), b"mine").unwrap();
     std::os::unix::fs::symlink(&outside, sb.file("link-to-outside")).unwrap();
     std::os::unix::fs::symlink(outside.join("precious.bin"), sb.file("file-link")).unwrap();
-    let run = sb.models(&["clean", "--all"]);
+    let run = sb.models(&["clean", "--all", "--yes"]);
     run.expect(0);
     assert_eq!(std::fs::read(outside.join("precious.bin")).unwrap(), b"mine");
     assert!(std::fs::symlink_metadata(sb.file("link-to-outside")).is_ok(), "links are left alone");

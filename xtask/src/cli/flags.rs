@@ -125,9 +125,12 @@ pub(super) struct Clean {
     /// List what would be removed, remove nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Also remove the model files the manifest lists.
+    /// Also remove the model files the manifest lists (with --yes, which says so).
     #[arg(long)]
     all: bool,
+    /// Yes, remove the models themselves too: what --all asks for.
+    #[arg(long, requires = "all")]
+    yes: bool,
     /// Also remove files this tool did not make (refused where a .git is inside).
     #[arg(long)]
     unknown: bool,
@@ -508,6 +511,14 @@ impl Status {
 impl Clean {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
         let cx = Context::open(defaults, &self.common.location(false))?;
+        // Deleting the models themselves takes a word that says so (a dry run only lists).
+        if self.all && !self.yes && !self.dry_run {
+            return Err(Error::usage(format!(
+                "--all removes the model files themselves too (gigabytes to download again): \
+                 add --yes to do that, or see what would go with `{}`",
+                cx.command("clean --all --dry-run")
+            )));
+        }
         let cache = if self.cache { cache_at(self.cache_dir, &cx.reporter) } else { None };
         let options = clean::Options { dry_run: self.dry_run, all: self.all, unknown: self.unknown, cache };
         Ok(clean::run(&cx, &options)?.exit_code())

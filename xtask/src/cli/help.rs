@@ -26,7 +26,7 @@ Examples:
   cargo xtask models clean --dry-run             # list what would go
   cargo xtask models clean                       # remove partial files and models no longer listed
   cargo xtask models clean --unknown             # also files this tool did not make
-  cargo xtask models clean --all                 # remove the model files as well
+  cargo xtask models clean --all --yes           # remove the model files as well
   cargo xtask models clean --cache --dry-run     # list cache entries not pinned here
 
 Exit codes: 0 done, 1 some file could not be removed, 2 usage or manifest error.";
