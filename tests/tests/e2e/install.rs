@@ -18,6 +18,14 @@ fn build_dir() -> PathBuf {
     repo().join("target/pip-build")
 }
 
+/// Held by each test for its whole run: two maturin builds at once in one target folder
+/// remove each other's output (`target/pip-build/maturin/model-pins`). One after the
+/// other, the second finds the first's build.
+fn one_build_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A fresh virtualenv at `dir`, or `None` after the skip line.
 fn venv(dir: &Path, test: &str) -> Option<PathBuf> {
     let python = tests::daemons::require("python3", test)?;
@@ -68,6 +76,7 @@ fn python_project(dir: &Path, server: &Server, data: &[u8]) -> PathBuf {
 #[test]
 fn pip_installs_the_model_pins_command_and_it_fetches_with_no_rust_in_sight() {
     let test = "pip_installs_the_model_pins_command";
+    let _build = one_build_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let Some(bin) = venv(&dir.path().join("venv"), test) else { return };
     let installed = run(
@@ -111,6 +120,7 @@ fn pre_commit(test: &str) -> Option<PathBuf> {
 fn the_pre_commit_framework_runs_the_hooks_where_there_is_no_cargo_and_hook_install_steps_aside() {
     let test = "pre_commit_framework";
     let Some(pre_commit) = pre_commit(test) else { return };
+    let _build = one_build_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start();
     let data = payload(5000, 581);
