@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::parse::{
     ConnectionCount, LINK_MODE_ENV, OFFLINE_ENV, cache_at, mirrors, parse_connections, parse_link_mode,
-    parse_seconds, parse_secs, parse_switch,
+    parse_seconds, parse_secs, parse_switch, path_arg,
 };
 use crate::commands::{
     Context, Defaults, Location, absolute, add, clean, doctor, fetch, hook, init, mirror, run as run_command,
@@ -393,22 +393,6 @@ impl CommonArgs {
             silent: false,
         }
     }
-}
-
-/// A path from the command line. Windows allows no `"` in a name: one there is the end of
-/// `"C:\my folder\"` (as PowerShell 5.1 completes a folder), whose `\"` the command line
-/// rules read as an escaped quote, so the quote and every option after it became part of
-/// the path. Said as it happened, with how to type it.
-fn path_arg(text: &str) -> Result<Utf8PathBuf, String> {
-    if cfg!(windows) && text.contains('"') {
-        let meant = text.split('"').next().unwrap_or(text).trim_end_matches('\\');
-        return Err(format!(
-            "the path holds a `\"`, so what followed it on the command line became part of the path: \
-             on Windows a `\\` right before a closing quote escapes the quote. Type the path without \
-             the trailing backslash (\"{meant}\") or with it doubled (\"{meant}\\\\\")"
-        ));
-    }
-    Ok(Utf8PathBuf::from(text))
 }
 
 /// The settings of a fetch from the command line and the environment.

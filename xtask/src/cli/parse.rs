@@ -84,3 +84,19 @@ pub(super) fn cache_at(dir: Option<Utf8PathBuf>, reporter: &Reporter) -> Option<
     let root = absolute(&root?).ok()?;
     Some(Cache { root })
 }
+
+/// A path from the command line. Windows allows no `"` in a name: one there is the end of
+/// `"C:\my folder\"` (as PowerShell 5.1 completes a folder), whose `\"` the command line
+/// rules read as an escaped quote, so the quote and every option after it became part of
+/// the path. Said as it happened, with how to type it.
+pub(super) fn path_arg(text: &str) -> Result<Utf8PathBuf, String> {
+    if cfg!(windows) && text.contains('"') {
+        let meant = text.split('"').next().unwrap_or(text).trim_end_matches('\\');
+        return Err(format!(
+            "the path holds a `\"`, so what followed it on the command line became part of the path: \
+             on Windows a `\\` right before a closing quote escapes the quote. Type the path without \
+             the trailing backslash (\"{meant}\") or with it doubled (\"{meant}\\\\\")"
+        ));
+    }
+    Ok(Utf8PathBuf::from(text))
+}
