@@ -8,7 +8,7 @@ use tests::server::etag_of;
 use tests::{Pin, Reply, Server, payload, sha256_hex, wait_until};
 
 use crate::Rng;
-use crate::{FAST, args_with, sandbox, scenario};
+use crate::{FAST, TOOL, args_with, sandbox, scenario};
 
 const MIB: usize = 1 << 20;
 
@@ -279,4 +279,31 @@ fn kill_9_at_twenty_random_moments_never_leaves_a_wrong_file_and_resumes() {
     let log: Vec<_> =
         sc.server.requests().iter().map(|r| (r.path.clone(), r.range.clone(), r.body_bytes)).collect();
     assert!(resumed > 0, "partial transfers resumed rather than restarted: {log:?}");
+}
+
+#[test]
+fn ctrl_c_says_the_partials_are_kept_and_the_same_command_resumes_them() {
+    let sc = scenario();
+    let data = payload(400_000, 596);
+    // The first answer sends part of the file, then holds the connection open.
+    sc.serve("/m", vec![Reply::Stall { body: data.clone(), after: 150_000 }, Reply::Body(data.clone())]);
+    sc.pin("m", "m.bin", &data, &["/m"]);
+    let fetch = sc.spawn_logged(&["fetch", "--no-cache"]);
+    wait_until(Duration::from_secs(60), "bytes in the partial", || {
+        sc.partials().iter().any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+    });
+    // SAFETY: the pid is our own child's, still running (it waits on the stalled body).
+    unsafe { libc::kill(fetch.pid() as libc::pid_t, libc::SIGINT) };
+    let run = fetch.finish();
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "interrupted: partial downloads are kept; `{TOOL} models fetch` resumes them"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!sc.partials().is_empty(), "the partial stays");
+    sc.models(&["fetch", "--no-cache"]).expect(0);
+    assert_eq!(std::fs::read(sc.file("m.bin")).unwrap(), *data);
 }

@@ -26,6 +26,7 @@ use crate::store::stamp::Stamps;
 use crate::text::human_bytes;
 use crate::ui::out;
 
+mod interrupt;
 mod report;
 
 /// `1` (or `true`, `yes`) makes every fetch offline, as `--offline` does.
@@ -39,6 +40,7 @@ pub(crate) fn run(cx: &Context, selection: &Selection, settings: &Settings) -> R
         );
     }
     let models = cx.select(selection)?;
+    interrupt::explain_on_interrupt(&cx.command("fetch"));
     let Provision { present, provided, elapsed } = provision(cx, &models, settings, cx)?;
     let mut totals = Totals { present: present.len(), elapsed, ..Totals::default() };
     for Provided { outcome, .. } in &provided {
