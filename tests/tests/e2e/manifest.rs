@@ -322,3 +322,25 @@ fn deep_nesting_and_huge_numbers_are_refused_not_crashed_on() {
         assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
     }
 }
+
+#[test]
+fn each_commands_help_speaks_of_that_command_only() {
+    let sb = sandbox();
+    let verify = sb.models(&["verify", "--help"]);
+    verify.expect(0);
+    for foreign in ["--connections", "--log-file", "--verbose", "server"] {
+        assert!(!verify.stdout.contains(foreign), "verify --help offers {foreign}: {}", verify.stdout);
+    }
+    assert!(verify.stdout.contains("How many files to hash at once"), "{}", verify.stdout);
+    for command in ["status", "clean", "doctor"] {
+        let help = sb.models(&[command, "--help"]);
+        assert!(!help.stdout.contains("--log-file"), "{command} logs no download: {}", help.stdout);
+    }
+    let fetch = sb.models(&["fetch", "--help"]);
+    assert!(
+        fetch.stdout.contains("--log-file") && fetch.stdout.contains("--connections"),
+        "{}",
+        fetch.stdout
+    );
+    sb.models(&["verify", "--log-file", "x.log"]).expect(2);
+}

@@ -39,6 +39,8 @@ pub(super) struct Fetch {
     json: bool,
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    output: DownloadArgs,
     // Last: its help heading then holds these two alone.
     #[command(flatten)]
     old: OldScriptArgs,
@@ -70,8 +72,9 @@ pub(super) struct Verify {
     /// Check models.toml alone (schema, duplicates, hashes, paths, URLs); touch no files.
     #[arg(long, conflicts_with_all = ["skip_checks", "full", "models", "groups", "all"])]
     manifest_only: bool,
-    #[command(flatten)]
-    jobs: JobsArgs,
+    /// How many files to hash at once (1: one after another).
+    #[arg(long, short, value_name = "N", default_value_t = DEFAULT_JOBS as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
     /// Print one JSON document on stdout (schema in docs/json.md).
     #[arg(long)]
     json: bool,
@@ -197,6 +200,8 @@ pub(super) struct Add {
     transfer: TransferArgs,
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    output: DownloadArgs,
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +216,8 @@ pub(super) struct Run {
     sources: SourceArgs,
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    output: DownloadArgs,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -367,12 +374,17 @@ struct CommonArgs {
     /// Where model files live [default: checkpoints/ beside the manifest].
     #[arg(long, value_name = "DIR", value_parser = path_arg)]
     checkpoints_dir: Option<Utf8PathBuf>,
-    /// Append a timestamped record of every download attempt to FILE.
-    #[arg(long, value_name = "FILE", value_parser = path_arg)]
-    log_file: Option<Utf8PathBuf>,
     /// Print only errors and the final summary.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// What a command that downloads can say about its downloads.
+#[derive(Args, Debug)]
+struct DownloadArgs {
+    /// Append a timestamped record of every download attempt to FILE.
+    #[arg(long, value_name = "FILE", value_parser = path_arg)]
+    log_file: Option<Utf8PathBuf>,
     /// Print every source given up on as it happens, and each failed model's full
     /// manual-download instructions (a run with several failures otherwise groups them
     /// by cause, one line per model).
@@ -385,13 +397,15 @@ impl CommonArgs {
         Location {
             manifest: self.manifest.clone(),
             checkpoints: self.checkpoints_dir.clone(),
-            log_file: self.log_file.clone(),
             quiet: self.quiet,
-            verbose: self.verbose,
             json,
-            stdout_taken: false,
-            silent: false,
+            ..Location::default()
         }
+    }
+
+    /// The location of a command that downloads, with what it says about downloads.
+    fn downloading(&self, json: bool, output: &DownloadArgs) -> Location {
+        Location { log_file: output.log_file.clone(), verbose: output.verbose, ..self.location(json) }
     }
 }
 
@@ -419,7 +433,7 @@ impl From<SelectArgs> for Selection {
 
 impl Fetch {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
-        let cx = Context::open(defaults, &self.common.location(self.json))?;
+        let cx = Context::open(defaults, &self.common.downloading(self.json, &self.output))?;
         if self.old.no_deps {
             cx.reporter
                 .note("note: --no-deps: this tool has no runtime dependencies to install; nothing to skip");
@@ -443,7 +457,7 @@ impl Fetch {
 impl Run {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
         // The command's output is the run's output: the tool's own goes to stderr.
-        let location = Location { stdout_taken: true, ..self.common.location(false) };
+        let location = Location { stdout_taken: true, ..self.common.downloading(false, &self.output) };
         let cx = Context::open(defaults, &location)?;
         let settings = fetch_settings(&cx, self.transfer.settings(), false, &self.jobs, self.sources)?;
         run_command::run(&cx, &self.select.into(), &settings, &self.command)
@@ -464,7 +478,7 @@ impl Verify {
             (false, true) => Trust::Hash,
             (false, false) => Trust::Stamps,
         };
-        Ok(verify::run(&cx, &self.select.into(), trust, self.jobs.jobs.into())?.exit_code())
+        Ok(verify::run(&cx, &self.select.into(), trust, self.jobs.into())?.exit_code())
     }
 }
 
@@ -535,7 +549,7 @@ impl Mirror {
 
 impl Add {
     pub(super) fn run(self, defaults: &Defaults) -> Result<u8> {
-        let location = self.common.location(false);
+        let location = self.common.downloading(false, &self.output);
         // The first `add` of a project makes its manifest (only where none is; a dry run
         // or a failure removes it again, when it is still just what was written here).
         let manifest = absolute(location.manifest.as_deref().unwrap_or(&defaults.manifest))?;
