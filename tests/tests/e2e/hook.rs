@@ -123,3 +123,38 @@ fn outside_a_git_repository_doctor_and_hook_install_say_so_in_their_own_words() 
     assert!(install.stderr.contains("is not inside a git repository"), "{}", install.stderr);
     assert!(!install.stderr.contains("fatal:"), "{}", install.stderr);
 }
+
+#[test]
+fn a_tag_releases_a_binary_and_a_wheel_per_platform_with_their_checksums() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/release.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let doc = &docs[0];
+    let tags: Vec<&str> =
+        doc["on"]["push"]["tags"].as_vec().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    assert_eq!(tags, ["v*"]);
+    let targets: Vec<&str> = doc["jobs"]["binaries"]["strategy"]["matrix"]["include"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row["target"].as_str())
+        .collect();
+    for target in [
+        "x86_64-unknown-linux-gnu",
+        "aarch64-unknown-linux-gnu",
+        "x86_64-apple-darwin",
+        "aarch64-apple-darwin",
+    ] {
+        assert!(targets.contains(&target), "{target}: {targets:?}");
+    }
+    // The Windows binary is the target the Windows lane proves under wine.
+    assert!(targets.contains(&"x86_64-pc-windows-gnu"), "{targets:?}");
+    assert!(text.contains("cargo build --release --locked -p model-pins"), "the binary is model-pins");
+    assert!(text.contains("PyO3/maturin-action") && text.contains("--locked"), "wheels from pyproject.toml");
+    let release = doc["jobs"]["release"]["steps"].as_vec().unwrap();
+    let run = |name: &str| {
+        release.iter().find(|s| s["name"].as_str() == Some(name)).and_then(|s| s["run"].as_str())
+    };
+    assert_eq!(run("SHA256SUMS"), Some("sha256sum * > SHA256SUMS"));
+    assert!(run("Attach everything to the release").is_some_and(|r| r.contains("out/*")));
+}
