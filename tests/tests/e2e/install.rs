@@ -2,6 +2,7 @@
 //! `model-pins` command) into a fresh virtualenv under the target folder, and run by the
 //! pre-commit framework from a repository that has no Cargo workspace. The real `pip`,
 //! `maturin` and `pre-commit`; a missing one fails under `CI=true` and skips elsewhere.
+//! maturin comes from the wheel `.ci/run` downloads (pinned), with no package index.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,6 +27,25 @@ fn one_build_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The folder holding the maturin wheel `.ci/run` downloads; every pip these tests run
+/// (the pre-commit framework's too) installs from it, with no package index. `None`
+/// after the skip line.
+fn wheelhouse(test: &str) -> Option<PathBuf> {
+    let dir = repo().join("target/wheelhouse");
+    let has_maturin = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("maturin-"));
+    if has_maturin {
+        return Some(dir);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(!ci, "no maturin wheel in {}, and CI=true: `.ci/run` downloads it", dir.display());
+    tests::skipped(test, "no maturin wheel in target/wheelhouse (`.ci/run` downloads it)");
+    None
+}
+
 /// A fresh virtualenv at `dir`, or `None` after the skip line.
 fn venv(dir: &Path, test: &str) -> Option<PathBuf> {
     let python = tests::daemons::require("python3", test)?;
@@ -44,7 +64,7 @@ fn venv(dir: &Path, test: &str) -> Option<PathBuf> {
 fn run(program: &Path, args: &[&str], cwd: &Path, env: &[(&str, String)]) -> Output {
     let mut command = Command::new(program);
     command.args(args).current_dir(cwd).stdin(Stdio::null());
-    command.env("CARGO_TARGET_DIR", build_dir());
+    command.env("CARGO_TARGET_DIR", build_dir()).envs(pip_offline());
     for var in
         ["CARGO_MANIFEST_DIR", "XTASK_MODELS_MANIFEST", "XTASK_MODELS_CACHE_DIR", "VIRTUAL_ENV", "PIP_USER"]
     {
@@ -54,6 +74,11 @@ fn run(program: &Path, args: &[&str], cwd: &Path, env: &[(&str, String)]) -> Out
         command.env(name, value);
     }
     command.output().expect("the program runs")
+}
+
+/// What makes every pip install maturin from the wheelhouse, never from an index.
+fn pip_offline() -> [(&'static str, PathBuf); 2] {
+    [("PIP_FIND_LINKS", repo().join("target/wheelhouse")), ("PIP_NO_INDEX", PathBuf::from("1"))]
 }
 
 fn text(output: &Output) -> String {
@@ -77,6 +102,7 @@ fn python_project(dir: &Path, server: &Server, data: &[u8]) -> PathBuf {
 fn pip_installs_the_model_pins_command_and_it_fetches_with_no_rust_in_sight() {
     let test = "pip_installs_the_model_pins_command";
     let _build = one_build_at_a_time();
+    let Some(_) = wheelhouse(test) else { return };
     let dir = tempfile::tempdir().unwrap();
     let Some(bin) = venv(&dir.path().join("venv"), test) else { return };
     let installed = run(
@@ -120,6 +146,7 @@ fn pre_commit(test: &str) -> Option<PathBuf> {
 fn the_pre_commit_framework_runs_the_hooks_where_there_is_no_cargo_and_hook_install_steps_aside() {
     let test = "pre_commit_framework";
     let Some(pre_commit) = pre_commit(test) else { return };
+    let Some(_) = wheelhouse(test) else { return };
     let _build = one_build_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start();
@@ -198,6 +225,7 @@ fn commit(project: &Path, message: &str, env: &[(&str, String)]) -> Output {
         ])
         .current_dir(project)
         .env("CARGO_TARGET_DIR", build_dir())
+        .envs(pip_offline())
         .env_remove("CARGO_MANIFEST_DIR");
     for (name, value) in env {
         command.env(name, value);
