@@ -37,14 +37,7 @@ pub(super) fn parse_seconds(text: &str) -> Result<Duration, String> {
     parse_secs(text).map(Duration::from_secs_f64)
 }
 
-/// A switch a variable may set: 1, true, yes, on; or 0, false, no, off, empty (unset).
-pub(super) fn parse_switch(text: &str) -> Result<bool, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{text:?} is not a switch (from --offline or {OFFLINE_ENV}); use 1 or 0")),
-    }
-}
+pub(super) use crate::commands::fetch::parse_switch;
 
 /// A link mode; an empty variable counts as unset (auto).
 pub(super) fn parse_link_mode(text: &str) -> Result<LinkMode, String> {

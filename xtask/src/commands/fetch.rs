@@ -31,6 +31,15 @@ mod report;
 
 /// `1` (or `true`, `yes`) makes every fetch offline, as `--offline` does.
 pub(crate) const OFFLINE_ENV: &str = "XTASK_MODELS_OFFLINE";
+
+/// A switch a variable may set: 1, true, yes, on; or 0, false, no, off, empty (unset).
+pub(crate) fn parse_switch(text: &str) -> std::result::Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{text:?} is not a switch (from --offline or {OFFLINE_ENV}); use 1 or 0")),
+    }
+}
 use report::{Totals, json_report, print_summary, report_failures, report_fallbacks, report_one};
 
 pub(crate) fn run(cx: &Context, selection: &Selection, settings: &Settings) -> Result<Report> {

@@ -106,14 +106,11 @@ pub(crate) fn run(
 /// each under its lock and only where nothing else changed (the same inode, size and
 /// mtime): otherwise the next `verify` and `fetch` would hash the whole file again.
 fn restamp_after_link(cx: &Context, cache: Option<&Cache>, model: &Model, dest: &Utf8Path) {
-    let unchanged = |was: &Fingerprint, now: &Fingerprint| {
-        (was.inode, was.device, was.len, was.mtime_ns) == (now.inode, now.device, now.len, now.mtime_ns)
-    };
     if let Some(cache) = cache
         && let Ok((_held, _)) = lock::acquire(&cache.lock(&model.sha256), Mode::Exclusive, || {})
         && let (Some(was), Ok(meta)) =
             (cache.recorded(&model.sha256), fs::metadata(cache.entry(&model.sha256)))
-        && unchanged(&was, &Fingerprint::of(&meta))
+        && was.only_links_moved(&Fingerprint::of(&meta))
     {
         cache.restamp(&model.sha256);
     }
@@ -129,7 +126,7 @@ fn restamp_after_link(cx: &Context, cache: Option<&Cache>, model: &Model, dest: 
         return;
     };
     let now = Fingerprint::of(&meta);
-    if meta.is_file() && !stamp.vouches_for(&now) && unchanged(&stamp.fingerprint, &now) {
+    if meta.is_file() && !stamp.vouches_for(&now) && stamp.fingerprint.only_links_moved(&now) {
         let _ = Stamps::record(&cx.checkpoints, vec![(rel, Stamp { fingerprint: now, ..stamp })]);
     }
 }

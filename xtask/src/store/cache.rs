@@ -95,7 +95,7 @@ impl Cache {
         // All of it, ctime too: only the tool's own links move it without a rehash, and
         // each of those rewrites this stamp (`restamp`).
         let now = Fingerprint::of(&meta);
-        let stamped = fs::read_to_string(self.stamp(sha256)).ok().and_then(|t| Fingerprint::decode(&t));
+        let stamped = self.recorded(sha256);
         if stamped == Some(now) && now.len == size {
             return Entry::Good;
         }

@@ -74,6 +74,13 @@ impl Fingerprint {
             && (self.links == 0 || self.links == now.links)
     }
 
+    /// Whether `now` is the same file with the same bytes as far as the metadata tells
+    /// (inode, device, size, mtime), its ctime and link count aside: what links made to
+    /// it or removed (a cache entry pruned, a mirror linked) move, and nothing else.
+    pub(crate) fn only_links_moved(&self, now: &Fingerprint) -> bool {
+        (self.inode, self.device, self.len, self.mtime_ns) == (now.inode, now.device, now.len, now.mtime_ns)
+    }
+
     /// `len mtime_ns ctime_ns inode device links`, on one line.
     pub(crate) fn encode(&self) -> String {
         let Fingerprint { len, mtime_ns, ctime_ns, inode, device, links } = self;
@@ -132,12 +139,7 @@ impl Stamp {
     /// cache entry pruned, another checkout linked). A file put there since (another
     /// inode, other bytes, another mtime) is the user's.
     pub(crate) fn describes(&self, now: &Fingerprint) -> bool {
-        let was = &self.fingerprint;
-        self.vouches_for(now)
-            || (was.inode == now.inode
-                && was.device == now.device
-                && was.len == now.len
-                && was.mtime_ns == now.mtime_ns)
+        self.vouches_for(now) || self.fingerprint.only_links_moved(now)
     }
 }
 

@@ -278,8 +278,7 @@ fn offline_hint(cx: &Context, model: &str) -> String {
 
 /// Whether the variable, not the flag, made this run offline (the flag may be there too).
 fn offline_by_variable() -> bool {
-    std::env::var(super::OFFLINE_ENV)
-        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    std::env::var(super::OFFLINE_ENV).is_ok_and(|v| super::parse_switch(&v) == Ok(true))
 }
 
 /// Everything a user needs to put the file in place without this tool.
